@@ -1,0 +1,19 @@
+"""hebbkern: fused CPU, CUDA and Triton kernels for synaptic plasticity in PyTorch."""
+
+from . import nn, reference
+from ._extension import available as extension_available
+from .backends import BACKENDS, use_backend
+from .ops import plastic_rnn
+from .types import PlasticState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "PlasticState",
+    "extension_available",
+    "nn",
+    "plastic_rnn",
+    "reference",
+    "use_backend",
+]

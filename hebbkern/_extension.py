@@ -1,0 +1,34 @@
+"""Loads the compiled extension ``hebbkern._C`` (it registers the ``torch.ops.hebbkern`` ops)."""
+
+from __future__ import annotations
+
+import warnings
+
+_error: Exception | None = None
+try:
+    from . import _C  # noqa: F401
+except ImportError as e:  # a source checkout without a build, or a torch ABI mismatch
+    _error = e
+
+_warned = False
+
+
+def available() -> bool:
+    """True when the compiled kernels are loaded."""
+    return _error is None
+
+
+def load_error() -> Exception | None:
+    return _error
+
+
+def warn_missing_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"hebbkern's compiled extension is not available ({_error}); falling back to the eager "
+            "reference, which is much slower. Build it with `pip install .` or `make wheel`.",
+            RuntimeWarning,
+            stacklevel=3,
+        )

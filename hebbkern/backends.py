@@ -1,0 +1,69 @@
+"""Backend selection: which implementation an op runs.
+
+``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel); an explicit name
+forces one. :func:`use_backend` changes the default inside a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+from . import _extension
+
+BACKENDS = ("reference", "cpu")  # "cuda" and "triton" join when their kernels land
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None) -> Iterator[None]:
+    """Make ``name`` the default backend of hebbkern ops inside the block (None: automatic)."""
+    if name is not None:
+        _check_name(name)
+    previous = getattr(_local, "default", None)
+    _local.default = name
+    try:
+        yield
+    finally:
+        _local.default = previous
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+
+
+_warned_no_gpu_backend = False
+
+
+def resolve(backend: str | None, device: torch.device) -> str:
+    """The backend an op on ``device`` runs, given the caller's ``backend`` argument."""
+    if backend is None:
+        backend = getattr(_local, "default", None)
+    if backend is not None:
+        _check_name(backend)
+        if backend == "cpu":
+            if device.type != "cpu":
+                raise ValueError(f"backend 'cpu' needs CPU tensors, got tensors on {device}")
+            if not _extension.available():
+                raise RuntimeError(f"backend 'cpu' needs the compiled extension: {_extension.load_error()}")
+        return backend
+    if device.type == "cpu":
+        if _extension.available():
+            return "cpu"
+        _extension.warn_missing_once()
+        return "reference"
+    global _warned_no_gpu_backend
+    if not _warned_no_gpu_backend:
+        _warned_no_gpu_backend = True
+        warnings.warn(
+            f"hebbkern has no fused kernel for {device.type} tensors yet; using the eager reference",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return "reference"

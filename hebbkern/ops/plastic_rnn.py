@@ -1,0 +1,188 @@
+"""``hebbkern.plastic_rnn``: the plastic recurrent layer over a whole sequence (SPEC.md section 1).
+
+The kernels are the ``torch.ops.hebbkern.plastic_rnn_fwd`` / ``plastic_rnn_bwd`` custom ops (C++
+schemas in csrc/ops.cpp). This file gives them fake kernels and autograd, so they run under
+``torch.compile(fullgraph=True)``, and wraps them in the public function.
+
+Memory: the forward saves the trace only every ``K ~ sqrt(T)`` steps; the backward recomputes the
+traces inside each chunk. Autograd keeps O(T/K) ``[B, N, N]`` tensors instead of several per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .. import _extension, backends
+from .. import reference as _reference
+from .._validation import MODULATED_RULES, check_plastic_rnn_args
+from ..types import PlasticState
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def checkpoint_interval(T: int) -> int:
+    """Steps between saved traces: sqrt(T) balances saved checkpoints against recomputed steps."""
+    return max(1, math.ceil(math.sqrt(T)))
+
+
+if _extension.available():
+
+    @torch.library.register_fake("hebbkern::plastic_rnn_fwd")
+    def _plastic_rnn_fwd_fake(
+        u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
+        clip, ckpt_every,
+    ):  # fmt: skip
+        T, B, N = u.shape
+        C = (T + ckpt_every - 1) // ckpt_every
+        retro = rule == "retro"
+        return (
+            u.new_empty(T, B, N),
+            u.new_empty(B, N, N),
+            u.new_empty(B, N, N) if retro else u.new_empty(0),
+            u.new_empty(C, B, N, N),
+            u.new_empty(C, B, N, N) if retro else u.new_empty(0),
+            u.new_empty(T, B) if rule in MODULATED_RULES else u.new_empty(0),
+        )
+
+    @torch.library.register_fake("hebbkern::plastic_rnn_bwd")
+    def _plastic_rnn_bwd_fake(
+        grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask,
+        eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every,
+    ):  # fmt: skip
+        T, B, N = u.shape
+        retro = rule == "retro"
+        modulated = rule in MODULATED_RULES
+
+        def empty():
+            return u.new_empty(0)
+
+        return (
+            u.new_empty(T, B, N),
+            u.new_empty(N, N),
+            torch.empty_like(alpha),
+            u.new_empty(B, N),
+            u.new_empty(B, N, N),
+            u.new_empty(B, N, N) if retro else empty(),
+            u.new_empty(()) if rule != "neuromod" else empty(),
+            u.new_empty(N) if modulated else empty(),
+            u.new_empty(()) if modulated else empty(),
+            u.new_empty(N) if fanout_w is not None else empty(),
+            u.new_empty(N) if fanout_w is not None else empty(),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        (u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
+         rule, clip, ckpt_every) = inputs  # fmt: skip
+        h, _, _, hebb_ckpt, elig_ckpt, mod = output
+        ctx.save_for_backward(
+            u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b,
+            fanout_w, fanout_b,
+        )  # fmt: skip
+        ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
+        ctx.given = (h0 is not None, hebb0 is not None, elig0 is not None)
+
+    def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_mod):
+        (u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b,
+         fanout_w, fanout_b) = ctx.saved_tensors  # fmt: skip
+        retro = ctx.rule == "retro"
+        (du, dw, dalpha, dh0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
+         dfanout_b) = torch.ops.hebbkern.plastic_rnn_bwd(
+            grad_h, grad_hebb, grad_elig if retro else None, u, w, alpha, h0, h, hebb_ckpt,
+            elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
+            ctx.ckpt_every,
+        )  # fmt: skip
+        has_h0, has_hebb0, has_elig0 = ctx.given
+
+        def keep(grad, given):
+            return grad if given else None
+
+        return (
+            du, dw, dalpha, keep(dh0, has_h0), keep(dhebb0, has_hebb0), keep(delig0, has_elig0),
+            None, keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
+            keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
+            keep(dfanout_b, fanout_b is not None), None, None, None,
+        )  # fmt: skip
+
+    torch.library.register_autograd(
+        "hebbkern::plastic_rnn_fwd", _backward, setup_context=_setup_context
+    )
+
+
+def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if x is None else x.to(dtype)
+
+
+def plastic_rnn(
+    u: Tensor,
+    w: Tensor,
+    alpha: Tensor,
+    *,
+    rule: str = "hebb",
+    eta: float | Tensor | None = None,
+    mod_w: Tensor | None = None,
+    mod_b: float | Tensor | None = None,
+    fanout_w: Tensor | None = None,
+    fanout_b: Tensor | None = None,
+    clip: float = 1.0,
+    h0: Tensor | None = None,
+    hebb0: Tensor | None = None,
+    elig0: Tensor | None = None,
+    clamp_mask: Tensor | None = None,
+    backend: str | None = None,
+) -> tuple[Tensor, PlasticState]:
+    r"""Runs a plastic recurrent layer over a sequence (SPEC.md section 1).
+
+    For t = 1..T, with the trace ``H`` indexed ``[b, pre, post]``::
+
+        h_t = tanh(u_t + h_{t-1} (w + alpha * H_{t-1}))    (clamped neurons: h_t = u_t)
+        H_t = rule(H_{t-1}, h_{t-1}, h_t)
+
+    Args:
+        u: input drive ``[T, B, N]`` (already projected).
+        w: fixed weights ``[N, N]``, indexed ``[pre, post]``.
+        alpha: plasticity coefficients: ``[N, N]`` (per connection), ``[N]`` (per post-synaptic
+            neuron) or 0-dim (scalar).
+        rule: ``"hebb"`` (decaying Hebb), ``"oja"``, ``"clip"`` (additive, clipped), ``"neuromod"``
+            (neuromodulated, clipped) or ``"retro"`` (retroactive neuromodulation through an
+            eligibility trace).
+        eta: trace (or, for ``"retro"``, eligibility) rate: float or 0-dim tensor. Not used by
+            ``"neuromod"``.
+        mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]``.
+        fanout_w, fanout_b: optional per-neuron fan-out of the modulator, both ``[N]``.
+        clip: bound ``c`` of the clipped rules (``> 0``).
+        h0, hebb0, elig0: initial activity ``[B, N]``, trace and eligibility ``[B, N, N]``
+            (zeros when omitted).
+        clamp_mask: ``[T, B, N]`` bool mask of neurons clamped to their input.
+        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+
+    Returns:
+        ``(h, state)``: the activity ``[T, B, N]`` and :class:`~hebbkern.PlasticState` ``(h, hebb,
+        elig)`` after the last step. Differentiable with respect to every floating tensor argument
+        except the (boolean) clamp mask.
+    """
+    a = check_plastic_rnn_args(
+        u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
+        fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+    )  # fmt: skip
+    if backends.resolve(backend, u.device) == "reference":
+        return _reference.plastic_rnn(
+            u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
+            fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+        )  # fmt: skip
+
+    # The C++ kernel computes in float32 or float64; half inputs run with float32 state and
+    # accumulation and come back in their own dtype.
+    io_dtype = u.dtype
+    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    T = a.shape[0]
+    h, hebb, elig, _, _, _ = torch.ops.hebbkern.plastic_rnn_fwd(
+        a.u.to(dt), a.w.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.hebb0, dt),
+        _to(a.elig0, dt), a.clamp_mask, _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
+        _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, checkpoint_interval(T),
+    )  # fmt: skip
+    h = h.to(io_dtype)
+    state = PlasticState(h[-1], hebb.to(io_dtype), elig.to(io_dtype) if rule == "retro" else None)
+    return h, state

@@ -1,0 +1,20 @@
+"""Small public types shared by ops and modules."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor
+
+
+class PlasticState(NamedTuple):
+    """Recurrent state of a plastic layer after the last step.
+
+    h:    final activity ``[B, N]``
+    hebb: final Hebbian trace ``[B, N, N]`` (indexed ``[b, pre, post]``)
+    elig: final eligibility trace ``[B, N, N]`` for rule ``"retro"``, else ``None``
+    """
+
+    h: Tensor
+    hebb: Tensor
+    elig: Tensor | None = None
