@@ -3,13 +3,26 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/plastic_rnn_kernel_args.h"
 #include "plastic_rnn.h"
 
+namespace {
+// _C.cpu_isa() -> str: the instruction set the CPU kernels run with (for benchmark reports).
+PyObject* cpu_isa(PyObject*, PyObject*) {
+  return PyUnicode_FromString(hebbkern::cpu::isa_name(hebbkern::cpu::active_isa()));
+}
+
+PyMethodDef methods[] = {
+    {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set used by the CPU kernels."},
+    {nullptr, nullptr, 0, nullptr},
+};
+}  // namespace
+
 extern "C" {
-// `import hebbkern._C` loads this library, which runs the TORCH_LIBRARY registrations below. The
-// module itself defines nothing: every entry point goes through torch.ops.hebbkern.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+// `import hebbkern._C` loads this library, which runs the TORCH_LIBRARY registrations below. Every
+// kernel entry point goes through torch.ops.hebbkern; the module itself only reports build facts.
+PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 }

@@ -1,0 +1,387 @@
+// Body of the CPU plastic_rnn kernels, compiled once per instruction set.
+//
+// Included only by plastic_rnn_isa_*.cpp, after they select a target ISA and define
+// HEBBKERN_CPU_ISA (the namespace of the entry points). Everything here has internal linkage and
+// uses no library templates, so the copies built for different ISAs never get merged by the linker.
+//
+// Work layout: samples are independent, so the caller splits the batch over threads and each thread
+// runs the whole time loop of a sample with its [N, N] trace hot in cache. Inner loops run over the
+// post-synaptic index j (contiguous) and are written for the vectoriser.
+//
+// Forward: ONE pass over the trace per step. Row i first receives the pending update of step t-1
+// (which needed all of h_{t-1}), then feeds step t's mat-vec.
+//
+// Backward: the forward saved the trace every K steps. Per chunk (last to first) the K traces are
+// recomputed into scratch, then the steps are walked backwards. Each step's pass over the rows fuses
+// the mat-vec adjoint of step t (pass B) with the trace-update adjoint of step t-1 (pass A), so the
+// adjoint of the trace is read and written once per step.
+#ifndef HEBBKERN_CPU_ISA
+#error "define HEBBKERN_CPU_ISA before including plastic_rnn_kernel.h"
+#endif
+
+#include <cmath>
+#include <cstring>
+
+#include "plastic_rnn_kernel_args.h"
+
+namespace hebbkern {
+namespace cpu {
+namespace HEBBKERN_CPU_ISA {
+namespace {
+
+template <typename T>
+inline void fill_zero(T* x, int64_t n) {
+  std::memset(x, 0, sizeof(T) * n);
+}
+
+template <typename T>
+inline void copy(T* dst, const T* src, int64_t n) {
+  std::memcpy(dst, src, sizeof(T) * n);
+}
+
+// m_t[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
+template <typename T>
+inline void fanout(const RnnArgs<T>& p, T s, T* M) {
+  if (p.fan_w) {
+    for (int64_t j = 0; j < p.N; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
+  } else {
+    for (int64_t j = 0; j < p.N; ++j) M[j] = s;
+  }
+}
+
+// Applies one step's trace update to one row (pre-synaptic neuron) of the trace.
+template <Rule R, typename T>
+inline void update_row(T* __restrict__ H, T* __restrict__ E, T pre, const T* __restrict__ post,
+                       const T* __restrict__ M, T eta, T clip, int64_t N) {
+  if constexpr (has_eligibility(R)) {
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) trace_forward<R>(H[j], E[j], pre, post[j], M[j], eta, clip);
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) {
+      T unused = T(0);
+      trace_forward<R>(H[j], unused, pre, post[j], M[j], eta, clip);
+    }
+  }
+}
+
+template <Rule R, typename T>
+void forward_sample(const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b, T* scratch) {
+  constexpr bool kElig = has_eligibility(R);
+  const int64_t N = p.N, NN = N * N, B = p.B;
+  T* acc = scratch;  // a_t
+  T* M = acc + N;    // m_t per post neuron
+  T* zeros = M + N;
+  fill_zero(M, N);
+  fill_zero(zeros, N);
+  T* H = o.hebb_T + b * NN;  // the trace, updated in place
+  T* E = kElig ? o.elig_T + b * NN : nullptr;
+  if (p.hebb0) copy(H, p.hebb0 + b * NN, NN);
+  else fill_zero(H, NN);
+  if constexpr (kElig) {
+    if (p.elig0) copy(E, p.elig0 + b * NN, NN);
+    else fill_zero(E, NN);
+  }
+  const T* hprev = p.h0 ? p.h0 + b * N : zeros;  // h_{t-1}
+  const T* hpp = nullptr;                        // h_{t-2}: pre of the pending update
+
+  for (int64_t t = 0; t < p.T_; ++t) {
+    const bool ck = (t % p.K) == 0;
+    T* ckH = ck ? o.ck_h + ((t / p.K) * B + b) * NN : nullptr;
+    T* ckE = (ck && kElig) ? o.ck_e + ((t / p.K) * B + b) * NN : nullptr;
+    const T* u_t = p.u + (t * B + b) * N;
+    copy(acc, u_t, N);
+    for (int64_t i = 0; i < N; ++i) {
+      T* Hrow = H + i * N;
+      T* Erow = kElig ? E + i * N : nullptr;
+      if (hpp) update_row<R>(Hrow, Erow, hpp[i], hprev, M, p.eta, p.clip, N);
+      if (ckH) {
+        copy(ckH + i * N, Hrow, N);
+        if (ckE) copy(ckE + i * N, Erow, N);
+      }
+      const T x = hprev[i];
+      const T* __restrict__ wrow = p.w + i * N;
+      const T* __restrict__ Arow = p.A + i * N;
+      const T* __restrict__ Hr = Hrow;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) acc[j] += x * (wrow[j] + Arow[j] * Hr[j]);
+    }
+    T* h_t = o.h + (t * B + b) * N;
+    const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
+    for (int64_t j = 0; j < N; ++j) {
+      const T y = std::tanh(acc[j]);
+      h_t[j] = (c_t && c_t[j]) ? u_t[j] : y;
+    }
+    if constexpr (is_modulated(R)) {
+      T z = p.mod_b;
+      for (int64_t j = 0; j < N; ++j) z += h_t[j] * p.mod_w[j];
+      const T s = std::tanh(z);
+      o.mod[t * B + b] = s;
+      fanout(p, s, M);
+    }
+    hpp = hprev;
+    hprev = h_t;
+  }
+  for (int64_t i = 0; i < N; ++i)
+    update_row<R>(H + i * N, kElig ? E + i * N : nullptr, hpp[i], hprev, M, p.eta, p.clip, N);
+}
+
+// Per-sample backward state: adjoint vectors of h_t, h_{t-1}, h_{t-2}, rotated after each step.
+template <typename T>
+struct Adjoints {
+  T* cur;    // adjoint of h_t
+  T* prev;   // adjoint of h_{t-1}
+  T* prev2;  // adjoint of h_{t-2}
+  T* dM;     // adjoint of m_t
+  T* dMp;    // adjoint of m_{t-1}
+  void rotate(int64_t N) {
+    T* c = cur;
+    cur = prev;
+    prev = prev2;
+    prev2 = c;
+    fill_zero(prev2, N);
+    T* m = dM;
+    dM = dMp;
+    dMp = m;
+    fill_zero(dMp, N);
+  }
+};
+
+// Adjoint of step t's trace update for one row, in place on (dH, dE). Adds dpre to *pre_adj, dpost
+// to post_adj[j], dmod to dM[j]; returns the row's contribution to d eta.
+template <Rule R, typename T>
+inline T rule_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ Erow, T pre,
+                          const T* __restrict__ post, const T* __restrict__ M, T eta, T clip,
+                          T* __restrict__ dHrow, T* __restrict__ dErow, T* pre_adj,
+                          T* __restrict__ post_adj, T* __restrict__ dM, int64_t N) {
+  T dpre = 0, deta = 0;
+  if constexpr (has_eligibility(R)) {
+#pragma omp simd reduction(+ : dpre, deta)
+    for (int64_t j = 0; j < N; ++j) {
+      const TraceGrad<T> g =
+          trace_backward<R>(Hrow[j], Erow[j], pre, post[j], M[j], eta, clip, dHrow[j], dErow[j]);
+      dpre += g.d_pre;
+      post_adj[j] += g.d_post;
+      dM[j] += g.d_mod;
+      deta += g.d_eta;
+    }
+  } else {
+#pragma omp simd reduction(+ : dpre, deta)
+    for (int64_t j = 0; j < N; ++j) {
+      T unused = T(0);
+      const TraceGrad<T> g =
+          trace_backward<R>(Hrow[j], T(0), pre, post[j], M[j], eta, clip, dHrow[j], unused);
+      dpre += g.d_pre;
+      post_adj[j] += g.d_post;
+      if constexpr (is_modulated(R)) dM[j] += g.d_mod;
+      deta += g.d_eta;
+    }
+  }
+  *pre_adj += dpre;
+  return deta;
+}
+
+// Adjoint of a_t = u_t + h_{t-1} (w + A * H_{t-1}) for one row: adds to dH and dA, returns the
+// row's contribution to the adjoint of h_{t-1}[i].
+template <typename T>
+inline T matvec_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ wrow,
+                            const T* __restrict__ Arow, T x, const T* __restrict__ da,
+                            T* __restrict__ dHrow, T* __restrict__ dArow, int64_t N) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < N; ++j) {
+    const T xd = x * da[j];
+    dHrow[j] += Arow[j] * xd;
+    dArow[j] += xd * Hrow[j];
+    acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
+  }
+  return acc;
+}
+
+template <Rule R, typename T>
+void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
+                     int64_t b, T* scratch) {
+  constexpr bool kElig = has_eligibility(R);
+  constexpr bool kMod = is_modulated(R);
+  const int64_t N = p.N, NN = N * N, B = p.B, T_ = p.T_, K = p.K;
+  T* Hbuf = scratch;  // traces before each step of the current chunk
+  T* Ebuf = Hbuf + K * NN;
+  T* v = Ebuf + (kElig ? K * NN : 0);
+  Adjoints<T> adj{v, v + N, v + 2 * N, v + 3 * N, v + 4 * N};
+  T* M = v + 5 * N;    // m_t
+  T* Mp = v + 6 * N;   // m_{t-1}
+  T* da = v + 7 * N;   // adjoint of a_t
+  T* zeros = v + 8 * N;
+  fill_zero(v, 9 * N);
+
+  T* dH = o.dH0 + b * NN;  // adjoint of the trace, walked back in place to d hebb0
+  T* dE = kElig ? o.dE0 + b * NN : nullptr;
+  if (in.gH) copy(dH, in.gH + b * NN, NN);
+  else fill_zero(dH, NN);
+  if constexpr (kElig) {
+    if (in.gE) copy(dE, in.gE + b * NN, NN);
+    else fill_zero(dE, NN);
+  }
+  T* dA = o.dA + b * NN;
+  T deta = 0, dmb = 0;
+  T* dmw = kMod ? o.dmw + b * N : nullptr;
+  T* dfw = o.dfw ? o.dfw + b * N : nullptr;
+  T* dfb = o.dfb ? o.dfb + b * N : nullptr;
+  const T* h0 = p.h0 ? p.h0 + b * N : zeros;
+  auto h_at = [&](int64_t t) -> const T* { return t < 0 ? h0 : in.h + (t * B + b) * N; };
+  auto mod_at = [&](int64_t t, T* out) {
+    if constexpr (kMod) fanout(p, in.mod[t * B + b], out);
+  };
+
+  const int64_t n_chunks = (T_ + K - 1) / K;
+  for (int64_t c = n_chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * K, t1 = (t0 + K < T_) ? t0 + K : T_;
+    // Recompute the traces before steps t0 .. t1-1 from the chunk's checkpoint.
+    copy(Hbuf, in.ck_h + (c * B + b) * NN, NN);
+    if constexpr (kElig) copy(Ebuf, in.ck_e + (c * B + b) * NN, NN);
+    for (int64_t t = t0; t < t1 - 1; ++t) {
+      const int64_t k = t - t0;
+      mod_at(t, M);
+      const T* pre = h_at(t - 1);
+      const T* post = h_at(t);
+      for (int64_t i = 0; i < N; ++i) {
+        T* Hn = Hbuf + (k + 1) * NN + i * N;
+        T* En = kElig ? Ebuf + (k + 1) * NN + i * N : nullptr;
+        copy(Hn, Hbuf + k * NN + i * N, N);
+        if constexpr (kElig) copy(En, Ebuf + k * NN + i * N, N);
+        update_row<R>(Hn, En, pre[i], post, M, p.eta, p.clip, N);
+      }
+    }
+    // The last step of the chunk: its trace-update adjoint could not be fused with the step after
+    // it (that one lives in the next chunk), so it runs on its own.
+    {
+      const int64_t t = t1 - 1, k = t - t0;
+      mod_at(t, M);
+      const T* hp = h_at(t - 1);
+      const T* hc = h_at(t);
+      for (int64_t i = 0; i < N; ++i) {
+        deta += rule_adjoint_row<R>(Hbuf + k * NN + i * N, kElig ? Ebuf + k * NN + i * N : nullptr,
+                                    hp[i], hc, M, p.eta, p.clip, dH + i * N,
+                                    kElig ? dE + i * N : nullptr, adj.prev + i, adj.cur, adj.dM, N);
+      }
+    }
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t k = t - t0;
+      const T* hc = h_at(t);
+      const T* hp = h_at(t - 1);
+      // Complete the adjoint of h_t: output gradient and the neuromodulator.
+      if (in.gh) {
+        const T* g = in.gh + (t * B + b) * N;
+        for (int64_t j = 0; j < N; ++j) adj.cur[j] += g[j];
+      }
+      if constexpr (kMod) {
+        const T s = in.mod[t * B + b];
+        T ds = 0;
+        for (int64_t j = 0; j < N; ++j) ds += p.fan_w ? adj.dM[j] * p.fan_w[j] : adj.dM[j];
+        if (dfw) {
+          for (int64_t j = 0; j < N; ++j) {
+            dfw[j] += adj.dM[j] * s;
+            dfb[j] += adj.dM[j];
+          }
+        }
+        const T dz = ds * (T(1) - s * s);
+        dmb += dz;
+        for (int64_t j = 0; j < N; ++j) {
+          adj.cur[j] += dz * p.mod_w[j];
+          dmw[j] += dz * hc[j];
+        }
+      }
+      // Through h_t = clamp ? u_t : tanh(a_t).
+      const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
+      T* du_t = o.du + (t * B + b) * N;
+      T* da_t = o.da + (t * B + b) * N;
+      for (int64_t j = 0; j < N; ++j) {
+        const bool clamped = c_t && c_t[j];
+        da[j] = clamped ? T(0) : adj.cur[j] * (T(1) - hc[j] * hc[j]);
+        du_t[j] = clamped ? adj.cur[j] : da[j];
+        da_t[j] = da[j];
+      }
+      const T* Hp = Hbuf + k * NN;
+      if (t > t0) {
+        // Fused pass: mat-vec adjoint of step t, then trace-update adjoint of step t-1, row by row.
+        const T* Hpp = Hbuf + (k - 1) * NN;
+        const T* Epp = kElig ? Ebuf + (k - 1) * NN : nullptr;
+        const T* hpp = h_at(t - 2);
+        mod_at(t - 1, Mp);
+        for (int64_t i = 0; i < N; ++i) {
+          adj.prev[i] += matvec_adjoint_row(Hp + i * N, p.w + i * N, p.A + i * N, hp[i], da,
+                                            dH + i * N, dA + i * N, N);
+          deta += rule_adjoint_row<R>(Hpp + i * N, kElig ? Epp + i * N : nullptr, hpp[i], hp, Mp,
+                                      p.eta, p.clip, dH + i * N, kElig ? dE + i * N : nullptr,
+                                      adj.prev2 + i, adj.prev, adj.dMp, N);
+        }
+      } else {
+        for (int64_t i = 0; i < N; ++i)
+          adj.prev[i] += matvec_adjoint_row(Hp + i * N, p.w + i * N, p.A + i * N, hp[i], da,
+                                            dH + i * N, dA + i * N, N);
+      }
+      adj.rotate(N);
+    }
+  }
+  copy(o.dh0 + b * N, adj.cur, N);
+  o.deta[b] = deta;
+  if (o.dmb) o.dmb[b] = dmb;
+}
+
+template <Rule R>
+struct RuleTag {
+  static constexpr Rule value = R;
+};
+
+// Calls f(RuleTag<r>{}): one instantiation of the kernels per rule.
+template <typename F>
+void with_rule(Rule r, F&& f) {
+  switch (r) {
+    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{});
+    case Rule::Oja: return f(RuleTag<Rule::Oja>{});
+    case Rule::Clip: return f(RuleTag<Rule::Clip>{});
+    case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
+    case Rule::Retro: return f(RuleTag<Rule::Retro>{});
+  }
+}
+
+template <typename T>
+void forward_range(Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0, int64_t b1,
+                   T* scratch) {
+  with_rule(r, [&](auto tag) {
+    constexpr Rule R = decltype(tag)::value;
+    for (int64_t b = b0; b < b1; ++b) forward_sample<R, T>(p, o, b, scratch);
+  });
+}
+
+template <typename T>
+void backward_range(Rule r, const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
+                    int64_t b0, int64_t b1, T* scratch) {
+  with_rule(r, [&](auto tag) {
+    constexpr Rule R = decltype(tag)::value;
+    for (int64_t b = b0; b < b1; ++b) backward_sample<R, T>(p, in, o, b, scratch);
+  });
+}
+
+}  // namespace
+
+void forward(Rule r, const RnnArgs<float>& p, const FwdOutPtrs<float>& o, int64_t b0, int64_t b1,
+             float* scratch) {
+  forward_range(r, p, o, b0, b1, scratch);
+}
+void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0,
+             int64_t b1, double* scratch) {
+  forward_range(r, p, o, b0, b1, scratch);
+}
+void backward(Rule r, const RnnArgs<float>& p, const BwdInPtrs<float>& in,
+              const BwdOutPtrs<float>& o, int64_t b0, int64_t b1, float* scratch) {
+  backward_range(r, p, in, o, b0, b1, scratch);
+}
+void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,
+              const BwdOutPtrs<double>& o, int64_t b0, int64_t b1, double* scratch) {
+  backward_range(r, p, in, o, b0, b1, scratch);
+}
+
+}  // namespace HEBBKERN_CPU_ISA
+}  // namespace cpu
+}  // namespace hebbkern
