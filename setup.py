@@ -1,7 +1,7 @@
 """Builds hebbkern's one compiled extension, ``hebbkern._C``.
 
-C++ sources (csrc/*.cpp, csrc/cpu/*.cpp) are always compiled. CUDA sources (csrc/cuda/*.cu) are added
-whenever nvcc and a CUDA build of torch are present; no GPU is needed to compile them.
+C++ sources (csrc/*.cpp, csrc/cpu/*.cpp) are always compiled. CUDA sources (csrc/cuda/*.cu) are
+added whenever nvcc and a CUDA build of torch are present; no GPU is needed to compile them.
 
 Environment switches:
   HEBBKERN_CUDA=auto|0|1   auto (default): CUDA when possible; 0: never; 1: required (error if not).
@@ -50,7 +50,7 @@ def extension():
     )
     if want_cuda(cuda_sources):
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        nvcc = ["-O3", "--use_fast_math", "-lineinfo", "-Xptxas", "-v", "-std=c++17"]
+        nvcc = ["-O3", "--use_fast_math", "-lineinfo", "-Xptxas", "-v"]
         return CUDAExtension(
             sources=cpp_sources + cuda_sources,
             extra_compile_args={"cxx": cxx + ["-DHEBBKERN_WITH_CUDA"], "nvcc": nvcc},

@@ -1,31 +1,9 @@
 // Schemas of hebbkern's custom ops and their per-device implementations. Fake (meta) kernels and
-// autograd are registered from Python (hebbkern/ops/), next to the functional API.
-#include <Python.h>
+// autograd are registered from Python (hebbkern/ops/), next to the functional API. This file has no
+// Python dependency, so libtorch users link the same registrations (CMakeLists.txt).
 #include <torch/library.h>
 
-#include "cpu/plastic_rnn_kernel_args.h"
 #include "plastic_rnn.h"
-
-namespace {
-// _C.cpu_isa() -> str: the instruction set the CPU kernels run with (for benchmark reports).
-PyObject* cpu_isa(PyObject*, PyObject*) {
-  return PyUnicode_FromString(hebbkern::cpu::isa_name(hebbkern::cpu::active_isa()));
-}
-
-PyMethodDef methods[] = {
-    {"cpu_isa", cpu_isa, METH_NOARGS, "Instruction set used by the CPU kernels."},
-    {nullptr, nullptr, 0, nullptr},
-};
-}  // namespace
-
-extern "C" {
-// `import hebbkern._C` loads this library, which runs the TORCH_LIBRARY registrations below. Every
-// kernel entry point goes through torch.ops.hebbkern; the module itself only reports build facts.
-PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
-  return PyModule_Create(&module_def);
-}
-}
 
 namespace hebbkern {
 

@@ -23,30 +23,23 @@ using FwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Te
 using BwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                           at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-FwdOut plastic_rnn_fwd_cpu(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-                           const std::optional<at::Tensor>& h0,
-                           const std::optional<at::Tensor>& hebb0,
-                           const std::optional<at::Tensor>& elig0,
-                           const std::optional<at::Tensor>& clamp_mask,
-                           const std::optional<at::Tensor>& eta,
-                           const std::optional<at::Tensor>& mod_w,
-                           const std::optional<at::Tensor>& mod_b,
-                           const std::optional<at::Tensor>& fanout_w,
-                           const std::optional<at::Tensor>& fanout_b, const std::string& rule,
-                           double clip, int64_t ckpt_every);
+FwdOut plastic_rnn_fwd_cpu(
+    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
+    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
+    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
+    int64_t ckpt_every);
 
-BwdOut plastic_rnn_bwd_cpu(const std::optional<at::Tensor>& grad_h,
-                           const std::optional<at::Tensor>& grad_hebb,
-                           const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
-                           const at::Tensor& w, const at::Tensor& alpha,
-                           const std::optional<at::Tensor>& h0, const at::Tensor& h,
-                           const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt,
-                           const at::Tensor& mod, const std::optional<at::Tensor>& clamp_mask,
-                           const std::optional<at::Tensor>& eta,
-                           const std::optional<at::Tensor>& mod_w,
-                           const std::optional<at::Tensor>& mod_b,
-                           const std::optional<at::Tensor>& fanout_w,
-                           const std::optional<at::Tensor>& fanout_b, const std::string& rule,
-                           double clip, int64_t ckpt_every);
+BwdOut plastic_rnn_bwd_cpu(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
+    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
+    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip, int64_t ckpt_every);
 
 }  // namespace hebbkern

@@ -1,8 +1,8 @@
 """Argument checks shared by the reference, the fused ops and the modules.
 
 Every public entry point validates here, before any kernel runs, so a bad input raises a
-``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, value or device) that names the
-argument and what was expected, instead of failing (or worse, reading out of bounds) inside a kernel.
+``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, value or device) that names
+the argument and what was expected, instead of failing (or reading out of bounds) in a kernel.
 """
 
 from __future__ import annotations
@@ -32,9 +32,13 @@ def check_tensor(name: str, x: object, *, optional: bool = False) -> Tensor | No
 def check_like(name: str, x: Tensor, ref: Tensor, ref_name: str, shape: tuple[int, ...]) -> None:
     """``x`` must have ``ref``'s dtype and device and exactly ``shape``."""
     if x.dtype != ref.dtype:
-        raise TypeError(f"{name} must have dtype {ref.dtype} (the dtype of {ref_name}), got {x.dtype}")
+        raise TypeError(
+            f"{name} must have dtype {ref.dtype} (the dtype of {ref_name}), got {x.dtype}"
+        )
     if x.device != ref.device:
-        raise ValueError(f"{name} must be on {ref.device} (the device of {ref_name}), got {x.device}")
+        raise ValueError(
+            f"{name} must be on {ref.device} (the device of {ref_name}), got {x.device}"
+        )
     if tuple(x.shape) != shape:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(x.shape)}")
 
@@ -49,7 +53,9 @@ def scalar_arg(name: str, x: object, ref: Tensor) -> Tensor:
         raise TypeError(f"{name} must be a float or a 0-dim tensor, got {type(x).__name__}")
     if isinstance(x, Tensor):
         if x.numel() != 1 or x.dim() > 1:
-            raise ValueError(f"{name} must be a 0-dim tensor (or shape [1]), got shape {list(x.shape)}")
+            raise ValueError(
+                f"{name} must be a 0-dim tensor (or shape [1]), got shape {list(x.shape)}"
+            )
         if x.dtype != ref.dtype:
             raise TypeError(f"{name} must have dtype {ref.dtype} (the dtype of u), got {x.dtype}")
         if x.device != ref.device:
@@ -93,7 +99,9 @@ def check_plastic_rnn_args(
         raise ValueError(f"u must have shape [T, B, N] (3 dims), got shape {list(u.shape)}")
     T, B, N = u.shape
     if T < 1 or N < 1:
-        raise ValueError(f"u must have at least one time step and one neuron, got shape {list(u.shape)}")
+        raise ValueError(
+            f"u must have at least one time step and one neuron, got shape {list(u.shape)}"
+        )
 
     if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
@@ -134,9 +142,16 @@ def check_plastic_rnn_args(
             check_like("fanout_w", check_tensor("fanout_w", fanout_w), u, "u", (N,))
             check_like("fanout_b", check_tensor("fanout_b", fanout_b), u, "u", (N,))
     else:
-        for name, val in (("mod_w", mod_w), ("mod_b", mod_b), ("fanout_w", fanout_w), ("fanout_b", fanout_b)):
+        for name, val in (
+            ("mod_w", mod_w),
+            ("mod_b", mod_b),
+            ("fanout_w", fanout_w),
+            ("fanout_b", fanout_b),
+        ):
             if val is not None:
-                raise ValueError(f"{name} only applies to the modulated rules (neuromod, retro), not {rule!r}")
+                raise ValueError(
+                    f"{name} only applies to the modulated rules (neuromod, retro), not {rule!r}"
+                )
 
     if h0 is not None:
         check_like("h0", check_tensor("h0", h0), u, "u", (B, N))
@@ -150,11 +165,17 @@ def check_plastic_rnn_args(
     if clamp_mask is not None:
         clamp_mask = check_tensor("clamp_mask", clamp_mask)
         if clamp_mask.dtype != torch.bool and not clamp_mask.is_floating_point():
-            raise TypeError(f"clamp_mask must be a bool (or 0/1 floating) tensor, got {clamp_mask.dtype}")
+            raise TypeError(
+                f"clamp_mask must be a bool (or 0/1 floating) tensor, got {clamp_mask.dtype}"
+            )
         if clamp_mask.device != u.device:
-            raise ValueError(f"clamp_mask must be on {u.device} (the device of u), got {clamp_mask.device}")
+            raise ValueError(
+                f"clamp_mask must be on {u.device} (the device of u), got {clamp_mask.device}"
+            )
         if tuple(clamp_mask.shape) != (T, B, N):
-            raise ValueError(f"clamp_mask must have shape [T, B, N] = {[T, B, N]}, got {list(clamp_mask.shape)}")
+            raise ValueError(
+                f"clamp_mask must have shape [T, B, N] = {[T, B, N]}, got {list(clamp_mask.shape)}"
+            )
         clamp_mask = clamp_mask if clamp_mask.dtype == torch.bool else clamp_mask != 0
 
     return PlasticRNNArgs(

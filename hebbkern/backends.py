@@ -35,7 +35,9 @@ def use_backend(name: str | None) -> Iterator[None]:
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str) or name not in BACKENDS:
-        raise ValueError(f"backend must be None or one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+        raise ValueError(
+            f"backend must be None or one of {', '.join(map(repr, BACKENDS))}, got {name!r}"
+        )
 
 
 _warned_no_gpu_backend = False
@@ -51,7 +53,9 @@ def resolve(backend: str | None, device: torch.device) -> str:
             if device.type != "cpu":
                 raise ValueError(f"backend 'cpu' needs CPU tensors, got tensors on {device}")
             if not _extension.available():
-                raise RuntimeError(f"backend 'cpu' needs the compiled extension: {_extension.load_error()}")
+                raise RuntimeError(
+                    f"backend 'cpu' needs the compiled extension: {_extension.load_error()}"
+                )
         return backend
     if device.type == "cpu":
         if _extension.available():
@@ -62,7 +66,8 @@ def resolve(backend: str | None, device: torch.device) -> str:
     if not _warned_no_gpu_backend:
         _warned_no_gpu_backend = True
         warnings.warn(
-            f"hebbkern has no fused kernel for {device.type} tensors yet; using the eager reference",
+            f"hebbkern has no fused kernel for {device.type} tensors yet; "
+            "using the eager reference",
             RuntimeWarning,
             stacklevel=3,
         )

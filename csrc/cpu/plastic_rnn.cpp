@@ -2,6 +2,8 @@
 // batch split over OpenMP threads (at::parallel_for), the run-time choice of instruction set, and
 // the final reductions (dw as one GEMM; per-sample accumulators summed in a fixed order).
 // The kernels themselves are in plastic_rnn_kernel.h.
+#include "../plastic_rnn.h"
+
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
@@ -9,7 +11,6 @@
 #include <cstring>
 #include <vector>
 
-#include "../plastic_rnn.h"
 #include "plastic_rnn_kernel_args.h"
 
 namespace hebbkern {
@@ -33,8 +34,10 @@ Isa active_isa() {
   const char* cap = std::getenv("HEBBKERN_CPU_ISA");
   if (cap == nullptr || *cap == '\0') return best;
   Isa want = Isa::Avx512;
-  if (std::strcmp(cap, "default") == 0) want = Isa::Default;
-  else if (std::strcmp(cap, "avx2") == 0) want = Isa::Avx2;
+  if (std::strcmp(cap, "default") == 0)
+    want = Isa::Default;
+  else if (std::strcmp(cap, "avx2") == 0)
+    want = Isa::Avx2;
   return static_cast<int>(want) < static_cast<int>(best) ? want : best;
 }
 
@@ -93,9 +96,10 @@ struct Prepared {
 
 Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
                  const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-                 const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-                 const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-                 const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+                 const std::optional<at::Tensor>& elig0,
+                 const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+                 const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+                 const std::optional<at::Tensor>& fanout_w,
                  const std::optional<at::Tensor>& fanout_b, Rule rule) {
   TORCH_CHECK(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
               "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1");
@@ -152,21 +156,18 @@ at::Tensor empty_like_opts(const at::Tensor& ref) { return at::empty({0}, ref.op
 
 }  // namespace
 
-FwdOut plastic_rnn_fwd_cpu(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-                           const std::optional<at::Tensor>& h0,
-                           const std::optional<at::Tensor>& hebb0,
-                           const std::optional<at::Tensor>& elig0,
-                           const std::optional<at::Tensor>& clamp_mask,
-                           const std::optional<at::Tensor>& eta,
-                           const std::optional<at::Tensor>& mod_w,
-                           const std::optional<at::Tensor>& mod_b,
-                           const std::optional<at::Tensor>& fanout_w,
-                           const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
-                           double clip, int64_t ckpt_every) {
+FwdOut plastic_rnn_fwd_cpu(
+    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
+    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
+    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+    const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
+    int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
   TORCH_CHECK(ckpt_every >= 1, "plastic_rnn: ckpt_every must be >= 1");
-  const Prepared q =
-      prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule);
+  const Prepared q = prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
+                             fanout_b, rule);
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
   const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
   const auto opts = u.options();
@@ -191,19 +192,15 @@ FwdOut plastic_rnn_fwd_cpu(const at::Tensor& u, const at::Tensor& w, const at::T
   return {h, hebb_T, elig_T, ck_h, ck_e, mod};
 }
 
-BwdOut plastic_rnn_bwd_cpu(const std::optional<at::Tensor>& grad_h,
-                           const std::optional<at::Tensor>& grad_hebb,
-                           const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
-                           const at::Tensor& w, const at::Tensor& alpha,
-                           const std::optional<at::Tensor>& h0, const at::Tensor& h,
-                           const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt,
-                           const at::Tensor& mod, const std::optional<at::Tensor>& clamp_mask,
-                           const std::optional<at::Tensor>& eta,
-                           const std::optional<at::Tensor>& mod_w,
-                           const std::optional<at::Tensor>& mod_b,
-                           const std::optional<at::Tensor>& fanout_w,
-                           const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
-                           double clip, int64_t ckpt_every) {
+BwdOut plastic_rnn_bwd_cpu(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
+    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
+    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule_name, double clip, int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
   TORCH_CHECK(ckpt_every >= 1, "plastic_rnn: ckpt_every must be >= 1");
   TORCH_CHECK(h.sizes() == u.sizes(), "plastic_rnn_bwd: h must have the shape of u");
@@ -234,12 +231,13 @@ BwdOut plastic_rnn_bwd_cpu(const std::optional<at::Tensor>& grad_h,
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
-    const cpu::BwdOutPtrs<T> o{dA.data_ptr<T>(),      deta_ps.data_ptr<T>(), ptr_or_null<T>(dmw_ps),
-                               ptr_or_null<T>(dmb_ps), ptr_or_null<T>(dfw_ps), ptr_or_null<T>(dfb_ps),
-                               du.data_ptr<T>(),       da.data_ptr<T>(),      dh0.data_ptr<T>(),
-                               dH0.data_ptr<T>(),      ptr_or_null<T>(dE0)};
-    const cpu::BwdInPtrs<T> in{ptr_or_null<T>(gh),    ptr_or_null<T>(gH),   ptr_or_null<T>(gE),
-                               h_c.data_ptr<T>(),     ck_h.data_ptr<T>(),   ptr_or_null<T>(ck_e),
+    const cpu::BwdOutPtrs<T> o{
+        dA.data_ptr<T>(),       deta_ps.data_ptr<T>(),  ptr_or_null<T>(dmw_ps),
+        ptr_or_null<T>(dmb_ps), ptr_or_null<T>(dfw_ps), ptr_or_null<T>(dfb_ps),
+        du.data_ptr<T>(),       da.data_ptr<T>(),       dh0.data_ptr<T>(),
+        dH0.data_ptr<T>(),      ptr_or_null<T>(dE0)};
+    const cpu::BwdInPtrs<T> in{ptr_or_null<T>(gh),   ptr_or_null<T>(gH), ptr_or_null<T>(gE),
+                               h_c.data_ptr<T>(),    ck_h.data_ptr<T>(), ptr_or_null<T>(ck_e),
                                ptr_or_null<T>(mod_c)};
     const int64_t K = ckpt_every < T_ ? ckpt_every : T_;
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
@@ -249,12 +247,14 @@ BwdOut plastic_rnn_bwd_cpu(const std::optional<at::Tensor>& grad_h,
   });
 
   // dw = sum_t h_{t-1}^T da_t: one GEMM over all steps and samples.
-  at::Tensor h_prev = at::cat({q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts),
-                               h_c.narrow(0, 0, T_ - 1)});
+  at::Tensor h_prev = at::cat(
+      {q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts), h_c.narrow(0, 0, T_ - 1)});
   at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(da.reshape({T_ * B, N}));
   at::Tensor dalpha = dA.sum(0);
-  if (alpha.dim() == 1) dalpha = dalpha.sum(0);
-  else if (alpha.dim() == 0) dalpha = dalpha.sum();
+  if (alpha.dim() == 1)
+    dalpha = dalpha.sum(0);
+  else if (alpha.dim() == 0)
+    dalpha = dalpha.sum();
   at::Tensor none = empty_like_opts(u);
   at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none;
   at::Tensor dmw = modulated ? dmw_ps.sum(0) : none;

@@ -12,9 +12,9 @@
 // (which needed all of h_{t-1}), then feeds step t's mat-vec.
 //
 // Backward: the forward saved the trace every K steps. Per chunk (last to first) the K traces are
-// recomputed into scratch, then the steps are walked backwards. Each step's pass over the rows fuses
-// the mat-vec adjoint of step t (pass B) with the trace-update adjoint of step t-1 (pass A), so the
-// adjoint of the trace is read and written once per step.
+// recomputed into scratch, then the steps are walked backwards. Each step's pass over the rows
+// fuses the mat-vec adjoint of step t (pass B) with the trace-update adjoint of step t-1 (pass A),
+// so the adjoint of the trace is read and written once per step.
 #ifndef HEBBKERN_CPU_ISA
 #error "define HEBBKERN_CPU_ISA before including plastic_rnn_kernel.h"
 #endif
@@ -76,11 +76,15 @@ void forward_sample(const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b, T* s
   fill_zero(zeros, N);
   T* H = o.hebb_T + b * NN;  // the trace, updated in place
   T* E = kElig ? o.elig_T + b * NN : nullptr;
-  if (p.hebb0) copy(H, p.hebb0 + b * NN, NN);
-  else fill_zero(H, NN);
+  if (p.hebb0)
+    copy(H, p.hebb0 + b * NN, NN);
+  else
+    fill_zero(H, NN);
   if constexpr (kElig) {
-    if (p.elig0) copy(E, p.elig0 + b * NN, NN);
-    else fill_zero(E, NN);
+    if (p.elig0)
+      copy(E, p.elig0 + b * NN, NN);
+    else
+      fill_zero(E, NN);
   }
   const T* hprev = p.h0 ? p.h0 + b * N : zeros;  // h_{t-1}
   const T* hpp = nullptr;                        // h_{t-2}: pre of the pending update
@@ -199,8 +203,8 @@ inline T matvec_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ wr
 }
 
 template <Rule R, typename T>
-void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
-                     int64_t b, T* scratch) {
+void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o, int64_t b,
+                     T* scratch) {
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N, B = p.B, T_ = p.T_, K = p.K;
@@ -208,19 +212,23 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
   T* Ebuf = Hbuf + K * NN;
   T* v = Ebuf + (kElig ? K * NN : 0);
   Adjoints<T> adj{v, v + N, v + 2 * N, v + 3 * N, v + 4 * N};
-  T* M = v + 5 * N;    // m_t
-  T* Mp = v + 6 * N;   // m_{t-1}
-  T* da = v + 7 * N;   // adjoint of a_t
+  T* M = v + 5 * N;   // m_t
+  T* Mp = v + 6 * N;  // m_{t-1}
+  T* da = v + 7 * N;  // adjoint of a_t
   T* zeros = v + 8 * N;
   fill_zero(v, 9 * N);
 
   T* dH = o.dH0 + b * NN;  // adjoint of the trace, walked back in place to d hebb0
   T* dE = kElig ? o.dE0 + b * NN : nullptr;
-  if (in.gH) copy(dH, in.gH + b * NN, NN);
-  else fill_zero(dH, NN);
+  if (in.gH)
+    copy(dH, in.gH + b * NN, NN);
+  else
+    fill_zero(dH, NN);
   if constexpr (kElig) {
-    if (in.gE) copy(dE, in.gE + b * NN, NN);
-    else fill_zero(dE, NN);
+    if (in.gE)
+      copy(dE, in.gE + b * NN, NN);
+    else
+      fill_zero(dE, NN);
   }
   T* dA = o.dA + b * NN;
   T deta = 0, dmb = 0;
@@ -369,8 +377,8 @@ void forward(Rule r, const RnnArgs<float>& p, const FwdOutPtrs<float>& o, int64_
              float* scratch) {
   forward_range(r, p, o, b0, b1, scratch);
 }
-void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0,
-             int64_t b1, double* scratch) {
+void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0, int64_t b1,
+             double* scratch) {
   forward_range(r, p, o, b0, b1, scratch);
 }
 void backward(Rule r, const RnnArgs<float>& p, const BwdInPtrs<float>& in,

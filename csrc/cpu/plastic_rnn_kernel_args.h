@@ -76,16 +76,16 @@ inline int64_t backward_scratch_size(int64_t N, int64_t K, bool elig) {
   return (elig ? 2 : 1) * K * N * N + 10 * N;
 }
 
-#define HEBBKERN_DECLARE_CPU_ISA(ns)                                                             \
-  namespace ns {                                                                                 \
-  void forward(Rule r, const RnnArgs<float>& p, const FwdOutPtrs<float>& o, int64_t b0,          \
-               int64_t b1, float* scratch);                                                      \
-  void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0,        \
-               int64_t b1, double* scratch);                                                     \
-  void backward(Rule r, const RnnArgs<float>& p, const BwdInPtrs<float>& in,                     \
-                const BwdOutPtrs<float>& o, int64_t b0, int64_t b1, float* scratch);             \
-  void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,                   \
-                const BwdOutPtrs<double>& o, int64_t b0, int64_t b1, double* scratch);           \
+#define HEBBKERN_DECLARE_CPU_ISA(ns)                                                      \
+  namespace ns {                                                                          \
+  void forward(Rule r, const RnnArgs<float>& p, const FwdOutPtrs<float>& o, int64_t b0,   \
+               int64_t b1, float* scratch);                                               \
+  void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0, \
+               int64_t b1, double* scratch);                                              \
+  void backward(Rule r, const RnnArgs<float>& p, const BwdInPtrs<float>& in,              \
+                const BwdOutPtrs<float>& o, int64_t b0, int64_t b1, float* scratch);      \
+  void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,            \
+                const BwdOutPtrs<double>& o, int64_t b0, int64_t b1, double* scratch);    \
   }
 
 HEBBKERN_DECLARE_CPU_ISA(isa_default)

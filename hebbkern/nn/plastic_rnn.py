@@ -61,9 +61,13 @@ class PlasticRNN(nn.Module):
         if rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
         if alpha not in ALPHA_KINDS:
-            raise ValueError(f"alpha must be one of {', '.join(map(repr, ALPHA_KINDS))}, got {alpha!r}")
+            raise ValueError(
+                f"alpha must be one of {', '.join(map(repr, ALPHA_KINDS))}, got {alpha!r}"
+            )
         if fanout and rule not in MODULATED_RULES:
-            raise ValueError(f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}")
+            raise ValueError(
+                f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
+            )
         if not clip > 0:
             raise ValueError(f"clip must be > 0, got {clip}")
         factory = {"device": device, "dtype": dtype}

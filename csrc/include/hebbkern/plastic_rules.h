@@ -16,7 +16,9 @@ namespace hebbkern {
 enum class Rule : int { Hebb = 0, Oja = 1, Clip = 2, Neuromod = 3, Retro = 4 };
 
 // Rules whose trace moves by the per-sample neuromodulator m_t.
-HK_HOST_DEVICE constexpr bool is_modulated(Rule r) { return r == Rule::Neuromod || r == Rule::Retro; }
+HK_HOST_DEVICE constexpr bool is_modulated(Rule r) {
+  return r == Rule::Neuromod || r == Rule::Retro;
+}
 HK_HOST_DEVICE constexpr bool uses_eta(Rule r) { return r != Rule::Neuromod; }
 HK_HOST_DEVICE constexpr bool has_eligibility(Rule r) { return r == Rule::Retro; }
 // Rules whose trace update ends in clamp(., -c, c).
@@ -30,15 +32,16 @@ HK_HOST_DEVICE T clamp_sym(T x, T c) {
   return x < -c ? -c : (x > c ? c : x);
 }
 
-// torch.clamp's gradient passes where the input lies within [-c, c], bounds included; NaN blocks it.
+// torch.clamp's gradient passes where the input lies within [-c, c], bounds included; NaN blocks
+// it.
 template <typename T>
 HK_HOST_DEVICE bool clamp_passes(T x, T c) {
   return x >= -c && x <= c;
 }
 
-// One element of the trace update. `pre` = h_{t-1}[i], `post` = h_t[j], `mod` = m_t[j] (only read by
-// the modulated rules), `eta` (only read by the rules that use it). `elig` is only read and written
-// by Rule::Retro.
+// One element of the trace update. `pre` = h_{t-1}[i], `post` = h_t[j], `mod` = m_t[j] (only read
+// by the modulated rules), `eta` (only read by the rules that use it). `elig` is only read and
+// written by Rule::Retro.
 template <Rule R, typename T>
 HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip) {
   if constexpr (R == Rule::Hebb) {
@@ -57,8 +60,8 @@ HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta,
 
 // Adjoints of one element of the trace update. In: the element's state before the update (hebb,
 // elig), the step's pre/post/mod, and the adjoints of the updated state (d_hebb, d_elig). Out: the
-// adjoints of the state before the update (written back into d_hebb, d_elig) and the contributions to
-// the adjoints of pre, post, mod and eta (added to the accumulators).
+// adjoints of the state before the update (written back into d_hebb, d_elig) and the contributions
+// to the adjoints of pre, post, mod and eta (added to the accumulators).
 template <typename T>
 struct TraceGrad {
   T d_pre;
