@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -63,13 +64,13 @@ void run_forward(Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0
 
 template <typename T>
 void run_backward(Rule r, const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
-                  int64_t b0, int64_t b1, T* scratch) {
+                  int64_t b0, int64_t b1, T* dA, T* scratch) {
   switch (active_isa()) {
 #if defined(__GNUC__) && defined(__x86_64__)
-    case Isa::Avx512: return isa_avx512::backward(r, p, in, o, b0, b1, scratch);
-    case Isa::Avx2: return isa_avx2::backward(r, p, in, o, b0, b1, scratch);
+    case Isa::Avx512: return isa_avx512::backward(r, p, in, o, b0, b1, dA, scratch);
+    case Isa::Avx2: return isa_avx2::backward(r, p, in, o, b0, b1, dA, scratch);
 #endif
-    default: return isa_default::backward(r, p, in, o, b0, b1, scratch);
+    default: return isa_default::backward(r, p, in, o, b0, b1, dA, scratch);
   }
 }
 
@@ -113,7 +114,9 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
   Prepared p;
   p.u = u.contiguous();
   p.w = w.contiguous();
-  p.A = alpha.expand({N, N}).contiguous();
+  // Per-connection alpha is read row by row; per-neuron and scalar alpha become one shared row
+  // (row stride 0), which stays in L1 instead of streaming an [N, N] copy every step.
+  p.A = alpha.dim() == 2 ? alpha.contiguous() : alpha.expand({N}).contiguous();
   p.h0 = contiguous_or_undefined(h0);
   p.hebb0 = contiguous_or_undefined(hebb0);
   p.elig0 = contiguous_or_undefined(elig0);
@@ -135,10 +138,11 @@ RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
   p.T_ = q.u.size(0);
   p.B = q.u.size(1);
   p.N = q.u.size(2);
-  p.K = K;
+  p.K = std::min(K, p.T_);  // one checkpoint interval never exceeds the sequence
   p.u = q.u.data_ptr<T>();
   p.w = q.w.data_ptr<T>();
   p.A = q.A.data_ptr<T>();
+  p.a_stride = q.A.dim() == 2 ? p.N : 0;
   p.h0 = ptr_or_null<T>(q.h0);
   p.hebb0 = ptr_or_null<T>(q.hebb0);
   p.elig0 = ptr_or_null<T>(q.elig0);
@@ -184,9 +188,11 @@ FwdOut plastic_rnn_fwd_cpu(
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
     const cpu::FwdOutPtrs<T> o{h.data_ptr<T>(),    hebb_T.data_ptr<T>(), ptr_or_null<T>(elig_T),
                                ck_h.data_ptr<T>(), ptr_or_null<T>(ck_e), ptr_or_null<T>(mod)};
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t S = cpu::group_size(B), G = (B + S - 1) / S;
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
       std::vector<T> scratch(cpu::forward_scratch_size(N));
-      cpu::run_forward(rule, p, o, b0, b1, scratch.data());
+      for (int64_t g = g0; g < g1; ++g)
+        cpu::run_forward(rule, p, o, g * S, std::min(B, (g + 1) * S), scratch.data());
     });
   });
   return {h, hebb_T, elig_T, ck_h, ck_e, mod};
@@ -218,7 +224,10 @@ BwdOut plastic_rnn_bwd_cpu(
 
   at::Tensor du = at::empty({T_, B, N}, opts);
   at::Tensor da = at::empty({T_, B, N}, opts);
-  at::Tensor dA = at::zeros({B, N, N}, opts);
+  // d alpha is accumulated per group of samples (one [N, N] or, for alpha per neuron or scalar,
+  // one [N] row each) and summed over groups at the end.
+  const int64_t S = cpu::group_size(B), G = (B + S - 1) / S;
+  at::Tensor dA = alpha.dim() == 2 ? at::zeros({G, N, N}, opts) : at::zeros({G, N}, opts);
   at::Tensor deta_ps = at::zeros({B}, opts);
   at::Tensor dmw_ps = modulated ? at::zeros({B, N}, opts) : at::Tensor();
   at::Tensor dmb_ps = modulated ? at::zeros({B}, opts) : at::Tensor();
@@ -231,18 +240,21 @@ BwdOut plastic_rnn_bwd_cpu(
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
-    const cpu::BwdOutPtrs<T> o{
-        dA.data_ptr<T>(),       deta_ps.data_ptr<T>(),  ptr_or_null<T>(dmw_ps),
-        ptr_or_null<T>(dmb_ps), ptr_or_null<T>(dfw_ps), ptr_or_null<T>(dfb_ps),
-        du.data_ptr<T>(),       da.data_ptr<T>(),       dh0.data_ptr<T>(),
-        dH0.data_ptr<T>(),      ptr_or_null<T>(dE0)};
+    const cpu::BwdOutPtrs<T> o{deta_ps.data_ptr<T>(),  ptr_or_null<T>(dmw_ps),
+                               ptr_or_null<T>(dmb_ps), ptr_or_null<T>(dfw_ps),
+                               ptr_or_null<T>(dfb_ps), du.data_ptr<T>(),
+                               da.data_ptr<T>(),       dh0.data_ptr<T>(),
+                               dH0.data_ptr<T>(),      ptr_or_null<T>(dE0)};
     const cpu::BwdInPtrs<T> in{ptr_or_null<T>(gh),   ptr_or_null<T>(gH), ptr_or_null<T>(gE),
                                h_c.data_ptr<T>(),    ck_h.data_ptr<T>(), ptr_or_null<T>(ck_e),
                                ptr_or_null<T>(mod_c)};
     const int64_t K = ckpt_every < T_ ? ckpt_every : T_;
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<T> scratch(cpu::backward_scratch_size(N, K, elig));
-      cpu::run_backward(rule, p, in, o, b0, b1, scratch.data());
+    const int64_t dA_stride = dA.numel() / G;
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+      std::vector<T> scratch(N + S * cpu::backward_scratch_size(N, K, elig));
+      for (int64_t g = g0; g < g1; ++g)
+        cpu::run_backward(rule, p, in, o, g * S, std::min(B, (g + 1) * S),
+                          dA.data_ptr<T>() + g * dA_stride, scratch.data());
     });
   });
 
@@ -250,11 +262,7 @@ BwdOut plastic_rnn_bwd_cpu(
   at::Tensor h_prev = at::cat(
       {q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts), h_c.narrow(0, 0, T_ - 1)});
   at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(da.reshape({T_ * B, N}));
-  at::Tensor dalpha = dA.sum(0);
-  if (alpha.dim() == 1)
-    dalpha = dalpha.sum(0);
-  else if (alpha.dim() == 0)
-    dalpha = dalpha.sum();
+  at::Tensor dalpha = alpha.dim() == 0 ? dA.sum() : dA.sum(0);
   at::Tensor none = empty_like_opts(u);
   at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none;
   at::Tensor dmw = modulated ? dmw_ps.sum(0) : none;

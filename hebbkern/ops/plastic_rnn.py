@@ -178,10 +178,15 @@ def plastic_rnn(
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     T = a.shape[0]
+    # Without autograd no backward will read the checkpoints: keep only the first one.
+    tensors = (a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.eta, a.mod_w, a.mod_b, a.fanout_w,
+               a.fanout_b)  # fmt: skip
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    ckpt_every = checkpoint_interval(T) if needs_grad else T
     h, hebb, elig, _, _, _ = torch.ops.hebbkern.plastic_rnn_fwd(
         a.u.to(dt), a.w.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), a.clamp_mask, _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
-        _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, checkpoint_interval(T),
+        _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,
     )  # fmt: skip
     h = h.to(io_dtype)
     state = PlasticState(h[-1], hebb.to(io_dtype), elig.to(io_dtype) if rule == "retro" else None)
