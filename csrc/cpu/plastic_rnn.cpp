@@ -64,13 +64,13 @@ void run_forward(Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0
 
 template <typename T>
 void run_backward(Rule r, const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
-                  int64_t b0, int64_t b1, T* dA, T* scratch) {
+                  int64_t b0, int64_t b1, T* scratch) {
   switch (active_isa()) {
 #if defined(__GNUC__) && defined(__x86_64__)
-    case Isa::Avx512: return isa_avx512::backward(r, p, in, o, b0, b1, dA, scratch);
-    case Isa::Avx2: return isa_avx2::backward(r, p, in, o, b0, b1, dA, scratch);
+    case Isa::Avx512: return isa_avx512::backward(r, p, in, o, b0, b1, scratch);
+    case Isa::Avx2: return isa_avx2::backward(r, p, in, o, b0, b1, scratch);
 #endif
-    default: return isa_default::backward(r, p, in, o, b0, b1, dA, scratch);
+    default: return isa_default::backward(r, p, in, o, b0, b1, scratch);
   }
 }
 
@@ -134,7 +134,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
 
 template <typename T>
 RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
-  RnnArgs<T> p;
+  RnnArgs<T> p{};
   p.T_ = q.u.size(0);
   p.B = q.u.size(1);
   p.N = q.u.size(2);
@@ -186,13 +186,15 @@ FwdOut plastic_rnn_fwd_cpu(
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
-    const cpu::FwdOutPtrs<T> o{h.data_ptr<T>(),    hebb_T.data_ptr<T>(), ptr_or_null<T>(elig_T),
-                               ck_h.data_ptr<T>(), ptr_or_null<T>(ck_e), ptr_or_null<T>(mod)};
-    const int64_t S = cpu::group_size(B), G = (B + S - 1) / S;
-    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+    const cpu::FwdOutPtrs<T> o{.h = h.data_ptr<T>(),
+                               .hebb_T = hebb_T.data_ptr<T>(),
+                               .elig_T = ptr_or_null<T>(elig_T),
+                               .ck_h = ck_h.data_ptr<T>(),
+                               .ck_e = ptr_or_null<T>(ck_e),
+                               .mod = ptr_or_null<T>(mod)};
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<T> scratch(cpu::forward_scratch_size(N));
-      for (int64_t g = g0; g < g1; ++g)
-        cpu::run_forward(rule, p, o, g * S, std::min(B, (g + 1) * S), scratch.data());
+      cpu::run_forward(rule, p, o, b0, b1, scratch.data());
     });
   });
   return {h, hebb_T, elig_T, ck_h, ck_e, mod};
@@ -224,10 +226,8 @@ BwdOut plastic_rnn_bwd_cpu(
 
   at::Tensor du = at::empty({T_, B, N}, opts);
   at::Tensor da = at::empty({T_, B, N}, opts);
-  // d alpha is accumulated per group of samples (one [N, N] or, for alpha per neuron or scalar,
-  // one [N] row each) and summed over groups at the end.
-  const int64_t S = cpu::group_size(B), G = (B + S - 1) / S;
-  at::Tensor dA = alpha.dim() == 2 ? at::zeros({G, N, N}, opts) : at::zeros({G, N}, opts);
+  // d alpha per sample: [N, N], or one [N] row when alpha is per neuron or scalar.
+  at::Tensor dA = alpha.dim() == 2 ? at::zeros({B, N, N}, opts) : at::zeros({B, N}, opts);
   at::Tensor deta_ps = at::zeros({B}, opts);
   at::Tensor dmw_ps = modulated ? at::zeros({B, N}, opts) : at::Tensor();
   at::Tensor dmb_ps = modulated ? at::zeros({B}, opts) : at::Tensor();
@@ -240,21 +240,29 @@ BwdOut plastic_rnn_bwd_cpu(
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
-    const cpu::BwdOutPtrs<T> o{deta_ps.data_ptr<T>(),  ptr_or_null<T>(dmw_ps),
-                               ptr_or_null<T>(dmb_ps), ptr_or_null<T>(dfw_ps),
-                               ptr_or_null<T>(dfb_ps), du.data_ptr<T>(),
-                               da.data_ptr<T>(),       dh0.data_ptr<T>(),
-                               dH0.data_ptr<T>(),      ptr_or_null<T>(dE0)};
-    const cpu::BwdInPtrs<T> in{ptr_or_null<T>(gh),   ptr_or_null<T>(gH), ptr_or_null<T>(gE),
-                               h_c.data_ptr<T>(),    ck_h.data_ptr<T>(), ptr_or_null<T>(ck_e),
-                               ptr_or_null<T>(mod_c)};
+    // Designated initialisers: a field added to these structs cannot be silently left null.
+    const cpu::BwdOutPtrs<T> o{.dA = dA.data_ptr<T>(),
+                               .deta = deta_ps.data_ptr<T>(),
+                               .dmw = ptr_or_null<T>(dmw_ps),
+                               .dmb = ptr_or_null<T>(dmb_ps),
+                               .dfw = ptr_or_null<T>(dfw_ps),
+                               .dfb = ptr_or_null<T>(dfb_ps),
+                               .du = du.data_ptr<T>(),
+                               .da = da.data_ptr<T>(),
+                               .dh0 = dh0.data_ptr<T>(),
+                               .dH0 = dH0.data_ptr<T>(),
+                               .dE0 = ptr_or_null<T>(dE0)};
+    const cpu::BwdInPtrs<T> in{.gh = ptr_or_null<T>(gh),
+                               .gH = ptr_or_null<T>(gH),
+                               .gE = ptr_or_null<T>(gE),
+                               .h = h_c.data_ptr<T>(),
+                               .ck_h = ck_h.data_ptr<T>(),
+                               .ck_e = ptr_or_null<T>(ck_e),
+                               .mod = ptr_or_null<T>(mod_c)};
     const int64_t K = ckpt_every < T_ ? ckpt_every : T_;
-    const int64_t dA_stride = dA.numel() / G;
-    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-      std::vector<T> scratch(N + S * cpu::backward_scratch_size(N, K, elig));
-      for (int64_t g = g0; g < g1; ++g)
-        cpu::run_backward(rule, p, in, o, g * S, std::min(B, (g + 1) * S),
-                          dA.data_ptr<T>() + g * dA_stride, scratch.data());
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<T> scratch(cpu::backward_scratch_size(N, K, elig));
+      cpu::run_backward(rule, p, in, o, b0, b1, scratch.data());
     });
   });
 

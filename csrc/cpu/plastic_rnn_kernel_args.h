@@ -53,6 +53,7 @@ struct BwdInPtrs {
 template <typename T>
 struct BwdOutPtrs {
   // Per-sample accumulators, reduced over the batch afterwards (thread-count independent).
+  T* dA;    // [B, N, N] (alpha per connection) or [B, N] (per neuron, scalar)
   T* deta;  // [B]
   T* dmw;   // [B, N] (modulated rules)
   T* dmb;   // [B]    (modulated rules)
@@ -71,30 +72,21 @@ enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };
 Isa active_isa();  // the best the CPU supports, capped by $HEBBKERN_CPU_ISA
 const char* isa_name(Isa isa);
 
-// Samples processed in lockstep by one thread (see forward_group). The group size depends on the
-// batch size only, never on the thread count, so gradients summed per group are reproducible on
-// any machine; B / 8 leaves at least 8 groups to spread over threads when B >= 8.
-constexpr int64_t kMaxGroup = 4;
-inline int64_t group_size(int64_t B) {
-  const int64_t g = B / 8;
-  return g < 1 ? 1 : (g > kMaxGroup ? kMaxGroup : g);
-}
-
-inline int64_t forward_scratch_size(int64_t N) { return (1 + 2 * kMaxGroup) * N; }
+inline int64_t forward_scratch_size(int64_t N) { return 3 * N; }
 inline int64_t backward_scratch_size(int64_t N, int64_t K, bool elig) {
   return (elig ? 2 : 1) * K * N * N + 10 * N;
 }
 
-#define HEBBKERN_DECLARE_CPU_ISA(ns)                                                               \
-  namespace ns {                                                                                   \
-  void forward(Rule r, const RnnArgs<float>& p, const FwdOutPtrs<float>& o, int64_t b0,            \
-               int64_t b1, float* scratch);                                                        \
-  void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0,          \
-               int64_t b1, double* scratch);                                                       \
-  void backward(Rule r, const RnnArgs<float>& p, const BwdInPtrs<float>& in,                       \
-                const BwdOutPtrs<float>& o, int64_t b0, int64_t b1, float* dA, float* scratch);    \
-  void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,                     \
-                const BwdOutPtrs<double>& o, int64_t b0, int64_t b1, double* dA, double* scratch); \
+#define HEBBKERN_DECLARE_CPU_ISA(ns)                                                      \
+  namespace ns {                                                                          \
+  void forward(Rule r, const RnnArgs<float>& p, const FwdOutPtrs<float>& o, int64_t b0,   \
+               int64_t b1, float* scratch);                                               \
+  void forward(Rule r, const RnnArgs<double>& p, const FwdOutPtrs<double>& o, int64_t b0, \
+               int64_t b1, double* scratch);                                              \
+  void backward(Rule r, const RnnArgs<float>& p, const BwdInPtrs<float>& in,              \
+                const BwdOutPtrs<float>& o, int64_t b0, int64_t b1, float* scratch);      \
+  void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,            \
+                const BwdOutPtrs<double>& o, int64_t b0, int64_t b1, double* scratch);    \
   }
 
 HEBBKERN_DECLARE_CPU_ISA(isa_default)
