@@ -64,6 +64,16 @@ def scalar_arg(name: str, x: object, ref: Tensor) -> Tensor:
     return torch.tensor(float(x), dtype=ref.dtype, device=ref.device)
 
 
+def check_clip(clip: object) -> float:
+    """The bound ``c`` of the clipped rules: a number > 0 (``inf`` disables clipping)."""
+    if isinstance(clip, bool) or not isinstance(clip, Real):
+        raise TypeError(f"clip must be a positive float, got {type(clip).__name__}")
+    clip = float(clip)
+    if not clip > 0 or math.isnan(clip):
+        raise ValueError(f"clip must be > 0, got {clip}")
+    return clip
+
+
 @dataclass
 class PlasticRNNArgs:
     """The normalised arguments of ``plastic_rnn``: scalars as 0-dim tensors, masks as bool."""
@@ -117,11 +127,7 @@ def check_plastic_rnn_args(
         )
     check_like("alpha", alpha, u, "u", tuple(alpha.shape))
 
-    if isinstance(clip, bool) or not isinstance(clip, Real):
-        raise TypeError(f"clip must be a positive float, got {type(clip).__name__}")
-    clip = float(clip)
-    if not clip > 0 or math.isnan(clip):
-        raise ValueError(f"clip must be > 0, got {clip}")
+    clip = check_clip(clip)
 
     if rule in ETA_RULES:
         if eta is None:

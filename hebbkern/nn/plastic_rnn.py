@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._validation import ETA_RULES, MODULATED_RULES, RULES
+from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
 
@@ -68,12 +68,10 @@ class PlasticRNN(nn.Module):
             raise ValueError(
                 f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
             )
-        if not clip > 0:
-            raise ValueError(f"clip must be > 0, got {clip}")
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
-        self.clip, self.batch_first = float(clip), batch_first
+        self.clip, self.batch_first = check_clip(clip), batch_first
         N = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(N, input_size, **factory))
         self.bias_ih = nn.Parameter(torch.empty(N, **factory)) if bias else None
