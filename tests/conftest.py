@@ -72,4 +72,3 @@ def inputs():
 def relerr():
     """``rel_err`` as a fixture (see helpers.py)."""
     return rel_err
-

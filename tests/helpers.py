@@ -117,7 +117,9 @@ def outputs_dict(h: Tensor, state) -> dict:
 def loss_weights(outs: dict, seed: int = 1) -> dict:
     """Random float64 weights, one per element of each output (fixed by ``seed``)."""
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in sorted(outs.items())}
+    return {
+        k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in sorted(outs.items())
+    }
 
 
 def run(kw: dict, backend: str | None, loss_on=OUTPUTS, seed: int = 1, backward: bool = True):

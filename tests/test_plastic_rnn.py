@@ -35,11 +35,18 @@ from hebbkern.ops.plastic_rnn import checkpoint_interval
 
 TESTS_DIR = Path(__file__).resolve().parent
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
-DTYPE_IDS = {torch.float64: "f64", torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+DTYPE_IDS = {
+    torch.float64: "f64",
+    torch.float32: "f32",
+    torch.float16: "f16",
+    torch.bfloat16: "bf16",
+}
 
 
 def _id(rule, alpha_kind, fanout, clamp):
-    return f"{rule}-{alpha_kind}-{'fanout' if fanout else 'nofan'}-{'clamp' if clamp else 'noclamp'}"
+    return (
+        f"{rule}-{alpha_kind}-{'fanout' if fanout else 'nofan'}-{'clamp' if clamp else 'noclamp'}"
+    )
 
 
 def all_cases():
@@ -242,7 +249,8 @@ def _strided(x):
 
 
 @pytest.mark.parametrize(
-    "rule, alpha_kind", [("hebb", "per_connection"), ("retro", "per_neuron"), ("neuromod", "scalar")]
+    "rule, alpha_kind",
+    [("hebb", "per_connection"), ("retro", "per_neuron"), ("neuromod", "scalar")],
 )
 def test_non_contiguous_inputs(rule, alpha_kind, nan_poison):
     kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=6, B=3, N=8, seed=9)
@@ -290,12 +298,15 @@ def test_expanded_inputs(nan_poison):
     results = {}
     for backend in ("cpu", "reference"):
         k = clone_inputs(kw)
-        hb, hh = hebb_base.detach().clone().requires_grad_(), h_base.detach().clone().requires_grad_()
+        hb, hh = (
+            hebb_base.detach().clone().requires_grad_(),
+            h_base.detach().clone().requires_grad_(),
+        )
         k["hebb0"], k["h0"] = hb.expand(B, N, N), hh.expand(B, N)
         h, state = hebbkern.plastic_rnn(**k, backend=backend)
         (h.sin().sum() + state.hebb.square().sum()).backward()
         results[backend] = (h.detach(), state.hebb.detach(), hb.grad, hh.grad, k["u"].grad)
-    for a, b in zip(results["cpu"], results["reference"]):
+    for a, b in zip(results["cpu"], results["reference"], strict=True):
         assert rel_err(a, b) < 1e-8
 
 
@@ -356,7 +367,9 @@ def test_gradcheck(rule, alpha_kind, fanout, clamp):
     fixed = {k: v for k, v in kw.items() if k not in names}
 
     def f(*tensors):
-        h, state = hebbkern.plastic_rnn(**dict(zip(names, tensors)), **fixed, backend="cpu")
+        h, state = hebbkern.plastic_rnn(
+            **dict(zip(names, tensors, strict=True)), **fixed, backend="cpu"
+        )
         return tuple(outputs_dict(h, state).values())
 
     # check_undefined_grad (on by default) also runs the backward with some output grads None.
@@ -519,4 +532,6 @@ def test_saved_memory_is_an_eighth_of_the_reference():
     ref = saved_bytes("reference", clone_inputs(kw))
     one_trace = 32 * 128 * 128 * 4
     assert cpu >= one_trace  # the checkpoints are saved, and counted
-    assert cpu <= ref / 8, f"cpu backend saves {cpu / 2**20:.1f} MiB, reference {ref / 2**20:.1f} MiB"
+    assert cpu <= ref / 8, (
+        f"cpu backend saves {cpu / 2**20:.1f} MiB, reference {ref / 2**20:.1f} MiB"
+    )

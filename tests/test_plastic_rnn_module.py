@@ -262,7 +262,7 @@ def test_forward_matches_eager(rule, alpha_kind, fanout, clamp):
     exp, ex = grads(m), x.grad
 
     assert rel_err(out, ref_out) < 1e-10
-    for a, b in zip(state, ref_state):
+    for a, b in zip(state, ref_state, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
             assert rel_err(a, b) < 1e-10
@@ -284,7 +284,7 @@ def test_batch_first(rule):
     out_b, state_b = mb(x.transpose(0, 1).contiguous(), clamp_mask=mask.transpose(0, 1))
     assert out_b.shape == (3, 5, N)
     assert torch.equal(out_b, out.transpose(0, 1))
-    for a, b in zip(state, state_b):
+    for a, b in zip(state, state_b, strict=True):
         assert (a is None and b is None) or torch.equal(a, b)
 
 
@@ -296,7 +296,7 @@ def test_unbatched_input(rule):
     assert out.shape == (7, N) and state.h.shape == (N,) and state.hebb.shape == (N, N)
     out1, state1 = m(x.unsqueeze(1))
     assert torch.equal(out, out1[:, 0])
-    for a, b in zip(state, state1):
+    for a, b in zip(state, state1, strict=True):
         assert (a is None and b is None) or torch.equal(a, b[0])
     # an unbatched state goes back in, with an unbatched clamp mask
     mask = torch.rand(3, N) < 0.5
@@ -320,7 +320,7 @@ def test_state_continues_the_sequence(rule, fanout):
     out1, state1 = m(x[:T1])
     out2, state2 = m(x[T1:], state1)  # the gradient flows back through state1
     assert torch.equal(torch.cat([out1, out2]), out)
-    for a, b in zip(state2, state):
+    for a, b in zip(state2, state, strict=True):
         assert (a is None and b is None) or torch.equal(a, b)
     state_loss(torch.cat([out1, out2]), state2).backward()
     for k, g in grads(m).items():
@@ -384,7 +384,7 @@ def _compile_check(m, x, mask, backend, tol):
     compiled = torch.compile(m, backend=backend, fullgraph=True)
     out_c, state_c = compiled(x, clamp_mask=mask)
     assert rel_err(out_c, out) < tol
-    for a, b in zip(state_c, state):
+    for a, b in zip(state_c, state, strict=True):
         assert (a is None and b is None) or rel_err(a, b) < tol
     state_loss(out_c, state_c).backward()
     for k, g in grads(m).items():
