@@ -101,6 +101,24 @@ def test_matches_reference(rule, alpha_kind, fanout, clamp, dtype, nan_poison):
     check_against_reference(kw, TOL[dtype])
 
 
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+@pytest.mark.parametrize(
+    "rule, alpha_kind, fanout, clamp",
+    [("hebb", "per_connection", False, True), ("oja", "per_neuron", False, False),
+     ("clip", "scalar", False, False), ("neuromod", "per_connection", True, True),
+     ("retro", "per_neuron", True, False)],
+)  # fmt: skip
+def test_every_instruction_set(rule, alpha_kind, fanout, clamp, isa, monkeypatch, nan_poison):
+    """The kernels are built once per instruction set and chosen at run time; HEBBKERN_CPU_ISA caps
+    the choice (read on every call), so each build is checked here (an ISA the CPU lacks falls back
+    to the best one it has)."""
+    monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
+    if isa == "default":  # every x86-64 CPU has the baseline, so the cap must take effect
+        assert hebbkern._C.cpu_isa() == "default"
+    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=9, B=3, N=21, dtype=torch.float64, seed=5)
+    check_against_reference(kw, TOL[torch.float64])
+
+
 def test_clip_actually_bites():
     """The inputs of make_inputs put part of the trace on the clip bound (else the clamp's gradient
     would go untested)."""
