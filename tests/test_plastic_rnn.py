@@ -245,8 +245,10 @@ def test_raw_op_checkpoint_interval_longer_than_sequence(rule, ckpt_every):
         f"m.raw_op_matches_reference({rule!r}, {ckpt_every})"
     )
     env = {**os.environ, "MALLOC_PERTURB_": "165"}
+    # cwd: `python -c` puts the working folder first on sys.path; from the repository root that
+    # would import the source tree instead of the installed package under test.
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120)  # fmt: skip
+                          cwd=TESTS_DIR, timeout=120)  # fmt: skip
     assert proc.returncode == 0, f"exit code {proc.returncode}:\n{proc.stderr[-3000:]}"
 
 

@@ -39,6 +39,15 @@ inline void copy(T* dst, const T* src, int64_t n) {
   std::memcpy(dst, src, sizeof(T) * n);
 }
 
+// dst = src[offset : offset + n], or zeros when the optional input src is absent.
+template <typename T>
+inline void copy_or_zero(T* dst, const T* src, int64_t offset, int64_t n) {
+  if (src)
+    copy(dst, src + offset, n);
+  else
+    fill_zero(dst, n);
+}
+
 // m_t[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
 template <typename T>
 inline void fanout(const RnnArgs<T>& p, T s, T* M) {
@@ -76,16 +85,8 @@ void forward_sample(const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b, T* s
   fill_zero(zeros, N);
   T* H = o.hebb_T + b * NN;  // the trace, updated in place
   T* E = kElig ? o.elig_T + b * NN : nullptr;
-  if (p.hebb0)
-    copy(H, p.hebb0 + b * NN, NN);
-  else
-    fill_zero(H, NN);
-  if constexpr (kElig) {
-    if (p.elig0)
-      copy(E, p.elig0 + b * NN, NN);
-    else
-      fill_zero(E, NN);
-  }
+  copy_or_zero(H, p.hebb0, b * NN, NN);
+  if constexpr (kElig) copy_or_zero(E, p.elig0, b * NN, NN);
   const T* hprev = p.h0 ? p.h0 + b * N : zeros;  // h_{t-1}
   const T* hpp = nullptr;                        // h_{t-2}: pre of the pending update
 
@@ -220,16 +221,8 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
 
   T* dH = o.dH0 + b * NN;  // adjoint of the trace, walked back in place to d hebb0
   T* dE = kElig ? o.dE0 + b * NN : nullptr;
-  if (in.gH)
-    copy(dH, in.gH + b * NN, NN);
-  else
-    fill_zero(dH, NN);
-  if constexpr (kElig) {
-    if (in.gE)
-      copy(dE, in.gE + b * NN, NN);
-    else
-      fill_zero(dE, NN);
-  }
+  copy_or_zero(dH, in.gH, b * NN, NN);
+  if constexpr (kElig) copy_or_zero(dE, in.gE, b * NN, NN);
   T* dA = o.dA + b * (p.a_stride ? NN : N);  // this sample's d alpha: [N, N] or one [N] row
   T deta = 0, dmb = 0;
   T* dmw = kMod ? o.dmw + b * N : nullptr;
