@@ -14,9 +14,21 @@ import glob
 import os
 import shlex
 
-import torch
-from setuptools import setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+# torch locates the CUDA toolkit from `nvcc` on PATH; where nvcc is a link outside the toolkit
+# (/usr/local/bin/nvcc here), that guess misses the toolkit's libraries. The standard location
+# wins unless the caller says otherwise. Must run before torch.utils.cpp_extension is imported.
+if not os.environ.get("CUDA_HOME") and not os.environ.get("CUDA_PATH"):
+    if os.path.isdir("/usr/local/cuda/lib64"):
+        os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from setuptools import setup  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,7 +52,8 @@ def want_cuda(cuda_sources: list[str]) -> bool:
 def extension():
     cpp_sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     cuda_sources = rel("csrc/cuda/*.cu")
-    cxx = ["-O3", "-fopenmp", "-fno-math-errno", "-DPy_LIMITED_API=0x03090000"]
+    # py_limited_api=True below makes torch define Py_LIMITED_API (one abi3 wheel per platform).
+    cxx = ["-O3", "-fopenmp", "-fno-math-errno"]
     cxx += shlex.split(os.environ.get("HEBBKERN_CPU_FLAGS", ""))
     common = dict(
         name="hebbkern._C",
