@@ -53,7 +53,7 @@ def extension():
     cpp_sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     cuda_sources = rel("csrc/cuda/*.cu")
     # py_limited_api=True below makes torch define Py_LIMITED_API (one abi3 wheel per platform).
-    cxx = ["-O3", "-fopenmp", "-fno-math-errno"]
+    cxx = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     cxx += shlex.split(os.environ.get("HEBBKERN_CPU_FLAGS", ""))
     common = dict(
         name="hebbkern._C",

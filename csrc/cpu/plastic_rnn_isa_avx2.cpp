@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "plastic_rnn_kernel_args.h"
+#include "vec_math.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #pragma GCC push_options

@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "plastic_rnn_kernel_args.h"
+#include "vec_math.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -46,6 +47,25 @@ inline void copy_or_zero(T* dst, const T* src, int64_t offset, int64_t n) {
     copy(dst, src + offset, n);
   else
     fill_zero(dst, n);
+}
+
+inline float tanh_any(float x) { return tanh_vec(x); }  // vectorisable (vec_math.h)
+inline double tanh_any(double x) { return std::tanh(x); }
+
+// h_t = tanh(a_t), or u_t where the clamp mask is set.
+template <typename T>
+inline void activation(const T* __restrict__ a, const T* __restrict__ u, const bool* __restrict__ c,
+                       T* __restrict__ h, int64_t N) {
+  if (c) {
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) {
+      const T y = tanh_any(a[j]);
+      h[j] = c[j] ? u[j] : y;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) h[j] = tanh_any(a[j]);
+  }
 }
 
 // m_t[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
@@ -112,11 +132,7 @@ void forward_sample(const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b, T* s
       for (int64_t j = 0; j < N; ++j) acc[j] += x * (wrow[j] + Arow[j] * Hr[j]);
     }
     T* h_t = o.h + (t * B + b) * N;
-    const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
-    for (int64_t j = 0; j < N; ++j) {
-      const T y = std::tanh(acc[j]);
-      h_t[j] = (c_t && c_t[j]) ? u_t[j] : y;
-    }
+    activation(acc, u_t, p.clamp ? p.clamp + (t * B + b) * N : nullptr, h_t, N);
     if constexpr (is_modulated(R)) {
       T z = p.mod_b;
       for (int64_t j = 0; j < N; ++j) z += h_t[j] * p.mod_w[j];
