@@ -47,8 +47,9 @@ def nan_poison():
     torch.use_deterministic_algorithms(True)
     torch.utils.deterministic.fill_uninitialized_memory = True
     try:
-        probe = torch.empty(64, dtype=torch.float64)
-        assert torch.isnan(probe).all(), "NaN poisoning of torch.empty is not active"
+        # aten::empty.memory_format is what a C++ kernel's at::empty dispatches to.
+        probe = torch.ops.aten.empty.memory_format([64], dtype=torch.float64)
+        assert torch.isnan(probe).all(), "NaN poisoning of at::empty is not active"
         yield
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
