@@ -28,7 +28,8 @@ def warn_missing_once() -> None:
         _warned = True
         warnings.warn(
             f"hebbkern's compiled extension is not available ({_error}); falling back to the eager "
-            "reference, which is much slower. Build it with `pip install .` or `make wheel`.",
+            "reference, which is much slower. Build it against the installed torch with "
+            "`pip install --no-build-isolation .` (or `make dev`).",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -7,7 +7,6 @@ the argument and what was expected, instead of failing (or reading out of bounds
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from numbers import Real
 
@@ -17,6 +16,7 @@ from torch import Tensor
 RULES = ("hebb", "oja", "clip", "neuromod", "retro")
 MODULATED_RULES = ("neuromod", "retro")
 ETA_RULES = ("hebb", "oja", "clip", "retro")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_tensor(name: str, x: object, *, optional: bool = False) -> Tensor | None:
@@ -69,7 +69,7 @@ def check_clip(clip: object) -> float:
     if isinstance(clip, bool) or not isinstance(clip, Real):
         raise TypeError(f"clip must be a positive float, got {type(clip).__name__}")
     clip = float(clip)
-    if not clip > 0 or math.isnan(clip):
+    if not clip > 0:  # also rejects NaN, without math.isnan (which breaks symbolic tracing)
         raise ValueError(f"clip must be > 0, got {clip}")
     return clip
 
@@ -103,8 +103,8 @@ def check_plastic_rnn_args(
     u, w, alpha, *, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, hebb0, elig0, clamp_mask
 ) -> PlasticRNNArgs:
     u = check_tensor("u", u)
-    if not u.is_floating_point():
-        raise TypeError(f"u must be a floating-point tensor, got {u.dtype}")
+    if u.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"u must be float16, bfloat16, float32 or float64, got {u.dtype}")
     if u.dim() != 3:
         raise ValueError(f"u must have shape [T, B, N] (3 dims), got shape {list(u.shape)}")
     T, B, N = u.shape

@@ -51,9 +51,9 @@ const char* isa_name(Isa isa) {
 }
 
 template <typename T>
-void run_forward(Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0, int64_t b1,
-                 T* scratch) {
-  switch (active_isa()) {
+void run_forward(Isa isa, Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0,
+                 int64_t b1, T* scratch) {
+  switch (isa) {
 #if defined(__GNUC__) && defined(__x86_64__)
     case Isa::Avx512: return isa_avx512::forward(r, p, o, b0, b1, scratch);
     case Isa::Avx2: return isa_avx2::forward(r, p, o, b0, b1, scratch);
@@ -63,9 +63,9 @@ void run_forward(Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0
 }
 
 template <typename T>
-void run_backward(Rule r, const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
-                  int64_t b0, int64_t b1, T* scratch) {
-  switch (active_isa()) {
+void run_backward(Isa isa, Rule r, const RnnArgs<T>& p, const BwdInPtrs<T>& in,
+                  const BwdOutPtrs<T>& o, int64_t b0, int64_t b1, T* scratch) {
+  switch (isa) {
 #if defined(__GNUC__) && defined(__x86_64__)
     case Isa::Avx512: return isa_avx512::backward(r, p, in, o, b0, b1, scratch);
     case Isa::Avx2: return isa_avx2::backward(r, p, in, o, b0, b1, scratch);
@@ -95,22 +95,78 @@ struct Prepared {
   double eta = 0, mod_b = 0;
 };
 
+// The raw ops (torch.ops.hebbkern.plastic_rnn_fwd/bwd) can be called without the Python checks of
+// hebbkern/_validation.py, so every shape, dtype and device the kernels rely on is checked here
+// too: no argument may make a kernel read or write out of bounds.
+void check_arg(const char* name, const at::Tensor& t, const at::Tensor& u, at::IntArrayRef shape) {
+  TORCH_CHECK_TYPE(t.scalar_type() == u.scalar_type(), "hebbkern::plastic_rnn: ", name,
+                   " must have the dtype of u (", u.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == u.device(), "hebbkern::plastic_rnn: ", name,
+                    " must be on the device of u (", u.device(), "), got ", t.device());
+  TORCH_CHECK_VALUE(t.sizes() == shape, "hebbkern::plastic_rnn: ", name, " must have shape ", shape,
+                    ", got ", t.sizes());
+}
+
+bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+void check_opt(const char* name, const std::optional<at::Tensor>& t, const at::Tensor& u,
+               at::IntArrayRef shape, bool used, const char* rules) {
+  if (!given(t)) return;
+  TORCH_CHECK_VALUE(used, "hebbkern::plastic_rnn: ", name, " is only used by ", rules);
+  check_arg(name, *t, u, shape);
+}
+
+void check_scalar(const char* name, const std::optional<at::Tensor>& t, const at::Tensor& u,
+                  bool used, const char* rules) {
+  if (!given(t)) return;
+  TORCH_CHECK_VALUE(used, "hebbkern::plastic_rnn: ", name, " is only used by ", rules);
+  check_arg(name, *t, u, t->sizes());
+  TORCH_CHECK_VALUE(t->numel() == 1, "hebbkern::plastic_rnn: ", name,
+                    " must have one element, got shape ", t->sizes());
+}
+
 Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
                  const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
                  const std::optional<at::Tensor>& elig0,
                  const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
                  const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
                  const std::optional<at::Tensor>& fanout_w,
-                 const std::optional<at::Tensor>& fanout_b, Rule rule) {
-  TORCH_CHECK(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
-              "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1");
-  const int64_t N = u.size(2);
-  TORCH_CHECK(w.dim() == 2 && w.size(0) == N && w.size(1) == N, "plastic_rnn: w must be [N, N]");
-  TORCH_CHECK(alpha.dim() <= 2, "plastic_rnn: alpha must be [N, N], [N] or 0-dim");
-  TORCH_CHECK(!uses_eta(rule) || (eta.has_value() && eta->defined()),
-              "plastic_rnn: this rule needs eta");
-  TORCH_CHECK(!is_modulated(rule) || (mod_w.has_value() && mod_w->defined()),
-              "plastic_rnn: this rule needs mod_w");
+                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip) {
+  TORCH_CHECK_VALUE(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
+                    "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1, got ", u.sizes());
+  TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
+                   "hebbkern::plastic_rnn: the CPU kernel computes in float32 or float64, got ",
+                   u.scalar_type());
+  TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::plastic_rnn: u must be a CPU tensor");
+  TORCH_CHECK_VALUE(clip > 0, "hebbkern::plastic_rnn: clip must be > 0, got ", clip);
+  const int64_t B = u.size(1), N = u.size(2);
+  const bool modulated = is_modulated(rule), retro = has_eligibility(rule);
+  check_arg("w", w, u, {N, N});
+  TORCH_CHECK_VALUE(alpha.dim() <= 2, "hebbkern::plastic_rnn: alpha must be [N, N], [N] or 0-dim");
+  if (alpha.dim() == 2)
+    check_arg("alpha", alpha, u, {N, N});
+  else if (alpha.dim() == 1)
+    check_arg("alpha", alpha, u, {N});
+  else
+    check_arg("alpha", alpha, u, {});
+  check_opt("h0", h0, u, {B, N}, true, "");
+  check_opt("hebb0", hebb0, u, {B, N, N}, true, "");
+  check_opt("elig0", elig0, u, {B, N, N}, retro, "rule 'retro'");
+  if (given(clamp_mask)) {
+    TORCH_CHECK_VALUE(clamp_mask->sizes() == u.sizes() && clamp_mask->device() == u.device(),
+                      "hebbkern::plastic_rnn: clamp_mask must be [T, B, N] = ", u.sizes(),
+                      " on the device of u, got ", clamp_mask->sizes());
+  }
+  TORCH_CHECK_VALUE(!uses_eta(rule) || given(eta), "hebbkern::plastic_rnn: this rule needs eta");
+  check_scalar("eta", eta, u, uses_eta(rule), "the rules hebb, oja, clip and retro");
+  TORCH_CHECK_VALUE(!modulated || given(mod_w), "hebbkern::plastic_rnn: this rule needs mod_w");
+  check_opt("mod_w", mod_w, u, {N}, modulated, "the rules neuromod and retro");
+  check_scalar("mod_b", mod_b, u, modulated, "the rules neuromod and retro");
+  TORCH_CHECK_VALUE(given(fanout_w) == given(fanout_b),
+                    "hebbkern::plastic_rnn: fanout_w and fanout_b go together");
+  check_opt("fanout_w", fanout_w, u, {N}, modulated, "the rules neuromod and retro");
+  check_opt("fanout_b", fanout_b, u, {N}, modulated, "the rules neuromod and retro");
+
   Prepared p;
   p.u = u.contiguous();
   p.w = w.contiguous();
@@ -125,10 +181,8 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
   p.mod_w = contiguous_or_undefined(mod_w);
   p.fan_w = contiguous_or_undefined(fanout_w);
   p.fan_b = contiguous_or_undefined(fanout_b);
-  TORCH_CHECK(p.fan_w.defined() == p.fan_b.defined(),
-              "plastic_rnn: fanout_w and fanout_b go together");
   if (uses_eta(rule)) p.eta = eta->item<double>();
-  if (mod_b.has_value() && mod_b->defined()) p.mod_b = mod_b->item<double>();
+  if (given(mod_b)) p.mod_b = mod_b->item<double>();
   return p;
 }
 
@@ -169,9 +223,9 @@ FwdOut plastic_rnn_fwd_cpu(
     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
     int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
-  TORCH_CHECK(ckpt_every >= 1, "plastic_rnn: ckpt_every must be >= 1");
+  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   const Prepared q = prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                             fanout_b, rule);
+                             fanout_b, rule, clip);
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
   const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
   const auto opts = u.options();
@@ -192,9 +246,11 @@ FwdOut plastic_rnn_fwd_cpu(
                                .ck_h = ck_h.data_ptr<T>(),
                                .ck_e = ptr_or_null<T>(ck_e),
                                .mod = ptr_or_null<T>(mod)};
+    // The instruction set is read once per call (it consults the environment), not per worker.
+    const cpu::Isa isa = cpu::active_isa();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<T> scratch(cpu::forward_scratch_size(N));
-      cpu::run_forward(rule, p, o, b0, b1, scratch.data());
+      cpu::run_forward(isa, rule, p, o, b0, b1, scratch.data());
     });
   });
   return {h, hebb_T, elig_T, ck_h, ck_e, mod};
@@ -210,12 +266,20 @@ BwdOut plastic_rnn_bwd_cpu(
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule_name, double clip, int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
-  TORCH_CHECK(ckpt_every >= 1, "plastic_rnn: ckpt_every must be >= 1");
-  TORCH_CHECK(h.sizes() == u.sizes(), "plastic_rnn_bwd: h must have the shape of u");
+  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   const Prepared q = prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta, mod_w,
-                             mod_b, fanout_w, fanout_b, rule);
+                             mod_b, fanout_w, fanout_b, rule, clip);
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
   const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
+  // The saved forward outputs must be the ones plastic_rnn_fwd made with the same ckpt_every.
+  const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
+  check_arg("h", h, u, {T_, B, N});
+  check_arg("hebb_ckpt", hebb_ckpt, u, {C, B, N, N});
+  if (elig) check_arg("elig_ckpt", elig_ckpt, u, {C, B, N, N});
+  if (modulated) check_arg("mod", mod, u, {T_, B});
+  check_opt("grad_h", grad_h, u, {T_, B, N}, true, "");
+  check_opt("grad_hebb", grad_hebb, u, {B, N, N}, true, "");
+  check_opt("grad_elig", grad_elig, u, {B, N, N}, elig, "rule 'retro'");
   const bool fan = q.fan_w.defined();
   const auto opts = u.options();
   at::Tensor gh = contiguous_or_undefined(grad_h);
@@ -260,9 +324,10 @@ BwdOut plastic_rnn_bwd_cpu(
                                .ck_e = ptr_or_null<T>(ck_e),
                                .mod = ptr_or_null<T>(mod_c)};
     const int64_t K = ckpt_every < T_ ? ckpt_every : T_;
+    const cpu::Isa isa = cpu::active_isa();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<T> scratch(cpu::backward_scratch_size(N, K, elig));
-      cpu::run_backward(rule, p, in, o, b0, b1, scratch.data());
+      cpu::run_backward(isa, rule, p, in, o, b0, b1, scratch.data());
     });
   });
 
@@ -271,12 +336,12 @@ BwdOut plastic_rnn_bwd_cpu(
       {q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts), h_c.narrow(0, 0, T_ - 1)});
   at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(da.reshape({T_ * B, N}));
   at::Tensor dalpha = alpha.dim() == 0 ? dA.sum() : dA.sum(0);
-  at::Tensor none = empty_like_opts(u);
-  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none;
-  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none;
-  at::Tensor dmb = modulated ? dmb_ps.sum() : none;
-  at::Tensor dfw = fan ? dfw_ps.sum(0) : none;
-  at::Tensor dfb = fan ? dfb_ps.sum(0) : none;
+  // Each unused gradient is its own empty tensor: outputs of a custom op must not alias each other.
+  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : empty_like_opts(u);
+  at::Tensor dmw = modulated ? dmw_ps.sum(0) : empty_like_opts(u);
+  at::Tensor dmb = modulated ? dmb_ps.sum() : empty_like_opts(u);
+  at::Tensor dfw = fan ? dfw_ps.sum(0) : empty_like_opts(u);
+  at::Tensor dfb = fan ? dfb_ps.sum(0) : empty_like_opts(u);
   return {du, dw, dalpha, dh0, dH0, dE0, deta, dmw, dmb, dfw, dfb};
 }
 

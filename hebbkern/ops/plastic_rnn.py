@@ -62,7 +62,7 @@ if _extension.available():
         return (
             u.new_empty(T, B, N),
             u.new_empty(N, N),
-            torch.empty_like(alpha),
+            alpha.new_empty(alpha.shape),  # contiguous, like the kernel's; never alpha's strides
             u.new_empty(B, N),
             u.new_empty(B, N, N),
             u.new_empty(B, N, N) if retro else empty(),
