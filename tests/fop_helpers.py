@@ -59,3 +59,32 @@ def run(backend, base, momentum, weight_decay, *, dtype=torch.float64, steps=6, 
 
 def state_of(opt: FOP, p: Tensor) -> dict[str, Tensor]:
     return opt.state[p]
+
+
+def small_cnn(dtype=torch.float64, seed=0) -> torch.nn.Module:
+    """Conv 3x3, conv 3x3, conv 1x1, linear: every preconditioning kind plus biases."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3),
+        torch.nn.ReLU(), torch.nn.Conv2d(6, 6, 1), torch.nn.Flatten(), torch.nn.Linear(6 * 6 * 6, 5),
+    ).to(dtype)  # fmt: skip
+
+
+def cnn_batch(dtype=torch.float64, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(16, 1, 8, 8, generator=g, dtype=dtype)
+    y = torch.randint(0, 5, (16,), generator=g)
+    return x, y
+
+
+def train_steps(model, opt, steps, dtype=torch.float64, fwd=None) -> list[float]:
+    x, y = cnn_batch(dtype)
+    fwd = fwd or model
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(fwd(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fop_helpers import BASE_CASES, BASE_IDS, SHAPES, grad_sequence, make_params, run, run_steps
+from fop_helpers import (
+    BASE_CASES, BASE_IDS, SHAPES, grad_sequence, make_params, run, run_steps, small_cnn, train_steps,
+)  # fmt: skip
 from helpers import rel_err
 
 import hebbkern
@@ -123,29 +125,11 @@ def test_cuda_parameters(base):
         assert rel_err(a.cpu(), b) < 1e-10
 
 
-def small_cnn(dtype):
-    torch.manual_seed(0)
-    return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 6, 3),
-        torch.nn.ReLU(), torch.nn.Conv2d(6, 6, 1), torch.nn.Flatten(), torch.nn.Linear(6 * 6 * 6, 5),
-    ).to(dtype)  # fmt: skip
-
-
 def train(model, backend, base, dtype, steps=10, compiled=False):
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(16, 1, 8, 8, generator=g, dtype=dtype)
-    y = torch.randint(0, 5, (16,), generator=g)
     opt = FOP(model.parameters(), lr=0.05, hyper_lr=0.5, base=base, momentum=0.5 if base == "sgd"
               else 0.0, backend=backend)  # fmt: skip
     fwd = torch.compile(model, fullgraph=True) if compiled else model
-    losses = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(fwd(x), y)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses, opt
+    return train_steps(model, opt, steps, dtype, fwd), opt
 
 
 @pytest.mark.parametrize("backend", FUSED_P)
