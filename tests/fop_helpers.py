@@ -32,7 +32,7 @@ def grad_sequence(shapes, steps: int, dtype=torch.float64, seed=1) -> list[list[
     seq = []
     for _ in range(steps):
         step = []
-        for f, s in zip(fixed, shapes):
+        for f, s in zip(fixed, shapes, strict=True):
             rows = max(1, s[0] * (s[1] if len(s) > 2 else 1)) if len(s) >= 2 else 1
             noise = torch.randn(s, generator=g, dtype=torch.float64)
             step.append(((f + 0.5 * noise) / rows**0.5).to(dtype))
@@ -42,7 +42,7 @@ def grad_sequence(shapes, steps: int, dtype=torch.float64, seed=1) -> list[list[
 
 def run_steps(params, grads_seq, opt: FOP) -> FOP:
     for grads in grads_seq:
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = g.clone()
         opt.step()
     return opt

@@ -7,7 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 from fop_helpers import (
-    BASE_CASES, BASE_IDS, SHAPES, grad_sequence, make_params, run, run_steps, small_cnn, train_steps,
+    BASE_CASES,
+    BASE_IDS,
+    SHAPES,
+    grad_sequence,
+    make_params,
+    run,
+    run_steps,
+    small_cnn,
+    train_steps,
 )  # fmt: skip
 from helpers import rel_err
 
@@ -26,7 +34,7 @@ FUSED_P = [fused_param(b) for b in FUSED]
 
 
 def compare(opt_f, params_f, opt_r, params_r, tol):
-    for i, (pf, pr) in enumerate(zip(params_f, params_r)):
+    for i, (pf, pr) in enumerate(zip(params_f, params_r, strict=True)):
         assert rel_err(pf, pr) < tol, f"param {i} {list(pr.shape)}: {rel_err(pf, pr)}"
         sf, sr = opt_f.state[pf], opt_r.state[pr]
         assert sf.keys() == sr.keys()
@@ -38,7 +46,7 @@ def moved(opt, params):
     """The preconditioners really learned something (so the comparison can fail)."""
     Ms = [opt.state[p]["M"] for p in params if "M" in opt.state[p]]
     eye = [torch.eye(M.shape[0], dtype=M.dtype) for M in Ms]
-    return min((M - e).norm().item() for M, e in zip(Ms, eye))
+    return min((M - e).norm().item() for M, e in zip(Ms, eye, strict=True))
 
 
 @pytest.mark.parametrize("backend", FUSED_P)
@@ -91,7 +99,7 @@ def test_non_contiguous(backend, base):
         assert not ps[0].is_contiguous() and not ps[1].is_contiguous()
         opt = FOP(ps, lr=0.1, hyper_lr=0.05, base=base, momentum=0.0, backend=b)
         for step in range(5):
-            for p, g in zip(ps, grads(step)):
+            for p, g in zip(ps, grads(step), strict=True):
                 p.grad = g
             opt.step()
         out[b] = (opt, ps)
@@ -107,7 +115,7 @@ def test_low_precision_parameters(backend):
     pr, opt_r = run("reference", "adam", 0.0, 0.0, steps=3, shapes=shapes)
     pf, opt_f = run(None if backend == "foreach" else backend, "adam", 0.0, 0.0, steps=3,
                     shapes=shapes, dtype=torch.bfloat16)  # fmt: skip
-    for a, b in zip(pf, pr):
+    for a, b in zip(pf, pr, strict=True):
         assert a.dtype == torch.bfloat16
         assert rel_err(a, b) < 2e-2
 
@@ -121,7 +129,7 @@ def test_cuda_parameters(base):
     opt = FOP(params, lr=0.1, hyper_lr=0.02, base=base)
     seq = [[g.cuda() for g in step] for step in grad_sequence(shapes, 4)]
     run_steps(params, seq, opt)
-    for a, b in zip(params, pr):
+    for a, b in zip(params, pr, strict=True):
         assert rel_err(a.cpu(), b) < 1e-10
 
 
@@ -142,7 +150,7 @@ def test_small_model_training(backend, base, dtype):
     assert ref_losses[-1] < ref_losses[0]
     assert moved(ref_opt, list(ref_model.parameters())) > 1e-4
     tol = 1e-9 if dtype == torch.float64 else 1e-4
-    for a, b in zip(model.parameters(), ref_model.parameters()):
+    for a, b in zip(model.parameters(), ref_model.parameters(), strict=True):
         assert rel_err(a, b) < tol
 
 
@@ -153,7 +161,7 @@ def test_compiled_model():
     eager, _ = train(eager_model, "cpu", "sgd", torch.float64, steps=4)
     compiled, _ = train(compiled_model, "cpu", "sgd", torch.float64, steps=4, compiled=True)
     assert compiled == pytest.approx(eager, rel=1e-9)
-    for a, b in zip(compiled_model.parameters(), eager_model.parameters()):
+    for a, b in zip(compiled_model.parameters(), eager_model.parameters(), strict=True):
         assert rel_err(a, b) < 1e-9
 
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from fop_helpers import BASE_CASES, BASE_IDS, make_params, grad_sequence, run_steps
+from fop_helpers import BASE_CASES, BASE_IDS, grad_sequence, make_params, run_steps
 from helpers import rel_err
 
 import hebbkern
@@ -36,7 +36,7 @@ def test_hyper_lr_zero_is_the_base_optimiser(backend, base, momentum, wd):
               backend=backend)  # fmt: skip
     run_steps(ours, seq, opt)
     run_steps(theirs, seq, torch_optimizer(theirs, base, momentum, wd, 0.1))
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert rel_err(a, b) < 1e-12
 
 
@@ -49,7 +49,7 @@ def test_first_step_is_the_base_optimisers(backend, base, momentum, wd):
               backend=backend)  # fmt: skip
     run_steps(ours, seq, opt)
     run_steps(theirs, seq, torch_optimizer(theirs, base, momentum, wd, 0.1))
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert rel_err(a, b) < 1e-12
 
 

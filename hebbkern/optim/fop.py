@@ -254,7 +254,7 @@ def foreach_step(
         else:
             key = "momentum_buffer" if momentum else "prev_direction"
             dprev = [states[i][key] for i in hyp]
-        for i, Dp in zip(hyp, dprev):
+        for i, Dp in zip(hyp, dprev, strict=True):
             M = states[i]["M"]
             d = M.shape[0]
             S = Dp.reshape(-1, d).T @ gs[i].reshape(-1, d)
@@ -287,7 +287,7 @@ def foreach_step(
             torch._foreach_copy_([states[i]["prev_direction"] for i in keep], [gs[i] for i in keep])
 
     updates = []
-    for D, p, s in zip(dirs, params, states):
+    for D, p, s in zip(dirs, params, states, strict=True):
         M = s.get("M")
         if M is None:
             updates.append(D)

@@ -53,7 +53,7 @@ def preconditioned_dim(shape: torch.Size | tuple[int, ...], precondition: str) -
 
 
 def init_state(param: Tensor, *, base: str, momentum: float, d: int | None) -> dict[str, Tensor]:
-    """The per-parameter state before the first step (M = identity: the first step is the base's)."""
+    """The state of a parameter before its first step (M = I: the first step is the base's)."""
     like = dict(memory_format=torch.contiguous_format)
     state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=torch.float32)}
     if d is not None:
