@@ -32,9 +32,10 @@ TORCH_LIBRARY(hebbkern, m) {
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def(
-      "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] buf1, "
-      "Tensor(d!)[] buf2, Tensor(e!)[] steps, str base, float lr, float hyper_lr, float momentum, "
-      "float beta1, float beta2, float eps, float weight_decay) -> ()");
+      "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "
+      "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "
+      "float hyper_lr, float momentum, float beta1, float beta2, float eps, float weight_decay) "
+      "-> ()");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {

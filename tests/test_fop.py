@@ -178,16 +178,20 @@ def test_step_is_one_kernel_call_per_group(monkeypatch):
 def _op_args(base, dtype=torch.float64, first=False):
     g = torch.Generator().manual_seed(0)
     shapes = [(4, 3, 3, 3), (5, 70), (6,)]
-    params = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
-    grads = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
+
+    def rnd(positive=False):
+        return [
+            (torch.rand if positive else torch.randn)(s, generator=g, dtype=dtype) for s in shapes
+        ]
+
     precond = [torch.eye(9, dtype=dtype) + 0.1 * torch.randn(9, 9, generator=g, dtype=dtype),
                torch.eye(70, dtype=dtype), torch.empty(0, dtype=dtype)]  # fmt: skip
-    buf1 = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
-    buf2 = [torch.rand(s, generator=g, dtype=dtype) for s in shapes] if base == "adam" else []
+    buf1 = rnd() if base != "sgd" else []
+    buf2 = rnd(positive=True) if base == "adam" else []
     steps = [torch.tensor(0.0 if first else 3.0) for _ in shapes]
     momentum = 0.9 if base == "momentum" else 0.0
-    return (params, grads, precond, buf1, buf2, steps, "adam" if base == "adam" else "sgd", 0.1,
-            0.01, momentum, 0.9, 0.999, 1e-8, 0.01)  # fmt: skip
+    return (rnd(), rnd(), precond, rnd(), buf1, buf2, steps, "adam" if base == "adam" else "sgd",
+            0.1, 0.01, momentum, 0.9, 0.999, 1e-8, 0.01)  # fmt: skip
 
 
 @needs_ext

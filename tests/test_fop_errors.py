@@ -83,7 +83,8 @@ def op_args(**changes):
     """Valid arguments of torch.ops.hebbkern.fop_step_ (Adam, a conv weight and a bias)."""
     args = dict(
         params=[torch.randn(4, 3, 3, 3), torch.randn(4)], grads=[torch.randn(4, 3, 3, 3), torch.randn(4)],
-        precond=[torch.eye(9), torch.empty(0)], buf1=[torch.zeros(4, 3, 3, 3), torch.zeros(4)],
+        precond=[torch.eye(9), torch.empty(0)], prev_dir=[torch.zeros(4, 3, 3, 3), torch.empty(0)],
+        buf1=[torch.zeros(4, 3, 3, 3), torch.zeros(4)],
         buf2=[torch.zeros(4, 3, 3, 3), torch.zeros(4)], steps=[torch.tensor(0.0), torch.tensor(0.0)],
         base="adam", lr=0.1, hyper_lr=0.01, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-8,
         weight_decay=0.0,
@@ -95,7 +96,10 @@ def op_args(**changes):
 RAW_CASES = [
     ("grads-short", dict(grads=[torch.randn(4, 3, 3, 3)]), r"one entry per parameter"),
     ("buf2-missing", dict(buf2=[]), r"buf2 must have one entry per parameter"),
-    ("buf2-for-sgd", dict(base="sgd"), r"buf2 must .* be empty for 'sgd'"),
+    ("buf1-for-sgd", dict(base="sgd", buf2=[]), r"buf1 must .* be empty for plain SGD"),
+    ("buf2-for-sgd", dict(base="sgd", momentum=0.9), r"buf2 must .* be empty for 'sgd'"),
+    ("prev_dir-short", dict(prev_dir=[torch.zeros(4, 3, 3, 3)]), r"one entry per parameter"),
+    ("prev_dir-shape", dict(prev_dir=[torch.zeros(4, 27), torch.empty(0)]), r"prev_dir\[0\] must"),
     ("base", dict(base="lion"), r"base must be 'sgd' or 'adam'"),
     ("momentum-adam", dict(momentum=0.9), r"momentum must be 0 with base 'adam'"),
     (

@@ -118,11 +118,13 @@ def test_hypergradient_by_hand_on_a_quadratic(backend, shape):
     assert rel_err(p.detach().reshape(-1, d), W2) < 1e-12
 
 
-def direction(state, base, momentum, betas=(0.9, 0.999), eps=1e-8):
-    """D of the step just taken, from the optimiser state after it."""
+def direction(state, base, momentum):
+    """D of the step just taken, recomputed from the optimiser state after it."""
     if base == "adam":
         t = int(state["step"].item())
-        return adam_direction(state["exp_avg"], state["exp_avg_sq"], t, *betas, eps)
+        D = adam_direction(state["exp_avg"], state["exp_avg_sq"], t, 0.9, 0.999, 1e-8)
+        assert rel_err(D, state["prev_direction"]) < 1e-14
+        return D
     return state["momentum_buffer" if momentum else "prev_direction"]
 
 

@@ -73,7 +73,7 @@ def test_state_dict_roundtrip(base, momentum):
             assert torch.equal(sd2["state"][i][k], v)
     conv_w = sd["state"][0]
     expected = {"step", "M"} | {"sgd": {"prev_direction"}, "momentum": {"momentum_buffer"},
-                                "adam": {"exp_avg", "exp_avg_sq"}}[
+                                "adam": {"exp_avg", "exp_avg_sq", "prev_direction"}}[
         "momentum" if momentum else base]  # fmt: skip
     assert set(conv_w) == expected
     assert conv_w["M"].shape == (9, 9) and conv_w["step"].item() == 2

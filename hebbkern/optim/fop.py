@@ -97,12 +97,16 @@ class FOP(torch.optim.Optimizer):
         backend: ``None`` (the C++ kernel for float32/float64 CPU parameters, the ``foreach`` path
             otherwise), or one of ``"cpu"``, ``"foreach"``, ``"reference"`` to force one.
 
-    State per parameter (in ``state_dict()``): ``step``, ``M`` (preconditioned weights), and the
-    base optimiser's buffers (``momentum_buffer``; ``exp_avg``/``exp_avg_sq``; for plain SGD on a
-    preconditioned weight ``prev_direction``, the previous direction the hypergradient needs).
+    State per parameter (in ``state_dict()``): ``step``, ``M`` (preconditioned weights), the base
+    optimiser's buffers (``momentum_buffer``; ``exp_avg``/``exp_avg_sq``) and, for preconditioned
+    weights of plain SGD and Adam, ``prev_direction`` (the direction the hypergradient needs; with
+    momentum it is the momentum buffer).
     Every backend uses this layout, so a checkpoint resumes on any of them; on the same backend
     and thread count a resumed run continues bit-identically.
     """
+
+    # The eager oracle; an attribute so a benchmark can substitute a compiled version of it.
+    _reference_step = staticmethod(_ref.fop_step)
 
     def __init__(
         self,
@@ -175,7 +179,7 @@ class FOP(torch.optim.Optimizer):
                 elif backend == "foreach":
                     foreach_step(params, grads, states, **_hyper(group))
                 else:
-                    _ref.fop_step(params, grads, states, **_hyper(group))
+                    self._reference_step(params, grads, states, **_hyper(group))
         return loss
 
     def _resolve(self, device: torch.device, dtype: torch.dtype) -> str:
@@ -202,14 +206,15 @@ class FOP(torch.optim.Optimizer):
     ) -> None:
         empty = self._placeholder(params[0])
         adam = group["base"] == "adam"
-        buf1_key = "exp_avg" if adam else ("momentum_buffer" if group["momentum"] else None)
         precond = [s.get("M", empty) for s in states]
-        buf1 = [s.get(buf1_key or "prev_direction", empty) for s in states]
+        prev = [s.get("prev_direction", empty) for s in states]
+        buf1_key = "exp_avg" if adam else ("momentum_buffer" if group["momentum"] else None)
+        buf1 = [s[buf1_key] for s in states] if buf1_key else []
         buf2 = [s["exp_avg_sq"] for s in states] if adam else []
         steps = [s["step"] for s in states]
         beta1, beta2 = group["betas"]
         torch.ops.hebbkern.fop_step_(
-            params, grads, precond, buf1, buf2, steps, group["base"], group["lr"],
+            params, grads, precond, prev, buf1, buf2, steps, group["base"], group["lr"],
             group["hyper_lr"], group["momentum"], beta1, beta2, group["eps"],
             group["weight_decay"],
         )  # fmt: skip
@@ -245,20 +250,12 @@ def foreach_step(
 
     # Hypergradient: D_{t-1} from the state before this step's update.
     hyp = [i for i, s in enumerate(states) if "M" in s and ts[i] > 1]
-    if hyp:
-        if base == "adam":
-            dprev = _adam_dirs(
-                [states[i]["exp_avg"] for i in hyp], [states[i]["exp_avg_sq"] for i in hyp],
-                [ts[i] - 1 for i in hyp], beta1, beta2, eps,
-            )  # fmt: skip
-        else:
-            key = "momentum_buffer" if momentum else "prev_direction"
-            dprev = [states[i][key] for i in hyp]
-        for i, Dp in zip(hyp, dprev, strict=True):
-            M = states[i]["M"]
-            d = M.shape[0]
-            S = Dp.reshape(-1, d).T @ gs[i].reshape(-1, d)
-            M.add_((S + S.T) @ M, alpha=hyper_lr * lr)
+    key = "momentum_buffer" if base == "sgd" and momentum else "prev_direction"
+    for i in hyp:
+        M = states[i]["M"]
+        d = M.shape[0]
+        S = states[i][key].reshape(-1, d).T @ gs[i].reshape(-1, d)
+        M.add_((S + S.T) @ M, alpha=hyper_lr * lr)
 
     # Base optimiser: state update and direction.
     if base == "adam":
@@ -282,9 +279,9 @@ def foreach_step(
         dirs = bufs
     else:
         dirs = gs
-        keep = [i for i, s in enumerate(states) if "prev_direction" in s]
-        if keep:
-            torch._foreach_copy_([states[i]["prev_direction"] for i in keep], [gs[i] for i in keep])
+    keep = [i for i, s in enumerate(states) if "prev_direction" in s]
+    if keep:
+        torch._foreach_copy_([states[i]["prev_direction"] for i in keep], [dirs[i] for i in keep])
 
     updates = []
     for D, p, s in zip(dirs, params, states, strict=True):

@@ -13,9 +13,9 @@ one call of the step at time t does, in this order::
     W    = W - lr * D_t (M M^T)
 
 ``D_{t-1}`` is not stored twice: for momentum SGD it is the momentum buffer before this step's
-update, for Adam it is recomputed from ``exp_avg`` / ``exp_avg_sq`` at step t - 1, and only plain
-SGD keeps it (``prev_direction``, the previous decayed gradient). The fused kernels use the same
-state, so a checkpoint of one backend resumes in another.
+update; plain SGD and Adam keep it in ``prev_direction`` (SPEC's one extra ``[a, d]`` buffer per
+preconditioned weight). The fused kernels use the same state, so a checkpoint of one backend
+resumes in another.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def init_state(param: Tensor, *, base: str, momentum: float, d: int | None) -> d
         state["exp_avg_sq"] = torch.zeros_like(param, **like)
     elif momentum != 0:
         state["momentum_buffer"] = torch.zeros_like(param, **like)
-    elif d is not None:
+    if d is not None and (base == "adam" or momentum == 0):
         state["prev_direction"] = torch.zeros_like(param, **like)
     return state
 
@@ -100,14 +100,8 @@ def fop_param_step(
         d = M.shape[0]
         G = g.reshape(-1, d)
         if t > 1:
-            if base == "adam":
-                D_prev = adam_direction(
-                    state["exp_avg"], state["exp_avg_sq"], t - 1, beta1, beta2, eps
-                )
-            elif momentum != 0:
-                D_prev = state["momentum_buffer"]
-            else:
-                D_prev = state["prev_direction"]
+            uses_buffer = base == "sgd" and momentum != 0
+            D_prev = state["momentum_buffer" if uses_buffer else "prev_direction"]
             S = D_prev.reshape(-1, d).T @ G
             M.add_((S + S.T) @ M, alpha=hyper_lr * lr)
 
@@ -124,8 +118,8 @@ def fop_param_step(
         D = buf
     else:
         D = g
-        if M is not None:
-            state["prev_direction"].copy_(g)
+    if "prev_direction" in state:
+        state["prev_direction"].copy_(D)
 
     if M is None:
         param.sub_(lr * D)
