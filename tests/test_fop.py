@@ -205,3 +205,16 @@ def test_shapes_cover_both_kernel_paths():
     """The shape list keeps conv kernels and linear weights on both sides of d = 64."""
     ds = [hebbkern.reference.fop.preconditioned_dim(s, "auto") for s in SHAPES]
     assert {1, 9, 49, 7, 100, 129} <= set(ds) and None in ds
+
+
+@needs_ext
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_every_instruction_set(isa, dtype, monkeypatch):
+    """The row kernels of each instruction set (capped by HEBBKERN_CPU_ISA, read at every call;
+    a cap above what the CPU has runs the best it has)."""
+    monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
+    for base, momentum, wd in [BASE_CASES[1], BASE_CASES[5]]:
+        pr, opt_r = run("reference", base, momentum, wd, steps=5)
+        pf, opt_f = run("cpu", base, momentum, wd, steps=5, dtype=dtype)
+        compare(opt_f, pf, opt_r, pr, 1e-10 if dtype == torch.float64 else 1e-4)

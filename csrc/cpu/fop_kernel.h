@@ -36,7 +36,10 @@ inline T direction(const StepArgs<T>& a, int64_t i) {
 // Elements [i0, i1) without preconditioning (P = None): W -= lr * D; with `store` (the large-d
 // path), D is written to the previous-direction buffer for the GEMM that follows instead.
 template <typename T, Base B>
-void elementwise(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store) {
+void elementwise(const StepArgs<T>& args, int64_t i0, int64_t i1, bool store) {
+  // A local copy: stores through the state pointers cannot alias its scalars, so the loop keeps
+  // them in registers and vectorises.
+  const StepArgs<T> a = args;
   if (store) {
     T* out = B == Base::Momentum ? a.b1 : a.prev;
     for (int64_t i = i0; i < i1; ++i) {
@@ -51,7 +54,8 @@ void elementwise(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store) {
 // Rows [r0, r1) of a preconditioned parameter with d <= kMaxD: the base update, D (kept in
 // `prev` where the next hypergradient needs it), then W_row -= lr * D_row P.
 template <typename T, Base B>
-void rows(const StepArgs<T>& a, int64_t r0, int64_t r1) {
+void rows(const StepArgs<T>& args, int64_t r0, int64_t r1) {
+  const StepArgs<T> a = args;  // see elementwise()
   const int64_t d = a.d;
   T dir[kRows * kMaxD], dt[kRows * kMaxD], out[kRows];
   for (int64_t rb = r0; rb < r1; rb += kRows) {
@@ -96,7 +100,8 @@ void step_elements_t(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store) {
 // accumulates in kLanes independent lanes (vectorisable, no float reduction), folded into the
 // double S once per call.
 template <typename T>
-void hyper_rows_t(const HyperArgs<T>& a, int64_t r0, int64_t r1, double* S, T* lanes) {
+void hyper_rows_t(const HyperArgs<T>& args, int64_t r0, int64_t r1, double* S, T* lanes) {
+  const HyperArgs<T> a = args;  // see elementwise()
   const int64_t d = a.d;
   T dt[kRows * kMaxD], gt[kRows * kMaxD];
   std::fill(lanes, lanes + d * d * kLanes, T(0));
@@ -114,11 +119,14 @@ void hyper_rows_t(const HyperArgs<T>& a, int64_t r0, int64_t r1, double* S, T* l
       for (int64_t r = nr; r < padded; ++r) dt[j * kRows + r] = gt[j * kRows + r] = T(0);
     for (int64_t j = 0; j < d; ++j)
       for (int64_t k = 0; k < d; ++k) {
-        T* acc = lanes + (j * d + k) * kLanes;
-        const T* x = dt + j * kRows;
-        const T* y = gt + k * kRows;
+        T* __restrict acc = lanes + (j * d + k) * kLanes;
+        const T* __restrict x = dt + j * kRows;
+        const T* __restrict y = gt + k * kRows;
+        T sum[kLanes];
+        for (int64_t l = 0; l < kLanes; ++l) sum[l] = acc[l];
         for (int64_t r = 0; r < padded; r += kLanes)
-          for (int64_t l = 0; l < kLanes; ++l) acc[l] += x[r + l] * y[r + l];
+          for (int64_t l = 0; l < kLanes; ++l) sum[l] += x[r + l] * y[r + l];
+        for (int64_t l = 0; l < kLanes; ++l) acc[l] = sum[l];
       }
   }
   for (int64_t jk = 0; jk < d * d; ++jk) {
