@@ -62,7 +62,7 @@ class BasicBlock(nn.Module):
 
 
 def resnet18(num_classes: int = 1000, width: int = 64) -> nn.Module:
-    """ResNet-18 (He et al.), ImageNet layout; ``width`` 64 gives torchvision's 11,689,512 params."""
+    """ResNet-18 (He et al.), ImageNet layout; ``width`` 64: torchvision's 11,689,512 parameters."""
     w = width
     layers: list[nn.Module] = [
         nn.Conv2d(3, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(3, 2, 1),

@@ -15,7 +15,7 @@ if _extension.available():
 
     @torch.library.register_fake("hebbkern::fop_step_")
     def _fop_step_fake(
-        params, grads, precond, prev_dir, buf1, buf2, steps, base, lr, hyper_lr, momentum, beta1, beta2,
-        eps, weight_decay,
+        params, grads, precond, prev_dir, buf1, buf2, steps, base, lr, hyper_lr, momentum, beta1,
+        beta2, eps, weight_decay,
     ):  # fmt: skip
         return None
