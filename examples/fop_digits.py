@@ -1,6 +1,6 @@
 """FOP on a small CNN: SGD and Adam against FOP-SGD and FOP-Adam on scikit-learn's digits.
 
-    python examples/fop_digits.py                 # 3 seeds, 30 epochs, a few minutes on 2 cores
+    python examples/fop_digits.py                 # 3 seeds, 20 epochs, about 5 minutes on 2 cores
     python examples/fop_digits.py --seeds 1 --epochs 5      # a quick look
 
 The data (1,797 8x8 grey images of hand-written digits, 10 classes) ships with scikit-learn, so
@@ -8,7 +8,8 @@ nothing is downloaded. 80% train / 20% test, pixels scaled to [0, 1] and standar
 conv 3x3 (1 -> 16), conv 3x3 (16 -> 32), 2x2 max-pool, conv 3x3 (32 -> 32), 2x2 max-pool, linear
 (128 -> 10); FOP learns a 9x9 spatial preconditioner per conv layer and a 128x128 one for the
 linear layer. Each optimiser uses the same learning rate as its FOP counterpart, so the difference
-is the learned preconditioning alone.
+is the learned preconditioning alone. The hyper-learning rates (1 for FOP-SGD, 10 for FOP-Adam)
+were picked by one 6-epoch trial of 0.1, 1 and 10 on seed 0 (10 makes FOP-SGD diverge).
 
 Writes (next to this file unless --out says otherwise):
   fop_digits_curves.png           training loss and test accuracy per epoch (mean, range: seeds)
@@ -156,13 +157,13 @@ def plot_preconditioners(results: dict, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--sgd-lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--adam-lr", type=float, default=1e-3)
     p.add_argument("--hyper-lr-sgd", type=float, default=1.0)
-    p.add_argument("--hyper-lr-adam", type=float, default=1.0)
+    p.add_argument("--hyper-lr-adam", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--optimizers", nargs="+", default=["SGD", "FOP-SGD", "Adam", "FOP-Adam"])
     p.add_argument("--out", type=Path, default=HERE)
