@@ -3,6 +3,7 @@
 // Python dependency, so libtorch users link the same registrations (CMakeLists.txt).
 #include <torch/library.h>
 
+#include "fop.h"
 #include "plastic_rnn.h"
 
 namespace hebbkern {
@@ -30,11 +31,17 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  m.def(
+      "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "
+      "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "
+      "float hyper_lr, float momentum, float beta1, float beta2, float eps, float weight_decay) "
+      "-> ()");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
+  m.impl("fop_step_", &fop_step_cpu);
 }
 
 }  // namespace hebbkern

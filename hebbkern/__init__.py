@@ -1,6 +1,6 @@
 """hebbkern: fused CPU, CUDA and Triton kernels for synaptic plasticity in PyTorch."""
 
-from . import nn, reference
+from . import nn, optim, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
 from .ops import plastic_rnn
@@ -13,6 +13,7 @@ __all__ = [
     "PlasticState",
     "extension_available",
     "nn",
+    "optim",
     "plastic_rnn",
     "reference",
     "use_backend",

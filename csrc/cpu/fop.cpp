@@ -1,0 +1,283 @@
+// Fused CPU FOP step: every parameter of a group in one call (SPEC.md section 5; the oracle is
+// hebbkern/reference/fop.py, whose order of operations this file follows).
+//
+// Per preconditioned parameter, viewed as [a, d] with M [d, d]:
+//   pass 1 (read only): S = D_{t-1}^T G_t, with D_{t-1} the kept previous direction (the momentum
+//           buffer for momentum SGD) and G_t = grad + weight_decay * W formed on the fly;
+//   M += hyper_lr * lr * (S + S^T) M, then P = M M^T (d x d, small);
+//   pass 2: the base optimiser's state update and D_t, then W -= lr * D_t P, row block by block.
+// The two passes cannot merge: P_t needs the reduction over all rows of G_t before the first row
+// moves. For d <= kMaxD (conv kernels: 1, 9, 25, 49; small linear layers) both passes are the row
+// kernels of fop_kernel.h, compiled for the best instruction set of the CPU; for larger d the
+// products are BLAS GEMMs (skinny ones, d x a x d, are slow in BLAS, wide ones are not).
+//
+// The reduction of pass 1 runs over fixed chunks of rows summed in chunk order, so a result never
+// depends on the thread count or scheduling: a resumed run continues bit-identically.
+#include "../fop.h"
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "fop_kernel_args.h"
+
+namespace hebbkern {
+
+namespace fop_cpu {
+namespace {
+
+enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };
+
+Isa detected_isa() {
+#if defined(__GNUC__) && defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return Isa::Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
+#endif
+  return Isa::Default;
+}
+
+// The best the CPU supports, capped by $HEBBKERN_CPU_ISA (default|avx2|avx512), as plastic_rnn.
+Isa active_isa() {
+  static const Isa best = detected_isa();
+  const char* cap = std::getenv("HEBBKERN_CPU_ISA");
+  if (cap == nullptr || *cap == '\0') return best;
+  Isa want = Isa::Avx512;
+  if (std::strcmp(cap, "default") == 0)
+    want = Isa::Default;
+  else if (std::strcmp(cap, "avx2") == 0)
+    want = Isa::Avx2;
+  return static_cast<int>(want) < static_cast<int>(best) ? want : best;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HEBBKERN_FOP_DISPATCH(call)            \
+  switch (active_isa()) {                      \
+    case Isa::Avx512: return isa_avx512::call; \
+    case Isa::Avx2: return isa_avx2::call;     \
+    default: return isa_default::call;         \
+  }
+#else
+#define HEBBKERN_FOP_DISPATCH(call) return isa_default::call;
+#endif
+
+template <typename T>
+void run_step_rows(const StepArgs<T>& a, int64_t r0, int64_t r1) {
+  HEBBKERN_FOP_DISPATCH(step_rows(a, r0, r1))
+}
+template <typename T>
+void run_step_elements(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store) {
+  HEBBKERN_FOP_DISPATCH(step_elements(a, i0, i1, store))
+}
+template <typename T>
+void run_hyper_rows(const HyperArgs<T>& a, int64_t r0, int64_t r1, double* S, T* lanes) {
+  HEBBKERN_FOP_DISPATCH(hyper_rows(a, r0, r1, S, lanes))
+}
+
+// Rows per chunk of the pass-1 reduction (fixed, so the summation order is too).
+constexpr int64_t kChunkRows = 1024;
+constexpr int64_t kGrain = 1 << 14;  // elements per parallel task of the elementwise passes
+
+// S = D_{t-1}^T G_t [d, d] for d <= kMaxD, in double.
+template <typename T>
+std::vector<double> hyper_product(const HyperArgs<T>& h, int64_t a) {
+  const int64_t d = h.d;
+  const int64_t nchunks = (a + kChunkRows - 1) / kChunkRows;
+  std::vector<double> partial(nchunks * d * d, 0.0);
+  at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> lanes(d * d * 16);
+    for (int64_t c = c0; c < c1; ++c)
+      run_hyper_rows(h, c * kChunkRows, std::min(a, (c + 1) * kChunkRows),
+                     partial.data() + c * d * d, lanes.data());
+  });
+  std::vector<double> S(d * d, 0.0);
+  for (int64_t c = 0; c < nchunks; ++c)
+    for (int64_t e = 0; e < d * d; ++e) S[e] += partial[c * d * d + e];
+  return S;
+}
+
+// M += c (S + S^T) M in place (when S is given), then P = M M^T, for small d, in double.
+template <typename T>
+std::vector<T> update_precond_small(T* M, const std::vector<double>* S, double c, int64_t d) {
+  std::vector<double> m(M, M + d * d);
+  if (S != nullptr) {
+    std::vector<double> sym(d * d), upd(d * d, 0.0);
+    for (int64_t j = 0; j < d; ++j)
+      for (int64_t k = 0; k < d; ++k) sym[j * d + k] = (*S)[j * d + k] + (*S)[k * d + j];
+    for (int64_t j = 0; j < d; ++j)
+      for (int64_t l = 0; l < d; ++l) {
+        const double s = sym[j * d + l];
+        for (int64_t k = 0; k < d; ++k) upd[j * d + k] += s * m[l * d + k];
+      }
+    for (int64_t e = 0; e < d * d; ++e) {
+      M[e] = static_cast<T>(m[e] + c * upd[e]);
+      m[e] = static_cast<double>(M[e]);  // P from the stored M, as the reference does
+    }
+  }
+  std::vector<T> P(d * d);
+  for (int64_t j = 0; j < d; ++j)
+    for (int64_t k = 0; k < d; ++k) {
+      double s = 0;
+      for (int64_t l = 0; l < d; ++l) s += m[j * d + l] * m[k * d + l];
+      P[j * d + k] = static_cast<T>(s);
+    }
+  return P;
+}
+
+void check_state(const at::Tensor& x, const at::Tensor& p, const char* what, size_t i) {
+  TORCH_CHECK_VALUE(x.device().is_cpu() && x.scalar_type() == p.scalar_type() &&
+                        x.sizes() == p.sizes() && x.is_contiguous(),
+                    "hebbkern.fop_step_: ", what, "[", i,
+                    "] must be a contiguous CPU tensor of the dtype and shape of params[", i, "] ",
+                    p.sizes(), ", got ", x.scalar_type(), " ", x.sizes());
+}
+
+template <typename T>
+void step_group(at::TensorList params, at::TensorList grads, at::TensorList precond,
+                at::TensorList prev_dir, at::TensorList buf1, at::TensorList buf2,
+                at::TensorList steps, Base base, double lr, double hyper_lr, double momentum,
+                double beta1, double beta2, double eps, double wd) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const at::Tensor& p = params[i];
+    const at::Tensor& M = precond[i];
+    const bool pre = M.numel() > 0;
+    const double t = steps[i].item<double>() + 1;
+    steps[i].fill_(t);
+
+    // A non-contiguous parameter (e.g. a channels-last conv weight) is stepped in a contiguous
+    // copy, written back at the end.
+    at::Tensor w = p.is_contiguous() ? p : p.contiguous();
+    at::Tensor g = grads[i].contiguous();
+    StepArgs<T> s{};
+    s.w = w.data_ptr<T>();
+    s.g = g.const_data_ptr<T>();
+    s.b1 = base != Base::Sgd ? buf1[i].data_ptr<T>() : nullptr;
+    s.b2 = base == Base::Adam ? buf2[i].data_ptr<T>() : nullptr;
+    s.prev = pre && base != Base::Momentum ? prev_dir[i].data_ptr<T>() : nullptr;
+    s.base = base;
+    s.first = t <= 1;
+    s.lr = static_cast<T>(lr);
+    s.momentum = static_cast<T>(momentum);
+    s.beta1 = static_cast<T>(beta1);
+    s.beta2 = static_cast<T>(beta2);
+    s.eps = static_cast<T>(eps);
+    s.wd = static_cast<T>(wd);
+    if (base == Base::Adam) {
+      s.bc1 = static_cast<T>(1 - std::pow(beta1, t));
+      s.bc2_sqrt = static_cast<T>(std::sqrt(1 - std::pow(beta2, t)));
+    }
+    const int64_t n = p.numel();
+    if (!pre) {
+      at::parallel_for(0, n, kGrain,
+                       [&](int64_t i0, int64_t i1) { run_step_elements(s, i0, i1, false); });
+    } else {
+      const int64_t d = M.size(0), a = n / d;
+      s.d = d;
+      T* dprev = base == Base::Momentum ? s.b1 : s.prev;
+      const double c = hyper_lr * lr;
+      if (d <= kMaxD) {
+        std::vector<double> S;
+        if (!s.first) S = hyper_product(HyperArgs<T>{dprev, s.g, s.w, s.wd, d}, a);
+        const std::vector<T> P =
+            update_precond_small(M.data_ptr<T>(), s.first ? nullptr : &S, c, d);
+        s.P = P.data();
+        at::parallel_for(0, a, kRows * 4,
+                         [&](int64_t r0, int64_t r1) { run_step_rows(s, r0, r1); });
+      } else {
+        at::Tensor w2d = w.view({a, d});
+        at::Tensor D = (base == Base::Momentum ? buf1[i] : prev_dir[i]).view({a, d});
+        if (!s.first) {
+          at::Tensor S = at::mm(D.t(), g.view({a, d}));
+          if (wd != 0) S.addmm_(D.t(), w2d, 1, wd);
+          M.add_(at::mm(S + S.t(), M), c);
+        }
+        at::Tensor P = at::mm(M, M.t());
+        at::parallel_for(0, n, kGrain,
+                         [&](int64_t i0, int64_t i1) { run_step_elements(s, i0, i1, true); });
+        w2d.addmm_(D, P, 1, -lr);
+      }
+    }
+    if (!w.is_same(p)) p.copy_(w);
+  }
+}
+
+}  // namespace
+}  // namespace fop_cpu
+
+void fop_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList precond,
+                  at::TensorList prev_dir, at::TensorList buf1, at::TensorList buf2,
+                  at::TensorList steps, const std::string& base_name, double lr, double hyper_lr,
+                  double momentum, double beta1, double beta2, double eps, double weight_decay) {
+  using fop_cpu::Base;
+  Base base;
+  if (base_name == "adam")
+    base = Base::Adam;
+  else if (base_name == "sgd")
+    base = momentum != 0 ? Base::Momentum : Base::Sgd;
+  else
+    TORCH_CHECK_VALUE(false, "hebbkern.fop_step_: base must be 'sgd' or 'adam', got '", base_name,
+                      "'");
+  TORCH_CHECK_VALUE(base != Base::Adam || momentum == 0,
+                    "hebbkern.fop_step_: momentum must be 0 with base 'adam'");
+  const size_t n = params.size();
+  TORCH_CHECK_VALUE(
+      grads.size() == n && precond.size() == n && prev_dir.size() == n && steps.size() == n,
+      "hebbkern.fop_step_: grads, precond, prev_dir and steps must have one entry "
+      "per parameter (",
+      n, ")");
+  TORCH_CHECK_VALUE(buf1.size() == (base == Base::Sgd ? 0 : n),
+                    "hebbkern.fop_step_: buf1 must have one entry per parameter for momentum SGD "
+                    "and Adam and be empty for plain SGD");
+  TORCH_CHECK_VALUE(buf2.size() == (base == Base::Adam ? n : 0),
+                    "hebbkern.fop_step_: buf2 must have one entry per parameter for base 'adam' "
+                    "and be empty for 'sgd'");
+  if (n == 0) return;
+  const auto dtype = params[0].scalar_type();
+  TORCH_CHECK_VALUE(dtype == at::kFloat || dtype == at::kDouble,
+                    "hebbkern.fop_step_: params must be float32 or float64, got ", dtype);
+  // Every check runs before any parameter moves, so a bad entry leaves the group untouched.
+  for (size_t i = 0; i < n; ++i) {
+    const at::Tensor& p = params[i];
+    TORCH_CHECK_VALUE(p.device().is_cpu() && p.scalar_type() == dtype,
+                      "hebbkern.fop_step_: params[", i, "] must be a CPU tensor of dtype ", dtype,
+                      ", got ", p.scalar_type(), " on ", p.device());
+    const at::Tensor& g = grads[i];
+    TORCH_CHECK_VALUE(g.device().is_cpu() && g.scalar_type() == dtype && g.sizes() == p.sizes(),
+                      "hebbkern.fop_step_: grads[", i,
+                      "] must be a CPU tensor of the dtype and shape of params[", i, "] ",
+                      p.sizes(), ", got ", g.scalar_type(), " ", g.sizes());
+    TORCH_CHECK_VALUE(g.layout() == at::kStrided, "hebbkern.fop_step_: grads[", i,
+                      "] must be dense");
+    const at::Tensor& M = precond[i];
+    const bool pre = M.numel() > 0;
+    if (pre) {
+      TORCH_CHECK_VALUE(M.dim() == 2 && M.size(0) == M.size(1) && M.is_contiguous() &&
+                            M.device().is_cpu() && M.scalar_type() == dtype &&
+                            p.numel() % M.size(0) == 0,
+                        "hebbkern.fop_step_: precond[", i,
+                        "] must be a contiguous square CPU matrix [d, d] of dtype ", dtype,
+                        " with d dividing params[", i, "].numel() (", p.numel(), "), got ",
+                        M.scalar_type(), " ", M.sizes());
+      if (base != Base::Momentum) fop_cpu::check_state(prev_dir[i], p, "prev_dir", i);
+    }
+    if (base != Base::Sgd) fop_cpu::check_state(buf1[i], p, "buf1", i);
+    if (base == Base::Adam) fop_cpu::check_state(buf2[i], p, "buf2", i);
+    const at::Tensor& s = steps[i];
+    TORCH_CHECK_VALUE(s.device().is_cpu() && s.numel() == 1 && s.scalar_type() == at::kFloat,
+                      "hebbkern.fop_step_: steps[", i,
+                      "] must be a one-element float32 CPU tensor, got ", s.scalar_type(), " ",
+                      s.sizes());
+  }
+  AT_DISPATCH_FLOATING_TYPES(dtype, "fop_step_cpu", [&] {
+    fop_cpu::step_group<scalar_t>(params, grads, precond, prev_dir, buf1, buf2, steps, base, lr,
+                                  hyper_lr, momentum, beta1, beta2, eps, weight_decay);
+  });
+}
+
+}  // namespace hebbkern

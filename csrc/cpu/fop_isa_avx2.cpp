@@ -1,0 +1,15 @@
+// FOP row kernels for x86-64 with AVX2, picked at run time (fop.cpp). Library headers come
+// before the target switch so that only hebbkern's own kernels are compiled for AVX2.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "fop_kernel_args.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define HEBBKERN_FOP_ISA isa_avx2
+#include "fop_kernel.h"
+#pragma GCC pop_options
+#endif

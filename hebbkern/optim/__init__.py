@@ -1,0 +1,5 @@
+"""torch.optim optimisers with fused steps."""
+
+from .fop import FOP
+
+__all__ = ["FOP"]
