@@ -3,6 +3,7 @@
 // Python dependency, so libtorch users link the same registrations (CMakeLists.txt).
 #include <torch/library.h>
 
+#include "hebbian.h"
 #include "plastic_rnn.h"
 
 namespace hebbkern {
@@ -30,11 +31,26 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  m.def("hebbian_update_linear(Tensor w, Tensor x, Tensor y, str rule) -> Tensor");
+  m.def(
+      "hebbian_update_conv2d(Tensor w, Tensor x, Tensor y, str rule, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
+  m.impl("hebbian_update_linear", &hebbian_update_linear);
+  m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
 }
+
+#ifdef HEBBKERN_WITH_CUDA
+// The hebbian kernels call ATen (cuBLAS, cuDNN's weight gradient) for the heavy part, so the
+// same functions serve CUDA tensors.
+TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
+  m.impl("hebbian_update_linear", &hebbian_update_linear);
+  m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
+}
+#endif
 
 }  // namespace hebbkern

@@ -4,6 +4,7 @@ Written for clarity, the way the papers' code writes them (``bmm``, outer produc
 with the same signatures as the public ops.
 """
 
+from .hebbian import hebbian_update
 from .plastic_rnn import plastic_rnn, plastic_rnn_step
 
-__all__ = ["plastic_rnn", "plastic_rnn_step"]
+__all__ = ["hebbian_update", "plastic_rnn", "plastic_rnn_step"]
