@@ -15,19 +15,12 @@ from torch import Tensor
 from .._validation_hebbian import check_hebbian_args
 
 
-def hebbian_rule(w: Tensor, x: Tensor, y: Tensor, rule: str) -> Tensor:
-    """The rule's table for a linear layer: ``w`` ``[N, D]``, ``x`` ``[B, D]``, ``y`` ``[B, N]``.
-
-    ``dw[n] = sum_b y[b, n] * x[b]``                      (hebb)
-    ``dw[n] = sum_b y[b, n] * (x[b] - w[n])``             (instar)
-    ``dw[n] = sum_b y[b, n] * (x[b] - y[b, n] * w[n])``   (oja)
-    """
-    plain = torch.einsum("bn,bd->nd", y, x)
-    if rule == "hebb":
-        return plain
-    if rule == "instar":
-        return plain - torch.einsum("bn,nd->nd", y, w)
-    return plain - torch.einsum("bn,bn,nd->nd", y, y, w)
+def _shrink(w: Tensor, y: Tensor, rule: str) -> Tensor:
+    """The instar / Oja correction ``w[n] * sum y[..., n, ...]`` or ``w[n] * sum y^2``: the sum
+    runs over the batch and (for a convolution) the output positions, every dim but 1."""
+    dims = [0] + list(range(2, y.dim()))
+    s = (y if rule == "instar" else y * y).sum(dims)
+    return w * s.reshape((-1,) + (1,) * (w.dim() - 1))
 
 
 def hebbian_update(
@@ -41,26 +34,28 @@ def hebbian_update(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> Tensor:
-    """Same signature and result as :func:`hebbkern.hebbian_update`, through ``unfold``."""
+    """Same signature and result as :func:`hebbkern.hebbian_update`, through ``unfold``.
+
+    ``dw[n] = sum_b y[b, n] * (x[b] - shrink)`` with ``shrink`` 0 (hebb), ``w[n]`` (instar) or
+    ``y[b, n] * w[n]`` (oja), i.e. the plain term ``sum_b y[b, n] x[b]`` minus ``w[n]`` times
+    ``sum_b y[b, n]`` or ``sum_b y[b, n]^2``. For a convolution, ``b`` runs over (sample, output
+    position) pairs and ``x[b]`` is the patch under that position.
+    """
     a = check_hebbian_args(
         w, x, y, rule=rule, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
     if w.dim() == 2:
-        return hebbian_rule(w, x, y, rule)
-
-    B = x.shape[0]
-    C_out, C_in_g, kh, kw = w.shape
-    G = a.groups
-    # [B, C_in * kh * kw, L], channel-major, so group g's patches are one contiguous block.
-    patches = F.unfold(
-        x, (kh, kw), dilation=a.dilation, padding=a.padding, stride=a.stride
-    ).reshape(B, G, C_in_g * kh * kw, -1)
-    outs = y.reshape(B, G, C_out // G, -1)
-    per_group = []
-    for g in range(G):
-        # Every (sample, position) pair is one row of a linear layer's batch.
-        xg = patches[:, g].transpose(1, 2).reshape(-1, C_in_g * kh * kw)
-        yg = outs[:, g].transpose(1, 2).reshape(-1, C_out // G)
-        wg = w[g * (C_out // G) : (g + 1) * (C_out // G)].reshape(C_out // G, -1)
-        per_group.append(hebbian_rule(wg, xg, yg, rule))
-    return torch.cat(per_group).reshape(w.shape)
+        plain = torch.einsum("bn,bd->nd", y, x)
+    else:
+        B = x.shape[0]
+        C_out, C_in_g, kh, kw = w.shape
+        G = a.groups
+        # [B, C_in * kh * kw, L] (L output positions), channel-major, so group g's patches are
+        # one contiguous block of rows.
+        patches = F.unfold(x, (kh, kw), dilation=a.dilation, padding=a.padding, stride=a.stride)
+        patches = patches.reshape(B, G, C_in_g * kh * kw, -1)
+        outs = y.reshape(B, G, C_out // G, -1)
+        plain = torch.einsum("bgnl,bgdl->gnd", outs, patches).reshape(w.shape)
+    if rule == "hebb":
+        return plain
+    return plain - _shrink(w, y, rule)
