@@ -13,6 +13,10 @@ Providers (one run, ratios to ``unfold`` measured in it):
   convolution anyway for y, but the loss form needs it with the graph kept);
 - ``cpu``: ``hebbkern.hebbian_update(..., backend="cpu")``, the fused op.
 
+The plastic output ``y`` is a binary 1-winner-take-all across channels (the paper's K = 1), except
+in the row marked "dense y" (Gaussian y): the fused op's sparse path serves the first, oneDNN's
+weight gradient the second.
+
 Peak memory: each provider runs in a fresh subprocess that builds the inputs, calls the provider
 once (warm-up), resets the kernel's peak-RSS mark (``/proc/self/clear_refs``), calls it again and
 reports ``VmHWM - VmRSS before the call``: every byte the call touched, including oneDNN's
@@ -53,6 +57,7 @@ class Case:
     size: int
     padding: int
     rule: str = "oja"
+    y: str = "wta"  # "wta": one winner per position (the paper's k=1); "dense": Gaussian y
 
     @property
     def conv(self) -> bool:
@@ -62,6 +67,7 @@ class Case:
 ISSUE_CASE = Case("conv 96->128 3x3 32x32 B=64 (issue)", 64, 96, 128, 3, 32, 1)
 CASES = [
     ISSUE_CASE,
+    Case("conv 96->128 3x3 32x32 B=64, dense y", 64, 96, 128, 3, 32, 1, y="dense"),
     Case("conv 3->100 5x5 32x32 B=64 (paper layer 1)", 64, 3, 100, 5, 32, 2),
     Case("linear 784->512 B=256", 256, 784, 512, 0, 0, 0),
 ]
@@ -77,7 +83,10 @@ def make_inputs(case: Case, seed: int = 0):
         w = torch.randn(case.c_out, case.c_in, generator=g)
         x = torch.randn(case.batch, case.c_in, generator=g)
         u = x @ w.t()
-    # A k-WTA-like plastic output: one winner per position, as in the paper's layers.
+    if case.y == "dense":
+        return w, x, torch.randn(u.shape, generator=g)
+    # A k-WTA plastic output: one binary winner per position, as in the paper's layers (the
+    # fused op takes its sparse path: density 1 / C_out).
     y = torch.zeros_like(u).scatter_(1, u.argmax(1, keepdim=True), 1.0)
     return w, x, y
 

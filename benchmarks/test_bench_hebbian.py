@@ -19,7 +19,8 @@ from benchmarks import hebbian as family
 
 CASES = [
     pytest.param(family.ISSUE_CASE, id="issue-conv96to128-3x3-32x32-B64"),
-    pytest.param(family.CASES[2], id="linear784to512-B256"),
+    pytest.param(family.CASES[1], id="issue-dense-y"),
+    pytest.param(family.CASES[3], id="linear784to512-B256"),
 ]
 
 

@@ -46,23 +46,35 @@ def make_linear(B, N, D, dtype=torch.float64, seed=0):
     return (w.to(dtype), x.to(dtype), y.to(dtype)), {}
 
 
-def make_conv(case, dtype=torch.float64, seed=0):
+def make_conv(case, dtype=torch.float64, seed=0, sparse=False):
+    """Random conv inputs; ``sparse``: about 4% of y nonzero (at least one), like a k-WTA output,
+    which sends the cpu kernel down its sparse path (density <= 1/16)."""
     B, Ci, Co, H, W, kh, kw, s, p, d, groups = case
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(Co, Ci // groups, kh, kw, generator=g, dtype=torch.float64)
     x = torch.randn(B, Ci, H, W, generator=g, dtype=torch.float64)
     conv = dict(stride=s, padding=p, dilation=d, groups=groups)
     y = torch.randn_like(F.conv2d(x, w, **conv)).normal_(generator=g)
+    if sparse:
+        keep = torch.zeros(y.numel(), dtype=torch.bool)
+        keep[torch.randperm(y.numel(), generator=g)[: max(1, y.numel() // 25)]] = True
+        keep = keep.reshape(y.shape)
+        y = y * keep
+        assert 0 < keep.sum() <= y.numel() / 16
     return (w.to(dtype), x.to(dtype), y.to(dtype)), conv
 
 
-ALL_CASES = [pytest.param("linear", c, id="linear-B{}-N{}-D{}".format(*c)) for c in LINEAR] + [
-    pytest.param("conv", c, id=conv_id(c)) for c in CONV
-]
+ALL_CASES = (
+    [pytest.param("linear", c, id="linear-B{}-N{}-D{}".format(*c)) for c in LINEAR]
+    + [pytest.param("conv", c, id=conv_id(c)) for c in CONV]
+    + [pytest.param("sparse", c, id="sparse-y-" + conv_id(c)) for c in CONV]
+)
 
 
 def make(kind, case, dtype=torch.float64, seed=0):
-    return make_linear(*case, dtype, seed) if kind == "linear" else make_conv(case, dtype, seed)
+    if kind == "linear":
+        return make_linear(*case, dtype, seed)
+    return make_conv(case, dtype, seed, sparse=kind == "sparse")
 
 
 def leaves(tensors):

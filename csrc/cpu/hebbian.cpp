@@ -36,80 +36,140 @@ void check_common(const at::Tensor& w, const at::Tensor& x, const at::Tensor& y)
                     "hebbkern: w, x and y must be on one device");
 }
 
-// Sum of v[0..n) and of its squares. Several float lanes keep the inner loop vectorisable
-// (the compiler may not reorder one scalar accumulator); each row's lanes are then summed in
-// double, so the error does not grow with B * H_out * W_out.
+// Sum of v[0..n), of its squares, and the count of its nonzeros. Several float lanes keep the
+// inner loop vectorisable (the compiler may not reorder one scalar accumulator); each row's lanes
+// are then summed in double, so the error does not grow with B * H_out * W_out.
 template <typename T>
-inline void row_sums(const T* v, int64_t n, double& s1, double& s2) {
+inline void row_stats(const T* v, int64_t n, double& s1, double& s2, int64_t& nnz) {
   constexpr int kLanes = 16;
   T a1[kLanes] = {}, a2[kLanes] = {};
+  int64_t c[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
       const T e = v[i + l];
       a1[l] += e;
       a2[l] += e * e;
+      c[l] += e != T(0);
     }
   }
   for (; i < n; ++i) {
     a1[0] += v[i];
     a2[0] += v[i] * v[i];
+    c[0] += v[i] != T(0);
   }
   for (int l = 0; l < kLanes; ++l) {
     s1 += a1[l];
     s2 += a2[l];
+    nnz += c[l];
   }
 }
 
-// dw[n, :] -= w[n, :] * s[n], with s[n] = sum over y[b, n, p] (instar) or y^2 (oja); y viewed
-// as [B, N, L] (L = 1 for a linear layer), dw and w as [N, K]. In place on dw.
+// Per output channel n of y viewed as [B, N, L] (contiguous): sum y, sum y^2, nonzeros. One pass.
+struct ChannelStats {
+  std::vector<double> s1, s2;
+  int64_t nnz = 0;
+};
+
 template <typename T>
-void apply_correction_cpu(at::Tensor& dw, const at::Tensor& w, const at::Tensor& y3,
-                          HebbRule rule) {
+ChannelStats channel_stats(const at::Tensor& y3) {
   const int64_t B = y3.size(0), N = y3.size(1), L = y3.size(2);
-  const int64_t K = w.numel() / N;
   const T* yp = y3.const_data_ptr<T>();
-  const T* wp = w.const_data_ptr<T>();
-  T* dp = dw.mutable_data_ptr<T>();
-  const bool oja = rule == HebbRule::Oja;
+  ChannelStats st{std::vector<double>(N), std::vector<double>(N), 0};
+  std::vector<int64_t> nnz(N);
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       double s1 = 0.0, s2 = 0.0;
-      if (L == 1) {
-        // A linear layer: column n of y [B, N] is strided.
-        for (int64_t b = 0; b < B; ++b) {
-          const double e = yp[b * N + n];
-          s1 += e;
-          s2 += e * e;
-        }
-      } else {
-        for (int64_t b = 0; b < B; ++b) row_sums(yp + (b * N + n) * L, L, s1, s2);
-      }
-      const T s = static_cast<T>(oja ? s2 : s1);
+      int64_t c = 0;
+      for (int64_t b = 0; b < B; ++b) row_stats(yp + (b * N + n) * L, L, s1, s2, c);
+      st.s1[n] = s1;
+      st.s2[n] = s2;
+      nnz[n] = c;
+    }
+  });
+  for (int64_t c : nnz) st.nnz += c;
+  return st;
+}
+
+// dw[n, :] -= w[n, :] * s[n], s = sum y (instar) or sum y^2 (oja). In place on dw [N, K].
+template <typename T>
+void apply_correction_cpu(at::Tensor& dw, const at::Tensor& w, const ChannelStats& st,
+                          HebbRule rule) {
+  const int64_t N = w.size(0), K = w.numel() / N;
+  const T* wp = w.const_data_ptr<T>();
+  T* dp = dw.mutable_data_ptr<T>();
+  const std::vector<double>& s = rule == HebbRule::Oja ? st.s2 : st.s1;
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const T sn = static_cast<T>(s[n]);
       T* d = dp + n * K;
       const T* wn = wp + n * K;
-      for (int64_t k = 0; k < K; ++k) d[k] -= s * wn[k];
+      for (int64_t k = 0; k < K; ++k) d[k] -= sn * wn[k];
     }
   });
 }
 
-void apply_correction(at::Tensor& dw, const at::Tensor& w, const at::Tensor& y, HebbRule rule) {
-  if (rule == HebbRule::Hebb) return;
-  const int64_t B = y.size(0), N = y.size(1);
-  if (dw.device().is_cpu()) {
-    const at::Tensor y3 = y.contiguous().view({B, N, -1});
-    const at::Tensor wc = w.contiguous();
-    AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "hebbian_correction",
-                               [&] { apply_correction_cpu<scalar_t>(dw, wc, y3, rule); });
-    return;
-  }
-  // Other devices (the CUDA build): the same math through ATen reductions.
+// Other devices (the CUDA build): the correction through ATen reductions.
+void apply_correction_aten(at::Tensor& dw, const at::Tensor& w, const at::Tensor& y,
+                           HebbRule rule) {
   std::vector<int64_t> dims{0};
   for (int64_t d = 2; d < y.dim(); ++d) dims.push_back(d);
   const at::Tensor s = rule == HebbRule::Oja ? y.square().sum(dims) : y.sum(dims);
   std::vector<int64_t> shape(w.dim(), 1);
-  shape[0] = N;
+  shape[0] = w.size(0);
   dw.sub_(w * s.view(shape));
+}
+
+// A plastic output with few nonzeros (k-winners-take-all: k of C_out channels per position) makes
+// the plain term a sparse sum: each nonzero y[b, n, p] adds y * patch(x, b, p) to dw[n]. That is
+// nnz * C_in/groups * kh * kw multiply-adds against B * L * C_out times as many for the dense
+// weight gradient, worth it below a density of about 1/16 (a gathered multiply-add costs several
+// times a GEMM's). Threads own disjoint filters, so there are no races and no atomics.
+constexpr int64_t kSparseDensityInverse = 16;
+
+// x_cl: x in channels-last layout [B, H, W, C_in]; dw_t: the result laid out [N, kh, kw, C/g],
+// zeroed. Channels-last makes each (nonzero, kernel tap) one contiguous multiply-add of length
+// C_in / groups, which vectorises.
+template <typename T>
+void sparse_plain_conv(at::Tensor& dw_t, const at::Tensor& x_cl, const at::Tensor& y3, int64_t Ho,
+                       int64_t Wo, at::IntArrayRef stride, at::IntArrayRef padding,
+                       at::IntArrayRef dilation, int64_t groups) {
+  const int64_t B = x_cl.size(0), H = x_cl.size(1), W = x_cl.size(2), C_in = x_cl.size(3);
+  const int64_t N = dw_t.size(0), kh = dw_t.size(1), kw = dw_t.size(2), Cg = dw_t.size(3);
+  const int64_t L = Ho * Wo, Ng = N / groups, K = Cg * kh * kw;
+  const T* xp = x_cl.const_data_ptr<T>();
+  const T* yp = y3.const_data_ptr<T>();
+  T* dp = dw_t.mutable_data_ptr<T>();
+  const int64_t sh = stride[0], sw = stride[1], ph = padding[0], pw = padding[1];
+  const int64_t dh = dilation[0], dwd = dilation[1];
+  // Samples outermost: one sample of x and the thread's filters stay in cache while every
+  // filter's nonzeros of that sample gather from it.
+  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t n = n0; n < n1; ++n) {
+        T* d = dp + n * K;
+        const T* yrow = yp + (b * N + n) * L;
+        const T* xb = xp + b * H * W * C_in + (n / Ng) * Cg;  // n's group of input channels
+        for (int64_t p = 0; p < L; ++p) {
+          const T v = yrow[p];
+          if (v == T(0)) continue;
+          const int64_t h0 = (p / Wo) * sh - ph;
+          const int64_t w0 = (p % Wo) * sw - pw;
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t h = h0 + i * dh;
+            if (h < 0 || h >= H) continue;
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t ww = w0 + j * dwd;
+              if (ww < 0 || ww >= W) continue;
+              const T* src = xb + (h * W + ww) * C_in;
+              T* dst = d + (i * kw + j) * Cg;
+              for (int64_t c = 0; c < Cg; ++c) dst[c] += v * src[c];
+            }
+          }
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -125,7 +185,16 @@ at::Tensor hebbian_update_linear(const at::Tensor& w, const at::Tensor& x, const
                     "hebbkern: y must be [B, N] = [", x.size(0), ", ", w.size(0), "], got ",
                     y.sizes());
   at::Tensor dw = at::mm(y.t(), x).contiguous();
-  apply_correction(dw, w, y, rule);
+  if (rule == HebbRule::Hebb) return dw;
+  if (!dw.device().is_cpu()) {
+    apply_correction_aten(dw, w, y, rule);
+    return dw;
+  }
+  const at::Tensor y3 = y.contiguous().view({y.size(0), y.size(1), 1});
+  const at::Tensor wc = w.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "hebbian_update_linear", [&] {
+    apply_correction_cpu<scalar_t>(dw, wc, channel_stats<scalar_t>(y3), rule);
+  });
   return dw;
 }
 
@@ -156,13 +225,33 @@ at::Tensor hebbian_update_conv2d(const at::Tensor& w, const at::Tensor& x, const
   }
   TORCH_CHECK_VALUE(y.sizes() == at::IntArrayRef(out), "hebbkern: y must be ", out, ", got ",
                     y.sizes());
-  const std::array<bool, 3> mask{false, true, false};
-  const int64_t no_output_padding[2] = {0, 0};
-  at::Tensor dw =
-      std::get<1>(at::convolution_backward(y, x, w, std::nullopt, stride, padding, dilation,
-                                           /*transposed=*/false, no_output_padding, groups, mask))
-          .contiguous();
-  apply_correction(dw, w, y, rule);
+  const auto dense_plain = [&] {
+    const std::array<bool, 3> mask{false, true, false};
+    const int64_t no_output_padding[2] = {0, 0};
+    return std::get<1>(at::convolution_backward(y, x, w, std::nullopt, stride, padding, dilation,
+                                                /*transposed=*/false, no_output_padding, groups,
+                                                mask))
+        .contiguous();
+  };
+  if (!w.device().is_cpu()) {
+    at::Tensor dw = dense_plain();
+    if (rule != HebbRule::Hebb) apply_correction_aten(dw, w, y, rule);
+    return dw;
+  }
+  const at::Tensor y3 = y.contiguous().view({y.size(0), y.size(1), -1});
+  at::Tensor dw;
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "hebbian_update_conv2d", [&] {
+    const ChannelStats st = channel_stats<scalar_t>(y3);
+    if (st.nnz * kSparseDensityInverse <= y3.numel()) {
+      at::Tensor dw_t = at::zeros({w.size(0), w.size(2), w.size(3), w.size(1)}, w.options());
+      sparse_plain_conv<scalar_t>(dw_t, x.permute({0, 2, 3, 1}).contiguous(), y3, out[2], out[3],
+                                  stride, padding, dilation, groups);
+      dw = dw_t.permute({0, 3, 1, 2}).contiguous();
+    } else {
+      dw = dense_plain();
+    }
+    if (rule != HebbRule::Hebb) apply_correction_cpu<scalar_t>(dw, w.contiguous(), st, rule);
+  });
   return dw;
 }
 
