@@ -20,7 +20,8 @@ weight gradient the second.
 Peak memory: each provider runs in a fresh subprocess that builds the inputs, calls the provider
 once (warm-up), resets the kernel's peak-RSS mark (``/proc/self/clear_refs``), calls it again and
 reports ``VmHWM - VmRSS before the call``: every byte the call touched, including oneDNN's
-scratch space and allocator effects, not only tensors.
+scratch space, not only tensors (with glibc's mmap threshold fixed at 64 KB, so that blocks the
+warm-up call freed are not already resident).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -139,7 +141,11 @@ def peak_bytes(case: Case, provider: str, threads: int) -> int | None:
     cmd = [sys.executable, "-m", "benchmarks.hebbian", "--peak-worker", json.dumps(asdict(case)),
            provider, "--threads", str(threads)]  # fmt: skip
     root = Path(__file__).resolve().parent.parent
-    r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    # A fixed mmap threshold: glibc then maps every allocation of 64 KB or more afresh and unmaps
+    # it on free, so memory the warm-up call freed is not still resident (and uncounted) when the
+    # measured call reuses it (glibc's default raises the threshold up to 32 MB after such frees).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         print(f"peak-memory worker failed for {provider}: {r.stderr[-2000:]}", file=sys.stderr)
         return None
