@@ -197,6 +197,11 @@ def test_raw_ops_check_shapes():
         ops.hebbian_update_conv2d(w, x, y, "oja", [2, 2], [1, 1], [1, 1], 4)
     with pytest.raises(ValueError, match="stride"):
         ops.hebbian_update_conv2d(w, x, y, "oja", [0, 2], [1, 1], [1, 1], 2)
+    # A 3x3 kernel does not fit a 2x2 input at stride 2: no output position, not one.
+    with pytest.raises(ValueError, match="no output position"):
+        ops.hebbian_update_conv2d(
+            w, x[..., :2, :2], y[..., :1, :1], "oja", [2, 2], [0, 0], [1, 1], 2
+        )
     with pytest.raises(ValueError, match="unknown hebbian rule"):
         ops.hebbian_update_conv2d(w, x, y, "clip", *conv)
     with pytest.raises(TypeError, match="float32 or float64"):

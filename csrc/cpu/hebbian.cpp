@@ -218,10 +218,11 @@ at::Tensor hebbian_update_conv2d(const at::Tensor& w, const at::Tensor& x, const
   for (int d = 0; d < 2; ++d) {
     TORCH_CHECK_VALUE(stride[d] >= 1 && padding[d] >= 0 && dilation[d] >= 1,
                       "hebbkern: need stride >= 1, padding >= 0, dilation >= 1");
-    const int64_t o =
-        (x.size(2 + d) + 2 * padding[d] - dilation[d] * (w.size(2 + d) - 1) - 1) / stride[d] + 1;
-    TORCH_CHECK_VALUE(o >= 1, "hebbkern: the convolution has no output position");
-    out.push_back(o);
+    // The padded input must hold one dilated kernel (checked before dividing: C++ division
+    // truncates a negative span toward zero, which would count one position too many).
+    const int64_t span = x.size(2 + d) + 2 * padding[d] - dilation[d] * (w.size(2 + d) - 1) - 1;
+    TORCH_CHECK_VALUE(span >= 0, "hebbkern: the convolution has no output position");
+    out.push_back(span / stride[d] + 1);
   }
   TORCH_CHECK_VALUE(y.sizes() == at::IntArrayRef(out), "hebbkern: y must be ", out, ", got ",
                     y.sizes());
