@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace hebbkern {
@@ -65,6 +66,9 @@ inline void row_stats(const T* v, int64_t n, double& s1, double& s2, int64_t& nn
   }
 }
 
+// Elements of work below which a loop runs on the calling thread.
+constexpr int64_t kGrainElements = 1 << 16;
+
 // Per output channel n of y viewed as [B, N, L] (contiguous): sum y, sum y^2, nonzeros. One pass.
 struct ChannelStats {
   std::vector<double> s1, s2;
@@ -77,16 +81,33 @@ ChannelStats channel_stats(const at::Tensor& y3) {
   const T* yp = y3.const_data_ptr<T>();
   ChannelStats st{std::vector<double>(N), std::vector<double>(N), 0};
   std::vector<int64_t> nnz(N);
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      double s1 = 0.0, s2 = 0.0;
-      int64_t c = 0;
-      for (int64_t b = 0; b < B; ++b) row_stats(yp + (b * N + n) * L, L, s1, s2, c);
-      st.s1[n] = s1;
-      st.s2[n] = s2;
-      nnz[n] = c;
+  if (L == 1) {
+    // A linear layer: rows of y are samples; one serial pass, vectorisable along n.
+    for (int64_t b = 0; b < B; ++b) {
+      const T* row = yp + b * N;
+      for (int64_t n = 0; n < N; ++n) {
+        const double e = row[n];
+        st.s1[n] += e;
+        st.s2[n] += e * e;
+        nnz[n] += e != 0.0;
+      }
     }
-  });
+    for (int64_t c : nnz) st.nnz += c;
+    return st;
+  }
+  // Small problems stay on one thread: waking the pool costs more than they do.
+  at::parallel_for(0, N, std::max<int64_t>(1, kGrainElements / (B * L)),
+                   [&](int64_t n0, int64_t n1) {
+                     for (int64_t n = n0; n < n1; ++n) {
+                       double s1 = 0.0, s2 = 0.0;
+                       int64_t c = 0;
+                       for (int64_t b = 0; b < B; ++b)
+                         row_stats(yp + (b * N + n) * L, L, s1, s2, c);
+                       st.s1[n] = s1;
+                       st.s2[n] = s2;
+                       nnz[n] = c;
+                     }
+                   });
   for (int64_t c : nnz) st.nnz += c;
   return st;
 }
@@ -99,7 +120,7 @@ void apply_correction_cpu(at::Tensor& dw, const at::Tensor& w, const ChannelStat
   const T* wp = w.const_data_ptr<T>();
   T* dp = dw.mutable_data_ptr<T>();
   const std::vector<double>& s = rule == HebbRule::Oja ? st.s2 : st.s1;
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+  at::parallel_for(0, N, std::max<int64_t>(1, kGrainElements / K), [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       const T sn = static_cast<T>(s[n]);
       T* d = dp + n * K;
