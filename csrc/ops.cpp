@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "fop.h"
+#include "hebbian.h"
 #include "plastic_rnn.h"
 
 namespace hebbkern {
@@ -36,12 +37,27 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "
       "float hyper_lr, float momentum, float beta1, float beta2, float eps, float weight_decay) "
       "-> ()");
+  m.def("hebbian_update_linear(Tensor w, Tensor x, Tensor y, str rule) -> Tensor");
+  m.def(
+      "hebbian_update_conv2d(Tensor w, Tensor x, Tensor y, str rule, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
   m.impl("fop_step_", &fop_step_cpu);
+  m.impl("hebbian_update_linear", &hebbian_update_linear);
+  m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
 }
+
+#ifdef HEBBKERN_WITH_CUDA
+// The hebbian kernels call ATen (cuBLAS, cuDNN's weight gradient) for the heavy part, so the
+// same functions serve CUDA tensors.
+TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
+  m.impl("hebbian_update_linear", &hebbian_update_linear);
+  m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
+}
+#endif
 
 }  // namespace hebbkern

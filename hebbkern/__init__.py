@@ -3,7 +3,7 @@
 from . import nn, optim, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
-from .ops import plastic_rnn
+from .ops import hebbian_loss, hebbian_update, plastic_rnn
 from .types import PlasticState
 
 __version__ = "0.1.0"
@@ -12,6 +12,8 @@ __all__ = [
     "BACKENDS",
     "PlasticState",
     "extension_available",
+    "hebbian_loss",
+    "hebbian_update",
     "nn",
     "optim",
     "plastic_rnn",

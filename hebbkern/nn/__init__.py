@@ -1,5 +1,6 @@
 """torch.nn modules built on hebbkern's fused ops."""
 
+from .hebbian import HebbianConv2d, HebbianLinear
 from .plastic_rnn import PlasticRNN
 
-__all__ = ["PlasticRNN"]
+__all__ = ["HebbianConv2d", "HebbianLinear", "PlasticRNN"]
