@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "plastic_rnn.h"
+#include "plastic_step.h"
 
 namespace hebbkern {
 
@@ -30,11 +31,25 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  m.def(
+      "plastic_step_fwd(Tensor u, Tensor h, Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, "
+      "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
+      "Tensor? fanout_b, str rule, float clip) "
+      "-> (Tensor h_new, Tensor hebb_new, Tensor elig_new, Tensor mod)");
+  m.def(
+      "plastic_step_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, Tensor h, "
+      "Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, Tensor h_new, Tensor mod, "
+      "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
+      "Tensor? fanout_b, str rule, float clip) "
+      "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
+      "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
+  m.impl("plastic_step_fwd", &plastic_step_fwd_cpu);
+  m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
 }
 
 }  // namespace hebbkern

@@ -3,7 +3,7 @@
 from . import nn, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
-from .ops import plastic_rnn
+from .ops import plastic_rnn, plastic_step
 from .types import PlasticState
 
 __version__ = "0.1.0"
@@ -14,6 +14,7 @@ __all__ = [
     "extension_available",
     "nn",
     "plastic_rnn",
+    "plastic_step",
     "reference",
     "use_backend",
 ]

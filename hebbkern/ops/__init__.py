@@ -3,3 +3,7 @@
 from .plastic_rnn import plastic_rnn
 
 __all__ = ["plastic_rnn"]
+
+from .plastic_step import plastic_step  # noqa: E402
+
+__all__ += ["plastic_step"]

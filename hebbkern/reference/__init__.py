@@ -7,3 +7,7 @@ with the same signatures as the public ops.
 from .plastic_rnn import plastic_rnn, plastic_rnn_step
 
 __all__ = ["plastic_rnn", "plastic_rnn_step"]
+
+from .plastic_step import plastic_step  # noqa: E402
+
+__all__ += ["plastic_step"]

@@ -1,0 +1,141 @@
+"""Argument checks of the single-step families: ``plastic_step``, ``trace_update``,
+``plastic_linear``.
+
+Same contract as ``_validation.py`` (whose helpers these reuse): a bad input raises a ``TypeError``
+(wrong type or dtype) or ``ValueError`` (wrong shape, value or device) naming the argument and what
+was expected, before any kernel runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._validation import (
+    ETA_RULES,
+    MODULATED_RULES,
+    RULES,
+    check_clip,
+    check_like,
+    check_tensor,
+    scalar_arg,
+)
+
+TRACE_RULES = ("hebb", "oja", "add", "clip")
+
+
+def _floating(name: str, x: object) -> Tensor:
+    x = check_tensor(name, x)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    return x
+
+
+def _same(name: str, x: Tensor, ref: Tensor, ref_name: str) -> None:
+    """dtype and device of ``ref``, any shape (checked by the caller)."""
+    check_like(name, x, ref, ref_name, tuple(x.shape))
+
+
+@dataclass
+class PlasticStepArgs:
+    """Normalised arguments of ``plastic_step``: scalars as 0-dim tensors, the mask as bool."""
+
+    u: Tensor
+    h: Tensor
+    hebb: Tensor
+    w: Tensor
+    alpha: Tensor
+    rule: str
+    eta: Tensor | None
+    mod_w: Tensor | None
+    mod_b: Tensor | None
+    fanout_w: Tensor | None
+    fanout_b: Tensor | None
+    clip: float
+    elig: Tensor | None
+    clamp_mask: Tensor | None
+
+
+def check_plastic_step_args(
+    u, h, hebb, w, alpha, *, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig, clamp_mask
+) -> PlasticStepArgs:
+    u = _floating("u", u)
+    if u.dim() != 2 or u.shape[1] < 1:
+        raise ValueError(f"u must have shape [B, N] with N >= 1, got shape {list(u.shape)}")
+    B, N = u.shape
+    if not isinstance(rule, str) or rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
+    check_like("h", check_tensor("h", h), u, "u", (B, N))
+    check_like("hebb", check_tensor("hebb", hebb), u, "u", (B, N, N))
+    w = check_tensor("w", w)
+    if tuple(w.shape) not in ((N, N), (B, N, N)):
+        raise ValueError(
+            f"w must have shape [N, N] (shared) or [B, N, N] (per sample) with B={B}, N={N}, "
+            f"got {list(w.shape)}"
+        )
+    _same("w", w, u, "u")
+    alpha = check_tensor("alpha", alpha)
+    if tuple(alpha.shape) not in ((N, N), (N,), (), (B, N, N)):
+        raise ValueError(
+            f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron), [] "
+            f"(scalar) or [B, N, N] (per sample) with B={B}, N={N}, got {list(alpha.shape)}"
+        )
+    _same("alpha", alpha, u, "u")
+    clip = check_clip(clip)
+
+    if rule in ETA_RULES:
+        if eta is None:
+            raise ValueError(f"rule {rule!r} needs eta (a float or 0-dim tensor)")
+        eta = scalar_arg("eta", eta, u)
+    elif eta is not None:
+        raise ValueError(f"eta is not used by rule {rule!r}; pass eta=None")
+
+    if rule in MODULATED_RULES:
+        mod_w = check_tensor("mod_w", mod_w, optional=True)
+        if mod_w is None:
+            raise ValueError(f"rule {rule!r} needs mod_w, the neuromodulator weights of shape [N]")
+        check_like("mod_w", mod_w, u, "u", (N,))
+        mod_b = scalar_arg("mod_b", 0.0 if mod_b is None else mod_b, u)
+        if (fanout_w is None) != (fanout_b is None):
+            raise ValueError("fanout_w and fanout_b must be given together (or neither)")
+        if fanout_w is not None:
+            check_like("fanout_w", check_tensor("fanout_w", fanout_w), u, "u", (N,))
+            check_like("fanout_b", check_tensor("fanout_b", fanout_b), u, "u", (N,))
+    else:
+        for name, val in (
+            ("mod_w", mod_w),
+            ("mod_b", mod_b),
+            ("fanout_w", fanout_w),
+            ("fanout_b", fanout_b),
+        ):
+            if val is not None:
+                raise ValueError(
+                    f"{name} only applies to the modulated rules (neuromod, retro), not {rule!r}"
+                )
+
+    if elig is not None:
+        if rule != "retro":
+            raise ValueError(f"elig only applies to rule 'retro', not {rule!r}")
+        check_like("elig", check_tensor("elig", elig), u, "u", (B, N, N))
+
+    if clamp_mask is not None:
+        clamp_mask = check_tensor("clamp_mask", clamp_mask)
+        if clamp_mask.dtype != torch.bool and not clamp_mask.is_floating_point():
+            raise TypeError(
+                f"clamp_mask must be a bool (or 0/1 floating) tensor, got {clamp_mask.dtype}"
+            )
+        if clamp_mask.device != u.device:
+            raise ValueError(
+                f"clamp_mask must be on {u.device} (the device of u), got {clamp_mask.device}"
+            )
+        if tuple(clamp_mask.shape) != (B, N):
+            raise ValueError(
+                f"clamp_mask must have shape [B, N] = {[B, N]}, got {list(clamp_mask.shape)}"
+            )
+        clamp_mask = clamp_mask if clamp_mask.dtype == torch.bool else clamp_mask != 0
+
+    return PlasticStepArgs(
+        u, h, hebb, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig, clamp_mask
+    )
