@@ -3,6 +3,7 @@
 // Python dependency, so libtorch users link the same registrations (CMakeLists.txt).
 #include <torch/library.h>
 
+#include "plastic_linear.h"
 #include "plastic_rnn.h"
 #include "plastic_step.h"
 
@@ -43,6 +44,10 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_b, str rule, float clip) "
       "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  m.def("plastic_linear_fwd(Tensor x, Tensor w, Tensor alpha, Tensor hebb) -> Tensor");
+  m.def(
+      "plastic_linear_bwd(Tensor grad_z, Tensor x, Tensor w, Tensor alpha, Tensor hebb) "
+      "-> (Tensor dx, Tensor dw, Tensor dalpha, Tensor dhebb)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -50,6 +55,8 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
   m.impl("plastic_step_fwd", &plastic_step_fwd_cpu);
   m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
+  m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
+  m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
 }
 
 }  // namespace hebbkern

@@ -3,7 +3,7 @@
 from . import nn, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
-from .ops import plastic_rnn, plastic_step
+from .ops import plastic_linear, plastic_rnn, plastic_step
 from .types import PlasticState
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __all__ = [
     "PlasticState",
     "extension_available",
     "nn",
+    "plastic_linear",
     "plastic_rnn",
     "plastic_step",
     "reference",

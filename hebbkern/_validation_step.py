@@ -139,3 +139,31 @@ def check_plastic_step_args(
     return PlasticStepArgs(
         u, h, hebb, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig, clamp_mask
     )
+
+
+def check_plastic_linear_args(x, w, alpha, hebb) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``x`` [B, M]; ``w`` [M, K]; ``alpha`` [M, K], [K] or 0-dim; ``hebb`` [M, K] or [B, M, K]."""
+    x = _floating("x", x)
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape [B, M] (2 dims), got shape {list(x.shape)}")
+    B, M = x.shape
+    w = check_tensor("w", w)
+    if w.dim() != 2 or w.shape[0] != M:
+        raise ValueError(f"w must have shape [M, K] with M={M} (x.shape[1]), got {list(w.shape)}")
+    _same("w", w, x, "x")
+    K = w.shape[1]
+    alpha = check_tensor("alpha", alpha)
+    if tuple(alpha.shape) not in ((M, K), (K,), ()):
+        raise ValueError(
+            f"alpha must have shape [M, K] = {[M, K]}, [K] = {[K]} or [] (scalar), "
+            f"got {list(alpha.shape)}"
+        )
+    _same("alpha", alpha, x, "x")
+    hebb = check_tensor("hebb", hebb)
+    if tuple(hebb.shape) not in ((M, K), (B, M, K)):
+        raise ValueError(
+            f"hebb must have shape [M, K] = {[M, K]} (shared) or [B, M, K] = {[B, M, K]} "
+            f"(per sample), got {list(hebb.shape)}"
+        )
+    _same("hebb", hebb, x, "x")
+    return x, w, alpha, hebb

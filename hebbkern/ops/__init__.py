@@ -7,3 +7,7 @@ __all__ = ["plastic_rnn"]
 from .plastic_step import plastic_step  # noqa: E402
 
 __all__ += ["plastic_step"]
+
+from .plastic_linear import plastic_linear  # noqa: E402
+
+__all__ += ["plastic_linear"]

@@ -1,0 +1,148 @@
+// CPU kernels of plastic_linear: z = x (w + alpha * H) (SPEC.md section 3).
+//
+// Shared trace H [M, K]: w + alpha * H is one [M, K] matrix, built once, and the products are
+// GEMMs. Per-sample trace H [B, M, K]: the shared part x w is one GEMM; the plastic part
+// sum_i x[b, i] alpha[i, j] H[b, i, j] is one streaming pass over H per sample, so the per-sample
+// matrix w + alpha * H[b] is never built. The backward pass over H runs row-parallel (over i):
+// each row of d alpha is summed over the batch by one thread in a fixed order (deterministic, no
+// per-sample [B, M, K] buffer), while the same pass writes d H and the plastic part of d x.
+#include "../plastic_linear.h"
+
+#include <ATen/Parallel.h>
+#include <torch/types.h>
+
+namespace hebbkern {
+
+namespace {
+
+// Shapes checked here so that the raw torch.ops are safe to call with any tensors.
+void check_args(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
+                const at::Tensor& hebb) {
+  TORCH_CHECK_VALUE(x.dim() == 2, "hebbkern::plastic_linear: x must be [B, M], got ", x.sizes());
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+                   "hebbkern::plastic_linear: x must be float32 or float64");
+  const int64_t B = x.size(0), M = x.size(1);
+  TORCH_CHECK_VALUE(w.dim() == 2 && w.size(0) == M,
+                    "hebbkern::plastic_linear: w must be [M, K] with M = x.size(1), got ",
+                    w.sizes());
+  const int64_t K = w.size(1);
+  TORCH_CHECK_VALUE(
+      alpha.sizes() == w.sizes() || (alpha.dim() == 1 && alpha.size(0) == K) || alpha.dim() == 0,
+      "hebbkern::plastic_linear: alpha must be [M, K], [K] or 0-dim, got ", alpha.sizes());
+  TORCH_CHECK_VALUE(
+      hebb.sizes() == w.sizes() ||
+          (hebb.dim() == 3 && hebb.size(0) == B && hebb.size(1) == M && hebb.size(2) == K),
+      "hebbkern::plastic_linear: hebb must be [M, K] or [B, M, K], got ", hebb.sizes());
+  for (const at::Tensor* t : {&w, &alpha, &hebb})
+    TORCH_CHECK_TYPE(t->scalar_type() == x.scalar_type(),
+                     "hebbkern::plastic_linear: all tensors must have the dtype of x");
+}
+
+at::Tensor alpha_full(const at::Tensor& alpha, const at::Tensor& w) {
+  return alpha.expand(w.sizes()).contiguous();
+}
+
+// z[b, :] += sum_i x[b, i] * (A[i, :] * H[b, i, :]) for samples b0 .. b1-1.
+template <typename T>
+void plastic_part(const T* xp, const T* Ap, const T* Hp, T* zp, int64_t M, int64_t K, int64_t b0,
+                  int64_t b1) {
+  for (int64_t b = b0; b < b1; ++b) {
+    T* __restrict__ zb = zp + b * K;
+    for (int64_t i = 0; i < M; ++i) {
+      const T xi = xp[b * M + i];
+      const T* __restrict__ Arow = Ap + i * K;
+      const T* __restrict__ Hrow = Hp + (b * M + i) * K;
+#pragma omp simd
+      for (int64_t j = 0; j < K; ++j) zb[j] += xi * Arow[j] * Hrow[j];
+    }
+  }
+}
+
+// Rows i0 .. i1-1 of the backward pass over a per-sample trace: writes dH and dA (summed over b in
+// order), adds the plastic part of dx.
+template <typename T>
+void plastic_part_backward(const T* xp, const T* gp, const T* Ap, const T* Hp, T* dxp, T* dAp,
+                           T* dHp, int64_t B, int64_t M, int64_t K, int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* __restrict__ Arow = Ap + i * K;
+    T* __restrict__ dArow = dAp + i * K;
+    for (int64_t j = 0; j < K; ++j) dArow[j] = T(0);
+    for (int64_t b = 0; b < B; ++b) {
+      const T xi = xp[b * M + i];
+      const T* __restrict__ g = gp + b * K;
+      const T* __restrict__ Hrow = Hp + (b * M + i) * K;
+      T* __restrict__ dHrow = dHp + (b * M + i) * K;
+      T acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < K; ++j) {
+        const T xg = xi * g[j];
+        dHrow[j] = Arow[j] * xg;
+        dArow[j] += xg * Hrow[j];
+        acc += Arow[j] * Hrow[j] * g[j];
+      }
+      dxp[b * M + i] += acc;
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor plastic_linear_fwd_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
+                                  const at::Tensor& hebb) {
+  check_args(x, w, alpha, hebb);
+  if (hebb.dim() == 2) return x.mm(w + alpha * hebb);
+  const int64_t B = x.size(0), M = x.size(1), K = w.size(1);
+  at::Tensor z = x.mm(w).contiguous();  // the shared part, then the plastic part added per sample
+  at::Tensor xc = x.contiguous(), A = alpha_full(alpha, w), H = hebb.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "plastic_linear_fwd_cpu", [&] {
+    using T = scalar_t;
+    const T* xp = xc.data_ptr<T>();
+    const T* Ap = A.data_ptr<T>();
+    const T* Hp = H.data_ptr<T>();
+    T* zp = z.data_ptr<T>();
+    at::parallel_for(
+        0, B, 1, [&](int64_t b0, int64_t b1) { plastic_part<T>(xp, Ap, Hp, zp, M, K, b0, b1); });
+  });
+  return z;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> plastic_linear_bwd_cpu(
+    const at::Tensor& grad_z, const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
+    const at::Tensor& hebb) {
+  check_args(x, w, alpha, hebb);
+  const int64_t B = x.size(0), M = x.size(1), K = w.size(1);
+  TORCH_CHECK_VALUE(grad_z.dim() == 2 && grad_z.size(0) == B && grad_z.size(1) == K,
+                    "hebbkern::plastic_linear: grad_z must be [B, K], got ", grad_z.sizes());
+  TORCH_CHECK_TYPE(grad_z.scalar_type() == x.scalar_type(),
+                   "hebbkern::plastic_linear: grad_z must have the dtype of x");
+  at::Tensor dw = x.t().mm(grad_z);
+  at::Tensor dx, dA, dH;
+  if (hebb.dim() == 2) {
+    dx = grad_z.mm((w + alpha * hebb).t());
+    dA = dw * hebb;
+    dH = dw * alpha;
+  } else {
+    dx = grad_z.mm(w.t()).contiguous();
+    at::Tensor xc = x.contiguous(), gz = grad_z.contiguous(), A = alpha_full(alpha, w);
+    at::Tensor H = hebb.contiguous();
+    dA = at::empty({M, K}, x.options());
+    dH = at::empty({B, M, K}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "plastic_linear_bwd_cpu", [&] {
+      using T = scalar_t;
+      const T* xp = xc.data_ptr<T>();
+      const T* gp = gz.data_ptr<T>();
+      const T* Ap = A.data_ptr<T>();
+      const T* Hp = H.data_ptr<T>();
+      T* dxp = dx.data_ptr<T>();
+      T* dAp = dA.data_ptr<T>();
+      T* dHp = dH.data_ptr<T>();
+      at::parallel_for(0, M, 1, [&](int64_t i0, int64_t i1) {
+        plastic_part_backward<T>(xp, gp, Ap, Hp, dxp, dAp, dHp, B, M, K, i0, i1);
+      });
+    });
+  }
+  at::Tensor dalpha = alpha.dim() == 2 ? dA : (alpha.dim() == 1 ? dA.sum(0) : dA.sum());
+  return {dx, dw, dalpha, dH};
+}
+
+}  // namespace hebbkern
