@@ -6,6 +6,7 @@
 #include "plastic_linear.h"
 #include "plastic_rnn.h"
 #include "plastic_step.h"
+#include "trace_update.h"
 
 namespace hebbkern {
 
@@ -48,6 +49,12 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "plastic_linear_bwd(Tensor grad_z, Tensor x, Tensor w, Tensor alpha, Tensor hebb) "
       "-> (Tensor dx, Tensor dw, Tensor dalpha, Tensor dhebb)");
+  m.def(
+      "trace_update_fwd(Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, float clip) "
+      "-> Tensor");
+  m.def(
+      "trace_update_bwd(Tensor grad, Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, "
+      "float clip) -> (Tensor dtrace, Tensor dpre, Tensor dpost, Tensor deta)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -57,6 +64,8 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
   m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
+  m.impl("trace_update_fwd", &trace_update_fwd_cpu);
+  m.impl("trace_update_bwd", &trace_update_bwd_cpu);
 }
 
 }  // namespace hebbkern

@@ -3,7 +3,7 @@
 from . import nn, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
-from .ops import plastic_linear, plastic_rnn, plastic_step
+from .ops import plastic_linear, plastic_rnn, plastic_step, trace_update
 from .types import PlasticState
 
 __version__ = "0.1.0"
@@ -17,5 +17,6 @@ __all__ = [
     "plastic_rnn",
     "plastic_step",
     "reference",
+    "trace_update",
     "use_backend",
 ]

@@ -167,3 +167,74 @@ def check_plastic_linear_args(x, w, alpha, hebb) -> tuple[Tensor, Tensor, Tensor
         )
     _same("hebb", hebb, x, "x")
     return x, w, alpha, hebb
+
+
+@dataclass
+class TraceUpdateArgs:
+    """Normalised arguments of ``trace_update``: ``eta`` a tensor (0-dim, [B] or [B, K]) and the
+    clip bound a float (``inf`` for the rules without one)."""
+
+    trace: Tensor
+    pre: Tensor
+    post: Tensor
+    rule: str
+    eta: Tensor
+    clip: float
+
+
+def check_trace_update_args(trace, pre, post, *, rule, eta, clip) -> TraceUpdateArgs:
+    trace = _floating("trace", trace)
+    if trace.dim() not in (2, 3):
+        raise ValueError(
+            f"trace must have shape [M, K] (shared) or [B, M, K] (per sample), "
+            f"got shape {list(trace.shape)}"
+        )
+    pre = check_tensor("pre", pre)
+    if pre.dim() != 2:
+        raise ValueError(f"pre must have shape [B, M] (2 dims), got shape {list(pre.shape)}")
+    B, M = pre.shape
+    post = check_tensor("post", post)
+    if post.dim() != 2 or post.shape[0] != B:
+        raise ValueError(
+            f"post must have shape [B, K] with B={B} (pre.shape[0]), got {list(post.shape)}"
+        )
+    K = post.shape[1]
+    shapes = ((M, K), (B, M, K))
+    if tuple(trace.shape) not in shapes:
+        raise ValueError(
+            f"trace must have shape [M, K] = {[M, K]} (shared) or [B, M, K] = {[B, M, K]} "
+            f"(per sample) for pre [B, M] and post [B, K], got {list(trace.shape)}"
+        )
+    _same("pre", pre, trace, "trace")
+    _same("post", post, trace, "trace")
+    if not isinstance(rule, str) or rule not in TRACE_RULES:
+        raise ValueError(f"rule must be one of {', '.join(map(repr, TRACE_RULES))}, got {rule!r}")
+
+    if isinstance(eta, Tensor) and eta.dim() >= 1 and tuple(eta.shape) != (1,):
+        if tuple(eta.shape) not in ((B,), (B, K)):
+            raise ValueError(
+                f"eta must be a float, a 0-dim tensor, [B] = {[B]} (per sample) or [B, K] = "
+                f"{[B, K]} (per sample and post neuron), got shape {list(eta.shape)}"
+            )
+        _same("eta", eta, trace, "trace")
+        if trace.dim() == 2 and rule == "hebb":
+            raise ValueError(
+                "a shared trace with rule 'hebb' needs a scalar eta (the decay applies once to the "
+                "shared trace); use rule 'add' or 'oja' for a per-sample modulation"
+            )
+    elif eta is None:
+        raise ValueError("eta is required: a float, a 0-dim tensor, [B] or [B, K]")
+    else:
+        if isinstance(eta, Tensor):
+            _same("eta", eta, trace, "trace")
+        eta = scalar_arg("eta", eta, trace)
+
+    if rule == "clip":
+        if clip is None:
+            raise ValueError("rule 'clip' needs clip, the bound c > 0")
+        clip = check_clip(clip)
+    elif clip is not None:
+        raise ValueError(f"clip only applies to rule 'clip', not {rule!r}; pass clip=None")
+    else:
+        clip = float("inf")
+    return TraceUpdateArgs(trace, pre, post, rule, eta, clip)

@@ -15,3 +15,7 @@ __all__ += ["plastic_step"]
 from .plastic_linear import plastic_linear  # noqa: E402
 
 __all__ += ["plastic_linear"]
+
+from .trace_update import trace_update  # noqa: E402
+
+__all__ += ["trace_update"]
