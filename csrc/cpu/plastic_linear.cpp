@@ -11,6 +11,8 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <algorithm>
+
 namespace hebbkern {
 
 namespace {
@@ -101,7 +103,8 @@ at::Tensor plastic_linear_fwd_cpu(const at::Tensor& x, const at::Tensor& w, cons
     const T* Hp = H.data_ptr<T>();
     T* zp = z.data_ptr<T>();
     at::parallel_for(
-        0, B, 1, [&](int64_t b0, int64_t b1) { plastic_part<T>(xp, Ap, Hp, zp, M, K, b0, b1); });
+        0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+        [&](int64_t b0, int64_t b1) { plastic_part<T>(xp, Ap, Hp, zp, M, K, b0, b1); });
   });
   return z;
 }
@@ -136,9 +139,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> plastic_linear_bwd_cp
       T* dxp = dx.data_ptr<T>();
       T* dAp = dA.data_ptr<T>();
       T* dHp = dH.data_ptr<T>();
-      at::parallel_for(0, M, 1, [&](int64_t i0, int64_t i1) {
-        plastic_part_backward<T>(xp, gp, Ap, Hp, dxp, dAp, dHp, B, M, K, i0, i1);
-      });
+      at::parallel_for(0, M, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (B * K)),
+                       [&](int64_t i0, int64_t i1) {
+                         plastic_part_backward<T>(xp, gp, Ap, Hp, dxp, dAp, dHp, B, M, K, i0, i1);
+                       });
     });
   }
   at::Tensor dalpha = alpha.dim() == 2 ? dA : (alpha.dim() == 1 ? dA.sum(0) : dA.sum());

@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "plastic_step_kernel_args.h"
@@ -178,6 +179,11 @@ StepArgs<T> make_args(const Prepared& q, double clip) {
 
 at::Tensor none_like(const at::Tensor& ref) { return at::empty({0}, ref.options()); }
 
+// Samples per task: a parallel region costs microseconds (and much more when the cores are shared
+// with other work), which one step of a small network does not repay; ATen's grain size is the
+// rule, counted in trace elements.
+int64_t sample_grain(int64_t N) { return std::max<int64_t>(1, at::internal::GRAIN_SIZE / (N * N)); }
+
 }  // namespace
 
 StepFwdOut plastic_step_fwd_cpu(
@@ -203,7 +209,7 @@ StepFwdOut plastic_step_fwd_cpu(
                                .hebb_new = hebb_new.data_ptr<T>(),
                                .elig_new = ptr_or_null<T>(elig_new),
                                .mod = ptr_or_null<T>(mod)};
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, B, sample_grain(N), [&](int64_t b0, int64_t b1) {
       std::vector<T> scratch(cpu::step_scratch_size(N));
       run_step_forward(rule, p, o, b0, b1, scratch.data());
     });
@@ -268,7 +274,7 @@ StepBwdOut plastic_step_bwd_cpu(
                                .dmb = ptr_or_null<T>(dmb_ps),
                                .dfw = ptr_or_null<T>(dfw_ps),
                                .dfb = ptr_or_null<T>(dfb_ps)};
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, B, sample_grain(N), [&](int64_t b0, int64_t b1) {
       std::vector<T> scratch(cpu::step_scratch_size(N));
       run_step_backward(rule, p, in, o, b0, b1, scratch.data());
     });

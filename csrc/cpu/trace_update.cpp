@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 #include <torch/types.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "hebbkern/plastic_rules.h"
@@ -148,10 +149,12 @@ at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
     using T = scalar_t;
     with_trace_rule(r, [&](auto tag) {
       constexpr Rule R = decltype(tag)::value;
-      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-        per_sample_forward<R, T>(H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(), E.data_ptr<T>(),
-                                 out.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
-      });
+      at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+                       [&](int64_t b0, int64_t b1) {
+                         per_sample_forward<R, T>(H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
+                                                  E.data_ptr<T>(), out.data_ptr<T>(),
+                                                  static_cast<T>(c), M, K, b0, b1);
+                       });
     });
   });
   return out;
@@ -201,12 +204,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_bwd_cpu(
     using T = scalar_t;
     with_trace_rule(r, [&](auto tag) {
       constexpr Rule R = decltype(tag)::value;
-      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-        per_sample_backward<R, T>(G.data_ptr<T>(), H.data_ptr<T>(), x.data_ptr<T>(),
-                                  y.data_ptr<T>(), E.data_ptr<T>(), dH.data_ptr<T>(),
-                                  dpre.data_ptr<T>(), dpost.data_ptr<T>(), dE.data_ptr<T>(),
-                                  static_cast<T>(c), M, K, b0, b1);
-      });
+      at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+                       [&](int64_t b0, int64_t b1) {
+                         per_sample_backward<R, T>(
+                             G.data_ptr<T>(), H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
+                             E.data_ptr<T>(), dH.data_ptr<T>(), dpre.data_ptr<T>(),
+                             dpost.data_ptr<T>(), dE.data_ptr<T>(), static_cast<T>(c), M, K, b0,
+                             b1);
+                       });
     });
   });
   return {dH, dpre, dpost, reduce_like(dE, eta)};
