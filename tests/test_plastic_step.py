@@ -299,3 +299,20 @@ def test_torch_compile_fullgraph(rule):
     assert rel_err(got, ref) < 1e-12
     for a, b in zip(got_grads, ref_grads, strict=True):
         assert rel_err(a, b) < 1e-12
+
+
+@pytest.mark.parametrize("alpha_kind", ["per_connection", "per_neuron", "per_sample"])
+def test_deterministic_and_thread_count_independent(alpha_kind, restore_threads):
+    """B = 20 with shared per-connection alpha: d alpha is summed in groups of 3 samples; the
+    groups never split between threads, so 1 and 2 threads give the same bits."""
+    kw = step_inputs("retro", alpha_kind, True, True, B=20, N=129, dtype=torch.float32, seed=13)
+    results = []
+    for threads in (1, 2, 2):
+        torch.set_num_threads(threads)
+        results.append(run_step(clone_inputs(kw), "cpu"))
+    for o, g in results[1:]:
+        for k in o:
+            assert torch.equal(o[k], results[0][0][k]), k
+        for k in g:
+            assert torch.equal(g[k], results[0][1][k]), k
+    check_against_reference(kw, TOL[torch.float32])

@@ -244,11 +244,16 @@ StepBwdOut plastic_step_bwd_cpu(
   at::Tensor hn = h_new.contiguous(), mod_c = mod.contiguous();
 
   const bool per_connection = alpha.dim() >= 2;
+  // Shared per-connection alpha: d alpha summed per group of samples (see StepBwdOut::dA), at
+  // most kMaxGroups slices instead of a [B, N, N] buffer.
+  constexpr int64_t kMaxGroups = 8;
+  const int64_t group = alpha.dim() == 2 ? (B + kMaxGroups - 1) / kMaxGroups : 1;
+  const int64_t n_groups = (B + group - 1) / group;
   at::Tensor du = at::empty({B, N}, opts), dh = at::empty({B, N}, opts);
   at::Tensor da = at::empty({B, N}, opts);
   at::Tensor dH = at::empty({B, N, N}, opts);
   at::Tensor dE = retro ? at::empty({B, N, N}, opts) : none_like(u);
-  at::Tensor dA = per_connection ? at::empty({B, N, N}, opts) : at::zeros({B, N}, opts);
+  at::Tensor dA = per_connection ? at::empty({n_groups, N, N}, opts) : at::zeros({B, N}, opts);
   at::Tensor deta_ps = at::empty({B}, opts);
   at::Tensor dmw_ps = modulated ? at::empty({B, N}, opts) : at::Tensor();
   at::Tensor dmb_ps = modulated ? at::empty({B}, opts) : at::Tensor();
@@ -269,14 +274,18 @@ StepBwdOut plastic_step_bwd_cpu(
                                .dE = ptr_or_null<T>(dE),
                                .da = da.data_ptr<T>(),
                                .dA = dA.data_ptr<T>(),
+                               .dA_group = group,
                                .deta = deta_ps.data_ptr<T>(),
                                .dmw = ptr_or_null<T>(dmw_ps),
                                .dmb = ptr_or_null<T>(dmb_ps),
                                .dfw = ptr_or_null<T>(dfw_ps),
                                .dfb = ptr_or_null<T>(dfb_ps)};
-    at::parallel_for(0, B, sample_grain(N), [&](int64_t b0, int64_t b1) {
+    // Split by groups, so that a group of samples summing into one d alpha slice stays on one
+    // thread.
+    const int64_t grain = std::max<int64_t>(1, sample_grain(N) / group);
+    at::parallel_for(0, n_groups, grain, [&](int64_t g0, int64_t g1) {
       std::vector<T> scratch(cpu::step_scratch_size(N));
-      run_step_backward(rule, p, in, o, b0, b1, scratch.data());
+      run_step_backward(rule, p, in, o, g0 * group, std::min(B, g1 * group), scratch.data());
     });
   });
 

@@ -208,16 +208,17 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
   const T* w = p.w + b * p.w_bstride;
   const T* A = p.A + b * p.a_bstride;
   const bool per_connection = p.a_stride != 0;
-  T* dA = o.dA + b * (per_connection ? NN : N);
+  const bool first_of_group = per_connection && b % o.dA_group == 0;
+  T* dA = per_connection ? o.dA + (b / o.dA_group) * NN : o.dA + b * N;
   for (int64_t i = 0; i < N; ++i) {
     const T x = h[i];
     const T* __restrict__ Hrow = H + i * N;
     const T* __restrict__ wrow = w + i * N;
     const T* __restrict__ Arow = A + i * p.a_stride;
     T* __restrict__ dHrow = dH + i * N;
+    T* __restrict__ dArow = dA + i * p.a_stride;
     T acc = 0;
-    if (per_connection) {
-      T* __restrict__ dArow = dA + i * N;
+    if (first_of_group) {
 #pragma omp simd reduction(+ : acc)
       for (int64_t j = 0; j < N; ++j) {
         const T xd = x * da[j];
@@ -226,7 +227,6 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
         acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
       }
     } else {
-      T* __restrict__ dArow = dA;
 #pragma omp simd reduction(+ : acc)
       for (int64_t j = 0; j < N; ++j) {
         const T xd = x * da[j];

@@ -49,12 +49,17 @@ struct StepBwdIn {
 
 template <typename T>
 struct StepBwdOut {
-  T* du;    // [B, N]
-  T* dh;    // [B, N]
-  T* dH;    // [B, N, N]
-  T* dE;    // [B, N, N] (retro)
-  T* da;    // [B, N]: adjoint of the drive, for dw (a GEMM or outer products outside)
-  T* dA;    // [B, N, N] (alpha per connection, written) or [B, N] (per neuron, scalar; zeroed)
+  T* du;  // [B, N]
+  T* dh;  // [B, N]
+  T* dH;  // [B, N, N]
+  T* dE;  // [B, N, N] (retro)
+  T* da;  // [B, N]: adjoint of the drive, for dw (a GEMM or outer products outside)
+  // d alpha. Per connection: [ceil(B / dA_group), N, N], one slice per group of dA_group
+  // consecutive samples, written by the group's first sample and accumulated by the others (a
+  // group is never split between threads, so the sums do not depend on the thread count); per
+  // sample alpha has dA_group = 1. Per neuron or scalar: [B, N], zeroed by the caller.
+  T* dA;
+  int64_t dA_group;
   T* deta;  // [B]
   T* dmw;   // [B, N] (modulated rules)
   T* dmb;   // [B]    (modulated rules)
