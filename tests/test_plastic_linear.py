@@ -159,3 +159,11 @@ def test_raw_op_checks_shapes(args):
     gz = torch.randn(B, K + 1)
     with pytest.raises((ValueError, TypeError), match="hebbkern::plastic_linear"):
         torch.ops.hebbkern.plastic_linear_bwd(gz, *args)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+@pytest.mark.parametrize("alpha_kind", ALPHA)
+def test_every_instruction_set(alpha_kind, isa, monkeypatch, nan_poison):
+    """The loops are built once per instruction set; HEBBKERN_CPU_ISA caps the run-time choice."""
+    monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
+    check(linear_inputs(3, 9, 37, alpha_kind, True, torch.float32, seed=6), TOL[torch.float32])

@@ -199,3 +199,11 @@ def test_raw_op_checks_shapes(args):
         torch.ops.hebbkern.trace_update_fwd(*args, 1.0)
     with pytest.raises((ValueError, TypeError), match="hebbkern::trace_update"):
         torch.ops.hebbkern.trace_update_bwd(torch.randn(2, 2), *args, 1.0)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+@pytest.mark.parametrize("rule", RULES)
+def test_every_instruction_set(rule, isa, monkeypatch, nan_poison):
+    """The loops are built once per instruction set; HEBBKERN_CPU_ISA caps the run-time choice."""
+    monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
+    check(inputs(rule, False, "per_post", B=3, M=9, K=37, dtype=torch.float32, seed=6), 1e-4)

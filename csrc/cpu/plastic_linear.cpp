@@ -13,6 +13,8 @@
 
 #include <algorithm>
 
+#include "layer_kernel_args.h"
+
 namespace hebbkern {
 
 namespace {
@@ -44,46 +46,31 @@ at::Tensor alpha_full(const at::Tensor& alpha, const at::Tensor& w) {
   return alpha.expand(w.sizes()).contiguous();
 }
 
-// z[b, :] += sum_i x[b, i] * (A[i, :] * H[b, i, :]) for samples b0 .. b1-1.
+// The loops built for the best instruction set the CPU has (layer_kernel_args.h).
 template <typename T>
-void plastic_part(const T* xp, const T* Ap, const T* Hp, T* zp, int64_t M, int64_t K, int64_t b0,
-                  int64_t b1) {
-  for (int64_t b = b0; b < b1; ++b) {
-    T* __restrict__ zb = zp + b * K;
-    for (int64_t i = 0; i < M; ++i) {
-      const T xi = xp[b * M + i];
-      const T* __restrict__ Arow = Ap + i * K;
-      const T* __restrict__ Hrow = Hp + (b * M + i) * K;
-#pragma omp simd
-      for (int64_t j = 0; j < K; ++j) zb[j] += xi * Arow[j] * Hrow[j];
-    }
+void run_forward(const T* x, const T* A, const T* H, T* z, int64_t M, int64_t K, int64_t b0,
+                 int64_t b1) {
+  switch (cpu::active_isa()) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    case cpu::Isa::Avx512: return cpu::isa_avx512::plastic_linear_forward(x, A, H, z, M, K, b0, b1);
+    case cpu::Isa::Avx2: return cpu::isa_avx2::plastic_linear_forward(x, A, H, z, M, K, b0, b1);
+#endif
+    default: return cpu::isa_default::plastic_linear_forward(x, A, H, z, M, K, b0, b1);
   }
 }
 
-// Rows i0 .. i1-1 of the backward pass over a per-sample trace: writes dH and dA (summed over b in
-// order), adds the plastic part of dx.
 template <typename T>
-void plastic_part_backward(const T* xp, const T* gp, const T* Ap, const T* Hp, T* dxp, T* dAp,
-                           T* dHp, int64_t B, int64_t M, int64_t K, int64_t i0, int64_t i1) {
-  for (int64_t i = i0; i < i1; ++i) {
-    const T* __restrict__ Arow = Ap + i * K;
-    T* __restrict__ dArow = dAp + i * K;
-    for (int64_t j = 0; j < K; ++j) dArow[j] = T(0);
-    for (int64_t b = 0; b < B; ++b) {
-      const T xi = xp[b * M + i];
-      const T* __restrict__ g = gp + b * K;
-      const T* __restrict__ Hrow = Hp + (b * M + i) * K;
-      T* __restrict__ dHrow = dHp + (b * M + i) * K;
-      T acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < K; ++j) {
-        const T xg = xi * g[j];
-        dHrow[j] = Arow[j] * xg;
-        dArow[j] += xg * Hrow[j];
-        acc += Arow[j] * Hrow[j] * g[j];
-      }
-      dxp[b * M + i] += acc;
-    }
+void run_backward(const T* x, const T* g, const T* A, const T* H, T* dx, T* dA, T* dH, int64_t B,
+                  int64_t M, int64_t K, int64_t i0, int64_t i1) {
+  switch (cpu::active_isa()) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    case cpu::Isa::Avx512:
+      return cpu::isa_avx512::plastic_linear_backward(x, g, A, H, dx, dA, dH, B, M, K, i0, i1);
+    case cpu::Isa::Avx2:
+      return cpu::isa_avx2::plastic_linear_backward(x, g, A, H, dx, dA, dH, B, M, K, i0, i1);
+#endif
+    default:
+      return cpu::isa_default::plastic_linear_backward(x, g, A, H, dx, dA, dH, B, M, K, i0, i1);
   }
 }
 
@@ -102,9 +89,8 @@ at::Tensor plastic_linear_fwd_cpu(const at::Tensor& x, const at::Tensor& w, cons
     const T* Ap = A.data_ptr<T>();
     const T* Hp = H.data_ptr<T>();
     T* zp = z.data_ptr<T>();
-    at::parallel_for(
-        0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
-        [&](int64_t b0, int64_t b1) { plastic_part<T>(xp, Ap, Hp, zp, M, K, b0, b1); });
+    at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+                     [&](int64_t b0, int64_t b1) { run_forward<T>(xp, Ap, Hp, zp, M, K, b0, b1); });
   });
   return z;
 }
@@ -141,7 +127,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> plastic_linear_bwd_cp
       T* dHp = dH.data_ptr<T>();
       at::parallel_for(0, M, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (B * K)),
                        [&](int64_t i0, int64_t i1) {
-                         plastic_part_backward<T>(xp, gp, Ap, Hp, dxp, dAp, dHp, B, M, K, i0, i1);
+                         run_backward<T>(xp, gp, Ap, Hp, dxp, dAp, dHp, B, M, K, i0, i1);
                        });
     });
   }

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "hebbkern/plastic_rules.h"
+#include "layer_kernel_args.h"
 
 namespace hebbkern {
 
@@ -61,63 +62,42 @@ at::Tensor check_and_expand_eta(const at::Tensor& trace, const at::Tensor& pre,
   return (eta.dim() == 1 ? eta.unsqueeze(1) : eta).expand({B, K}).contiguous();
 }
 
-template <Rule R, typename T>
-void per_sample_forward(const T* H, const T* pre, const T* post, const T* E, T* out, T clip,
-                        int64_t M, int64_t K, int64_t b0, int64_t b1) {
-  for (int64_t b = b0; b < b1; ++b) {
-    const T* __restrict__ po = post + b * K;
-    const T* __restrict__ e = E + b * K;
-    for (int64_t i = 0; i < M; ++i) {
-      const T x = pre[b * M + i];
-      const T* __restrict__ Hrow = H + (b * M + i) * K;
-      T* __restrict__ orow = out + (b * M + i) * K;
-#pragma omp simd
-      for (int64_t j = 0; j < K; ++j) {
-        T hv = Hrow[j], unused = T(0);
-        trace_forward<R>(hv, unused, x, po[j], T(0), e[j], clip);
-        orow[j] = hv;
-      }
-    }
+// The element-wise rule of plastic_rules.h that computes a TraceRule ("add": Clip, no bound).
+Rule kernel_rule(TraceRule r) {
+  return r == TraceRule::Hebb ? Rule::Hebb : (r == TraceRule::Oja ? Rule::Oja : Rule::Clip);
+}
+
+// The loops built for the best instruction set the CPU has (layer_kernel_args.h).
+template <typename T>
+void run_forward(Rule r, const T* H, const T* pre, const T* post, const T* E, T* out, T clip,
+                 int64_t M, int64_t K, int64_t b0, int64_t b1) {
+  switch (cpu::active_isa()) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    case cpu::Isa::Avx512:
+      return cpu::isa_avx512::trace_update_forward(r, H, pre, post, E, out, clip, M, K, b0, b1);
+    case cpu::Isa::Avx2:
+      return cpu::isa_avx2::trace_update_forward(r, H, pre, post, E, out, clip, M, K, b0, b1);
+#endif
+    default:
+      return cpu::isa_default::trace_update_forward(r, H, pre, post, E, out, clip, M, K, b0, b1);
   }
 }
 
-template <Rule R, typename T>
-void per_sample_backward(const T* G, const T* H, const T* pre, const T* post, const T* E, T* dH,
-                         T* dpre, T* dpost, T* dE, T clip, int64_t M, int64_t K, int64_t b0,
-                         int64_t b1) {
-  for (int64_t b = b0; b < b1; ++b) {
-    const T* __restrict__ po = post + b * K;
-    const T* __restrict__ e = E + b * K;
-    T* __restrict__ dpo = dpost + b * K;
-    T* __restrict__ de = dE + b * K;
-    for (int64_t j = 0; j < K; ++j) dpo[j] = de[j] = T(0);
-    for (int64_t i = 0; i < M; ++i) {
-      const T x = pre[b * M + i];
-      const T* __restrict__ Hrow = H + (b * M + i) * K;
-      const T* __restrict__ Grow = G + (b * M + i) * K;
-      T* __restrict__ dHrow = dH + (b * M + i) * K;
-      T dx = 0;
-#pragma omp simd reduction(+ : dx)
-      for (int64_t j = 0; j < K; ++j) {
-        T d = Grow[j], unused = T(0);
-        const TraceGrad<T> g =
-            trace_backward<R>(Hrow[j], T(0), x, po[j], T(0), e[j], clip, d, unused);
-        dHrow[j] = d;
-        dx += g.d_pre;
-        dpo[j] += g.d_post;
-        de[j] += g.d_eta;
-      }
-      dpre[b * M + i] = dx;
-    }
-  }
-}
-
-template <typename F>
-void with_trace_rule(TraceRule r, F&& f) {
-  switch (r) {
-    case TraceRule::Hebb: return f(std::integral_constant<Rule, Rule::Hebb>{});
-    case TraceRule::Oja: return f(std::integral_constant<Rule, Rule::Oja>{});
-    default: return f(std::integral_constant<Rule, Rule::Clip>{});
+template <typename T>
+void run_backward(Rule r, const T* G, const T* H, const T* pre, const T* post, const T* E, T* dH,
+                  T* dpre, T* dpost, T* dE, T clip, int64_t M, int64_t K, int64_t b0, int64_t b1) {
+  switch (cpu::active_isa()) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    case cpu::Isa::Avx512:
+      return cpu::isa_avx512::trace_update_backward(r, G, H, pre, post, E, dH, dpre, dpost, dE,
+                                                    clip, M, K, b0, b1);
+    case cpu::Isa::Avx2:
+      return cpu::isa_avx2::trace_update_backward(r, G, H, pre, post, E, dH, dpre, dpost, dE, clip,
+                                                  M, K, b0, b1);
+#endif
+    default:
+      return cpu::isa_default::trace_update_backward(r, G, H, pre, post, E, dH, dpre, dpost, dE,
+                                                     clip, M, K, b0, b1);
   }
 }
 
@@ -147,15 +127,12 @@ at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
   at::Tensor out = at::empty({B, M, K}, trace.options());
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_fwd_cpu", [&] {
     using T = scalar_t;
-    with_trace_rule(r, [&](auto tag) {
-      constexpr Rule R = decltype(tag)::value;
-      at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
-                       [&](int64_t b0, int64_t b1) {
-                         per_sample_forward<R, T>(H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
-                                                  E.data_ptr<T>(), out.data_ptr<T>(),
-                                                  static_cast<T>(c), M, K, b0, b1);
-                       });
-    });
+    at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+                     [&](int64_t b0, int64_t b1) {
+                       run_forward<T>(kernel_rule(r), H.data_ptr<T>(), x.data_ptr<T>(),
+                                      y.data_ptr<T>(), E.data_ptr<T>(), out.data_ptr<T>(),
+                                      static_cast<T>(c), M, K, b0, b1);
+                     });
   });
   return out;
 }
@@ -202,17 +179,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_bwd_cpu(
   at::Tensor dE = at::empty({B, K}, trace.options());
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_bwd_cpu", [&] {
     using T = scalar_t;
-    with_trace_rule(r, [&](auto tag) {
-      constexpr Rule R = decltype(tag)::value;
-      at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
-                       [&](int64_t b0, int64_t b1) {
-                         per_sample_backward<R, T>(
-                             G.data_ptr<T>(), H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
-                             E.data_ptr<T>(), dH.data_ptr<T>(), dpre.data_ptr<T>(),
-                             dpost.data_ptr<T>(), dE.data_ptr<T>(), static_cast<T>(c), M, K, b0,
-                             b1);
-                       });
-    });
+    at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+                     [&](int64_t b0, int64_t b1) {
+                       run_backward<T>(kernel_rule(r), G.data_ptr<T>(), H.data_ptr<T>(),
+                                       x.data_ptr<T>(), y.data_ptr<T>(), E.data_ptr<T>(),
+                                       dH.data_ptr<T>(), dpre.data_ptr<T>(), dpost.data_ptr<T>(),
+                                       dE.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
+                     });
   });
   return {dH, dpre, dpost, reduce_like(dE, eta)};
 }
