@@ -1,6 +1,6 @@
 // Torch-facing side of the CPU plastic_step kernels: shape checks (the raw torch.ops are safe to
 // call), argument preparation, output allocation, the batch split over threads and the run-time
-// instruction-set choice, and the final reductions (dw as one GEMM or per-sample outer products;
+// instruction-set choice, and the final reductions (group slices of dw and d alpha;
 // per-sample accumulators summed in a fixed order). The kernels are in plastic_step_kernel.h.
 #include "../plastic_step.h"
 
@@ -179,6 +179,21 @@ StepArgs<T> make_args(const Prepared& q, double clip) {
 
 at::Tensor none_like(const at::Tensor& ref) { return at::empty({0}, ref.options()); }
 
+// The sum of the [G, N, N] group slices, in slice order, on the calling thread: at most 8 slices,
+// cheaper than another parallel region.
+at::Tensor sum_slices(const at::Tensor& slices) {
+  const int64_t G = slices.size(0), NN = slices.size(1) * slices.size(2);
+  at::Tensor out = at::empty({slices.size(1), slices.size(2)}, slices.options());
+  AT_DISPATCH_FLOATING_TYPES(slices.scalar_type(), "plastic_step_sum_slices", [&] {
+    const scalar_t* s = slices.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    std::copy(s, s + NN, o);
+    for (int64_t g = 1; g < G; ++g)
+      for (int64_t k = 0; k < NN; ++k) o[k] += s[g * NN + k];
+  });
+  return out;
+}
+
 // Samples per task: a parallel region costs microseconds (and much more when the cores are shared
 // with other work), which one step of a small network does not repay; ATen's grain size is the
 // rule, counted in trace elements.
@@ -244,16 +259,20 @@ StepBwdOut plastic_step_bwd_cpu(
   at::Tensor hn = h_new.contiguous(), mod_c = mod.contiguous();
 
   const bool per_connection = alpha.dim() >= 2;
-  // Shared per-connection alpha: d alpha summed per group of samples (see StepBwdOut::dA), at
-  // most kMaxGroups slices instead of a [B, N, N] buffer.
+  // Shared per-connection alpha and shared w: their gradients are summed per group of samples
+  // (see StepBwdOut::dA), at most kMaxGroups slices instead of [B, N, N] buffers, and the slices
+  // are added up on this thread: the backward opens one parallel region per step.
   constexpr int64_t kMaxGroups = 8;
-  const int64_t group = alpha.dim() == 2 ? (B + kMaxGroups - 1) / kMaxGroups : 1;
+  const bool shared_w = w.dim() == 2, shared_A = alpha.dim() == 2;
+  const int64_t group = (shared_w || shared_A) ? (B + kMaxGroups - 1) / kMaxGroups : 1;
   const int64_t n_groups = (B + group - 1) / group;
   at::Tensor du = at::empty({B, N}, opts), dh = at::empty({B, N}, opts);
   at::Tensor da = at::empty({B, N}, opts);
   at::Tensor dH = at::empty({B, N, N}, opts);
   at::Tensor dE = retro ? at::empty({B, N, N}, opts) : none_like(u);
-  at::Tensor dA = per_connection ? at::empty({n_groups, N, N}, opts) : at::zeros({B, N}, opts);
+  at::Tensor dA =
+      per_connection ? at::empty({shared_A ? n_groups : B, N, N}, opts) : at::zeros({B, N}, opts);
+  at::Tensor dW = at::empty({shared_w ? n_groups : B, N, N}, opts);
   at::Tensor deta_ps = at::empty({B}, opts);
   at::Tensor dmw_ps = modulated ? at::empty({B, N}, opts) : at::Tensor();
   at::Tensor dmb_ps = modulated ? at::empty({B}, opts) : at::Tensor();
@@ -274,7 +293,9 @@ StepBwdOut plastic_step_bwd_cpu(
                                .dE = ptr_or_null<T>(dE),
                                .da = da.data_ptr<T>(),
                                .dA = dA.data_ptr<T>(),
-                               .dA_group = group,
+                               .dA_group = shared_A ? group : 1,
+                               .dW = dW.data_ptr<T>(),
+                               .dW_group = shared_w ? group : 1,
                                .deta = deta_ps.data_ptr<T>(),
                                .dmw = ptr_or_null<T>(dmw_ps),
                                .dmb = ptr_or_null<T>(dmb_ps),
@@ -289,13 +310,12 @@ StepBwdOut plastic_step_bwd_cpu(
     });
   });
 
-  // dw = h^T da (shared w: one GEMM) or the outer product per sample (per-sample w).
-  at::Tensor dw = q.w_bstride ? at::bmm(q.h.unsqueeze(2), da.unsqueeze(1)) : q.h.t().mm(da);
+  at::Tensor dw = shared_w ? sum_slices(dW) : dW;
   at::Tensor dalpha;
   if (alpha.dim() == 3)
     dalpha = dA;
   else if (alpha.dim() == 2)
-    dalpha = dA.sum(0);
+    dalpha = sum_slices(dA);
   else if (alpha.dim() == 1)
     dalpha = dA.sum(0);
   else

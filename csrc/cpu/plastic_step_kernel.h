@@ -236,6 +236,15 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
       }
     }
     dh[i] += acc;
+    // d w[i, :] += h[i] * da: the slice of this sample's group (or of the sample, per-sample w).
+    T* __restrict__ dWrow = o.dW + (b / o.dW_group) * NN + i * N;
+    if (b % o.dW_group == 0) {
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) dWrow[j] = x * da[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) dWrow[j] += x * da[j];
+    }
   }
 }
 

@@ -60,6 +60,9 @@ struct StepBwdOut {
   // sample alpha has dA_group = 1. Per neuron or scalar: [B, N], zeroed by the caller.
   T* dA;
   int64_t dA_group;
+  // d w, grouped the same way: [ceil(B / dW_group), N, N]; per-sample w has dW_group = 1.
+  T* dW;
+  int64_t dW_group;
   T* deta;  // [B]
   T* dmw;   // [B, N] (modulated rules)
   T* dmb;   // [B]    (modulated rules)
