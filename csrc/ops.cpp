@@ -5,7 +5,10 @@
 
 #include "fop.h"
 #include "hebbian.h"
+#include "plastic_linear.h"
 #include "plastic_rnn.h"
+#include "plastic_step.h"
+#include "trace_update.h"
 
 namespace hebbkern {
 
@@ -41,6 +44,28 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "hebbian_update_conv2d(Tensor w, Tensor x, Tensor y, str rule, int[2] stride, "
       "int[2] padding, int[2] dilation, int groups) -> Tensor");
+  m.def(
+      "plastic_step_fwd(Tensor u, Tensor h, Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, "
+      "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
+      "Tensor? fanout_b, str rule, float clip) "
+      "-> (Tensor h_new, Tensor hebb_new, Tensor elig_new, Tensor mod)");
+  m.def(
+      "plastic_step_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, Tensor h, "
+      "Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, Tensor h_new, Tensor mod, "
+      "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
+      "Tensor? fanout_b, str rule, float clip) "
+      "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
+      "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  m.def("plastic_linear_fwd(Tensor x, Tensor w, Tensor alpha, Tensor hebb) -> Tensor");
+  m.def(
+      "plastic_linear_bwd(Tensor grad_z, Tensor x, Tensor w, Tensor alpha, Tensor hebb) "
+      "-> (Tensor dx, Tensor dw, Tensor dalpha, Tensor dhebb)");
+  m.def(
+      "trace_update_fwd(Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, float clip) "
+      "-> Tensor");
+  m.def(
+      "trace_update_bwd(Tensor grad, Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, "
+      "float clip) -> (Tensor dtrace, Tensor dpre, Tensor dpost, Tensor deta)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -49,6 +74,12 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("fop_step_", &fop_step_cpu);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
+  m.impl("plastic_step_fwd", &plastic_step_fwd_cpu);
+  m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
+  m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
+  m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
+  m.impl("trace_update_fwd", &trace_update_fwd_cpu);
+  m.impl("trace_update_bwd", &trace_update_bwd_cpu);
 }
 
 #ifdef HEBBKERN_WITH_CUDA

@@ -3,7 +3,14 @@
 from . import nn, optim, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
-from .ops import hebbian_loss, hebbian_update, plastic_rnn
+from .ops import (
+    hebbian_loss,
+    hebbian_update,
+    plastic_linear,
+    plastic_rnn,
+    plastic_step,
+    trace_update,
+)
 from .types import PlasticState
 
 __version__ = "0.1.0"
@@ -16,7 +23,10 @@ __all__ = [
     "hebbian_update",
     "nn",
     "optim",
+    "plastic_linear",
     "plastic_rnn",
+    "plastic_step",
     "reference",
+    "trace_update",
     "use_backend",
 ]

@@ -1,6 +1,16 @@
 """Public functional ops (argument checks, custom-op registration, autograd, backend dispatch)."""
 
 from .hebbian import hebbian_loss, hebbian_update
+from .plastic_linear import plastic_linear
 from .plastic_rnn import plastic_rnn
+from .plastic_step import plastic_step
+from .trace_update import trace_update
 
-__all__ = ["hebbian_loss", "hebbian_update", "plastic_rnn"]
+__all__ = [
+    "hebbian_loss",
+    "hebbian_update",
+    "plastic_linear",
+    "plastic_rnn",
+    "plastic_step",
+    "trace_update",
+]

@@ -6,6 +6,17 @@ with the same signatures as the public ops.
 
 from .fop import fop_step
 from .hebbian import hebbian_update
+from .plastic_linear import plastic_linear
 from .plastic_rnn import plastic_rnn, plastic_rnn_step
+from .plastic_step import plastic_step
+from .trace_update import trace_update
 
-__all__ = ["fop_step", "hebbian_update", "plastic_rnn", "plastic_rnn_step"]
+__all__ = [
+    "fop_step",
+    "hebbian_update",
+    "plastic_linear",
+    "plastic_rnn",
+    "plastic_step",
+    "plastic_rnn_step",
+    "trace_update",
+]

@@ -1,0 +1,57 @@
+"""Benchmark of ``hebbkern.plastic_linear`` (``z = x (w + alpha * H)``) against the eager
+reference (which builds ``w + alpha * H`` per sample, as the papers' code does) and torch.compile
+of it.
+
+    python -m benchmarks.plastic_linear [--quick] [--tag run1]
+
+Cases: a per-sample trace [32, 128, 128]; a shared trace [512, 10] (a DHP Softmax head), batch 256.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+import hebbkern
+from benchmarks.step_common import Case, compiled, main
+
+NAME = "plastic_linear"
+
+
+def linear_case(B: int, M: int, K: int, shared: bool) -> Case:
+    g = torch.Generator().manual_seed(0)
+    base = {
+        "x": torch.randn(B, M, generator=g),
+        "w": torch.randn(M, K, generator=g) / M**0.5,
+        "alpha": 0.01 * torch.rand(M, K, generator=g),
+        "hebb": 0.3 * torch.randn(*((M, K) if shared else (B, M, K)), generator=g),
+    }
+
+    def build(provider, grad):
+        x = {k: v.clone().requires_grad_(grad) for k, v in base.items()}
+        if provider == "eager":
+            fn = hebbkern.reference.plastic_linear
+        elif provider == "compile":
+            fn = compiled(hebbkern.reference.plastic_linear)
+        else:
+            fn = functools.partial(hebbkern.plastic_linear, backend=provider)
+
+        def forward():
+            return (fn(x["x"], x["w"], x["alpha"], x["hebb"]),)
+
+        return forward, list(x.values())
+
+    kind = "shared" if shared else "per-sample"
+    shape = [M, K] if shared else [B, M, K]
+    return Case(f"{kind} hebb {shape} B={B} f32", build)
+
+
+def cases(quick: bool) -> list[Case]:
+    if quick:
+        return [linear_case(4, 8, 8, False), linear_case(4, 8, 3, True)]
+    return [linear_case(32, 128, 128, False), linear_case(256, 512, 10, True)]
+
+
+if __name__ == "__main__":
+    main(NAME, cases)

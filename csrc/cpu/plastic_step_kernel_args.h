@@ -1,0 +1,92 @@
+// Plain argument structs of the CPU plastic_step kernels (one step of SPEC.md section 1) and the
+// per-ISA entry points. Same split as plastic_rnn: the kernel body (plastic_step_kernel.h) is
+// compiled once per instruction set and picked at run time (cpu::active_isa()).
+#pragma once
+
+#include <cstdint>
+
+#include "hebbkern/plastic_rules.h"
+#include "plastic_rnn_kernel_args.h"  // cpu::Isa, cpu::active_isa()
+
+namespace hebbkern {
+namespace cpu {
+
+template <typename T>
+struct StepArgs {
+  int64_t B, N;
+  const T* u;         // [B, N]
+  const T* h;         // [B, N]: h_{t-1}
+  const T* hebb;      // [B, N, N]: H_{t-1}
+  const T* elig;      // [B, N, N] (retro) or null
+  const T* w;         // [N, N] or [B, N, N]
+  int64_t w_bstride;  // 0 (shared) or N * N (per sample)
+  const T* A;         // alpha: row i of sample b at A + b * a_bstride + i * a_stride
+  int64_t a_stride;   // N (per connection) or 0 (per post neuron, scalar: one shared row)
+  int64_t a_bstride;  // 0 (shared) or N * N (per sample)
+  const bool* clamp;  // [B, N] or null
+  const T* mod_w;     // [N] or null
+  const T* fan_w;     // [N] or null
+  const T* fan_b;     // [N] or null
+  T eta, mod_b, clip;
+};
+
+template <typename T>
+struct StepFwdOut {
+  T* h_new;     // [B, N]
+  T* hebb_new;  // [B, N, N]
+  T* elig_new;  // [B, N, N] (retro)
+  T* mod;       // [B] (modulated rules)
+};
+
+template <typename T>
+struct StepBwdIn {
+  const T* gh;     // [B, N] or null
+  const T* gH;     // [B, N, N] or null
+  const T* gE;     // [B, N, N] or null
+  const T* h_new;  // [B, N]
+  const T* mod;    // [B] (modulated rules)
+};
+
+template <typename T>
+struct StepBwdOut {
+  T* du;  // [B, N]
+  T* dh;  // [B, N]
+  T* dH;  // [B, N, N]
+  T* dE;  // [B, N, N] (retro)
+  T* da;  // [B, N]: adjoint of the drive, for dw (a GEMM or outer products outside)
+  // d alpha. Per connection: [ceil(B / dA_group), N, N], one slice per group of dA_group
+  // consecutive samples, written by the group's first sample and accumulated by the others (a
+  // group is never split between threads, so the sums do not depend on the thread count); per
+  // sample alpha has dA_group = 1. Per neuron or scalar: [B, N], zeroed by the caller.
+  T* dA;
+  int64_t dA_group;
+  // d w, grouped the same way: [ceil(B / dW_group), N, N]; per-sample w has dW_group = 1.
+  T* dW;
+  int64_t dW_group;
+  T* deta;  // [B]
+  T* dmw;   // [B, N] (modulated rules)
+  T* dmb;   // [B]    (modulated rules)
+  T* dfw;   // [B, N] (fan-out)
+  T* dfb;   // [B, N] (fan-out)
+};
+
+inline int64_t step_scratch_size(int64_t N) { return 4 * N; }
+
+#define HEBBKERN_DECLARE_STEP_ISA(ns)                                                           \
+  namespace ns {                                                                                \
+  void step_forward(Rule r, const StepArgs<float>& p, const StepFwdOut<float>& o, int64_t b0,   \
+                    int64_t b1, float* scratch);                                                \
+  void step_forward(Rule r, const StepArgs<double>& p, const StepFwdOut<double>& o, int64_t b0, \
+                    int64_t b1, double* scratch);                                               \
+  void step_backward(Rule r, const StepArgs<float>& p, const StepBwdIn<float>& in,              \
+                     const StepBwdOut<float>& o, int64_t b0, int64_t b1, float* scratch);       \
+  void step_backward(Rule r, const StepArgs<double>& p, const StepBwdIn<double>& in,            \
+                     const StepBwdOut<double>& o, int64_t b0, int64_t b1, double* scratch);     \
+  }
+
+HEBBKERN_DECLARE_STEP_ISA(isa_default)
+HEBBKERN_DECLARE_STEP_ISA(isa_avx2)
+HEBBKERN_DECLARE_STEP_ISA(isa_avx512)
+
+}  // namespace cpu
+}  // namespace hebbkern

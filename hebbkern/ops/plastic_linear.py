@@ -1,0 +1,69 @@
+"""``hebbkern.plastic_linear``: the plastic read-out ``z = x (w + alpha * H)`` (SPEC.md section 3).
+
+The kernels are the ``torch.ops.hebbkern.plastic_linear_fwd`` / ``plastic_linear_bwd`` custom ops
+(C++ schemas in csrc/ops.cpp); this file gives them fake kernels and autograd and wraps them in
+the public function. With a per-sample trace, ``w + alpha * H[b]`` is never built: autograd saves
+only the inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import _extension, backends
+from .. import reference as _reference
+from .._validation_step import check_plastic_linear_args
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+if _extension.available():
+
+    @torch.library.register_fake("hebbkern::plastic_linear_fwd")
+    def _plastic_linear_fwd_fake(x, w, alpha, hebb):
+        return x.new_empty(x.shape[0], w.shape[1])
+
+    @torch.library.register_fake("hebbkern::plastic_linear_bwd")
+    def _plastic_linear_bwd_fake(grad_z, x, w, alpha, hebb):
+        return (
+            torch.empty_like(x),
+            torch.empty_like(w),
+            torch.empty_like(alpha),
+            torch.empty_like(hebb),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def _backward(ctx, grad_z):
+        x, w, alpha, hebb = ctx.saved_tensors
+        return tuple(torch.ops.hebbkern.plastic_linear_bwd(grad_z, x, w, alpha, hebb))
+
+    torch.library.register_autograd(
+        "hebbkern::plastic_linear_fwd", _backward, setup_context=_setup_context
+    )
+
+
+def plastic_linear(
+    x: Tensor, w: Tensor, alpha: Tensor, hebb: Tensor, *, backend: str | None = None
+) -> Tensor:
+    r"""Plastic linear read-out ``z = x (w + alpha * hebb)`` (SPEC.md section 3), fused.
+
+    Args:
+        x: input ``[B, M]``.
+        w: fixed weights ``[M, K]`` (indexed ``[pre, post]``).
+        alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output) or 0-dim.
+        hebb: trace ``[M, K]`` shared by the batch (DHP Softmax) or ``[B, M, K]`` per sample.
+        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+
+    Returns:
+        ``z`` ``[B, K]``; differentiable with respect to all four inputs.
+    """
+    x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
+    if backends.resolve(backend, x.device) == "reference":
+        return _reference.plastic_linear(x, w, alpha, hebb)
+    io_dtype = x.dtype
+    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    z = torch.ops.hebbkern.plastic_linear_fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
+    return z.to(io_dtype)

@@ -1,0 +1,171 @@
+"""``hebbkern.plastic_step``: one step of the plastic recurrent layer (SPEC.md section 1).
+
+For loops that cannot hand a whole sequence to one call (an agent stepped once per environment
+step). The kernels are the ``torch.ops.hebbkern.plastic_step_fwd`` / ``plastic_step_bwd`` custom
+ops (C++ schemas in csrc/ops.cpp); this file gives them fake kernels and autograd, so they run
+under ``torch.compile(fullgraph=True)``, and wraps them in the public function.
+
+Memory: autograd keeps the step's inputs (the trace ``hebb`` it was given, which the caller holds
+anyway) and ``h_new``; no ``[B, N, N]`` temporary is saved.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import _extension, backends
+from .. import reference as _reference
+from .._validation import MODULATED_RULES
+from .._validation_step import check_plastic_step_args
+from ..types import PlasticState
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+if _extension.available():
+
+    @torch.library.register_fake("hebbkern::plastic_step_fwd")
+    def _plastic_step_fwd_fake(
+        u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip
+    ):
+        B, N = u.shape
+        return (
+            u.new_empty(B, N),
+            u.new_empty(B, N, N),
+            u.new_empty(B, N, N) if rule == "retro" else u.new_empty(0),
+            u.new_empty(B) if rule in MODULATED_RULES else u.new_empty(0),
+        )
+
+    @torch.library.register_fake("hebbkern::plastic_step_bwd")
+    def _plastic_step_bwd_fake(
+        grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta,
+        mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+    ):  # fmt: skip
+        B, N = u.shape
+        modulated = rule in MODULATED_RULES
+
+        def empty():
+            return u.new_empty(0)
+
+        return (
+            u.new_empty(B, N),
+            u.new_empty(B, N),
+            u.new_empty(B, N, N),
+            u.new_empty(B, N, N) if rule == "retro" else empty(),
+            torch.empty_like(w),
+            torch.empty_like(alpha),
+            u.new_empty(()) if rule != "neuromod" else empty(),
+            u.new_empty(N) if modulated else empty(),
+            u.new_empty(()) if modulated else empty(),
+            u.new_empty(N) if fanout_w is not None else empty(),
+            u.new_empty(N) if fanout_w is not None else empty(),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        (u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
+         clip) = inputs  # fmt: skip
+        h_new, _, _, mod = output
+        ctx.save_for_backward(
+            u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
+            fanout_b,
+        )  # fmt: skip
+        ctx.rule, ctx.clip = rule, clip
+
+    def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
+        (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
+         fanout_b) = ctx.saved_tensors  # fmt: skip
+        retro = ctx.rule == "retro"
+        (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
+         dfanout_b) = torch.ops.hebbkern.plastic_step_bwd(
+            grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
+            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
+        )  # fmt: skip
+
+        def keep(grad, given):
+            return grad if given else None
+
+        return (
+            du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
+            keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
+            keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
+            None,
+        )  # fmt: skip
+
+    torch.library.register_autograd(
+        "hebbkern::plastic_step_fwd", _backward, setup_context=_setup_context
+    )
+
+
+def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if x is None else x.to(dtype)
+
+
+def plastic_step(
+    u: Tensor,
+    h: Tensor,
+    hebb: Tensor,
+    w: Tensor,
+    alpha: Tensor,
+    *,
+    rule: str = "hebb",
+    eta: float | Tensor | None = None,
+    mod_w: Tensor | None = None,
+    mod_b: float | Tensor | None = None,
+    fanout_w: Tensor | None = None,
+    fanout_b: Tensor | None = None,
+    clip: float = 1.0,
+    elig: Tensor | None = None,
+    clamp_mask: Tensor | None = None,
+    backend: str | None = None,
+) -> PlasticState:
+    r"""One step of the plastic recurrent layer (SPEC.md section 1), fused.
+
+    With the trace ``H`` indexed ``[b, pre, post]``::
+
+        h_new = tanh(u + h (w + alpha * hebb))    (clamped neurons: h_new = u)
+        hebb_new = rule(hebb, h, h_new)
+
+    Chained over T steps under autograd it gives the values and gradients of
+    :func:`hebbkern.plastic_rnn` over the same T steps.
+
+    Args:
+        u: input drive ``[B, N]`` (already projected).
+        h: previous activity ``[B, N]``.
+        hebb: previous trace ``[B, N, N]``.
+        w: fixed weights ``[N, N]``, or ``[B, N, N]`` per sample (a population of independent
+            networks).
+        alpha: plasticity coefficients ``[N, N]``, ``[N]`` (per post-synaptic neuron), 0-dim, or
+            ``[B, N, N]`` per sample.
+        rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip: as in :func:`hebbkern.plastic_rnn`.
+        elig: previous eligibility trace ``[B, N, N]`` (rule ``"retro"`` only; zeros when omitted).
+        clamp_mask: ``[B, N]`` bool mask of neurons clamped to their input.
+        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+
+    Returns:
+        :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
+        except for rule ``"retro"``. Differentiable with respect to every floating tensor argument.
+    """
+    a = check_plastic_step_args(
+        u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
+        fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
+    )  # fmt: skip
+    if backends.resolve(backend, u.device) == "reference":
+        return _reference.plastic_step(
+            u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
+            fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
+        )  # fmt: skip
+    io_dtype = u.dtype
+    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    if rule == "retro" and elig is None:
+        elig = hebb.new_zeros(hebb.shape)
+    h_new, hebb_new, elig_new, _ = torch.ops.hebbkern.plastic_step_fwd(
+        u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), w.to(dt), a.alpha.to(dt), a.clamp_mask,
+        _to(a.eta, dt), _to(mod_w, dt), _to(a.mod_b, dt), _to(fanout_w, dt), _to(fanout_b, dt),
+        rule, a.clip,
+    )  # fmt: skip
+    return PlasticState(
+        h_new.to(io_dtype),
+        hebb_new.to(io_dtype),
+        elig_new.to(io_dtype) if rule == "retro" else None,
+    )
