@@ -3,16 +3,18 @@
 from . import nn, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
-from .ops import plastic_rnn
-from .types import PlasticState
+from .ops import plastic_lstm, plastic_rnn
+from .types import PlasticLSTMState, PlasticState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "PlasticLSTMState",
     "PlasticState",
     "extension_available",
     "nn",
+    "plastic_lstm",
     "plastic_rnn",
     "reference",
     "use_backend",
