@@ -1,6 +1,6 @@
 """hebbkern: fused CPU, CUDA and Triton kernels for synaptic plasticity in PyTorch."""
 
-from . import nn, reference
+from . import consolidation, nn, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
 from .ops import plastic_lstm, plastic_rnn
@@ -12,6 +12,7 @@ __all__ = [
     "BACKENDS",
     "PlasticLSTMState",
     "PlasticState",
+    "consolidation",
     "extension_available",
     "nn",
     "plastic_lstm",

@@ -81,7 +81,11 @@ def run_lstm(kw: dict, backend: str | None, loss_on=LSTM_OUTPUTS, seed: int = 1)
     }
     loss = sum((outs[k] * wts[k].to(outs[k].dtype)).sum() for k in loss_on if k in outs)
     names = [k for k, v in kw.items() if isinstance(v, Tensor) and v.requires_grad]
-    grads = dict(zip(names, torch.autograd.grad(loss, [kw[k] for k in names], allow_unused=True)))
+    grads = dict(
+        zip(
+            names, torch.autograd.grad(loss, [kw[k] for k in names], allow_unused=True), strict=True
+        )
+    )
     return {k: v.detach() for k, v in outs.items()}, grads
 
 

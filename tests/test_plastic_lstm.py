@@ -22,7 +22,9 @@ def cases():
     for rule in RULES:
         for ak in ALPHA_KINDS:
             for fanout in (False, True) if rule in MODULATED_RULES else (False,):
-                yield pytest.param(rule, ak, fanout, id=f"{rule}-{ak}-{'fan' if fanout else 'nofan'}")
+                yield pytest.param(
+                    rule, ak, fanout, id=f"{rule}-{ak}-{'fan' if fanout else 'nofan'}"
+                )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -105,7 +107,7 @@ def test_checkpoint_interval_does_not_change_gradients(nan_poison):
         )  # fmt: skip
         results.append(grads)
     for other in results[1:]:
-        for a, b in zip(results[0], other):
+        for a, b in zip(results[0], other, strict=True):
             assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
@@ -124,7 +126,9 @@ def test_gradcheck(rule):
     rest = {k: v for k, v in kw.items() if k not in names}
 
     def fn(*tensors):
-        h, st = hebbkern.plastic_lstm(**dict(zip(names, tensors)), **rest, backend="cpu")
+        h, st = hebbkern.plastic_lstm(
+            **dict(zip(names, tensors, strict=True)), **rest, backend="cpu"
+        )
         return (h, st.c, st.hebb) + ((st.elig,) if st.elig is not None else ())
 
     assert torch.autograd.gradcheck(fn, [kw[k] for k in names])
@@ -156,7 +160,9 @@ def test_compile_fullgraph():
     names = [k for k, v in kw.items() if isinstance(v, torch.Tensor)]
 
     def fn(*tensors):
-        h, st = hebbkern.plastic_lstm(**dict(zip(names, tensors)), rule="neuromod", clip=kw["clip"])
+        h, st = hebbkern.plastic_lstm(
+            **dict(zip(names, tensors, strict=True)), rule="neuromod", clip=kw["clip"]
+        )
         return h.sum() + st.c.sum() + st.hebb.square().sum()
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
@@ -166,7 +172,7 @@ def test_compile_fullgraph():
     out_e = fn(*args)
     g_e = torch.autograd.grad(out_e, args)
     assert torch.allclose(out_c, out_e)
-    for a, b in zip(g_c, g_e):
+    for a, b in zip(g_c, g_e, strict=True):
         assert torch.allclose(a, b)
 
 

@@ -557,13 +557,13 @@ LstmBwdOut plastic_lstm_bwd_cpu(
   const at::Tensor h_prev = at::cat({q.h0.unsqueeze(0), hC.narrow(0, 0, T_ - 1)});
   at::Tensor dwh = h_prev.reshape({T_ * B, N}).t().mm(du.reshape({T_ * B, 4 * N}));
   at::Tensor dalpha = alpha.dim() == 0 ? dA.sum() : dA.sum(0);
-  const at::Tensor none = none_like(h);
-  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none;
-  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none;
-  at::Tensor dmb = modulated ? dmb_ps.sum() : none;
-  at::Tensor dfw = fan ? dfw_ps.sum(0) : none;
-  at::Tensor dfb = fan ? dfb_ps.sum(0) : none;
-  return {du, dwh, dalpha, dh_next, dc, dH, elig ? dE : none, deta, dmw, dmb, dfw, dfb};
+  // A fresh empty tensor per absent gradient: outputs of a custom op must not alias.
+  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none_like(h);
+  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none_like(h);
+  at::Tensor dmb = modulated ? dmb_ps.sum() : none_like(h);
+  at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(h);
+  at::Tensor dfb = fan ? dfb_ps.sum(0) : none_like(h);
+  return {du, dwh, dalpha, dh_next, dc, dH, elig ? dE : none_like(h), deta, dmw, dmb, dfw, dfb};
 }
 
 }  // namespace hebbkern
