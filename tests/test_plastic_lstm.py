@@ -187,3 +187,16 @@ def test_low_precision_runs_in_float32():
     assert h.dtype == torch.bfloat16 and st.hebb.dtype == torch.bfloat16
     ref, _ = hebbkern.plastic_lstm(**clone_kw(kw), backend="reference")
     assert rel_err(h, ref) < 2e-2
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+@pytest.mark.parametrize("rule, alpha_kind", [("neuromod", "per_neuron"), ("retro", "per_connection"),
+                                              ("clip", "scalar")])  # fmt: skip
+def test_every_instruction_set(rule, alpha_kind, isa, monkeypatch, nan_poison):
+    """The per-sample kernels are built once per instruction set; HEBBKERN_CPU_ISA caps the
+    choice (an ISA the CPU lacks falls back to the best it has)."""
+    monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
+    kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, seed=12)
+    compare_lstm(kw, TOL[torch.float64])
+    kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, dtype=torch.float32, seed=12)
+    compare_lstm(kw, TOL[torch.float32])

@@ -12,225 +12,53 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 #include <vector>
+
+#include "plastic_lstm_kernel_args.h"
 
 namespace hebbkern {
 
 namespace {
 
-template <typename T>
-struct LstmArgs {
-  int64_t T_, B, N, K;  // steps, batch, hidden size, checkpoint interval
-  const T* A;           // alpha: row i at A + i * a_stride
-  int64_t a_stride;     // N (per connection) or 0 (per post neuron, scalar: one shared row)
-  const T* mod_w;       // [N] or null
-  const T* fan_w;       // [N] or null
-  const T* fan_b;       // [N] or null
-  T eta, mod_b, clip;
-};
+using cpu::Isa;
+using cpu::LstmArgs;
+using cpu::LstmBwdStep;
+using cpu::LstmFwdStep;
+
+// The per-ISA entry points (plastic_lstm_kernel.h), chosen once per op call.
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HK_LSTM_DISPATCH(isa, fn, ...)                         \
+  switch (isa) {                                               \
+    case Isa::Avx512: return cpu::isa_avx512::fn(__VA_ARGS__); \
+    case Isa::Avx2: return cpu::isa_avx2::fn(__VA_ARGS__);     \
+    default: return cpu::isa_default::fn(__VA_ARGS__);         \
+  }
+#else
+#define HK_LSTM_DISPATCH(isa, fn, ...) return cpu::isa_default::fn(__VA_ARGS__);
+#endif
 
 template <typename T>
-inline T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+void plastic_term(Isa isa, const LstmArgs<T>& p, const T* h, const T* H, T* q) {
+  HK_LSTM_DISPATCH(isa, lstm_plastic_term, p, h, H, q)
 }
+template <typename T>
+void forward_step(Isa isa, Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
+  HK_LSTM_DISPATCH(isa, lstm_forward_step, r, p, s)
+}
+template <typename T>
+void trace_step(Isa isa, Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, T* H,
+                T* E) {
+  HK_LSTM_DISPATCH(isa, lstm_trace_step, r, p, hp, g, mm, H, E)
+}
+template <typename T>
+void backward_step(Isa isa, Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
+  HK_LSTM_DISPATCH(isa, lstm_backward_step, r, p, s)
+}
+#undef HK_LSTM_DISPATCH
 
-// The modulation of each post-synaptic neuron j from the per-sample neuromodulator m.
 template <typename T>
 void modulation(const LstmArgs<T>& p, T m, T* mm) {
   for (int64_t j = 0; j < p.N; ++j) mm[j] = p.fan_w ? p.fan_w[j] * m + p.fan_b[j] : m;
-}
-
-// q[j] = sum_i h[i] * alpha[i, j] * H[i, j]: the plastic part of the candidate's pre-activation.
-template <typename T>
-void plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {
-  const int64_t N = p.N;
-  std::fill(q, q + N, T(0));
-  for (int64_t i = 0; i < N; ++i) {
-    const T* Hr = H + i * N;
-    const T* Ar = p.A + i * p.a_stride;
-    const T hi = h[i];
-    for (int64_t j = 0; j < N; ++j) q[j] += hi * Ar[j] * Hr[j];
-  }
-}
-
-// Forward of one sample at one step. G: the gate pre-activations without the plastic term,
-// overwritten with the activated gates (i, f, g, o); q: the plastic term of this step, overwritten
-// with the next step's when need_q.
-template <Rule R, typename T>
-void forward_step(const LstmArgs<T>& p, T* G, T* q, const T* hp, const T* cp, T* ho, T* co, T* H,
-                  T* E, T* mod_out, bool need_q, T* mm) {
-  const int64_t N = p.N;
-  for (int64_t j = 0; j < N; ++j) {
-    const T i = sigmoid(G[j]), f = sigmoid(G[N + j]);
-    const T g = std::tanh(G[2 * N + j] + q[j]), o = sigmoid(G[3 * N + j]);
-    G[j] = i;
-    G[N + j] = f;
-    G[2 * N + j] = g;
-    G[3 * N + j] = o;
-    const T c = f * cp[j] + i * g;
-    co[j] = c;
-    ho[j] = o * std::tanh(c);
-  }
-  if constexpr (is_modulated(R)) {
-    T z = p.mod_b;
-    for (int64_t j = 0; j < N; ++j) z += ho[j] * p.mod_w[j];
-    const T m = std::tanh(z);
-    *mod_out = m;
-    modulation(p, m, mm);
-  }
-  const T* g = G + 2 * N;
-  if (need_q) std::fill(q, q + N, T(0));
-  for (int64_t i = 0; i < N; ++i) {
-    T* Hr = H + i * N;
-    T* Er = has_eligibility(R) ? E + i * N : nullptr;
-    const T pre = hp[i];
-    for (int64_t j = 0; j < N; ++j) {
-      T hv = Hr[j];
-      T ev = T(0);
-      if constexpr (has_eligibility(R)) ev = Er[j];
-      trace_forward<R, T>(hv, ev, pre, g[j], is_modulated(R) ? mm[j] : T(0), p.eta, p.clip);
-      Hr[j] = hv;
-      if constexpr (has_eligibility(R)) Er[j] = ev;
-    }
-    if (need_q) {
-      const T* Ar = p.A + i * p.a_stride;
-      const T hn = ho[i];
-      for (int64_t j = 0; j < N; ++j) q[j] += hn * Ar[j] * Hr[j];
-    }
-  }
-}
-
-// The trace update alone (recomputation in the backward): H, E advance by one step in place.
-template <Rule R, typename T>
-void trace_step(const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, T* H, T* E) {
-  const int64_t N = p.N;
-  for (int64_t i = 0; i < N; ++i) {
-    T* Hr = H + i * N;
-    T* Er = has_eligibility(R) ? E + i * N : nullptr;
-    const T pre = hp[i];
-    for (int64_t j = 0; j < N; ++j) {
-      T hv = Hr[j];
-      T ev = T(0);
-      if constexpr (has_eligibility(R)) ev = Er[j];
-      trace_forward<R, T>(hv, ev, pre, g[j], is_modulated(R) ? mm[j] : T(0), p.eta, p.clip);
-      Hr[j] = hv;
-      if constexpr (has_eligibility(R)) Er[j] = ev;
-    }
-  }
-}
-
-// Per-sample pointers of the backward of one step.
-template <typename T>
-struct BwdStep {
-  const T *Hp, *Ep;      // trace and eligibility before the step [N, N]
-  const T *hp, *cp;      // h_{t-1}, c_{t-1}
-  const T *hc, *cc, *G;  // h_t, c_t, activated gates [4N]
-  T m;                   // neuromodulator of the step
-  const T *gh, *gc;      // incoming output gradients of the step, or null
-  T *dH, *dE;            // adjoints of H_t, E_t in; of H_{t-1}, E_{t-1} out
-  const T* dh_next;      // adjoint of h_t from the later steps' gates
-  T* dc;                 // adjoint of c_t from later steps in; of c_{t-1} out
-  T *du, *dpre;          // out: gate pre-activation adjoints [4N]; adjoint of h_{t-1} (partial)
-  T *dA, *deta, *dmw, *dmb, *dfw, *dfb;  // per-sample accumulators
-  T *mm, *dpost, *dmm;                   // scratch [N] each
-};
-
-template <Rule R, typename T>
-void backward_step(const LstmArgs<T>& p, const BwdStep<T>& s) {
-  const int64_t N = p.N;
-  const T* g = s.G + 2 * N;
-  if constexpr (is_modulated(R)) modulation(p, s.m, s.mm);
-  std::fill(s.dpost, s.dpost + N, T(0));
-  std::fill(s.dmm, s.dmm + N, T(0));
-  // 1. Through the trace update H_{t-1} -> H_t.
-  T deta = 0;
-  for (int64_t i = 0; i < N; ++i) {
-    const T* Hr = s.Hp + i * N;
-    const T* Er = has_eligibility(R) ? s.Ep + i * N : nullptr;
-    T* dHr = s.dH + i * N;
-    T* dEr = has_eligibility(R) ? s.dE + i * N : nullptr;
-    const T pre = s.hp[i];
-    T dpre = 0;
-#pragma omp simd reduction(+ : dpre, deta)
-    for (int64_t j = 0; j < N; ++j) {
-      T dh = dHr[j], de = T(0), ev = T(0);
-      if constexpr (has_eligibility(R)) {
-        de = dEr[j];
-        ev = Er[j];
-      }
-      const TraceGrad<T> gr = trace_backward<R, T>(
-          Hr[j], ev, pre, g[j], is_modulated(R) ? s.mm[j] : T(0), p.eta, p.clip, dh, de);
-      dHr[j] = dh;
-      if constexpr (has_eligibility(R)) dEr[j] = de;
-      dpre += gr.d_pre;
-      s.dpost[j] += gr.d_post;
-      if constexpr (is_modulated(R)) s.dmm[j] += gr.d_mod;
-      deta += gr.d_eta;
-    }
-    s.dpre[i] = dpre;
-  }
-  if constexpr (uses_eta(R)) *s.deta += deta;
-  // 2. Through the neuromodulator m_t = tanh(h_t . mod_w + mod_b) and its fan-out.
-  T dz = 0;
-  if constexpr (is_modulated(R)) {
-    T dm = 0;
-    for (int64_t j = 0; j < N; ++j) {
-      if (p.fan_w) {
-        s.dfw[j] += s.dmm[j] * s.m;
-        s.dfb[j] += s.dmm[j];
-        dm += s.dmm[j] * p.fan_w[j];
-      } else {
-        dm += s.dmm[j];
-      }
-    }
-    dz = dm * (T(1) - s.m * s.m);
-    for (int64_t j = 0; j < N; ++j) s.dmw[j] += dz * s.hc[j];
-    *s.dmb += dz;
-  }
-  // 3. Through the cell.
-  for (int64_t j = 0; j < N; ++j) {
-    T dh = s.dh_next[j] + (s.gh ? s.gh[j] : T(0));
-    if constexpr (is_modulated(R)) dh += dz * p.mod_w[j];
-    const T i = s.G[j], f = s.G[N + j], gg = s.G[2 * N + j], o = s.G[3 * N + j];
-    const T tc = std::tanh(s.cc[j]);
-    const T dc = s.dc[j] + (s.gc ? s.gc[j] : T(0)) + dh * o * (T(1) - tc * tc);
-    const T dg = dc * i + s.dpost[j];
-    s.dc[j] = dc * f;
-    s.du[j] = dc * gg * i * (T(1) - i);
-    s.du[N + j] = dc * s.cp[j] * f * (T(1) - f);
-    s.du[2 * N + j] = dg * (T(1) - gg * gg);
-    s.du[3 * N + j] = dh * tc * o * (T(1) - o);
-  }
-  // 4. Through the plastic term h_{t-1} (alpha * H_{t-1}) of the candidate.
-  const T* dag = s.du + 2 * N;
-  for (int64_t i = 0; i < N; ++i) {
-    const T* Hr = s.Hp + i * N;
-    const T* Ar = p.A + i * p.a_stride;
-    T* dAr = s.dA + i * p.a_stride;
-    T* dHr = s.dH + i * N;
-    const T pre = s.hp[i];
-    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < N; ++j) {
-      const T x = dag[j] * Hr[j];
-      acc += Ar[j] * x;
-      dAr[j] += pre * x;
-      dHr[j] += pre * Ar[j] * dag[j];
-    }
-    s.dpre[i] += acc;
-  }
-}
-
-template <typename F>
-void with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(std::integral_constant<Rule, Rule::Hebb>{});
-    case Rule::Oja: return f(std::integral_constant<Rule, Rule::Oja>{});
-    case Rule::Clip: return f(std::integral_constant<Rule, Rule::Clip>{});
-    case Rule::Neuromod: return f(std::integral_constant<Rule, Rule::Neuromod>{});
-    default: return f(std::integral_constant<Rule, Rule::Retro>{});
-  }
 }
 
 constexpr const char* kName = "hebbkern::plastic_lstm: ";
@@ -385,33 +213,39 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     T *modP = ptr<T>(mod), *qP = qbuf.data_ptr<T>();
     const T *h0P = q.h0.data_ptr<T>(), *c0P = q.c0.data_ptr<T>();
     const int64_t NN = N * N;
-    with_rule(rule, [&](auto rc) {
-      constexpr Rule R = decltype(rc)::value;
-      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) plastic_term(p, h0P + b * N, HP + b * NN, qP + b * N);
-      });
-      for (int64_t t = 0; t < T_; ++t) {
-        const at::Tensor hprev = t == 0 ? q.h0 : h.select(0, t - 1);
-        at::Tensor gt = gates.select(0, t);
-        at::addmm_out(gt, uc.select(0, t), hprev, q.wh);
-        at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-          std::vector<T> mm(N);
-          for (int64_t b = b0; b < b1; ++b) {
-            T* Hb = HP + b * NN;
-            T* Eb = elig ? EP + b * NN : nullptr;
-            if (t % K == 0) {
-              std::copy(Hb, Hb + NN, ckH + ((t / K) * B + b) * NN);
-              if (elig) std::copy(Eb, Eb + NN, ckE + ((t / K) * B + b) * NN);
-            }
-            const T* hp = t == 0 ? h0P + b * N : hP + ((t - 1) * B + b) * N;
-            const T* cp = t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
-            forward_step<R, T>(p, GP + (t * B + b) * 4 * N, qP + b * N, hp, cp,
-                               hP + (t * B + b) * N, cP + (t * B + b) * N, Hb, Eb,
-                               modulated ? modP + t * B + b : nullptr, t + 1 < T_, mm.data());
-          }
-        });
-      }
+    const Isa isa = cpu::active_isa();
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) plastic_term(isa, p, h0P + b * N, HP + b * NN, qP + b * N);
     });
+    for (int64_t t = 0; t < T_; ++t) {
+      const at::Tensor hprev = t == 0 ? q.h0 : h.select(0, t - 1);
+      at::Tensor gt = gates.select(0, t);
+      at::addmm_out(gt, uc.select(0, t), hprev, q.wh);
+      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<T> mm(N);
+        for (int64_t b = b0; b < b1; ++b) {
+          T* Hb = HP + b * NN;
+          T* Eb = elig ? EP + b * NN : nullptr;
+          if (t % K == 0) {
+            std::copy(Hb, Hb + NN, ckH + ((t / K) * B + b) * NN);
+            if (elig) std::copy(Eb, Eb + NN, ckE + ((t / K) * B + b) * NN);
+          }
+          LstmFwdStep<T> s{};
+          s.G = GP + (t * B + b) * 4 * N;
+          s.q = qP + b * N;
+          s.hp = t == 0 ? h0P + b * N : hP + ((t - 1) * B + b) * N;
+          s.cp = t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
+          s.ho = hP + (t * B + b) * N;
+          s.co = cP + (t * B + b) * N;
+          s.H = Hb;
+          s.E = Eb;
+          s.mod_out = modulated ? modP + t * B + b : nullptr;
+          s.need_q = t + 1 < T_;
+          s.mm = mm.data();
+          forward_step(isa, rule, p, s);
+        }
+      });
+    }
   });
   return {h, c, gates, H, E, ck_h, ck_e, mod};
 }
@@ -490,8 +324,8 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     auto cprev = [&](int64_t t, int64_t b) {
       return t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
     };
-    with_rule(rule, [&](auto rc) {
-      constexpr Rule R = decltype(rc)::value;
+    const Isa isa = cpu::active_isa();
+    {
       for (int64_t ci = C - 1; ci >= 0; --ci) {
         const int64_t t0 = ci * K, t1 = std::min(T_, t0 + K);
         // Recompute the traces before each step of the chunk from its checkpoint.
@@ -507,8 +341,8 @@ LstmBwdOut plastic_lstm_bwd_cpu(
               std::copy(Hb + k * NN, Hb + (k + 1) * NN, Hb + (k + 1) * NN);
               if (elig) std::copy(Eb + k * NN, Eb + (k + 1) * NN, Eb + (k + 1) * NN);
               if (modulated) modulation(p, modP[t * B + b], mm.data());
-              trace_step<R, T>(p, hprev(t, b), GP + (t * B + b) * 4 * N + 2 * N, mm.data(),
-                               Hb + (k + 1) * NN, elig ? Eb + (k + 1) * NN : nullptr);
+              trace_step(isa, rule, p, hprev(t, b), GP + (t * B + b) * 4 * N + 2 * N, mm.data(),
+                         Hb + (k + 1) * NN, elig ? Eb + (k + 1) * NN : nullptr);
             }
           }
         });
@@ -517,7 +351,7 @@ LstmBwdOut plastic_lstm_bwd_cpu(
           at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
             std::vector<T> scratch(3 * N);
             for (int64_t b = b0; b < b1; ++b) {
-              BwdStep<T> s{};
+              LstmBwdStep<T> s{};
               s.Hp = HsP + (b * K + k) * NN;
               s.Ep = elig ? EsP + (b * K + k) * NN : nullptr;
               s.hp = hprev(t, b);
@@ -543,14 +377,14 @@ LstmBwdOut plastic_lstm_bwd_cpu(
               s.mm = scratch.data();
               s.dpost = scratch.data() + N;
               s.dmm = scratch.data() + 2 * N;
-              backward_step<R, T>(p, s);
+              backward_step(isa, rule, p, s);
             }
           });
           // dh_{t-1} = (trace and plastic-term parts) + du_t wh^T, for the whole batch at once.
           at::addmm_out(dh_next, dpre, du.select(0, t), wh_t);
         }
       }
-    });
+    }
   });
 
   // dwh = sum_t h_{t-1}^T du_t: one GEMM over all steps and samples.
