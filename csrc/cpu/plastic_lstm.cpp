@@ -46,9 +46,9 @@ void forward_step(Isa isa, Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s
   HK_LSTM_DISPATCH(isa, lstm_forward_step, r, p, s)
 }
 template <typename T>
-void trace_step(Isa isa, Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, T* H,
-                T* E) {
-  HK_LSTM_DISPATCH(isa, lstm_trace_step, r, p, hp, g, mm, H, E)
+void trace_step(Isa isa, Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm,
+                const T* Hi, const T* Ei, T* Ho, T* Eo) {
+  HK_LSTM_DISPATCH(isa, lstm_trace_step, r, p, hp, g, mm, Hi, Ei, Ho, Eo)
 }
 template <typename T>
 void backward_step(Isa isa, Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
@@ -295,8 +295,9 @@ LstmBwdOut plastic_lstm_bwd_cpu(
   at::Tensor dE = elig ? (gE.defined() ? gE.clone() : at::zeros({B, N, N}, opts)) : none_like(h);
   at::Tensor dh_next = at::zeros({B, N}, opts), dc = at::zeros({B, N}, opts);
   at::Tensor dpre = at::empty({B, N}, opts);
-  at::Tensor Hs = at::empty({B, K, N, N}, opts);
-  at::Tensor Es = elig ? at::empty({B, K, N, N}, opts) : at::Tensor();
+  // Traces before steps 1..K-1 of a chunk (step 0's is the checkpoint itself).
+  at::Tensor Hs = at::empty({B, std::max<int64_t>(K - 1, 1), N, N}, opts);
+  at::Tensor Es = elig ? at::empty({B, std::max<int64_t>(K - 1, 1), N, N}, opts) : at::Tensor();
   at::Tensor dA = alpha.dim() == 2 ? at::zeros({B, N, N}, opts) : at::zeros({B, N}, opts);
   at::Tensor deta_ps = at::zeros({B}, opts);
   at::Tensor dmw_ps = at::zeros({B, N}, opts), dmb_ps = at::zeros({B}, opts);
@@ -321,6 +322,14 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     auto hprev = [&](int64_t t, int64_t b) {
       return t == 0 ? h0P + b * N : hP + ((t - 1) * B + b) * N;
     };
+    // The trace (eligibility) before step k of chunk ci for sample b.
+    const int64_t KS = std::max<int64_t>(K - 1, 1);
+    auto trace_before = [&](int64_t ci, int64_t k, int64_t b) -> const T* {
+      return k == 0 ? ckHP + (ci * B + b) * NN : HsP + (b * KS + k - 1) * NN;
+    };
+    auto elig_before = [&](int64_t ci, int64_t k, int64_t b) -> const T* {
+      return k == 0 ? ckEP + (ci * B + b) * NN : EsP + (b * KS + k - 1) * NN;
+    };
     auto cprev = [&](int64_t t, int64_t b) {
       return t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
     };
@@ -332,17 +341,12 @@ LstmBwdOut plastic_lstm_bwd_cpu(
         at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
           std::vector<T> mm(N);
           for (int64_t b = b0; b < b1; ++b) {
-            T* Hb = HsP + b * K * NN;
-            T* Eb = elig ? EsP + b * K * NN : nullptr;
-            std::copy(ckHP + (ci * B + b) * NN, ckHP + (ci * B + b + 1) * NN, Hb);
-            if (elig) std::copy(ckEP + (ci * B + b) * NN, ckEP + (ci * B + b + 1) * NN, Eb);
             for (int64_t t = t0; t + 1 < t1; ++t) {
-              const int64_t k = t - t0;
-              std::copy(Hb + k * NN, Hb + (k + 1) * NN, Hb + (k + 1) * NN);
-              if (elig) std::copy(Eb + k * NN, Eb + (k + 1) * NN, Eb + (k + 1) * NN);
               if (modulated) modulation(p, modP[t * B + b], mm.data());
               trace_step(isa, rule, p, hprev(t, b), GP + (t * B + b) * 4 * N + 2 * N, mm.data(),
-                         Hb + (k + 1) * NN, elig ? Eb + (k + 1) * NN : nullptr);
+                         trace_before(ci, t - t0, b), elig ? elig_before(ci, t - t0, b) : nullptr,
+                         HsP + (b * KS + t - t0) * NN,
+                         elig ? EsP + (b * KS + t - t0) * NN : nullptr);
             }
           }
         });
@@ -352,8 +356,8 @@ LstmBwdOut plastic_lstm_bwd_cpu(
             std::vector<T> scratch(3 * N);
             for (int64_t b = b0; b < b1; ++b) {
               LstmBwdStep<T> s{};
-              s.Hp = HsP + (b * K + k) * NN;
-              s.Ep = elig ? EsP + (b * K + k) * NN : nullptr;
+              s.Hp = trace_before(ci, k, b);
+              s.Ep = elig ? elig_before(ci, k, b) : nullptr;
               s.hp = hprev(t, b);
               s.cp = cprev(t, b);
               s.hc = hP + (t * B + b) * N;

@@ -55,20 +55,26 @@ void plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {
   }
 }
 
-// Row i of the trace update H_{t-1} -> H_t (and E).
+// Row i of the trace update H_{t-1} -> H_t (and E): reads Hi, Ei and writes Ho, Eo, which may be
+// the same rows (in place, the forward) or the next slot of the recomputation scratch.
 template <Rule R, typename T>
-inline void update_row(const LstmArgs<T>& p, T pre, const T* g, const T* mm, T* Hr, T* Er) {
+inline void update_row(const LstmArgs<T>& p, T pre, const T* g, const T* mm, const T* Hi,
+                       const T* Ei, T* Ho, T* Eo) {
   const int64_t N = p.N;
   if constexpr (has_eligibility(R)) {
 #pragma omp simd
-    for (int64_t j = 0; j < N; ++j)
-      trace_forward<R, T>(Hr[j], Er[j], pre, g[j], mm[j], p.eta, p.clip);
+    for (int64_t j = 0; j < N; ++j) {
+      T h = Hi[j], e = Ei[j];
+      trace_forward<R, T>(h, e, pre, g[j], mm[j], p.eta, p.clip);
+      Ho[j] = h;
+      Eo[j] = e;
+    }
   } else {
-    T unused = T(0);
 #pragma omp simd
     for (int64_t j = 0; j < N; ++j) {
-      T e = unused;
-      trace_forward<R, T>(Hr[j], e, pre, g[j], is_modulated(R) ? mm[j] : T(0), p.eta, p.clip);
+      T h = Hi[j], e = T(0);
+      trace_forward<R, T>(h, e, pre, g[j], is_modulated(R) ? mm[j] : T(0), p.eta, p.clip);
+      Ho[j] = h;
     }
   }
 }
@@ -101,7 +107,8 @@ void forward_step(const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
   // term with h_t[i].
   for (int64_t i = 0; i < N; ++i) {
     T* Hr = s.H + i * N;
-    update_row<R, T>(p, s.hp[i], g, s.mm, Hr, has_eligibility(R) ? s.E + i * N : nullptr);
+    T* Er = has_eligibility(R) ? s.E + i * N : nullptr;
+    update_row<R, T>(p, s.hp[i], g, s.mm, Hr, Er, Hr, Er);
     if (s.need_q) {
       const T* Ar = p.A + i * p.a_stride;
       const T hn = s.ho[i];
@@ -112,11 +119,16 @@ void forward_step(const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
   }
 }
 
+// One step of the trace update out of place (the backward's recomputation).
 template <Rule R, typename T>
-void trace_step(const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, T* H, T* E) {
+void trace_step(const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, const T* Hi,
+                const T* Ei, T* Ho, T* Eo) {
   const int64_t N = p.N;
-  for (int64_t i = 0; i < N; ++i)
-    update_row<R, T>(p, hp[i], g, mm, H + i * N, has_eligibility(R) ? E + i * N : nullptr);
+  for (int64_t i = 0; i < N; ++i) {
+    const bool e = has_eligibility(R);
+    update_row<R, T>(p, hp[i], g, mm, Hi + i * N, e ? Ei + i * N : nullptr, Ho + i * N,
+                     e ? Eo + i * N : nullptr);
+  }
 }
 
 template <Rule R, typename T>
@@ -233,19 +245,20 @@ void with_rule(Rule r, F&& f) {
 
 }  // namespace
 
-#define HK_LSTM_ENTRY_POINTS(T)                                                                  \
-  void lstm_plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {                   \
-    plastic_term(p, h, H, q);                                                                    \
-  }                                                                                              \
-  void lstm_forward_step(Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s) {                \
-    with_rule(r, [&](auto tag) { forward_step<decltype(tag)::value, T>(p, s); });                \
-  }                                                                                              \
-  void lstm_trace_step(Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, T* H, \
-                       T* E) {                                                                   \
-    with_rule(r, [&](auto tag) { trace_step<decltype(tag)::value, T>(p, hp, g, mm, H, E); });    \
-  }                                                                                              \
-  void lstm_backward_step(Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {               \
-    with_rule(r, [&](auto tag) { backward_step<decltype(tag)::value, T>(p, s); });               \
+#define HK_LSTM_ENTRY_POINTS(T)                                                                   \
+  void lstm_plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {                    \
+    plastic_term(p, h, H, q);                                                                     \
+  }                                                                                               \
+  void lstm_forward_step(Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s) {                 \
+    with_rule(r, [&](auto tag) { forward_step<decltype(tag)::value, T>(p, s); });                 \
+  }                                                                                               \
+  void lstm_trace_step(Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm,        \
+                       const T* Hi, const T* Ei, T* Ho, T* Eo) {                                  \
+    with_rule(                                                                                    \
+        r, [&](auto tag) { trace_step<decltype(tag)::value, T>(p, hp, g, mm, Hi, Ei, Ho, Eo); }); \
+  }                                                                                               \
+  void lstm_backward_step(Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {                \
+    with_rule(r, [&](auto tag) { backward_step<decltype(tag)::value, T>(p, s); });                \
   }
 
 HK_LSTM_ENTRY_POINTS(float)

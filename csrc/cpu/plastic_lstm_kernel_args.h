@@ -60,9 +60,10 @@ struct LstmBwdStep {
   void lstm_forward_step(Rule r, const LstmArgs<float>& p, const LstmFwdStep<float>& s);          \
   void lstm_forward_step(Rule r, const LstmArgs<double>& p, const LstmFwdStep<double>& s);        \
   void lstm_trace_step(Rule r, const LstmArgs<float>& p, const float* hp, const float* g,         \
-                       const float* mm, float* H, float* E);                                      \
+                       const float* mm, const float* Hi, const float* Ei, float* Ho, float* Eo);  \
   void lstm_trace_step(Rule r, const LstmArgs<double>& p, const double* hp, const double* g,      \
-                       const double* mm, double* H, double* E);                                   \
+                       const double* mm, const double* Hi, const double* Ei, double* Ho,          \
+                       double* Eo);                                                               \
   void lstm_backward_step(Rule r, const LstmArgs<float>& p, const LstmBwdStep<float>& s);         \
   void lstm_backward_step(Rule r, const LstmArgs<double>& p, const LstmBwdStep<double>& s);       \
   }
