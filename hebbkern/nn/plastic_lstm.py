@@ -41,7 +41,8 @@ class PlasticLSTM(nn.Module):
             ``"clip"``.
         alpha: ``"per_neuron"`` ``[N]`` (the paper's), ``"per_connection"`` ``[N, N]`` or
             ``"scalar"``.
-        fanout: per-neuron fan-out of the neuromodulator (modulated rules only).
+        fanout: per-neuron fan-out of the neuromodulator (modulated rules only; ignored by the
+            others).
         clip: bound of the clipped rules (2 in the paper).
         batch_first: input and output are ``[B, T, *]``.
 
