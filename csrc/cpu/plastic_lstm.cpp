@@ -8,6 +8,7 @@
 #include "../plastic_lstm.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -214,15 +215,20 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     const T *h0P = q.h0.data_ptr<T>(), *c0P = q.c0.data_ptr<T>();
     const int64_t NN = N * N;
     const Isa isa = cpu::active_isa();
+    // One region for the whole sequence: each thread runs every step for its block of samples,
+    // including its rows of the gate GEMM, so no barrier separates the steps.
+    // The worker threads call ATen (addmm): they need the caller's thread-local state (the
+    // dispatch keys excluded below autograd, grad mode), which OpenMP threads do not inherit.
+    const at::ThreadLocalState tls;
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      const at::ThreadLocalStateGuard tls_guard(tls);
+      const int64_t nb = b1 - b0;
+      std::vector<T> mm(N);
       for (int64_t b = b0; b < b1; ++b) plastic_term(isa, p, h0P + b * N, HP + b * NN, qP + b * N);
-    });
-    for (int64_t t = 0; t < T_; ++t) {
-      const at::Tensor hprev = t == 0 ? q.h0 : h.select(0, t - 1);
-      at::Tensor gt = gates.select(0, t);
-      at::addmm_out(gt, uc.select(0, t), hprev, q.wh);
-      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-        std::vector<T> mm(N);
+      for (int64_t t = 0; t < T_; ++t) {
+        const at::Tensor hprev = (t == 0 ? q.h0 : h.select(0, t - 1)).narrow(0, b0, nb);
+        at::Tensor gt = gates.select(0, t).narrow(0, b0, nb);
+        at::addmm_out(gt, uc.select(0, t).narrow(0, b0, nb), hprev, q.wh);
         for (int64_t b = b0; b < b1; ++b) {
           T* Hb = HP + b * NN;
           T* Eb = elig ? EP + b * NN : nullptr;
@@ -244,8 +250,8 @@ LstmFwdOut plastic_lstm_fwd_cpu(
           s.mm = mm.data();
           forward_step(isa, rule, p, s);
         }
-      });
-    }
+      }
+    });
   });
   return {h, c, gates, H, E, ck_h, ck_e, mod};
 }
@@ -334,61 +340,63 @@ LstmBwdOut plastic_lstm_bwd_cpu(
       return t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
     };
     const Isa isa = cpu::active_isa();
-    {
+    // One region for the whole backward: each thread walks every chunk and step for its block of
+    // samples, with its own rows of the dh_{t-1} GEMM, so no barrier separates the steps.
+    // The worker threads call ATen (addmm): they need the caller's thread-local state (the
+    // dispatch keys excluded below autograd, grad mode), which OpenMP threads do not inherit.
+    const at::ThreadLocalState tls;
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      const at::ThreadLocalStateGuard tls_guard(tls);
+      const int64_t nb = b1 - b0;
+      std::vector<T> scratch(3 * N);
+      at::Tensor dh_rows = dh_next.narrow(0, b0, nb), dpre_rows = dpre.narrow(0, b0, nb);
       for (int64_t ci = C - 1; ci >= 0; --ci) {
         const int64_t t0 = ci * K, t1 = std::min(T_, t0 + K);
         // Recompute the traces before each step of the chunk from its checkpoint.
-        at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-          std::vector<T> mm(N);
-          for (int64_t b = b0; b < b1; ++b) {
-            for (int64_t t = t0; t + 1 < t1; ++t) {
-              if (modulated) modulation(p, modP[t * B + b], mm.data());
-              trace_step(isa, rule, p, hprev(t, b), GP + (t * B + b) * 4 * N + 2 * N, mm.data(),
-                         trace_before(ci, t - t0, b), elig ? elig_before(ci, t - t0, b) : nullptr,
-                         HsP + (b * KS + t - t0) * NN,
-                         elig ? EsP + (b * KS + t - t0) * NN : nullptr);
-            }
+        for (int64_t b = b0; b < b1; ++b) {
+          for (int64_t t = t0; t + 1 < t1; ++t) {
+            if (modulated) modulation(p, modP[t * B + b], scratch.data());
+            trace_step(isa, rule, p, hprev(t, b), GP + (t * B + b) * 4 * N + 2 * N, scratch.data(),
+                       trace_before(ci, t - t0, b), elig ? elig_before(ci, t - t0, b) : nullptr,
+                       HsP + (b * KS + t - t0) * NN, elig ? EsP + (b * KS + t - t0) * NN : nullptr);
           }
-        });
+        }
         for (int64_t t = t1 - 1; t >= t0; --t) {
           const int64_t k = t - t0;
-          at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-            std::vector<T> scratch(3 * N);
-            for (int64_t b = b0; b < b1; ++b) {
-              LstmBwdStep<T> s{};
-              s.Hp = trace_before(ci, k, b);
-              s.Ep = elig ? elig_before(ci, k, b) : nullptr;
-              s.hp = hprev(t, b);
-              s.cp = cprev(t, b);
-              s.hc = hP + (t * B + b) * N;
-              s.cc = cP + (t * B + b) * N;
-              s.G = GP + (t * B + b) * 4 * N;
-              s.m = modulated ? modP[t * B + b] : T(0);
-              s.gh = ghP ? ghP + (t * B + b) * N : nullptr;
-              s.gc = gcP ? gcP + (t * B + b) * N : nullptr;
-              s.dH = dHP + b * NN;
-              s.dE = elig ? dEP + b * NN : nullptr;
-              s.dh_next = dhnP + b * N;
-              s.dc = dcP + b * N;
-              s.du = duP + (t * B + b) * 4 * N;
-              s.dpre = dpreP + b * N;
-              s.dA = dAP + b * dA_size;
-              s.deta = detaP + b;
-              s.dmw = dmwP + b * N;
-              s.dmb = dmbP + b;
-              s.dfw = dfwP + b * N;
-              s.dfb = dfbP + b * N;
-              s.mm = scratch.data();
-              s.dpost = scratch.data() + N;
-              s.dmm = scratch.data() + 2 * N;
-              backward_step(isa, rule, p, s);
-            }
-          });
-          // dh_{t-1} = (trace and plastic-term parts) + du_t wh^T, for the whole batch at once.
-          at::addmm_out(dh_next, dpre, du.select(0, t), wh_t);
+          for (int64_t b = b0; b < b1; ++b) {
+            LstmBwdStep<T> s{};
+            s.Hp = trace_before(ci, k, b);
+            s.Ep = elig ? elig_before(ci, k, b) : nullptr;
+            s.hp = hprev(t, b);
+            s.cp = cprev(t, b);
+            s.hc = hP + (t * B + b) * N;
+            s.cc = cP + (t * B + b) * N;
+            s.G = GP + (t * B + b) * 4 * N;
+            s.m = modulated ? modP[t * B + b] : T(0);
+            s.gh = ghP ? ghP + (t * B + b) * N : nullptr;
+            s.gc = gcP ? gcP + (t * B + b) * N : nullptr;
+            s.dH = dHP + b * NN;
+            s.dE = elig ? dEP + b * NN : nullptr;
+            s.dh_next = dhnP + b * N;
+            s.dc = dcP + b * N;
+            s.du = duP + (t * B + b) * 4 * N;
+            s.dpre = dpreP + b * N;
+            s.dA = dAP + b * dA_size;
+            s.deta = detaP + b;
+            s.dmw = dmwP + b * N;
+            s.dmb = dmbP + b;
+            s.dfw = dfwP + b * N;
+            s.dfb = dfbP + b * N;
+            s.mm = scratch.data();
+            s.dpost = scratch.data() + N;
+            s.dmm = scratch.data() + 2 * N;
+            backward_step(isa, rule, p, s);
+          }
+          // dh_{t-1} = (trace and plastic-term parts) + du_t wh^T, for this block's rows.
+          at::addmm_out(dh_rows, dpre_rows, du.select(0, t).narrow(0, b0, nb), wh_t);
         }
       }
-    }
+    });
   });
 
   // dwh = sum_t h_{t-1}^T du_t: one GEMM over all steps and samples.
