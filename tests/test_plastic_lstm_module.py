@@ -265,3 +265,17 @@ def test_forward_errors():
     with pytest.raises(TypeError, match="state c must have dtype"):
         m(x, (torch.zeros(1, 1, 4), torch.zeros(1, 1, 4, dtype=torch.float64),
               torch.zeros(1, 1, 4, 4)))  # fmt: skip
+
+
+def test_module_compiles_fullgraph():
+    torch.manual_seed(4)
+    m = PlasticLSTM(3, 5, num_layers=2, dtype=torch.float64)
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    compiled = torch.compile(m, fullgraph=True, backend="aot_eager")
+    out_c, st_c = compiled(x)
+    out_e, st_e = m(x)
+    assert torch.allclose(out_c, out_e) and torch.allclose(st_c[2], st_e[2])
+    g_c = torch.autograd.grad(out_c.sum() + st_c[2].sum(), list(m.parameters()))
+    g_e = torch.autograd.grad(out_e.sum() + st_e[2].sum(), list(m.parameters()))
+    for a, b in zip(g_c, g_e, strict=True):
+        assert torch.allclose(a, b)
