@@ -201,3 +201,11 @@ def test_every_instruction_set(rule, alpha_kind, isa, monkeypatch, nan_poison):
     compare_lstm(kw, TOL[torch.float64])
     kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, dtype=torch.float32, seed=12)
     compare_lstm(kw, TOL[torch.float32])
+
+
+def test_empty_batch():
+    kw = make_lstm_inputs("retro", "per_neuron", True, T=3, B=0, N=4)
+    h, st = hebbkern.plastic_lstm(**kw, backend="cpu")
+    assert h.shape == (3, 0, 4) and st.hebb.shape == (0, 4, 4)
+    g = torch.autograd.grad(h.sum() + st.hebb.sum(), [kw["wh"], kw["alpha"], kw["eta"]])
+    assert all(x.abs().sum() == 0 for x in g)
