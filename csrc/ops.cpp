@@ -6,6 +6,7 @@
 #include "fop.h"
 #include "hebbian.h"
 #include "plastic_linear.h"
+#include "plastic_lstm.h"
 #include "plastic_rnn.h"
 #include "plastic_step.h"
 #include "trace_update.h"
@@ -66,6 +67,20 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "trace_update_bwd(Tensor grad, Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, "
       "float clip) -> (Tensor dtrace, Tensor dpre, Tensor dpost, Tensor deta)");
+  m.def(
+      "plastic_lstm_fwd(Tensor u, Tensor wh, Tensor alpha, Tensor? h0, Tensor? c0, Tensor? hebb0, "
+      "Tensor? elig0, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
+      "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
+      "-> (Tensor h, Tensor c, Tensor gates, Tensor hebb, Tensor elig, Tensor hebb_ckpt, "
+      "Tensor elig_ckpt, Tensor mod)");
+  m.def(
+      "plastic_lstm_bwd(Tensor? grad_h, Tensor? grad_c, Tensor? grad_hebb, Tensor? grad_elig, "
+      "Tensor wh, Tensor alpha, Tensor? h0, Tensor? c0, Tensor h, Tensor c, Tensor gates, "
+      "Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
+      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every) "
+      "-> (Tensor du, Tensor dwh, Tensor dalpha, Tensor dh0, Tensor dc0, Tensor dhebb0, "
+      "Tensor delig0, Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, "
+      "Tensor dfanout_b)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -80,6 +95,8 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
   m.impl("trace_update_fwd", &trace_update_fwd_cpu);
   m.impl("trace_update_bwd", &trace_update_bwd_cpu);
+  m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
+  m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
 }
 
 #ifdef HEBBKERN_WITH_CUDA

@@ -1,29 +1,33 @@
 """hebbkern: fused CPU, CUDA and Triton kernels for synaptic plasticity in PyTorch."""
 
-from . import nn, optim, reference
+from . import consolidation, nn, optim, reference
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
 from .ops import (
     hebbian_loss,
     hebbian_update,
     plastic_linear,
+    plastic_lstm,
     plastic_rnn,
     plastic_step,
     trace_update,
 )
-from .types import PlasticState
+from .types import PlasticLSTMState, PlasticState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "PlasticLSTMState",
     "PlasticState",
+    "consolidation",
     "extension_available",
     "hebbian_loss",
     "hebbian_update",
     "nn",
     "optim",
     "plastic_linear",
+    "plastic_lstm",
     "plastic_rnn",
     "plastic_step",
     "reference",

@@ -18,3 +18,18 @@ class PlasticState(NamedTuple):
     h: Tensor
     hebb: Tensor
     elig: Tensor | None = None
+
+
+class PlasticLSTMState(NamedTuple):
+    """Recurrent state of a plastic LSTM layer after the last step.
+
+    h:    final output ``[B, N]``
+    c:    final cell state ``[B, N]``
+    hebb: final Hebbian trace ``[B, N, N]`` (indexed ``[b, pre, post]``)
+    elig: final eligibility trace ``[B, N, N]`` for rule ``"retro"``, else ``None``
+    """
+
+    h: Tensor
+    c: Tensor
+    hebb: Tensor
+    elig: Tensor | None = None

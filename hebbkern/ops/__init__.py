@@ -2,6 +2,7 @@
 
 from .hebbian import hebbian_loss, hebbian_update
 from .plastic_linear import plastic_linear
+from .plastic_lstm import plastic_lstm
 from .plastic_rnn import plastic_rnn
 from .plastic_step import plastic_step
 from .trace_update import trace_update
@@ -10,6 +11,7 @@ __all__ = [
     "hebbian_loss",
     "hebbian_update",
     "plastic_linear",
+    "plastic_lstm",
     "plastic_rnn",
     "plastic_step",
     "trace_update",

@@ -4,9 +4,11 @@ Written for clarity, the way the papers' code writes them (``bmm``, outer produc
 with the same signatures as the public ops.
 """
 
+<<<<<<< HEAD
 from .fop import fop_step
 from .hebbian import hebbian_update
 from .plastic_linear import plastic_linear
+from .plastic_lstm import plastic_lstm, plastic_lstm_step
 from .plastic_rnn import plastic_rnn, plastic_rnn_step
 from .plastic_step import plastic_step
 from .trace_update import trace_update
@@ -15,8 +17,10 @@ __all__ = [
     "fop_step",
     "hebbian_update",
     "plastic_linear",
+    "plastic_lstm",
+    "plastic_lstm_step",
     "plastic_rnn",
-    "plastic_step",
     "plastic_rnn_step",
+    "plastic_step",
     "trace_update",
 ]

@@ -1,0 +1,270 @@
+// Body of the CPU plastic_lstm kernels (one sample, one step), compiled once per instruction set.
+//
+// Included only by plastic_lstm_isa_*.cpp, after they select a target ISA and define
+// HEBBKERN_CPU_ISA (the namespace of the entry points). Everything here has internal linkage and
+// calls no library templates, so the copies built for different ISAs never get merged by the
+// linker. Inner loops run over the post-synaptic index j (contiguous) and are written for the
+// vectoriser.
+#ifndef HEBBKERN_CPU_ISA
+#error "define HEBBKERN_CPU_ISA before including plastic_lstm_kernel.h"
+#endif
+
+#include <math.h>
+
+#include <cstdint>
+
+#include "plastic_lstm_kernel_args.h"
+
+namespace hebbkern {
+namespace cpu {
+namespace HEBBKERN_CPU_ISA {
+namespace {
+
+inline float tanh_(float x) { return ::tanhf(x); }
+inline double tanh_(double x) { return ::tanh(x); }
+inline float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
+inline double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+
+template <typename T>
+void zero(T* x, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) x[j] = T(0);
+}
+
+// The modulation of each post-synaptic neuron j from the per-sample neuromodulator m.
+template <typename T>
+void modulation(const LstmArgs<T>& p, T m, T* mm) {
+  if (p.fan_w) {
+#pragma omp simd
+    for (int64_t j = 0; j < p.N; ++j) mm[j] = p.fan_w[j] * m + p.fan_b[j];
+  } else {
+    for (int64_t j = 0; j < p.N; ++j) mm[j] = m;
+  }
+}
+
+// q[j] = sum_i h[i] * alpha[i, j] * H[i, j]: the plastic part of the candidate's pre-activation.
+template <typename T>
+void plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {
+  const int64_t N = p.N;
+  zero(q, N);
+  for (int64_t i = 0; i < N; ++i) {
+    const T* Hr = H + i * N;
+    const T* Ar = p.A + i * p.a_stride;
+    const T hi = h[i];
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) q[j] += hi * Ar[j] * Hr[j];
+  }
+}
+
+// Row i of the trace update H_{t-1} -> H_t (and E): reads Hi, Ei and writes Ho, Eo, which may be
+// the same rows (in place, the forward) or the next slot of the recomputation scratch.
+template <Rule R, typename T>
+inline void update_row(const LstmArgs<T>& p, T pre, const T* g, const T* mm, const T* Hi,
+                       const T* Ei, T* Ho, T* Eo) {
+  const int64_t N = p.N;
+  if constexpr (has_eligibility(R)) {
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) {
+      T h = Hi[j], e = Ei[j];
+      trace_forward<R, T>(h, e, pre, g[j], mm[j], p.eta, p.clip);
+      Ho[j] = h;
+      Eo[j] = e;
+    }
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < N; ++j) {
+      T h = Hi[j], e = T(0);
+      trace_forward<R, T>(h, e, pre, g[j], is_modulated(R) ? mm[j] : T(0), p.eta, p.clip);
+      Ho[j] = h;
+    }
+  }
+}
+
+template <Rule R, typename T>
+void forward_step(const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
+  const int64_t N = p.N;
+  T* G = s.G;
+  for (int64_t j = 0; j < N; ++j) {
+    const T i = sigmoid(G[j]), f = sigmoid(G[N + j]);
+    const T g = tanh_(G[2 * N + j] + s.q[j]), o = sigmoid(G[3 * N + j]);
+    G[j] = i;
+    G[N + j] = f;
+    G[2 * N + j] = g;
+    G[3 * N + j] = o;
+    const T c = f * s.cp[j] + i * g;
+    s.co[j] = c;
+    s.ho[j] = o * tanh_(c);
+  }
+  if constexpr (is_modulated(R)) {
+    T z = p.mod_b;
+    for (int64_t j = 0; j < N; ++j) z += s.ho[j] * p.mod_w[j];
+    const T m = tanh_(z);
+    *s.mod_out = m;
+    modulation(p, m, s.mm);
+  }
+  const T* g = G + 2 * N;
+  if (s.need_q) zero(s.q, N);
+  // One pass over the trace: row i is updated, then (still in L1) feeds the next step's plastic
+  // term with h_t[i].
+  for (int64_t i = 0; i < N; ++i) {
+    T* Hr = s.H + i * N;
+    T* Er = has_eligibility(R) ? s.E + i * N : nullptr;
+    update_row<R, T>(p, s.hp[i], g, s.mm, Hr, Er, Hr, Er);
+    if (s.need_q) {
+      const T* Ar = p.A + i * p.a_stride;
+      const T hn = s.ho[i];
+      T* q = s.q;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) q[j] += hn * Ar[j] * Hr[j];
+    }
+  }
+}
+
+// One step of the trace update out of place (the backward's recomputation).
+template <Rule R, typename T>
+void trace_step(const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, const T* Hi,
+                const T* Ei, T* Ho, T* Eo) {
+  const int64_t N = p.N;
+  for (int64_t i = 0; i < N; ++i) {
+    const bool e = has_eligibility(R);
+    update_row<R, T>(p, hp[i], g, mm, Hi + i * N, e ? Ei + i * N : nullptr, Ho + i * N,
+                     e ? Eo + i * N : nullptr);
+  }
+}
+
+template <Rule R, typename T>
+void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
+  const int64_t N = p.N;
+  const T* g = s.G + 2 * N;
+  if constexpr (is_modulated(R)) modulation(p, s.m, s.mm);
+  T* dpost = s.dpost;
+  T* dmm = s.dmm;
+  zero(dpost, N);
+  zero(dmm, N);
+  // 1. Through the trace update H_{t-1} -> H_t.
+  T deta = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const T* Hr = s.Hp + i * N;
+    T* dHr = s.dH + i * N;
+    const T pre = s.hp[i];
+    T dpre = 0;
+    if constexpr (has_eligibility(R)) {
+      const T* Er = s.Ep + i * N;
+      T* dEr = s.dE + i * N;
+#pragma omp simd reduction(+ : dpre, deta)
+      for (int64_t j = 0; j < N; ++j) {
+        const TraceGrad<T> gr =
+            trace_backward<R, T>(Hr[j], Er[j], pre, g[j], s.mm[j], p.eta, p.clip, dHr[j], dEr[j]);
+        dpre += gr.d_pre;
+        dpost[j] += gr.d_post;
+        dmm[j] += gr.d_mod;
+        deta += gr.d_eta;
+      }
+    } else {
+#pragma omp simd reduction(+ : dpre, deta)
+      for (int64_t j = 0; j < N; ++j) {
+        T unused = T(0);
+        const TraceGrad<T> gr =
+            trace_backward<R, T>(Hr[j], T(0), pre, g[j], is_modulated(R) ? s.mm[j] : T(0), p.eta,
+                                 p.clip, dHr[j], unused);
+        dpre += gr.d_pre;
+        dpost[j] += gr.d_post;
+        if constexpr (is_modulated(R)) dmm[j] += gr.d_mod;
+        deta += gr.d_eta;
+      }
+    }
+    s.dpre[i] = dpre;
+  }
+  if constexpr (uses_eta(R)) *s.deta += deta;
+  // 2. Through the neuromodulator m_t = tanh(h_t . mod_w + mod_b) and its fan-out.
+  T dz = 0;
+  if constexpr (is_modulated(R)) {
+    T dm = 0;
+    for (int64_t j = 0; j < N; ++j) {
+      if (p.fan_w) {
+        s.dfw[j] += dmm[j] * s.m;
+        s.dfb[j] += dmm[j];
+        dm += dmm[j] * p.fan_w[j];
+      } else {
+        dm += dmm[j];
+      }
+    }
+    dz = dm * (T(1) - s.m * s.m);
+    for (int64_t j = 0; j < N; ++j) s.dmw[j] += dz * s.hc[j];
+    *s.dmb += dz;
+  }
+  // 3. Through the cell.
+  for (int64_t j = 0; j < N; ++j) {
+    T dh = s.dh_next[j] + (s.gh ? s.gh[j] : T(0));
+    if constexpr (is_modulated(R)) dh += dz * p.mod_w[j];
+    const T i = s.G[j], f = s.G[N + j], gg = s.G[2 * N + j], o = s.G[3 * N + j];
+    const T tc = tanh_(s.cc[j]);
+    const T dc = s.dc[j] + (s.gc ? s.gc[j] : T(0)) + dh * o * (T(1) - tc * tc);
+    const T dg = dc * i + dpost[j];
+    s.dc[j] = dc * f;
+    s.du[j] = dc * gg * i * (T(1) - i);
+    s.du[N + j] = dc * s.cp[j] * f * (T(1) - f);
+    s.du[2 * N + j] = dg * (T(1) - gg * gg);
+    s.du[3 * N + j] = dh * tc * o * (T(1) - o);
+  }
+  // 4. Through the plastic term h_{t-1} (alpha * H_{t-1}) of the candidate.
+  const T* dag = s.du + 2 * N;
+  for (int64_t i = 0; i < N; ++i) {
+    const T* Hr = s.Hp + i * N;
+    const T* Ar = p.A + i * p.a_stride;
+    T* dAr = s.dA + i * p.a_stride;
+    T* dHr = s.dH + i * N;
+    const T pre = s.hp[i];
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < N; ++j) {
+      const T x = dag[j] * Hr[j];
+      acc += Ar[j] * x;
+      dAr[j] += pre * x;
+      dHr[j] += pre * Ar[j] * dag[j];
+    }
+    s.dpre[i] += acc;
+  }
+}
+
+template <Rule R>
+struct RuleTag {
+  static constexpr Rule value = R;
+};
+
+// Calls f(RuleTag<r>{}): one instantiation of the kernels per rule.
+template <typename F>
+void with_rule(Rule r, F&& f) {
+  switch (r) {
+    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{});
+    case Rule::Oja: return f(RuleTag<Rule::Oja>{});
+    case Rule::Clip: return f(RuleTag<Rule::Clip>{});
+    case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
+    default: return f(RuleTag<Rule::Retro>{});
+  }
+}
+
+}  // namespace
+
+#define HK_LSTM_ENTRY_POINTS(T)                                                                   \
+  void lstm_plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {                    \
+    plastic_term(p, h, H, q);                                                                     \
+  }                                                                                               \
+  void lstm_forward_step(Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s) {                 \
+    with_rule(r, [&](auto tag) { forward_step<decltype(tag)::value, T>(p, s); });                 \
+  }                                                                                               \
+  void lstm_trace_step(Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm,        \
+                       const T* Hi, const T* Ei, T* Ho, T* Eo) {                                  \
+    with_rule(                                                                                    \
+        r, [&](auto tag) { trace_step<decltype(tag)::value, T>(p, hp, g, mm, Hi, Ei, Ho, Eo); }); \
+  }                                                                                               \
+  void lstm_backward_step(Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {                \
+    with_rule(r, [&](auto tag) { backward_step<decltype(tag)::value, T>(p, s); });                \
+  }
+
+HK_LSTM_ENTRY_POINTS(float)
+HK_LSTM_ENTRY_POINTS(double)
+#undef HK_LSTM_ENTRY_POINTS
+
+}  // namespace HEBBKERN_CPU_ISA
+}  // namespace cpu
+}  // namespace hebbkern

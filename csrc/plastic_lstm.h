@@ -1,0 +1,49 @@
+// Declarations of the plastic_lstm kernels (SPEC.md section 2), shared by csrc/ops.cpp
+// (registration) and the per-device sources (csrc/cpu/plastic_lstm.cpp).
+#pragma once
+
+#include <torch/types.h>
+
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "hebbkern/plastic_rules.h"
+
+namespace hebbkern {
+
+Rule parse_rule(const std::string& name);  // csrc/ops.cpp
+
+// Outputs: h [T,B,N], c [T,B,N], gates [T,B,4N] (activated i, f, g, o), hebb_T [B,N,N],
+// elig_T ([B,N,N] for retro, else [0]), hebb_ckpt [C,B,N,N] (trace before steps 0, K, 2K, ...),
+// elig_ckpt (same, retro only, else [0]), mod [T,B] (tanh(h_t . mod_w + mod_b), modulated rules).
+using LstmFwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                              at::Tensor, at::Tensor, at::Tensor>;
+
+// Gradients of u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b; a
+// gradient whose input does not take part in the rule is an empty tensor.
+using LstmBwdOut =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+               at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+LstmFwdOut plastic_lstm_fwd_cpu(
+    const at::Tensor& u, const at::Tensor& wh, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0,
+    const std::optional<at::Tensor>& hebb0, const std::optional<at::Tensor>& elig0,
+    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
+    int64_t ckpt_every);
+
+LstmBwdOut plastic_lstm_bwd_cpu(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_c,
+    const std::optional<at::Tensor>& grad_hebb, const std::optional<at::Tensor>& grad_elig,
+    const at::Tensor& wh, const at::Tensor& alpha, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& c0, const at::Tensor& h, const at::Tensor& c,
+    const at::Tensor& gates, const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt,
+    const at::Tensor& mod, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip, int64_t ckpt_every);
+
+}  // namespace hebbkern

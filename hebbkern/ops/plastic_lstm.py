@@ -1,0 +1,191 @@
+"""``hebbkern.plastic_lstm``: the plastic LSTM layer over a whole sequence (SPEC.md section 2).
+
+The kernels are the ``torch.ops.hebbkern.plastic_lstm_fwd`` / ``plastic_lstm_bwd`` custom ops
+(C++ schemas in csrc/ops.cpp). This file gives them fake kernels and autograd, so they run under
+``torch.compile(fullgraph=True)``, and wraps them in the public function.
+
+Memory: the forward saves the trace only every ``K ~ sqrt(T)`` steps (plus the ``[T, B, N]``
+activations and the ``[T, B, 4N]`` gates); the backward recomputes the traces inside each chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import _extension, backends
+from .. import reference as _reference
+from .._validation import MODULATED_RULES
+from .._validation_lstm import check_plastic_lstm_args
+from ..types import PlasticLSTMState
+from .plastic_rnn import checkpoint_interval
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+if _extension.available():
+
+    @torch.library.register_fake("hebbkern::plastic_lstm_fwd")
+    def _plastic_lstm_fwd_fake(
+        u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+        ckpt_every,
+    ):  # fmt: skip
+        T, B, G = u.shape
+        N = G // 4
+        K = min(ckpt_every, T)
+        C = (T + K - 1) // K
+        retro = rule == "retro"
+        return (
+            u.new_empty(T, B, N),
+            u.new_empty(T, B, N),
+            u.new_empty(T, B, G),
+            u.new_empty(B, N, N),
+            u.new_empty(B, N, N) if retro else u.new_empty(0),
+            u.new_empty(C, B, N, N),
+            u.new_empty(C, B, N, N) if retro else u.new_empty(0),
+            u.new_empty(T, B) if rule in MODULATED_RULES else u.new_empty(0),
+        )
+
+    @torch.library.register_fake("hebbkern::plastic_lstm_bwd")
+    def _plastic_lstm_bwd_fake(
+        grad_h, grad_c, grad_hebb, grad_elig, wh, alpha, h0, c0, h, c, gates, hebb_ckpt,
+        elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every,
+    ):  # fmt: skip
+        T, B, N = h.shape
+        modulated = rule in MODULATED_RULES
+
+        def empty():
+            return h.new_empty(0)
+
+        return (
+            h.new_empty(T, B, 4 * N),
+            h.new_empty(N, 4 * N),
+            torch.empty_like(alpha),
+            h.new_empty(B, N),
+            h.new_empty(B, N),
+            h.new_empty(B, N, N),
+            h.new_empty(B, N, N) if rule == "retro" else empty(),
+            h.new_empty(()) if rule != "neuromod" else empty(),
+            h.new_empty(N) if modulated else empty(),
+            h.new_empty(()) if modulated else empty(),
+            h.new_empty(N) if fanout_w is not None else empty(),
+            h.new_empty(N) if fanout_w is not None else empty(),
+        )
+
+    def _setup_context(ctx, inputs, output):
+        (u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+         ckpt_every) = inputs  # fmt: skip
+        h, c, gates, _, _, hebb_ckpt, elig_ckpt, mod = output
+        ctx.save_for_backward(
+            wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b,
+            fanout_w, fanout_b,
+        )  # fmt: skip
+        ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
+        ctx.given = tuple(x is not None for x in (h0, c0, hebb0, elig0))
+
+    def _backward(ctx, grad_h, grad_c, _g_gates, grad_hebb, grad_elig, _g_ck, _g_eck, _g_mod):
+        (wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w,
+         fanout_b) = ctx.saved_tensors  # fmt: skip
+        retro = ctx.rule == "retro"
+        (du, dwh, dalpha, dh0, dc0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
+         dfanout_b) = torch.ops.hebbkern.plastic_lstm_bwd(
+            grad_h, grad_c, grad_hebb, grad_elig if retro else None, wh, alpha, h0, c0, h, c,
+            gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule,
+            ctx.clip, ctx.ckpt_every,
+        )  # fmt: skip
+        has_h0, has_c0, has_hebb0, has_elig0 = ctx.given
+
+        def keep(grad, given):
+            return grad if given else None
+
+        return (
+            du, dwh, dalpha, keep(dh0, has_h0), keep(dc0, has_c0), keep(dhebb0, has_hebb0),
+            keep(delig0, has_elig0), keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
+            keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
+            keep(dfanout_b, fanout_b is not None), None, None, None,
+        )  # fmt: skip
+
+    torch.library.register_autograd(
+        "hebbkern::plastic_lstm_fwd", _backward, setup_context=_setup_context
+    )
+
+
+def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if x is None else x.to(dtype)
+
+
+def plastic_lstm(
+    u: Tensor,
+    wh: Tensor,
+    alpha: Tensor,
+    *,
+    rule: str = "neuromod",
+    eta: float | Tensor | None = None,
+    mod_w: Tensor | None = None,
+    mod_b: float | Tensor | None = None,
+    fanout_w: Tensor | None = None,
+    fanout_b: Tensor | None = None,
+    clip: float = 2.0,
+    h0: Tensor | None = None,
+    c0: Tensor | None = None,
+    hebb0: Tensor | None = None,
+    elig0: Tensor | None = None,
+    backend: str | None = None,
+) -> tuple[Tensor, PlasticLSTMState]:
+    r"""Runs a plastic LSTM layer over a sequence (SPEC.md section 2, Backpropamine).
+
+    For t = 1..T, with gates in ``torch.nn.LSTM``'s order (i, f, g, o) and the trace ``H``
+    indexed ``[b, pre, post]``::
+
+        [i, f, g~, o] = u_t + h_{t-1} wh                  (i, f, o: sigmoid)
+        g_t = tanh(g~ + h_{t-1} (alpha * H_{t-1}))        (only the candidate path is plastic)
+        c_t = f * c_{t-1} + i * g_t;   h_t = o * tanh(c_t)
+        H_t = rule(H_{t-1}, pre = h_{t-1}, post = g_t)    (modulator from h_t)
+
+    Args:
+        u: gate inputs ``[T, B, 4N]`` (the input projection ``x_t W_x + b``, already computed).
+        wh: recurrent weights ``[N, 4N]``, indexed ``[pre, post]``; its candidate block
+            ``wh[:, 2N:3N]`` is the fixed part ``w`` of the plastic connections.
+        alpha: plasticity coefficients: ``[N, N]``, ``[N]`` (per post-synaptic neuron, the
+            paper's model) or 0-dim.
+        rule: ``"neuromod"`` (the paper's simple neuromodulation, default), ``"retro"``
+            (retroactive), ``"hebb"`` (plain plastic, decaying), ``"oja"`` or ``"clip"``.
+        eta: trace (``"retro"``: eligibility) rate; not used by ``"neuromod"``.
+        mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]``.
+        fanout_w, fanout_b: optional per-neuron fan-out of the modulator, both ``[N]``.
+        clip: bound of the clipped rules (2 in the paper's language model).
+        h0, c0: initial output and cell ``[B, N]``; hebb0, elig0: initial traces ``[B, N, N]``.
+        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+
+    Returns:
+        ``(h, state)``: the outputs ``[T, B, N]`` and :class:`~hebbkern.PlasticLSTMState`
+        ``(h, c, hebb, elig)`` after the last step. Differentiable with respect to every tensor
+        argument.
+    """
+    a = check_plastic_lstm_args(
+        u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
+        fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
+    )  # fmt: skip
+    if backends.resolve(backend, u.device) == "reference":
+        return _reference.plastic_lstm(
+            u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
+            fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
+        )  # fmt: skip
+
+    # The C++ kernel computes in float32 or float64; half inputs run in float32 and come back in
+    # their own dtype.
+    io_dtype = u.dtype
+    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    T = a.shape[0]
+    tensors = (a.u, a.wh, a.alpha, a.h0, a.c0, a.hebb0, a.elig0, a.eta, a.mod_w, a.mod_b,
+               a.fanout_w, a.fanout_b)  # fmt: skip
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    # Without autograd no backward reads the checkpoints: keep only the first one.
+    ckpt_every = checkpoint_interval(T) if needs_grad else T
+    h, c, _, hebb, elig, _, _, _ = torch.ops.hebbkern.plastic_lstm_fwd(
+        a.u.to(dt), a.wh.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.c0, dt), _to(a.hebb0, dt),
+        _to(a.elig0, dt), _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
+        _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,
+    )  # fmt: skip
+    h, c = h.to(io_dtype), c.to(io_dtype)
+    elig_out = elig.to(io_dtype) if rule == "retro" else None
+    return h, PlasticLSTMState(h[-1], c[-1], hebb.to(io_dtype), elig_out)

@@ -1,0 +1,122 @@
+"""Helpers of the plastic_lstm tests: random inputs and running a backend under a random loss."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from helpers import ETA_RULES, MODULATED_RULES, rel_err
+from torch import Tensor
+
+import hebbkern
+
+LSTM_OUTPUTS = ("h", "state_h", "state_c", "hebb", "elig")
+
+
+def make_lstm_inputs(
+    rule: str,
+    alpha_kind: str = "per_neuron",
+    fanout: bool = True,
+    T: int = 6,
+    B: int = 3,
+    N: int = 7,
+    dtype: torch.dtype = torch.float64,
+    *,
+    seed: int = 0,
+    clip: float = 0.4,
+    requires_grad: bool = True,
+) -> dict:
+    """Keyword arguments for ``hebbkern.plastic_lstm(**kw)`` with every optional input present.
+
+    The clip (0.4, with ``hebb0 ~ 0.3 randn``) bites for a fair share of the trace entries, and the
+    alpha scale makes the plastic term matter in the candidate's pre-activation.
+    """
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
+
+    s = 1.0 / math.sqrt(N)
+    alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
+    kw: dict = {
+        "u": rnd(T, B, 4 * N, scale=0.8),
+        "wh": rnd(N, 4 * N, scale=s),
+        "alpha": rnd(*alpha_shape, scale=2.0),
+        "h0": rnd(B, N, scale=0.5),
+        "c0": rnd(B, N, scale=0.5),
+        "hebb0": rnd(B, N, N, scale=0.3),
+    }
+    if rule in ETA_RULES:
+        kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
+    if rule in MODULATED_RULES:
+        kw["mod_w"] = rnd(N, scale=2.0 * s)
+        kw["mod_b"] = rnd(scale=0.2)
+        if fanout:
+            kw["fanout_w"] = rnd(N)
+            kw["fanout_b"] = rnd(N, scale=0.3)
+    if rule == "retro":
+        kw["elig0"] = rnd(B, N, N, scale=0.3)
+    for k, v in kw.items():
+        kw[k] = v.to(dtype).requires_grad_(requires_grad)
+    kw["rule"] = rule
+    kw["clip"] = clip
+    return kw
+
+
+def lstm_outputs(h: Tensor, state) -> dict:
+    out = {"h": h, "state_h": state.h, "state_c": state.c, "hebb": state.hebb}
+    if state.elig is not None:
+        out["elig"] = state.elig
+    return out
+
+
+def run_lstm(kw: dict, backend: str | None, loss_on=LSTM_OUTPUTS, seed: int = 1):
+    """Runs ``plastic_lstm`` and backpropagates a random-weighted sum of the outputs in
+    ``loss_on``. Returns detached outputs and the gradients of the inputs needing one."""
+    h, state = hebbkern.plastic_lstm(**kw, backend=backend)
+    outs = lstm_outputs(h, state)
+    g = torch.Generator().manual_seed(seed)
+    wts = {
+        k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in sorted(outs.items())
+    }
+    loss = sum((outs[k] * wts[k].to(outs[k].dtype)).sum() for k in loss_on if k in outs)
+    names = [k for k, v in kw.items() if isinstance(v, Tensor) and v.requires_grad]
+    grads = dict(
+        zip(
+            names, torch.autograd.grad(loss, [kw[k] for k in names], allow_unused=True), strict=True
+        )
+    )
+    return {k: v.detach() for k, v in outs.items()}, grads
+
+
+def clone_kw(kw: dict, dtype: torch.dtype | None = None) -> dict:
+    out = {}
+    for k, v in kw.items():
+        if isinstance(v, Tensor):
+            out[k] = v.detach().to(dtype or v.dtype, copy=True).requires_grad_(v.requires_grad)
+        else:
+            out[k] = v
+    return out
+
+
+def compare_lstm(kw: dict, tol: float, loss_on=LSTM_OUTPUTS) -> None:
+    """The cpu backend on ``kw`` against the reference on a float64 copy: every output and the
+    gradient of every input (which must be nonzero in the reference, so the check is not vacuous)."""
+    dtype = kw["u"].dtype
+    oc, gc = run_lstm(clone_kw(kw), "cpu", loss_on)
+    orf, gr = run_lstm(clone_kw(kw, torch.float64), "reference", loss_on)
+    assert oc.keys() == orf.keys()
+    for name, ref in orf.items():
+        got = oc[name]
+        assert got.dtype == dtype and got.shape == ref.shape, name
+        assert torch.isfinite(got).all(), f"non-finite values in output {name}"
+        err = rel_err(got, ref)
+        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
+    for name, ref in gr.items():
+        assert ref is not None and ref.norm() > 0, f"reference gradient of {name} is zero"
+        got = gc[name]
+        assert got is not None, f"cpu backend gave no gradient for {name}"
+        assert got.dtype == dtype and got.shape == kw[name].shape, name
+        assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
+        err = rel_err(got, ref)
+        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
