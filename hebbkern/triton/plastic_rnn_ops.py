@@ -10,6 +10,7 @@ Imported lazily (first use of ``backend="triton"``), never by ``import hebbkern`
 
 # No ``from __future__ import annotations``: triton_op reads the annotations to build the schema.
 import functools
+import os
 from typing import Optional
 
 import torch
@@ -53,6 +54,11 @@ def _tuned(kernel_name: str, BN: int):
     return triton.autotune(configs=configs_for(BN), key=["N", "B"])(kernel)
 
 
+def autotuning() -> bool:
+    """Autotuning is on unless ``HEBBKERN_TRITON_AUTOTUNE=0`` (tests: one compile per case)."""
+    return os.environ.get("HEBBKERN_TRITON_AUTOTUNE", "1") != "0"
+
+
 def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
     BN = kwargs["BLOCK_N"]
     if interpreting():
@@ -62,6 +68,12 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
             return
         kernel = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}[kernel_name]
         kernel[grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
+    elif not autotuning():
+        kernel = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}[kernel_name]
+        cfg = configs_for(BN)[-1]
+        torch.library.wrap_triton(kernel)[grid](
+            *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps
+        )
     else:
         torch.library.wrap_triton(_tuned(kernel_name, BN))[grid](*args, **kwargs)
 
