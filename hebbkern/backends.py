@@ -1,7 +1,8 @@
 """Backend selection: which implementation an op runs.
 
 ``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel; CUDA: the Triton
-kernels when triton is installed); an explicit name forces one. :func:`use_backend` changes the default inside a ``with`` block.
+kernels when triton is installed); an explicit name forces one. :func:`use_backend` changes the
+default inside a ``with`` block.
 """
 
 from __future__ import annotations

@@ -182,8 +182,8 @@ def plastic_rnn(
             fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
         )  # fmt: skip
 
-    # The C++ and Triton kernels compute in float32 or float64; half inputs run with float32 state and
-    # accumulation and come back in their own dtype.
+    # The C++ and Triton kernels compute in float32 or float64; half inputs run with float32 state
+    # and accumulation and come back in their own dtype.
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     T = a.shape[0]

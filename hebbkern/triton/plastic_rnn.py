@@ -29,10 +29,6 @@ import triton.language as tl
 
 RULE_IDS = {"hebb": 0, "oja": 1, "clip": 2, "neuromod": 3, "retro": 4}
 
-# Register tile BLOCK_I x BLOCK_N (floats) the autotuner may pick from, with the warps that share it.
-# Kept at <= 64 floats of each live tile per thread so that no configuration spills (AOT test).
-TILE_ELEMS_MAX = 8192
-
 
 def interpreting() -> bool:
     """True under ``TRITON_INTERPRET=1`` (kernels run on CPU tensors through numpy)."""
@@ -343,7 +339,9 @@ def plastic_rnn_bwd_kernel(
             post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
             M = zv
             if MOD:
-                M = _modulation(tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+                M = _modulation(
+                    tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT
+                )
             for i0 in range(0, N, BLOCK_I):
                 rows = i0 + rbase
                 rmask = rows < N
@@ -369,7 +367,8 @@ def plastic_rnn_bwd_kernel(
             if MOD:
                 s = tl.load(mod_ptr + t * B + b)
                 M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
-            # Pass A: adjoint of step t's trace update.
+            # Pass A: adjoint of step t's trace update. Outside [N, N] every loaded tile is zero
+            # (masked loads), so the per-element terms are zero there without masking them.
             dpost = zv
             dM = zv
             for i0 in range(0, N, BLOCK_I):
@@ -388,16 +387,14 @@ def plastic_rnn_bwd_kernel(
                 dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
                     H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
                 )
-                g_pre = tl.where(m2, g_pre, 0.0)
-                g_post = tl.where(m2, g_post, 0.0)
                 tl.store(dstate + off, dH, mask=m2)
                 if ELIG:
                     tl.store(destate + off, dE, mask=m2)
                 dpost += tl.sum(g_post, axis=0)
                 if MOD:
-                    dM += tl.sum(tl.where(m2, g_mod, 0.0), axis=0)
+                    dM += tl.sum(g_mod, axis=0)
                 if RULE != 3:
-                    deta += tl.sum(tl.sum(tl.where(m2, g_eta, 0.0), axis=1), axis=0)
+                    deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
                 tl.store(carry + rows, tl.sum(g_pre, axis=1), mask=rmask)
             # Adjoint of h_t: its output gradient, later steps, this step's trace update and the
             # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
@@ -437,13 +434,13 @@ def plastic_rnn_bwd_kernel(
                 xda = x[:, None] * da[None, :]
                 dH = tl.load(dstate + off, mask=m2, other=0.0) + A * xda
                 tl.store(dstate + off, dH, mask=m2)
-                gA = tl.where(m2, xda * H, 0.0)
+                gA = xda * H
                 if ALPHA_KIND == 2:
                     prev = tl.load(dA_ptr + b * NN + off, mask=m2, other=0.0)
                     tl.store(dA_ptr + b * NN + off, prev + gA, mask=m2)
                 else:
                     dA_vec += tl.sum(gA, axis=0)
-                mv = tl.sum(tl.where(m2, (w + A * H) * da[None, :], 0.0), axis=1)
+                mv = tl.sum((w + A * H) * da[None, :], axis=1)
                 prev_c = tl.load(carry + rows, mask=rmask, other=0.0)
                 tl.store(carry + rows, prev_c + mv, mask=rmask)
             tl.debug_barrier()
