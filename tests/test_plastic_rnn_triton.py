@@ -110,6 +110,50 @@ def test_interpreter_suite():
     assert " passed" in summary and "skipped" not in summary, summary
 
 
+@pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be traced")
+@needs_triton
+@pytest.mark.parametrize("autotune", ["1", "0"])
+def test_ops_trace_with_fake_cuda_tensors(autotune, monkeypatch):
+    """Without a GPU: both ops run on fake CUDA tensors (the path torch.compile traces), with the
+    autotuned and the single-configuration kernels going through wrap_triton, and give the
+    documented output shapes."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from hebbkern.triton.plastic_rnn_ops import plastic_rnn_triton_bwd, plastic_rnn_triton_fwd
+
+    monkeypatch.setenv("HEBBKERN_TRITON_AUTOTUNE", autotune)
+    T, B, N, K = 5, 2, 16, 3
+
+    def f(u, w, alpha, eta, mod_w, mod_b, fanout_w, fanout_b, clamp):
+        fwd = plastic_rnn_triton_fwd(u, w, alpha, None, None, None, clamp, eta, mod_w, mod_b,
+                                     fanout_w, fanout_b, "retro", 1.0, K)  # fmt: skip
+        h, hebb, elig, hebb_ckpt, elig_ckpt, mod = fwd
+        bwd = plastic_rnn_triton_bwd(h, hebb, elig, w, alpha, None, h, hebb_ckpt, elig_ckpt, mod,
+                                     clamp, eta, mod_w, fanout_w, fanout_b, "retro", 1.0, K)  # fmt: skip
+        return fwd + bwd
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        d = {"device": "cuda"}
+        args = (torch.empty(T, B, N, **d), torch.empty(N, N, **d), torch.empty(N, **d),
+                torch.empty((), **d), torch.empty(N, **d), torch.empty((), **d),
+                torch.empty(N, **d), torch.empty(N, **d),
+                torch.empty(T, B, N, dtype=torch.bool, **d))  # fmt: skip
+        gm = make_fx(f)(*args)
+        outs = f(*args)
+    shapes = [tuple(o.shape) for o in outs]
+    C = -(-T // K)
+    assert shapes == [
+        (T, B, N), (B, N, N), (B, N, N), (C, B, N, N), (C, B, N, N), (T, B),  # forward
+        (T, B, N), (N, N), (N,), (B, N), (B, N, N), (B, N, N), (), (N,), (), (N,), (N,),
+    ]  # fmt: skip
+    ops = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+    assert {
+        "hebbkern.plastic_rnn_triton_fwd.default",
+        "hebbkern.plastic_rnn_triton_bwd.default",
+    } <= ops
+
+
 # ---------------------------------------------------------------------------------------------
 # CUDA GPU.
 
