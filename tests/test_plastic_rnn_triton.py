@@ -176,7 +176,7 @@ CUDA_CASES = [
 
 
 @needs_cuda
-@pytest.mark.parametrize("N", [1, 33, 129])  # the interpreter suite covers more sizes
+@pytest.mark.parametrize("N", [1, 129])  # the interpreter suite covers more sizes
 @pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", CUDA_CASES)
 def test_cuda_matches_reference(rule, alpha_kind, fanout, clamp, N, one_config, nan_poison):
     kw = make_inputs(rule, alpha_kind, fanout, clamp, T=9, B=3, N=N, dtype=torch.float32, seed=N)
