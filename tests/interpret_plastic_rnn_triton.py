@@ -6,7 +6,8 @@ the main test run does not collect this file). By hand::
 
     cd tests && TRITON_INTERPRET=1 python -m pytest interpret_plastic_rnn_triton.py -q
 
-float32 (and a few float64 cases), small sizes; the interpreter runs the kernels with row blocks
+float32 (and a few float64 cases; half inputs, which the public function casts to float32 before
+the kernel), small sizes; the interpreter runs the kernels with row blocks
 of 8, so N > 8 exercises several row blocks and a partial last one.
 """
 
@@ -29,6 +30,7 @@ from helpers import (  # noqa: E402
     loss_weights,
     make_inputs,
     rel_err,
+    run,
 )
 from triton_checks import TOL, all_cases, check_triton_against_reference  # noqa: E402
 
@@ -168,3 +170,24 @@ def test_opcheck(rule):
         args,
         test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("rule", ["clip", "retro"])
+def test_low_precision_inputs(rule, dtype):
+    """Half inputs run with float32 state and accumulation (cast before the kernel, so the
+    interpreter's half arithmetic is not involved): against a float64 reference, the error is at
+    most twice that of the reference run in the same low precision (flash-attention's rule)."""
+    kw = make_inputs(rule, "per_neuron", rule == "retro", True, T=7, B=2, N=12, seed=17,
+                     dtype=dtype)  # fmt: skip
+    o_k, g_k = run(clone_inputs(kw), "triton")
+    o_lp, g_lp = run(clone_inputs(kw), "reference")
+    o_64, g_64 = run(clone_inputs(kw, torch.float64), "reference")
+    for k in o_64:
+        assert o_k[k].dtype == dtype, k
+        e_k, e_lp = rel_err(o_k[k], o_64[k]), rel_err(o_lp[k], o_64[k])
+        assert e_k <= 2 * e_lp + 1e-6, f"output {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+    for k in g_64:
+        assert g_k[k].dtype == dtype, k
+        e_k, e_lp = rel_err(g_k[k], g_64[k]), rel_err(g_lp[k], g_64[k])
+        assert e_k <= 2 * e_lp + 1e-6, f"grad {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
