@@ -30,6 +30,7 @@ from .plastic_rnn import (
 # a few values) for 2 and 4 warps with 8-16 floats per thread, and 4096 elements on 8 warps reach
 # 255 registers; those shapes spilled inside the step loops and are not shipped (NOTES.md).
 TILE_CONFIGS = ((512, 4), (2048, 8))
+_KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
 # The interpreter runs one small row block, so that odd N exercise several blocks and a partial one.
 INTERPRETER_BLOCK_I = 8
 
@@ -52,8 +53,7 @@ def configs_for(BN: int) -> list:
 @functools.cache
 def _tuned(kernel_name: str, BN: int):
     """The kernel autotuned over ``configs_for(BN)``; the choice is cached per (N, B)."""
-    kernel = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}[kernel_name]
-    return triton.autotune(configs=configs_for(BN), key=["N", "B"])(kernel)
+    return triton.autotune(configs=configs_for(BN), key=["N", "B"])(_KERNELS[kernel_name])
 
 
 def autotuning() -> bool:
@@ -68,12 +68,10 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
         if any(isinstance(a, Tensor) and is_fake(a) for a in args):
             return
-        kernel = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}[kernel_name]
-        kernel[grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
+        _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
     elif not autotuning():
-        kernel = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}[kernel_name]
         cfg = configs_for(BN)[-1]
-        torch.library.wrap_triton(kernel)[grid](
+        torch.library.wrap_triton(_KERNELS[kernel_name])[grid](
             *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps
         )
     else:
