@@ -9,7 +9,8 @@
 #   build        in place, for sm_90 (TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=16): OUTDIR/build.log
 #   env          versions, backends, extension: OUTDIR/env.txt
 #   bandwidth    copy bandwidth of the card (CUDA events): OUTDIR/bandwidth.json
-#   tests        pytest tests/: OUTDIR/tests.log, OUTDIR/tests.xml
+#   tests        pytest tests/ (less the Triton files): OUTDIR/tests.log, OUTDIR/tests.xml
+#   triton       the Triton backend's CUDA tests: OUTDIR/triton-tests.{log,xml}
 #   memcheck, racecheck   compute-sanitizer on a small case of each GPU backend (skipped while
 #                hebbkern has none): OUTDIR/sanitizer-*.log
 #   bench        python -m benchmarks on cuda, B=64, N=64 128 256, T=100, float32 then bfloat16:
@@ -36,7 +37,7 @@ PY=${PYTHON:-python3}
 BUDGET=${GPU_CHECK_BUDGET_S:-450}
 KILL_AFTER=10 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-STAGES=" ${GPU_CHECK_STAGES:-nvidia-smi build env bandwidth tests memcheck racecheck bench} "
+STAGES=" ${GPU_CHECK_STAGES:-nvidia-smi build env bandwidth tests triton memcheck racecheck bench} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE # read by the Python snippets below
 START=$SECONDS
 SUMMARY=$OUTDIR/summary.txt
@@ -125,9 +126,18 @@ print(json.dumps(res, indent=1))
 open(sys.argv[1], "w").write(json.dumps(res, indent=1) + "\n")
 EOF
 
-# ---- tests (for now the whole tests/ directory; CUDA tests skip themselves without a GPU)
+# ---- tests: tests/ without the Triton file and without the CPU-only Triton checks (the
+# interpreter suite and the ahead-of-time compilation run in CI, on CPUs); CUDA tests skip
+# themselves without a GPU.
 stage tests 120 "$OUTDIR/tests.log" \
-    "$PY" -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml"
+    "$PY" -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml" \
+    --ignore=tests/test_plastic_rnn_triton.py --ignore=tests/test_plastic_rnn_triton_aot.py
+
+# ---- the Triton backend's CUDA tests (one kernel configuration per case but one autotuned case:
+# about 50 kernel compilations; the interpreter suite in CI covers more sizes)
+stage triton 150 "$OUTDIR/triton-tests.log" \
+    "$PY" -m pytest tests/test_plastic_rnn_triton.py -q -rs -p no:cacheprovider \
+    -k "not interpreter_suite" --junitxml="$OUTDIR/triton-tests.xml"
 
 # ---- compute-sanitizer on a small case of every GPU backend that hebbkern has
 SMALL_CASE='
@@ -162,7 +172,9 @@ elif [[ -z $SANITIZER ]]; then
     skip racecheck "compute-sanitizer not found"
 else
     for tool in memcheck racecheck; do
+        # One Triton configuration: autotuning would compile and run three under the sanitizer.
         stage "$tool" 60 "$OUTDIR/sanitizer-$tool.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+            HEBBKERN_TRITON_AUTOTUNE=0 \
             "$SANITIZER" --tool "$tool" --error-exitcode 1 "$PY" -c "$SMALL_CASE"
     done
 fi

@@ -6,7 +6,7 @@ A case is ``(rule, T, B, N, dtype, device)``. Providers:
 - ``compile``: a Python loop over time calling
   ``torch.compile(hebbkern.reference.plastic_rnn_step)``, compiled afresh for each case and mode
   (``torch._dynamo.reset()``, static shapes);
-- every name of ``hebbkern.BACKENDS`` except ``reference`` (``cpu``, later ``cuda``, ``triton``):
+- every name of ``hebbkern.BACKENDS`` except ``reference`` (``cpu``, ``triton``, later ``cuda``):
   ``hebbkern.plastic_rnn(..., backend=name)``. A backend is used when a tiny call on the case's
   device and dtype succeeds, so new backends are picked up without editing this file.
 

@@ -1,12 +1,15 @@
 """Backend selection: which implementation an op runs.
 
-``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel); an explicit name
-forces one. :func:`use_backend` changes the default inside a ``with`` block.
+``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel; CUDA: the Triton
+kernels when triton is installed); an explicit name forces one. :func:`use_backend` changes the
+default inside a ``with`` block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ import torch
 
 from . import _extension
 
-BACKENDS = ("reference", "cpu")  # "cuda" and "triton" join when their kernels land
+BACKENDS = ("reference", "cpu", "triton")  # "cuda" joins when its kernels land
 
 _local = threading.local()
 
@@ -43,6 +46,29 @@ def _check_name(name: object) -> None:
 _warned_no_gpu_backend = False
 
 
+def triton_available() -> bool:
+    """True when triton can be imported (checked without importing it: see hebbkern/triton)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def triton_interpreting() -> bool:
+    """True under ``TRITON_INTERPRET=1``, where the Triton kernels run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _check_triton(device: torch.device) -> None:
+    if not triton_available():
+        raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
+    if device.type == "cuda":
+        return
+    if device.type == "cpu" and triton_interpreting():
+        return
+    raise ValueError(
+        f"backend 'triton' needs CUDA tensors, got tensors on {device} (CPU tensors run only "
+        "under the Triton interpreter, TRITON_INTERPRET=1 set before triton is imported)"
+    )
+
+
 def resolve(backend: str | None, device: torch.device) -> str:
     """The backend an op on ``device`` runs, given the caller's ``backend`` argument."""
     if backend is None:
@@ -56,12 +82,16 @@ def resolve(backend: str | None, device: torch.device) -> str:
                 raise RuntimeError(
                     f"backend 'cpu' needs the compiled extension: {_extension.load_error()}"
                 )
+        elif backend == "triton":
+            _check_triton(device)
         return backend
     if device.type == "cpu":
         if _extension.available():
             return "cpu"
         _extension.warn_missing_once()
         return "reference"
+    if device.type == "cuda" and triton_available():
+        return "triton"
     global _warned_no_gpu_backend
     if not _warned_no_gpu_backend:
         _warned_no_gpu_backend = True

@@ -111,6 +111,14 @@ if _extension.available():
     )
 
 
+def _triton_fwd():
+    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
+    triton (TRITON_INTERPRET must be set before triton's first import)."""
+    from ..triton.plastic_rnn_ops import plastic_rnn_triton_fwd
+
+    return plastic_rnn_triton_fwd
+
+
 def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return None if x is None else x.to(dtype)
 
@@ -156,7 +164,7 @@ def plastic_rnn(
         h0, hebb0, elig0: initial activity ``[B, N]``, trace and eligibility ``[B, N, N]``
             (zeros when omitted).
         clamp_mask: ``[T, B, N]`` bool mask of neurons clamped to their input.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"`` (CUDA tensors).
 
     Returns:
         ``(h, state)``: the activity ``[T, B, N]`` and :class:`~hebbkern.PlasticState` ``(h, hebb,
@@ -167,14 +175,15 @@ def plastic_rnn(
         u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
     )  # fmt: skip
-    if backends.resolve(backend, u.device) == "reference":
+    name = backends.resolve(backend, u.device)
+    if name == "reference":
         return _reference.plastic_rnn(
             u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
         )  # fmt: skip
 
-    # The C++ kernel computes in float32 or float64; half inputs run with float32 state and
-    # accumulation and come back in their own dtype.
+    # The C++ and Triton kernels compute in float32 or float64; half inputs run with float32 state
+    # and accumulation and come back in their own dtype.
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     T = a.shape[0]
@@ -183,7 +192,8 @@ def plastic_rnn(
                a.fanout_b)  # fmt: skip
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     ckpt_every = checkpoint_interval(T) if needs_grad else T
-    h, hebb, elig, _, _, _ = torch.ops.hebbkern.plastic_rnn_fwd(
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
+    h, hebb, elig, _, _, _ = fwd(
         a.u.to(dt), a.w.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), a.clamp_mask, _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
         _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,

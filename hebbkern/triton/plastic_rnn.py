@@ -1,0 +1,460 @@
+"""Triton kernels of the plastic recurrent layer (SPEC.md section 1), forward and backward.
+
+Work layout (see benchmarks/NOTES.md, "Triton backend"): one program per sample runs the whole time
+loop. Its ``[N, N]`` trace lives in a per-sample slab of global memory (the ``hebb`` output itself;
+one sample's slab is 64 KiB at N = 128, so it stays in L1/L2 across steps) and is visited in blocks
+of ``BLOCK_I`` pre-synaptic rows by ``BLOCK_N`` (all) post-synaptic columns, so the register tile is
+``BLOCK_I * BLOCK_N`` whatever N is: no N makes the kernel spill, and small N (one block) never
+leaves L1. Each step is ONE pass over the trace: a row block first receives the pending update of
+step t-1 (it needed all of h_{t-1}), then feeds step t's mat-vec, as in the CPU kernel.
+
+The backward recomputes the traces of each chunk of ``K`` steps from the forward's checkpoints into
+a ``[B, K, N, N]`` workspace, then walks the chunk's steps backwards with two passes per step: the
+adjoint of step t's trace update, then the adjoint of its mat-vec. The weight gradient is one GEMM
+outside the kernel (``dw = sum_t h_{t-1}^T da_t``), from the ``da`` the kernel writes.
+
+Vectors shared across rows (h_t, adjoints) are exchanged through global memory with a barrier, as
+the row blocks of a step are handled by different threads than the columns.
+
+Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro. Alpha kinds: 0 scalar,
+1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+RULE_IDS = {"hebb": 0, "oja": 1, "clip": 2, "neuromod": 3, "retro": 4}
+
+
+def interpreting() -> bool:
+    """True under ``TRITON_INTERPRET=1`` (kernels run on CPU tensors through numpy)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _tanh(x):
+    # exp-based (libdevice is not available to the interpreter); no overflow for any |x|.
+    e = tl.exp(-2.0 * tl.abs(x))
+    y = (1.0 - e) / (1.0 + e)
+    return tl.where(x < 0, -y, y)
+
+
+@triton.jit
+def _clamp(x, c):
+    # Comparisons (not min/max) so NaN propagates as in torch.clamp.
+    return tl.where(x < -c, -c, tl.where(x > c, c, x))
+
+
+@triton.jit
+def _passes(x, c):
+    # torch.clamp's gradient passes inside [-c, c], bounds included.
+    return (x >= -c) & (x <= c)
+
+
+@triton.jit
+def _rule_fwd(H, E, pre, post, mod, eta, clip, RULE: tl.constexpr):
+    """One step's trace update of a tile. pre [BI, 1], post and mod [1, BN]."""
+    P = pre * post
+    if RULE == 0:
+        H = (1.0 - eta) * H + eta * P
+    elif RULE == 1:
+        H = H + eta * post * (pre - post * H)
+    elif RULE == 2:
+        H = _clamp(H + eta * P, clip)
+    elif RULE == 3:
+        H = _clamp(H + mod * P, clip)
+    else:
+        H = _clamp(H + mod * E, clip)
+        E = (1.0 - eta) * E + eta * P
+    return H, E
+
+
+@triton.jit
+def _rule_bwd(H, E, pre, post, mod, eta, clip, dH, dE, RULE: tl.constexpr):
+    """Adjoint of one step's trace update of a tile (same math as csrc/include plastic_rules.h).
+
+    In: the state before the update (H, E) and the adjoints of the state after it (dH, dE).
+    Out: adjoints of the state before it, and per-element contributions to the adjoints of pre,
+    post, mod and eta.
+    """
+    P = pre * post
+    zero = dH * 0.0
+    if RULE == 0:
+        d = dH
+        dH = (1.0 - eta) * d
+        d_pre = eta * d * post
+        d_post = eta * d * pre
+        d_mod = zero
+        d_eta = d * (P - H)
+    elif RULE == 1:
+        d = dH
+        dH = d * (1.0 - eta * post * post)
+        d_pre = d * eta * post
+        d_post = d * eta * (pre - 2.0 * post * H)
+        d_mod = zero
+        d_eta = d * post * (pre - post * H)
+    elif RULE == 2:
+        d = tl.where(_passes(H + eta * P, clip), dH, 0.0)
+        dH = d
+        d_pre = d * eta * post
+        d_post = d * eta * pre
+        d_mod = zero
+        d_eta = d * P
+    elif RULE == 3:
+        d = tl.where(_passes(H + mod * P, clip), dH, 0.0)
+        dH = d
+        d_pre = d * mod * post
+        d_post = d * mod * pre
+        d_mod = d * P
+        d_eta = zero
+    else:
+        d = tl.where(_passes(H + mod * E, clip), dH, 0.0)
+        de = dE
+        dH = d
+        dE = d * mod + (1.0 - eta) * de
+        d_mod = d * E
+        d_pre = eta * de * post
+        d_post = eta * de * pre
+        d_eta = de * (P - E)
+    return dH, dE, d_pre, d_post, d_mod, d_eta
+
+
+@triton.jit
+def _load_h(h_ptr, h0_ptr, t, B, N, b, idx, mask, HAS_H0: tl.constexpr):
+    """h_t[b, idx] for t >= 0; h0[b, idx] (or zeros) for t == -1."""
+    first = (idx * 0 + t) < 0
+    v = tl.load(h_ptr + (t * B + b) * N + idx, mask=mask & (~first), other=0.0)
+    if HAS_H0:
+        v0 = tl.load(h0_ptr + b * N + idx, mask=mask & first, other=0.0)
+        v = tl.where(first, v0, v)
+    return v
+
+
+@triton.jit
+def _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND: tl.constexpr):
+    if ALPHA_KIND == 2:
+        A = tl.load(a_ptr + rows[:, None] * N + cols[None, :], mask=m2, other=0.0)
+    elif ALPHA_KIND == 1:
+        A = tl.load(a_ptr + cols, mask=cmask, other=0.0)[None, :]
+    else:
+        A = tl.load(a_ptr)
+    return A
+
+
+@triton.jit
+def _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT: tl.constexpr):
+    """m_t per post neuron from the per-sample neuromodulator s."""
+    if HAS_FANOUT:
+        fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
+        fb = tl.load(fb_ptr + cols, mask=cmask, other=0.0)
+        M = fw * s + fb
+    else:
+        M = tl.where(cmask, s, 0.0)
+    return M
+
+
+@triton.jit
+def plastic_rnn_fwd_kernel(
+    u_ptr, w_ptr, a_ptr, h0_ptr, hebb0_ptr, elig0_ptr, clamp_ptr, eta_ptr, modw_ptr, modb_ptr,
+    fw_ptr, fb_ptr,
+    h_ptr, hebb_ptr, elig_ptr, ckh_ptr, cke_ptr, mod_ptr,
+    T, B, N, K, clip,
+    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_HEBB0: tl.constexpr, HAS_ELIG0: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+):  # fmt: skip
+    """One program per sample: the whole sequence. Writes h [T, B, N], the final trace (and
+    eligibility) [B, N, N] in place, the trace before every K-th step into the checkpoints
+    [C, B, N, N] and the neuromodulator m_t [T, B]."""
+    ELIG: tl.constexpr = RULE == 4
+    MOD: tl.constexpr = RULE >= 3
+    b = tl.program_id(0).to(tl.int64)
+    NN = N * N
+    cols = tl.arange(0, BLOCK_N)
+    cmask = cols < N
+    rbase = tl.arange(0, BLOCK_I)
+    dt = u_ptr.dtype.element_ty
+    eta = 0.0
+    if RULE != 3:
+        eta = tl.load(eta_ptr)
+    state = hebb_ptr + b * NN
+    estate = elig_ptr + b * NN
+
+    # The state starts from hebb0 / elig0 (or zeros), written here so that a rerun (autotuning)
+    # starts afresh.
+    for i0 in range(0, N, BLOCK_I):
+        rows = i0 + rbase
+        m2 = (rows < N)[:, None] & cmask[None, :]
+        off = rows[:, None] * N + cols[None, :]
+        H = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
+        if HAS_HEBB0:
+            H = tl.load(hebb0_ptr + b * NN + off, mask=m2, other=0.0)
+        tl.store(state + off, H, mask=m2)
+        if ELIG:
+            E = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
+            if HAS_ELIG0:
+                E = tl.load(elig0_ptr + b * NN + off, mask=m2, other=0.0)
+            tl.store(estate + off, E, mask=m2)
+    tl.debug_barrier()
+
+    hprev = _load_h(h_ptr, h0_ptr, -1, B, N, b, cols, cmask, HAS_H0).to(dt)  # h_{t-1}
+    M = tl.zeros([BLOCK_N], dtype=dt)  # m_{t-1} per post neuron
+    for t in range(0, T):
+        acc = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+        ck = (t % K) == 0
+        ckoff = ((t // K) * B + b) * NN
+        for i0 in range(0, N, BLOCK_I):
+            rows = i0 + rbase
+            rmask = rows < N
+            m2 = rmask[:, None] & cmask[None, :]
+            off = rows[:, None] * N + cols[None, :]
+            H = tl.load(state + off, mask=m2, other=0.0)
+            E = H
+            if ELIG:
+                E = tl.load(estate + off, mask=m2, other=0.0)
+            if t > 0:  # the pending update of step t-1: pre h_{t-2}, post h_{t-1}
+                pre = _load_h(h_ptr, h0_ptr, t - 2, B, N, b, rows, rmask, HAS_H0)
+                H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE)
+                tl.store(state + off, H, mask=m2)
+                if ELIG:
+                    tl.store(estate + off, E, mask=m2)
+            if ck:
+                tl.store(ckh_ptr + ckoff + off, H, mask=m2)
+                if ELIG:
+                    tl.store(cke_ptr + ckoff + off, E, mask=m2)
+            x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+            w = tl.load(w_ptr + off, mask=m2, other=0.0)
+            A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
+            acc += tl.sum(x[:, None] * (w + A * H), axis=0)
+        h = _tanh(acc)
+        if HAS_CLAMP:
+            c = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0)
+            u_t = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            h = tl.where(c != 0, u_t, h)
+        h = tl.where(cmask, h, 0.0)
+        tl.store(h_ptr + (t * B + b) * N + cols, h, mask=cmask)
+        if MOD:
+            mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+            s = _tanh(tl.sum(h * mw, axis=0) + tl.load(modb_ptr))
+            tl.store(mod_ptr + t * B + b, s)
+            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+        hprev = h
+        tl.debug_barrier()
+
+    # The last step's update.
+    for i0 in range(0, N, BLOCK_I):
+        rows = i0 + rbase
+        rmask = rows < N
+        m2 = rmask[:, None] & cmask[None, :]
+        off = rows[:, None] * N + cols[None, :]
+        H = tl.load(state + off, mask=m2, other=0.0)
+        E = H
+        if ELIG:
+            E = tl.load(estate + off, mask=m2, other=0.0)
+        pre = _load_h(h_ptr, h0_ptr, T - 2, B, N, b, rows, rmask, HAS_H0)
+        H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE)
+        tl.store(state + off, H, mask=m2)
+        if ELIG:
+            tl.store(estate + off, E, mask=m2)
+
+
+@triton.jit
+def plastic_rnn_bwd_kernel(
+    gh_ptr, gH_ptr, gE_ptr, w_ptr, a_ptr, h_ptr, h0_ptr, ckh_ptr, cke_ptr, mod_ptr, clamp_ptr,
+    eta_ptr, modw_ptr, fw_ptr, fb_ptr,
+    ws_h_ptr, ws_e_ptr, carry_ptr,
+    dH_ptr, dE_ptr, dA_ptr, du_ptr, da_ptr, dh0_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr,
+    T, B, N, K, clip,
+    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+):  # fmt: skip
+    """One program per sample, chunks of K steps last to first. Per-sample outputs (summed over
+    the batch by the caller): dA [B, N, N] (alpha per connection) or [B, N], deta [B], dmw [B, N],
+    dmb [B], dfw / dfb [B, N]; plus du, da [T, B, N], dh0 [B, N] and d hebb0 / d elig0 [B, N, N]
+    (dH / dE, which hold the running adjoint of the trace)."""
+    ELIG: tl.constexpr = RULE == 4
+    MOD: tl.constexpr = RULE >= 3
+    b = tl.program_id(0).to(tl.int64)
+    NN = N * N
+    cols = tl.arange(0, BLOCK_N)
+    cmask = cols < N
+    rbase = tl.arange(0, BLOCK_I)
+    dt = gh_ptr.dtype.element_ty
+    eta = 0.0
+    if RULE != 3:
+        eta = tl.load(eta_ptr)
+    dstate = dH_ptr + b * NN
+    destate = dE_ptr + b * NN
+    ws_h = ws_h_ptr + b * K * NN
+    ws_e = ws_e_ptr + b * K * NN
+    carry = carry_ptr + b * N
+
+    for i0 in range(0, N, BLOCK_I):
+        rows = i0 + rbase
+        m2 = (rows < N)[:, None] & cmask[None, :]
+        off = rows[:, None] * N + cols[None, :]
+        z = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
+        dH = z
+        if HAS_GHEBB:
+            dH = tl.load(gH_ptr + b * NN + off, mask=m2, other=0.0)
+        tl.store(dstate + off, dH, mask=m2)
+        if ELIG:
+            dE = z
+            if HAS_GELIG:
+                dE = tl.load(gE_ptr + b * NN + off, mask=m2, other=0.0)
+            tl.store(destate + off, dE, mask=m2)
+        if ALPHA_KIND == 2:
+            tl.store(dA_ptr + b * NN + off, z, mask=m2)
+    tl.debug_barrier()
+
+    zv = tl.zeros([BLOCK_N], dtype=dt)
+    dcur = zv  # adjoint of h_t from the steps after t
+    dA_vec = zv
+    dmw = zv
+    dfw = zv
+    dfb = zv
+    deta = tl.sum(zv, axis=0)
+    dmb = deta
+    n_chunks = (T + K - 1) // K
+    for cc in range(0, n_chunks):
+        c = n_chunks - 1 - cc
+        t0 = c * K
+        t1 = tl.minimum(t0 + K, T)
+        # Traces before steps t0 .. t1-1, from the chunk's checkpoint.
+        for i0 in range(0, N, BLOCK_I):
+            rows = i0 + rbase
+            m2 = (rows < N)[:, None] & cmask[None, :]
+            off = rows[:, None] * N + cols[None, :]
+            tl.store(ws_h + off, tl.load(ckh_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
+            if ELIG:
+                tl.store(ws_e + off, tl.load(cke_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
+        tl.debug_barrier()
+        for t in range(t0, t1 - 1):
+            k = t - t0
+            post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            M = zv
+            if MOD:
+                M = _modulation(
+                    tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT
+                )
+            for i0 in range(0, N, BLOCK_I):
+                rows = i0 + rbase
+                rmask = rows < N
+                m2 = rmask[:, None] & cmask[None, :]
+                off = rows[:, None] * N + cols[None, :]
+                H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
+                E = H
+                if ELIG:
+                    E = tl.load(ws_e + k * NN + off, mask=m2, other=0.0)
+                pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE)
+                tl.store(ws_h + (k + 1) * NN + off, H, mask=m2)
+                if ELIG:
+                    tl.store(ws_e + (k + 1) * NN + off, E, mask=m2)
+            tl.debug_barrier()
+
+        for tt in range(0, t1 - t0):
+            t = t1 - 1 - tt
+            k = t - t0
+            post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            s = 0.0
+            M = zv
+            if MOD:
+                s = tl.load(mod_ptr + t * B + b)
+                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+            # Pass A: adjoint of step t's trace update. Outside [N, N] every loaded tile is zero
+            # (masked loads), so the per-element terms are zero there without masking them.
+            dpost = zv
+            dM = zv
+            for i0 in range(0, N, BLOCK_I):
+                rows = i0 + rbase
+                rmask = rows < N
+                m2 = rmask[:, None] & cmask[None, :]
+                off = rows[:, None] * N + cols[None, :]
+                H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
+                dH = tl.load(dstate + off, mask=m2, other=0.0)
+                E = H
+                dE = dH
+                if ELIG:
+                    E = tl.load(ws_e + k * NN + off, mask=m2, other=0.0)
+                    dE = tl.load(destate + off, mask=m2, other=0.0)
+                pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
+                    H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
+                )
+                tl.store(dstate + off, dH, mask=m2)
+                if ELIG:
+                    tl.store(destate + off, dE, mask=m2)
+                dpost += tl.sum(g_post, axis=0)
+                if MOD:
+                    dM += tl.sum(g_mod, axis=0)
+                if RULE != 3:
+                    deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
+                tl.store(carry + rows, tl.sum(g_pre, axis=1), mask=rmask)
+            # Adjoint of h_t: its output gradient, later steps, this step's trace update and the
+            # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
+            g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
+            if MOD:
+                if HAS_FANOUT:
+                    fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
+                    ds = tl.sum(dM * fw, axis=0)
+                    dfw += dM * s
+                    dfb += dM
+                else:
+                    ds = tl.sum(dM, axis=0)
+                dz = ds * (1.0 - s * s)
+                dmb += dz
+                g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+                dmw += dz * post
+            da = g * (1.0 - post * post)
+            du = da
+            if HAS_CLAMP:
+                cl = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0) != 0
+                da = tl.where(cl, 0.0, da)
+                du = tl.where(cl, g, da)
+            da = tl.where(cmask, da, 0.0)
+            tl.store(du_ptr + (t * B + b) * N + cols, du, mask=cmask)
+            tl.store(da_ptr + (t * B + b) * N + cols, da, mask=cmask)
+            tl.debug_barrier()
+            # Pass B: adjoint of step t's mat-vec a_t = u_t + h_{t-1} (w + A * H_{t-1}).
+            for i0 in range(0, N, BLOCK_I):
+                rows = i0 + rbase
+                rmask = rows < N
+                m2 = rmask[:, None] & cmask[None, :]
+                off = rows[:, None] * N + cols[None, :]
+                H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
+                x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                w = tl.load(w_ptr + off, mask=m2, other=0.0)
+                A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
+                xda = x[:, None] * da[None, :]
+                dH = tl.load(dstate + off, mask=m2, other=0.0) + A * xda
+                tl.store(dstate + off, dH, mask=m2)
+                gA = xda * H
+                if ALPHA_KIND == 2:
+                    prev = tl.load(dA_ptr + b * NN + off, mask=m2, other=0.0)
+                    tl.store(dA_ptr + b * NN + off, prev + gA, mask=m2)
+                else:
+                    dA_vec += tl.sum(gA, axis=0)
+                mv = tl.sum((w + A * H) * da[None, :], axis=1)
+                prev_c = tl.load(carry + rows, mask=rmask, other=0.0)
+                tl.store(carry + rows, prev_c + mv, mask=rmask)
+            tl.debug_barrier()
+            dcur = tl.load(carry + cols, mask=cmask, other=0.0)
+            tl.debug_barrier()
+
+    tl.store(dh0_ptr + b * N + cols, dcur, mask=cmask)
+    if ALPHA_KIND != 2:
+        tl.store(dA_ptr + b * N + cols, dA_vec, mask=cmask)
+    if RULE != 3:
+        tl.store(deta_ptr + b, deta)
+    if MOD:
+        tl.store(dmw_ptr + b * N + cols, dmw, mask=cmask)
+        tl.store(dmb_ptr + b, dmb)
+        if HAS_FANOUT:
+            tl.store(dfw_ptr + b * N + cols, dfw, mask=cmask)
+            tl.store(dfb_ptr + b * N + cols, dfb, mask=cmask)

@@ -1,0 +1,249 @@
+"""Custom ops ``hebbkern::plastic_rnn_triton_fwd`` / ``plastic_rnn_triton_bwd`` over the Triton
+kernels (``torch.library.triton_op``: the fake kernel is derived from the body, and
+``torch.compile(fullgraph=True)`` keeps the kernels in the graph), with autograd registered.
+
+Same argument lists as the C++ ops ``hebbkern::plastic_rnn_fwd`` / ``plastic_rnn_bwd`` (without
+the inputs the backward does not need), so ``hebbkern.ops.plastic_rnn`` dispatches to either.
+
+Imported lazily (first use of ``backend="triton"``), never by ``import hebbkern``.
+"""
+
+# No ``from __future__ import annotations``: triton_op reads the annotations to build the schema.
+import functools
+import os
+
+import torch
+import triton
+from torch import Tensor
+from torch._subclasses.fake_tensor import is_fake
+
+from .plastic_rnn import (
+    RULE_IDS,
+    interpreting,
+    plastic_rnn_bwd_kernel,
+    plastic_rnn_fwd_kernel,
+)
+
+# (register-tile elements, warps): 4 and 8 floats per thread and tile. The checked configurations
+# compile for sm_80 and sm_90 with no spill in the time loop (tests/test_plastic_rnn_triton_aot.py).
+# ptxas picks register budgets by its own occupancy heuristics (96, 128 or 168 registers, spilling
+# a few values) for 2 and 4 warps with 8-16 floats per thread, and 4096 elements on 8 warps reach
+# 255 registers; those shapes spilled inside the step loops and are not shipped (NOTES.md).
+TILE_CONFIGS = ((512, 4), (2048, 8))
+_KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
+# The interpreter runs one small row block, so that odd N exercise several blocks and a partial one.
+INTERPRETER_BLOCK_I = 8
+
+
+def block_n(N: int) -> int:
+    return triton.next_power_of_2(N)
+
+
+def configs_for(BN: int) -> list:
+    """The autotuning configurations shipped for a padded width ``BN`` (deduplicated)."""
+    seen, out = set(), []
+    for elems, warps in TILE_CONFIGS:
+        bi = max(1, min(BN, elems // BN))
+        if (bi, warps) not in seen:
+            seen.add((bi, warps))
+            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps))
+    return out
+
+
+@functools.cache
+def _tuned(kernel_name: str, BN: int):
+    """The kernel autotuned over ``configs_for(BN)``; the choice is cached per (N, B)."""
+    return triton.autotune(configs=configs_for(BN), key=["N", "B"])(_KERNELS[kernel_name])
+
+
+def autotuning() -> bool:
+    """Autotuning is on unless ``HEBBKERN_TRITON_AUTOTUNE=0`` (tests: one compile per case)."""
+    return os.environ.get("HEBBKERN_TRITON_AUTOTUNE", "1") != "0"
+
+
+def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
+    BN = kwargs["BLOCK_N"]
+    if interpreting():
+        # The interpreter's kernels are not JITFunctions, so wrap_triton cannot trace them: under
+        # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
+        if any(isinstance(a, Tensor) and is_fake(a) for a in args):
+            return
+        _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
+    elif not autotuning():
+        cfg = configs_for(BN)[-1]
+        torch.library.wrap_triton(_KERNELS[kernel_name])[grid](
+            *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps
+        )
+    else:
+        torch.library.wrap_triton(_tuned(kernel_name, BN))[grid](*args, **kwargs)
+
+
+def _alpha_kind(alpha: Tensor) -> int:
+    return alpha.dim()  # 0 scalar, 1 per post neuron, 2 per connection
+
+
+@torch.library.triton_op("hebbkern::plastic_rnn_triton_fwd", mutates_args=())
+def plastic_rnn_triton_fwd(
+    u: Tensor,
+    w: Tensor,
+    alpha: Tensor,
+    h0: Tensor | None,
+    hebb0: Tensor | None,
+    elig0: Tensor | None,
+    clamp_mask: Tensor | None,
+    eta: Tensor | None,
+    mod_w: Tensor | None,
+    mod_b: Tensor | None,
+    fanout_w: Tensor | None,
+    fanout_b: Tensor | None,
+    rule: str,
+    clip: float,
+    ckpt_every: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns ``(h, hebb, elig, hebb_ckpt, elig_ckpt, mod)`` as the C++ op does."""
+    T, B, N = u.shape
+    K = ckpt_every
+    C = (T + K - 1) // K
+    retro = rule == "retro"
+    modulated = rule in ("neuromod", "retro")
+    u = u.contiguous()
+
+    def c(x: Tensor | None) -> Tensor:
+        return u if x is None else x.contiguous()
+
+    h = u.new_empty(T, B, N)
+    hebb = u.new_empty(B, N, N)
+    elig = u.new_empty(B, N, N) if retro else u.new_empty(0)
+    hebb_ckpt = u.new_empty(C, B, N, N)
+    elig_ckpt = u.new_empty(C, B, N, N) if retro else u.new_empty(0)
+    mod = u.new_empty(T, B) if modulated else u.new_empty(0)
+    clamp = u if clamp_mask is None else clamp_mask.contiguous().view(torch.uint8)
+    _launch(
+        "fwd", (B,),
+        u, c(w), c(alpha), c(h0), c(hebb0), c(elig0), clamp, c(eta), c(mod_w), c(mod_b),
+        c(fanout_w), c(fanout_b),
+        h, hebb, elig if retro else hebb, hebb_ckpt, elig_ckpt if retro else hebb_ckpt,
+        mod if modulated else h,
+        T, B, N, K, float(clip),
+        RULE=RULE_IDS[rule], ALPHA_KIND=_alpha_kind(alpha), HAS_H0=h0 is not None,
+        HAS_HEBB0=hebb0 is not None, HAS_ELIG0=elig0 is not None,
+        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fanout_w is not None, BLOCK_N=block_n(N),
+    )  # fmt: skip
+    return h, hebb, elig, hebb_ckpt, elig_ckpt, mod
+
+
+@torch.library.triton_op("hebbkern::plastic_rnn_triton_bwd", mutates_args=())
+def plastic_rnn_triton_bwd(
+    grad_h: Tensor,
+    grad_hebb: Tensor | None,
+    grad_elig: Tensor | None,
+    w: Tensor,
+    alpha: Tensor,
+    h0: Tensor | None,
+    h: Tensor,
+    hebb_ckpt: Tensor,
+    elig_ckpt: Tensor,
+    mod: Tensor,
+    clamp_mask: Tensor | None,
+    eta: Tensor | None,
+    mod_w: Tensor | None,
+    fanout_w: Tensor | None,
+    fanout_b: Tensor | None,
+    rule: str,
+    clip: float,
+    ckpt_every: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Returns ``(du, dw, dalpha, dh0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
+    dfanout_b)``; empty tensors where the rule has no such input."""
+    T, B, N = h.shape
+    K = ckpt_every
+    retro = rule == "retro"
+    modulated = rule in ("neuromod", "retro")
+    fan = fanout_w is not None
+    kind = _alpha_kind(alpha)
+    h = h.contiguous()
+    grad_h = grad_h.contiguous()
+
+    def c(x: Tensor | None) -> Tensor:
+        return h if x is None else x.contiguous()
+
+    def empty() -> Tensor:
+        return h.new_empty(0)
+
+    # Workspace: the traces of one chunk, and one vector per sample for the adjoint of h.
+    ws_h = h.new_empty(B, K, N, N)
+    ws_e = h.new_empty(B, K, N, N) if retro else ws_h
+    carry = h.new_empty(B, N)
+    dH = h.new_empty(B, N, N)
+    dE = h.new_empty(B, N, N) if retro else empty()
+    dA = h.new_empty(B, N, N) if kind == 2 else h.new_empty(B, N)
+    du = h.new_empty(T, B, N)
+    da = h.new_empty(T, B, N)
+    dh0 = h.new_empty(B, N)
+    deta = h.new_empty(B)
+    dmw = h.new_empty(B, N) if modulated else empty()
+    dmb = h.new_empty(B) if modulated else empty()
+    dfw = h.new_empty(B, N) if fan else empty()
+    dfb = h.new_empty(B, N) if fan else empty()
+    clamp = h if clamp_mask is None else clamp_mask.contiguous().view(torch.uint8)
+    _launch(
+        "bwd", (B,),
+        grad_h, c(grad_hebb), c(grad_elig), c(w), c(alpha), h, c(h0), hebb_ckpt.contiguous(),
+        c(elig_ckpt if retro else None), c(mod if modulated else None), clamp, c(eta), c(mod_w),
+        c(fanout_w), c(fanout_b),
+        ws_h, ws_e, carry,
+        dH, dE if retro else dH, dA, du, da, dh0, deta, dmw if modulated else dh0,
+        dmb if modulated else deta, dfw if fan else dh0, dfb if fan else dh0,
+        T, B, N, K, float(clip),
+        RULE=RULE_IDS[rule], ALPHA_KIND=kind, HAS_H0=h0 is not None,
+        HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
+        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, BLOCK_N=block_n(N),
+    )  # fmt: skip
+    # The weight gradient is a GEMM over all steps and samples: dw = sum_t h_{t-1}^T da_t.
+    first = h0 if h0 is not None else h.new_zeros(1, B, N)[0]
+    h_prev = torch.cat([first.reshape(1, B, N), h[:-1]], dim=0)
+    dw = h_prev.reshape(T * B, N).transpose(0, 1) @ da.reshape(T * B, N)
+    dalpha = dA.sum(0) if kind else dA.sum()
+    return (
+        du, dw, dalpha, dh0, dH, dE, deta.sum() if rule != "neuromod" else empty(),
+        dmw.sum(0) if modulated else empty(), dmb.sum() if modulated else empty(),
+        dfw.sum(0) if fan else empty(), dfb.sum(0) if fan else empty(),
+    )  # fmt: skip
+
+
+def _setup_context(ctx, inputs, output):
+    (u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
+     rule, clip, ckpt_every) = inputs  # fmt: skip
+    h, _, _, hebb_ckpt, elig_ckpt, mod = output
+    ctx.save_for_backward(
+        w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, fanout_w, fanout_b
+    )
+    ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
+    ctx.given = (h0 is not None, hebb0 is not None, elig0 is not None, mod_b is not None)
+
+
+def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_mod):
+    (w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, fanout_w,
+     fanout_b) = ctx.saved_tensors  # fmt: skip
+    retro = ctx.rule == "retro"
+    if grad_h is None:
+        grad_h = torch.zeros_like(h)
+    (du, dw, dalpha, dh0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
+     dfanout_b) = plastic_rnn_triton_bwd(
+        grad_h, grad_hebb, grad_elig if retro else None, w, alpha, h0, h, hebb_ckpt, elig_ckpt,
+        mod, clamp_mask, eta, mod_w, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.ckpt_every,
+    )  # fmt: skip
+    has_h0, has_hebb0, has_elig0, has_mod_b = ctx.given
+
+    def keep(grad, given):
+        return grad if given else None
+
+    return (
+        du, dw, dalpha, keep(dh0, has_h0), keep(dhebb0, has_hebb0), keep(delig0, has_elig0),
+        None, keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
+        keep(dmod_b, has_mod_b), keep(dfanout_w, fanout_w is not None),
+        keep(dfanout_b, fanout_b is not None), None, None, None,
+    )  # fmt: skip
+
+
+plastic_rnn_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
