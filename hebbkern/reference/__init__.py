@@ -4,7 +4,6 @@ Written for clarity, the way the papers' code writes them (``bmm``, outer produc
 with the same signatures as the public ops.
 """
 
-<<<<<<< HEAD
 from .fop import fop_step
 from .hebbian import hebbian_update
 from .plastic_linear import plastic_linear
