@@ -24,37 +24,17 @@
 #include <vector>
 
 #include "fop_kernel_args.h"
+#include "plastic_rnn_kernel_args.h"  // cpu::Isa, cpu::active_isa()
 
 namespace hebbkern {
 
 namespace fop_cpu {
 namespace {
 
-enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };
-
-Isa detected_isa() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return Isa::Avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
-#endif
-  return Isa::Default;
-}
-
-// The best the CPU supports, capped by $HEBBKERN_CPU_ISA (default|avx2|avx512), as plastic_rnn.
-Isa active_isa() {
-  static const Isa best = detected_isa();
-  const char* cap = std::getenv("HEBBKERN_CPU_ISA");
-  if (cap == nullptr || *cap == '\0') return best;
-  Isa want = Isa::Avx512;
-  if (std::strcmp(cap, "default") == 0)
-    want = Isa::Default;
-  else if (std::strcmp(cap, "avx2") == 0)
-    want = Isa::Avx2;
-  return static_cast<int>(want) < static_cast<int>(best) ? want : best;
-}
+// One instruction-set choice for every kernel family (plastic_rnn.cpp): the best the CPU supports,
+// capped by $HEBBKERN_CPU_ISA.
+using cpu::active_isa;
+using cpu::Isa;
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #define HEBBKERN_FOP_DISPATCH(call)            \
