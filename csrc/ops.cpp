@@ -36,6 +36,21 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  // The CUDA kernels of plastic_rnn_fwd/bwd run on the CPU by the block emulation (tests only).
+  m.def(
+      "_plastic_rnn_emulated_fwd(Tensor u, Tensor w, Tensor alpha, Tensor? h0, Tensor? hebb0, "
+      "Tensor? elig0, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
+      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, int threads, "
+      "int smem_budget, bool reverse) "
+      "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
+  m.def(
+      "_plastic_rnn_emulated_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, "
+      "Tensor w, Tensor alpha, Tensor? h0, Tensor h, Tensor hebb_ckpt, Tensor elig_ckpt, "
+      "Tensor mod, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
+      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, int threads, "
+      "int smem_budget, bool reverse) "
+      "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
+      "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def(
       "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "
       "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "
@@ -86,6 +101,8 @@ TORCH_LIBRARY(hebbkern, m) {
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
+  m.impl("_plastic_rnn_emulated_fwd", &plastic_rnn_emulated_fwd);
+  m.impl("_plastic_rnn_emulated_bwd", &plastic_rnn_emulated_bwd);
   m.impl("fop_step_", &fop_step_cpu);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
@@ -100,9 +117,11 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
 }
 
 #ifdef HEBBKERN_WITH_CUDA
-// The hebbian kernels call ATen (cuBLAS, cuDNN's weight gradient) for the heavy part, so the
-// same functions serve CUDA tensors.
+// plastic_rnn: the block kernels of csrc/cuda/plastic_rnn.cu. The hebbian kernels call ATen
+// (cuBLAS, cuDNN's weight gradient) for the heavy part, so the same functions serve CUDA tensors.
 TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
+  m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cuda);
+  m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
 }

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../plastic_rnn_args.h"
 #include "plastic_rnn_kernel_args.h"
 
 namespace hebbkern {
@@ -80,111 +81,9 @@ namespace {
 
 using cpu::RnnArgs;
 
-at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
-  return (t.has_value() && t->defined()) ? t->contiguous() : at::Tensor();
-}
-
-template <typename T>
-T* ptr_or_null(const at::Tensor& t) {
-  return t.defined() ? t.data_ptr<T>() : nullptr;
-}
-
-// Shared by forward and backward: the argument tensors made contiguous and the scalars read.
-struct Prepared {
-  at::Tensor u, w, A, h0, hebb0, elig0, clamp, mod_w, fan_w, fan_b;
-  double eta = 0, mod_b = 0;
-};
-
-// The raw ops (torch.ops.hebbkern.plastic_rnn_fwd/bwd) can be called without the Python checks of
-// hebbkern/_validation.py, so every shape, dtype and device the kernels rely on is checked here
-// too: no argument may make a kernel read or write out of bounds.
-void check_arg(const char* name, const at::Tensor& t, const at::Tensor& u, at::IntArrayRef shape) {
-  TORCH_CHECK_TYPE(t.scalar_type() == u.scalar_type(), "hebbkern::plastic_rnn: ", name,
-                   " must have the dtype of u (", u.scalar_type(), "), got ", t.scalar_type());
-  TORCH_CHECK_VALUE(t.device() == u.device(), "hebbkern::plastic_rnn: ", name,
-                    " must be on the device of u (", u.device(), "), got ", t.device());
-  TORCH_CHECK_VALUE(t.sizes() == shape, "hebbkern::plastic_rnn: ", name, " must have shape ", shape,
-                    ", got ", t.sizes());
-}
-
-bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
-
-void check_opt(const char* name, const std::optional<at::Tensor>& t, const at::Tensor& u,
-               at::IntArrayRef shape, bool used, const char* rules) {
-  if (!given(t)) return;
-  TORCH_CHECK_VALUE(used, "hebbkern::plastic_rnn: ", name, " is only used by ", rules);
-  check_arg(name, *t, u, shape);
-}
-
-void check_scalar(const char* name, const std::optional<at::Tensor>& t, const at::Tensor& u,
-                  bool used, const char* rules) {
-  if (!given(t)) return;
-  TORCH_CHECK_VALUE(used, "hebbkern::plastic_rnn: ", name, " is only used by ", rules);
-  check_arg(name, *t, u, t->sizes());
-  TORCH_CHECK_VALUE(t->numel() == 1, "hebbkern::plastic_rnn: ", name,
-                    " must have one element, got shape ", t->sizes());
-}
-
-Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-                 const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-                 const std::optional<at::Tensor>& elig0,
-                 const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-                 const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-                 const std::optional<at::Tensor>& fanout_w,
-                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip) {
-  TORCH_CHECK_VALUE(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
-                    "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1, got ", u.sizes());
-  TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
-                   "hebbkern::plastic_rnn: the CPU kernel computes in float32 or float64, got ",
-                   u.scalar_type());
-  TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::plastic_rnn: u must be a CPU tensor");
-  TORCH_CHECK_VALUE(clip > 0, "hebbkern::plastic_rnn: clip must be > 0, got ", clip);
-  const int64_t B = u.size(1), N = u.size(2);
-  const bool modulated = is_modulated(rule), retro = has_eligibility(rule);
-  check_arg("w", w, u, {N, N});
-  TORCH_CHECK_VALUE(alpha.dim() <= 2, "hebbkern::plastic_rnn: alpha must be [N, N], [N] or 0-dim");
-  if (alpha.dim() == 2)
-    check_arg("alpha", alpha, u, {N, N});
-  else if (alpha.dim() == 1)
-    check_arg("alpha", alpha, u, {N});
-  else
-    check_arg("alpha", alpha, u, {});
-  check_opt("h0", h0, u, {B, N}, true, "");
-  check_opt("hebb0", hebb0, u, {B, N, N}, true, "");
-  check_opt("elig0", elig0, u, {B, N, N}, retro, "rule 'retro'");
-  if (given(clamp_mask)) {
-    TORCH_CHECK_VALUE(clamp_mask->sizes() == u.sizes() && clamp_mask->device() == u.device(),
-                      "hebbkern::plastic_rnn: clamp_mask must be [T, B, N] = ", u.sizes(),
-                      " on the device of u, got ", clamp_mask->sizes());
-  }
-  TORCH_CHECK_VALUE(!uses_eta(rule) || given(eta), "hebbkern::plastic_rnn: this rule needs eta");
-  check_scalar("eta", eta, u, uses_eta(rule), "the rules hebb, oja, clip and retro");
-  TORCH_CHECK_VALUE(!modulated || given(mod_w), "hebbkern::plastic_rnn: this rule needs mod_w");
-  check_opt("mod_w", mod_w, u, {N}, modulated, "the rules neuromod and retro");
-  check_scalar("mod_b", mod_b, u, modulated, "the rules neuromod and retro");
-  TORCH_CHECK_VALUE(given(fanout_w) == given(fanout_b),
-                    "hebbkern::plastic_rnn: fanout_w and fanout_b go together");
-  check_opt("fanout_w", fanout_w, u, {N}, modulated, "the rules neuromod and retro");
-  check_opt("fanout_b", fanout_b, u, {N}, modulated, "the rules neuromod and retro");
-
-  Prepared p;
-  p.u = u.contiguous();
-  p.w = w.contiguous();
-  // Per-connection alpha is read row by row; per-neuron and scalar alpha become one shared row
-  // (row stride 0), which stays in L1 instead of streaming an [N, N] copy every step.
-  p.A = alpha.dim() == 2 ? alpha.contiguous() : alpha.expand({N}).contiguous();
-  p.h0 = contiguous_or_undefined(h0);
-  p.hebb0 = contiguous_or_undefined(hebb0);
-  p.elig0 = contiguous_or_undefined(elig0);
-  p.clamp = contiguous_or_undefined(clamp_mask);
-  if (p.clamp.defined()) p.clamp = p.clamp.to(at::kBool).contiguous();
-  p.mod_w = contiguous_or_undefined(mod_w);
-  p.fan_w = contiguous_or_undefined(fanout_w);
-  p.fan_b = contiguous_or_undefined(fanout_b);
-  if (uses_eta(rule)) p.eta = eta->item<double>();
-  if (given(mod_b)) p.mod_b = mod_b->item<double>();
-  return p;
-}
+using rnn_args::contiguous_or_undefined;
+using rnn_args::Prepared;
+using rnn_args::ptr_or_null;
 
 template <typename T>
 RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
@@ -204,13 +103,11 @@ RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
   p.mod_w = ptr_or_null<T>(q.mod_w);
   p.fan_w = ptr_or_null<T>(q.fan_w);
   p.fan_b = ptr_or_null<T>(q.fan_b);
-  p.eta = static_cast<T>(q.eta);
-  p.mod_b = static_cast<T>(q.mod_b);
+  p.eta = static_cast<T>(q.eta_value);
+  p.mod_b = static_cast<T>(q.mod_b_value);
   p.clip = static_cast<T>(clip);
   return p;
 }
-
-at::Tensor empty_like_opts(const at::Tensor& ref) { return at::empty({0}, ref.options()); }
 
 }  // namespace
 
@@ -224,18 +121,12 @@ FwdOut plastic_rnn_fwd_cpu(
     int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
-  const Prepared q = prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                             fanout_b, rule, clip);
-  const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
-  const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
-  const auto opts = u.options();
-  at::Tensor h = at::empty({T_, B, N}, opts);
-  at::Tensor hebb_T = at::empty({B, N, N}, opts);
-  at::Tensor ck_h = at::empty({C, B, N, N}, opts);
-  const bool elig = has_eligibility(rule);
-  at::Tensor elig_T = elig ? at::empty({B, N, N}, opts) : empty_like_opts(u);
-  at::Tensor ck_e = elig ? at::empty({C, B, N, N}, opts) : empty_like_opts(u);
-  at::Tensor mod = is_modulated(rule) ? at::empty({T_, B}, opts) : empty_like_opts(u);
+  TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::plastic_rnn: u must be a CPU tensor");
+  const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
+                                       fanout_w, fanout_b, rule, clip, /*read_scalars=*/true);
+  const int64_t B = u.size(1), N = u.size(2);
+  FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
+  auto& [h, hebb_T, elig_T, ck_h, ck_e, mod] = out;
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_cpu", [&] {
     using T = scalar_t;
@@ -253,7 +144,7 @@ FwdOut plastic_rnn_fwd_cpu(
       cpu::run_forward(isa, rule, p, o, b0, b1, scratch.data());
     });
   });
-  return {h, hebb_T, elig_T, ck_h, ck_e, mod};
+  return out;
 }
 
 BwdOut plastic_rnn_bwd_cpu(
@@ -267,55 +158,37 @@ BwdOut plastic_rnn_bwd_cpu(
     const std::string& rule_name, double clip, int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
-  const Prepared q = prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta, mod_w,
-                             mod_b, fanout_w, fanout_b, rule, clip);
+  TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::plastic_rnn: u must be a CPU tensor");
+  const Prepared q =
+      rnn_args::prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta, mod_w, mod_b,
+                        fanout_w, fanout_b, rule, clip, /*read_scalars=*/true);
+  rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
+                                  rule, ckpt_every);
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
-  const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
-  // The saved forward outputs must be the ones plastic_rnn_fwd made with the same ckpt_every.
-  const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
-  check_arg("h", h, u, {T_, B, N});
-  check_arg("hebb_ckpt", hebb_ckpt, u, {C, B, N, N});
-  if (elig) check_arg("elig_ckpt", elig_ckpt, u, {C, B, N, N});
-  if (modulated) check_arg("mod", mod, u, {T_, B});
-  check_opt("grad_h", grad_h, u, {T_, B, N}, true, "");
-  check_opt("grad_hebb", grad_hebb, u, {B, N, N}, true, "");
-  check_opt("grad_elig", grad_elig, u, {B, N, N}, elig, "rule 'retro'");
-  const bool fan = q.fan_w.defined();
-  const auto opts = u.options();
+  const bool elig = has_eligibility(rule);
   at::Tensor gh = contiguous_or_undefined(grad_h);
   at::Tensor gH = contiguous_or_undefined(grad_hebb);
   at::Tensor gE = elig ? contiguous_or_undefined(grad_elig) : at::Tensor();
   at::Tensor h_c = h.contiguous(), ck_h = hebb_ckpt.contiguous(), ck_e = elig_ckpt.contiguous();
   at::Tensor mod_c = mod.contiguous();
-
-  at::Tensor du = at::empty({T_, B, N}, opts);
-  at::Tensor da = at::empty({T_, B, N}, opts);
-  // d alpha per sample: [N, N], or one [N] row when alpha is per neuron or scalar.
-  at::Tensor dA = alpha.dim() == 2 ? at::zeros({B, N, N}, opts) : at::zeros({B, N}, opts);
-  at::Tensor deta_ps = at::zeros({B}, opts);
-  at::Tensor dmw_ps = modulated ? at::zeros({B, N}, opts) : at::Tensor();
-  at::Tensor dmb_ps = modulated ? at::zeros({B}, opts) : at::Tensor();
-  at::Tensor dfw_ps = fan ? at::zeros({B, N}, opts) : at::Tensor();
-  at::Tensor dfb_ps = fan ? at::zeros({B, N}, opts) : at::Tensor();
-  at::Tensor dh0 = at::empty({B, N}, opts);
-  at::Tensor dH0 = at::empty({B, N, N}, opts);
-  at::Tensor dE0 = elig ? at::empty({B, N, N}, opts) : empty_like_opts(u);
+  // The CPU kernels accumulate into the per-sample rows: they start at zero.
+  const rnn_args::BwdAccumulators a = rnn_args::allocate_backward(q, alpha, rule, /*zeroed=*/true);
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
     // Designated initialisers: a field added to these structs cannot be silently left null.
-    const cpu::BwdOutPtrs<T> o{.dA = dA.data_ptr<T>(),
-                               .deta = deta_ps.data_ptr<T>(),
-                               .dmw = ptr_or_null<T>(dmw_ps),
-                               .dmb = ptr_or_null<T>(dmb_ps),
-                               .dfw = ptr_or_null<T>(dfw_ps),
-                               .dfb = ptr_or_null<T>(dfb_ps),
-                               .du = du.data_ptr<T>(),
-                               .da = da.data_ptr<T>(),
-                               .dh0 = dh0.data_ptr<T>(),
-                               .dH0 = dH0.data_ptr<T>(),
-                               .dE0 = ptr_or_null<T>(dE0)};
+    const cpu::BwdOutPtrs<T> o{.dA = a.dA.data_ptr<T>(),
+                               .deta = a.deta.data_ptr<T>(),
+                               .dmw = ptr_or_null<T>(a.dmw),
+                               .dmb = ptr_or_null<T>(a.dmb),
+                               .dfw = ptr_or_null<T>(a.dfw),
+                               .dfb = ptr_or_null<T>(a.dfb),
+                               .du = a.du.data_ptr<T>(),
+                               .da = a.da.data_ptr<T>(),
+                               .dh0 = a.dh0.data_ptr<T>(),
+                               .dH0 = a.dH0.data_ptr<T>(),
+                               .dE0 = ptr_or_null<T>(a.dE0)};
     const cpu::BwdInPtrs<T> in{.gh = ptr_or_null<T>(gh),
                                .gH = ptr_or_null<T>(gH),
                                .gE = ptr_or_null<T>(gE),
@@ -331,18 +204,7 @@ BwdOut plastic_rnn_bwd_cpu(
     });
   });
 
-  // dw = sum_t h_{t-1}^T da_t: one GEMM over all steps and samples.
-  at::Tensor h_prev = at::cat(
-      {q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts), h_c.narrow(0, 0, T_ - 1)});
-  at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(da.reshape({T_ * B, N}));
-  at::Tensor dalpha = alpha.dim() == 0 ? dA.sum() : dA.sum(0);
-  // Each unused gradient is its own empty tensor: outputs of a custom op must not alias each other.
-  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : empty_like_opts(u);
-  at::Tensor dmw = modulated ? dmw_ps.sum(0) : empty_like_opts(u);
-  at::Tensor dmb = modulated ? dmb_ps.sum() : empty_like_opts(u);
-  at::Tensor dfw = fan ? dfw_ps.sum(0) : empty_like_opts(u);
-  at::Tensor dfb = fan ? dfb_ps.sum(0) : empty_like_opts(u);
-  return {du, dw, dalpha, dh0, dH0, dE0, deta, dmw, dmb, dfw, dfb};
+  return rnn_args::finish_backward(q, alpha, h_c, rule, a);
 }
 
 }  // namespace hebbkern

@@ -1,0 +1,74 @@
+// The CUDA block kernels of plastic_rnn run on the CPU: each sample's block is executed by
+// simt::EmuBlock, sequentially, with a host buffer standing in for its shared memory. Used by the
+// tests (hebbkern::_plastic_rnn_emulated_fwd/bwd) to check the GPU code without a GPU; samples run
+// in parallel, as the blocks of a grid do.
+#include <ATen/Parallel.h>
+
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "hebbkern/plastic_rnn_block.h"
+
+namespace hebbkern::emu {
+
+namespace {
+
+template <typename F>
+void with_rule(Rule r, F&& f) {
+  switch (r) {
+    case Rule::Hebb: return f(std::integral_constant<Rule, Rule::Hebb>{});
+    case Rule::Oja: return f(std::integral_constant<Rule, Rule::Oja>{});
+    case Rule::Clip: return f(std::integral_constant<Rule, Rule::Clip>{});
+    case Rule::Neuromod: return f(std::integral_constant<Rule, Rule::Neuromod>{});
+    case Rule::Retro: return f(std::integral_constant<Rule, Rule::Retro>{});
+  }
+}
+
+// Calls body(block, b, shared_memory) for every sample, in parallel over samples.
+template <typename T, typename F>
+void for_each_block(int64_t B, const simt::Placement& pl, bool reverse, F&& body) {
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    // Poisoned, so that a read of shared memory the kernel never wrote shows up as NaN.
+    std::vector<T> smem(pl.smem_bytes / sizeof(T) + 1, std::numeric_limits<T>::quiet_NaN());
+    const simt::EmuBlock blk{pl.threads, reverse};
+    for (int64_t b = b0; b < b1; ++b) body(blk, b, smem.data());
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void run_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+                 const simt::Placement& pl, T* scratch, bool reverse) {
+  with_rule(rule, [&](auto r) {
+    for_each_block<T>(p.B, pl, reverse, [&](const simt::EmuBlock& blk, int64_t b, T* smem) {
+      simt::forward_sample<decltype(r)::value>(blk, p, o, b, pl, smem, scratch);
+    });
+  });
+}
+
+template <typename T>
+void run_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
+                  const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
+                  bool reverse) {
+  with_rule(rule, [&](auto r) {
+    for_each_block<T>(p.B, pl, reverse, [&](const simt::EmuBlock& blk, int64_t b, T* smem) {
+      simt::backward_sample<decltype(r)::value>(blk, p, in, o, b, pl, smem, scratch);
+    });
+  });
+}
+
+template void run_forward<float>(Rule, const simt::RnnParams<float>&, const simt::RnnFwdOut<float>&,
+                                 const simt::Placement&, float*, bool);
+template void run_forward<double>(Rule, const simt::RnnParams<double>&,
+                                  const simt::RnnFwdOut<double>&, const simt::Placement&, double*,
+                                  bool);
+template void run_backward<float>(Rule, const simt::RnnParams<float>&, const simt::RnnBwdIn<float>&,
+                                  const simt::RnnBwdOut<float>&, const simt::Placement&, float*,
+                                  bool);
+template void run_backward<double>(Rule, const simt::RnnParams<double>&,
+                                   const simt::RnnBwdIn<double>&, const simt::RnnBwdOut<double>&,
+                                   const simt::Placement&, double*, bool);
+
+}  // namespace hebbkern::emu

@@ -1,0 +1,559 @@
+// The plastic recurrent layer (SPEC.md section 1) as the work of ONE thread block on ONE sample,
+// written against the Block interface of simt.h: csrc/cuda/plastic_rnn.cu runs it as the CUDA
+// kernels (one block per sample, all T steps in one launch), csrc/cpu/plastic_rnn_emulated.cpp
+// runs the very same code on the CPU for the tests. The per-element rule math comes from
+// plastic_rules.h, shared with the CPU kernels.
+//
+// Forward, per step, ONE pass over the trace: thread (g, j) owns column j of row group g; for each
+// of its rows it applies the pending update of step t-1 (which needed all of h_{t-1}), writes the
+// checkpoint, and accumulates the mat-vec. Partial sums over the row groups are added in a fixed
+// order by the next phase, so the result does not depend on scheduling.
+//
+// Backward, as on the CPU: per chunk of K steps (last to first) the traces are recomputed from the
+// checkpoint into global scratch, then the steps are walked back. One pass over the rows per step
+// fuses the mat-vec adjoint of step t and the trace-update adjoint of step t-1; warp w owns rows
+// w, w + W, ...; sums along a row are warp butterflies, sums down a column go to per-warp partial
+// rows that a later phase adds in warp order. Nothing uses atomics: every gradient is
+// bit-reproducible.
+//
+// Working set: the small vectors, and the [N, N] state (trace and eligibility, or their adjoints),
+// live in shared memory when they fit (Placement), else in global memory (per-sample scratch or the
+// output tensors themselves). The code is the same either way; only the pointers differ.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "hebbkern/plastic_rules.h"
+#include "hebbkern/simt.h"
+
+namespace hebbkern::simt {
+
+template <typename T>
+struct RnnParams {
+  int64_t T_, B, N, K;  // steps, batch, neurons, checkpoint interval (K <= T_)
+  const T* u;           // [T, B, N]
+  const T* w;           // [N, N]
+  const T* A;           // alpha: row i at A + i * a_stride
+  int64_t a_stride;     // N (per connection) or 0 (per post neuron or scalar: one shared row)
+  const T* h0;          // [B, N] or null (zeros)
+  const T* hebb0;       // [B, N, N] or null
+  const T* elig0;       // [B, N, N] or null
+  const bool* clamp;    // [T, B, N] or null
+  const T* mod_w;       // [N] or null
+  const T* fan_w;       // [N] or null
+  const T* fan_b;       // [N] or null
+  const T* eta;         // one element, read by the kernel (no host sync), or null
+  const T* mod_b;       // one element or null
+  T clip;
+};
+
+template <typename T>
+struct RnnFwdOut {
+  T* h;       // [T, B, N]
+  T* hebb_T;  // [B, N, N]
+  T* elig_T;  // [B, N, N] (retro)
+  T* ck_h;    // [C, B, N, N]
+  T* ck_e;    // [C, B, N, N] (retro)
+  T* mod;     // [T, B] (modulated rules)
+};
+
+template <typename T>
+struct RnnBwdIn {
+  const T* gh;    // [T, B, N] or null
+  const T* gH;    // [B, N, N] or null
+  const T* gE;    // [B, N, N] or null
+  const T* h;     // [T, B, N]
+  const T* ck_h;  // [C, B, N, N]
+  const T* ck_e;  // [C, B, N, N] (retro)
+  const T* mod;   // [T, B] (modulated rules)
+};
+
+template <typename T>
+struct RnnBwdOut {
+  // Per-sample accumulators (written whole by the kernel), reduced over the batch afterwards.
+  T* dA;    // [B, N, N] (alpha per connection) or [B, N]
+  T* deta;  // [B]
+  T* dmw;   // [B, N] (modulated rules)
+  T* dmb;   // [B]    (modulated rules)
+  T* dfw;   // [B, N] (fan-out)
+  T* dfb;   // [B, N] (fan-out)
+  T* du;    // [T, B, N]
+  T* da;    // [T, B, N]: adjoint of the drive a_t, for the dw GEMM
+  T* dh0;   // [B, N]
+  T* dH0;   // [B, N, N]
+  T* dE0;   // [B, N, N] (retro)
+};
+
+// Where one block keeps its working set, and how much memory that takes.
+struct Placement {
+  int threads;                 // block size, a multiple of 32
+  bool vec_in_smem;            // small vectors and partial sums
+  bool state_in_smem;          // the [N, N] state (needs vec_in_smem)
+  int64_t smem_bytes;          // dynamic shared memory per block
+  int64_t scratch_per_sample;  // elements of global scratch per sample
+};
+
+// Row groups of the forward pass: enough (group, column) items to fill the block.
+HK_HOST_DEVICE int64_t fwd_groups(int64_t N, int threads) {
+  const int64_t g = threads / N;
+  return g < 1 ? 1 : (g > N ? N : g);
+}
+
+HK_HOST_DEVICE int64_t fwd_vec_elems(int64_t N, int threads) {
+  return 4 * N + fwd_groups(N, threads) * N + kMaxWarps;
+}
+
+HK_HOST_DEVICE int64_t bwd_vec_elems(int64_t N, int threads) {
+  const int64_t W = threads / kWarpSize;
+  return 8 * N + 3 * W * N + W + kMaxWarps;
+}
+
+// `elig`: the rule keeps an eligibility trace; `smem_budget`: bytes of shared memory a block may
+// use on this device.
+inline Placement place(bool backward, int64_t N, int64_t K, bool elig, int threads,
+                       int64_t smem_budget, int64_t elem_bytes) {
+  const int64_t vec = backward ? bwd_vec_elems(N, threads) : fwd_vec_elems(N, threads);
+  const int64_t state = (elig ? 2 : 1) * N * N;
+  Placement p{threads, false, false, 0, 0};
+  if ((vec + state) * elem_bytes <= smem_budget) {
+    p.vec_in_smem = p.state_in_smem = true;
+    p.smem_bytes = (vec + state) * elem_bytes;
+  } else if (vec * elem_bytes <= smem_budget) {
+    p.vec_in_smem = true;
+    p.smem_bytes = vec * elem_bytes;
+  }
+  p.scratch_per_sample = (p.vec_in_smem ? 0 : vec) + (backward ? (elig ? 2 : 1) * K * N * N : 0);
+  return p;
+}
+
+HK_DEVICE float tanh_t(float x) { return ::tanhf(x); }
+HK_DEVICE double tanh_t(double x) { return ::tanh(x); }
+
+// --------------------------------------------------------------------------------------------
+// Forward
+
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFwdOut<T>& o,
+                              int64_t b, const Placement& pl, T* smem, T* scratch) {
+  constexpr bool kElig = has_eligibility(R);
+  constexpr bool kMod = is_modulated(R);
+  const int64_t N = p.N, NN = N * N, B = p.B;
+  const int64_t G = fwd_groups(N, blk.nthreads());
+  const int64_t rows = (N + G - 1) / G;
+  T* vec = pl.vec_in_smem ? smem : scratch + b * pl.scratch_per_sample;
+  T* hv = vec;            // ring of three activity vectors: h_{t-2}, h_{t-1}, h_t
+  T* M = hv + 3 * N;      // m_t per post neuron
+  T* part = M + N;        // [G, N] partial mat-vec sums
+  T* red = part + G * N;  // block reductions
+  T* state = red + kMaxWarps;
+  T* H = pl.state_in_smem ? state : o.hebb_T + b * NN;
+  T* E = kElig ? (pl.state_in_smem ? state + NN : o.elig_T + b * NN) : nullptr;
+  const T eta = p.eta ? *p.eta : T(0);
+  const T mod_b = p.mod_b ? *p.mod_b : T(0);
+  const T clip = p.clip;
+
+  blk.for_each(NN, [&](int64_t k) {
+    H[k] = p.hebb0 ? p.hebb0[b * NN + k] : T(0);
+    if constexpr (kElig) E[k] = p.elig0 ? p.elig0[b * NN + k] : T(0);
+  });
+  blk.for_each(N, [&](int64_t j) {
+    hv[j] = T(0);
+    hv[N + j] = p.h0 ? p.h0[b * N + j] : T(0);
+    hv[2 * N + j] = T(0);
+    M[j] = T(0);
+  });
+  blk.sync();
+
+  int ipp = 0, ip = 1, ic = 2;  // ring slots of h_{t-2}, h_{t-1}, h_t
+  for (int64_t t = 0; t < p.T_; ++t) {
+    const bool pending = t > 0;  // the update of step t-1 is still to be applied
+    const bool ck = (t % p.K) == 0;
+    T* ckH = ck ? o.ck_h + ((t / p.K) * B + b) * NN : nullptr;
+    T* ckE = (ck && kElig) ? o.ck_e + ((t / p.K) * B + b) * NN : nullptr;
+    const T* hpp = hv + ipp * N;
+    const T* hp = hv + ip * N;
+    blk.for_each(G * N, [&](int64_t k) {
+      const int64_t g = k / N, j = k - g * N;
+      const int64_t i0 = g * rows, i1 = (i0 + rows < N) ? i0 + rows : N;
+      const T post = hp[j], m = M[j];
+      T acc = T(0);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t e = i * N + j;
+        T hij = H[e];
+        if (pending) {
+          T eij = kElig ? E[e] : T(0);
+          trace_forward<R>(hij, eij, hpp[i], post, m, eta, clip);
+          H[e] = hij;
+          if constexpr (kElig) E[e] = eij;
+        }
+        if (ckH) {
+          ckH[e] = hij;
+          if constexpr (kElig) ckE[e] = E[e];
+        }
+        acc += hp[i] * (p.w[e] + p.A[i * p.a_stride + j] * hij);
+      }
+      part[k] = acc;
+    });
+    blk.sync();
+    T* hc = hv + ic * N;
+    const T* u_t = p.u + (t * B + b) * N;
+    const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
+    blk.for_each(N, [&](int64_t j) {
+      T a = u_t[j];
+      for (int64_t g = 0; g < G; ++g) a += part[g * N + j];
+      const T y = (c_t && c_t[j]) ? u_t[j] : tanh_t(a);
+      hc[j] = y;
+      o.h[(t * B + b) * N + j] = y;
+    });
+    blk.sync();
+    if constexpr (kMod) {
+      const T z = blk.sum(N, [&](int64_t j) { return hc[j] * p.mod_w[j]; }, red) + mod_b;
+      const T s = tanh_t(z);
+      blk.single([&] { o.mod[t * B + b] = s; });
+      blk.for_each(N, [&](int64_t j) { M[j] = p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s; });
+      blk.sync();
+    }
+    const int old = ipp;
+    ipp = ip;
+    ip = ic;
+    ic = old;
+  }
+  // The update of the last step, and the final state out of shared memory.
+  const T* hpp = hv + ipp * N;
+  const T* hp = hv + ip * N;
+  blk.for_each(NN, [&](int64_t k) {
+    const int64_t i = k / N, j = k - i * N;
+    T hij = H[k];
+    T eij = kElig ? E[k] : T(0);
+    trace_forward<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip);
+    if (pl.state_in_smem) {
+      o.hebb_T[b * NN + k] = hij;
+      if constexpr (kElig) o.elig_T[b * NN + k] = eij;
+    } else {
+      H[k] = hij;
+      if constexpr (kElig) E[k] = eij;
+    }
+  });
+}
+
+// --------------------------------------------------------------------------------------------
+// Backward
+
+// dst[j] += sum_w col[w, j] (warps in order); col is zeroed for the next use.
+template <typename T, typename Blk>
+HK_DEVICE void fold_columns(const Blk& blk, T* col, int64_t N, T* dst) {
+  const int W = blk.nwarps();
+  blk.for_each(N, [&](int64_t j) {
+    T s = T(0);
+    for (int w = 0; w < W; ++w) {
+      s += col[w * N + j];
+      col[w * N + j] = T(0);
+    }
+    dst[j] += s;
+  });
+}
+
+// The trace-update adjoint of step t on its own (the last step of a chunk): pre adjoints to prev,
+// post and modulation adjoints to the per-warp column partials.
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, const T* Es,
+                         const T* hp, const T* hc, T mod, T* dH, T* dE, T* col_post, T* col_mod,
+                         T* prev, T* deta_w, T eta) {
+  constexpr bool kElig = has_eligibility(R);
+  constexpr bool kMod = is_modulated(R);
+  const int64_t N = p.N;
+  const T clip = p.clip;
+  blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
+    const T pre = hp[i];
+    T* cpost = col_post + w * N;
+    [[maybe_unused]] T* cmod = col_mod + w * N;
+    const Vec<T, 2> r = warp.template sum<Vec<T, 2>>(N, [&](int64_t j) {
+      const int64_t e = i * N + j;
+      T m = T(0);
+      if constexpr (kMod) m = p.fan_w ? p.fan_w[j] * mod + p.fan_b[j] : mod;
+      T unused = T(0);
+      const TraceGrad<T> g = trace_backward<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, eta,
+                                               clip, dH[e], kElig ? dE[e] : unused);
+      cpost[j] += g.d_post;
+      if constexpr (kMod) cmod[j] += g.d_mod;
+      return Vec<T, 2>{{g.d_pre, g.d_eta}};
+    });
+    if (warp.leader()) {
+      prev[i] += r[0];
+      deta_w[w] += r[1];
+    }
+  });
+}
+
+// The inputs of step t-1's trace-update adjoint in the fused row pass.
+template <typename T>
+struct RowPassFused {
+  const T* Hpp;  // trace before step t-1
+  const T* Epp;  // eligibility before step t-1
+  const T* hpp;  // h_{t-2}
+  T mod;         // m_{t-1} before the fan-out
+};
+
+// One pass over the rows at step t: the mat-vec adjoint of step t and, when kFused, the
+// trace-update adjoint of step t-1. Row sums go to prev (adjoint of h_{t-1}), prev2 (of h_{t-2})
+// and the per-warp d eta; column sums to the per-warp partial rows.
+template <Rule R, bool kFused, bool kRowAlpha, typename T, typename Blk>
+HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, const T* hp,
+                        const T* da, T* dH, T* dE, T* dA, T* col_post, T* col_mod, T* col_A,
+                        T* prev, T* prev2, T* deta_w, T eta, const RowPassFused<T>& f) {
+  constexpr bool kElig = has_eligibility(R);
+  constexpr bool kMod = is_modulated(R);
+  const int64_t N = p.N;
+  const T clip = p.clip;
+  blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
+    const T x = hp[i];
+    const T* Arow = p.A + i * p.a_stride;
+    const T* Hrow = Hp + i * N;
+    const T* wrow = p.w + i * N;
+    T* dHrow = dH + i * N;
+    [[maybe_unused]] T* cpost = col_post + w * N;
+    [[maybe_unused]] T* cmod = col_mod + w * N;
+    [[maybe_unused]] T* cA = col_A + w * N;
+    [[maybe_unused]] const T pre = kFused ? f.hpp[i] : T(0);
+    const Vec<T, 3> r = warp.template sum<Vec<T, 3>>(N, [&](int64_t j) {
+      const T hij = Hrow[j];
+      const T xd = x * da[j];
+      dHrow[j] += Arow[j] * xd;
+      if constexpr (kRowAlpha)
+        cA[j] += xd * hij;
+      else
+        dA[i * N + j] += xd * hij;
+      Vec<T, 3> v{{(wrow[j] + Arow[j] * hij) * da[j], T(0), T(0)}};
+      if constexpr (kFused) {
+        const int64_t e = i * N + j;
+        T m = T(0);
+        if constexpr (kMod) m = p.fan_w ? p.fan_w[j] * f.mod + p.fan_b[j] : f.mod;
+        T unused = T(0);
+        const TraceGrad<T> g = trace_backward<R>(f.Hpp[e], kElig ? f.Epp[e] : T(0), pre, hp[j], m,
+                                                 eta, clip, dHrow[j], kElig ? dE[e] : unused);
+        cpost[j] += g.d_post;
+        if constexpr (kMod) cmod[j] += g.d_mod;
+        v[1] = g.d_pre;
+        v[2] = g.d_eta;
+      }
+      return v;
+    });
+    if (warp.leader()) {
+      prev[i] += r[0];
+      if constexpr (kFused) {
+        prev2[i] += r[1];
+        deta_w[w] += r[2];
+      }
+    }
+  });
+}
+
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnBwdIn<T>& in,
+                               const RnnBwdOut<T>& o, int64_t b, const Placement& pl, T* smem,
+                               T* scratch) {
+  constexpr bool kElig = has_eligibility(R);
+  constexpr bool kMod = is_modulated(R);
+  const int64_t N = p.N, NN = N * N, B = p.B, T_ = p.T_, K = p.K;
+  const int W = blk.nwarps();
+  T* gs = scratch + b * pl.scratch_per_sample;  // this sample's global scratch
+  T* vec = pl.vec_in_smem ? smem : gs;
+  T* Hbuf = gs + (pl.vec_in_smem ? 0 : bwd_vec_elems(N, blk.nthreads()));  // K traces
+  T* Ebuf = Hbuf + K * NN;                                                 // K eligibilities
+  T* cur = vec;                                                            // adjoint of h_t
+  T* prev = cur + N;                                                       // adjoint of h_{t-1}
+  T* prev2 = prev + N;                                                     // adjoint of h_{t-2}
+  T* dM = prev2 + N;              // adjoint of m_t (per post neuron)
+  T* dMp = dM + N;                // adjoint of m_{t-1}
+  T* da = dMp + N;                // adjoint of a_t
+  T* zeros = da + N;              // h_{-1} when h0 is not given
+  T* dAcol = zeros + N;           // [N] d alpha of this sample when alpha is one shared row
+  T* col_post = dAcol + N;        // [W, N] column partials: adjoint of post
+  T* col_mod = col_post + W * N;  // [W, N]: adjoint of the modulation
+  T* col_A = col_mod + W * N;     // [W, N]: d alpha (shared row)
+  T* deta_w = col_A + W * N;      // [W]
+  T* red = deta_w + W;            // block reductions
+  T* state = red + kMaxWarps;
+  T* dH = pl.state_in_smem ? state : o.dH0 + b * NN;
+  T* dE = kElig ? (pl.state_in_smem ? state + NN : o.dE0 + b * NN) : nullptr;
+  const bool row_alpha = p.a_stride == 0;
+  T* dA = o.dA + b * (row_alpha ? N : NN);
+  T* dmw = kMod ? o.dmw + b * N : nullptr;
+  T* dfw = o.dfw ? o.dfw + b * N : nullptr;
+  T* dfb = o.dfb ? o.dfb + b * N : nullptr;
+  const T eta = p.eta ? *p.eta : T(0);
+  const T clip = p.clip;
+
+  blk.for_each(NN, [&](int64_t k) {
+    dH[k] = in.gH ? in.gH[b * NN + k] : T(0);
+    if constexpr (kElig) dE[k] = in.gE ? in.gE[b * NN + k] : T(0);
+    if (!row_alpha) dA[k] = T(0);
+  });
+  blk.for_each(8 * N + 3 * W * N + W, [&](int64_t k) { vec[k] = T(0); });
+  blk.for_each(N, [&](int64_t j) {
+    if (kMod) dmw[j] = T(0);
+    if (dfw) {
+      dfw[j] = T(0);
+      dfb[j] = T(0);
+    }
+  });
+  blk.sync();
+
+  auto h_at = [&](int64_t t) -> const T* {
+    return t < 0 ? (p.h0 ? p.h0 + b * N : zeros) : in.h + (t * B + b) * N;
+  };
+  T dmb = T(0);  // identical in every thread (block sums broadcast)
+
+  const int64_t n_chunks = (T_ + K - 1) / K;
+  for (int64_t c = n_chunks - 1; c >= 0; --c) {
+    const int64_t t0 = c * K, t1 = (t0 + K < T_) ? t0 + K : T_;
+    // Recompute the traces before steps t0 .. t1-1 from the chunk's checkpoint.
+    blk.for_each(NN, [&](int64_t k) {
+      Hbuf[k] = in.ck_h[(c * B + b) * NN + k];
+      if constexpr (kElig) Ebuf[k] = in.ck_e[(c * B + b) * NN + k];
+    });
+    blk.sync();
+    for (int64_t t = t0; t < t1 - 1; ++t) {
+      const int64_t s = t - t0;
+      const T* pre = h_at(t - 1);
+      const T* post = h_at(t);
+      const T mt = kMod ? in.mod[t * B + b] : T(0);
+      blk.for_each(NN, [&](int64_t k) {
+        const int64_t i = k / N, j = k - i * N;
+        T hij = Hbuf[s * NN + k];
+        T eij = kElig ? Ebuf[s * NN + k] : T(0);
+        T m = T(0);
+        if constexpr (kMod) m = p.fan_w ? p.fan_w[j] * mt + p.fan_b[j] : mt;
+        trace_forward<R>(hij, eij, pre[i], post[j], m, eta, clip);
+        Hbuf[(s + 1) * NN + k] = hij;
+        if constexpr (kElig) Ebuf[(s + 1) * NN + k] = eij;
+      });
+      blk.sync();
+    }
+    // The last step of the chunk: its trace-update adjoint could not be fused with the step after
+    // it (that one lives in the next chunk), so it runs on its own.
+    {
+      const int64_t t = t1 - 1, s = t - t0;
+      rule_pass<R>(blk, p, Hbuf + s * NN, Ebuf + s * NN, h_at(t - 1), h_at(t),
+                   kMod ? in.mod[t * B + b] : T(0), dH, dE, col_post, col_mod, prev, deta_w, eta);
+      blk.sync();
+      fold_columns(blk, col_post, N, cur);
+      if constexpr (kMod) fold_columns(blk, col_mod, N, dM);
+      blk.sync();
+    }
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t s = t - t0;
+      const T* hc = h_at(t);
+      const T* hp = h_at(t - 1);
+      // Complete the adjoint of h_t: the output gradient and the neuromodulator.
+      if (in.gh) {
+        const T* g = in.gh + (t * B + b) * N;
+        blk.for_each(N, [&](int64_t j) { cur[j] += g[j]; });
+        blk.sync();
+      }
+      if constexpr (kMod) {
+        const T sm = in.mod[t * B + b];
+        const T ds =
+            blk.sum(N, [&](int64_t j) { return p.fan_w ? dM[j] * p.fan_w[j] : dM[j]; }, red);
+        const T dz = ds * (T(1) - sm * sm);
+        dmb += dz;
+        blk.for_each(N, [&](int64_t j) {
+          if (dfw) {
+            dfw[j] += dM[j] * sm;
+            dfb[j] += dM[j];
+          }
+          cur[j] += dz * p.mod_w[j];
+          dmw[j] += dz * hc[j];
+        });
+        blk.sync();
+      }
+      // Through h_t = clamp ? u_t : tanh(a_t).
+      const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
+      blk.for_each(N, [&](int64_t j) {
+        const bool clamped = c_t && c_t[j];
+        const T d = clamped ? T(0) : cur[j] * (T(1) - hc[j] * hc[j]);
+        da[j] = d;
+        o.du[(t * B + b) * N + j] = clamped ? cur[j] : d;
+        o.da[(t * B + b) * N + j] = d;
+      });
+      blk.sync();
+      const T* Hp = Hbuf + s * NN;
+      // The trace-update adjoint of step t-1 joins this pass unless step t-1 is in the previous
+      // chunk. The four variants are separate loops so that each keeps only its own values live.
+      if (t > t0) {
+        const RowPassFused<T> f{Hbuf + (s - 1) * NN, Ebuf + (s - 1) * NN, h_at(t - 2),
+                                kMod ? in.mod[(t - 1) * B + b] : T(0)};
+        if (row_alpha)
+          row_pass<R, true, true>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
+                                  prev2, deta_w, eta, f);
+        else
+          row_pass<R, true, false>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
+                                   prev2, deta_w, eta, f);
+      } else {
+        const RowPassFused<T> f{nullptr, nullptr, nullptr, T(0)};
+        if (row_alpha)
+          row_pass<R, false, true>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
+                                   prev2, deta_w, eta, f);
+        else
+          row_pass<R, false, false>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
+                                    prev2, deta_w, eta, f);
+      }
+      blk.sync();
+      // Column partials in; the adjoints of h_t and m_t are spent: zero them for their next use
+      // (after the rotation below they hold h_{t-3} and m_{t-2}).
+      {
+        T* dMp_ = dMp;
+        T* cur_ = cur;
+        T* dM_ = dM;
+        T* prev_ = prev;
+        blk.for_each(N, [&](int64_t j) {
+          T sp = T(0), sm = T(0), sa = T(0);
+          for (int w = 0; w < W; ++w) {
+            sp += col_post[w * N + j];
+            col_post[w * N + j] = T(0);
+            if (kMod) {
+              sm += col_mod[w * N + j];
+              col_mod[w * N + j] = T(0);
+            }
+            if (row_alpha) {
+              sa += col_A[w * N + j];
+              col_A[w * N + j] = T(0);
+            }
+          }
+          prev_[j] += sp;
+          if (kMod) dMp_[j] += sm;
+          if (row_alpha) dAcol[j] += sa;
+          cur_[j] = T(0);
+          dM_[j] = T(0);
+        });
+        blk.sync();
+      }
+      T* spent = cur;
+      cur = prev;
+      prev = prev2;
+      prev2 = spent;
+      T* m = dM;
+      dM = dMp;
+      dMp = m;
+    }
+  }
+  blk.for_each(N, [&](int64_t j) {
+    o.dh0[b * N + j] = cur[j];
+    if (row_alpha) dA[j] = dAcol[j];
+  });
+  if (pl.state_in_smem) {
+    blk.for_each(NN, [&](int64_t k) {
+      o.dH0[b * NN + k] = dH[k];
+      if constexpr (kElig) o.dE0[b * NN + k] = dE[k];
+    });
+  }
+  blk.single([&] {
+    T de = T(0);
+    for (int w = 0; w < W; ++w) de += deta_w[w];
+    o.deta[b] = de;
+    if (o.dmb) o.dmb[b] = dmb;
+  });
+}
+
+}  // namespace hebbkern::simt

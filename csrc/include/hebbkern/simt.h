@@ -1,0 +1,195 @@
+// A thread block, written once for the GPU and for its emulation on the CPU.
+//
+// The CUDA kernels of hebbkern are written against the small `Block` interface below instead of
+// raw threadIdx arithmetic. On the device (`CudaBlock`) it is the usual block-stride loops, warp
+// shuffles and __syncthreads(). On the host (`EmuBlock`) the same kernel body runs one block at a
+// time, sequentially, so the CPU tests execute the exact indexing, phase structure, reductions and
+// checkpoint logic of the GPU kernels (csrc/cpu/plastic_rnn_emulated.cpp), not a re-implementation.
+//
+// The contract that makes the emulation exact (and the kernels free of races):
+//   - memory is written only inside for_each / for_each_row / single, and the items of one call
+//     are independent: an item never reads what another item of the same call writes;
+//   - a warp's rows run in order; within a warp, lane l handles j = l, l + 32, ... in order;
+//   - sync() separates calls whose items depend on each other.
+// EmuBlock can run items, warps and lanes in reverse order; a kernel that breaks the contract then
+// gives different bits, which the tests check (a CPU-side race detector).
+#pragma once
+
+#include <cstdint>
+
+// HK_DEVICE: device code under nvcc (the kernels), plain inline code in the host emulation.
+#if defined(__CUDACC__)
+#define HK_DEVICE __device__ __forceinline__
+#define HK_UNROLL _Pragma("unroll")
+#else
+#define HK_DEVICE inline
+#define HK_UNROLL
+#endif
+
+namespace hebbkern::simt {
+
+constexpr int kWarpSize = 32;
+constexpr int kMaxWarps = 32;  // 1024 threads
+
+// A few values reduced together (one warp-level tree for all of them).
+template <typename T, int K>
+struct Vec {
+  T v[K];
+  HK_DEVICE Vec operator+(const Vec& o) const {
+    Vec r;
+    HK_UNROLL
+    for (int k = 0; k < K; ++k) r.v[k] = v[k] + o.v[k];
+    return r;
+  }
+  HK_DEVICE T& operator[](int k) { return v[k]; }
+  HK_DEVICE const T& operator[](int k) const { return v[k]; }
+};
+
+template <typename T, int K>
+HK_DEVICE Vec<T, K> zero_vec() {
+  Vec<T, K> r;
+  HK_UNROLL
+  for (int k = 0; k < K; ++k) r.v[k] = T(0);
+  return r;
+}
+
+#if defined(__CUDACC__)  // nvcc, both passes: the kernels; g++: the emulation
+
+template <typename T, int K>
+__device__ __forceinline__ Vec<T, K> shfl_xor(const Vec<T, K>& x, int mask) {
+  Vec<T, K> r;
+#pragma unroll
+  for (int k = 0; k < K; ++k) r.v[k] = __shfl_xor_sync(0xffffffffu, x.v[k], mask);
+  return r;
+}
+
+// One warp of the block working on one row.
+struct CudaWarp {
+  int lane;
+  // sum_{j < n} f(j), with lane l evaluating f(j) for j = l, l + 32, ...; the xor butterfly gives
+  // every lane the same bits (IEEE addition is commutative), so no broadcast is needed.
+  template <typename V, typename F>
+  __device__ __forceinline__ V sum(int64_t n, F&& f) const {
+    V s = V{};
+    // Unrolled twice at most: the row passes of the backward keep many pointers live, and deeper
+    // unrolling made ptxas spill (NOTES.md).
+#pragma unroll 2
+    for (int64_t j = lane; j < n; j += kWarpSize) s = s + f(j);
+#pragma unroll
+    for (int off = kWarpSize / 2; off > 0; off >>= 1) s = s + shfl_xor(s, off);
+    return s;
+  }
+  __device__ __forceinline__ bool leader() const { return lane == 0; }
+};
+
+struct CudaBlock {
+  __device__ __forceinline__ int nthreads() const { return blockDim.x; }
+  __device__ __forceinline__ int nwarps() const { return blockDim.x / kWarpSize; }
+  template <typename F>
+  __device__ __forceinline__ void for_each(int64_t n, F&& f) const {
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) f(k);
+  }
+  // f(warp, row, warp_index) for rows i = w, w + nwarps, ... of warp w.
+  template <typename F>
+  __device__ __forceinline__ void for_each_row(int64_t n, F&& f) const {
+    const int w = threadIdx.x / kWarpSize;
+    const CudaWarp warp{static_cast<int>(threadIdx.x % kWarpSize)};
+    for (int64_t i = w; i < n; i += nwarps()) f(warp, i, w);
+  }
+  template <typename F>
+  __device__ __forceinline__ void single(F&& f) const {
+    if (threadIdx.x == 0) f();
+  }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  // sum_{k < n} f(k) for the whole block, identical bits in every thread. `red` holds kMaxWarps
+  // values (shared memory); two barriers inside.
+  template <typename T, typename F>
+  __device__ __forceinline__ T sum(int64_t n, F&& f, T* red) const {
+    T s = T(0);
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) s += f(k);
+#pragma unroll
+    for (int off = kWarpSize / 2; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (threadIdx.x % kWarpSize == 0) red[threadIdx.x / kWarpSize] = s;
+    __syncthreads();
+    T total = T(0);
+    for (int w = 0; w < nwarps(); ++w) total += red[w];
+    __syncthreads();  // `red` may be reused right after
+    return total;
+  }
+};
+
+#else  // host: the emulation
+
+// The xor butterfly of CudaWarp::sum over 32 lane values, in the same order.
+template <typename V>
+inline V butterfly(V (&lanes)[kWarpSize]) {
+  for (int off = kWarpSize / 2; off > 0; off >>= 1) {
+    V next[kWarpSize];
+    for (int l = 0; l < kWarpSize; ++l) next[l] = lanes[l] + lanes[l ^ off];
+    for (int l = 0; l < kWarpSize; ++l) lanes[l] = next[l];
+  }
+  return lanes[0];
+}
+
+struct EmuWarp {
+  bool reverse;
+  template <typename V, typename F>
+  V sum(int64_t n, F&& f) const {
+    V lanes[kWarpSize];
+    for (int l = 0; l < kWarpSize; ++l) lanes[l] = V{};
+    for (int q = 0; q < kWarpSize; ++q) {
+      const int l = reverse ? kWarpSize - 1 - q : q;
+      for (int64_t j = l; j < n; j += kWarpSize) lanes[l] = lanes[l] + f(j);
+    }
+    return butterfly(lanes);
+  }
+  bool leader() const { return true; }  // the emulated warp body runs once, not per lane
+};
+
+struct EmuBlock {
+  int threads;   // multiple of 32, at most 1024
+  bool reverse;  // run items, warps and lanes last to first
+  int nthreads() const { return threads; }
+  int nwarps() const { return threads / kWarpSize; }
+  template <typename F>
+  void for_each(int64_t n, F&& f) const {
+    if (reverse) {
+      for (int64_t k = n - 1; k >= 0; --k) f(k);
+    } else {
+      for (int64_t k = 0; k < n; ++k) f(k);
+    }
+  }
+  template <typename F>
+  void for_each_row(int64_t n, F&& f) const {
+    const EmuWarp warp{reverse};
+    for (int q = 0; q < nwarps(); ++q) {
+      const int w = reverse ? nwarps() - 1 - q : q;
+      for (int64_t i = w; i < n; i += nwarps()) f(warp, i, w);
+    }
+  }
+  template <typename F>
+  void single(F&& f) const {
+    f();
+  }
+  void sync() const {}
+  // The same partition and order as CudaBlock::sum: per-thread strided partials, a butterfly per
+  // warp, then the warps in order.
+  template <typename T, typename F>
+  T sum(int64_t n, F&& f, T* /*red*/) const {
+    T total = T(0);
+    for (int w = 0; w < nwarps(); ++w) {
+      T lanes[kWarpSize];
+      for (int l = 0; l < kWarpSize; ++l) {
+        T s = T(0);
+        for (int64_t k = w * kWarpSize + l; k < n; k += threads) s += f(k);
+        lanes[l] = s;
+      }
+      total += butterfly(lanes);
+    }
+    return total;
+  }
+};
+
+#endif
+
+}  // namespace hebbkern::simt

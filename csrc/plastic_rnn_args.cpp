@@ -1,0 +1,183 @@
+// See plastic_rnn_args.h. The checks were written for the CPU kernels first; every other
+// implementation of the ops reuses them so that all of them reject the same inputs.
+#include "plastic_rnn_args.h"
+
+namespace hebbkern::rnn_args {
+
+bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
+at::Tensor empty_like_opts(const at::Tensor& ref) { return at::empty({0}, ref.options()); }
+
+at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
+  return (t.has_value() && t->defined()) ? t->contiguous() : at::Tensor();
+}
+
+void check_arg(const char* name, const at::Tensor& t, const at::Tensor& u, at::IntArrayRef shape) {
+  TORCH_CHECK_TYPE(t.scalar_type() == u.scalar_type(), "hebbkern::plastic_rnn: ", name,
+                   " must have the dtype of u (", u.scalar_type(), "), got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.device() == u.device(), "hebbkern::plastic_rnn: ", name,
+                    " must be on the device of u (", u.device(), "), got ", t.device());
+  TORCH_CHECK_VALUE(t.sizes() == shape, "hebbkern::plastic_rnn: ", name, " must have shape ", shape,
+                    ", got ", t.sizes());
+}
+
+void check_opt(const char* name, const std::optional<at::Tensor>& t, const at::Tensor& u,
+               at::IntArrayRef shape, bool used, const char* rules) {
+  if (!given(t)) return;
+  TORCH_CHECK_VALUE(used, "hebbkern::plastic_rnn: ", name, " is only used by ", rules);
+  check_arg(name, *t, u, shape);
+}
+
+void check_scalar(const char* name, const std::optional<at::Tensor>& t, const at::Tensor& u,
+                  bool used, const char* rules) {
+  if (!given(t)) return;
+  TORCH_CHECK_VALUE(used, "hebbkern::plastic_rnn: ", name, " is only used by ", rules);
+  check_arg(name, *t, u, t->sizes());
+  TORCH_CHECK_VALUE(t->numel() == 1, "hebbkern::plastic_rnn: ", name,
+                    " must have one element, got shape ", t->sizes());
+}
+
+Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
+                 const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
+                 const std::optional<at::Tensor>& elig0,
+                 const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+                 const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+                 const std::optional<at::Tensor>& fanout_w,
+                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip,
+                 bool read_scalars) {
+  TORCH_CHECK_VALUE(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
+                    "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1, got ", u.sizes());
+  TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
+                   "hebbkern::plastic_rnn: the kernels compute in float32 or float64, got ",
+                   u.scalar_type());
+  TORCH_CHECK_VALUE(clip > 0, "hebbkern::plastic_rnn: clip must be > 0, got ", clip);
+  const int64_t B = u.size(1), N = u.size(2);
+  const bool modulated = is_modulated(rule), retro = has_eligibility(rule);
+  check_arg("w", w, u, {N, N});
+  TORCH_CHECK_VALUE(alpha.dim() <= 2, "hebbkern::plastic_rnn: alpha must be [N, N], [N] or 0-dim");
+  if (alpha.dim() == 2)
+    check_arg("alpha", alpha, u, {N, N});
+  else if (alpha.dim() == 1)
+    check_arg("alpha", alpha, u, {N});
+  else
+    check_arg("alpha", alpha, u, {});
+  check_opt("h0", h0, u, {B, N}, true, "");
+  check_opt("hebb0", hebb0, u, {B, N, N}, true, "");
+  check_opt("elig0", elig0, u, {B, N, N}, retro, "rule 'retro'");
+  if (given(clamp_mask)) {
+    TORCH_CHECK_VALUE(clamp_mask->sizes() == u.sizes() && clamp_mask->device() == u.device(),
+                      "hebbkern::plastic_rnn: clamp_mask must be [T, B, N] = ", u.sizes(),
+                      " on the device of u, got ", clamp_mask->sizes());
+  }
+  TORCH_CHECK_VALUE(!uses_eta(rule) || given(eta), "hebbkern::plastic_rnn: this rule needs eta");
+  check_scalar("eta", eta, u, uses_eta(rule), "the rules hebb, oja, clip and retro");
+  TORCH_CHECK_VALUE(!modulated || given(mod_w), "hebbkern::plastic_rnn: this rule needs mod_w");
+  check_opt("mod_w", mod_w, u, {N}, modulated, "the rules neuromod and retro");
+  check_scalar("mod_b", mod_b, u, modulated, "the rules neuromod and retro");
+  TORCH_CHECK_VALUE(given(fanout_w) == given(fanout_b),
+                    "hebbkern::plastic_rnn: fanout_w and fanout_b go together");
+  check_opt("fanout_w", fanout_w, u, {N}, modulated, "the rules neuromod and retro");
+  check_opt("fanout_b", fanout_b, u, {N}, modulated, "the rules neuromod and retro");
+
+  Prepared p;
+  p.u = u.contiguous();
+  p.w = w.contiguous();
+  // Per-connection alpha is read row by row; per-neuron and scalar alpha become one shared row
+  // (row stride 0), which stays in L1 instead of streaming an [N, N] copy every step.
+  p.A = alpha.dim() == 2 ? alpha.contiguous() : alpha.expand({N}).contiguous();
+  p.h0 = contiguous_or_undefined(h0);
+  p.hebb0 = contiguous_or_undefined(hebb0);
+  p.elig0 = contiguous_or_undefined(elig0);
+  p.clamp = contiguous_or_undefined(clamp_mask);
+  if (p.clamp.defined()) p.clamp = p.clamp.to(at::kBool).contiguous();
+  p.mod_w = contiguous_or_undefined(mod_w);
+  p.fan_w = contiguous_or_undefined(fanout_w);
+  p.fan_b = contiguous_or_undefined(fanout_b);
+  if (uses_eta(rule)) p.eta = eta->contiguous();
+  if (given(mod_b)) p.mod_b = mod_b->contiguous();
+  if (read_scalars && p.eta.defined()) p.eta_value = p.eta.item<double>();
+  if (read_scalars && p.mod_b.defined()) p.mod_b_value = p.mod_b.item<double>();
+  return p;
+}
+
+void check_backward_inputs(const std::optional<at::Tensor>& grad_h,
+                           const std::optional<at::Tensor>& grad_hebb,
+                           const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
+                           const at::Tensor& h, const at::Tensor& hebb_ckpt,
+                           const at::Tensor& elig_ckpt, const at::Tensor& mod, Rule rule,
+                           int64_t ckpt_every) {
+  const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
+  // The saved forward outputs must be the ones plastic_rnn_fwd made with the same ckpt_every.
+  const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
+  const bool elig = has_eligibility(rule);
+  check_arg("h", h, u, {T_, B, N});
+  check_arg("hebb_ckpt", hebb_ckpt, u, {C, B, N, N});
+  if (elig) check_arg("elig_ckpt", elig_ckpt, u, {C, B, N, N});
+  if (is_modulated(rule)) check_arg("mod", mod, u, {T_, B});
+  check_opt("grad_h", grad_h, u, {T_, B, N}, true, "");
+  check_opt("grad_hebb", grad_hebb, u, {B, N, N}, true, "");
+  check_opt("grad_elig", grad_elig, u, {B, N, N}, elig, "rule 'retro'");
+}
+
+FwdOut allocate_forward(const at::Tensor& u, Rule rule, int64_t ckpt_every) {
+  const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
+  const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
+  const auto opts = u.options();
+  const bool elig = has_eligibility(rule);
+  return {at::empty({T_, B, N}, opts),
+          at::empty({B, N, N}, opts),
+          elig ? at::empty({B, N, N}, opts) : empty_like_opts(u),
+          at::empty({C, B, N, N}, opts),
+          elig ? at::empty({C, B, N, N}, opts) : empty_like_opts(u),
+          is_modulated(rule) ? at::empty({T_, B}, opts) : empty_like_opts(u)};
+}
+
+BwdAccumulators allocate_backward(const Prepared& q, const at::Tensor& alpha, Rule rule,
+                                  bool zeroed) {
+  const int64_t T_ = q.u.size(0), B = q.u.size(1), N = q.u.size(2);
+  const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
+  const bool fan = q.fan_w.defined();
+  const auto opts = q.u.options();
+  auto acc = [&](at::IntArrayRef shape) {
+    return zeroed ? at::zeros(shape, opts) : at::empty(shape, opts);
+  };
+  BwdAccumulators a;
+  a.du = at::empty({T_, B, N}, opts);
+  a.da = at::empty({T_, B, N}, opts);
+  // d alpha per sample: [N, N], or one [N] row when alpha is per neuron or scalar.
+  a.dA = alpha.dim() == 2 ? acc({B, N, N}) : acc({B, N});
+  a.deta = acc({B});
+  if (modulated) {
+    a.dmw = acc({B, N});
+    a.dmb = acc({B});
+  }
+  if (fan) {
+    a.dfw = acc({B, N});
+    a.dfb = acc({B, N});
+  }
+  a.dh0 = at::empty({B, N}, opts);
+  a.dH0 = at::empty({B, N, N}, opts);
+  a.dE0 = elig ? at::empty({B, N, N}, opts) : empty_like_opts(q.u);
+  return a;
+}
+
+BwdOut finish_backward(const Prepared& q, const at::Tensor& alpha, const at::Tensor& h, Rule rule,
+                       const BwdAccumulators& a) {
+  const int64_t T_ = q.u.size(0), B = q.u.size(1), N = q.u.size(2);
+  const auto opts = q.u.options();
+  const bool modulated = is_modulated(rule), fan = q.fan_w.defined();
+  // dw = sum_t h_{t-1}^T da_t: one GEMM over all steps and samples.
+  at::Tensor h_prev = at::cat(
+      {q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts), h.narrow(0, 0, T_ - 1)});
+  at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(a.da.reshape({T_ * B, N}));
+  at::Tensor dalpha = alpha.dim() == 0 ? a.dA.sum() : a.dA.sum(0);
+  // Each unused gradient is its own empty tensor: outputs of a custom op must not alias each other.
+  at::Tensor deta = uses_eta(rule) ? a.deta.sum() : empty_like_opts(q.u);
+  at::Tensor dmw = modulated ? a.dmw.sum(0) : empty_like_opts(q.u);
+  at::Tensor dmb = modulated ? a.dmb.sum() : empty_like_opts(q.u);
+  at::Tensor dfw = fan ? a.dfw.sum(0) : empty_like_opts(q.u);
+  at::Tensor dfb = fan ? a.dfb.sum(0) : empty_like_opts(q.u);
+  return {a.du, dw, dalpha, a.dh0, a.dH0, a.dE0, deta, dmw, dmb, dfw, dfb};
+}
+
+}  // namespace hebbkern::rnn_args

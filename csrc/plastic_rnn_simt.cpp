@@ -1,0 +1,272 @@
+// Torch-facing side of the block kernels of plastic_rnn (csrc/include/hebbkern/
+// plastic_rnn_block.h): the CUDA implementation of hebbkern::plastic_rnn_fwd/bwd, and the CPU
+// emulation of the same kernels (hebbkern::_plastic_rnn_emulated_fwd/bwd) that the tests run on
+// machines without a GPU. Both go through the functions below; only the last call differs.
+#include <torch/types.h>
+
+#include <limits>
+
+#include "hebbkern/plastic_rnn_block.h"
+#include "plastic_rnn.h"
+#include "plastic_rnn_args.h"
+
+#ifdef HEBBKERN_WITH_CUDA
+// c10 headers only: ATen/cuda/CUDAContext.h needs the cuSPARSE/cuBLAS headers, which a minimal
+// toolkit lacks.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "cuda/plastic_rnn_launch.h"
+#endif
+
+namespace hebbkern {
+
+namespace emu {
+// csrc/cpu/plastic_rnn_emulated.cpp
+template <typename T>
+void run_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+                 const simt::Placement& pl, T* scratch, bool reverse);
+template <typename T>
+void run_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
+                  const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse);
+}  // namespace emu
+
+namespace {
+
+using rnn_args::contiguous_or_undefined;
+using rnn_args::Prepared;
+using rnn_args::ptr_or_null;
+
+// Where the block kernels run: on the GPU, or emulated on the CPU with a given block size and
+// shared-memory budget (so the tests reach both placements of plastic_rnn_block.h).
+struct Target {
+  bool emulate;
+  int threads;
+  int64_t smem_budget;  // bytes
+  bool reverse;         // emulation only: items, warps and lanes in reverse order
+};
+
+void check_target(const Target& tg, const at::Tensor& u) {
+  if (tg.emulate) {
+    TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::_plastic_rnn_emulated: u must be on the CPU");
+    TORCH_CHECK_VALUE(
+        tg.threads >= simt::kWarpSize && tg.threads <= 1024 && tg.threads % simt::kWarpSize == 0,
+        "hebbkern::_plastic_rnn_emulated: threads must be a multiple of 32 in "
+        "[32, 1024], got ",
+        tg.threads);
+    TORCH_CHECK_VALUE(tg.smem_budget >= 0, "hebbkern::_plastic_rnn_emulated: smem_budget < 0");
+  } else {
+    TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
+  }
+}
+
+template <typename T>
+simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K) {
+  simt::RnnParams<T> p{};
+  p.T_ = q.u.size(0);
+  p.B = q.u.size(1);
+  p.N = q.u.size(2);
+  p.K = K < p.T_ ? K : p.T_;
+  p.u = q.u.data_ptr<T>();
+  p.w = q.w.data_ptr<T>();
+  p.A = q.A.data_ptr<T>();
+  p.a_stride = q.A.dim() == 2 ? p.N : 0;
+  p.h0 = ptr_or_null<T>(q.h0);
+  p.hebb0 = ptr_or_null<T>(q.hebb0);
+  p.elig0 = ptr_or_null<T>(q.elig0);
+  p.clamp = q.clamp.defined() ? q.clamp.data_ptr<bool>() : nullptr;
+  p.mod_w = ptr_or_null<T>(q.mod_w);
+  p.fan_w = ptr_or_null<T>(q.fan_w);
+  p.fan_b = ptr_or_null<T>(q.fan_b);
+  p.eta = ptr_or_null<T>(q.eta);
+  p.mod_b = ptr_or_null<T>(q.mod_b);
+  p.clip = static_cast<T>(clip);
+  return p;
+}
+
+template <typename T>
+simt::Placement placement(const Target& tg, bool backward, const simt::RnnParams<T>& p, Rule rule) {
+  return simt::place(backward, p.N, p.K, has_eligibility(rule), tg.threads, tg.smem_budget,
+                     sizeof(T));
+}
+
+// Global scratch of the kernels; NaN-filled in the emulation so that an element read before it is
+// written shows up in the tests.
+at::Tensor new_scratch(const Target& tg, int64_t n, const at::Tensor& u) {
+  return tg.emulate ? at::full({n}, std::numeric_limits<double>::quiet_NaN(), u.options())
+                    : at::empty({n}, u.options());
+}
+
+#ifdef HEBBKERN_WITH_CUDA
+void check_cuda(cudaError_t e) {
+  TORCH_CHECK(e == cudaSuccess,
+              "hebbkern::plastic_rnn: CUDA kernel launch failed: ", cudaGetErrorString(e));
+}
+
+Target cuda_target(const at::Tensor& u) {
+  const int64_t budget = cuda_kernels::smem_budget(u.device().index());
+  TORCH_CHECK(budget >= 0, "hebbkern::plastic_rnn: cannot query the device's shared memory");
+  return {false, cuda_kernels::kThreads, budget, false};
+}
+#endif
+
+FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
+               const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
+               const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
+               const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+               const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+               const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
+               int64_t ckpt_every) {
+  const Rule rule = parse_rule(rule_name);
+  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
+  check_target(tg, u);
+  const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
+                                       fanout_w, fanout_b, rule, clip, false);
+  FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
+  auto& [h, hebb_T, elig_T, ck_h, ck_e, mod] = out;
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_block", [&] {
+    using T = scalar_t;
+    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every);
+    const simt::RnnFwdOut<T> o{.h = h.data_ptr<T>(),
+                               .hebb_T = hebb_T.data_ptr<T>(),
+                               .elig_T = ptr_or_null<T>(elig_T),
+                               .ck_h = ck_h.data_ptr<T>(),
+                               .ck_e = ptr_or_null<T>(ck_e),
+                               .mod = ptr_or_null<T>(mod)};
+    const simt::Placement pl = placement(tg, false, p, rule);
+    at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
+    if (tg.emulate) {
+      emu::run_forward<T>(rule, p, o, pl, scratch.data_ptr<T>(), tg.reverse);
+    } else {
+#ifdef HEBBKERN_WITH_CUDA
+      check_cuda(cuda_kernels::launch_forward<T>(rule, p, o, pl, scratch.data_ptr<T>(),
+                                                 c10::cuda::getCurrentCUDAStream().stream()));
+#endif
+    }
+  });
+  return out;
+}
+
+BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
+                const std::optional<at::Tensor>& grad_hebb,
+                const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
+                const at::Tensor& w, const at::Tensor& alpha, const std::optional<at::Tensor>& h0,
+                const at::Tensor& h, const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt,
+                const at::Tensor& mod, const std::optional<at::Tensor>& clamp_mask,
+                const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+                const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+                const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
+                double clip, int64_t ckpt_every) {
+  const Rule rule = parse_rule(rule_name);
+  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
+  check_target(tg, u);
+  const Prepared q = rnn_args::prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta,
+                                       mod_w, mod_b, fanout_w, fanout_b, rule, clip, false);
+  rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
+                                  rule, ckpt_every);
+  const bool elig = has_eligibility(rule);
+  at::Tensor gh = contiguous_or_undefined(grad_h);
+  at::Tensor gH = contiguous_or_undefined(grad_hebb);
+  at::Tensor gE = elig ? contiguous_or_undefined(grad_elig) : at::Tensor();
+  at::Tensor h_c = h.contiguous(), ck_h = hebb_ckpt.contiguous(), ck_e = elig_ckpt.contiguous();
+  at::Tensor mod_c = mod.contiguous();
+  // The block kernels write every per-sample accumulator whole: no zero-filling here.
+  const rnn_args::BwdAccumulators a = rnn_args::allocate_backward(q, alpha, rule, false);
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_block", [&] {
+    using T = scalar_t;
+    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every);
+    const simt::RnnBwdOut<T> o{.dA = a.dA.data_ptr<T>(),
+                               .deta = a.deta.data_ptr<T>(),
+                               .dmw = ptr_or_null<T>(a.dmw),
+                               .dmb = ptr_or_null<T>(a.dmb),
+                               .dfw = ptr_or_null<T>(a.dfw),
+                               .dfb = ptr_or_null<T>(a.dfb),
+                               .du = a.du.data_ptr<T>(),
+                               .da = a.da.data_ptr<T>(),
+                               .dh0 = a.dh0.data_ptr<T>(),
+                               .dH0 = a.dH0.data_ptr<T>(),
+                               .dE0 = ptr_or_null<T>(a.dE0)};
+    const simt::RnnBwdIn<T> in{.gh = ptr_or_null<T>(gh),
+                               .gH = ptr_or_null<T>(gH),
+                               .gE = ptr_or_null<T>(gE),
+                               .h = h_c.data_ptr<T>(),
+                               .ck_h = ck_h.data_ptr<T>(),
+                               .ck_e = ptr_or_null<T>(ck_e),
+                               .mod = ptr_or_null<T>(mod_c)};
+    const simt::Placement pl = placement(tg, true, p, rule);
+    at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
+    if (tg.emulate) {
+      emu::run_backward<T>(rule, p, in, o, pl, scratch.data_ptr<T>(), tg.reverse);
+    } else {
+#ifdef HEBBKERN_WITH_CUDA
+      check_cuda(cuda_kernels::launch_backward<T>(rule, p, in, o, pl, scratch.data_ptr<T>(),
+                                                  c10::cuda::getCurrentCUDAStream().stream()));
+#endif
+    }
+  });
+  return rnn_args::finish_backward(q, alpha, h_c, rule, a);
+}
+
+}  // namespace
+
+FwdOut plastic_rnn_emulated_fwd(
+    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
+    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
+    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
+    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse) {
+  const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
+  return forward(tg, u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
+                 fanout_b, rule, clip, ckpt_every);
+}
+
+BwdOut plastic_rnn_emulated_bwd(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
+    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
+    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip, int64_t ckpt_every, int64_t threads, int64_t smem_budget,
+    bool reverse) {
+  const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
+  return backward(tg, grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod,
+                  clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every);
+}
+
+#ifdef HEBBKERN_WITH_CUDA
+FwdOut plastic_rnn_fwd_cuda(
+    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
+    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
+    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
+    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
+    int64_t ckpt_every) {
+  TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
+  const c10::cuda::CUDAGuard guard(u.device());
+  return forward(cuda_target(u), u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
+                 fanout_w, fanout_b, rule, clip, ckpt_every);
+}
+
+BwdOut plastic_rnn_bwd_cuda(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
+    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
+    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip, int64_t ckpt_every) {
+  TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
+  const c10::cuda::CUDAGuard guard(u.device());
+  return backward(cuda_target(u), grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt,
+                  elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+                  ckpt_every);
+}
+#endif
+
+}  // namespace hebbkern
