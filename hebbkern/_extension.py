@@ -6,7 +6,7 @@ import warnings
 
 _error: Exception | None = None
 try:
-    from . import _C  # noqa: F401
+    from . import _C
 except ImportError as e:  # a source checkout without a build, or a torch ABI mismatch
     _error = e
 
@@ -16,6 +16,11 @@ _warned = False
 def available() -> bool:
     """True when the compiled kernels are loaded."""
     return _error is None
+
+
+def with_cuda() -> bool:
+    """True when the loaded extension holds CUDA kernels."""
+    return _error is None and _C.with_cuda()
 
 
 def load_error() -> Exception | None:

@@ -1,7 +1,9 @@
 """Backend selection: which implementation an op runs.
 
-``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel; CUDA: the Triton
-kernels when triton is installed); an explicit name forces one. :func:`use_backend` changes the
+``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel; CUDA: for
+``plastic_rnn`` the faster of the CUDA C++ and Triton kernels by a measured table
+(:mod:`hebbkern.dispatch`), for the other ops the Triton kernels when triton is installed); an
+explicit name forces one. :func:`use_backend` changes the
 default inside a ``with`` block.
 """
 
@@ -18,7 +20,7 @@ import torch
 
 from . import _extension
 
-BACKENDS = ("reference", "cpu", "triton")  # "cuda" joins when its kernels land
+BACKENDS = ("reference", "cpu", "cuda", "triton")
 
 _local = threading.local()
 
@@ -69,8 +71,40 @@ def _check_triton(device: torch.device) -> None:
     )
 
 
-def resolve(backend: str | None, device: torch.device) -> str:
-    """The backend an op on ``device`` runs, given the caller's ``backend`` argument."""
+def cuda_kernels_available() -> bool:
+    """True when the extension was built with its CUDA kernels (and so can run them)."""
+    return _extension.available() and _extension.with_cuda()
+
+
+def _check_cuda(device: torch.device) -> None:
+    if device.type != "cuda":
+        raise ValueError(f"backend 'cuda' needs CUDA tensors, got tensors on {device}")
+    if not cuda_kernels_available():
+        reason = (
+            _extension.load_error() or "it was built without CUDA (nvcc or a CUDA torch missing)"
+        )
+        raise RuntimeError(f"backend 'cuda' needs the extension's CUDA kernels: {reason}")
+
+
+def gpu_backends_for(family: str, device: torch.device) -> tuple[str, ...]:
+    """The GPU backends that can run ``family`` on ``device`` now."""
+    found = []
+    if family == "plastic_rnn" and device.type == "cuda" and cuda_kernels_available():
+        found.append("cuda")
+    if triton_available() and (device.type == "cuda" or triton_interpreting()):
+        found.append("triton")
+    return tuple(found)
+
+
+def resolve(
+    backend: str | None, device: torch.device, *, family: str | None = None, gpu_choice=None
+) -> str:
+    """The backend an op on ``device`` runs, given the caller's ``backend`` argument.
+
+    ``family``: the op family, for the backends only some families have (``cuda``: plastic_rnn).
+    ``gpu_choice(available)``: picks among the family's available GPU backends on CUDA tensors
+    (plastic_rnn: the measured table of :mod:`hebbkern.dispatch`).
+    """
     if backend is None:
         backend = getattr(_local, "default", None)
     if backend is not None:
@@ -82,6 +116,13 @@ def resolve(backend: str | None, device: torch.device) -> str:
                 raise RuntimeError(
                     f"backend 'cpu' needs the compiled extension: {_extension.load_error()}"
                 )
+        elif backend == "cuda":
+            if family != "plastic_rnn":
+                what = family or "this op"
+                raise ValueError(
+                    f"backend 'cuda' exists only for plastic_rnn so far, not for {what}"
+                )
+            _check_cuda(device)
         elif backend == "triton":
             _check_triton(device)
         return backend
@@ -90,6 +131,10 @@ def resolve(backend: str | None, device: torch.device) -> str:
             return "cpu"
         _extension.warn_missing_once()
         return "reference"
+    if device.type == "cuda" and gpu_choice is not None:
+        available = gpu_backends_for(family or "", device)
+        if available:
+            return gpu_choice(available)
     if device.type == "cuda" and triton_available():
         return "triton"
     global _warned_no_gpu_backend

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, backends, dispatch
 from .. import reference as _reference
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
 from ..types import PlasticState
@@ -164,7 +164,9 @@ def plastic_rnn(
         h0, hebb0, elig0: initial activity ``[B, N]``, trace and eligibility ``[B, N, N]``
             (zeros when omitted).
         clamp_mask: ``[T, B, N]`` bool mask of neurons clamped to their input.
-        backend: ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"`` (CUDA tensors).
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors; on CUDA tensors the faster of
+            ``"cuda"`` and ``"triton"`` for the shape, see :mod:`hebbkern.dispatch`),
+            ``"reference"``, ``"cpu"``, ``"cuda"`` (the CUDA C++ kernels) or ``"triton"``.
 
     Returns:
         ``(h, state)``: the activity ``[T, B, N]`` and :class:`~hebbkern.PlasticState` ``(h, hebb,
@@ -175,15 +177,22 @@ def plastic_rnn(
         u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
     )  # fmt: skip
-    name = backends.resolve(backend, u.device)
+    N = u.shape[-1] if u.dim() == 3 else 0
+    name = backends.resolve(
+        backend,
+        u.device,
+        family="plastic_rnn",
+        gpu_choice=lambda available: dispatch.plastic_rnn_gpu_backend(N, u.dtype, available),
+    )
     if name == "reference":
         return _reference.plastic_rnn(
             u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
         )  # fmt: skip
 
-    # The C++ and Triton kernels compute in float32 or float64; half inputs run with float32 state
-    # and accumulation and come back in their own dtype.
+    # The C++ (CPU and CUDA) and Triton kernels compute in float32 or float64; half inputs run with
+    # float32 state and accumulation and come back in their own dtype. "cpu" and "cuda" are the
+    # CPU and CUDA implementations of the same torch.library op.
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     T = a.shape[0]

@@ -29,7 +29,8 @@ from ..ops import fop as _ops  # noqa: F401  (registers the op's fake kernel)
 from ..reference import fop as _ref
 from ..reference.fop import BASES, PRECONDITION
 
-OPTIM_BACKENDS = (*backends.BACKENDS, "foreach")
+# "cuda" names the CUDA C++ kernels of plastic_rnn; FOP has none (GPU parameters use "foreach").
+OPTIM_BACKENDS = (*(b for b in backends.BACKENDS if b != "cuda"), "foreach")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 

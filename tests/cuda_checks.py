@@ -1,0 +1,112 @@
+"""Ahead-of-time build of the CUDA kernels with nvcc, and their resource report.
+
+Compiles csrc/cuda/plastic_rnn.cu (it includes no torch header) to a cubin per architecture with
+``-Xptxas -v`` and the optimisation flags of setup.py, and parses ptxas's report: registers,
+spill stores and loads, stack, and the static shared memory of every kernel. The kernels' dynamic
+shared memory depends on N and is chosen at launch (plastic_rnn_block.h, ``place``).
+
+    python tests/cuda_checks.py [OUT.txt]    writes the report (benchmarks/results/ keeps one)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "csrc" / "cuda" / "plastic_rnn.cu"
+ARCHS = ("sm_80", "sm_90")
+RULE_NAMES = ("hebb", "oja", "clip", "neuromod", "retro")  # enum order of plastic_rules.h
+# The flags setup.py gives nvcc (torch adds -std=c++20 and --expt-relaxed-constexpr).
+NVCC_FLAGS = ["-std=c++20", "--expt-relaxed-constexpr", "-O3", "--use_fast_math", "-lineinfo"]
+
+
+def find_nvcc() -> str | None:
+    for cand in (shutil.which("nvcc"), os.path.join(os.environ.get("CUDA_HOME", ""), "bin/nvcc"),
+                 "/usr/local/cuda/bin/nvcc"):  # fmt: skip
+        if cand and os.path.isfile(cand):
+            return cand
+    return None
+
+
+@dataclass
+class KernelResources:
+    arch: str
+    kernel: str  # fwd or bwd
+    rule: str
+    dtype: str
+    registers: int
+    spill_stores: int
+    spill_loads: int
+    stack: int
+    static_smem: int
+
+
+def compile_report(arch: str, out_dir: Path) -> tuple[str, list[KernelResources]]:
+    """Compiles for ``arch`` and returns ptxas's output and the parsed kernels."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        raise FileNotFoundError("nvcc not found")
+    cmd = [nvcc, *NVCC_FLAGS, f"-arch={arch}", "-cubin", "-Xptxas", "-v",
+           f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", "-o",
+           str(out_dir / f"plastic_rnn_{arch}.cubin"), str(SOURCE)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nvcc failed:\n{proc.stderr[-4000:]}")
+    return proc.stderr, parse_ptxas(arch, proc.stderr)
+
+
+def parse_ptxas(arch: str, text: str) -> list[KernelResources]:
+    kernels, cur, spill, stack = [], None, (0, 0), 0
+    for line in text.splitlines():
+        m = re.search(r"Compiling entry function '(\S+)'", line)
+        if m:
+            k = re.search(r"plastic_rnn_(fwd|bwd)_kernelILNS_4RuleE(\d)E([fd])", m.group(1))
+            cur = None if k is None else (k.group(1), RULE_NAMES[int(k.group(2))],
+                                          {"f": "float32", "d": "float64"}[k.group(3)])  # fmt: skip
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads",
+                      line)  # fmt: skip
+        if m:
+            stack, spill = int(m.group(1)), (int(m.group(2)), int(m.group(3)))
+            continue
+        m = re.search(r"Used (\d+) registers(.*)", line)
+        if m and cur is not None:
+            smem = re.search(r"(\d+) bytes smem", m.group(2))
+            kernels.append(KernelResources(arch, *cur, int(m.group(1)), *spill, stack,
+                                           int(smem.group(1)) if smem else 0))  # fmt: skip
+            cur = None
+    return kernels
+
+
+def format_report(kernels: list[KernelResources]) -> str:
+    lines = ["arch   kernel rule      dtype    registers spill_st spill_ld stack static_smem"]
+    for k in kernels:
+        lines.append(f"{k.arch:6} {k.kernel:6} {k.rule:9} {k.dtype:8} {k.registers:9} "
+                     f"{k.spill_stores:8} {k.spill_loads:8} {k.stack:5} {k.static_smem:11}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    import tempfile
+
+    out = Path(argv[1]) if len(argv) > 1 else None
+    kernels = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in ARCHS:
+            kernels += compile_report(arch, Path(tmp))[1]
+    nvcc_version = subprocess.run([find_nvcc(), "--version"], capture_output=True, text=True)
+    text = "# " + nvcc_version.stdout.strip().splitlines()[-1] + "\n" + format_report(kernels)
+    if out:
+        out.write_text(text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

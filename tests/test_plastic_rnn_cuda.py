@@ -1,0 +1,183 @@
+"""``backend="cuda"``: the CUDA C++ kernels of plastic_rnn (csrc/cuda/plastic_rnn.cu).
+
+The selection logic runs everywhere. The kernels themselves need a GPU: those tests skip here and
+run in benchmarks/gpu_check.sh. On machines without a GPU the same kernel code is checked by
+test_plastic_rnn_cuda_emulated.py (CPU emulation) and test_plastic_rnn_cuda_build.py (nvcc).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import (
+    ALPHA_KINDS,
+    MODULATED_RULES,
+    RULES,
+    clone_inputs,
+    make_inputs,
+    rel_err,
+    run,
+)
+
+import hebbkern
+from hebbkern import backends, dispatch
+
+HAS_CUDA = torch.cuda.is_available() and backends.cuda_kernels_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and a CUDA build of hebbkern")
+CUDA = torch.device("cuda")
+
+
+def to_device(kw: dict, device, dtype=None) -> dict:
+    out = {}
+    for k, v in clone_inputs(kw, dtype).items():
+        if isinstance(v, torch.Tensor):
+            leaf = v.detach().to(device)
+            out[k] = leaf.requires_grad_(v.requires_grad)
+        else:
+            out[k] = v
+    return out
+
+
+# ---- selection (runs everywhere)
+
+
+def test_cuda_is_a_backend_name():
+    assert "cuda" in hebbkern.BACKENDS
+
+
+def test_cuda_backend_rejects_cpu_tensors():
+    kw = make_inputs("hebb", T=2, B=1, N=3)
+    with pytest.raises(ValueError, match="backend 'cuda' needs CUDA tensors"):
+        hebbkern.plastic_rnn(**kw, backend="cuda")
+
+
+def test_cuda_backend_needs_a_cuda_build(monkeypatch):
+    monkeypatch.setattr(backends, "cuda_kernels_available", lambda: False)
+    with pytest.raises(RuntimeError, match="needs the extension's CUDA kernels"):
+        backends.resolve("cuda", torch.device("cuda"), family="plastic_rnn")
+
+
+def test_cuda_backend_only_for_plastic_rnn():
+    with pytest.raises(ValueError, match="only for plastic_rnn"):
+        backends.resolve("cuda", torch.device("cuda"), family="plastic_step")
+
+
+def test_measured_choice_nearest_size_same_dtype():
+    table = {
+        ("float32", 64): {"fastest": "cuda"},
+        ("float32", 256): {"fastest": "triton"},
+        ("bfloat16", 128): {"fastest": "triton"},
+    }
+    assert dispatch.measured_choice(50, torch.float32, table) == "cuda"
+    assert dispatch.measured_choice(100, torch.float32, table) == "cuda"  # log-nearest: 64
+    assert dispatch.measured_choice(200, torch.float32, table) == "triton"
+    assert dispatch.measured_choice(64, torch.bfloat16, table) == "triton"
+    assert dispatch.measured_choice(64, torch.float16, table) == "cuda"  # falls back to float32
+    assert dispatch.measured_choice(64, torch.float32, {}) is None
+
+
+def test_gpu_choice_without_measurements_keeps_triton(monkeypatch):
+    monkeypatch.setattr(dispatch, "measured_choice", lambda N, dtype: None)
+    assert dispatch.plastic_rnn_gpu_backend(128, torch.float32, ("cuda", "triton")) == "triton"
+    assert dispatch.plastic_rnn_gpu_backend(128, torch.float32, ("cuda",)) == "cuda"
+    monkeypatch.setattr(dispatch, "measured_choice", lambda N, dtype: "cuda")
+    assert dispatch.plastic_rnn_gpu_backend(128, torch.float32, ("cuda", "triton")) == "cuda"
+    assert dispatch.plastic_rnn_gpu_backend(128, torch.float32, ("triton",)) == "triton"
+
+
+def test_default_on_cuda_goes_through_the_table(monkeypatch):
+    monkeypatch.setattr(backends, "cuda_kernels_available", lambda: True)
+    monkeypatch.setattr(backends, "triton_available", lambda: True)
+    seen = []
+
+    def choose(available):
+        seen.append(available)
+        return "cuda"
+
+    dev = torch.device("cuda")
+    assert backends.resolve(None, dev, family="plastic_rnn", gpu_choice=choose) == "cuda"
+    assert seen == [("cuda", "triton")]
+
+
+def test_dispatch_table_entries_are_well_formed():
+    from hebbkern import _dispatch_table as t
+
+    for (dtype, n), entry in t.PLASTIC_RNN.items():
+        assert dtype in ("float32", "bfloat16", "float16") and n >= 1
+        assert entry["fastest"] in dispatch.GPU_BACKENDS
+        assert set(entry["median_ms"]) >= set(dispatch.GPU_BACKENDS)
+    assert (t.SOURCE is None) == (not t.PLASTIC_RNN)
+
+
+# ---- the kernels on a GPU
+
+
+@needs_cuda
+@pytest.mark.parametrize("N", [1, 33, 100, 129])
+@pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
+@pytest.mark.parametrize("rule", RULES)
+def test_cuda_matches_reference_float32(rule, alpha_kind, N):
+    """Forward, final state and every gradient against the float64 reference on the CPU."""
+    kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=13, B=3, N=N, seed=N)
+    o_ref, g_ref = run(clone_inputs(kw), "reference")
+    o_cu, g_cu = run(to_device(kw, CUDA, torch.float32), "cuda")
+    for k, v in o_ref.items():
+        assert rel_err(o_cu[k].cpu(), v) < 1e-4, k
+    for k, v in g_ref.items():
+        assert g_cu[k] is not None, f"no gradient for {k}"
+        assert rel_err(g_cu[k].cpu(), v) < 1e-4, f"d{k}"
+
+
+@needs_cuda
+@pytest.mark.parametrize("rule", RULES)
+def test_cuda_bfloat16_within_twice_reference_error(rule):
+    """flash-attention's rule: the kernel's error against float64 is at most twice the error of the
+    reference run in bfloat16 (plus a small floor)."""
+    kw = make_inputs(rule, "per_connection", rule in MODULATED_RULES, False, T=20, B=4, N=64)
+    o64, g64 = run(clone_inputs(kw), "reference")
+    o_bf, g_bf = run(to_device(kw, CUDA, torch.bfloat16), "reference")
+    o_cu, g_cu = run(to_device(kw, CUDA, torch.bfloat16), "cuda")
+    for k in o64:
+        err_cu, err_bf = rel_err(o_cu[k].cpu(), o64[k]), rel_err(o_bf[k].cpu(), o64[k])
+        assert err_cu <= 2 * err_bf + 1e-3, (k, err_cu, err_bf)
+    for k in g64:
+        err_cu, err_bf = rel_err(g_cu[k].cpu(), g64[k]), rel_err(g_bf[k].cpu(), g64[k])
+        assert err_cu <= 2 * err_bf + 1e-3, (k, err_cu, err_bf)
+
+
+@needs_cuda
+@pytest.mark.parametrize("rule", ["neuromod", "retro"])
+def test_cuda_gradients_are_bit_reproducible(rule):
+    """No atomics: the same inputs give bit-identical gradients on every run."""
+    kw = make_inputs(rule, "per_neuron", True, True, T=30, B=8, N=128, seed=2)
+    _, g1 = run(to_device(kw, CUDA, torch.float32), "cuda")
+    _, g2 = run(to_device(kw, CUDA, torch.float32), "cuda")
+    for k in g1:
+        assert torch.equal(g1[k], g2[k]), k
+
+
+@needs_cuda
+def test_cuda_large_n_uses_global_memory_path():
+    """N = 300 does not fit one block's shared memory: the trace lives in global memory."""
+    kw = make_inputs("retro", "per_connection", True, False, T=5, B=2, N=300, seed=4)
+    o_ref, g_ref = run(clone_inputs(kw), "reference")
+    o_cu, g_cu = run(to_device(kw, CUDA, torch.float32), "cuda")
+    for k, v in o_ref.items():
+        assert rel_err(o_cu[k].cpu(), v) < 1e-4, k
+    for k, v in g_ref.items():
+        assert rel_err(g_cu[k].cpu(), v) < 1e-4, f"d{k}"
+
+
+@needs_cuda
+def test_cuda_under_torch_compile_fullgraph():
+    kw = make_inputs("neuromod", "per_connection", True, False, T=6, B=2, N=40)
+    ckw = to_device(kw, CUDA, torch.float32)
+
+    def f(u, w, alpha):
+        rest = {k: v for k, v in ckw.items() if k not in ("u", "w", "alpha")}
+        h, s = hebbkern.plastic_rnn(u, w, alpha, backend="cuda", **rest)
+        return h.sum() + s.hebb.sum()
+
+    eager = f(ckw["u"], ckw["w"], ckw["alpha"])
+    compiled = torch.compile(f, fullgraph=True)(ckw["u"], ckw["w"], ckw["alpha"])
+    assert torch.allclose(eager, compiled, rtol=1e-5, atol=1e-5)
