@@ -11,10 +11,11 @@
 #   bandwidth    copy bandwidth of the card (CUDA events): OUTDIR/bandwidth.json
 #   tests        pytest tests/ (less the Triton files): OUTDIR/tests.log, OUTDIR/tests.xml
 #   triton       the Triton backend's CUDA tests: OUTDIR/triton-tests.{log,xml}
-#   memcheck, racecheck   compute-sanitizer on a small case of each GPU backend (skipped while
-#                hebbkern has none): OUTDIR/sanitizer-*.log
+#   memcheck, racecheck   compute-sanitizer on a small case of each GPU backend (cuda, triton):
+#                OUTDIR/sanitizer-*.log
 #   bench        python -m benchmarks on cuda, B=64, N=64 128 256, T=100, float32 then bfloat16:
 #                OUTDIR/plastic_rnn_cuda.{csv,json}, *.png, table in OUTDIR/bench.txt
+#   dispatch     the measured cuda-vs-triton table from the bench rows: OUTDIR/_dispatch_table.py
 # OUTDIR/summary.txt gets one line per stage: exit status (124 = timed out), seconds, log.
 # The whole script stays within GPU_CHECK_BUDGET_S seconds (default 450, under 8 minutes):
 # a stage's timeout is cut to what is left of it, and a stage with nothing left is skipped.
@@ -37,7 +38,7 @@ PY=${PYTHON:-python3}
 BUDGET=${GPU_CHECK_BUDGET_S:-450}
 KILL_AFTER=10 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-STAGES=" ${GPU_CHECK_STAGES:-nvidia-smi build env bandwidth tests triton memcheck racecheck bench} "
+STAGES=" ${GPU_CHECK_STAGES:-nvidia-smi build env bandwidth tests triton memcheck racecheck bench dispatch} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE # read by the Python snippets below
 START=$SECONDS
 SUMMARY=$OUTDIR/summary.txt
@@ -129,9 +130,10 @@ EOF
 # ---- tests: tests/ without the Triton file and without the CPU-only Triton checks (the
 # interpreter suite and the ahead-of-time compilation run in CI, on CPUs); CUDA tests skip
 # themselves without a GPU.
-stage tests 120 "$OUTDIR/tests.log" \
+stage tests 150 "$OUTDIR/tests.log" \
     "$PY" -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml" \
-    --ignore=tests/test_plastic_rnn_triton.py --ignore=tests/test_plastic_rnn_triton_aot.py
+    --ignore=tests/test_plastic_rnn_triton.py --ignore=tests/test_plastic_rnn_triton_aot.py \
+    --ignore=tests/test_plastic_rnn_cuda_build.py
 
 # ---- the Triton backend's CUDA tests (one kernel configuration per case but one autotuned case:
 # about 50 kernel compilations; the interpreter suite in CI covers more sizes)
@@ -186,6 +188,11 @@ stage bench "$BENCH_LIMIT" "$OUTDIR/bench.log" \
     bash -c '"$1" -m benchmarks --device "$4" --rules neuromod --B 64 --N 64 128 256 --T 100 \
         --dtype float32 bfloat16 --min-time 0.2 --time-budget "$2" --out "$3" >"$3/bench.txt"' \
     _ "$PY" $((BENCH_LIMIT > 80 ? BENCH_LIMIT - 40 : BENCH_LIMIT / 2)) "$OUTDIR" "$DEVICE"
+
+# ---- the measured choice between the GPU backends (cuda vs triton) for hebbkern.dispatch: the
+# table to commit as hebbkern/_dispatch_table.py after review.
+stage dispatch 30 "$OUTDIR/dispatch.log" \
+    "$PY" -m benchmarks.dispatch_table "$OUTDIR/plastic_rnn_cuda.json" --out "$OUTDIR/_dispatch_table.py"
 
 echo "total $((SECONDS - START)) s" >>"$SUMMARY"
 cat "$SUMMARY"

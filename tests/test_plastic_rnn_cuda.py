@@ -181,3 +181,35 @@ def test_cuda_under_torch_compile_fullgraph():
     eager = f(ckw["u"], ckw["w"], ckw["alpha"])
     compiled = torch.compile(f, fullgraph=True)(ckw["u"], ckw["w"], ckw["alpha"])
     assert torch.allclose(eager, compiled, rtol=1e-5, atol=1e-5)
+
+
+def test_dispatch_table_generator(tmp_path):
+    """benchmarks/dispatch_table.py keeps only sizes where both backends ran, picks the faster."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dispatch_table.py"
+    spec = importlib.util.spec_from_file_location("dispatch_table", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+
+    def row(provider, N, ms, mode="fwd+bwd", dtype="float32"):
+        return {"device": "cuda", "mode": mode, "status": "ok", "provider": provider, "N": N,
+                "dtype": dtype, "median_ms": ms}  # fmt: skip
+
+    rows = [row("cuda", 64, 1.0), row("triton", 64, 2.0), row("cuda", 128, 3.0),
+            row("triton", 128, 2.5), row("triton", 128, 2.7), row("cuda", 256, 1.0),
+            row("cuda", 64, 0.1, mode="fwd"), row("eager", 64, 9.0)]  # fmt: skip
+    res = tmp_path / "r.json"
+    res.write_text(json.dumps({"metadata": {"machine": {"gpu": "H200"}}, "rows": rows}))
+    table, source, device = gen.build([res])
+    assert device == "H200" and source.endswith("r.json")
+    assert table == {
+        ("float32", 64): {"fastest": "cuda", "median_ms": {"cuda": 1.0, "triton": 2.0}},
+        ("float32", 128): {"fastest": "triton", "median_ms": {"cuda": 3.0, "triton": 2.6}},
+    }
+    ns: dict = {}
+    exec(gen.render(table, source, device), ns)
+    assert ns["PLASTIC_RNN"] == table
+    assert dispatch.measured_choice(100, torch.float32, ns["PLASTIC_RNN"]) == "triton"
