@@ -133,7 +133,7 @@ EOF
 stage tests 150 "$OUTDIR/tests.log" \
     "$PY" -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml" \
     --ignore=tests/test_plastic_rnn_triton.py --ignore=tests/test_plastic_rnn_triton_aot.py \
-    --ignore=tests/test_plastic_rnn_cuda_build.py
+    --ignore=tests/test_cuda_build.py
 
 # ---- the Triton backend's CUDA tests (one kernel configuration per case but one autotuned case:
 # about 50 kernel compilations; the interpreter suite in CI covers more sizes)

@@ -82,6 +82,14 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "trace_update_bwd(Tensor grad, Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, "
       "float clip) -> (Tensor dtrace, Tensor dpre, Tensor dpost, Tensor deta)");
+  // The CUDA kernels of trace_update_fwd/bwd run on the CPU by the block emulation (tests only).
+  m.def(
+      "_trace_update_emulated_fwd(Tensor trace, Tensor pre, Tensor post, Tensor eta, str rule, "
+      "float clip, int threads, int blocks_per_sample) -> Tensor");
+  m.def(
+      "_trace_update_emulated_bwd(Tensor grad, Tensor trace, Tensor pre, Tensor post, Tensor eta, "
+      "str rule, float clip, int threads, int blocks_per_sample, bool reverse) "
+      "-> (Tensor dtrace, Tensor dpre, Tensor dpost, Tensor deta)");
   m.def(
       "plastic_lstm_fwd(Tensor u, Tensor wh, Tensor alpha, Tensor? h0, Tensor? c0, Tensor? hebb0, "
       "Tensor? elig0, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
@@ -112,16 +120,20 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
   m.impl("trace_update_fwd", &trace_update_fwd_cpu);
   m.impl("trace_update_bwd", &trace_update_bwd_cpu);
+  m.impl("_trace_update_emulated_fwd", &trace_update_emulated_fwd);
+  m.impl("_trace_update_emulated_bwd", &trace_update_emulated_bwd);
   m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
   m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
 }
 
 #ifdef HEBBKERN_WITH_CUDA
-// plastic_rnn: the block kernels of csrc/cuda/plastic_rnn.cu. The hebbian kernels call ATen
+// plastic_rnn, trace_update: the block kernels of csrc/cuda/. The hebbian kernels call ATen
 // (cuBLAS, cuDNN's weight gradient) for the heavy part, so the same functions serve CUDA tensors.
 TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
   m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cuda);
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
+  m.impl("trace_update_fwd", &trace_update_fwd_cuda);
+  m.impl("trace_update_bwd", &trace_update_bwd_cuda);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
 }

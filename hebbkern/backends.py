@@ -86,12 +86,17 @@ def _check_cuda(device: torch.device) -> None:
         raise RuntimeError(f"backend 'cuda' needs the extension's CUDA kernels: {reason}")
 
 
+# The op families with GPU kernels, by backend.
+CUDA_FAMILIES = ("plastic_rnn", "trace_update")
+TRITON_FAMILIES = ("plastic_rnn",)
+
+
 def gpu_backends_for(family: str, device: torch.device) -> tuple[str, ...]:
     """The GPU backends that can run ``family`` on ``device`` now."""
     found = []
-    if family == "plastic_rnn" and device.type == "cuda" and cuda_kernels_available():
+    if family in CUDA_FAMILIES and device.type == "cuda" and cuda_kernels_available():
         found.append("cuda")
-    if triton_available() and (device.type == "cuda" or triton_interpreting()):
+    if family in TRITON_FAMILIES and triton_available() and device.type == "cuda":
         found.append("triton")
     return tuple(found)
 
@@ -101,9 +106,10 @@ def resolve(
 ) -> str:
     """The backend an op on ``device`` runs, given the caller's ``backend`` argument.
 
-    ``family``: the op family, for the backends only some families have (``cuda``: plastic_rnn).
-    ``gpu_choice(available)``: picks among the family's available GPU backends on CUDA tensors
-    (plastic_rnn: the measured table of :mod:`hebbkern.dispatch`).
+    ``family``: the op family, for the backends only some families have (CUDA_FAMILIES,
+    TRITON_FAMILIES); on CUDA tensors a family without GPU kernels falls back to the reference with
+    one warning. ``gpu_choice(available)``: picks among the family's available GPU backends (for
+    plastic_rnn the measured table of :mod:`hebbkern.dispatch`); default: the first.
     """
     if backend is None:
         backend = getattr(_local, "default", None)
@@ -117,11 +123,9 @@ def resolve(
                     f"backend 'cpu' needs the compiled extension: {_extension.load_error()}"
                 )
         elif backend == "cuda":
-            if family != "plastic_rnn":
-                what = family or "this op"
-                raise ValueError(
-                    f"backend 'cuda' exists only for plastic_rnn so far, not for {what}"
-                )
+            if family not in CUDA_FAMILIES:
+                have, what = " and ".join(CUDA_FAMILIES), family or "this op"
+                raise ValueError(f"backend 'cuda' exists only for {have} so far, not for {what}")
             _check_cuda(device)
         elif backend == "triton":
             _check_triton(device)
@@ -131,17 +135,18 @@ def resolve(
             return "cpu"
         _extension.warn_missing_once()
         return "reference"
-    if device.type == "cuda" and gpu_choice is not None:
-        available = gpu_backends_for(family or "", device)
+    if device.type == "cuda" and family is not None:
+        available = gpu_backends_for(family, device)
         if available:
-            return gpu_choice(available)
-    if device.type == "cuda" and triton_available():
+            return gpu_choice(available) if gpu_choice is not None else available[0]
+    elif device.type == "cuda" and triton_available():
         return "triton"
     global _warned_no_gpu_backend
     if not _warned_no_gpu_backend:
         _warned_no_gpu_backend = True
+        what = f"{family} " if family else ""
         warnings.warn(
-            f"hebbkern has no fused kernel for {device.type} tensors yet; "
+            f"hebbkern has no fused {what}kernel for {device.type} tensors yet; "
             "using the eager reference",
             RuntimeWarning,
             stacklevel=3,

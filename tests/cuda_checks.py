@@ -1,6 +1,6 @@
 """Ahead-of-time build of the CUDA kernels with nvcc, and their resource report.
 
-Compiles csrc/cuda/plastic_rnn.cu (it includes no torch header) to a cubin per architecture with
+Compiles every csrc/cuda/*.cu (they include no torch header) to a cubin per architecture with
 ``-Xptxas -v`` and the optimisation flags of setup.py, and parses ptxas's report: registers,
 spill stores and loads, stack, and the static shared memory of every kernel. The kernels' dynamic
 shared memory depends on N and is chosen at launch (plastic_rnn_block.h, ``place``).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "csrc" / "cuda" / "plastic_rnn.cu"
+SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
 ARCHS = ("sm_80", "sm_90")
 RULE_NAMES = ("hebb", "oja", "clip", "neuromod", "retro")  # enum order of plastic_rules.h
 # The flags setup.py gives nvcc (torch adds -std=c++20 and --expt-relaxed-constexpr).
@@ -37,6 +37,7 @@ def find_nvcc() -> str | None:
 @dataclass
 class KernelResources:
     arch: str
+    family: str  # plastic_rnn, trace_update
     kernel: str  # fwd or bwd
     rule: str
     dtype: str
@@ -48,17 +49,21 @@ class KernelResources:
 
 
 def compile_report(arch: str, out_dir: Path) -> tuple[str, list[KernelResources]]:
-    """Compiles for ``arch`` and returns ptxas's output and the parsed kernels."""
+    """Compiles every source for ``arch``; returns ptxas's output and the parsed kernels."""
     nvcc = find_nvcc()
     if nvcc is None:
         raise FileNotFoundError("nvcc not found")
-    cmd = [nvcc, *NVCC_FLAGS, f"-arch={arch}", "-cubin", "-Xptxas", "-v",
-           f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", "-o",
-           str(out_dir / f"plastic_rnn_{arch}.cubin"), str(SOURCE)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"nvcc failed:\n{proc.stderr[-4000:]}")
-    return proc.stderr, parse_ptxas(arch, proc.stderr)
+    text, kernels = "", []
+    for src in SOURCES:
+        cmd = [nvcc, *NVCC_FLAGS, f"-arch={arch}", "-cubin", "-Xptxas", "-v",
+               f"-I{ROOT / 'csrc' / 'include'}", f"-I{ROOT / 'csrc'}", "-o",
+               str(out_dir / f"{src.stem}_{arch}.cubin"), str(src)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"nvcc failed on {src.name}:\n{proc.stderr[-4000:]}")
+        text += proc.stderr
+        kernels += parse_ptxas(arch, proc.stderr)
+    return text, kernels
 
 
 def parse_ptxas(arch: str, text: str) -> list[KernelResources]:
@@ -66,9 +71,10 @@ def parse_ptxas(arch: str, text: str) -> list[KernelResources]:
     for line in text.splitlines():
         m = re.search(r"Compiling entry function '(\S+)'", line)
         if m:
-            k = re.search(r"plastic_rnn_(fwd|bwd)_kernelILNS_4RuleE(\d)E([fd])", m.group(1))
-            cur = None if k is None else (k.group(1), RULE_NAMES[int(k.group(2))],
-                                          {"f": "float32", "d": "float64"}[k.group(3)])  # fmt: skip
+            k = re.search(r"(plastic_rnn|trace_update)_(fwd|bwd)_kernelILNS_4RuleE(\d)E([fd])",
+                          m.group(1))  # fmt: skip
+            cur = None if k is None else (k.group(1), k.group(2), RULE_NAMES[int(k.group(3))],
+                                          {"f": "float32", "d": "float64"}[k.group(4)])  # fmt: skip
             continue
         m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads",
                       line)  # fmt: skip
@@ -85,9 +91,10 @@ def parse_ptxas(arch: str, text: str) -> list[KernelResources]:
 
 
 def format_report(kernels: list[KernelResources]) -> str:
-    lines = ["arch   kernel rule      dtype    registers spill_st spill_ld stack static_smem"]
+    head = "arch   family       kernel rule      dtype    registers spill_st spill_ld stack static_smem"
+    lines = [head]
     for k in kernels:
-        lines.append(f"{k.arch:6} {k.kernel:6} {k.rule:9} {k.dtype:8} {k.registers:9} "
+        lines.append(f"{k.arch:6} {k.family:12} {k.kernel:6} {k.rule:9} {k.dtype:8} {k.registers:9} "
                      f"{k.spill_stores:8} {k.spill_loads:8} {k.stack:5} {k.static_smem:11}")  # fmt: skip
     return "\n".join(lines) + "\n"
 

@@ -131,7 +131,9 @@ def run(kw: dict, backend: str | None, loss_on=OUTPUTS, seed: int = 1, backward:
     grads = {}
     if backward:
         wts = loss_weights(outs, seed)
-        loss = sum((outs[k] * wts[k].to(outs[k].dtype)).sum() for k in loss_on if k in outs)
+        loss = sum(
+            (outs[k] * wts[k].to(outs[k].device, outs[k].dtype)).sum() for k in loss_on if k in outs
+        )
         loss.backward()
         grads = {k: kw[k].grad for k in grad_names(kw)}
     return {k: v.detach() for k, v in outs.items()}, grads

@@ -2,7 +2,7 @@
 
 The selection logic runs everywhere. The kernels themselves need a GPU: those tests skip here and
 run in benchmarks/gpu_check.sh. On machines without a GPU the same kernel code is checked by
-test_plastic_rnn_cuda_emulated.py (CPU emulation) and test_plastic_rnn_cuda_build.py (nvcc).
+test_plastic_rnn_cuda_emulated.py (CPU emulation) and test_cuda_build.py (nvcc).
 """
 
 from __future__ import annotations
@@ -57,9 +57,20 @@ def test_cuda_backend_needs_a_cuda_build(monkeypatch):
         backends.resolve("cuda", torch.device("cuda"), family="plastic_rnn")
 
 
-def test_cuda_backend_only_for_plastic_rnn():
-    with pytest.raises(ValueError, match="only for plastic_rnn"):
+def test_cuda_backend_only_for_families_with_cuda_kernels():
+    with pytest.raises(ValueError, match="only for plastic_rnn and trace_update"):
         backends.resolve("cuda", torch.device("cuda"), family="plastic_step")
+
+
+def test_family_without_gpu_kernels_falls_back_to_reference_on_cuda(monkeypatch):
+    monkeypatch.setattr(backends, "cuda_kernels_available", lambda: True)
+    monkeypatch.setattr(backends, "triton_available", lambda: True)
+    monkeypatch.setattr(backends, "_warned_no_gpu_backend", False)
+    dev = torch.device("cuda")
+    with pytest.warns(RuntimeWarning, match="no fused plastic_lstm kernel for cuda"):
+        assert backends.resolve(None, dev, family="plastic_lstm") == "reference"
+    assert backends.resolve(None, dev, family="trace_update") == "cuda"
+    assert backends.resolve(None, dev, family="plastic_rnn") == "cuda"  # no table: first found
 
 
 def test_measured_choice_nearest_size_same_dtype():

@@ -40,7 +40,7 @@ def run(kw, backend, seed=1):
     out = hebbkern.trace_update(**kw, backend=backend)
     wt = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     names = [k for k in ("trace", "pre", "post", "eta") if isinstance(kw[k], torch.Tensor)]
-    grads = torch.autograd.grad((out * wt.to(out.dtype)).sum(), [kw[k] for k in names])
+    grads = torch.autograd.grad((out * wt.to(out.device, out.dtype)).sum(), [kw[k] for k in names])
     return out.detach(), dict(zip(names, grads, strict=True))
 
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "../trace_update_common.h"
 #include "hebbkern/plastic_rules.h"
 #include "layer_kernel_args.h"
 
@@ -19,53 +20,14 @@ namespace hebbkern {
 
 namespace {
 
-enum class TraceRule { Hebb, Oja, Add, Clip };
-
-TraceRule parse_trace_rule(const std::string& name) {
-  if (name == "hebb") return TraceRule::Hebb;
-  if (name == "oja") return TraceRule::Oja;
-  if (name == "add") return TraceRule::Add;
-  if (name == "clip") return TraceRule::Clip;
-  TORCH_CHECK_VALUE(false, "hebbkern::trace_update: unknown rule '", name,
-                    "' (expected one of hebb, oja, add, clip)");
-}
-
-// The clip bound the rule math sees: "add" is "clip" without a bound.
-double bound(TraceRule r, double clip) {
-  return r == TraceRule::Add ? std::numeric_limits<double>::infinity() : clip;
-}
-
-// Checks shapes (the raw ops are safe to call with any tensors); returns eta as [B, K].
-at::Tensor check_and_expand_eta(const at::Tensor& trace, const at::Tensor& pre,
-                                const at::Tensor& post, const at::Tensor& eta, TraceRule r,
-                                double clip) {
-  TORCH_CHECK_VALUE(pre.dim() == 2 && post.dim() == 2 && pre.size(0) == post.size(0),
-                    "hebbkern::trace_update: pre must be [B, M] and post [B, K], got ", pre.sizes(),
-                    " and ", post.sizes());
-  const int64_t B = pre.size(0), M = pre.size(1), K = post.size(1);
-  const bool shared = trace.dim() == 2;
-  TORCH_CHECK_VALUE(
-      (shared && trace.size(0) == M && trace.size(1) == K) ||
-          (trace.dim() == 3 && trace.size(0) == B && trace.size(1) == M && trace.size(2) == K),
-      "hebbkern::trace_update: trace must be [M, K] or [B, M, K], got ", trace.sizes());
-  TORCH_CHECK_VALUE(eta.dim() == 0 || (eta.dim() == 1 && eta.size(0) == B) ||
-                        (eta.dim() == 2 && eta.size(0) == B && eta.size(1) == K),
-                    "hebbkern::trace_update: eta must be 0-dim, [B] or [B, K], got ", eta.sizes());
-  TORCH_CHECK_VALUE(!(shared && r == TraceRule::Hebb && eta.dim() != 0),
-                    "hebbkern::trace_update: a shared trace with rule 'hebb' needs a scalar eta");
-  TORCH_CHECK_VALUE(r != TraceRule::Clip || clip > 0, "hebbkern::trace_update: clip must be > 0");
-  TORCH_CHECK_TYPE(trace.scalar_type() == at::kFloat || trace.scalar_type() == at::kDouble,
-                   "hebbkern::trace_update: trace must be float32 or float64");
-  for (const at::Tensor* t : {&pre, &post, &eta})
-    TORCH_CHECK_TYPE(t->scalar_type() == trace.scalar_type(),
-                     "hebbkern::trace_update: pre, post and eta must have the dtype of trace");
-  return (eta.dim() == 1 ? eta.unsqueeze(1) : eta).expand({B, K}).contiguous();
-}
-
-// The element-wise rule of plastic_rules.h that computes a TraceRule ("add": Clip, no bound).
-Rule kernel_rule(TraceRule r) {
-  return r == TraceRule::Hebb ? Rule::Hebb : (r == TraceRule::Oja ? Rule::Oja : Rule::Clip);
-}
+using trace_update_common::bound;
+using trace_update_common::check_and_expand_eta;
+using trace_update_common::kernel_rule;
+using trace_update_common::parse_trace_rule;
+using trace_update_common::reduce_like;
+using trace_update_common::shared_backward;
+using trace_update_common::shared_forward;
+using trace_update_common::TraceRule;
 
 // The loops built for the best instruction set the CPU has (layer_kernel_args.h).
 template <typename T>
@@ -101,12 +63,6 @@ void run_backward(Rule r, const T* G, const T* H, const T* pre, const T* post, c
   }
 }
 
-at::Tensor reduce_like(const at::Tensor& dE, const at::Tensor& eta) {
-  if (eta.dim() == 0) return dE.sum();
-  if (eta.dim() == 1) return dE.sum(1);
-  return dE;
-}
-
 }  // namespace
 
 at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
@@ -115,13 +71,7 @@ at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
   const TraceRule r = parse_trace_rule(rule_name);
   const at::Tensor E = check_and_expand_eta(trace, pre, post, eta, r, clip);
   const double c = bound(r, clip);
-  if (trace.dim() == 2) {
-    if (r == TraceRule::Hebb) return (1 - eta) * trace + eta * pre.t().mm(post);
-    const at::Tensor Ep = E * post;
-    const at::Tensor S = pre.t().mm(Ep);
-    if (r == TraceRule::Oja) return trace + S - trace * (Ep * post).sum(0);
-    return r == TraceRule::Clip ? (trace + S).clamp(-c, c) : trace + S;
-  }
+  if (trace.dim() == 2) return shared_forward(trace, pre, post, eta, E, r, c);
   const int64_t B = pre.size(0), M = pre.size(1), K = post.size(1);
   at::Tensor H = trace.contiguous(), x = pre.contiguous(), y = post.contiguous();
   at::Tensor out = at::empty({B, M, K}, trace.options());
@@ -147,29 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_bwd_cpu(
   TORCH_CHECK_TYPE(grad.scalar_type() == trace.scalar_type(),
                    "hebbkern::trace_update: grad must have the dtype of trace");
   const double c = bound(r, clip);
-  if (trace.dim() == 2) {
-    if (r == TraceRule::Hebb) {
-      const at::Tensor S0 = pre.t().mm(post);
-      const at::Tensor dS = eta * grad;
-      return {(1 - eta) * grad, post.mm(dS.t()), pre.mm(dS), (grad * (S0 - trace)).sum()};
-    }
-    const at::Tensor Ep = E * post;
-    if (r == TraceRule::Oja) {
-      const at::Tensor S2 = (Ep * post).sum(0);
-      const at::Tensor dS2 = -(grad * trace).sum(0);
-      const at::Tensor dEp = pre.mm(grad);
-      const at::Tensor dpost = dEp * E + dS2 * 2 * Ep;
-      const at::Tensor dE = dEp * post + dS2 * post * post;
-      return {grad * (1 - S2), Ep.mm(grad.t()), dpost, reduce_like(dE, eta)};
-    }
-    at::Tensor g = grad.clone();  // a copy: an op's output must not alias its input
-    if (r == TraceRule::Clip) {
-      const at::Tensor X = trace + pre.t().mm(Ep);
-      g = grad * ((X >= -c) & (X <= c)).to(grad.scalar_type());
-    }
-    const at::Tensor dEp = pre.mm(g);
-    return {g, Ep.mm(g.t()), dEp * E, reduce_like(dEp * post, eta)};
-  }
+  if (trace.dim() == 2) return shared_backward(grad, trace, pre, post, eta, E, r, c);
   const int64_t B = pre.size(0), M = pre.size(1), K = post.size(1);
   at::Tensor G = grad.contiguous(), H = trace.contiguous(), x = pre.contiguous();
   at::Tensor y = post.contiguous();

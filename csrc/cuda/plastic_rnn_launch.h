@@ -1,7 +1,7 @@
 // Entry points of the CUDA plastic_rnn kernels (csrc/cuda/plastic_rnn.cu) for the torch-facing
 // code (csrc/plastic_rnn_simt.cpp). Nothing here includes torch, so the kernels compile, and their
 // register and shared-memory use is checked, with nvcc alone
-// (tests/test_plastic_rnn_cuda_build.py).
+// (tests/test_cuda_build.py).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -61,7 +61,7 @@ def plastic_linear(
         ``z`` ``[B, K]``; differentiable with respect to all four inputs.
     """
     x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
-    if backends.resolve(backend, x.device) == "reference":
+    if backends.resolve(backend, x.device, family="plastic_linear") == "reference":
         return _reference.plastic_linear(x, w, alpha, hebb)
     io_dtype = x.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype

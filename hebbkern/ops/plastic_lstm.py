@@ -165,7 +165,7 @@ def plastic_lstm(
         u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
     )  # fmt: skip
-    if backends.resolve(backend, u.device) == "reference":
+    if backends.resolve(backend, u.device, family="plastic_lstm") == "reference":
         return _reference.plastic_lstm(
             u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,

@@ -150,7 +150,7 @@ def plastic_step(
         u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
     )  # fmt: skip
-    if backends.resolve(backend, u.device) == "reference":
+    if backends.resolve(backend, u.device, family="plastic_step") == "reference":
         return _reference.plastic_step(
             u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,

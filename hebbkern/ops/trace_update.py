@@ -81,12 +81,13 @@ def trace_update(
         eta: rate or modulation: a float, a 0-dim tensor, ``[B]`` (per sample) or ``[B, K]`` (per
             sample and post-synaptic neuron).
         clip: bound of rule ``"clip"`` (required there, ``None`` otherwise).
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"cuda"`` on CUDA tensors),
+            ``"reference"``, ``"cpu"`` or ``"cuda"`` (the CUDA C++ kernels).
 
     Differentiable with respect to ``trace``, ``pre``, ``post`` and a tensor ``eta``.
     """
     a = check_trace_update_args(trace, pre, post, rule=rule, eta=eta, clip=clip)
-    if backends.resolve(backend, trace.device) == "reference":
+    if backends.resolve(backend, trace.device, family="trace_update") == "reference":
         return _reference.trace_update(trace, pre, post, rule=rule, eta=eta, clip=clip)
     io_dtype = trace.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype

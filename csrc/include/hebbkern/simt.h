@@ -55,6 +55,11 @@ HK_DEVICE Vec<T, K> zero_vec() {
 
 #if defined(__CUDACC__)  // nvcc, both passes: the kernels; g++: the emulation
 
+template <typename T>
+__device__ __forceinline__ T shfl_xor(T x, int mask) {
+  return __shfl_xor_sync(0xffffffffu, x, mask);
+}
+
 template <typename T, int K>
 __device__ __forceinline__ Vec<T, K> shfl_xor(const Vec<T, K>& x, int mask) {
   Vec<T, K> r;
@@ -79,6 +84,11 @@ struct CudaWarp {
     for (int off = kWarpSize / 2; off > 0; off >>= 1) s = s + shfl_xor(s, off);
     return s;
   }
+  // f(j) for j = lane, lane + 32, ... < n (no result).
+  template <typename F>
+  __device__ __forceinline__ void for_each(int64_t n, F&& f) const {
+    for (int64_t j = lane; j < n; j += kWarpSize) f(j);
+  }
   __device__ __forceinline__ bool leader() const { return lane == 0; }
 };
 
@@ -95,6 +105,12 @@ struct CudaBlock {
     const int w = threadIdx.x / kWarpSize;
     const CudaWarp warp{static_cast<int>(threadIdx.x % kWarpSize)};
     for (int64_t i = w; i < n; i += nwarps()) f(warp, i, w);
+  }
+  // f(warp, warp_index) once per warp: for kernels that assign rows to warps themselves.
+  template <typename F>
+  __device__ __forceinline__ void for_each_warp(F&& f) const {
+    f(CudaWarp{static_cast<int>(threadIdx.x % kWarpSize)},
+      static_cast<int>(threadIdx.x / kWarpSize));
   }
   template <typename F>
   __device__ __forceinline__ void single(F&& f) const {
@@ -143,6 +159,13 @@ struct EmuWarp {
     }
     return butterfly(lanes);
   }
+  template <typename F>
+  void for_each(int64_t n, F&& f) const {
+    for (int q = 0; q < kWarpSize; ++q) {
+      const int l = reverse ? kWarpSize - 1 - q : q;
+      for (int64_t j = l; j < n; j += kWarpSize) f(j);
+    }
+  }
   bool leader() const { return true; }  // the emulated warp body runs once, not per lane
 };
 
@@ -166,6 +189,11 @@ struct EmuBlock {
       const int w = reverse ? nwarps() - 1 - q : q;
       for (int64_t i = w; i < n; i += nwarps()) f(warp, i, w);
     }
+  }
+  template <typename F>
+  void for_each_warp(F&& f) const {
+    const EmuWarp warp{reverse};
+    for (int q = 0; q < nwarps(); ++q) f(warp, reverse ? nwarps() - 1 - q : q);
   }
   template <typename F>
   void single(F&& f) const {

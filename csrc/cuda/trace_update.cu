@@ -1,0 +1,79 @@
+// CUDA kernels of trace_update with a per-sample trace: the block bodies of trace_update_block.h
+// on a B x R grid (the emulation in csrc/cpu/trace_update_emulated.cpp runs the same bodies).
+#include "cuda/trace_update_launch.h"
+
+namespace hebbkern::cuda_kernels {
+
+namespace {
+
+template <Rule R, typename T>
+__global__ void __launch_bounds__(kTraceUpdateThreads)
+    trace_update_fwd_kernel(const simt::TraceUpdateArgs<T> a, T* out) {
+  simt::trace_update_forward_block<R>(simt::CudaBlock{}, a, blockIdx.y, blockIdx.x, out);
+}
+
+template <Rule R, typename T>
+__global__ void __launch_bounds__(kTraceUpdateThreads)
+    trace_update_bwd_kernel(const simt::TraceUpdateArgs<T> a, const T* G, T* dH, T* dpre, T* part,
+                            bool part_in_smem, T* cols) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int64_t block = static_cast<int64_t>(blockIdx.y) * a.R + blockIdx.x;
+  T* p = part_in_smem ? reinterpret_cast<T*>(smem)
+                      : part + block * simt::trace_update_scratch(a.K, kTraceUpdateThreads);
+  simt::trace_update_backward_block<R>(simt::CudaBlock{}, a, blockIdx.y, blockIdx.x, G, dH, dpre, p,
+                                       cols);
+}
+
+dim3 grid(int64_t B, int64_t R) { return dim3(static_cast<unsigned>(R), static_cast<unsigned>(B)); }
+
+}  // namespace
+
+template <typename T>
+cudaError_t launch_trace_update_forward(Rule rule, const simt::TraceUpdateArgs<T>& a, T* out,
+                                        cudaStream_t stream) {
+  const dim3 g = grid(a.B, a.R);
+  switch (rule) {
+    case Rule::Hebb:
+      trace_update_fwd_kernel<Rule::Hebb, T><<<g, kTraceUpdateThreads, 0, stream>>>(a, out);
+      break;
+    case Rule::Oja:
+      trace_update_fwd_kernel<Rule::Oja, T><<<g, kTraceUpdateThreads, 0, stream>>>(a, out);
+      break;
+    default: trace_update_fwd_kernel<Rule::Clip, T><<<g, kTraceUpdateThreads, 0, stream>>>(a, out);
+  }
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_trace_update_backward(Rule rule, const simt::TraceUpdateArgs<T>& a, const T* G,
+                                         T* dH, T* dpre, T* part, bool part_in_smem, T* cols,
+                                         cudaStream_t stream) {
+  const dim3 g = grid(a.B, a.R);
+  const size_t smem =
+      part_in_smem ? sizeof(T) * simt::trace_update_scratch(a.K, kTraceUpdateThreads) : 0;
+  switch (rule) {
+    case Rule::Hebb:
+      trace_update_bwd_kernel<Rule::Hebb, T>
+          <<<g, kTraceUpdateThreads, smem, stream>>>(a, G, dH, dpre, part, part_in_smem, cols);
+      break;
+    case Rule::Oja:
+      trace_update_bwd_kernel<Rule::Oja, T>
+          <<<g, kTraceUpdateThreads, smem, stream>>>(a, G, dH, dpre, part, part_in_smem, cols);
+      break;
+    default:
+      trace_update_bwd_kernel<Rule::Clip, T>
+          <<<g, kTraceUpdateThreads, smem, stream>>>(a, G, dH, dpre, part, part_in_smem, cols);
+  }
+  return cudaGetLastError();
+}
+
+#define HEBBKERN_INSTANTIATE(T)                                                                  \
+  template cudaError_t launch_trace_update_forward<T>(Rule, const simt::TraceUpdateArgs<T>&, T*, \
+                                                      cudaStream_t);                             \
+  template cudaError_t launch_trace_update_backward<T>(                                          \
+      Rule, const simt::TraceUpdateArgs<T>&, const T*, T*, T*, T*, bool, T*, cudaStream_t);
+HEBBKERN_INSTANTIATE(float)
+HEBBKERN_INSTANTIATE(double)
+#undef HEBBKERN_INSTANTIATE
+
+}  // namespace hebbkern::cuda_kernels
