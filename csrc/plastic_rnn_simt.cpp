@@ -120,6 +120,8 @@ FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const
   const Rule rule = parse_rule(rule_name);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   check_target(tg, u);
+  TORCH_CHECK_VALUE(u.dim() != 3 || u.size(1) < (int64_t{1} << 31),
+                    "hebbkern::plastic_rnn: batch too large for one launch: ", u.size(1));
   const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
                                        fanout_w, fanout_b, rule, clip, false);
   FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
@@ -135,7 +137,9 @@ FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const
                                .mod = ptr_or_null<T>(mod)};
     const simt::Placement pl = placement(tg, false, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
-    if (tg.emulate) {
+    if (p.B == 0) {
+      // Nothing to run (a launch of zero blocks is an error).
+    } else if (tg.emulate) {
       emu::run_forward<T>(rule, p, o, pl, scratch.data_ptr<T>(), tg.reverse);
     } else {
 #ifdef HEBBKERN_WITH_CUDA
@@ -195,7 +199,9 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
                                .mod = ptr_or_null<T>(mod_c)};
     const simt::Placement pl = placement(tg, true, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
-    if (tg.emulate) {
+    if (p.B == 0) {
+      // Nothing to run.
+    } else if (tg.emulate) {
       emu::run_backward<T>(rule, p, in, o, pl, scratch.data_ptr<T>(), tg.reverse);
     } else {
 #ifdef HEBBKERN_WITH_CUDA

@@ -100,6 +100,8 @@ at::Tensor forward(const Target& tg, const at::Tensor& trace, const at::Tensor& 
   at::Tensor out = at::empty_like(H);
   if (H.numel() == 0) return out;
   const int64_t R = blocks_per_sample(tg, H.size(0), H.size(1));
+  TORCH_CHECK_VALUE(H.size(0) * R < (int64_t{1} << 31),
+                    "hebbkern::trace_update: batch too large for one launch: ", H.size(0));
   const Rule kr = trace_update_common::kernel_rule(r);
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_fwd_block", [&] {
     using T = scalar_t;
@@ -135,6 +137,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   const at::Tensor y = post.contiguous();
   const int64_t B = H.size(0), M = H.size(1), K = H.size(2);
   const int64_t R = blocks_per_sample(tg, B, M);
+  TORCH_CHECK_VALUE(B * R < (int64_t{1} << 31),
+                    "hebbkern::trace_update: batch too large for one launch: ", B);
   at::Tensor dH = at::empty_like(H);
   at::Tensor dpre = at::empty({B, M}, H.options());
   // Per block: column sums of dpost and deta ([B, R, 2, K]), summed over R below in a fixed order.

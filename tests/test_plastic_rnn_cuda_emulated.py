@@ -225,3 +225,17 @@ def test_emulated_rejects_bad_block_size():
     kw = detached(make_inputs("hebb", T=2, B=1, N=4))
     with pytest.raises(ValueError, match="threads must be a multiple of 32"):
         emulated_fwd(fused_args(kw, 1), 48, BIG)
+
+
+def test_emulated_empty_batch():
+    """B = 0 launches nothing (a CUDA launch of zero blocks would be an error)."""
+    kw = detached(make_inputs("retro", T=3, B=1, N=5))
+    for k in ("u", "h0", "hebb0", "elig0"):
+        kw[k] = kw[k][:, :0] if k == "u" else kw[k][:0]
+    args = fused_args(kw, 2)
+    out = emulated_fwd(args, 64, BIG)
+    assert out[0].shape == (3, 0, 5) and out[1].shape == (0, 5, 5)
+    grads = emulated_bwd(backward_args(kw, out, 2), 64, BIG)
+    assert grads[0].shape == (3, 0, 5) and torch.equal(
+        grads[1], torch.zeros(5, 5, dtype=grads[1].dtype)
+    )

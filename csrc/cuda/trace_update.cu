@@ -9,7 +9,8 @@ namespace {
 template <Rule R, typename T>
 __global__ void __launch_bounds__(kTraceUpdateThreads)
     trace_update_fwd_kernel(const simt::TraceUpdateArgs<T> a, T* out) {
-  simt::trace_update_forward_block<R>(simt::CudaBlock{}, a, blockIdx.y, blockIdx.x, out);
+  simt::trace_update_forward_block<R>(simt::CudaBlock{}, a, blockIdx.x / a.R, blockIdx.x % a.R,
+                                      out);
 }
 
 template <Rule R, typename T>
@@ -17,7 +18,7 @@ __global__ void __launch_bounds__(kTraceUpdateThreads)
     trace_update_bwd_kernel(const simt::TraceUpdateArgs<T> a, const T* G, T* dH, T* dpre, T* part,
                             bool part_in_smem, T* cols) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const int64_t block = static_cast<int64_t>(blockIdx.y) * a.R + blockIdx.x;
+  const int64_t block = blockIdx.x;  // sample block / R, row split block % R
   T* p = part_in_smem ? reinterpret_cast<T*>(smem)
                       : part + block * simt::trace_update_scratch(a.K, kTraceUpdateThreads);
   simt::trace_update_backward_block<R>(simt::CudaBlock{}, a, blockIdx.y, blockIdx.x, G, dH, dpre, p,

@@ -12,7 +12,7 @@ namespace hebbkern::cuda_kernels {
 
 constexpr int kTraceUpdateThreads = 256;
 
-// Grid B x a.R. The backward's per-warp partial rows live in dynamic shared memory when
+// Grid of B * a.R blocks. The backward's per-warp partial rows live in dynamic shared memory when
 // `part_in_smem` (2 * 8 * K elements), else in `part` ([B * R] blocks of that size).
 template <typename T>
 cudaError_t launch_trace_update_forward(Rule rule, const simt::TraceUpdateArgs<T>& a, T* out,

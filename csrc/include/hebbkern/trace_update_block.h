@@ -3,7 +3,7 @@
 // csrc/cuda/trace_update.cu run it, csrc/cpu/trace_update_emulated.cpp runs it on the CPU for the
 // tests.
 //
-// Grid: B x R blocks; block (b, r) owns the rows i = r * W + w, r * W + w + R * W, ... of sample b
+// Grid: B * R blocks; block (b, r) owns the rows i = r * W + w, r * W + w + R * W, ... of sample b
 // (W warps per block, warp w). Row sums (the gradient of pre) are warp butterflies; column sums
 // (the gradients of post and eta) go to per-warp partial rows, which the block adds in warp order
 // into its own [2, K] slot of `cols`; the caller then sums the R slots of each sample in a fixed
