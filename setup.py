@@ -63,7 +63,9 @@ def extension():
     )
     if want_cuda(cuda_sources):
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        nvcc = ["-O3", "--use_fast_math", "-lineinfo", "-Xptxas", "-v"]
+        # No --use_fast_math: it turns tanhf into tanh.approx.f32 (relative error ~5e-4), which the
+        # float32 tolerance against the reference (1e-4) does not allow.
+        nvcc = ["-O3", "-lineinfo", "-Xptxas", "-v"]
         return CUDAExtension(
             sources=cpp_sources + cuda_sources,
             extra_compile_args={"cxx": cxx + ["-DHEBBKERN_WITH_CUDA"], "nvcc": nvcc},

@@ -23,7 +23,7 @@ SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
 ARCHS = ("sm_80", "sm_90")
 RULE_NAMES = ("hebb", "oja", "clip", "neuromod", "retro")  # enum order of plastic_rules.h
 # The flags setup.py gives nvcc (torch adds -std=c++20 and --expt-relaxed-constexpr).
-NVCC_FLAGS = ["-std=c++20", "--expt-relaxed-constexpr", "-O3", "--use_fast_math", "-lineinfo"]
+NVCC_FLAGS = ["-std=c++20", "--expt-relaxed-constexpr", "-O3", "-lineinfo"]
 
 
 def find_nvcc() -> str | None:
