@@ -224,3 +224,16 @@ def test_dispatch_table_generator(tmp_path):
     exec(gen.render(table, source, device), ns)
     assert ns["PLASTIC_RNN"] == table
     assert dispatch.measured_choice(100, torch.float32, ns["PLASTIC_RNN"]) == "triton"
+
+
+@needs_cuda
+@pytest.mark.parametrize("rule", RULES)
+def test_cuda_opcheck(rule):
+    """The CUDA implementation honours the op's schema, fake kernel and autograd registration."""
+    from helpers import fused_args
+
+    kw = make_inputs(rule, "per_neuron", rule in MODULATED_RULES, True, T=4, B=2, N=9)
+    kw = {k: (v.detach().to(CUDA, torch.float32) if isinstance(v, torch.Tensor) and
+              v.is_floating_point() else (v.to(CUDA) if isinstance(v, torch.Tensor) else v))
+          for k, v in kw.items()}  # fmt: skip
+    torch.library.opcheck(torch.ops.hebbkern.plastic_rnn_fwd, fused_args(kw, 2))
