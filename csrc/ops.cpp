@@ -52,6 +52,11 @@ TORCH_LIBRARY(hebbkern, m) {
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def(
+      "_plastic_rnn_placement(int N, int K, bool elig, bool backward, int threads, int "
+      "smem_budget, "
+      "int elem_bytes) -> int[]",
+      &plastic_rnn_placement);
+  m.def(
       "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "
       "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "
       "float hyper_lr, float momentum, float beta1, float beta2, float eps, float weight_decay) "

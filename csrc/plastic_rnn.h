@@ -6,6 +6,7 @@
 
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "hebbkern/plastic_rules.h"
 
@@ -84,5 +85,11 @@ BwdOut plastic_rnn_emulated_bwd(
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule, double clip, int64_t ckpt_every, int64_t threads, int64_t smem_budget,
     bool reverse);
+
+// Where the CUDA kernels keep a block's working set for a shape (simt::place), as
+// [vec_in_smem, state_in_smem, smem_bytes, scratch_elements_per_sample]: for reports and tests.
+std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
+                                           int64_t threads, int64_t smem_budget,
+                                           int64_t elem_bytes);
 
 }  // namespace hebbkern

@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <limits>
+#include <vector>
 
 #include "hebbkern/plastic_rnn_block.h"
 #include "plastic_rnn.h"
@@ -241,6 +242,16 @@ BwdOut plastic_rnn_emulated_bwd(
   const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
   return backward(tg, grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod,
                   clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every);
+}
+
+std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
+                                           int64_t threads, int64_t smem_budget,
+                                           int64_t elem_bytes) {
+  TORCH_CHECK_VALUE(N >= 1 && K >= 1 && threads >= 32 && threads % 32 == 0 && elem_bytes > 0,
+                    "hebbkern::_plastic_rnn_placement: bad arguments");
+  const simt::Placement p =
+      simt::place(backward, N, K, elig, static_cast<int>(threads), smem_budget, elem_bytes);
+  return {p.vec_in_smem, p.state_in_smem, p.smem_bytes, p.scratch_per_sample};
 }
 
 #ifdef HEBBKERN_WITH_CUDA

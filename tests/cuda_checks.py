@@ -99,6 +99,45 @@ def format_report(kernels: list[KernelResources]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Shared memory one block may opt into (cudaDevAttrMaxSharedMemoryPerBlockOptin).
+SMEM_BUDGET = {"sm_80": 163 * 1024, "sm_90": 227 * 1024}
+THREADS = 512  # plastic_rnn's block size (csrc/cuda/plastic_rnn_launch.h)
+
+
+def placement(N: int, K: int, elig: bool, backward: bool, arch: str, elem_bytes: int = 4):
+    """(vec_in_smem, state_in_smem, smem_bytes, scratch elements per sample) of the plastic_rnn
+    kernels, from the same C++ function the launch uses."""
+    import torch
+
+    import hebbkern  # noqa: F401  (loads the ops)
+
+    return tuple(
+        torch.ops.hebbkern._plastic_rnn_placement(
+            N, K, elig, backward, THREADS, SMEM_BUDGET[arch], elem_bytes
+        )
+    )
+
+
+def largest_n_on_chip(elig: bool, backward: bool, arch: str) -> int:
+    """The largest N whose float32 trace (or adjoint) stays in shared memory."""
+    return max(n for n in range(1, 1025) if placement(n, 1, elig, backward, arch)[1])
+
+
+def format_placements() -> str:
+    lines = ["", "plastic_rnn dynamic shared memory per block (float32, 512 threads, K = 10)",
+             "arch   pass state      N  state_in_smem smem_bytes scratch_per_sample"]  # fmt: skip
+    for arch in ARCHS:
+        for backward in (False, True):
+            for elig, what in ((False, "hebb"), (True, "hebb+elig")):
+                for n in (64, 128, 256):
+                    v, st, sb, sc = placement(n, 10, elig, backward, arch)
+                    lines.append(f"{arch:6} {'bwd' if backward else 'fwd':4} {what:9} {n:4} "
+                                 f"{bool(st)!s:13} {sb:10} {sc:18}")  # fmt: skip
+                lines.append(f"{arch:6} {'bwd' if backward else 'fwd':4} {what:9} largest N on "
+                             f"chip: {largest_n_on_chip(elig, backward, arch)}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     import tempfile
 
@@ -109,6 +148,7 @@ def main(argv: list[str]) -> int:
             kernels += compile_report(arch, Path(tmp))[1]
     nvcc_version = subprocess.run([find_nvcc(), "--version"], capture_output=True, text=True)
     text = "# " + nvcc_version.stdout.strip().splitlines()[-1] + "\n" + format_report(kernels)
+    text += format_placements()
     if out:
         out.write_text(text)
     print(text, end="")

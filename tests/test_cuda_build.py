@@ -5,11 +5,20 @@ memory per kernel is written to build/plastic_rnn_cuda_resources.txt for the CI 
 from __future__ import annotations
 
 import pytest
-from cuda_checks import ARCHS, ROOT, RULE_NAMES, compile_report, find_nvcc, format_report
+from cuda_checks import (
+    ARCHS,
+    ROOT,
+    RULE_NAMES,
+    compile_report,
+    find_nvcc,
+    format_report,
+    largest_n_on_chip,
+)
 
-pytestmark = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found")
+needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="nvcc not found")
 
 
+@needs_nvcc
 @pytest.mark.parametrize("arch", ARCHS)
 def test_kernels_compile_without_spills(arch, tmp_path):
     _, kernels = compile_report(arch, tmp_path)
@@ -27,3 +36,21 @@ def test_kernels_compile_without_spills(arch, tmp_path):
     assert not spilling, "kernels spill registers:\n" + format_report(spilling)
     # 512 threads per block (__launch_bounds__(512, 1)) leave at most 128 registers a thread.
     assert max(k.registers for k in kernels if k.family == "plastic_rnn") <= 128
+
+
+# The sizes whose float32 trace (forward) or trace adjoint (backward) stays in shared memory, as
+# the README states them: (arch, eligibility trace, backward) -> largest N.
+ON_CHIP = {
+    ("sm_90", False, False): 238, ("sm_90", False, True): 214,
+    ("sm_90", True, False): 168, ("sm_90", True, True): 156,
+    ("sm_80", False, False): 201, ("sm_80", False, True): 178,
+    ("sm_80", True, False): 142, ("sm_80", True, True): 131,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "key", list(ON_CHIP), ids=lambda k: f"{k[0]}-elig{int(k[1])}-bwd{int(k[2])}"
+)
+def test_shared_memory_limits_in_the_readme(key):
+    arch, elig, backward = key
+    assert largest_n_on_chip(elig, backward, arch) == ON_CHIP[key]
