@@ -161,6 +161,21 @@ BwdAccumulators allocate_backward(const Prepared& q, const at::Tensor& alpha, Ru
   return a;
 }
 
+BwdInputs contiguous_backward_inputs(const std::optional<at::Tensor>& grad_h,
+                                     const std::optional<at::Tensor>& grad_hebb,
+                                     const std::optional<at::Tensor>& grad_elig,
+                                     const at::Tensor& h, const at::Tensor& hebb_ckpt,
+                                     const at::Tensor& elig_ckpt, const at::Tensor& mod,
+                                     Rule rule) {
+  return {contiguous_or_undefined(grad_h),
+          contiguous_or_undefined(grad_hebb),
+          has_eligibility(rule) ? contiguous_or_undefined(grad_elig) : at::Tensor(),
+          h.contiguous(),
+          hebb_ckpt.contiguous(),
+          elig_ckpt.contiguous(),
+          mod.contiguous()};
+}
+
 BwdOut finish_backward(const Prepared& q, const at::Tensor& alpha, const at::Tensor& h, Rule rule,
                        const BwdAccumulators& a) {
   const int64_t T_ = q.u.size(0), B = q.u.size(1), N = q.u.size(2);

@@ -7,6 +7,7 @@
 
 #include <optional>
 
+#include "hebbkern/plastic_rnn_io.h"
 #include "plastic_rnn.h"
 
 namespace hebbkern::rnn_args {
@@ -47,6 +48,27 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
                  const std::optional<at::Tensor>& fanout_b, Rule rule, double clip,
                  bool read_scalars);
 
+// The kernels' common inputs over the prepared tensors; K is capped at T.
+template <typename T>
+void fill_inputs(RnnInputs<T>& p, const Prepared& q, double clip, int64_t K) {
+  p.T_ = q.u.size(0);
+  p.B = q.u.size(1);
+  p.N = q.u.size(2);
+  p.K = K < p.T_ ? K : p.T_;
+  p.u = q.u.data_ptr<T>();
+  p.w = q.w.data_ptr<T>();
+  p.A = q.A.data_ptr<T>();
+  p.a_stride = q.A.dim() == 2 ? p.N : 0;
+  p.h0 = ptr_or_null<T>(q.h0);
+  p.hebb0 = ptr_or_null<T>(q.hebb0);
+  p.elig0 = ptr_or_null<T>(q.elig0);
+  p.clamp = q.clamp.defined() ? q.clamp.data_ptr<bool>() : nullptr;
+  p.mod_w = ptr_or_null<T>(q.mod_w);
+  p.fan_w = ptr_or_null<T>(q.fan_w);
+  p.fan_b = ptr_or_null<T>(q.fan_b);
+  p.clip = static_cast<T>(clip);
+}
+
 // The saved forward outputs and the incoming gradients of the backward op, checked against u.
 void check_backward_inputs(const std::optional<at::Tensor>& grad_h,
                            const std::optional<at::Tensor>& grad_hebb,
@@ -67,6 +89,55 @@ struct BwdAccumulators {
 
 BwdAccumulators allocate_backward(const Prepared& q, const at::Tensor& alpha, Rule rule,
                                   bool zeroed);
+
+// The backward's tensor inputs made contiguous (grad_elig only for retro).
+struct BwdInputs {
+  at::Tensor gh, gH, gE, h, ck_h, ck_e, mod;
+};
+BwdInputs contiguous_backward_inputs(const std::optional<at::Tensor>& grad_h,
+                                     const std::optional<at::Tensor>& grad_hebb,
+                                     const std::optional<at::Tensor>& grad_elig,
+                                     const at::Tensor& h, const at::Tensor& hebb_ckpt,
+                                     const at::Tensor& elig_ckpt, const at::Tensor& mod, Rule rule);
+
+// The kernels' pointer structs over these tensors (designated initialisers: a field added to the
+// structs cannot be silently left null).
+template <typename T>
+RnnFwdOut<T> fwd_ptrs(const FwdOut& out) {
+  const auto& [h, hebb_T, elig_T, ck_h, ck_e, mod] = out;
+  return {.h = h.data_ptr<T>(),
+          .hebb_T = hebb_T.data_ptr<T>(),
+          .elig_T = ptr_or_null<T>(elig_T),
+          .ck_h = ck_h.data_ptr<T>(),
+          .ck_e = ptr_or_null<T>(ck_e),
+          .mod = ptr_or_null<T>(mod)};
+}
+
+template <typename T>
+RnnBwdIn<T> bwd_in_ptrs(const BwdInputs& in) {
+  return {.gh = ptr_or_null<T>(in.gh),
+          .gH = ptr_or_null<T>(in.gH),
+          .gE = ptr_or_null<T>(in.gE),
+          .h = in.h.data_ptr<T>(),
+          .ck_h = in.ck_h.data_ptr<T>(),
+          .ck_e = ptr_or_null<T>(in.ck_e),
+          .mod = ptr_or_null<T>(in.mod)};
+}
+
+template <typename T>
+RnnBwdOut<T> bwd_out_ptrs(const BwdAccumulators& a) {
+  return {.dA = a.dA.data_ptr<T>(),
+          .deta = a.deta.data_ptr<T>(),
+          .dmw = ptr_or_null<T>(a.dmw),
+          .dmb = ptr_or_null<T>(a.dmb),
+          .dfw = ptr_or_null<T>(a.dfw),
+          .dfb = ptr_or_null<T>(a.dfb),
+          .du = a.du.data_ptr<T>(),
+          .da = a.da.data_ptr<T>(),
+          .dh0 = a.dh0.data_ptr<T>(),
+          .dH0 = a.dH0.data_ptr<T>(),
+          .dE0 = ptr_or_null<T>(a.dE0)};
+}
 
 // dw as one GEMM over all steps and samples, the per-sample accumulators summed over the batch in a
 // fixed order (deterministic on every device), unused gradients as separate empty tensors.

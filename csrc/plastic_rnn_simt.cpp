@@ -25,16 +25,15 @@ namespace hebbkern {
 namespace emu {
 // csrc/cpu/plastic_rnn_emulated.cpp
 template <typename T>
-void run_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse);
 template <typename T>
-void run_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
-                  const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse);
+void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                  const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse);
 }  // namespace emu
 
 namespace {
 
-using rnn_args::contiguous_or_undefined;
 using rnn_args::Prepared;
 using rnn_args::ptr_or_null;
 
@@ -64,24 +63,9 @@ void check_target(const Target& tg, const at::Tensor& u) {
 template <typename T>
 simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K) {
   simt::RnnParams<T> p{};
-  p.T_ = q.u.size(0);
-  p.B = q.u.size(1);
-  p.N = q.u.size(2);
-  p.K = K < p.T_ ? K : p.T_;
-  p.u = q.u.data_ptr<T>();
-  p.w = q.w.data_ptr<T>();
-  p.A = q.A.data_ptr<T>();
-  p.a_stride = q.A.dim() == 2 ? p.N : 0;
-  p.h0 = ptr_or_null<T>(q.h0);
-  p.hebb0 = ptr_or_null<T>(q.hebb0);
-  p.elig0 = ptr_or_null<T>(q.elig0);
-  p.clamp = q.clamp.defined() ? q.clamp.data_ptr<bool>() : nullptr;
-  p.mod_w = ptr_or_null<T>(q.mod_w);
-  p.fan_w = ptr_or_null<T>(q.fan_w);
-  p.fan_b = ptr_or_null<T>(q.fan_b);
+  rnn_args::fill_inputs<T>(p, q, clip, K);
   p.eta = ptr_or_null<T>(q.eta);
   p.mod_b = ptr_or_null<T>(q.mod_b);
-  p.clip = static_cast<T>(clip);
   return p;
 }
 
@@ -126,16 +110,10 @@ FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const
   const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
                                        fanout_w, fanout_b, rule, clip, false);
   FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
-  auto& [h, hebb_T, elig_T, ck_h, ck_e, mod] = out;
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_block", [&] {
     using T = scalar_t;
     const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every);
-    const simt::RnnFwdOut<T> o{.h = h.data_ptr<T>(),
-                               .hebb_T = hebb_T.data_ptr<T>(),
-                               .elig_T = ptr_or_null<T>(elig_T),
-                               .ck_h = ck_h.data_ptr<T>(),
-                               .ck_e = ptr_or_null<T>(ck_e),
-                               .mod = ptr_or_null<T>(mod)};
+    const RnnFwdOut<T> o = rnn_args::fwd_ptrs<T>(out);
     const simt::Placement pl = placement(tg, false, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
     if (p.B == 0) {
@@ -169,35 +147,15 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
                                        mod_w, mod_b, fanout_w, fanout_b, rule, clip, false);
   rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
                                   rule, ckpt_every);
-  const bool elig = has_eligibility(rule);
-  at::Tensor gh = contiguous_or_undefined(grad_h);
-  at::Tensor gH = contiguous_or_undefined(grad_hebb);
-  at::Tensor gE = elig ? contiguous_or_undefined(grad_elig) : at::Tensor();
-  at::Tensor h_c = h.contiguous(), ck_h = hebb_ckpt.contiguous(), ck_e = elig_ckpt.contiguous();
-  at::Tensor mod_c = mod.contiguous();
+  const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(
+      grad_h, grad_hebb, grad_elig, h, hebb_ckpt, elig_ckpt, mod, rule);
   // The block kernels write every per-sample accumulator whole: no zero-filling here.
   const rnn_args::BwdAccumulators a = rnn_args::allocate_backward(q, alpha, rule, false);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_block", [&] {
     using T = scalar_t;
     const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every);
-    const simt::RnnBwdOut<T> o{.dA = a.dA.data_ptr<T>(),
-                               .deta = a.deta.data_ptr<T>(),
-                               .dmw = ptr_or_null<T>(a.dmw),
-                               .dmb = ptr_or_null<T>(a.dmb),
-                               .dfw = ptr_or_null<T>(a.dfw),
-                               .dfb = ptr_or_null<T>(a.dfb),
-                               .du = a.du.data_ptr<T>(),
-                               .da = a.da.data_ptr<T>(),
-                               .dh0 = a.dh0.data_ptr<T>(),
-                               .dH0 = a.dH0.data_ptr<T>(),
-                               .dE0 = ptr_or_null<T>(a.dE0)};
-    const simt::RnnBwdIn<T> in{.gh = ptr_or_null<T>(gh),
-                               .gH = ptr_or_null<T>(gH),
-                               .gE = ptr_or_null<T>(gE),
-                               .h = h_c.data_ptr<T>(),
-                               .ck_h = ck_h.data_ptr<T>(),
-                               .ck_e = ptr_or_null<T>(ck_e),
-                               .mod = ptr_or_null<T>(mod_c)};
+    const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(a);
+    const RnnBwdIn<T> in = rnn_args::bwd_in_ptrs<T>(bin);
     const simt::Placement pl = placement(tg, true, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
     if (p.B == 0) {
@@ -211,7 +169,7 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
 #endif
     }
   });
-  return rnn_args::finish_backward(q, alpha, h_c, rule, a);
+  return rnn_args::finish_backward(q, alpha, bin.h, rule, a);
 }
 
 }  // namespace

@@ -81,31 +81,15 @@ namespace {
 
 using cpu::RnnArgs;
 
-using rnn_args::contiguous_or_undefined;
 using rnn_args::Prepared;
 using rnn_args::ptr_or_null;
 
 template <typename T>
 RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
   RnnArgs<T> p{};
-  p.T_ = q.u.size(0);
-  p.B = q.u.size(1);
-  p.N = q.u.size(2);
-  p.K = std::min(K, p.T_);  // one checkpoint interval never exceeds the sequence
-  p.u = q.u.data_ptr<T>();
-  p.w = q.w.data_ptr<T>();
-  p.A = q.A.data_ptr<T>();
-  p.a_stride = q.A.dim() == 2 ? p.N : 0;
-  p.h0 = ptr_or_null<T>(q.h0);
-  p.hebb0 = ptr_or_null<T>(q.hebb0);
-  p.elig0 = ptr_or_null<T>(q.elig0);
-  p.clamp = q.clamp.defined() ? q.clamp.data_ptr<bool>() : nullptr;
-  p.mod_w = ptr_or_null<T>(q.mod_w);
-  p.fan_w = ptr_or_null<T>(q.fan_w);
-  p.fan_b = ptr_or_null<T>(q.fan_b);
+  rnn_args::fill_inputs<T>(p, q, clip, K);
   p.eta = static_cast<T>(q.eta_value);
   p.mod_b = static_cast<T>(q.mod_b_value);
-  p.clip = static_cast<T>(clip);
   return p;
 }
 
@@ -126,17 +110,11 @@ FwdOut plastic_rnn_fwd_cpu(
                                        fanout_w, fanout_b, rule, clip, /*read_scalars=*/true);
   const int64_t B = u.size(1), N = u.size(2);
   FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
-  auto& [h, hebb_T, elig_T, ck_h, ck_e, mod] = out;
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
-    const cpu::FwdOutPtrs<T> o{.h = h.data_ptr<T>(),
-                               .hebb_T = hebb_T.data_ptr<T>(),
-                               .elig_T = ptr_or_null<T>(elig_T),
-                               .ck_h = ck_h.data_ptr<T>(),
-                               .ck_e = ptr_or_null<T>(ck_e),
-                               .mod = ptr_or_null<T>(mod)};
+    const RnnFwdOut<T> o = rnn_args::fwd_ptrs<T>(out);
     // The instruction set is read once per call (it consults the environment), not per worker.
     const cpu::Isa isa = cpu::active_isa();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
@@ -165,46 +143,25 @@ BwdOut plastic_rnn_bwd_cpu(
   rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
                                   rule, ckpt_every);
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
-  const bool elig = has_eligibility(rule);
-  at::Tensor gh = contiguous_or_undefined(grad_h);
-  at::Tensor gH = contiguous_or_undefined(grad_hebb);
-  at::Tensor gE = elig ? contiguous_or_undefined(grad_elig) : at::Tensor();
-  at::Tensor h_c = h.contiguous(), ck_h = hebb_ckpt.contiguous(), ck_e = elig_ckpt.contiguous();
-  at::Tensor mod_c = mod.contiguous();
+  const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(
+      grad_h, grad_hebb, grad_elig, h, hebb_ckpt, elig_ckpt, mod, rule);
   // The CPU kernels accumulate into the per-sample rows: they start at zero.
   const rnn_args::BwdAccumulators a = rnn_args::allocate_backward(q, alpha, rule, /*zeroed=*/true);
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_cpu", [&] {
     using T = scalar_t;
     const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
-    // Designated initialisers: a field added to these structs cannot be silently left null.
-    const cpu::BwdOutPtrs<T> o{.dA = a.dA.data_ptr<T>(),
-                               .deta = a.deta.data_ptr<T>(),
-                               .dmw = ptr_or_null<T>(a.dmw),
-                               .dmb = ptr_or_null<T>(a.dmb),
-                               .dfw = ptr_or_null<T>(a.dfw),
-                               .dfb = ptr_or_null<T>(a.dfb),
-                               .du = a.du.data_ptr<T>(),
-                               .da = a.da.data_ptr<T>(),
-                               .dh0 = a.dh0.data_ptr<T>(),
-                               .dH0 = a.dH0.data_ptr<T>(),
-                               .dE0 = ptr_or_null<T>(a.dE0)};
-    const cpu::BwdInPtrs<T> in{.gh = ptr_or_null<T>(gh),
-                               .gH = ptr_or_null<T>(gH),
-                               .gE = ptr_or_null<T>(gE),
-                               .h = h_c.data_ptr<T>(),
-                               .ck_h = ck_h.data_ptr<T>(),
-                               .ck_e = ptr_or_null<T>(ck_e),
-                               .mod = ptr_or_null<T>(mod_c)};
+    const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(a);
+    const RnnBwdIn<T> in = rnn_args::bwd_in_ptrs<T>(bin);
     const int64_t K = ckpt_every < T_ ? ckpt_every : T_;
     const cpu::Isa isa = cpu::active_isa();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<T> scratch(cpu::backward_scratch_size(N, K, elig));
+      std::vector<T> scratch(cpu::backward_scratch_size(N, K, has_eligibility(rule)));
       cpu::run_backward(isa, rule, p, in, o, b0, b1, scratch.data());
     });
   });
 
-  return rnn_args::finish_backward(q, alpha, h_c, rule, a);
+  return rnn_args::finish_backward(q, alpha, bin.h, rule, a);
 }
 
 }  // namespace hebbkern

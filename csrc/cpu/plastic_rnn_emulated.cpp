@@ -39,7 +39,7 @@ void for_each_block(int64_t B, const simt::Placement& pl, bool reverse, F&& body
 }  // namespace
 
 template <typename T>
-void run_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse) {
   with_rule(rule, [&](auto r) {
     for_each_block<T>(p.B, pl, reverse, [&](const simt::EmuBlock& blk, int64_t b, T* smem) {
@@ -49,9 +49,8 @@ void run_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T
 }
 
 template <typename T>
-void run_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
-                  const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
-                  bool reverse) {
+void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                  const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse) {
   with_rule(rule, [&](auto r) {
     for_each_block<T>(p.B, pl, reverse, [&](const simt::EmuBlock& blk, int64_t b, T* smem) {
       simt::backward_sample<decltype(r)::value>(blk, p, in, o, b, pl, smem, scratch);
@@ -59,16 +58,13 @@ void run_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T
   });
 }
 
-template void run_forward<float>(Rule, const simt::RnnParams<float>&, const simt::RnnFwdOut<float>&,
+template void run_forward<float>(Rule, const simt::RnnParams<float>&, const RnnFwdOut<float>&,
                                  const simt::Placement&, float*, bool);
-template void run_forward<double>(Rule, const simt::RnnParams<double>&,
-                                  const simt::RnnFwdOut<double>&, const simt::Placement&, double*,
-                                  bool);
-template void run_backward<float>(Rule, const simt::RnnParams<float>&, const simt::RnnBwdIn<float>&,
-                                  const simt::RnnBwdOut<float>&, const simt::Placement&, float*,
-                                  bool);
-template void run_backward<double>(Rule, const simt::RnnParams<double>&,
-                                   const simt::RnnBwdIn<double>&, const simt::RnnBwdOut<double>&,
-                                   const simt::Placement&, double*, bool);
+template void run_forward<double>(Rule, const simt::RnnParams<double>&, const RnnFwdOut<double>&,
+                                  const simt::Placement&, double*, bool);
+template void run_backward<float>(Rule, const simt::RnnParams<float>&, const RnnBwdIn<float>&,
+                                  const RnnBwdOut<float>&, const simt::Placement&, float*, bool);
+template void run_backward<double>(Rule, const simt::RnnParams<double>&, const RnnBwdIn<double>&,
+                                   const RnnBwdOut<double>&, const simt::Placement&, double*, bool);
 
 }  // namespace hebbkern::emu

@@ -7,65 +7,24 @@
 
 #include <cstdint>
 
+#include "hebbkern/plastic_rnn_io.h"
 #include "hebbkern/plastic_rules.h"
 
 namespace hebbkern {
 namespace cpu {
 
 template <typename T>
-struct RnnArgs {
-  int64_t T_, B, N, K;  // steps, batch, neurons, checkpoint interval
-  const T* u;           // [T, B, N]
-  const T* w;           // [N, N]
-  const T* A;           // alpha: row i at A + i * a_stride
-  int64_t a_stride;     // N (per connection) or 0 (per post neuron, scalar: one shared row)
-  const T* h0;          // [B, N] or null (zeros)
-  const T* hebb0;       // [B, N, N] or null
-  const T* elig0;       // [B, N, N] or null
-  const bool* clamp;    // [T, B, N] or null
-  const T* mod_w;       // [N] or null
-  const T* fan_w;       // [N] or null
-  const T* fan_b;       // [N] or null
-  T eta, mod_b, clip;
+struct RnnArgs : RnnInputs<T> {
+  T eta, mod_b;
 };
 
+// The pointer structs are shared with the CUDA kernels (hebbkern/plastic_rnn_io.h).
 template <typename T>
-struct FwdOutPtrs {
-  T* h;       // [T, B, N]
-  T* hebb_T;  // [B, N, N]
-  T* elig_T;  // [B, N, N] (retro)
-  T* ck_h;    // [C, B, N, N]
-  T* ck_e;    // [C, B, N, N] (retro)
-  T* mod;     // [T, B] (modulated rules)
-};
-
+using FwdOutPtrs = RnnFwdOut<T>;
 template <typename T>
-struct BwdInPtrs {
-  const T* gh;    // [T, B, N] or null
-  const T* gH;    // [B, N, N] or null
-  const T* gE;    // [B, N, N] or null
-  const T* h;     // [T, B, N]
-  const T* ck_h;  // [C, B, N, N]
-  const T* ck_e;  // [C, B, N, N] (retro)
-  const T* mod;   // [T, B] (modulated rules)
-};
-
+using BwdInPtrs = RnnBwdIn<T>;
 template <typename T>
-struct BwdOutPtrs {
-  // Per-sample accumulators, reduced over the batch afterwards (thread-count independent).
-  T* dA;    // [B, N, N] (alpha per connection) or [B, N] (per neuron, scalar)
-  T* deta;  // [B]
-  T* dmw;   // [B, N] (modulated rules)
-  T* dmb;   // [B]    (modulated rules)
-  T* dfw;   // [B, N] (fan-out)
-  T* dfb;   // [B, N] (fan-out)
-  // Gradients.
-  T* du;   // [T, B, N]
-  T* da;   // [T, B, N]: adjoint of the drive a_t, for the dw GEMM
-  T* dh0;  // [B, N]
-  T* dH0;  // [B, N, N]
-  T* dE0;  // [B, N, N] (retro)
-};
+using BwdOutPtrs = RnnBwdOut<T>;
 
 // Instruction sets the kernels are built for, in increasing order.
 enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };

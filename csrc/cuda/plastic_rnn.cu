@@ -9,7 +9,7 @@ namespace {
 
 template <Rule R, typename T>
 __global__ void __launch_bounds__(kThreads, 1)
-    plastic_rnn_fwd_kernel(const simt::RnnParams<T> p, const simt::RnnFwdOut<T> o,
+    plastic_rnn_fwd_kernel(const simt::RnnParams<T> p, const RnnFwdOut<T> o,
                            const simt::Placement pl, T* scratch) {
   extern __shared__ __align__(16) unsigned char smem[];
   simt::forward_sample<R>(simt::CudaBlock{}, p, o, blockIdx.x, pl, reinterpret_cast<T*>(smem),
@@ -18,8 +18,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <Rule R, typename T>
 __global__ void __launch_bounds__(kThreads, 1)
-    plastic_rnn_bwd_kernel(const simt::RnnParams<T> p, const simt::RnnBwdIn<T> in,
-                           const simt::RnnBwdOut<T> o, const simt::Placement pl, T* scratch) {
+    plastic_rnn_bwd_kernel(const simt::RnnParams<T> p, const RnnBwdIn<T> in, const RnnBwdOut<T> o,
+                           const simt::Placement pl, T* scratch) {
   extern __shared__ __align__(16) unsigned char smem[];
   simt::backward_sample<R>(simt::CudaBlock{}, p, in, o, blockIdx.x, pl, reinterpret_cast<T*>(smem),
                            scratch);
@@ -34,7 +34,7 @@ cudaError_t allow_smem(K kernel, int64_t bytes) {
 }
 
 template <Rule R, typename T>
-cudaError_t forward_rule(const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                          const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   const auto kernel = plastic_rnn_fwd_kernel<R, T>;
   if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes); e != cudaSuccess) return e;
@@ -43,9 +43,8 @@ cudaError_t forward_rule(const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& 
 }
 
 template <Rule R, typename T>
-cudaError_t backward_rule(const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
-                          const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
-                          cudaStream_t stream) {
+cudaError_t backward_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
+                          const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   const auto kernel = plastic_rnn_bwd_kernel<R, T>;
   if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes); e != cudaSuccess) return e;
   kernel<<<static_cast<unsigned>(p.B), pl.threads, pl.smem_bytes, stream>>>(p, in, o, pl, scratch);
@@ -63,7 +62,7 @@ int64_t smem_budget(int device) {
 }
 
 template <typename T>
-cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                            const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   switch (rule) {
     case Rule::Hebb: return forward_rule<Rule::Hebb>(p, o, pl, scratch, stream);
@@ -76,8 +75,8 @@ cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const simt::R
 }
 
 template <typename T>
-cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
-                            const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
+cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                            const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
                             cudaStream_t stream) {
   switch (rule) {
     case Rule::Hebb: return backward_rule<Rule::Hebb>(p, in, o, pl, scratch, stream);
@@ -89,13 +88,12 @@ cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const simt::
   return cudaErrorInvalidValue;
 }
 
-#define HEBBKERN_INSTANTIATE(T)                                                                 \
-  template cudaError_t launch_forward<T>(Rule, const simt::RnnParams<T>&,                       \
-                                         const simt::RnnFwdOut<T>&, const simt::Placement&, T*, \
-                                         cudaStream_t);                                         \
-  template cudaError_t launch_backward<T>(Rule, const simt::RnnParams<T>&,                      \
-                                          const simt::RnnBwdIn<T>&, const simt::RnnBwdOut<T>&,  \
-                                          const simt::Placement&, T*, cudaStream_t);
+#define HEBBKERN_INSTANTIATE(T)                                                                \
+  template cudaError_t launch_forward<T>(Rule, const simt::RnnParams<T>&, const RnnFwdOut<T>&, \
+                                         const simt::Placement&, T*, cudaStream_t);            \
+  template cudaError_t launch_backward<T>(Rule, const simt::RnnParams<T>&, const RnnBwdIn<T>&, \
+                                          const RnnBwdOut<T>&, const simt::Placement&, T*,     \
+                                          cudaStream_t);
 HEBBKERN_INSTANTIATE(float)
 HEBBKERN_INSTANTIATE(double)
 #undef HEBBKERN_INSTANTIATE

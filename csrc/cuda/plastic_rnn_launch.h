@@ -22,11 +22,11 @@ int64_t smem_budget(int device);
 // One block per sample, all T steps in one launch. The caller allocates `scratch` with
 // B * pl.scratch_per_sample elements.
 template <typename T>
-cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnFwdOut<T>& o,
+cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                            const simt::Placement& pl, T* scratch, cudaStream_t stream);
 template <typename T>
-cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const simt::RnnBwdIn<T>& in,
-                            const simt::RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
+cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                            const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
                             cudaStream_t stream);
 
 }  // namespace hebbkern::cuda_kernels
