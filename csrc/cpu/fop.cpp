@@ -7,9 +7,12 @@
 //   M += hyper_lr * lr * (S + S^T) M, then P = M M^T (d x d, small);
 //   pass 2: the base optimiser's state update and D_t, then W -= lr * D_t P, row block by block.
 // The two passes cannot merge: P_t needs the reduction over all rows of G_t before the first row
-// moves. For d <= kMaxD (conv kernels: 1, 9, 25, 49; small linear layers) both passes are the row
-// kernels of fop_kernel.h, compiled for the best instruction set of the CPU; for larger d the
-// products are BLAS GEMMs (skinny ones, d x a x d, are slow in BLAS, wide ones are not).
+// moves. For d <= kSmallD (3x3 and 1x1 conv kernels) pass 1 also updates the base optimiser's
+// state in place, leaving D_t where D_{t-1} was, so pass 2 reads only D_t and W; one row is one
+// vector of kSmallD lanes, no transposes. For d <= kMaxD (5x5, 7x7 kernels; small linear layers)
+// both passes are the transposed-block row kernels. Both kinds live in fop_kernel.h, compiled for
+// the best instruction set of the CPU; for larger d the products are BLAS GEMMs (skinny ones,
+// d x a x d, are slow in BLAS, wide ones are not).
 //
 // The reduction of pass 1 runs over fixed chunks of rows summed in chunk order, so a result never
 // depends on the thread count or scheduling: a resumed run continues bit-identically.
@@ -58,6 +61,15 @@ void run_step_elements(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store)
 template <typename T>
 void run_hyper_rows(const HyperArgs<T>& a, int64_t r0, int64_t r1, double* S, T* lanes) {
   HEBBKERN_FOP_DISPATCH(hyper_rows(a, r0, r1, S, lanes))
+}
+
+template <typename T>
+void run_small_pass1(const StepArgs<T>& a, int64_t r0, int64_t r1, double* S) {
+  HEBBKERN_FOP_DISPATCH(small_pass1(a, r0, r1, S))
+}
+template <typename T>
+void run_small_pass2(const StepArgs<T>& a, int64_t r0, int64_t r1) {
+  HEBBKERN_FOP_DISPATCH(small_pass2(a, r0, r1))
 }
 
 // Rows per chunk of the pass-1 reduction (fixed, so the summation order is too).
@@ -161,7 +173,34 @@ void step_group(at::TensorList params, at::TensorList grads, at::TensorList prec
       s.d = d;
       T* dprev = base == Base::Momentum ? s.b1 : s.prev;
       const double c = hyper_lr * lr;
-      if (d <= kMaxD) {
+      if (d <= kSmallD) {
+        // Pass 1 updates the base state and reduces S = D_{t-1}^T G_t chunk by chunk (fixed
+        // chunks summed in order: the result does not depend on the thread count).
+        std::vector<double> S;
+        if (s.first) {
+          at::parallel_for(0, a, kChunkRows,
+                           [&](int64_t r0, int64_t r1) { run_small_pass1(s, r0, r1, nullptr); });
+        } else {
+          const int64_t nchunks = (a + kChunkRows - 1) / kChunkRows;
+          std::vector<double> partial(nchunks * d * d, 0.0);
+          at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
+            for (int64_t c = c0; c < c1; ++c)
+              run_small_pass1(s, c * kChunkRows, std::min(a, (c + 1) * kChunkRows),
+                              partial.data() + c * d * d);
+          });
+          S.assign(d * d, 0.0);
+          for (int64_t c = 0; c < nchunks; ++c)
+            for (int64_t e = 0; e < d * d; ++e) S[e] += partial[c * d * d + e];
+        }
+        const std::vector<T> P =
+            update_precond_small(M.data_ptr<T>(), s.first ? nullptr : &S, c, d);
+        std::vector<T> P16(d * kSmallD, T(0));
+        for (int64_t j = 0; j < d; ++j)
+          for (int64_t k = 0; k < d; ++k) P16[j * kSmallD + k] = P[j * d + k];
+        s.P = P16.data();
+        at::parallel_for(0, a, kRows * 4,
+                         [&](int64_t r0, int64_t r1) { run_small_pass2(s, r0, r1); });
+      } else if (d <= kMaxD) {
         std::vector<double> S;
         if (!s.first) S = hyper_product(HyperArgs<T>{dprev, s.g, s.w, s.wd, d}, a);
         const std::vector<T> P =
