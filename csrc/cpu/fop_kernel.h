@@ -136,6 +136,27 @@ constexpr int64_t kRowVecs = ((D > 0 ? D : kSmallD) + kVecLanes<T> - 1) / kVecLa
 template <int D>
 constexpr int64_t kRowsOf = D > 0 ? D : kSmallD;
 
+// Software prefetch of the next block's n elements from e0 (the row loops between the streaming
+// loops leave the hardware prefetchers idle): pass 1 reads the direction buffer and the gradient
+// (and the weights with weight decay, the moments for Adam), pass 2 the direction buffer and W.
+template <typename T, Base B>
+inline void prefetch_block(const StepArgs<T>& a, const T* db, int64_t e0, int64_t n, bool pass1) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t e = e0; e < e0 + n; e += kLine) {
+    __builtin_prefetch(db + e);
+    if (pass1) {
+      __builtin_prefetch(a.g + e);
+      if (a.wd != T(0)) __builtin_prefetch(a.w + e);
+      if constexpr (B == Base::Adam) {
+        __builtin_prefetch(a.b1 + e);
+        __builtin_prefetch(a.b2 + e);
+      }
+    } else {
+      __builtin_prefetch(a.w + e);
+    }
+  }
+}
+
 // Pass 1 over rows [r0, r1); S (d x d, row-major, in double) accumulated when not null.
 template <typename T, Base B, int D>
 void small_pass1(const StepArgs<T>& args, int64_t r0, int64_t r1, double* S) {
@@ -149,6 +170,7 @@ void small_pass1(const StepArgs<T>& args, int64_t r0, int64_t r1, double* S) {
   for (int64_t rb = r0; rb < r1; rb += kRows) {
     const int64_t nr = std::min(kRows, r1 - rb);
     const int64_t e0 = rb * d, n = nr * d;
+    prefetch_block<T, B>(a, db, e0 + n, std::min(n, (r1 - rb - nr) * d), true);
     for (int64_t e = 0; e < n; ++e) {
       const int64_t i = e0 + e;
       const T g = a.wd == T(0) ? a.g[i] : a.g[i] + a.wd * a.w[i];
@@ -206,6 +228,7 @@ void small_pass2(const StepArgs<T>& args, int64_t r0, int64_t r1) {
   for (int64_t rb = r0; rb < r1; rb += kRows) {
     const int64_t nr = std::min(kRows, r1 - rb);
     const int64_t e0 = rb * d, n = nr * d;
+    prefetch_block<T, B>(a, db, e0 + n, std::min(n, (r1 - rb - nr) * d), false);
     const T* x = db + e0;
     // Each row's lanes past d spill into the next row's place and are overwritten by it.
     for (int64_t r = 0; r < nr; ++r) {
