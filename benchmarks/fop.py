@@ -6,7 +6,8 @@
 
 Two kinds of rows, all measured in one run:
 
-- ``step``: one optimiser step of all 62 parameters of ResNet-18 (11.7M), gradients fixed.
+- ``step``: one optimiser step of all 62 parameters of ResNet-18 (11.7M), gradients fixed; the
+  providers are timed in alternating rounds (``--step-rounds``, 5) like the iteration rows.
   Providers: ``torch`` (``torch.optim.SGD`` / ``Adam`` with ``foreach=True``: the base optimiser),
   ``reference`` (the eager FOP oracle, one parameter at a time), ``compile`` (``torch.compile`` of
   the reference step of each parameter, compiled once per parameter shape before timing),
@@ -129,7 +130,9 @@ def set_grads(model: nn.Module, seed: int = 0) -> None:
 # ----------------------------------------------------------------------------------------- running
 
 
-def step_rows(model, device, base, providers, min_time, max_case_time, bar) -> list[dict]:
+def step_rows(model, device, base, providers, min_time, max_case_time, bar, rounds=1) -> list[dict]:
+    if rounds > 1:
+        return alternating_step_rows(model, device, base, providers, min_time, rounds, bar)
     rows = []
     for provider in providers:
         bar.set_description(f"step {base} {provider}")
@@ -144,6 +147,41 @@ def step_rows(model, device, base, providers, min_time, max_case_time, bar) -> l
         rows.append(dict(kind="step", base=base, provider=provider, first_call_s=first, **m))
         del opt
         bar.update()
+    _ratios(rows)
+    return rows
+
+
+def alternating_step_rows(model, device, base, providers, min_time, rounds, bar) -> list[dict]:
+    """Step rows timed in alternating rounds (A B C A B C ...): in each round every provider runs
+    for about ``min_time / rounds`` seconds, call by call, so that load from other work on a
+    shared machine hits all of them alike; each row is the median of all its calls."""
+    opts, first = {}, {}
+    for provider in providers:
+        why = provider_available(provider, device)
+        if why:
+            bar.write(f"skip {provider}: {why}")
+            continue
+        bar.set_description(f"step {base} {provider} (first call)")
+        opts[provider] = make_optimizer(provider, model.parameters(), base)
+        first[provider] = common.time_call(opts[provider].step, device)
+    calls = {}
+    for provider, opt in opts.items():  # warm-up, and calls per round from the warm-up time
+        warm = [common.time_call(opt.step, device) for _ in range(3)]
+        calls[provider] = max(1, round(min_time / rounds / statistics.median(warm)))
+    times: dict[str, list[float]] = {p: [] for p in opts}
+    for r in range(rounds):
+        for provider, opt in opts.items():
+            bar.set_description(f"step {base} round {r + 1}/{rounds} {provider}")
+            times[provider] += [common.time_call(opt.step, device) for _ in range(calls[provider])]
+    for _ in providers:
+        bar.update()
+    rows = []
+    for provider, ts in times.items():
+        rows.append(
+            dict(kind="step", base=base, provider=provider, first_call_s=first[provider],
+                 median_ms=statistics.median(ts) * 1e3, iqr_ms=common._iqr(ts) * 1e3,
+                 runs=len(ts), method=f"alternating rounds ({rounds})")
+        )  # fmt: skip
     _ratios(rows)
     return rows
 
@@ -207,6 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--providers", nargs="+", default=["torch", "reference", "compile", "foreach",
                                                       "cpu"])  # fmt: skip
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds of iteration timing")
+    p.add_argument("--step-rounds", type=int, default=5,
+                   help="alternating rounds of step timing (1: one block each)")  # fmt: skip
     p.add_argument("--calls", type=int, default=3, help="iterations per provider and round")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per step row")
     p.add_argument("--max-case-time", type=float, default=10.0)
@@ -236,7 +276,8 @@ def main(argv=None) -> int:
     rows = []
     set_grads(model)
     for base in args.bases:
-        rows += step_rows(model, device, base, providers, args.min_time, args.max_case_time, bar)
+        rows += step_rows(model, device, base, providers, args.min_time, args.max_case_time, bar,
+                          rounds=args.step_rounds)  # fmt: skip
     if not args.no_iter:
         x = torch.randn(args.batch, 3, image, image, device=device)
         y = torch.randint(0, 1000, (args.batch,), device=device)

@@ -66,6 +66,22 @@ def test_matches_reference_float32(backend, base, momentum, wd):
     compare(opt_f, pf, opt_r, pr, 1e-4)
 
 
+# Row counts across the kernel's block (64 rows) and reduction-chunk (1024 rows) boundaries, for
+# each row-kernel kind: d = 9 and d = 1 (compile-time d), d = 4 and 16 (run-time d <= 16), d = 17
+# (transposed blocks).
+LONG_SHAPES = [(40, 30, 3, 3), (1100, 1, 1, 1), (9, 10, 2, 2), (70, 16), (65, 17)]
+
+
+@needs_ext
+@pytest.mark.parametrize(("base", "momentum", "wd"), BASE_CASES, ids=BASE_IDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_many_rows_match_reference(base, momentum, wd, dtype):
+    pr, opt_r = run("reference", base, momentum, wd, steps=5, shapes=LONG_SHAPES)
+    pf, opt_f = run("cpu", base, momentum, wd, steps=5, shapes=LONG_SHAPES, dtype=dtype)
+    assert moved(opt_r, pr) > 1e-3
+    compare(opt_f, pf, opt_r, pr, 1e-10 if dtype == torch.float64 else 1e-4)
+
+
 @pytest.mark.parametrize("backend", FUSED_P)
 def test_nan_poisoned_allocations(backend, nan_poison):
     for base, momentum, wd in BASE_CASES[:3]:

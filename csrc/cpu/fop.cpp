@@ -7,9 +7,12 @@
 //   M += hyper_lr * lr * (S + S^T) M, then P = M M^T (d x d, small);
 //   pass 2: the base optimiser's state update and D_t, then W -= lr * D_t P, row block by block.
 // The two passes cannot merge: P_t needs the reduction over all rows of G_t before the first row
-// moves. For d <= kMaxD (conv kernels: 1, 9, 25, 49; small linear layers) both passes are the row
-// kernels of fop_kernel.h, compiled for the best instruction set of the CPU; for larger d the
-// products are BLAS GEMMs (skinny ones, d x a x d, are slow in BLAS, wide ones are not).
+// moves. For d <= kSmallD (3x3 and 1x1 conv kernels) pass 1 also updates the base optimiser's
+// state in place, leaving D_t where D_{t-1} was, so pass 2 reads only D_t and W; one row is one
+// vector of kSmallD lanes, no transposes. For d <= kMaxD (5x5, 7x7 kernels; small linear layers)
+// both passes are the transposed-block row kernels. Both kinds live in fop_kernel.h, compiled for
+// the best instruction set of the CPU; for larger d the products are BLAS GEMMs (skinny ones,
+// d x a x d, are slow in BLAS, wide ones are not).
 //
 // The reduction of pass 1 runs over fixed chunks of rows summed in chunk order, so a result never
 // depends on the thread count or scheduling: a resumed run continues bit-identically.
@@ -58,6 +61,15 @@ void run_step_elements(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store)
 template <typename T>
 void run_hyper_rows(const HyperArgs<T>& a, int64_t r0, int64_t r1, double* S, T* lanes) {
   HEBBKERN_FOP_DISPATCH(hyper_rows(a, r0, r1, S, lanes))
+}
+
+template <typename T>
+void run_small_pass1(const StepArgs<T>& a, int64_t r0, int64_t r1, double* S) {
+  HEBBKERN_FOP_DISPATCH(small_pass1(a, r0, r1, S))
+}
+template <typename T>
+void run_small_pass2(const StepArgs<T>& a, int64_t r0, int64_t r1) {
+  HEBBKERN_FOP_DISPATCH(small_pass2(a, r0, r1))
 }
 
 // Rows per chunk of the pass-1 reduction (fixed, so the summation order is too).
@@ -118,25 +130,45 @@ void check_state(const at::Tensor& x, const at::Tensor& p, const char* what, siz
                     p.sizes(), ", got ", x.scalar_type(), " ", x.sizes());
 }
 
+// Elements per batch of d <= kSmallD tensors stepped together: pass 1 of the whole batch in one
+// parallel region, then pass 2 in another, so that a ResNet-sized group opens a dozen parallel
+// regions instead of two per tensor (each costs a time slice when another process holds a core),
+// while a batch's state stays within the last-level cache between its two passes.
+constexpr int64_t kBatchElems = int64_t(1) << 21;
+
+// A piece of parallel work: rows [begin, end) of tensor i (elements for unpreconditioned ones),
+// with `S` the partial [d, d] sum of its pass-1 chunk (null: none).
+struct Task {
+  size_t i;
+  int64_t begin, end;
+  double* S;
+};
+
 template <typename T>
 void step_group(at::TensorList params, at::TensorList grads, at::TensorList precond,
                 at::TensorList prev_dir, at::TensorList buf1, at::TensorList buf2,
                 at::TensorList steps, Base base, double lr, double hyper_lr, double momentum,
                 double beta1, double beta2, double eps, double wd) {
-  for (size_t i = 0; i < params.size(); ++i) {
+  const size_t np = params.size();
+  const double c = hyper_lr * lr;
+  std::vector<StepArgs<T>> args(np);
+  // A non-contiguous parameter (e.g. a channels-last conv weight) is stepped in a contiguous
+  // copy, written back at the end.
+  std::vector<at::Tensor> ws(np), gs(np);
+  std::vector<size_t> small, other;
+  std::vector<Task> elementwise;
+  for (size_t i = 0; i < np; ++i) {
     const at::Tensor& p = params[i];
     const at::Tensor& M = precond[i];
     const bool pre = M.numel() > 0;
     const double t = steps[i].item<double>() + 1;
     steps[i].fill_(t);
-
-    // A non-contiguous parameter (e.g. a channels-last conv weight) is stepped in a contiguous
-    // copy, written back at the end.
-    at::Tensor w = p.is_contiguous() ? p : p.contiguous();
-    at::Tensor g = grads[i].contiguous();
-    StepArgs<T> s{};
-    s.w = w.data_ptr<T>();
-    s.g = g.const_data_ptr<T>();
+    ws[i] = p.is_contiguous() ? p : p.contiguous();
+    gs[i] = grads[i].contiguous();
+    StepArgs<T>& s = args[i];
+    s = StepArgs<T>{};
+    s.w = ws[i].data_ptr<T>();
+    s.g = gs[i].const_data_ptr<T>();
     s.b1 = base != Base::Sgd ? buf1[i].data_ptr<T>() : nullptr;
     s.b2 = base == Base::Adam ? buf2[i].data_ptr<T>() : nullptr;
     s.prev = pre && base != Base::Momentum ? prev_dir[i].data_ptr<T>() : nullptr;
@@ -153,38 +185,111 @@ void step_group(at::TensorList params, at::TensorList grads, at::TensorList prec
       s.bc2_sqrt = static_cast<T>(std::sqrt(1 - std::pow(beta2, t)));
     }
     const int64_t n = p.numel();
+    s.d = pre ? M.size(0) : 0;
     if (!pre) {
-      at::parallel_for(0, n, kGrain,
-                       [&](int64_t i0, int64_t i1) { run_step_elements(s, i0, i1, false); });
+      for (int64_t e = 0; e < n; e += kGrain)
+        elementwise.push_back({i, e, std::min(n, e + kGrain)});
+    } else if (s.d <= kSmallD) {
+      small.push_back(i);
     } else {
-      const int64_t d = M.size(0), a = n / d;
-      s.d = d;
-      T* dprev = base == Base::Momentum ? s.b1 : s.prev;
-      const double c = hyper_lr * lr;
-      if (d <= kMaxD) {
-        std::vector<double> S;
-        if (!s.first) S = hyper_product(HyperArgs<T>{dprev, s.g, s.w, s.wd, d}, a);
-        const std::vector<T> P =
-            update_precond_small(M.data_ptr<T>(), s.first ? nullptr : &S, c, d);
-        s.P = P.data();
-        at::parallel_for(0, a, kRows * 4,
-                         [&](int64_t r0, int64_t r1) { run_step_rows(s, r0, r1); });
-      } else {
-        at::Tensor w2d = w.view({a, d});
-        at::Tensor D = (base == Base::Momentum ? buf1[i] : prev_dir[i]).view({a, d});
-        if (!s.first) {
-          at::Tensor S = at::mm(D.t(), g.view({a, d}));
-          if (wd != 0) S.addmm_(D.t(), w2d, 1, wd);
-          M.add_(at::mm(S + S.t(), M), c);
-        }
-        at::Tensor P = at::mm(M, M.t());
-        at::parallel_for(0, n, kGrain,
-                         [&](int64_t i0, int64_t i1) { run_step_elements(s, i0, i1, true); });
-        w2d.addmm_(D, P, 1, -lr);
-      }
+      other.push_back(i);
     }
-    if (!w.is_same(p)) p.copy_(w);
   }
+
+  // Unpreconditioned parameters (biases, norms): W -= lr * D, one region for all of them.
+  if (!elementwise.empty())
+    at::parallel_for(0, elementwise.size(), 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k)
+        run_step_elements(args[elementwise[k].i], elementwise[k].begin, elementwise[k].end, false);
+    });
+
+  // d <= kSmallD, batch by batch. Pass 1 updates the base state and reduces S = D_{t-1}^T G_t
+  // over fixed chunks of rows, summed in chunk order: the result does not depend on the thread
+  // count. Then M and P per tensor (small, serial), then pass 2.
+  for (size_t b0 = 0; b0 < small.size();) {
+    size_t b1 = b0;
+    for (int64_t elems = 0;
+         b1 < small.size() && (b1 == b0 || elems + params[small[b1]].numel() <= kBatchElems); ++b1)
+      elems += params[small[b1]].numel();
+    std::vector<Task> tasks;
+    std::vector<std::vector<double>> partial(b1 - b0);
+    for (size_t k = b0; k < b1; ++k) {
+      const size_t i = small[k];
+      const int64_t d = args[i].d, a = params[i].numel() / d;
+      const int64_t nchunks = (a + kChunkRows - 1) / kChunkRows;
+      if (!args[i].first) partial[k - b0].assign(nchunks * d * d, 0.0);
+      for (int64_t ch = 0; ch < nchunks; ++ch)
+        tasks.push_back({i, ch * kChunkRows, std::min(a, (ch + 1) * kChunkRows),
+                         args[i].first ? nullptr : partial[k - b0].data() + ch * d * d});
+    }
+    at::parallel_for(0, tasks.size(), 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k)
+        run_small_pass1(args[tasks[k].i], tasks[k].begin, tasks[k].end, tasks[k].S);
+    });
+    std::vector<std::vector<T>> P16(b1 - b0);
+    for (size_t k = b0; k < b1; ++k) {
+      const size_t i = small[k];
+      const int64_t d = args[i].d;
+      std::vector<double> S;
+      if (!args[i].first) {
+        S.assign(d * d, 0.0);
+        const std::vector<double>& part = partial[k - b0];
+        for (size_t e0 = 0; e0 < part.size(); e0 += d * d)
+          for (int64_t e = 0; e < d * d; ++e) S[e] += part[e0 + e];
+      }
+      const std::vector<T> P =
+          update_precond_small(precond[i].data_ptr<T>(), args[i].first ? nullptr : &S, c, d);
+      std::vector<T>& p16 = P16[k - b0];
+      p16.assign(d * kSmallD, T(0));
+      for (int64_t j = 0; j < d; ++j)
+        for (int64_t l = 0; l < d; ++l) p16[j * kSmallD + l] = P[j * d + l];
+      args[i].P = p16.data();
+    }
+    // Pass 2 in pieces of about kChunkRows * 9 elements.
+    tasks.clear();
+    for (size_t k = b0; k < b1; ++k) {
+      const size_t i = small[k];
+      const int64_t d = args[i].d, a = params[i].numel() / d;
+      const int64_t rows = std::max<int64_t>(kRows, kChunkRows * 9 / d / kRows * kRows);
+      for (int64_t r = 0; r < a; r += rows) tasks.push_back({i, r, std::min(a, r + rows)});
+    }
+    at::parallel_for(0, tasks.size(), 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k)
+        run_small_pass2(args[tasks[k].i], tasks[k].begin, tasks[k].end);
+    });
+    b0 = b1;
+  }
+
+  // kSmallD < d: one tensor at a time.
+  for (const size_t i : other) {
+    StepArgs<T>& s = args[i];
+    const at::Tensor& M = precond[i];
+    const at::Tensor& w = ws[i];
+    const at::Tensor& g = gs[i];
+    const int64_t n = params[i].numel(), d = s.d, a = n / d;
+    T* dprev = base == Base::Momentum ? s.b1 : s.prev;
+    if (d <= kMaxD) {
+      std::vector<double> S;
+      if (!s.first) S = hyper_product(HyperArgs<T>{dprev, s.g, s.w, s.wd, d}, a);
+      const std::vector<T> P = update_precond_small(M.data_ptr<T>(), s.first ? nullptr : &S, c, d);
+      s.P = P.data();
+      at::parallel_for(0, a, kRows * 4, [&](int64_t r0, int64_t r1) { run_step_rows(s, r0, r1); });
+    } else {
+      at::Tensor w2d = w.view({a, d});
+      at::Tensor D = (base == Base::Momentum ? buf1[i] : prev_dir[i]).view({a, d});
+      if (!s.first) {
+        at::Tensor S = at::mm(D.t(), g.view({a, d}));
+        if (wd != 0) S.addmm_(D.t(), w2d, 1, wd);
+        M.add_(at::mm(S + S.t(), M), c);
+      }
+      at::Tensor P = at::mm(M, M.t());
+      at::parallel_for(0, n, kGrain,
+                       [&](int64_t i0, int64_t i1) { run_step_elements(s, i0, i1, true); });
+      w2d.addmm_(D, P, 1, -lr);
+    }
+  }
+  for (size_t i = 0; i < np; ++i)
+    if (!ws[i].is_same(params[i])) params[i].copy_(ws[i]);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define HEBBKERN_FOP_ISA isa_avx2
+#define HEBBKERN_FOP_VEC_BYTES 32
 #include "fop_kernel.h"
 #pragma GCC pop_options
 #endif

@@ -10,6 +10,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define HEBBKERN_FOP_ISA isa_avx512
+#define HEBBKERN_FOP_VEC_BYTES 64
 #include "fop_kernel.h"
 #pragma GCC pop_options
 #endif

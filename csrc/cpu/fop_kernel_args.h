@@ -10,6 +10,8 @@ enum class Base : int { Sgd = 0, Momentum = 1, Adam = 2 };
 // Rows per L1 block of the row kernels, and the largest d they take (larger d goes to BLAS).
 constexpr int64_t kRows = 64;
 constexpr int64_t kMaxD = 64;
+// The largest d of the transpose-free row kernels (one row of D in kSmallD lanes).
+constexpr int64_t kSmallD = 16;
 
 template <typename T>
 struct StepArgs {
@@ -18,7 +20,7 @@ struct StepArgs {
   T* b1;       // momentum buffer / exp_avg (null for plain SGD)
   T* b2;       // exp_avg_sq (Adam only)
   T* prev;     // where D is kept for the next hypergradient (SGD, Adam; null otherwise)
-  const T* P;  // M M^T, [d, d] row-major (row kernels only)
+  const T* P;  // M M^T, [d, d] row-major (row kernels only; rows of kSmallD lanes for d <= kSmallD)
   int64_t d;
   Base base;
   bool first;  // step 1: the momentum buffer starts as the gradient
@@ -43,6 +45,10 @@ struct HyperArgs {
   void step_elements(const StepArgs<double>& a, int64_t i0, int64_t i1, bool store);             \
   void hyper_rows(const HyperArgs<float>& a, int64_t r0, int64_t r1, double* S, float* lanes);   \
   void hyper_rows(const HyperArgs<double>& a, int64_t r0, int64_t r1, double* S, double* lanes); \
+  void small_pass1(const StepArgs<float>& a, int64_t r0, int64_t r1, double* S);                 \
+  void small_pass1(const StepArgs<double>& a, int64_t r0, int64_t r1, double* S);                \
+  void small_pass2(const StepArgs<float>& a, int64_t r0, int64_t r1);                            \
+  void small_pass2(const StepArgs<double>& a, int64_t r0, int64_t r1);                           \
   }
 
 HEBBKERN_FOP_DECLARE(isa_default)
