@@ -1,10 +1,10 @@
 """Backend selection: which implementation an op runs.
 
-``backend=None`` picks the default for the tensors' device (CPU: the C++ kernel; CUDA: for
+``backend=None`` picks the default for the tensors' device. CPU: the C++ kernel. CUDA: for
 ``plastic_rnn`` the faster of the CUDA C++ and Triton kernels by a measured table
-(:mod:`hebbkern.dispatch`), for the other ops the Triton kernels when triton is installed); an
-explicit name forces one. :func:`use_backend` changes the
-default inside a ``with`` block.
+(:mod:`hebbkern.dispatch`); for ``trace_update`` the CUDA C++ kernels; for the families without
+GPU kernels the eager reference, with one warning. An explicit name forces one;
+:func:`use_backend` changes the default inside a ``with`` block.
 """
 
 from __future__ import annotations
