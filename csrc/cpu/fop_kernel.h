@@ -14,10 +14,11 @@ namespace {
 
 constexpr int64_t kLanes = 16;
 
-// The base optimiser at element i: updates its state and returns this step's direction.
+// The base optimiser at element i given its penalised gradient g and the previous direction old:
+// updates the moments (Adam) and returns D_t. The row kernels call it with the previous direction
+// they already hold; direction() reads it from the momentum buffer.
 template <typename T, Base B>
-inline T direction(const StepArgs<T>& a, int64_t i) {
-  const T g = a.wd == T(0) ? a.g[i] : a.g[i] + a.wd * a.w[i];
+inline T next_direction(const StepArgs<T>& a, int64_t i, T g, T old) {
   if constexpr (B == Base::Adam) {
     const T m = a.b1[i] * a.beta1 + (T(1) - a.beta1) * g;
     const T s = a.b2[i] * a.beta2 + (T(1) - a.beta2) * g * g;
@@ -25,12 +26,19 @@ inline T direction(const StepArgs<T>& a, int64_t i) {
     a.b2[i] = s;
     return (m / a.bc1) / (std::sqrt(s) / a.bc2_sqrt + a.eps);
   } else if constexpr (B == Base::Momentum) {
-    const T b = a.first ? g : a.b1[i] * a.momentum + g;
-    a.b1[i] = b;
-    return b;
+    return a.first ? g : old * a.momentum + g;
   } else {
     return g;
   }
+}
+
+// The base optimiser at element i: updates its state and returns this step's direction.
+template <typename T, Base B>
+inline T direction(const StepArgs<T>& a, int64_t i) {
+  const T g = a.wd == T(0) ? a.g[i] : a.g[i] + a.wd * a.w[i];
+  const T d = next_direction<T, B>(a, i, g, B == Base::Momentum ? a.b1[i] : T(0));
+  if constexpr (B == Base::Momentum) a.b1[i] = d;
+  return d;
 }
 
 // Elements [i0, i1) without preconditioning (P = None): W -= lr * D; with `store` (the large-d
@@ -89,23 +97,6 @@ void rows(const StepArgs<T>& args, int64_t r0, int64_t r1) {
 template <typename T, Base B>
 inline T* dir_buffer(const StepArgs<T>& a) {
   return B == Base::Momentum ? a.b1 : a.prev;
-}
-
-// The base optimiser at element i given its penalised gradient g and the previous direction old:
-// updates the moments (Adam) and returns D_t (what direction() computes, in the same order).
-template <typename T, Base B>
-inline T next_direction(const StepArgs<T>& a, int64_t i, T g, T old) {
-  if constexpr (B == Base::Adam) {
-    const T m = a.b1[i] * a.beta1 + (T(1) - a.beta1) * g;
-    const T s = a.b2[i] * a.beta2 + (T(1) - a.beta2) * g * g;
-    a.b1[i] = m;
-    a.b2[i] = s;
-    return (m / a.bc1) / (std::sqrt(s) / a.bc2_sqrt + a.eps);
-  } else if constexpr (B == Base::Momentum) {
-    return a.first ? g : old * a.momentum + g;
-  } else {
-    return g;
-  }
 }
 
 // Native vectors of the instruction set (HEBBKERN_FOP_VEC_BYTES, set by fop_isa_*.cpp): written
