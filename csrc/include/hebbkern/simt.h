@@ -45,14 +45,6 @@ struct Vec {
   HK_DEVICE const T& operator[](int k) const { return v[k]; }
 };
 
-template <typename T, int K>
-HK_DEVICE Vec<T, K> zero_vec() {
-  Vec<T, K> r;
-  HK_UNROLL
-  for (int k = 0; k < K; ++k) r.v[k] = T(0);
-  return r;
-}
-
 #if defined(__CUDACC__)  // nvcc, both passes: the kernels; g++: the emulation
 
 template <typename T>
