@@ -28,6 +28,28 @@ from .template import (
 _Q = 5040  # cells of the inverse-CDF transition table (lcm(1..10) * 2)
 
 
+def _transition_cell(trow: Tensor, state: Tensor, a: Tensor, u: Tensor) -> Tensor:
+    # cell of the inverse-CDF table: row (template, s, a), column floor(u * Q)
+    return (trow + state * N_ACTIONS + a) * _Q + (u * _Q).long()
+
+
+def _step_core(s2, a, u, state, flag, trial_step, trial_index, cap, base8, prob, value, nflag,
+               obs_table):  # fmt: skip
+    """Everything after the transition draw: reward, flag, trial bookkeeping, observation.
+    A pure function of tensors, so that ``compile=True`` can fuse it into one kernel."""
+    row = base8 + state * N_ACTIONS + a  # episode, s, a
+    idx = (row * 2 + flag) * N_STATES + s2  # episode, s, a, flag, s'
+    reward = torch.where(u < prob.index_select(0, idx), value.index_select(0, idx), 0.0)
+    nf = nflag.index_select(0, idx)
+    step = trial_step + 1
+    end = (s2 == 0) | (step >= cap)
+    state = s2.masked_fill(end, 0)
+    obs = obs_table.index_select(0, base8 + state * N_ACTIONS + a)
+    obs = torch.cat([obs[:, :-1], reward.unsqueeze(1)], 1)
+    return (state, nf.masked_fill(end, 0), step.masked_fill(end, 0), trial_index + end, end,
+            reward, obs)  # fmt: skip
+
+
 def _pad(items: list, length: int, fill) -> list:
     return list(items) + [fill] * (length - len(items))
 
@@ -42,6 +64,8 @@ class MetaTaskEnv:
         episode_steps: steps per episode (all episodes in a batch have the same length).
         device, dtype: of observations and rewards.
         seed: seeds the environment's own ``torch.Generator`` (instances, transitions, rewards).
+        compile: run the step's arithmetic through ``torch.compile`` (one fused kernel; the
+            first step compiles, about a minute on a small CPU). Same results as eager.
 
     Observation ``[B, stim_dim + 3]``: the current state's stimulus (zeros for none), the
     previous action one-hot and the previous reward (zeros at the start of an episode).
@@ -64,6 +88,7 @@ class MetaTaskEnv:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
         seed: int | None = None,
+        compile: bool = False,
     ) -> None:
         if isinstance(templates, Template):
             templates = [templates]
@@ -85,6 +110,7 @@ class MetaTaskEnv:
         self.stim_dim = dims.pop()
         self.obs_size = self.stim_dim + N_ACTIONS + 1
         self.n_actions = N_ACTIONS
+        self._core = torch.compile(_step_core, dynamic=False) if compile else _step_core
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(int(seed) if seed is not None else torch.seed())
         self._pack()
@@ -260,27 +286,18 @@ class MetaTaskEnv:
         a = action.to(self.device, torch.long)
         u = torch.rand(2, self.batch_size, device=self.device, generator=self.gen,
                        dtype=self.dtype)  # fmt: skip
-        row = self._base8 + self.state * N_ACTIONS + a  # episode, s, a
         if self._quantized:
-            cell = (self._trow + self.state * N_ACTIONS + a) * _Q + (u[0] * _Q).long()
+            cell = _transition_cell(self._trow, self.state, a, u[0])
             s2 = self._next.index_select(0, cell).long()
         else:
             bounds = self._tcum.index_select(0, self._trow + self.state * N_ACTIONS + a)
             s2 = (u[0].unsqueeze(1) >= bounds).sum(1)
-        idx = (row * 2 + self.flag) * N_STATES + s2
-        reward = torch.where(
-            u[1] < self._prob.index_select(0, idx), self._value.index_select(0, idx), 0.0
-        )
-        nf = self._nflag.index_select(0, idx)
-        step = self.trial_step + 1
-        end = (s2 == 0) | (step >= self._trial_cap)
+        out = self._core(
+            s2, a, u[1], self.state, self.flag, self.trial_step, self.trial_index,
+            self._trial_cap, self._base8, self._prob, self._value, self._nflag, self._obs_table,
+        )  # fmt: skip
         self.entered = s2  # the state the transition led to, before a trial-end restart
-        self.state = s2.masked_fill(end, 0)
-        self.flag = nf.masked_fill(end, 0)
-        self.trial_step = step.masked_fill(end, 0)
-        self.trial_index = self.trial_index + end
-        self.trial_end = end
+        self.state, self.flag, self.trial_step, self.trial_index, self.trial_end = out[:5]
+        reward, obs = out[5:]
         self.t += 1
-        obs = self._obs_table.index_select(0, self._base8 + self.state * N_ACTIONS + a)
-        obs[:, -1] = reward
         return obs, reward, self.t >= self.episode_steps
