@@ -5,6 +5,7 @@
 
 #include "fop.h"
 #include "hebbian.h"
+#include "lifetime.h"
 #include "plastic_linear.h"
 #include "plastic_lstm.h"
 #include "plastic_rnn.h"
@@ -109,6 +110,12 @@ TORCH_LIBRARY(hebbkern, m) {
       "-> (Tensor du, Tensor dwh, Tensor dalpha, Tensor dh0, Tensor dc0, Tensor dhebb0, "
       "Tensor delig0, Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, "
       "Tensor dfanout_b)");
+  // A population's lifetimes of the evolved plastic network (forward only, no autograd).
+  m.def(
+      "lifetime_fwd(Tensor w, Tensor pi, Tensor stimuli, Tensor targets, Tensor noise_key, "
+      "int seed, int[] schedule, float[] constants) "
+      "-> (Tensor trial_loss, Tensor trial_response, Tensor x, Tensor r, Tensor p, Tensor e, "
+      "Tensor mean_loss)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -129,6 +136,7 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("_trace_update_emulated_bwd", &trace_update_emulated_bwd);
   m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
   m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
+  m.impl("lifetime_fwd", &lifetime_fwd_cpu);
 }
 
 #ifdef HEBBKERN_WITH_CUDA
