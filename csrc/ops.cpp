@@ -116,6 +116,12 @@ TORCH_LIBRARY(hebbkern, m) {
       "int seed, int[] schedule, float[] constants) "
       "-> (Tensor trial_loss, Tensor trial_response, Tensor x, Tensor r, Tensor p, Tensor e, "
       "Tensor mean_loss)");
+  // The CUDA kernel of lifetime_fwd run on the CPU by the block emulation (tests only).
+  m.def(
+      "_lifetime_emulated_fwd(Tensor w, Tensor pi, Tensor stimuli, Tensor targets, "
+      "Tensor noise_key, int seed, int[] schedule, float[] constants, bool reverse) "
+      "-> (Tensor trial_loss, Tensor trial_response, Tensor x, Tensor r, Tensor p, Tensor e, "
+      "Tensor mean_loss)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -137,6 +143,7 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
   m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
   m.impl("lifetime_fwd", &lifetime_fwd_cpu);
+  m.impl("_lifetime_emulated_fwd", &lifetime_emulated_fwd);
 }
 
 #ifdef HEBBKERN_WITH_CUDA
@@ -147,6 +154,7 @@ TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
   m.impl("trace_update_fwd", &trace_update_fwd_cuda);
   m.impl("trace_update_bwd", &trace_update_bwd_cuda);
+  m.impl("lifetime_fwd", &lifetime_fwd_cuda);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
 }

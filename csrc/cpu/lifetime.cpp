@@ -178,10 +178,9 @@ void run(const Io<T>& io, int64_t B, int64_t N, int64_t n_trials, uint64_t seed,
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-lifetime_fwd_cpu(const at::Tensor& w, const at::Tensor& pi, const at::Tensor& stimuli,
-                 const at::Tensor& targets, const at::Tensor& noise_key, int64_t seed,
-                 at::IntArrayRef ints, at::ArrayRef<double> floats) {
+void lifetime_check(const at::Tensor& w, const at::Tensor& pi, const at::Tensor& stimuli,
+                    const at::Tensor& targets, const at::Tensor& noise_key, int64_t seed,
+                    at::IntArrayRef ints, at::ArrayRef<double> floats) {
   TORCH_CHECK_VALUE(w.dim() == 3 && w.size(1) == w.size(2), "lifetime: w must be [B, N, N]");
   const int64_t B = w.size(0), N = w.size(1);
   TORCH_CHECK_VALUE(N >= 9, "lifetime: N must be >= 9");
@@ -205,6 +204,16 @@ lifetime_fwd_cpu(const at::Tensor& w, const at::Tensor& pi, const at::Tensor& st
                     "lifetime: windows out of order");
   TORCH_CHECK_VALUE(n_trials * ints[kSteps] < (int64_t(1) << 32),
                     "lifetime: n_trials * steps must be < 2^32 (the Philox step counter)");
+  TORCH_CHECK_TYPE(w.scalar_type() == at::kFloat || w.scalar_type() == at::kDouble,
+                   "lifetime: w must be float32 or float64");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+lifetime_fwd_cpu(const at::Tensor& w, const at::Tensor& pi, const at::Tensor& stimuli,
+                 const at::Tensor& targets, const at::Tensor& noise_key, int64_t seed,
+                 at::IntArrayRef ints, at::ArrayRef<double> floats) {
+  lifetime_check(w, pi, stimuli, targets, noise_key, seed, ints, floats);
+  const int64_t B = w.size(0), N = w.size(1), n_trials = stimuli.size(1);
   const auto dtype = w.scalar_type();
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble,
                    "lifetime: w must be float32 or float64");
