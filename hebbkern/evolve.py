@@ -48,6 +48,9 @@ class EvolveConfig:
     init_pi: float = 0.5
     seed: int = 0
     dtype: torch.dtype = torch.float32
+    # Where the mean and the lifetimes live ("cuda" for the CUDA kernel, and NCCL across GPUs); the
+    # random draws are made on the CPU generator either way, so runs are device-independent.
+    device: str = "cpu"
     lifetime: LifetimeConfig = field(default_factory=LifetimeConfig)
 
     def __post_init__(self):
@@ -87,9 +90,10 @@ class Evolution:
         )
         w[:, :_INPUTS] = 0  # [pre, post]: nothing flows into the input neurons
         w[:, N - 4 : N - 2] = 0  # nor into the modulatory neurons
-        self.w = w.to(cfg.dtype).requires_grad_(False)
+        dev = torch.device(cfg.device)
+        self.w = w.to(dtype=cfg.dtype, device=dev)
         pi0 = cfg.init_pi if cfg.plastic else 0.0
-        self.pi = torch.full((N, N), pi0, dtype=cfg.dtype)
+        self.pi = torch.full((N, N), pi0, dtype=cfg.dtype, device=dev)
         params = [self.w, self.pi] if cfg.plastic else [self.w]
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.generation = 0
@@ -111,7 +115,7 @@ class Evolution:
             e[0] = 0
             if not evolved:
                 e.zero_()
-            out.append(torch.cat([e, -e]).to(cfg.dtype))
+            out.append(torch.cat([e, -e]).to(dtype=cfg.dtype, device=cfg.device))
         return out[0], out[1]
 
     def _tasks(self, test: bool) -> tuple[list[str], Tensor, Tensor, Tensor]:
@@ -121,12 +125,14 @@ class Evolution:
         if test:
             tasks = [cfg.test_task] * B
             stimuli, targets = make_trials(tasks, cfg.n_trials, self.generator, dtype=cfg.dtype)
-            return tasks, stimuli, targets, torch.arange(B)
+            dev = cfg.device
+            return tasks, stimuli.to(dev), targets.to(dev), torch.arange(B, device=dev)
         training = [t for t in TRAINING_TASKS if t not in HELD_OUT + (cfg.test_task,)]
         pick = torch.randint(0, len(training), (half,), generator=self.generator)
         tasks = [training[i] for i in pick.tolist()]
         stimuli, targets = make_trials(tasks, cfg.n_trials, self.generator, dtype=cfg.dtype)
-        keys = torch.arange(half)
+        keys = torch.arange(half, device=cfg.device)
+        stimuli, targets = stimuli.to(cfg.device), targets.to(cfg.device)
         return tasks * 2, stimuli.repeat(2, 1, 1), targets.repeat(2, 1), torch.cat([keys, keys])
 
     def _population_losses(self, w, pi, stimuli, targets, keys, seed):
@@ -165,7 +171,9 @@ class Evolution:
         _, stimuli, targets, keys = self._tasks(test)
         B = cfg.population
         if test:
-            eps_w = eps_pi = torch.zeros(B, cfg.n_neurons, cfg.n_neurons, dtype=cfg.dtype)
+            eps_w = eps_pi = torch.zeros(
+                B, cfg.n_neurons, cfg.n_neurons, dtype=cfg.dtype, device=cfg.device
+            )
         else:
             eps_w, eps_pi = self._mutations()
         w = self.w + eps_w

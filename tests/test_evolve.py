@@ -137,3 +137,14 @@ def test_config_errors():
         EvolveConfig(population=5)
     with pytest.raises(ValueError, match="sigma"):
         EvolveConfig(sigma=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+@needs_ext
+def test_evolution_on_cuda_takes_the_cpu_step():
+    """On a GPU: the same run on device="cuda" (the CUDA kernel) as on the CPU, to rounding."""
+    cpu, gpu = Evolution(small()), Evolution(small(device="cuda"))
+    for _ in range(3):
+        cpu.step(), gpu.step()
+    torch.testing.assert_close(gpu.w.cpu(), cpu.w, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gpu.pi.cpu(), cpu.pi, rtol=1e-9, atol=1e-12)
