@@ -5,6 +5,7 @@
 
 #include "fop.h"
 #include "hebbian.h"
+#include "lifetime.h"
 #include "plastic_linear.h"
 #include "plastic_lstm.h"
 #include "plastic_rnn.h"
@@ -109,6 +110,18 @@ TORCH_LIBRARY(hebbkern, m) {
       "-> (Tensor du, Tensor dwh, Tensor dalpha, Tensor dh0, Tensor dc0, Tensor dhebb0, "
       "Tensor delig0, Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, "
       "Tensor dfanout_b)");
+  // A population's lifetimes of the evolved plastic network (forward only, no autograd).
+  m.def(
+      "lifetime_fwd(Tensor w, Tensor pi, Tensor stimuli, Tensor targets, Tensor noise_key, "
+      "int seed, int[] schedule, float[] constants) "
+      "-> (Tensor trial_loss, Tensor trial_response, Tensor x, Tensor r, Tensor p, Tensor e, "
+      "Tensor mean_loss)");
+  // The CUDA kernel of lifetime_fwd run on the CPU by the block emulation (tests only).
+  m.def(
+      "_lifetime_emulated_fwd(Tensor w, Tensor pi, Tensor stimuli, Tensor targets, "
+      "Tensor noise_key, int seed, int[] schedule, float[] constants, bool reverse) "
+      "-> (Tensor trial_loss, Tensor trial_response, Tensor x, Tensor r, Tensor p, Tensor e, "
+      "Tensor mean_loss)");
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -129,6 +142,8 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("_trace_update_emulated_bwd", &trace_update_emulated_bwd);
   m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
   m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
+  m.impl("lifetime_fwd", &lifetime_fwd_cpu);
+  m.impl("_lifetime_emulated_fwd", &lifetime_emulated_fwd);
 }
 
 #ifdef HEBBKERN_WITH_CUDA
@@ -139,6 +154,7 @@ TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
   m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
   m.impl("trace_update_fwd", &trace_update_fwd_cuda);
   m.impl("trace_update_bwd", &trace_update_bwd_cuda);
+  m.impl("lifetime_fwd", &lifetime_fwd_cuda);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
 }

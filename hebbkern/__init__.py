@@ -6,6 +6,7 @@ from .backends import BACKENDS, use_backend
 from .ops import (
     hebbian_loss,
     hebbian_update,
+    lifetime,
     plastic_linear,
     plastic_lstm,
     plastic_rnn,
@@ -24,6 +25,7 @@ __all__ = [
     "extension_available",
     "hebbian_loss",
     "hebbian_update",
+    "lifetime",
     "nn",
     "optim",
     "plastic_linear",

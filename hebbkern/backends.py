@@ -87,7 +87,7 @@ def _check_cuda(device: torch.device) -> None:
 
 
 # The op families with GPU kernels, by backend.
-CUDA_FAMILIES = ("plastic_rnn", "trace_update")
+CUDA_FAMILIES = ("plastic_rnn", "trace_update", "lifetime")
 TRITON_FAMILIES = ("plastic_rnn",)
 
 

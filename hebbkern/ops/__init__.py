@@ -1,6 +1,7 @@
 """Public functional ops (argument checks, custom-op registration, autograd, backend dispatch)."""
 
 from .hebbian import hebbian_loss, hebbian_update
+from .lifetime import lifetime
 from .plastic_linear import plastic_linear
 from .plastic_lstm import plastic_lstm
 from .plastic_rnn import plastic_rnn
@@ -10,6 +11,7 @@ from .trace_update import trace_update
 __all__ = [
     "hebbian_loss",
     "hebbian_update",
+    "lifetime",
     "plastic_linear",
     "plastic_lstm",
     "plastic_rnn",
