@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_lstm import plastic_lstm
+from ._checks import check_factory_dtype
 
 ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
 
@@ -85,6 +86,7 @@ class PlasticLSTM(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.rule, self.alpha_kind = rule, alpha
         self.clip, self.batch_first = check_clip(clip), bool(batch_first)
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         N = hidden_size
         alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha]

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
+from ._checks import check_factory_dtype
 
 ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
 
@@ -68,6 +69,7 @@ class PlasticRNN(nn.Module):
             raise ValueError(
                 f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
             )
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
+from ._checks import check_factory_dtype
 from .plastic_rnn import ALPHA_KINDS, PlasticRNN
 
 
@@ -55,6 +56,7 @@ class PlasticRNNCell(nn.Module):
             raise ValueError(
                 f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
             )
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
