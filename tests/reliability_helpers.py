@@ -63,8 +63,10 @@ def assert_survives(code: str, **kw) -> str:
 class BadCase:
     id: str
     call: str
-    names: tuple[str, ...]
+    names: tuple[str, ...] = ()
     setup: str = ""
+    expect_ok: bool = False  # a valid (edge-case) call that must run without an exception
+    needs_ext: bool = False  # calls a raw torch.ops.hebbkern op
 
 
 _RUNNER = r"""
@@ -88,7 +90,7 @@ for c in cases:
 @dataclass
 class Outcome:
     case: BadCase
-    kind: str  # "clean", "unclear", "silent" or "crash"
+    kind: str  # "clean", "unclear", "silent", "crash"; for valid calls "ok" or "rejected"
     detail: str
 
 
@@ -129,9 +131,13 @@ def classify(cases: list[BadCase], *, timeout: float = 600) -> list[Outcome]:
                 continue
             done.add(case.id)
             if rec["status"] == "silent":
-                outcomes.append(Outcome(case, "silent", "no exception"))
+                kind = "ok" if case.expect_ok else "silent"
+                outcomes.append(Outcome(case, kind, "no exception"))
                 continue
             typ, msg = rec["type"], rec["msg"]
+            if case.expect_ok:
+                outcomes.append(Outcome(case, "rejected", f"{typ}: {msg}"))
+                continue
             named = any(n in msg for n in case.names)
             kind = "clean" if typ in ("ValueError", "TypeError") and named else "unclear"
             outcomes.append(Outcome(case, kind, f"{typ}: {msg}"))
@@ -151,6 +157,6 @@ def classify(cases: list[BadCase], *, timeout: float = 600) -> list[Outcome]:
     return outcomes
 
 
-def report(outcomes: list[Outcome], kinds=("crash", "silent", "unclear")) -> str:
+def report(outcomes: list[Outcome], kinds=("crash", "silent", "unclear", "rejected")) -> str:
     bad = [o for o in outcomes if o.kind in kinds]
     return "\n".join(f"[{o.kind}] {o.case.id}: {o.case.call}\n    {o.detail[:400]}" for o in bad)

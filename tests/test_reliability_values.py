@@ -61,7 +61,9 @@ def test_binary_floating_mask_equals_bool_mask(op, shape, backend):
     a = op(bool_mask, backend)
     torch.manual_seed(0)
     b = op(bool_mask.to(torch.float64), backend)
-    for x, y in zip(torch.utils._pytree.tree_leaves(a), torch.utils._pytree.tree_leaves(b)):
+    for x, y in zip(
+        torch.utils._pytree.tree_leaves(a), torch.utils._pytree.tree_leaves(b), strict=True
+    ):
         assert (x is None and y is None) or torch.equal(x, y)
 
 
