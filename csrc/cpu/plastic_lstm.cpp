@@ -170,8 +170,9 @@ at::Tensor none_like(const at::Tensor& ref) { return at::empty({0}, ref.options(
 
 // The batch GEMMs run on fixed blocks of kGemmRows samples, whatever the thread count: a GEMM's
 // summation order depends on how many rows it is given, so blocks that followed the threads' share
-// of the batch made the results change with the thread count. Threads take whole blocks.
-constexpr int64_t kGemmRows = 4;
+// of the batch made the results change with the thread count. Threads take whole blocks; two
+// rows keep the split between threads even (at most one block apart).
+constexpr int64_t kGemmRows = 2;
 
 int64_t gemm_blocks(int64_t B) { return (B + kGemmRows - 1) / kGemmRows; }
 
