@@ -160,38 +160,59 @@ def test_dhp_softmax_compiled_still_refuses_bad_targets():
         head(torch.randn(2, 4), torch.tensor([0, 3]))
 
 
-def _op_cases():
-    F = torch.float32
-
-    def r(*s):
-        return (0.3 * torch.randn(s, dtype=F)).requires_grad_()
-
-    yield "plastic_rnn", lambda: hebbkern.plastic_rnn(r(3, 2, 4), r(4, 4), r(4, 4), eta=0.1)
-    yield (
-        "plastic_step",
-        lambda: hebbkern.plastic_step(
-            r(2, 4), r(2, 4), r(2, 4, 4), r(4, 4), r(4), rule="neuromod", mod_w=r(4)
-        ),
-    )
-    yield "trace_update", lambda: hebbkern.trace_update(r(3, 4), r(2, 3), r(2, 4), rule="oja",
-                                                        eta=r(2, 4))  # fmt: skip
-    yield "plastic_linear", lambda: hebbkern.plastic_linear(r(2, 3), r(3, 4), r(4), r(2, 3, 4))
-    yield "plastic_lstm", lambda: hebbkern.plastic_lstm(r(3, 2, 8), r(2, 8), r(2, 2), mod_w=r(2))
-    yield "hebbian", lambda: hebbkern.hebbian_update(r(4, 3), r(5, 3), r(5, 4))
+def _r(*s):
+    return (0.3 * torch.randn(s)).requires_grad_()
 
 
-OP_CASES = dict(_op_cases())
+# name: (function of the tensors, tensors)
+OP_CASES = {
+    "plastic_rnn": (
+        lambda u, w, a: hebbkern.plastic_rnn(u, w, a, eta=0.1),
+        (3, 2, 4),
+        (4, 4),
+        (4, 4),
+    ),
+    "plastic_step": (
+        lambda u, h, H, w, a, m: hebbkern.plastic_step(u, h, H, w, a, rule="neuromod", mod_w=m),
+        (2, 4),
+        (2, 4),
+        (2, 4, 4),
+        (4, 4),
+        (4,),
+        (4,),
+    ),
+    "trace_update": (
+        lambda t, x, y, e: hebbkern.trace_update(t, x, y, rule="oja", eta=e),
+        (3, 4),
+        (2, 3),
+        (2, 4),
+        (2, 4),
+    ),
+    "plastic_linear": (hebbkern.plastic_linear, (2, 3), (3, 4), (4,), (2, 3, 4)),
+    "plastic_lstm": (
+        lambda u, wh, a, m: hebbkern.plastic_lstm(u, wh, a, mod_w=m),
+        (3, 2, 8),
+        (2, 8),
+        (2, 2),
+        (2,),
+    ),
+    "hebbian": (hebbkern.hebbian_update, (4, 3), (5, 3), (5, 4)),
+}
 
 
 @pytest.mark.parametrize("name", list(OP_CASES))
 def test_ops_compile_fullgraph_with_grad(name):
-    fn = OP_CASES[name]
-
-    def loss():
-        return sum(t.sum() for t in _leaves(fn()))
-
+    fn, *shapes = OP_CASES[name]
     torch.manual_seed(3)
-    want = loss()
-    torch.manual_seed(3)
-    got = torch.compile(loss, fullgraph=True, backend="aot_eager")()
+    args = [_r(*s) for s in shapes]
+
+    def loss(*t):
+        return sum(o.square().sum() for o in _leaves(fn(*t)))
+
+    want = loss(*args)
+    gw = torch.autograd.grad(want, args)
+    got = torch.compile(loss, fullgraph=True, backend="aot_eager")(*args)
+    gg = torch.autograd.grad(got, args)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for a, b in zip(gg, gw, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

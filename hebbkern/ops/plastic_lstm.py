@@ -19,7 +19,7 @@ from .._guards import check_materialisable
 from .._validation import MODULATED_RULES
 from .._validation_lstm import check_plastic_lstm_args
 from ..types import PlasticLSTMState
-from .plastic_rnn import checkpoint_interval
+from .plastic_rnn import checkpoint_count, checkpoint_interval
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -32,8 +32,7 @@ if _extension.available():
     ):  # fmt: skip
         T, B, G = u.shape
         N = G // 4
-        K = torch.sym_min(ckpt_every, T)  # no guard on a symbolic T
-        C = (T + K - 1) // K
+        C = checkpoint_count(T, ckpt_every)
         retro = rule == "retro"
         return (
             u.new_empty(T, B, N),

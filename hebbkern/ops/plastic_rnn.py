@@ -35,10 +35,24 @@ def checkpoint_interval(T: int | torch.SymInt, needs_grad: bool = True) -> int:
     """Steps between saved traces: sqrt(T) balances saved checkpoints against recomputed steps;
     without autograd no backward reads them, so only the first is kept."""
     if isinstance(T, torch.SymInt):
-        return SYMBOLIC_CKPT_EVERY if needs_grad else _ONE_CHECKPOINT
+        # torch.export: one checkpoint, so that their count is the constant 1 and no guard
+        # on T appears (an exported graph is mostly run for inference; its backward, if any,
+        # keeps the traces of the whole sequence). torch.compile: a fixed interval; the guards
+        # on the checkpoint count only cause a recompile.
+        exporting = torch.compiler.is_exporting()
+        return SYMBOLIC_CKPT_EVERY if needs_grad and not exporting else _ONE_CHECKPOINT
     if not needs_grad:
         return T
     return max(1, math.ceil(math.sqrt(T)))
+
+
+def checkpoint_count(T: int | torch.SymInt, ckpt_every: int) -> int | torch.SymInt:
+    """The kernels' number of saved traces, ``ceil(T / min(ckpt_every, T))``. With one checkpoint
+    requested it is the constant 1 (for any T < 2**31), not an expression in a symbolic T that
+    the output's contiguity checks would turn into guards on T."""
+    if ckpt_every >= _ONE_CHECKPOINT:
+        return 1
+    return (T + ckpt_every - 1) // ckpt_every
 
 
 if _extension.available():
@@ -49,7 +63,7 @@ if _extension.available():
         clip, ckpt_every,
     ):  # fmt: skip
         T, B, N = u.shape
-        C = (T + ckpt_every - 1) // ckpt_every
+        C = checkpoint_count(T, ckpt_every)
         retro = rule == "retro"
         return (
             u.new_empty(T, B, N),
