@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 settings.register_profile(
     "ci",
-    max_examples=1000,
+    # HEBBKERN_FUZZ_EXAMPLES lowers it for a quick local run.
+    max_examples=int(os.environ.get("HEBBKERN_FUZZ_EXAMPLES", "1000")),
     deadline=None,
     derandomize=True,
     database=None,

@@ -323,12 +323,12 @@ StepBwdOut plastic_step_bwd_cpu(
     dalpha = dA.sum(0);
   else
     dalpha = dA.sum();
-  at::Tensor none = none_like(u);
-  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none;
-  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none;
-  at::Tensor dmb = modulated ? dmb_ps.sum() : none;
-  at::Tensor dfw = fan ? dfw_ps.sum(0) : none;
-  at::Tensor dfb = fan ? dfb_ps.sum(0) : none;
+  // A fresh empty tensor per absent gradient: outputs of a custom op must not alias each other.
+  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none_like(u);
+  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none_like(u);
+  at::Tensor dmb = modulated ? dmb_ps.sum() : none_like(u);
+  at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(u);
+  at::Tensor dfb = fan ? dfb_ps.sum(0) : none_like(u);
   return {du, dh, dH, dE, dw, dalpha, deta, dmw, dmb, dfw, dfb};
 }
 
