@@ -115,7 +115,8 @@ def _hebbian(conv):
 
 def _fop(base):
     params = [torch.nn.Parameter(_r(4, 3).detach()), torch.nn.Parameter(_r(2, 2, 3, 3).detach())]
-    opt = FOP(params, lr=0.1, hyper_lr=0.1, base=base, momentum=0.9, backend="cpu")
+    momentum = 0.9 if base == "sgd" else 0.0
+    opt = FOP(params, lr=0.1, hyper_lr=0.1, base=base, momentum=momentum, backend="cpu")
     for _ in range(2):
         for p in params:
             p.grad = _r(*p.shape).detach()
@@ -188,7 +189,16 @@ def test_opcheck_every_layout(scenario, layout):
         # Autograd is registered on the forward ops only; their inputs require grad so that
         # opcheck's autograd-registration test sees them.
         grad = not mutable and func._opname.endswith(("_fwd", "_linear", "_conv2d"))
-        args, kwargs = torch.utils._pytree.tree_map_only(
-            torch.Tensor, lambda t, g=grad: _layout(t, layout, g), (args, kwargs)
-        )
+
+        def lay(x, g=grad):
+            return torch.utils._pytree.tree_map_only(
+                torch.Tensor, lambda t: _layout(t, layout, g), x
+            )
+
+        if mutable:
+            # FOP's step: the parameters and gradients come in any layout; its state buffers
+            # (preconditioners, moments) are FOP's own, contiguous by the op's contract.
+            args = (lay(args[0]), lay(args[1]), *args[2:])
+        else:
+            args, kwargs = lay((args, kwargs))
         torch.library.opcheck(func, args, kwargs)
