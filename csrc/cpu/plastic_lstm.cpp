@@ -108,6 +108,9 @@ Prepared prepare(Rule rule, int64_t T_, int64_t B, int64_t N, const at::Tensor& 
                  const std::optional<at::Tensor>& fanout_w,
                  const std::optional<at::Tensor>& fanout_b) {
   TORCH_CHECK_VALUE(T_ >= 1, kName, "the sequence needs at least one step");
+  TORCH_CHECK_VALUE(wh.dim() == 2 && wh.size(0) == N && wh.size(1) == 4 * N, kName,
+                    "wh must have shape [N, 4N] = [", N, ", ", 4 * N, "] with N = ", N, " from ",
+                    ref.sizes(), ", got ", wh.sizes());
   check_tensor(wh, {N, 4 * N}, ref, "wh");
   TORCH_CHECK_VALUE(alpha.dim() <= 2, kName, "alpha must be [N, N], [N] or 0-dim");
   if (alpha.dim() == 2)
