@@ -54,17 +54,19 @@ Rule kernel_rule(TraceRule r) {
 
 at::Tensor reduce_like(const at::Tensor& dE, const at::Tensor& eta) {
   if (eta.dim() == 0) return dE.sum();
-  if (eta.dim() == 1) return dE.sum(1);
-  return dE;
+  if (eta.dim() == 1) return dE.sum(1).contiguous();
+  return dE.contiguous();
 }
 
+// Every output is contiguous, whatever the inputs' strides (element-wise ATen ops would follow a
+// transposed trace's): the fake kernels promise contiguous outputs, and compiled graphs assert it.
 at::Tensor shared_forward(const at::Tensor& trace, const at::Tensor& pre, const at::Tensor& post,
                           const at::Tensor& eta, const at::Tensor& E, TraceRule r, double c) {
-  if (r == TraceRule::Hebb) return (1 - eta) * trace + eta * pre.t().mm(post);
+  if (r == TraceRule::Hebb) return ((1 - eta) * trace + eta * pre.t().mm(post)).contiguous();
   const at::Tensor Ep = E * post;
   const at::Tensor S = pre.t().mm(Ep);
-  if (r == TraceRule::Oja) return trace + S - trace * (Ep * post).sum(0);
-  return r == TraceRule::Clip ? (trace + S).clamp(-c, c) : trace + S;
+  if (r == TraceRule::Oja) return (trace + S - trace * (Ep * post).sum(0)).contiguous();
+  return (r == TraceRule::Clip ? (trace + S).clamp(-c, c) : trace + S).contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> shared_backward(
@@ -73,7 +75,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> shared_backward(
   if (r == TraceRule::Hebb) {
     const at::Tensor S0 = pre.t().mm(post);
     const at::Tensor dS = eta * grad;
-    return {(1 - eta) * grad, post.mm(dS.t()), pre.mm(dS), (grad * (S0 - trace)).sum()};
+    return {((1 - eta) * grad).contiguous(), post.mm(dS.t()), pre.mm(dS),
+            (grad * (S0 - trace)).sum()};
   }
   const at::Tensor Ep = E * post;
   if (r == TraceRule::Oja) {
@@ -82,7 +85,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> shared_backward(
     const at::Tensor dEp = pre.mm(grad);
     const at::Tensor dpost = dEp * E + dS2 * 2 * Ep;
     const at::Tensor dE = dEp * post + dS2 * post * post;
-    return {grad * (1 - S2), Ep.mm(grad.t()), dpost, reduce_like(dE, eta)};
+    return {(grad * (1 - S2)).contiguous(), Ep.mm(grad.t()).contiguous(), dpost.contiguous(),
+            reduce_like(dE, eta)};
   }
   at::Tensor g = grad.clone();  // a copy: an op's output must not alias its input
   if (r == TraceRule::Clip) {
@@ -90,7 +94,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> shared_backward(
     g = grad * ((X >= -c) & (X <= c)).to(grad.scalar_type());
   }
   const at::Tensor dEp = pre.mm(g);
-  return {g, Ep.mm(g.t()), dEp * E, reduce_like(dEp * post, eta)};
+  return {g.contiguous(), Ep.mm(g.t()).contiguous(), (dEp * E).contiguous(),
+          reduce_like(dEp * post, eta)};
 }
 
 }  // namespace hebbkern::trace_update_common

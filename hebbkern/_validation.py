@@ -74,6 +74,27 @@ def check_clip(clip: object) -> float:
     return clip
 
 
+def clamp_mask_bool(clamp_mask: Tensor) -> Tensor:
+    """A checked ``clamp_mask`` as bool. A floating mask must hold exactly 0 and 1: ``mask != 0``
+    would count NaN and 0.5 as clamped, and a mask that requires grad would lose its gradient
+    (the clamp is a hard selection, with no gradient to give)."""
+    if clamp_mask.dtype == torch.bool:
+        return clamp_mask
+    if clamp_mask.requires_grad:
+        raise ValueError(
+            "clamp_mask must not require grad: the clamp is a hard selection with no gradient; "
+            "pass a bool mask (or a detached 0/1 one)"
+        )
+    if clamp_mask.device.type != "meta" and clamp_mask.numel():
+        binary = ((clamp_mask == 0) | (clamp_mask == 1)).all()
+        msg = "clamp_mask must hold only 0 and 1 (or be a bool tensor)"
+        if torch.compiler.is_compiling():
+            torch._assert_async(binary, msg)  # a Python branch on the values would break graphs
+        elif not binary:
+            raise ValueError(msg + ", got other values (NaN or a fraction)")
+    return clamp_mask != 0
+
+
 @dataclass
 class PlasticRNNArgs:
     """The normalised arguments of ``plastic_rnn``: scalars as 0-dim tensors, masks as bool."""
@@ -182,7 +203,7 @@ def check_plastic_rnn_args(
             raise ValueError(
                 f"clamp_mask must have shape [T, B, N] = {[T, B, N]}, got {list(clamp_mask.shape)}"
             )
-        clamp_mask = clamp_mask if clamp_mask.dtype == torch.bool else clamp_mask != 0
+        clamp_mask = clamp_mask_bool(clamp_mask)
 
     return PlasticRNNArgs(
         u, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, hebb0, elig0, clamp_mask

@@ -20,6 +20,7 @@ from ._validation import (
     check_clip,
     check_like,
     check_tensor,
+    clamp_mask_bool,
     scalar_arg,
 )
 
@@ -134,7 +135,7 @@ def check_plastic_step_args(
             raise ValueError(
                 f"clamp_mask must have shape [B, N] = {[B, N]}, got {list(clamp_mask.shape)}"
             )
-        clamp_mask = clamp_mask if clamp_mask.dtype == torch.bool else clamp_mask != 0
+        clamp_mask = clamp_mask_bool(clamp_mask)
 
     return PlasticStepArgs(
         u, h, hebb, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig, clamp_mask

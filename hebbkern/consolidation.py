@@ -16,6 +16,7 @@ assumption is made about its inputs or outputs. Usage at the end of each task::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
@@ -25,9 +26,24 @@ Params = Mapping[str, nn.Parameter] | Iterable[tuple[str, nn.Parameter]] | Itera
 
 
 def _named(params: Params) -> dict[str, nn.Parameter]:
+    if isinstance(params, nn.Module):
+        raise TypeError(
+            f"params must be parameters or (name, parameter) pairs, got a {type(params).__name__} "
+            "module; pass module.named_parameters() (or a subset of them)"
+        )
+    if isinstance(params, Tensor) or not isinstance(params, Iterable):
+        raise TypeError(
+            "params must be an iterable of parameters or (name, parameter) pairs, or a mapping "
+            f"from names to parameters, got {type(params).__name__}"
+        )
     items = list(params.items() if isinstance(params, Mapping) else params)
     out: dict[str, nn.Parameter] = {}
     for i, item in enumerate(items):
+        if isinstance(item, tuple) and (len(item) != 2 or not isinstance(item[0], str)):
+            raise TypeError(
+                f"params[{i}] must be a parameter or a (name, parameter) pair, got a tuple of "
+                f"{len(item)} items"
+            )
         name, p = item if isinstance(item, tuple) else (str(i), item)
         if not isinstance(p, Tensor) or not p.requires_grad:
             raise TypeError(f"parameter {name!r} must be a tensor that requires grad")
@@ -37,10 +53,21 @@ def _named(params: Params) -> dict[str, nn.Parameter]:
     return out
 
 
+def _number(name: str, value: object) -> float:
+    """A finite real number: ``inf`` and NaN would make every penalty NaN or infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
 def _strength(strength: object) -> float:
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or strength < 0:
+    strength = _number("strength", strength)
+    if strength < 0:
         raise ValueError(f"strength must be a float >= 0, got {strength!r}")
-    return float(strength)
+    return strength
 
 
 def _grads(params: dict[str, nn.Parameter], value: Tensor) -> dict[str, Tensor]:
@@ -54,12 +81,25 @@ def _grads(params: dict[str, nn.Parameter], value: Tensor) -> dict[str, Tensor]:
     }
 
 
+def _checked(closures: object) -> Iterable[Callable[[], Tensor]]:
+    """The closures, each checked to be callable as it comes (they may be a generator)."""
+    if isinstance(closures, Tensor) or not isinstance(closures, Iterable):
+        raise TypeError(f"closures must be an iterable of callables, got {type(closures).__name__}")
+    for i, closure in enumerate(closures):
+        if not callable(closure):
+            raise TypeError(
+                f"closure {i} must be a callable (no arguments) returning a scalar tensor, "
+                f"got {type(closure).__name__}"
+            )
+        yield closure
+
+
 def _mean_over(params, closures, transform) -> dict[str, Tensor]:
     total = {
         n: torch.zeros_like(p, memory_format=torch.contiguous_format) for n, p in params.items()
     }
     count = 0
-    for closure in closures:
+    for closure in _checked(closures):
         for n, g in _grads(params, closure()).items():
             total[n] += transform(g)
         count += 1
@@ -84,7 +124,7 @@ def mas_importance(
     """Memory Aware Synapses: the mean over closures of ``|d ||F(x)||_2^2 / d theta|``, where
     each closure returns the model's output ``F(x)`` (unlabelled data suffice)."""
     named = _named(params)
-    closures = (lambda c=c: c().pow(2).sum() for c in output_closures)
+    closures = (lambda c=c: c().pow(2).sum() for c in _checked(output_closures))
     return _mean_over(named, closures, torch.abs)
 
 
@@ -141,9 +181,10 @@ class OnlineEWC(_Quadratic):
 
     def __init__(self, params: Params, strength: float = 1.0, gamma: float = 1.0) -> None:
         super().__init__(params, strength)
-        if not 0.0 <= float(gamma) <= 1.0:
+        gamma = _number("gamma", gamma)
+        if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma!r}")
-        self.gamma = float(gamma)
+        self.gamma = gamma
 
     def consolidate(self, nll_closures: Iterable[Callable[[], Tensor]]) -> dict[str, Tensor]:
         fisher = fisher_diagonal(self.params, nll_closures)
@@ -164,9 +205,11 @@ class SI(_Quadratic):
 
     def __init__(self, params: Params, strength: float = 1.0, xi: float = 0.1) -> None:
         super().__init__(params, strength)
-        if not float(xi) > 0:
+        # A finite xi > 0: inf would make every importance zero (no consolidation at all).
+        xi = _number("xi", xi)
+        if not xi > 0:
             raise ValueError(f"xi (the damping) must be > 0, got {xi!r}")
-        self.xi = float(xi)
+        self.xi = xi
         self.start = self._snapshot()
         self.path = {n: torch.zeros_like(p).detach() for n, p in self.params.items()}
         self._pending: tuple[dict[str, Tensor], dict[str, Tensor]] | None = None
@@ -199,6 +242,9 @@ class SI(_Quadratic):
 class MAS(_Quadratic):
     """Memory Aware Synapses (Aljundi et al.): importance from the sensitivity of the squared
     output norm (:func:`mas_importance`), accumulated over tasks; anchor after the latest task."""
+
+    def __init__(self, params: Params, strength: float = 1.0) -> None:
+        super().__init__(params, strength)
 
     def consolidate(self, output_closures: Iterable[Callable[[], Tensor]]) -> dict[str, Tensor]:
         imp = mas_importance(self.params, output_closures)

@@ -33,3 +33,17 @@ class PlasticLSTMState(NamedTuple):
     c: Tensor
     hebb: Tensor
     elig: Tensor | None = None
+
+
+def _register_for_export() -> None:
+    """Named tuples are pytree nodes already, but ``torch.export.save`` can serialise a graph whose
+    outputs hold them only when they are registered with a serialised type name."""
+    from torch.utils import _pytree as pytree
+
+    for cls in (PlasticState, PlasticLSTMState):
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if cls not in pytree.SUPPORTED_NODES:
+            pytree._register_namedtuple(cls, serialized_type_name=name)
+
+
+_register_for_export()

@@ -76,7 +76,12 @@ def _fwd_args(kw, **over):
 @pytest.mark.parametrize(
     "over, match",
     [
-        ({"u": torch.zeros(3, 2, 12, dtype=torch.float64)}, "u must have shape"),
+        # N comes from u ([T, B, 4N]): a u of 12 gate inputs asks for wh [3, 12].
+        (
+            {"u": torch.zeros(3, 2, 12, dtype=torch.float64)},
+            r"wh must have shape \[N, 4N\] = \[3, 12\]",
+        ),
+        ({"u": torch.zeros(3, 2, 13, dtype=torch.float64)}, "u must be"),
         ({"wh": torch.zeros(4, 15, dtype=torch.float64)}, "wh must have shape"),
         ({"alpha": torch.zeros(5, dtype=torch.float64)}, "alpha must have shape"),
         ({"hebb0": torch.zeros(2, 4, 3, dtype=torch.float64)}, "hebb0 must have shape"),

@@ -79,7 +79,7 @@ void run_backward(const T* x, const T* g, const T* A, const T* H, T* dx, T* dA, 
 at::Tensor plastic_linear_fwd_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
                                   const at::Tensor& hebb) {
   check_args(x, w, alpha, hebb);
-  if (hebb.dim() == 2) return x.mm(w + alpha * hebb);
+  if (hebb.dim() == 2) return x.mm(w + alpha * hebb).contiguous();
   const int64_t B = x.size(0), M = x.size(1), K = w.size(1);
   at::Tensor z = x.mm(w).contiguous();  // the shared part, then the plastic part added per sample
   at::Tensor xc = x.contiguous(), A = alpha_full(alpha, w), H = hebb.contiguous();
@@ -89,7 +89,8 @@ at::Tensor plastic_linear_fwd_cpu(const at::Tensor& x, const at::Tensor& w, cons
     const T* Ap = A.data_ptr<T>();
     const T* Hp = H.data_ptr<T>();
     T* zp = z.data_ptr<T>();
-    at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
+    at::parallel_for(0, B,
+                     std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, M * K)),
                      [&](int64_t b0, int64_t b1) { run_forward<T>(xp, Ap, Hp, zp, M, K, b0, b1); });
   });
   return z;
@@ -107,9 +108,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> plastic_linear_bwd_cp
   at::Tensor dw = x.t().mm(grad_z);
   at::Tensor dx, dA, dH;
   if (hebb.dim() == 2) {
-    dx = grad_z.mm((w + alpha * hebb).t());
-    dA = dw * hebb;
-    dH = dw * alpha;
+    // Contiguous outputs whatever the inputs' strides (the fake kernel promises them).
+    dx = grad_z.mm((w + alpha * hebb).t()).contiguous();
+    dA = (dw * hebb).contiguous();
+    dH = (dw * alpha).contiguous();
   } else {
     dx = grad_z.mm(w.t()).contiguous();
     at::Tensor xc = x.contiguous(), gz = grad_z.contiguous(), A = alpha_full(alpha, w);
@@ -125,14 +127,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> plastic_linear_bwd_cp
       T* dxp = dx.data_ptr<T>();
       T* dAp = dA.data_ptr<T>();
       T* dHp = dH.data_ptr<T>();
-      at::parallel_for(0, M, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (B * K)),
+      at::parallel_for(0, M,
+                       std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, B * K)),
                        [&](int64_t i0, int64_t i1) {
                          run_backward<T>(xp, gp, Ap, Hp, dxp, dAp, dHp, B, M, K, i0, i1);
                        });
     });
   }
   at::Tensor dalpha = alpha.dim() == 2 ? dA : (alpha.dim() == 1 ? dA.sum(0) : dA.sum());
-  return {dx, dw, dalpha, dH};
+  return {dx, dw.contiguous(), dalpha.contiguous(), dH};
 }
 
 }  // namespace hebbkern

@@ -99,16 +99,18 @@ struct Prepared {
   double eta, mod_b;
 };
 
-Prepared prepare(Rule rule, int64_t T_, int64_t B, const at::Tensor& ref, const at::Tensor& wh,
-                 const at::Tensor& alpha, const std::optional<at::Tensor>& h0,
+// N comes from the caller's u ([T, B, 4N]) or h ([T, B, N]): an expected shape derived from wh
+// itself would name a shape wh already has.
+Prepared prepare(Rule rule, int64_t T_, int64_t B, int64_t N, const at::Tensor& ref,
+                 const at::Tensor& wh, const at::Tensor& alpha, const std::optional<at::Tensor>& h0,
                  const std::optional<at::Tensor>& c0, const std::optional<at::Tensor>& eta,
                  const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
                  const std::optional<at::Tensor>& fanout_w,
                  const std::optional<at::Tensor>& fanout_b) {
-  TORCH_CHECK_VALUE(wh.dim() == 2 && wh.size(0) >= 1, kName, "wh must be [N, 4N], got ",
-                    wh.sizes());
-  const int64_t N = wh.size(0);
   TORCH_CHECK_VALUE(T_ >= 1, kName, "the sequence needs at least one step");
+  TORCH_CHECK_VALUE(wh.dim() == 2 && wh.size(0) == N && wh.size(1) == 4 * N, kName,
+                    "wh must have shape [N, 4N] = [", N, ", ", 4 * N, "] with N = ", N, " from ",
+                    ref.sizes(), ", got ", wh.sizes());
   check_tensor(wh, {N, 4 * N}, ref, "wh");
   TORCH_CHECK_VALUE(alpha.dim() <= 2, kName, "alpha must be [N, N], [N] or 0-dim");
   if (alpha.dim() == 2)
@@ -169,6 +171,24 @@ LstmArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
 
 at::Tensor none_like(const at::Tensor& ref) { return at::empty({0}, ref.options()); }
 
+// The batch GEMMs run on fixed blocks of kGemmRows samples, whatever the thread count: a GEMM's
+// summation order depends on how many rows it is given, so blocks that followed the threads' share
+// of the batch made the results change with the thread count. Threads take whole blocks; two
+// rows keep the split between threads even (at most one block apart).
+constexpr int64_t kGemmRows = 2;
+
+int64_t gemm_blocks(int64_t B) { return (B + kGemmRows - 1) / kGemmRows; }
+
+// rows[r0, r1) of out = beta * self + mat1 @ mat2, in the fixed blocks (r0 is a block start).
+void blocked_addmm(at::Tensor& out, const at::Tensor& self, const at::Tensor& mat1,
+                   const at::Tensor& mat2, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; r += kGemmRows) {
+    const int64_t n = std::min(kGemmRows, r1 - r);
+    at::Tensor o = out.narrow(0, r, n);
+    at::addmm_out(o, self.narrow(0, r, n), mat1.narrow(0, r, n), mat2);
+  }
+}
+
 }  // namespace
 
 LstmFwdOut plastic_lstm_fwd_cpu(
@@ -185,11 +205,12 @@ LstmFwdOut plastic_lstm_fwd_cpu(
   TORCH_CHECK_VALUE(u.dim() == 3, kName, "u must be [T, B, 4N], got ", u.sizes());
   TORCH_CHECK_VALUE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble, kName,
                     "u must be float32 or float64, got ", u.scalar_type());
+  TORCH_CHECK_VALUE(u.size(2) >= 4 && u.size(2) % 4 == 0, kName,
+                    "u must be [T, B, 4N] with N >= 1 (the gate inputs), got ", u.sizes());
   const int64_t T_ = u.size(0), B = u.size(1);
-  const Prepared q =
-      prepare(rule, T_, B, u, wh, alpha, h0, c0, eta, mod_w, mod_b, fanout_w, fanout_b);
+  const Prepared q = prepare(rule, T_, B, u.size(2) / 4, u, wh, alpha, h0, c0, eta, mod_w, mod_b,
+                             fanout_w, fanout_b);
   const int64_t N = q.N;
-  check_tensor(u, {T_, B, 4 * N}, u, "u");
   const at::Tensor uc = u.contiguous();
   const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
   const at::Tensor H0 = opt(hebb0, {B, N, N}, u, "hebb0");
@@ -220,15 +241,15 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     // The worker threads call ATen (addmm): they need the caller's thread-local state (the
     // dispatch keys excluded below autograd, grad mode), which OpenMP threads do not inherit.
     const at::ThreadLocalState tls;
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, gemm_blocks(B), 1, [&](int64_t k0, int64_t k1) {
       const at::ThreadLocalStateGuard tls_guard(tls);
-      const int64_t nb = b1 - b0;
+      const int64_t b0 = k0 * kGemmRows, b1 = std::min(B, k1 * kGemmRows);
       std::vector<T> mm(N);
       for (int64_t b = b0; b < b1; ++b) plastic_term(isa, p, h0P + b * N, HP + b * NN, qP + b * N);
       for (int64_t t = 0; t < T_; ++t) {
-        const at::Tensor hprev = (t == 0 ? q.h0 : h.select(0, t - 1)).narrow(0, b0, nb);
-        at::Tensor gt = gates.select(0, t).narrow(0, b0, nb);
-        at::addmm_out(gt, uc.select(0, t).narrow(0, b0, nb), hprev, q.wh);
+        const at::Tensor hprev = t == 0 ? q.h0 : h.select(0, t - 1);
+        at::Tensor gt = gates.select(0, t);
+        blocked_addmm(gt, uc.select(0, t), hprev, q.wh, b0, b1);
         for (int64_t b = b0; b < b1; ++b) {
           T* Hb = HP + b * NN;
           T* Eb = elig ? EP + b * NN : nullptr;
@@ -272,9 +293,10 @@ LstmBwdOut plastic_lstm_bwd_cpu(
   TORCH_CHECK_VALUE(h.dim() == 3, kName, "h must be [T, B, N], got ", h.sizes());
   TORCH_CHECK_VALUE(h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble, kName,
                     "h must be float32 or float64, got ", h.scalar_type());
+  TORCH_CHECK_VALUE(h.size(2) >= 1, kName, "h must be [T, B, N] with N >= 1, got ", h.sizes());
   const int64_t T_ = h.size(0), B = h.size(1);
   const Prepared q =
-      prepare(rule, T_, B, h, wh, alpha, h0, c0, eta, mod_w, mod_b, fanout_w, fanout_b);
+      prepare(rule, T_, B, h.size(2), h, wh, alpha, h0, c0, eta, mod_w, mod_b, fanout_w, fanout_b);
   const int64_t N = q.N;
   const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
   const bool fan = q.fan_w.defined();
@@ -345,11 +367,10 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     // The worker threads call ATen (addmm): they need the caller's thread-local state (the
     // dispatch keys excluded below autograd, grad mode), which OpenMP threads do not inherit.
     const at::ThreadLocalState tls;
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::parallel_for(0, gemm_blocks(B), 1, [&](int64_t k0, int64_t k1) {
       const at::ThreadLocalStateGuard tls_guard(tls);
-      const int64_t nb = b1 - b0;
+      const int64_t b0 = k0 * kGemmRows, b1 = std::min(B, k1 * kGemmRows);
       std::vector<T> scratch(3 * N);
-      at::Tensor dh_rows = dh_next.narrow(0, b0, nb), dpre_rows = dpre.narrow(0, b0, nb);
       for (int64_t ci = C - 1; ci >= 0; --ci) {
         const int64_t t0 = ci * K, t1 = std::min(T_, t0 + K);
         // Recompute the traces before each step of the chunk from its checkpoint.
@@ -393,7 +414,7 @@ LstmBwdOut plastic_lstm_bwd_cpu(
             backward_step(isa, rule, p, s);
           }
           // dh_{t-1} = (trace and plastic-term parts) + du_t wh^T, for this block's rows.
-          at::addmm_out(dh_rows, dpre_rows, du.select(0, t).narrow(0, b0, nb), wh_t);
+          blocked_addmm(dh_next, dpre, du.select(0, t), wh_t, b0, b1);
         }
       }
     });

@@ -183,6 +183,7 @@ at::Tensor none_like(const at::Tensor& ref) { return at::empty({0}, ref.options(
 // cheaper than another parallel region.
 at::Tensor sum_slices(const at::Tensor& slices) {
   const int64_t G = slices.size(0), NN = slices.size(1) * slices.size(2);
+  if (G == 0) return at::zeros({slices.size(1), slices.size(2)}, slices.options());  // B = 0
   at::Tensor out = at::empty({slices.size(1), slices.size(2)}, slices.options());
   AT_DISPATCH_FLOATING_TYPES(slices.scalar_type(), "plastic_step_sum_slices", [&] {
     const scalar_t* s = slices.data_ptr<scalar_t>();
@@ -264,7 +265,9 @@ StepBwdOut plastic_step_bwd_cpu(
   // are added up on this thread: the backward opens one parallel region per step.
   constexpr int64_t kMaxGroups = 8;
   const bool shared_w = w.dim() == 2, shared_A = alpha.dim() == 2;
-  const int64_t group = (shared_w || shared_A) ? (B + kMaxGroups - 1) / kMaxGroups : 1;
+  // At least 1: with B = 0 there are no groups, and n_groups below divides by it.
+  const int64_t group =
+      (shared_w || shared_A) ? std::max<int64_t>(1, (B + kMaxGroups - 1) / kMaxGroups) : 1;
   const int64_t n_groups = (B + group - 1) / group;
   at::Tensor du = at::empty({B, N}, opts), dh = at::empty({B, N}, opts);
   at::Tensor da = at::empty({B, N}, opts);
@@ -320,12 +323,12 @@ StepBwdOut plastic_step_bwd_cpu(
     dalpha = dA.sum(0);
   else
     dalpha = dA.sum();
-  at::Tensor none = none_like(u);
-  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none;
-  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none;
-  at::Tensor dmb = modulated ? dmb_ps.sum() : none;
-  at::Tensor dfw = fan ? dfw_ps.sum(0) : none;
-  at::Tensor dfb = fan ? dfb_ps.sum(0) : none;
+  // A fresh empty tensor per absent gradient: outputs of a custom op must not alias each other.
+  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none_like(u);
+  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none_like(u);
+  at::Tensor dmb = modulated ? dmb_ps.sum() : none_like(u);
+  at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(u);
+  at::Tensor dfb = fan ? dfb_ps.sum(0) : none_like(u);
   return {du, dh, dH, dE, dw, dalpha, deta, dmw, dmb, dfw, dfb};
 }
 

@@ -77,12 +77,12 @@ at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
   at::Tensor out = at::empty({B, M, K}, trace.options());
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_fwd_cpu", [&] {
     using T = scalar_t;
-    at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
-                     [&](int64_t b0, int64_t b1) {
-                       run_forward<T>(kernel_rule(r), H.data_ptr<T>(), x.data_ptr<T>(),
-                                      y.data_ptr<T>(), E.data_ptr<T>(), out.data_ptr<T>(),
-                                      static_cast<T>(c), M, K, b0, b1);
-                     });
+    at::parallel_for(
+        0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, M * K)),
+        [&](int64_t b0, int64_t b1) {
+          run_forward<T>(kernel_rule(r), H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
+                         E.data_ptr<T>(), out.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
+        });
   });
   return out;
 }
@@ -107,13 +107,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_bwd_cpu(
   at::Tensor dE = at::empty({B, K}, trace.options());
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_bwd_cpu", [&] {
     using T = scalar_t;
-    at::parallel_for(0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / (M * K)),
-                     [&](int64_t b0, int64_t b1) {
-                       run_backward<T>(kernel_rule(r), G.data_ptr<T>(), H.data_ptr<T>(),
-                                       x.data_ptr<T>(), y.data_ptr<T>(), E.data_ptr<T>(),
-                                       dH.data_ptr<T>(), dpre.data_ptr<T>(), dpost.data_ptr<T>(),
-                                       dE.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
-                     });
+    at::parallel_for(
+        0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, M * K)),
+        [&](int64_t b0, int64_t b1) {
+          run_backward<T>(kernel_rule(r), G.data_ptr<T>(), H.data_ptr<T>(), x.data_ptr<T>(),
+                          y.data_ptr<T>(), E.data_ptr<T>(), dH.data_ptr<T>(), dpre.data_ptr<T>(),
+                          dpost.data_ptr<T>(), dE.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
+        });
   });
   return {dH, dpre, dpost, reduce_like(dE, eta)};
 }

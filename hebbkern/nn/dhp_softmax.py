@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_factory_dtype, check_input
+
 
 class DHPSoftmax(nn.Module):
     r"""Softmax read-out with a Hebbian trace shared by the batch (Differentiable Hebbian
@@ -44,6 +46,7 @@ class DHPSoftmax(nn.Module):
         for name, val in (("in_features", in_features), ("num_classes", num_classes)):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.in_features, self.num_classes, self.eta_init = in_features, num_classes, eta_init
         self.theta = nn.Parameter(torch.empty(in_features, num_classes, **factory))
@@ -70,30 +73,50 @@ class DHPSoftmax(nn.Module):
 
     def updated_trace(self, h: Tensor, target: Tensor) -> Tensor:
         """The trace after the class-mean update of the batch ``(h, target)`` (not stored)."""
-        onehot = nn.functional.one_hot(target, self.num_classes).to(h.dtype)  # [B, K]
-        counts = onehot.sum(0)
-        mean = (h.t() @ onehot) / counts.clamp(min=1)  # [M, K]: class means of the batch
+        # Per-class sums by index_add, not h^T one_hot(target): a product with the one-hot zeros
+        # would spread a NaN (0 * NaN) of one sample into every class of the batch, where the
+        # loop form (hebbkern.reference.dhp_trace_update) keeps it in its own class. index_add
+        # also needs no data-dependent shape (one_hot reads target.max()), so it compiles and
+        # runs on meta tensors.
+        K = self.num_classes
+        counts = h.new_zeros(K).index_add(0, target, h.new_ones(target.shape))
+        sums = h.new_zeros(K, h.shape[1]).index_add(0, target, h)  # [K, M]
+        mean = (sums / counts.clamp(min=1).unsqueeze(1)).t()  # [M, K]: class means of the batch
         moved = (1 - self.eta) * self.hebb + self.eta * mean
         return torch.where(counts > 0, moved, self.hebb)
 
+    def _check_classes(self, target: Tensor) -> None:
+        """Every target a class index in [0, num_classes): index_add would raise an IndexError
+        (or, compiled, read out of bounds) otherwise."""
+        msg = f"target must hold class indices in [0, {self.num_classes})"
+        if target.device.type == "meta" or target.numel() == 0:
+            return  # no values to check
+        ok = ((target >= 0) & (target < self.num_classes)).all()
+        if torch.compiler.is_compiling():
+            # A data-dependent Python branch would break the graph; the assert stays in it.
+            torch._assert_async(ok, msg)
+        elif not ok:
+            raise ValueError(msg)
+
     def forward(self, h: Tensor, target: Tensor | None = None) -> Tensor:
-        if not isinstance(h, Tensor):
-            raise TypeError(f"h must be a torch.Tensor, got {type(h).__name__}")
+        check_input("h", h, self.theta)
         if h.dim() != 2 or h.shape[1] != self.in_features:
             raise ValueError(f"h must have shape [B, {self.in_features}], got {list(h.shape)}")
-        if h.dtype != self.theta.dtype:
-            raise TypeError(f"h must have dtype {self.theta.dtype}, got {h.dtype}")
         hebb = self.hebb
         if target is not None and self.training:
             if not isinstance(target, Tensor) or target.dtype != torch.int64:
-                raise TypeError("target must be an int64 tensor of class indices")
+                got = target.dtype if isinstance(target, Tensor) else type(target).__name__
+                raise TypeError(f"target must be an int64 tensor of class indices, got {got}")
+            if target.device != h.device:
+                raise ValueError(
+                    f"target must be on {h.device} (the device of h), got {target.device}"
+                )
             if tuple(target.shape) != (h.shape[0],):
                 raise ValueError(
                     f"target must have shape [{h.shape[0]}] (one class per sample), "
                     f"got {list(target.shape)}"
                 )
-            if target.numel() and (target.min() < 0 or target.max() >= self.num_classes):
-                raise ValueError(f"target must hold class indices in [0, {self.num_classes})")
+            self._check_classes(target)
             hebb = self.updated_trace(h, target)
             # A new tensor, not an in-place copy: autograd saved the old trace for this batch.
             self.hebb = hebb.detach()

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .._validation_hebbian import check_rule, conv_out_size, pair
 from ..ops.hebbian import hebbian_update
+from ._checks import check_factory_dtype, check_input
 
 
 def _check_options(k, binarize, homeostasis, normalize, triangle, prune, n_out) -> None:
@@ -201,6 +202,7 @@ class HebbianConv2d(_HebbianLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        check_factory_dtype(dtype)
         fk = {"device": device, "dtype": dtype}
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -237,6 +239,7 @@ class HebbianConv2d(_HebbianLayer):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input("input", x, self.weight)
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(
                 f"input must have shape [B, {self.in_channels}, H, W] or [{self.in_channels}, H, W]"
@@ -286,6 +289,7 @@ class HebbianLinear(_HebbianLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        check_factory_dtype(dtype)
         fk = {"device": device, "dtype": dtype}
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -297,6 +301,7 @@ class HebbianLinear(_HebbianLayer):
         self.reset_parameters()
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input("input", x, self.weight)
         if x.dim() not in (1, 2) or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"input must have shape [B, {self.in_features}] or [{self.in_features}], "

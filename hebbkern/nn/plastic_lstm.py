@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_lstm import plastic_lstm
+from ._checks import check_factory_dtype, check_input
 
 ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
 
@@ -85,6 +86,7 @@ class PlasticLSTM(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.rule, self.alpha_kind = rule, alpha
         self.clip, self.batch_first = check_clip(clip), bool(batch_first)
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         N = hidden_size
         alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha]
@@ -142,8 +144,7 @@ class PlasticLSTM(nn.Module):
     def forward(
         self, x: Tensor, state: tuple[Tensor, ...] | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        check_input("x", x, self._p("weight_ih", 0))
         if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"x must have shape [T, B, {self.input_size}] (or [B, T, {self.input_size}] with "
@@ -191,8 +192,16 @@ class PlasticLSTM(nn.Module):
         L, N = self.num_layers, self.hidden_size
         n = 4 if self.rule == "retro" else 3
         names = ("h", "c", "hebb", "elig")[:n]
-        if not isinstance(state, (tuple, list)) or len(state) != n:
-            raise ValueError(f"state must be a tuple ({', '.join(names)}) for rule {self.rule!r}")
+        if isinstance(state, Tensor) or not isinstance(state, (tuple, list)):
+            raise TypeError(
+                f"state must be a tuple ({', '.join(names)}) for rule {self.rule!r}, "
+                f"got {type(state).__name__}"
+            )
+        if len(state) != n:
+            raise ValueError(
+                f"state must be a tuple ({', '.join(names)}) of {n} items for rule "
+                f"{self.rule!r}, got {len(state)}"
+            )
         out = []
         for name, s in zip(names, state, strict=True):
             if not isinstance(s, Tensor):

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
+from ._checks import check_factory_dtype, check_input, check_state_tuple
 
 ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
 
@@ -68,6 +69,7 @@ class PlasticRNN(nn.Module):
             raise ValueError(
                 f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
             )
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
@@ -128,8 +130,9 @@ class PlasticRNN(nn.Module):
         state: PlasticState | tuple | None = None,
         clamp_mask: Tensor | None = None,
     ) -> tuple[Tensor, PlasticState]:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        check_input("x", x, self.weight_ih)
+        if clamp_mask is not None and not isinstance(clamp_mask, Tensor):
+            raise TypeError(f"clamp_mask must be a torch.Tensor, got {type(clamp_mask).__name__}")
         if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"x must have shape [T, B, {self.input_size}] (or [B, T, {self.input_size}] with "
@@ -145,8 +148,7 @@ class PlasticRNN(nn.Module):
         u = nn.functional.linear(x, self.weight_ih, self.bias_ih)
         h0 = hebb0 = elig0 = None
         if state is not None:
-            h0, hebb0 = state[0], state[1]
-            elig0 = state[2] if len(state) > 2 else None
+            h0, hebb0, elig0 = check_state_tuple(state, ("h", "hebb", "elig"), optional=1)
             if unbatched:
                 h0, hebb0 = h0.unsqueeze(0), hebb0.unsqueeze(0)
                 elig0 = None if elig0 is None else elig0.unsqueeze(0)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
+from ._checks import check_factory_dtype, check_input, check_state_tuple
 from .plastic_rnn import ALPHA_KINDS, PlasticRNN
 
 
@@ -55,6 +56,7 @@ class PlasticRNNCell(nn.Module):
             raise ValueError(
                 f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
             )
+        check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
@@ -100,8 +102,11 @@ class PlasticRNNCell(nn.Module):
         state: PlasticState | tuple | None = None,
         clamp_mask: Tensor | None = None,
     ) -> PlasticState:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        check_input("x", x, self.weight_ih)
+        if clamp_mask is not None and not isinstance(clamp_mask, Tensor):
+            raise TypeError(f"clamp_mask must be a torch.Tensor, got {type(clamp_mask).__name__}")
+        if state is not None:
+            state = check_state_tuple(state, ("h", "hebb", "elig"), optional=1)
         if x.dim() not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"x must have shape [B, {self.input_size}] (or unbatched [{self.input_size}]), "
@@ -115,10 +120,7 @@ class PlasticRNNCell(nn.Module):
                 state = tuple(None if s is None else s.unsqueeze(0) for s in state)
         if state is None:
             state = self.initial_state(x.shape[0])
-        if not isinstance(state, tuple) or len(state) not in (2, 3):
-            raise TypeError("state must be a PlasticState or a tuple (h, hebb[, elig])")
-        h, hebb = state[0], state[1]
-        elig = state[2] if len(state) > 2 else None
+        h, hebb, elig = state
         u = nn.functional.linear(x, self.weight_ih, self.bias_ih)
         new = plastic_step(
             u, h, hebb, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,

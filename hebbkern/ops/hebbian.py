@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
+from .._guards import check_materialisable
 from .._validation_hebbian import check_hebbian_args, check_hebbian_loss_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -158,6 +159,7 @@ def hebbian_update(
     a = check_hebbian_args(
         w, x, y, rule=rule, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
+    check_materialisable(w=w, x=x, y=y)
     if not _use_fused(backend, w.device):
         return _reference.hebbian_update(
             w, x, y, rule=rule, stride=a.stride, padding=a.padding, dilation=a.dilation,

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
+from .._guards import check_materialisable
 from .._validation_step import check_plastic_linear_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -26,12 +27,8 @@ if _extension.available():
 
     @torch.library.register_fake("hebbkern::plastic_linear_bwd")
     def _plastic_linear_bwd_fake(grad_z, x, w, alpha, hebb):
-        return (
-            torch.empty_like(x),
-            torch.empty_like(w),
-            torch.empty_like(alpha),
-            torch.empty_like(hebb),
-        )
+        # Contiguous, like the kernel's outputs; never the inputs' strides.
+        return tuple(t.new_empty(t.shape) for t in (x, w, alpha, hebb))
 
     def _setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
@@ -61,6 +58,7 @@ def plastic_linear(
         ``z`` ``[B, K]``; differentiable with respect to all four inputs.
     """
     x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
+    check_materialisable(x=x, w=w, alpha=alpha, hebb=hebb)
     if backends.resolve(backend, x.device, family="plastic_linear") == "reference":
         return _reference.plastic_linear(x, w, alpha, hebb)
     io_dtype = x.dtype

@@ -15,10 +15,11 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
+from .._guards import check_materialisable
 from .._validation import MODULATED_RULES
 from .._validation_lstm import check_plastic_lstm_args
 from ..types import PlasticLSTMState
-from .plastic_rnn import checkpoint_interval
+from .plastic_rnn import checkpoint_count, checkpoint_interval
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -31,8 +32,7 @@ if _extension.available():
     ):  # fmt: skip
         T, B, G = u.shape
         N = G // 4
-        K = min(ckpt_every, T)
-        C = (T + K - 1) // K
+        C = checkpoint_count(T, ckpt_every)
         retro = rule == "retro"
         return (
             u.new_empty(T, B, N),
@@ -59,7 +59,7 @@ if _extension.available():
         return (
             h.new_empty(T, B, 4 * N),
             h.new_empty(N, 4 * N),
-            torch.empty_like(alpha),
+            alpha.new_empty(alpha.shape),  # contiguous, like the kernel's; never alpha's strides
             h.new_empty(B, N),
             h.new_empty(B, N),
             h.new_empty(B, N, N),
@@ -165,6 +165,9 @@ def plastic_lstm(
         u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
     )  # fmt: skip
+    check_materialisable(
+        u=a.u, wh=a.wh, alpha=a.alpha, h0=a.h0, c0=a.c0, hebb0=a.hebb0, elig0=a.elig0
+    )
     if backends.resolve(backend, u.device, family="plastic_lstm") == "reference":
         return _reference.plastic_lstm(
             u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
@@ -180,7 +183,7 @@ def plastic_lstm(
                a.fanout_w, a.fanout_b)  # fmt: skip
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     # Without autograd no backward reads the checkpoints: keep only the first one.
-    ckpt_every = checkpoint_interval(T) if needs_grad else T
+    ckpt_every = checkpoint_interval(T, needs_grad)
     h, c, _, hebb, elig, _, _, _ = torch.ops.hebbkern.plastic_lstm_fwd(
         a.u.to(dt), a.wh.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.c0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),

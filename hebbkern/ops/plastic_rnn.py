@@ -17,15 +17,42 @@ from torch import Tensor
 
 from .. import _extension, backends, dispatch
 from .. import reference as _reference
+from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def checkpoint_interval(T: int) -> int:
-    """Steps between saved traces: sqrt(T) balances saved checkpoints against recomputed steps."""
+# With a symbolic T (torch.export or torch.compile with a dynamic sequence length) the interval
+# must not be computed from T: sqrt(T) would specialise T to the example's value. A fixed interval
+# keeps T symbolic (sqrt-optimal at T = 256); without autograd one checkpoint (an interval >= T).
+SYMBOLIC_CKPT_EVERY = 16
+_ONE_CHECKPOINT = 2**31 - 1
+
+
+def checkpoint_interval(T: int | torch.SymInt, needs_grad: bool = True) -> int:
+    """Steps between saved traces: sqrt(T) balances saved checkpoints against recomputed steps;
+    without autograd no backward reads them, so only the first is kept."""
+    if isinstance(T, torch.SymInt):
+        # torch.export: one checkpoint, so that their count is the constant 1 and no guard
+        # on T appears (an exported graph is mostly run for inference; its backward, if any,
+        # keeps the traces of the whole sequence). torch.compile: a fixed interval; the guards
+        # on the checkpoint count only cause a recompile.
+        exporting = torch.compiler.is_exporting()
+        return SYMBOLIC_CKPT_EVERY if needs_grad and not exporting else _ONE_CHECKPOINT
+    if not needs_grad:
+        return T
     return max(1, math.ceil(math.sqrt(T)))
+
+
+def checkpoint_count(T: int | torch.SymInt, ckpt_every: int) -> int | torch.SymInt:
+    """The kernels' number of saved traces, ``ceil(T / min(ckpt_every, T))``. With one checkpoint
+    requested it is the constant 1 (for any T < 2**31), not an expression in a symbolic T that
+    the output's contiguity checks would turn into guards on T."""
+    if ckpt_every >= _ONE_CHECKPOINT:
+        return 1
+    return (T + ckpt_every - 1) // ckpt_every
 
 
 if _extension.available():
@@ -36,7 +63,7 @@ if _extension.available():
         clip, ckpt_every,
     ):  # fmt: skip
         T, B, N = u.shape
-        C = (T + ckpt_every - 1) // ckpt_every
+        C = checkpoint_count(T, ckpt_every)
         retro = rule == "retro"
         return (
             u.new_empty(T, B, N),
@@ -177,6 +204,9 @@ def plastic_rnn(
         u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
     )  # fmt: skip
+    check_materialisable(
+        u=a.u, w=a.w, alpha=a.alpha, h0=a.h0, hebb0=a.hebb0, elig0=a.elig0, clamp_mask=a.clamp_mask
+    )
     N = u.shape[-1] if u.dim() == 3 else 0
     name = backends.resolve(
         backend,
@@ -200,7 +230,7 @@ def plastic_rnn(
     tensors = (a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.eta, a.mod_w, a.mod_b, a.fanout_w,
                a.fanout_b)  # fmt: skip
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    ckpt_every = checkpoint_interval(T) if needs_grad else T
+    ckpt_every = checkpoint_interval(T, needs_grad)
     fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
     h, hebb, elig, _, _, _ = fwd(
         a.u.to(dt), a.w.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.hebb0, dt),

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
+from .._guards import check_materialisable
 from .._validation import MODULATED_RULES
 from .._validation_step import check_plastic_step_args
 from ..types import PlasticState
@@ -53,8 +54,8 @@ if _extension.available():
             u.new_empty(B, N),
             u.new_empty(B, N, N),
             u.new_empty(B, N, N) if rule == "retro" else empty(),
-            torch.empty_like(w),
-            torch.empty_like(alpha),
+            w.new_empty(w.shape),  # contiguous, like the kernel's; never w's or alpha's strides
+            alpha.new_empty(alpha.shape),
             u.new_empty(()) if rule != "neuromod" else empty(),
             u.new_empty(N) if modulated else empty(),
             u.new_empty(()) if modulated else empty(),
@@ -150,6 +151,9 @@ def plastic_step(
         u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
     )  # fmt: skip
+    check_materialisable(
+        u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
+    )
     if backends.resolve(backend, u.device, family="plastic_step") == "reference":
         return _reference.plastic_step(
             u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
+from .._guards import check_materialisable
 from .._validation_step import check_trace_update_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -22,16 +23,12 @@ if _extension.available():
 
     @torch.library.register_fake("hebbkern::trace_update_fwd")
     def _trace_update_fwd_fake(trace, pre, post, eta, rule, clip):
-        return torch.empty_like(trace)
+        return trace.new_empty(trace.shape)  # contiguous, like the kernel's; never trace's strides
 
     @torch.library.register_fake("hebbkern::trace_update_bwd")
     def _trace_update_bwd_fake(grad, trace, pre, post, eta, rule, clip):
-        return (
-            torch.empty_like(trace),
-            torch.empty_like(pre),
-            torch.empty_like(post),
-            torch.empty_like(eta),
-        )
+        # Contiguous, like the kernel's outputs; never the inputs' strides.
+        return tuple(t.new_empty(t.shape) for t in (trace, pre, post, eta))
 
     def _setup_context(ctx, inputs, output):
         trace, pre, post, eta, rule, clip = inputs
@@ -87,6 +84,7 @@ def trace_update(
     Differentiable with respect to ``trace``, ``pre``, ``post`` and a tensor ``eta``.
     """
     a = check_trace_update_args(trace, pre, post, rule=rule, eta=eta, clip=clip)
+    check_materialisable(trace=a.trace, pre=a.pre, post=a.post, eta=a.eta)
     if backends.resolve(backend, trace.device, family="trace_update") == "reference":
         return _reference.trace_update(trace, pre, post, rule=rule, eta=eta, clip=clip)
     io_dtype = trace.dtype
