@@ -66,9 +66,7 @@ def init_state(param: Tensor, *, base: str, momentum: float, d: int | None) -> d
     on the parameter's device (so a GPU step never reads it on the host).
     """
     like = dict(memory_format=torch.contiguous_format, dtype=state_dtype(param.dtype))
-    state: dict[str, Tensor] = {
-        "step": torch.tensor(0.0, dtype=torch.float32, device=param.device)
-    }
+    state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=torch.float32, device=param.device)}
     if d is not None:
         state["M"] = torch.eye(d, dtype=state_dtype(param.dtype), device=param.device)
     if base == "adam":

@@ -34,8 +34,10 @@ from . import fop as k
 SMALL_D, MID_D = 16, 64
 # Launch configurations (tile rows, tiles per program, warps) per class; the interpreter uses
 # small tiles so that tests with small tensors cross tile and program boundaries.
-MATRIX_CONFIGS = {16: (128, 16, 4), 64: (64, 8, 4)}
+MATRIX_CONFIGS = {16: (32, 64, 4), 64: (16, 32, 4)}
 FLAT_CONFIG = (1024, 8, 4)
+# Warps of the preconditioner kernel (one program per tensor; [DPAD, DPAD] products in registers).
+PRECOND_WARPS = {16: 4, 64: 8}
 INTERPRETER_MATRIX = {16: (16, 2, 1), 64: (16, 2, 1)}
 INTERPRETER_FLAT = (16, 2, 1)
 
@@ -204,8 +206,9 @@ def fop_step_triton_(
 
     if plan["nprog"][0]:
         block, tiles, warps = flat_config()
+        consts = dict(BASE=B, HAS_WD=has_wd, W_DT=W_DT, BLOCK=block, TILES=tiles)
         _launch(k.pass1_flat_kernel, (plan["nprog"][0],), (meta, plan["progs"][0], lr, *scal),
-                dict(BASE=B, HAS_WD=has_wd, W_DT=W_DT, BLOCK=block, TILES=tiles), warps)  # fmt: skip
+                consts, warps)  # fmt: skip
     pbufs = {}
     for dpad in (SMALL_D, MID_D):
         np_ = plan["nprog"][dpad]
@@ -219,7 +222,7 @@ def fop_step_triton_(
         nt = plan["tensors"][dpad].numel()
         pbuf = torch.empty(nt * dpad * dpad, dtype=torch.float32, device=device)
         _launch(k.precond_kernel, (nt,), (meta, plan["tensors"][dpad], partial, pbuf, c),
-                dict(DPAD=dpad), 4)  # fmt: skip
+                dict(DPAD=dpad), PRECOND_WARPS[dpad])  # fmt: skip
         pbufs[dpad] = pbuf
     for dpad, pbuf in pbufs.items():
         tile, tiles, warps = matrix_config(dpad)
@@ -267,14 +270,21 @@ def _check(params, grads, precond, prev_dir, buf1, buf2, steps, base, momentum) 
         if p.dtype != dtype or p.device != device:
             raise TypeError(f"params[{i}] must be {dtype} on {device}, got {p.dtype} on {p.device}")
         g = grads[i]
-        if g.dtype != dtype or g.device != device or g.shape != p.shape or g.layout != torch.strided:
+        if (
+            g.dtype != dtype
+            or g.device != device
+            or g.shape != p.shape
+            or g.layout != torch.strided
+        ):
             raise ValueError(f"grads[{i}] must be a dense {dtype} tensor of shape {tuple(p.shape)}")
         M = precond[i]
         if M.numel() > 0:
             d = M.shape[0]
             if M.dim() != 2 or M.shape[1] != d or p.numel() % d or not M.is_contiguous():
-                raise ValueError(f"precond[{i}] must be a contiguous [d, d] matrix, d dividing "
-                                 f"params[{i}].numel() ({p.numel()}), got {tuple(M.shape)}")  # fmt: skip
+                raise ValueError(
+                    f"precond[{i}] must be a contiguous [d, d] matrix, d dividing "
+                    f"params[{i}].numel() ({p.numel()}), got {tuple(M.shape)}"
+                )
             if M.dtype != f32 or M.device != device:
                 raise TypeError(f"precond[{i}] must be float32 on {device}")
             if kind != "momentum":
