@@ -140,6 +140,9 @@ class FOP(torch.optim.Optimizer):
                 f"got {backend!r}"
             )
         self.backend = backend
+        # Read once here, not in step(): torch.compile traces step() without a break.
+        self._triton = backends.triton_available()
+        self._interpreting = backends.triton_interpreting()
         defaults = dict(
             lr=lr, hyper_lr=hyper_lr, base=base, momentum=momentum, betas=tuple(betas)
             if isinstance(betas, (tuple, list)) else betas, eps=eps, weight_decay=weight_decay,
@@ -198,16 +201,25 @@ class FOP(torch.optim.Optimizer):
         if self.backend == "foreach":
             return "foreach"
         if self.backend is None and device.type == "cuda":
-            fused = dtype in _TRITON_DTYPES and backends.triton_available()
-            return "triton" if fused else "foreach"
+            return "triton" if dtype in _TRITON_DTYPES and self._triton else "foreach"
         if self.backend is None and (device.type != "cpu" or dtype not in _KERNEL_DTYPES):
             return "foreach"
         if self.backend == "cpu" and dtype not in _KERNEL_DTYPES:
             raise TypeError(f"backend 'cpu' needs float32 or float64 parameters, got {dtype}")
-        if self.backend == "triton" and dtype not in _TRITON_DTYPES:
-            raise TypeError(
-                f"backend 'triton' needs float32, bfloat16 or float16 parameters, got {dtype}"
-            )
+        if self.backend == "triton":
+            if dtype not in _TRITON_DTYPES:
+                raise TypeError(
+                    f"backend 'triton' needs float32, bfloat16 or float16 parameters, got {dtype}"
+                )
+            if not self._triton:
+                raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
+            if device.type != "cuda" and not (device.type == "cpu" and self._interpreting):
+                raise ValueError(
+                    f"backend 'triton' needs CUDA tensors, got tensors on {device} (CPU tensors "
+                    "run only under the Triton interpreter, TRITON_INTERPRET=1 set before triton "
+                    "is imported)"
+                )
+            return "triton"
         return backends.resolve(self.backend, device)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

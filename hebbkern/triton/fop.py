@@ -60,12 +60,13 @@ def _field(meta, i, field: tl.constexpr):
 
 @triton.jit
 def _neg_expm1(x):
-    """``1 - exp(x)`` accurate for small |x| (Kahan: the rounding of exp cancels in the ratio)."""
+    """``1 - exp(x)`` for x <= 0, accurate for small |x| (Kahan: the rounding of exp cancels in
+    the ratio); 1 for x = -inf (beta = 0)."""
     u = tl.exp(x)
     um1 = u - 1.0
-    safe = tl.where(um1 == 0.0, 1.0, um1)
-    r = tl.where(um1 == 0.0, x, safe * x / tl.log(tl.where(um1 == 0.0, 2.0, u)))
-    return -r
+    regular = (um1 != 0.0) & (u > 0.0)
+    r = tl.where(regular, um1 * x / tl.log(tl.where(regular, u, 0.5)), x)
+    return tl.where(u > 0.0, -r, 1.0)
 
 
 @triton.jit
