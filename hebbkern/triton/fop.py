@@ -15,8 +15,8 @@ Classes (by the preconditioned length d, padded to ``DPAD`` lanes):
   the base optimiser's state, writes D_t in place of D_{t-1}, and stores the program's partial
   ``S = D_{t-1}^T G`` in its own slot of ``partial`` (no atomics: summed in program order next, so
   results are deterministic). ``precond_kernel`` (one program per tensor) sums the partials,
-  ``M += c (S + S^T) M`` (from step 2 on) and ``P = M M^T`` in registers. ``pass2_matrix_kernel``
-  writes ``W -= lr D_t P``.
+  ``M += c (S + S^T) M`` (from step 2 on) and ``P = M M^T`` (rank-one updates in registers).
+  ``pass2_matrix_kernel`` writes ``W -= lr D_t P``.
 - the flat class (no preconditioner, and d > 64 whose products are cuBLAS GEMMs outside):
   ``pass1_flat_kernel`` is elementwise; it writes ``W -= lr D`` (no preconditioner) or only D_t
   into the direction buffer (``STORE``, d > 64).
@@ -138,7 +138,12 @@ def pass1_matrix_kernel(
 @triton.jit
 def precond_kernel(meta, tensors, partial, pbuf, c, DPAD: tl.constexpr):
     """One program per tensor of a matrix class: S from the partials in program order, the
-    preconditioner's update (from step 2 on) and ``P = M M^T`` into ``pbuf[slot]``."""
+    preconditioner's update (from step 2 on) and ``P = M M^T`` into ``pbuf[slot]``.
+
+    The [d, d] products are sums of d rank-one updates whose vectors are read back from memory
+    (``S + S^T`` parked in the program's ``pbuf`` slot, M in place): a ``tl.dot`` of two register
+    tiles of 64 x 64 spilled (ptxas gave it 32 registers and a 2.7 KB stack frame). This program
+    runs once per tensor per step; the barriers order its own stores and loads."""
     i = tl.load(tensors + tl.program_id(0))
     M_ptr = _ptr(meta, i, 5, tl.float32)
     t = tl.load(_ptr(meta, i, 6, tl.float32))
@@ -147,18 +152,33 @@ def precond_kernel(meta, tensors, partial, pbuf, c, DPAD: tl.constexpr):
     p1 = _field(meta, i, 10)
     slot = _field(meta, i, 11)
     e = tl.arange(0, DPAD)
-    mask = (e < d)[:, None] & (e < d)[None, :]
-    M = tl.load(M_ptr + e[:, None] * d + e[None, :], mask=mask, other=0.0)
+    valid = e < d
+    mask = valid[:, None] & valid[None, :]
+    moff = e[:, None] * d + e[None, :]
+    scratch = pbuf + slot * DPAD * DPAD
     if t > 1.0:
         S = tl.zeros((DPAD, DPAD), dtype=tl.float32)
         for p in range(p0, p1):
             S += tl.load(partial + p * DPAD * DPAD + e[:, None] * DPAD + e[None, :])
-        sym = S + tl.trans(S)
-        M = M + c * tl.dot(sym, M, input_precision="ieee")
-        M = tl.where(mask, M, 0.0)
-        tl.store(M_ptr + e[:, None] * d + e[None, :], M, mask=mask)
-    P = tl.dot(M, tl.trans(M), input_precision="ieee")
-    tl.store(pbuf + slot * DPAD * DPAD + e[:, None] * DPAD + e[None, :], P)
+        tl.store(scratch + e[:, None] * DPAD + e[None, :], S)
+        tl.debug_barrier()
+        # upd[j, k] = sum_l (S[j, l] + S[l, j]) M[l, k]
+        upd = tl.zeros((DPAD, DPAD), dtype=tl.float32)
+        for l in range(d):
+            sym_col = tl.load(scratch + e * DPAD + l) + tl.load(scratch + l * DPAD + e)
+            m_row = tl.load(M_ptr + l * d + e, mask=valid, other=0.0)
+            upd += sym_col[:, None] * m_row[None, :]
+        M = tl.load(M_ptr + moff, mask=mask, other=0.0)
+        tl.debug_barrier()
+        tl.store(M_ptr + moff, M + c * upd, mask=mask)
+        tl.debug_barrier()
+    # P[j, k] = sum_l M[j, l] M[k, l]
+    P = tl.zeros((DPAD, DPAD), dtype=tl.float32)
+    for l in range(d):
+        m_col = tl.load(M_ptr + e * d + l, mask=valid, other=0.0)
+        P += m_col[:, None] * m_col[None, :]
+    tl.debug_barrier()
+    tl.store(scratch + e[:, None] * DPAD + e[None, :], P)
 
 
 @triton.jit

@@ -34,9 +34,9 @@ from . import fop as k
 SMALL_D, MID_D = 16, 64
 # Launch configurations (tile rows, tiles per program, warps) per class; the interpreter uses
 # small tiles so that tests with small tensors cross tile and program boundaries.
-MATRIX_CONFIGS = {16: (32, 64, 4), 64: (16, 32, 4)}
+MATRIX_CONFIGS = {16: (32, 64, 4), 64: (16, 32, 8)}
 FLAT_CONFIG = (1024, 8, 4)
-# Warps of the preconditioner kernel (one program per tensor; [DPAD, DPAD] products in registers).
+# Warps of the preconditioner kernel (one program per tensor; [DPAD, DPAD] tiles in registers).
 PRECOND_WARPS = {16: 4, 64: 8}
 INTERPRETER_MATRIX = {16: (16, 2, 1), 64: (16, 2, 1)}
 INTERPRETER_FLAT = (16, 2, 1)
