@@ -141,8 +141,8 @@ def test_half_parameters_keep_float32_state():
 # ------------------------------------------------------------------------------------- resuming
 
 
-def _model_opt(backend, base, momentum):
-    model = small_cnn(F32)
+def _model_opt(backend, base, momentum, dtype=F32):
+    model = small_cnn(dtype)
     opt = FOP(model.parameters(), lr=0.05, hyper_lr=0.5, base=base, momentum=momentum,
               weight_decay=1e-3, backend=backend)  # fmt: skip
     return model, opt
@@ -156,18 +156,22 @@ def _model_opt(backend, base, momentum):
     pytest.param("triton", "cpu", marks=needs_ext), pytest.param("cpu", "triton", marks=needs_ext),
 ])  # fmt: skip
 def test_checkpoint_moves_between_backends(base, momentum, first, second):
-    """Train on one backend, resume on another: the same trajectory as the reference throughout
-    (float32; triton -> triton continues bit-identically)."""
-    ref_model, ref_opt = _model_opt("reference", base, momentum)
-    train_steps(ref_model, ref_opt, 6, F32)
+    """Train on one backend, resume on another: the same trajectory as the float64 reference
+    throughout, within twice the float32 reference's error (triton -> triton continues
+    bit-identically)."""
+    ref_model, ref_opt = _model_opt("reference", base, momentum, torch.float64)
+    train_steps(ref_model, ref_opt, 6, torch.float64)
+    r32_model, r32_opt = _model_opt("reference", base, momentum)
+    train_steps(r32_model, r32_opt, 6, F32)
     model, opt = _model_opt(first, base, momentum)
     first_losses = train_steps(model, opt, 3, F32)
     model2, opt2 = _model_opt(second, base, momentum)
     model2.load_state_dict(copy.deepcopy(model.state_dict()))
     opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
     train_steps(model2, opt2, 3, F32)
-    for a, b in zip(model2.parameters(), ref_model.parameters(), strict=True):
-        assert rel_err(a, b) < 1e-5
+    for a, b, r in zip(model2.parameters(), r32_model.parameters(), ref_model.parameters(),
+                       strict=True):  # fmt: skip
+        assert rel_err(a, r) <= 2 * rel_err(b, r) + ULP
     if first == second:
         model3, opt3 = _model_opt(first, base, momentum)
         assert train_steps(model3, opt3, 3, F32) == first_losses

@@ -182,11 +182,15 @@ def test_cuda_half_parameters(dtype):
 @pytest.mark.parametrize("base, momentum", [("sgd", 0.9), ("adam", 0.0)])
 def test_checkpoint_moves_between_cuda_and_cpu(first, second, base, momentum):
     """Train on one device, resume on the other (fused step on CUDA, the C++ kernel or the
-    reference on the CPU), against the reference throughout."""
-    ref_model = small_cnn(F32)
-    ref_opt = FOP(ref_model.parameters(), lr=0.05, hyper_lr=0.5, base=base, momentum=momentum,
-                  backend="reference")  # fmt: skip
-    train_steps(ref_model, ref_opt, 6, F32)
+    reference on the CPU): the float64 reference's trajectory throughout, within twice the error
+    of the float32 reference."""
+    refs = {}
+    for dtype in (torch.float64, F32):
+        ref_model = small_cnn(dtype)
+        ref_opt = FOP(ref_model.parameters(), lr=0.05, hyper_lr=0.5, base=base,
+                      momentum=momentum, backend="reference")  # fmt: skip
+        train_steps(ref_model, ref_opt, 6, dtype)
+        refs[dtype] = list(ref_model.parameters())
 
     def make(device):
         model = small_cnn(F32).to(device)
@@ -208,8 +212,8 @@ def test_checkpoint_moves_between_cuda_and_cpu(first, second, base, momentum):
     for st in o2.state.values():
         assert all(v.device.type == second for v in st.values())
     steps(m2, o2, second, 3)
-    for a, b in zip(m2.parameters(), ref_model.parameters(), strict=True):
-        assert rel_err(a.cpu(), b) < 1e-5
+    for a, b, r in zip(m2.parameters(), refs[F32], refs[torch.float64], strict=True):
+        assert rel_err(a.cpu(), r) <= 2 * rel_err(b, r) + ULP
 
 
 @needs_cuda
@@ -248,7 +252,9 @@ def test_cuda_graph_capture():
 
 @needs_cuda
 def test_cuda_compiled_training_step():
-    """torch.compile(opt.step, fullgraph=True) and a compiled model train as the eager run."""
+    """torch.compile(opt.step, fullgraph=True) and a compiled model train as the eager run (to
+    1e-4: the compiled model's fused forward rounds differently, and the preconditioners carry
+    that along)."""
     results = []
     for compiled in (False, True):
         model = small_cnn(F32).cuda()
@@ -262,4 +268,4 @@ def test_cuda_compiled_training_step():
             step()
         results.append([p.detach().cpu() for p in model.parameters()])
     for a, b in zip(*results, strict=True):
-        assert rel_err(a, b) < 1e-5
+        assert rel_err(a, b) < 1e-4
