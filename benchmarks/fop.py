@@ -2,20 +2,24 @@
 
     python -m benchmarks.fop                     # CPU, 2 threads: step rows and iteration rows
     python -m benchmarks.fop --quick             # a small model, short timings (smoke test)
-    python -m benchmarks.fop --device cuda       # the same rows on a GPU (foreach path)
+    python -m benchmarks.fop --device cuda       # the same rows on a GPU, plus the fused step
 
 Two kinds of rows, all measured in one run:
 
 - ``step``: one optimiser step of all 62 parameters of ResNet-18 (11.7M), gradients fixed; the
   providers are timed in alternating rounds (``--step-rounds``, 5) like the iteration rows.
   Providers: ``torch`` (``torch.optim.SGD`` / ``Adam`` with ``foreach=True``: the base optimiser),
-  ``reference`` (the eager FOP oracle, one parameter at a time), ``compile`` (``torch.compile`` of
-  the reference step of each parameter, compiled once per parameter shape before timing),
-  ``foreach`` (the device-generic multi-tensor path) and ``cpu`` (the fused C++ kernel, one call).
+  ``torch-fused`` (the same with ``fused=True``; CUDA only), ``reference`` (the eager FOP oracle,
+  one parameter at a time), ``compile`` (``torch.compile`` of the reference step of each parameter,
+  compiled once per parameter shape before timing), ``foreach`` (the device-generic multi-tensor
+  path), ``cpu`` (the fused C++ kernel, one call; CPU only) and ``triton`` (the fused multi-tensor
+  GPU step; CUDA only), ``triton-graph`` (the same step captured once in a CUDA graph and
+  replayed: its time without Python and launch overhead, as in a ``torch.compile``'d training step
+  with CUDA graphs).
 - ``iter``: one training iteration (zero_grad, forward, cross-entropy, backward, step) with
-  ``torch.optim.SGD`` (foreach), FOP-SGD fused, and FOP-SGD reference; the three are timed in
-  alternating rounds (A B C A B C ...) so that load from other work hits all of them alike, and the
-  ratio is of the medians of all rounds.
+  ``torch.optim.SGD`` (foreach, and fused on CUDA), FOP-SGD fused (``cpu`` on the CPU, ``triton``
+  on CUDA), and FOP-SGD reference; they are timed in alternating rounds (A B C A B C ...) so that
+  load from other work hits all of them alike, and the ratio is of the medians of all rounds.
 
 The model is ResNet-18's ImageNet layout (torchvision is not a dependency; the layer shapes are
 the same: 7x7 stem, four stages of two basic blocks, 1x1 downsampling, 512 -> 1000 linear).
@@ -84,16 +88,38 @@ def make_optimizer(provider: str, params, base: str):
     """The optimiser of a step/iteration row. lr and hyper_lr are small so that thousands of
     timed steps on fixed gradients keep every value finite and normal."""
     params = list(params)
-    if provider == "torch":
+    if provider in ("torch", "torch-fused"):
+        how = {"fused": True} if provider == "torch-fused" else {"foreach": True}
         if base == "adam":
-            return torch.optim.Adam(params, lr=1e-4, foreach=True)
-        return torch.optim.SGD(params, lr=1e-4, momentum=0.9, foreach=True)
-    backend = {"compile": "reference"}.get(provider, provider)
+            return torch.optim.Adam(params, lr=1e-4, **how)
+        return torch.optim.SGD(params, lr=1e-4, momentum=0.9, **how)
+    backend = {"compile": "reference", "triton-graph": "triton"}.get(provider, provider)
     momentum = 0.9 if base == "sgd" else 0.0
     opt = FOP(params, lr=1e-4, hyper_lr=1e-6, base=base, momentum=momentum, backend=backend)
     if provider == "compile":
         _use_compiled_reference(opt)
+    if provider == "triton-graph":
+        return GraphStep(opt)
     return opt
+
+
+class GraphStep:
+    """An optimiser's step captured once in a CUDA graph (after a warm-up step on a side
+    stream); ``step()`` replays it. The gradients stay where they are (fixed in these rows)."""
+
+    def __init__(self, opt) -> None:
+        self.opt = opt
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            opt.step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            opt.step()
+
+    def step(self) -> None:
+        self.graph.replay()
 
 
 def _use_compiled_reference(opt: FOP) -> None:
@@ -118,6 +144,11 @@ def provider_available(provider: str, device: torch.device) -> str | None:
 
     if provider == "cpu" and (device.type != "cpu" or not hebbkern.extension_available()):
         return "needs CPU tensors and the compiled extension"
+    if provider == "torch-fused" and device.type != "cuda":
+        return "CUDA only here (the CPU rows compare with foreach)"
+    fused = provider in ("triton", "triton-graph")
+    if fused and (device.type != "cuda" or not hebbkern.backends.triton_available()):
+        return "needs CUDA tensors and triton"
     return None
 
 
@@ -187,7 +218,7 @@ def alternating_step_rows(model, device, base, providers, min_time, rounds, bar)
 
 
 def iteration_rows(model, x, y, device, rounds, calls, bar) -> list[dict]:
-    providers = ["torch", "cpu", "reference"]
+    providers = ["torch", "torch-fused", "cpu", "triton", "reference"]
     providers = [p for p in providers if provider_available(p, device) is None]
     opts = {p: make_optimizer(p, model.parameters(), "sgd") for p in providers}
     loss_fn = nn.CrossEntropyLoss()
@@ -223,6 +254,8 @@ def _ratios(rows: list[dict]) -> None:
     for r in rows:
         if "torch" in by:
             r["vs_torch"] = r["median_ms"] / by["torch"]
+        if "torch-fused" in by:
+            r["vs_torch_fused"] = r["median_ms"] / by["torch-fused"]
         if "reference" in by:
             r["speedup_vs_reference"] = by["reference"] / r["median_ms"]
 
@@ -230,9 +263,14 @@ def _ratios(rows: list[dict]) -> None:
 COLUMNS = [
     ("kind", "kind", ""), ("base", "base", ""), ("provider", "provider", ""),
     ("median ms", "median_ms", ".2f"), ("iqr ms", "iqr_ms", ".2f"), ("runs", "runs", "d"),
-    ("time / torch", "vs_torch", common.ratio), ("speed-up vs reference", "speedup_vs_reference",
+    ("time / torch", "vs_torch", common.ratio), ("time / torch fused", "vs_torch_fused",
                                                  common.ratio),
+    ("speed-up vs reference", "speedup_vs_reference", common.ratio),
 ]  # fmt: skip
+
+
+PROVIDERS = ["torch", "torch-fused", "reference", "compile", "foreach", "cpu", "triton",
+             "triton-graph"]  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -242,8 +280,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8, help="images per iteration (8)")
     p.add_argument("--image", type=int, default=224, help="image side (224)")
     p.add_argument("--bases", nargs="+", default=["sgd", "adam"], choices=["sgd", "adam"])
-    p.add_argument("--providers", nargs="+", default=["torch", "reference", "compile", "foreach",
-                                                      "cpu"])  # fmt: skip
+    p.add_argument("--providers", nargs="+", default=PROVIDERS)
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds of iteration timing")
     p.add_argument("--step-rounds", type=int, default=5,
                    help="alternating rounds of step timing (1: one block each)")  # fmt: skip

@@ -41,7 +41,9 @@ def model():
     return m
 
 
-@pytest.mark.parametrize("provider", ["torch", "reference", "foreach", "cpu"])
+@pytest.mark.parametrize(
+    "provider", ["torch", "torch-fused", "reference", "foreach", "cpu", "triton"]
+)
 @pytest.mark.parametrize("base", ["sgd", "adam"])
 def test_fop_step(benchmark, model, base, provider):
     why = family.provider_available(provider, DEVICE)
@@ -54,7 +56,7 @@ def test_fop_step(benchmark, model, base, provider):
     benchmark(opt.step)
 
 
-@pytest.mark.parametrize("provider", ["torch", "cpu"])
+@pytest.mark.parametrize("provider", ["torch", "torch-fused", "cpu", "triton"])
 def test_fop_iteration(benchmark, model, provider):
     why = family.provider_available(provider, DEVICE)
     if why:

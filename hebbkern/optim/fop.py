@@ -8,10 +8,18 @@ Backends of a step (one parameter group, one call per device and dtype):
 
 - ``cpu``: ``torch.ops.hebbkern.fop_step_``, the multi-tensor C++ kernel (csrc/cpu/fop.cpp), one
   call for the whole group; float32 and float64 CPU parameters.
+- ``triton``: ``torch.ops.hebbkern.fop_step_triton_`` (hebbkern/triton/fop_ops.py), the fused
+  multi-tensor GPU step: a few Triton launches for the whole group, cuBLAS GEMMs for the
+  preconditioners of linear layers; the default for float32/bfloat16/float16 CUDA parameters
+  when triton is installed. Nothing in it reads the step on the host, so it is capturable in a
+  CUDA graph.
 - ``foreach``: a device-generic multi-tensor path of ``torch._foreach_*`` ops plus two small
-  matmuls per preconditioned weight; the default for CUDA (and other non-CPU) tensors and for
+  matmuls per preconditioned weight; the default for other devices, float64 CUDA parameters and
   low-precision CPU parameters.
 - ``reference``: the eager per-parameter oracle.
+
+State is float32 for float16/bfloat16 parameters (:func:`hebbkern.reference.fop.state_dtype`) on
+every backend, and ``step`` lives on the parameter's device.
 """
 
 from __future__ import annotations
@@ -29,9 +37,10 @@ from ..ops import fop as _ops  # noqa: F401  (registers the op's fake kernel)
 from ..reference import fop as _ref
 from ..reference.fop import BASES, PRECONDITION
 
-# "cuda" names the CUDA C++ kernels of plastic_rnn; FOP has none (GPU parameters use "foreach").
+# "cuda" names the CUDA C++ kernels of plastic_rnn; FOP's GPU kernels are Triton ("triton").
 OPTIM_BACKENDS = (*(b for b in backends.BACKENDS if b != "cuda"), "foreach")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _number(name: str, x: object, *, low: float = 0.0, high: float | None = None) -> float:
@@ -95,15 +104,17 @@ class FOP(torch.optim.Optimizer):
             none for biases and other 1-D parameters. ``"spatial"``, ``"input"`` force one rule
             (parameters with too few axes get the base optimiser); ``"scalar"`` learns one scalar
             ``P = p * I`` per parameter (hypergradient descent on its learning rate); ``"none"``.
-        backend: ``None`` (the C++ kernel for float32/float64 CPU parameters, the ``foreach`` path
-            otherwise), or one of ``"cpu"``, ``"foreach"``, ``"reference"`` to force one.
+        backend: ``None`` (the C++ kernel for float32/float64 CPU parameters, the fused Triton step
+            for float32/bfloat16/float16 CUDA parameters, the ``foreach`` path otherwise), or one
+            of ``"cpu"``, ``"triton"``, ``"foreach"``, ``"reference"`` to force one.
 
     State per parameter (in ``state_dict()``): ``step``, ``M`` (preconditioned weights), the base
     optimiser's buffers (``momentum_buffer``; ``exp_avg``/``exp_avg_sq``) and, for preconditioned
     weights of plain SGD and Adam, ``prev_direction`` (the direction the hypergradient needs; with
     momentum it is the momentum buffer).
-    Every backend uses this layout, so a checkpoint resumes on any of them; on the same backend
-    and thread count a resumed run continues bit-identically.
+    Every backend uses this layout, so a checkpoint resumes on any of them and on any device; on
+    the same backend and thread count a resumed run continues bit-identically. Buffers are float32
+    for float16/bfloat16 parameters.
     """
 
     # The eager oracle; an attribute so a benchmark can substitute a compiled version of it.
@@ -129,6 +140,9 @@ class FOP(torch.optim.Optimizer):
                 f"got {backend!r}"
             )
         self.backend = backend
+        # Read once here, not in step(): torch.compile traces step() without a break.
+        self._triton = backends.triton_available()
+        self._interpreting = backends.triton_interpreting()
         defaults = dict(
             lr=lr, hyper_lr=hyper_lr, base=base, momentum=momentum, betas=tuple(betas)
             if isinstance(betas, (tuple, list)) else betas, eps=eps, weight_decay=weight_decay,
@@ -175,8 +189,8 @@ class FOP(torch.optim.Optimizer):
                 backend = self._resolve(device, dtype)
                 states = [self.state[p] for p in params]
                 grads = [p.grad for p in params]
-                if backend == "cpu":
-                    self._step_kernel(params, grads, states, group)
+                if backend in ("cpu", "triton"):
+                    self._step_kernel(params, grads, states, group, backend)
                 elif backend == "foreach":
                     foreach_step(params, grads, states, **_hyper(group))
                 else:
@@ -186,11 +200,44 @@ class FOP(torch.optim.Optimizer):
     def _resolve(self, device: torch.device, dtype: torch.dtype) -> str:
         if self.backend == "foreach":
             return "foreach"
+        if self.backend is None and device.type == "cuda":
+            return "triton" if dtype in _TRITON_DTYPES and self._triton else "foreach"
         if self.backend is None and (device.type != "cpu" or dtype not in _KERNEL_DTYPES):
             return "foreach"
         if self.backend == "cpu" and dtype not in _KERNEL_DTYPES:
             raise TypeError(f"backend 'cpu' needs float32 or float64 parameters, got {dtype}")
+        if self.backend == "triton":
+            if dtype not in _TRITON_DTYPES:
+                raise TypeError(
+                    f"backend 'triton' needs float32, bfloat16 or float16 parameters, got {dtype}"
+                )
+            if not self._triton:
+                raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
+            if device.type != "cuda" and not (device.type == "cpu" and self._interpreting):
+                raise ValueError(
+                    f"backend 'triton' needs CUDA tensors, got tensors on {device} (CPU tensors "
+                    "run only under the Triton interpreter, TRITON_INTERPRET=1 set before triton "
+                    "is imported)"
+                )
+            return "triton"
         return backends.resolve(self.backend, device)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``torch.optim.Optimizer``'s, except that buffers take the state dtype (float32 for
+        half parameters, where torch would cast them to the parameters' dtype) and ``step`` the
+        parameter's device (torch leaves it where it was saved): a checkpoint written on one
+        device resumes on another."""
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for pid, p in zip(saved_ids, params, strict=True):
+            if pid not in state_dict["state"]:
+                continue
+            st = self.state[p]
+            for key, v in state_dict["state"][pid].items():
+                if isinstance(v, Tensor) and v.is_floating_point():
+                    dtype = torch.float32 if key == "step" else _ref.state_dtype(p.dtype)
+                    st[key] = v.to(dtype=dtype, device=p.device, copy=True)
 
     def _placeholder(self, like: Tensor) -> Tensor:
         key = (like.dtype, like.device)
@@ -204,6 +251,7 @@ class FOP(torch.optim.Optimizer):
         grads: list[Tensor],
         states: list[dict[str, Tensor]],
         group: dict[str, Any],
+        backend: str,
     ) -> None:
         empty = self._placeholder(params[0])
         adam = group["base"] == "adam"
@@ -214,7 +262,17 @@ class FOP(torch.optim.Optimizer):
         buf2 = [s["exp_avg_sq"] for s in states] if adam else []
         steps = [s["step"] for s in states]
         beta1, beta2 = group["betas"]
-        torch.ops.hebbkern.fop_step_(
+        if backend == "triton":
+            from ..triton.fop_ops import fop_step_triton_
+
+            op = fop_step_triton_
+            for s in states:  # a checkpoint loaded by torch's own policy may hold a CPU step
+                if s["step"].device != params[0].device:
+                    s["step"] = s["step"].to(params[0].device)
+            steps = [s["step"] for s in states]
+        else:
+            op = torch.ops.hebbkern.fop_step_
+        op(
             params, grads, precond, prev, buf1, buf2, steps, group["base"], group["lr"],
             group["hyper_lr"], group["momentum"], beta1, beta2, group["eps"],
             group["weight_decay"],
@@ -247,7 +305,13 @@ def foreach_step(
     steps = [s["step"] for s in states]
     torch._foreach_add_(steps, 1.0)
     ts = [int(s.item()) for s in steps]
-    gs = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else list(grads)
+    sd = _ref.state_dtype(params[0].dtype)
+    if sd != params[0].dtype:  # half parameters: float32 state, so float32 gradients
+        gs = [g.to(sd) for g in grads]
+        if weight_decay:
+            torch._foreach_add_(gs, [p.to(sd) for p in params], alpha=weight_decay)
+    else:
+        gs = torch._foreach_add(grads, params, alpha=weight_decay) if weight_decay else list(grads)
 
     # Hypergradient: D_{t-1} from the state before this step's update.
     hyp = [i for i, s in enumerate(states) if "M" in s and ts[i] > 1]

@@ -27,6 +27,13 @@ from torch import Tensor
 
 BASES = ("sgd", "adam")
 PRECONDITION = ("auto", "spatial", "input", "scalar", "none")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def state_dtype(param_dtype: torch.dtype) -> torch.dtype:
+    """The optimiser state's dtype: float32 for float16/bfloat16 parameters (the base state and
+    the preconditioner keep their precision), the parameters' own dtype otherwise."""
+    return torch.float32 if param_dtype in _LOW_PRECISION else param_dtype
 
 
 def preconditioned_dim(shape: torch.Size | tuple[int, ...], precondition: str) -> int | None:
@@ -53,11 +60,15 @@ def preconditioned_dim(shape: torch.Size | tuple[int, ...], precondition: str) -
 
 
 def init_state(param: Tensor, *, base: str, momentum: float, d: int | None) -> dict[str, Tensor]:
-    """The state of a parameter before its first step (M = I: the first step is the base's)."""
-    like = dict(memory_format=torch.contiguous_format)
-    state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=torch.float32)}
+    """The state of a parameter before its first step (M = I: the first step is the base's).
+
+    Buffers are in :func:`state_dtype` (float32 for half parameters); ``step`` is a float32 scalar
+    on the parameter's device (so a GPU step never reads it on the host).
+    """
+    like = dict(memory_format=torch.contiguous_format, dtype=state_dtype(param.dtype))
+    state: dict[str, Tensor] = {"step": torch.tensor(0.0, dtype=torch.float32, device=param.device)}
     if d is not None:
-        state["M"] = torch.eye(d, dtype=param.dtype, device=param.device)
+        state["M"] = torch.eye(d, dtype=state_dtype(param.dtype), device=param.device)
     if base == "adam":
         state["exp_avg"] = torch.zeros_like(param, **like)
         state["exp_avg_sq"] = torch.zeros_like(param, **like)
@@ -92,7 +103,8 @@ def fop_param_step(
 ) -> None:
     """One FOP step of one parameter, in place on ``param`` and ``state`` (see the module doc)."""
     beta1, beta2 = betas
-    g = grad if weight_decay == 0 else grad + weight_decay * param
+    sd = state_dtype(param.dtype)
+    g = grad.to(sd) if weight_decay == 0 else grad.to(sd) + weight_decay * param.to(sd)
     state["step"] += 1
     t = int(state["step"].item())
     M = state.get("M")

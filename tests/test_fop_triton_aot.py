@@ -1,0 +1,131 @@
+"""Ahead-of-time compilation of the fused FOP step's Triton kernels for real GPUs, on a machine
+without one (DESIGN.md, "Checking GPU code ...", item 4).
+
+Every shipped launch configuration (hebbkern/triton/fop_ops.py: tile rows, tiles per program and
+warps of each class) of the four kernels is compiled by ``triton.compile`` for sm_80 and sm_90,
+with weight decay on (the most live values), every base optimiser for the passes and bfloat16
+parameters where the kernels convert; the bundled ``ptxas -v`` reports registers and spills
+(helpers of test_plastic_rnn_triton_aot.py). These kernels have no time loop: any spill fails.
+
+Also a script: ``python tests/test_fop_triton_aot.py``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
+        reason="TRITON_INTERPRET is set: kernels are interpreted, not compiled",
+    ),
+    pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the kernels compile for it"),
+]
+
+CAPABILITIES = (80, 90)
+BASES = ("sgd", "momentum", "adam")
+
+
+def jobs() -> list[tuple]:
+    """(kernel, base, DPAD, parameter dtype name) for every shipped configuration."""
+    out = []
+    for dpad in (16, 64):
+        out += [("pass1_matrix", b, dpad, "fp32") for b in BASES]
+        out += [("pass2_matrix", None, dpad, "fp32"), ("precond", None, dpad, "fp32")]
+    out += [("pass1_matrix", "adam", 16, "bf16"), ("pass2_matrix", None, 16, "bf16")]
+    out += [("pass1_flat", b, None, "fp32") for b in BASES] + [("pass1_flat", "adam", None, "bf16")]
+    return [(*j, cc) for cc in CAPABILITIES for j in jobs_unique(out)]
+
+
+def jobs_unique(js):
+    seen, out = set(), []
+    for j in js:
+        if j not in seen:
+            seen.add(j)
+            out.append(j)
+    return out
+
+
+def compile_one(job: tuple) -> dict:
+    import triton
+    import triton.language as tl
+    from test_plastic_rnn_triton_aot import ptxas_report
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from hebbkern.triton import fop as k
+    from hebbkern.triton import fop_ops
+
+    name, base, dpad, wdt, cc = job
+    kernel = getattr(k, f"{name}_kernel")
+    W_DT = {"fp32": tl.float32, "bf16": tl.bfloat16}[wdt]
+    if name == "precond":
+        constexprs, warps = {"DPAD": dpad}, fop_ops.PRECOND_WARPS[dpad]
+    elif name == "pass1_flat":
+        block, tiles, warps = fop_ops.FLAT_CONFIG
+        constexprs = {"BLOCK": block, "TILES": tiles}
+    else:
+        tile, tiles, warps = fop_ops.MATRIX_CONFIGS[dpad]
+        constexprs = {"DPAD": dpad, "TILE_ROWS": tile, "TILES": tiles}
+    if name != "precond":
+        constexprs["W_DT"] = W_DT
+    if name.startswith("pass1"):
+        constexprs.update(BASE=k.BASE_IDS[base], HAS_WD=True)
+    pointer_types = {"meta": "*i64", "progs": "*i32", "tensors": "*i32"}
+    sig = {}
+    for arg in kernel.arg_names:
+        if arg in constexprs:
+            sig[arg] = "constexpr"
+        else:
+            sig[arg] = pointer_types.get(arg, "*fp32" if arg in ("partial", "pbuf") else "fp32")
+    src = ASTSource(
+        fn=kernel,
+        signature=sig,
+        constexprs={(kernel.arg_names.index(n),): v for n, v in constexprs.items()},
+    )
+    compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32),
+                              options={"num_warps": warps})  # fmt: skip
+    rep = ptxas_report(compiled.asm["ptx"])
+    rep.update(kernel=name, base=base or "-", DPAD=dpad or "-", dtype=wdt, cc=cc, warps=warps)
+    return rep
+
+
+def all_reports(workers: int = 2) -> list[dict]:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        return list(pool.map(compile_one, jobs()))
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"{r['arch']:>7} {r['kernel']:>12} {r['base']:>8} DPAD={r['DPAD']!s:<3} {r['dtype']} "
+        f"warps={r['warps']} regs={r['registers']:<4} "
+        f"spill(st/ld)={r['spill_stores']}/{r['spill_loads']} B"
+    )
+
+
+def test_every_shipped_config_compiles_for_sm80_sm90_without_spills():
+    reports = all_reports()
+    for r in reports:
+        print(format_row(r))
+    bad = [r for r in reports if r["spill_stores"] or r["spill_loads"]]
+    assert not bad, "register spills:\n" + "\n".join(format_row(r) for r in bad)
+    assert {r["cc"] for r in reports} == set(CAPABILITIES)
+    assert {r["kernel"] for r in reports} == {"pass1_matrix", "pass2_matrix", "precond",
+                                              "pass1_flat"}  # fmt: skip
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    for r in all_reports():
+        print(format_row(r), flush=True)
