@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
-from .._validation_step import check_plastic_linear_args
+from .._validation import check_plastic_linear_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation_lstm import check_plastic_lstm_args
+from .._validation import check_plastic_lstm_args
 from ..types import PlasticLSTMState
 
 
