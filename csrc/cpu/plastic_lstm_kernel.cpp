@@ -1,19 +1,18 @@
 // Body of the CPU plastic_lstm kernels (one sample, one step), compiled once per instruction set.
 //
-// Included only by plastic_lstm_isa_*.cpp, after they select a target ISA and define
-// HEBBKERN_CPU_ISA (the namespace of the entry points). Everything here has internal linkage and
+// The build compiles this file once per instruction set (isa_target.h defines HEBBKERN_CPU_ISA,
+// the namespace of the entry points). Everything here has internal linkage and
 // calls no library templates, so the copies built for different ISAs never get merged by the
 // linker. Inner loops run over the post-synaptic index j (contiguous) and are written for the
 // vectoriser.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_lstm_kernel.h"
-#endif
-
 #include <math.h>
 
 #include <cstdint>
 
 #include "plastic_lstm_kernel_args.h"
+
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -268,3 +267,5 @@ HK_LSTM_ENTRY_POINTS(double)
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

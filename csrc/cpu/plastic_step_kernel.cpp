@@ -1,6 +1,6 @@
 // Body of the CPU plastic_step kernels (one step of SPEC.md section 1), compiled once per
-// instruction set by plastic_step_isa_*.cpp, which define HEBBKERN_CPU_ISA first. Internal linkage
-// only, as in plastic_rnn_kernel.h, so the per-ISA copies never get merged by the linker.
+// instruction set by the build (isa_target.h defines HEBBKERN_CPU_ISA). Internal linkage only, as
+// in plastic_rnn_kernel.cpp, so the per-ISA copies never get merged by the linker.
 //
 // Work layout: the caller splits the batch over threads; each sample's [N, N] trace is read by the
 // mat-vec and then, while it is still in cache (64 KiB at N = 128 in float32), read again by the
@@ -10,15 +10,14 @@
 //
 // Backward, per sample: pass A runs the trace-update adjoint over the rows (it yields the adjoints
 // of h_t and m_t, which the drive's adjoint needs), pass B the mat-vec adjoint.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_step_kernel.h"
-#endif
-
 #include <cmath>
 #include <cstring>
 
 #include "plastic_step_kernel_args.h"
 #include "vec_math.h"
+
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -304,3 +303,5 @@ void step_backward(Rule r, const StepArgs<double>& p, const StepBwdIn<double>& i
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

@@ -1,7 +1,7 @@
 // Body of the CPU plastic_rnn kernels, compiled once per instruction set.
 //
-// Included only by plastic_rnn_isa_*.cpp, after they select a target ISA and define
-// HEBBKERN_CPU_ISA (the namespace of the entry points). Everything here has internal linkage and
+// The build compiles this file once per instruction set (isa_target.h defines HEBBKERN_CPU_ISA,
+// the namespace of the entry points). Everything here has internal linkage and
 // uses no library templates, so the copies built for different ISAs never get merged by the linker.
 //
 // Work layout: samples are independent, so the caller splits the batch over threads and each thread
@@ -15,15 +15,14 @@
 // recomputed into scratch, then the steps are walked backwards. Each step's pass over the rows
 // fuses the mat-vec adjoint of step t (pass B) with the trace-update adjoint of step t-1 (pass A),
 // so the adjoint of the trace is read and written once per step.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_rnn_kernel.h"
-#endif
-
 #include <cmath>
 #include <cstring>
 
 #include "plastic_rnn_kernel_args.h"
 #include "vec_math.h"
+
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -402,3 +401,5 @@ void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END
