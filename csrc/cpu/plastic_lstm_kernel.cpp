@@ -19,6 +19,8 @@ namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
 
+// libm's tanhf, not row_kernel.h's tanh_any (vec_math.h): that would change the LSTM's float32
+// results.
 inline float tanh_(float x) { return ::tanhf(x); }
 inline double tanh_(double x) { return ::tanh(x); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
@@ -30,6 +32,7 @@ void zero(T* x, int64_t n) {
 }
 
 // The modulation of each post-synaptic neuron j from the per-sample neuromodulator m.
+// Not row_kernel.h's fanout(): this loop carries `omp simd`; kept as measured (NOTES.md, L1-L3).
 template <typename T>
 void modulation(const LstmArgs<T>& p, T m, T* mm) {
   if (p.fan_w) {
@@ -225,6 +228,9 @@ void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
   }
 }
 
+// Not row_kernel.h's with_rule: this copy's `default:` label for Retro gives this kernel different
+// machine code than the shared `case` form (and the reverse for plastic_rnn); both kept as
+// measured.
 template <Rule R>
 struct RuleTag {
   static constexpr Rule value = R;

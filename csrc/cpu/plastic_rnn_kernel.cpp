@@ -23,6 +23,7 @@
 
 // Everything below is compiled for this compilation's instruction set (isa_target.h).
 #include "isa_target.h"
+#include "row_kernel.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -48,9 +49,6 @@ inline void copy_or_zero(T* dst, const T* src, int64_t offset, int64_t n) {
     fill_zero(dst, n);
 }
 
-inline float tanh_any(float x) { return tanh_vec(x); }  // vectorisable (vec_math.h)
-inline double tanh_any(double x) { return std::tanh(x); }
-
 // h_t = tanh(a_t), or u_t where the clamp mask is set.
 template <typename T>
 inline void activation(const T* __restrict__ a, const T* __restrict__ u, const bool* __restrict__ c,
@@ -64,16 +62,6 @@ inline void activation(const T* __restrict__ a, const T* __restrict__ u, const b
   } else {
 #pragma omp simd
     for (int64_t j = 0; j < N; ++j) h[j] = tanh_any(a[j]);
-  }
-}
-
-// m_t[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
-template <typename T>
-inline void fanout(const RnnArgs<T>& p, T s, T* M) {
-  if (p.fan_w) {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
-  } else {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = s;
   }
 }
 
@@ -342,23 +330,6 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
   copy(o.dh0 + b * N, adj.cur, N);
   o.deta[b] = deta;
   if (o.dmb) o.dmb[b] = dmb;
-}
-
-template <Rule R>
-struct RuleTag {
-  static constexpr Rule value = R;
-};
-
-// Calls f(RuleTag<r>{}): one instantiation of the kernels per rule.
-template <typename F>
-void with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{});
-    case Rule::Oja: return f(RuleTag<Rule::Oja>{});
-    case Rule::Clip: return f(RuleTag<Rule::Clip>{});
-    case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
-    case Rule::Retro: return f(RuleTag<Rule::Retro>{});
-  }
 }
 
 template <typename T>

@@ -18,24 +18,12 @@
 
 // Everything below is compiled for this compilation's instruction set (isa_target.h).
 #include "isa_target.h"
+#include "row_kernel.h"
 
 namespace hebbkern {
 namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
-
-inline float step_tanh(float x) { return tanh_vec(x); }
-inline double step_tanh(double x) { return std::tanh(x); }
-
-// m[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
-template <typename T>
-inline void step_fanout(const StepArgs<T>& p, T s, T* M) {
-  if (p.fan_w) {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
-  } else {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = s;
-  }
-}
 
 template <Rule R, typename T>
 void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, T* scratch) {
@@ -61,7 +49,7 @@ void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b
   const bool* c = p.clamp ? p.clamp + b * N : nullptr;
 #pragma omp simd
   for (int64_t j = 0; j < N; ++j) {
-    const T y = step_tanh(acc[j]);
+    const T y = tanh_any(acc[j]);
     hn[j] = (c && c[j]) ? u[j] : y;
   }
   if constexpr (is_modulated(R)) {
@@ -69,7 +57,7 @@ void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b
     for (int64_t j = 0; j < N; ++j) z += hn[j] * p.mod_w[j];
     const T s = std::tanh(z);
     o.mod[b] = s;
-    step_fanout(p, s, M);
+    fanout(p, s, M);
   } else {
     std::memset(M, 0, sizeof(T) * N);
   }
@@ -125,7 +113,7 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
   std::memset(dM, 0, sizeof(T) * N);
   std::memset(dh, 0, sizeof(T) * N);
   if constexpr (kMod)
-    step_fanout(p, in.mod[b], M);
+    fanout(p, in.mod[b], M);
   else
     std::memset(M, 0, sizeof(T) * N);
 
@@ -247,26 +235,10 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
   }
 }
 
-template <Rule R>
-struct StepRuleTag {
-  static constexpr Rule value = R;
-};
-
-template <typename F>
-void step_with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(StepRuleTag<Rule::Hebb>{});
-    case Rule::Oja: return f(StepRuleTag<Rule::Oja>{});
-    case Rule::Clip: return f(StepRuleTag<Rule::Clip>{});
-    case Rule::Neuromod: return f(StepRuleTag<Rule::Neuromod>{});
-    case Rule::Retro: return f(StepRuleTag<Rule::Retro>{});
-  }
-}
-
 template <typename T>
 void step_forward_range(Rule r, const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b0,
                         int64_t b1, T* scratch) {
-  step_with_rule(r, [&](auto tag) {
+  with_rule(r, [&](auto tag) {
     constexpr Rule R = decltype(tag)::value;
     for (int64_t b = b0; b < b1; ++b) step_forward_sample<R, T>(p, o, b, scratch);
   });
@@ -275,7 +247,7 @@ void step_forward_range(Rule r, const StepArgs<T>& p, const StepFwdOut<T>& o, in
 template <typename T>
 void step_backward_range(Rule r, const StepArgs<T>& p, const StepBwdIn<T>& in,
                          const StepBwdOut<T>& o, int64_t b0, int64_t b1, T* scratch) {
-  step_with_rule(r, [&](auto tag) {
+  with_rule(r, [&](auto tag) {
     constexpr Rule R = decltype(tag)::value;
     for (int64_t b = b0; b < b1; ++b) step_backward_sample<R, T>(p, in, o, b, scratch);
   });
