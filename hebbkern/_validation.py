@@ -121,10 +121,11 @@ def check_alpha(alpha: object, u: Tensor, N: int, *, batch: int | None = None) -
     return alpha
 
 
-def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, u: Tensor, N: int):
+def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u: Tensor, N: int):
     """The per-rule arguments of the plastic families (SPEC.md section 1): ``eta`` for the
     eta rules, the neuromodulator (``mod_w``, ``mod_b``, ``fanout_*``) for the modulated ones, and
-    nothing a rule does not use. Returns ``(eta, mod_w, mod_b)`` normalised."""
+    nothing a rule does not use. Returns the fields of ``RuleArgs``, normalised (``clip`` checked
+    by the caller, in its argument order)."""
     if rule in ETA_RULES:
         if eta is None:
             raise ValueError(f"rule {rule!r} needs eta (a float or 0-dim tensor)")
@@ -154,15 +155,30 @@ def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, u: Tensor, N
                 raise ValueError(
                     f"{name} only applies to the modulated rules (neuromod, retro), not {rule!r}"
                 )
-    return eta, mod_w, mod_b
+    return dict(
+        rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b,
+        clip=clip,
+    )  # fmt: skip
+
+
+def check_plasticity(alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N, batch=None):
+    """``alpha``, ``clip`` and the per-rule scalars, in that order: ``(alpha, RuleArgs fields)``."""
+    alpha = check_alpha(alpha, u, N, batch=batch)
+    clip = check_clip(clip)
+    return alpha, check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N)
+
+
+def check_state(name: str, x: object, u: Tensor, shape: tuple[int, ...]) -> None:
+    """An optional state tensor: ``None``, or ``shape`` with ``u``'s dtype and device."""
+    if x is not None:
+        check_like(name, check_tensor(name, x), u, "u", shape)
 
 
 def check_elig(name: str, elig: object, rule: str, u: Tensor, shape: tuple[int, ...]) -> None:
     """The eligibility trace exists only for rule 'retro'."""
-    if elig is not None:
-        if rule != "retro":
-            raise ValueError(f"{name} only applies to rule 'retro', not {rule!r}")
-        check_like(name, check_tensor(name, elig), u, "u", shape)
+    if elig is not None and rule != "retro":
+        raise ValueError(f"{name} only applies to rule 'retro', not {rule!r}")
+    check_state(name, elig, u, shape)
 
 
 def check_clamp_mask(
@@ -187,18 +203,10 @@ def check_clamp_mask(
     return clamp_mask if clamp_mask.dtype == torch.bool else clamp_mask != 0
 
 
-# ---------------------------------------------------------------------------------------------
-# plastic_rnn (SPEC.md section 1)
-# ---------------------------------------------------------------------------------------------
-
-
 @dataclass
-class PlasticRNNArgs:
-    """The normalised arguments of ``plastic_rnn``: scalars as 0-dim tensors, masks as bool."""
+class RuleArgs:
+    """The normalised per-rule arguments the plastic families share (``check_rule_scalars``)."""
 
-    u: Tensor
-    w: Tensor
-    alpha: Tensor
     rule: str
     eta: Tensor | None
     mod_w: Tensor | None
@@ -206,6 +214,20 @@ class PlasticRNNArgs:
     fanout_w: Tensor | None
     fanout_b: Tensor | None
     clip: float
+
+
+# ---------------------------------------------------------------------------------------------
+# plastic_rnn (SPEC.md section 1)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlasticRNNArgs(RuleArgs):
+    """The normalised arguments of ``plastic_rnn``: scalars as 0-dim tensors, masks as bool."""
+
+    u: Tensor
+    w: Tensor
+    alpha: Tensor
     h0: Tensor | None
     hebb0: Tensor | None
     elig0: Tensor | None
@@ -233,17 +255,14 @@ def check_plastic_rnn_args(
     rule = check_rule(rule)
     w = check_tensor("w", w)
     check_like("w", w, u, "u", (N, N))
-    alpha = check_alpha(alpha, u, N)
-    clip = check_clip(clip)
-    eta, mod_w, mod_b = check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, u, N)
-    if h0 is not None:
-        check_like("h0", check_tensor("h0", h0), u, "u", (B, N))
-    if hebb0 is not None:
-        check_like("hebb0", check_tensor("hebb0", hebb0), u, "u", (B, N, N))
+    scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
+    check_state("h0", h0, u, (B, N))
+    check_state("hebb0", hebb0, u, (B, N, N))
     check_elig("elig0", elig0, rule, u, (B, N, N))
     clamp_mask = check_clamp_mask(clamp_mask, u, (T, B, N), "[T, B, N]")
     return PlasticRNNArgs(
-        u, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, hebb0, elig0, clamp_mask
+        u=u, w=w, alpha=alpha, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, **rule_args
     )
 
 
@@ -253,19 +272,12 @@ def check_plastic_rnn_args(
 
 
 @dataclass
-class PlasticLSTMArgs:
+class PlasticLSTMArgs(RuleArgs):
     """The normalised arguments of ``plastic_lstm``: scalars as 0-dim tensors."""
 
     u: Tensor
     wh: Tensor
     alpha: Tensor
-    rule: str
-    eta: Tensor | None
-    mod_w: Tensor | None
-    mod_b: Tensor | None
-    fanout_w: Tensor | None
-    fanout_b: Tensor | None
-    clip: float
     h0: Tensor | None
     c0: Tensor | None
     hebb0: Tensor | None
@@ -293,15 +305,13 @@ def check_plastic_lstm_args(
     rule = check_rule(rule)
     wh = check_tensor("wh", wh)
     check_like("wh", wh, u, "u", (N, 4 * N))
-    alpha = check_alpha(alpha, u, N)
-    clip = check_clip(clip)
-    eta, mod_w, mod_b = check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, u, N)
+    scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
     for name, val, shape in (("h0", h0, (B, N)), ("c0", c0, (B, N)), ("hebb0", hebb0, (B, N, N))):
-        if val is not None:
-            check_like(name, check_tensor(name, val), u, "u", shape)
+        check_state(name, val, u, shape)
     check_elig("elig0", elig0, rule, u, (B, N, N))
     return PlasticLSTMArgs(
-        u, wh, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, c0, hebb0, elig0
+        u=u, wh=wh, alpha=alpha, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0, **rule_args
     )
 
 
@@ -311,7 +321,7 @@ def check_plastic_lstm_args(
 
 
 @dataclass
-class PlasticStepArgs:
+class PlasticStepArgs(RuleArgs):
     """Normalised arguments of ``plastic_step``: scalars as 0-dim tensors, the mask as bool."""
 
     u: Tensor
@@ -319,13 +329,6 @@ class PlasticStepArgs:
     hebb: Tensor
     w: Tensor
     alpha: Tensor
-    rule: str
-    eta: Tensor | None
-    mod_w: Tensor | None
-    mod_b: Tensor | None
-    fanout_w: Tensor | None
-    fanout_b: Tensor | None
-    clip: float
     elig: Tensor | None
     clamp_mask: Tensor | None
 
@@ -347,13 +350,12 @@ def check_plastic_step_args(
             f"got {list(w.shape)}"
         )
     check_same("w", w, u, "u")
-    alpha = check_alpha(alpha, u, N, batch=B)
-    clip = check_clip(clip)
-    eta, mod_w, mod_b = check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, u, N)
+    scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N, batch=B)
     check_elig("elig", elig, rule, u, (B, N, N))
     clamp_mask = check_clamp_mask(clamp_mask, u, (B, N), "[B, N]")
     return PlasticStepArgs(
-        u, h, hebb, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig, clamp_mask
+        u=u, h=h, hebb=hebb, w=w, alpha=alpha, elig=elig, clamp_mask=clamp_mask, **rule_args
     )
 
 
