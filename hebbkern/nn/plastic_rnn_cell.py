@@ -27,6 +27,7 @@ class PlasticRNNCell(PlasticRNNParams):
     ``state.h``.
     """
 
+    # PlasticRNN's signature without batch_first, written out (as torch.nn does) for help().
     def __init__(
         self,
         input_size: int,

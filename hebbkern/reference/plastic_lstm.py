@@ -41,6 +41,7 @@ def plastic_lstm_step(
     return h_new, c_new, hebb, elig
 
 
+# The public op's signature written out (as plastic_rnn's): the oracle takes the same keywords.
 def plastic_lstm(
     u: Tensor,
     wh: Tensor,
