@@ -3,7 +3,7 @@
 // through torch.ops.hebbkern; the module itself only reports build facts. Built only by setup.py.
 #include <Python.h>
 
-#include "cpu/plastic_rnn_kernel_args.h"
+#include "cpu/isa.h"
 
 namespace {
 

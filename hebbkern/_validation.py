@@ -1,14 +1,18 @@
-"""Argument checks shared by the reference, the fused ops and the modules.
+"""Argument checks of every op family, shared by the references, the fused ops and the modules.
 
 Every public entry point validates here, before any kernel runs, so a bad input raises a
 ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, value or device) that names
 the argument and what was expected, instead of failing (or reading out of bounds) in a kernel.
+
+The checks every family makes (a tensor, dtype/device/shape like a reference tensor, a scalar, the
+rule name, the plasticity-rule scalars, the eligibility trace, the clamp mask) are written once at
+the top; each family's ``check_<family>_args`` below composes them in its own argument order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor
@@ -17,6 +21,13 @@ RULES = ("hebb", "oja", "clip", "neuromod", "retro")
 MODULATED_RULES = ("neuromod", "retro")
 ETA_RULES = ("hebb", "oja", "clip", "retro")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TRACE_RULES = ("hebb", "oja", "add", "clip")
+HEBBIAN_RULES = ("hebb", "instar", "oja")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checks
+# ---------------------------------------------------------------------------------------------
 
 
 def check_tensor(name: str, x: object, *, optional: bool = False) -> Tensor | None:
@@ -26,6 +37,13 @@ def check_tensor(name: str, x: object, *, optional: bool = False) -> Tensor | No
         raise TypeError(f"{name} must be a torch.Tensor, got None")
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_floating(name: str, x: object) -> Tensor:
+    x = check_tensor(name, x)
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     return x
 
 
@@ -41,6 +59,11 @@ def check_like(name: str, x: Tensor, ref: Tensor, ref_name: str, shape: tuple[in
         )
     if tuple(x.shape) != shape:
         raise ValueError(f"{name} must have shape {list(shape)}, got {list(x.shape)}")
+
+
+def check_same(name: str, x: Tensor, ref: Tensor, ref_name: str) -> None:
+    """dtype and device of ``ref``, any shape (checked by the caller)."""
+    check_like(name, x, ref, ref_name, tuple(x.shape))
 
 
 def scalar_arg(name: str, x: object, ref: Tensor) -> Tensor:
@@ -74,6 +97,90 @@ def check_clip(clip: object) -> float:
     return clip
 
 
+def check_rule(rule: object, rules: tuple[str, ...] = RULES) -> str:
+    if not isinstance(rule, str) or rule not in rules:
+        raise ValueError(f"rule must be one of {', '.join(map(repr, rules))}, got {rule!r}")
+    return rule
+
+
+def check_alpha(alpha: object, u: Tensor, N: int, *, batch: int | None = None) -> Tensor:
+    """``alpha`` [N, N], [N] or []; with ``batch`` also [B, N, N] (one per sample)."""
+    alpha = check_tensor("alpha", alpha)
+    if batch is None:
+        if tuple(alpha.shape) not in ((N, N), (N,), ()):
+            raise ValueError(
+                f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron) "
+                f"or [] (scalar) with N={N}, got {list(alpha.shape)}"
+            )
+    elif tuple(alpha.shape) not in ((N, N), (N,), (), (batch, N, N)):
+        raise ValueError(
+            f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron), [] "
+            f"(scalar) or [B, N, N] (per sample) with B={batch}, N={N}, got {list(alpha.shape)}"
+        )
+    check_same("alpha", alpha, u, "u")
+    return alpha
+
+
+def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u: Tensor, N: int):
+    """The per-rule arguments of the plastic families (SPEC.md section 1): ``eta`` for the
+    eta rules, the neuromodulator (``mod_w``, ``mod_b``, ``fanout_*``) for the modulated ones, and
+    nothing a rule does not use. Returns the fields of ``RuleArgs``, normalised (``clip`` checked
+    by the caller, in its argument order)."""
+    if rule in ETA_RULES:
+        if eta is None:
+            raise ValueError(f"rule {rule!r} needs eta (a float or 0-dim tensor)")
+        eta = scalar_arg("eta", eta, u)
+    elif eta is not None:
+        raise ValueError(f"eta is not used by rule {rule!r}; pass eta=None")
+
+    if rule in MODULATED_RULES:
+        mod_w = check_tensor("mod_w", mod_w, optional=True)
+        if mod_w is None:
+            raise ValueError(f"rule {rule!r} needs mod_w, the neuromodulator weights of shape [N]")
+        check_like("mod_w", mod_w, u, "u", (N,))
+        mod_b = scalar_arg("mod_b", 0.0 if mod_b is None else mod_b, u)
+        if (fanout_w is None) != (fanout_b is None):
+            raise ValueError("fanout_w and fanout_b must be given together (or neither)")
+        if fanout_w is not None:
+            check_like("fanout_w", check_tensor("fanout_w", fanout_w), u, "u", (N,))
+            check_like("fanout_b", check_tensor("fanout_b", fanout_b), u, "u", (N,))
+    else:
+        for name, val in (
+            ("mod_w", mod_w),
+            ("mod_b", mod_b),
+            ("fanout_w", fanout_w),
+            ("fanout_b", fanout_b),
+        ):
+            if val is not None:
+                raise ValueError(
+                    f"{name} only applies to the modulated rules (neuromod, retro), not {rule!r}"
+                )
+    return dict(
+        rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b,
+        clip=clip,
+    )  # fmt: skip
+
+
+def check_plasticity(alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N, batch=None):
+    """``alpha``, ``clip`` and the per-rule scalars, in that order: ``(alpha, RuleArgs fields)``."""
+    alpha = check_alpha(alpha, u, N, batch=batch)
+    clip = check_clip(clip)
+    return alpha, check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N)
+
+
+def check_state(name: str, x: object, u: Tensor, shape: tuple[int, ...]) -> None:
+    """An optional state tensor: ``None``, or ``shape`` with ``u``'s dtype and device."""
+    if x is not None:
+        check_like(name, check_tensor(name, x), u, "u", shape)
+
+
+def check_elig(name: str, elig: object, rule: str, u: Tensor, shape: tuple[int, ...]) -> None:
+    """The eligibility trace exists only for rule 'retro'."""
+    if elig is not None and rule != "retro":
+        raise ValueError(f"{name} only applies to rule 'retro', not {rule!r}")
+    check_state(name, elig, u, shape)
+
+
 def clamp_mask_bool(clamp_mask: Tensor) -> Tensor:
     """A checked ``clamp_mask`` as bool. A floating mask must hold exactly 0 and 1: ``mask != 0``
     would count NaN and 0.5 as clamped, and a mask that requires grad would lose its gradient
@@ -95,13 +202,32 @@ def clamp_mask_bool(clamp_mask: Tensor) -> Tensor:
     return clamp_mask != 0
 
 
-@dataclass
-class PlasticRNNArgs:
-    """The normalised arguments of ``plastic_rnn``: scalars as 0-dim tensors, masks as bool."""
+def check_clamp_mask(
+    clamp_mask: object, u: Tensor, shape: tuple[int, ...], dims: str
+) -> Tensor | None:
+    """A bool (or 0/1 floating) mask of ``shape`` (named ``dims``), returned as bool."""
+    if clamp_mask is None:
+        return None
+    clamp_mask = check_tensor("clamp_mask", clamp_mask)
+    if clamp_mask.dtype != torch.bool and not clamp_mask.is_floating_point():
+        raise TypeError(
+            f"clamp_mask must be a bool (or 0/1 floating) tensor, got {clamp_mask.dtype}"
+        )
+    if clamp_mask.device != u.device:
+        raise ValueError(
+            f"clamp_mask must be on {u.device} (the device of u), got {clamp_mask.device}"
+        )
+    if tuple(clamp_mask.shape) != shape:
+        raise ValueError(
+            f"clamp_mask must have shape {dims} = {list(shape)}, got {list(clamp_mask.shape)}"
+        )
+    return clamp_mask_bool(clamp_mask)
 
-    u: Tensor
-    w: Tensor
-    alpha: Tensor
+
+@dataclass
+class RuleArgs:
+    """The normalised per-rule arguments the plastic families share (``check_rule_scalars``)."""
+
     rule: str
     eta: Tensor | None
     mod_w: Tensor | None
@@ -109,6 +235,20 @@ class PlasticRNNArgs:
     fanout_w: Tensor | None
     fanout_b: Tensor | None
     clip: float
+
+
+# ---------------------------------------------------------------------------------------------
+# plastic_rnn (SPEC.md section 1)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlasticRNNArgs(RuleArgs):
+    """The normalised arguments of ``plastic_rnn``: scalars as 0-dim tensors, masks as bool."""
+
+    u: Tensor
+    w: Tensor
+    alpha: Tensor
     h0: Tensor | None
     hebb0: Tensor | None
     elig0: Tensor | None
@@ -133,78 +273,355 @@ def check_plastic_rnn_args(
         raise ValueError(
             f"u must have at least one time step and one neuron, got shape {list(u.shape)}"
         )
-
-    if not isinstance(rule, str) or rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
-    modulated = rule in MODULATED_RULES
-
+    rule = check_rule(rule)
     w = check_tensor("w", w)
     check_like("w", w, u, "u", (N, N))
-    alpha = check_tensor("alpha", alpha)
-    if tuple(alpha.shape) not in ((N, N), (N,), ()):
-        raise ValueError(
-            f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron) or [] "
-            f"(scalar) with N={N}, got {list(alpha.shape)}"
-        )
-    check_like("alpha", alpha, u, "u", tuple(alpha.shape))
-
-    clip = check_clip(clip)
-
-    if rule in ETA_RULES:
-        if eta is None:
-            raise ValueError(f"rule {rule!r} needs eta (a float or 0-dim tensor)")
-        eta = scalar_arg("eta", eta, u)
-    elif eta is not None:
-        raise ValueError(f"eta is not used by rule {rule!r}; pass eta=None")
-
-    if modulated:
-        mod_w = check_tensor("mod_w", mod_w, optional=True)
-        if mod_w is None:
-            raise ValueError(f"rule {rule!r} needs mod_w, the neuromodulator weights of shape [N]")
-        check_like("mod_w", mod_w, u, "u", (N,))
-        mod_b = scalar_arg("mod_b", 0.0 if mod_b is None else mod_b, u)
-        if (fanout_w is None) != (fanout_b is None):
-            raise ValueError("fanout_w and fanout_b must be given together (or neither)")
-        if fanout_w is not None:
-            check_like("fanout_w", check_tensor("fanout_w", fanout_w), u, "u", (N,))
-            check_like("fanout_b", check_tensor("fanout_b", fanout_b), u, "u", (N,))
-    else:
-        for name, val in (
-            ("mod_w", mod_w),
-            ("mod_b", mod_b),
-            ("fanout_w", fanout_w),
-            ("fanout_b", fanout_b),
-        ):
-            if val is not None:
-                raise ValueError(
-                    f"{name} only applies to the modulated rules (neuromod, retro), not {rule!r}"
-                )
-
-    if h0 is not None:
-        check_like("h0", check_tensor("h0", h0), u, "u", (B, N))
-    if hebb0 is not None:
-        check_like("hebb0", check_tensor("hebb0", hebb0), u, "u", (B, N, N))
-    if elig0 is not None:
-        if rule != "retro":
-            raise ValueError(f"elig0 only applies to rule 'retro', not {rule!r}")
-        check_like("elig0", check_tensor("elig0", elig0), u, "u", (B, N, N))
-
-    if clamp_mask is not None:
-        clamp_mask = check_tensor("clamp_mask", clamp_mask)
-        if clamp_mask.dtype != torch.bool and not clamp_mask.is_floating_point():
-            raise TypeError(
-                f"clamp_mask must be a bool (or 0/1 floating) tensor, got {clamp_mask.dtype}"
-            )
-        if clamp_mask.device != u.device:
-            raise ValueError(
-                f"clamp_mask must be on {u.device} (the device of u), got {clamp_mask.device}"
-            )
-        if tuple(clamp_mask.shape) != (T, B, N):
-            raise ValueError(
-                f"clamp_mask must have shape [T, B, N] = {[T, B, N]}, got {list(clamp_mask.shape)}"
-            )
-        clamp_mask = clamp_mask_bool(clamp_mask)
-
+    scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
+    check_state("h0", h0, u, (B, N))
+    check_state("hebb0", hebb0, u, (B, N, N))
+    check_elig("elig0", elig0, rule, u, (B, N, N))
+    clamp_mask = check_clamp_mask(clamp_mask, u, (T, B, N), "[T, B, N]")
     return PlasticRNNArgs(
-        u, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, hebb0, elig0, clamp_mask
+        u=u, w=w, alpha=alpha, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, **rule_args
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# plastic_lstm (SPEC.md section 2)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlasticLSTMArgs(RuleArgs):
+    """The normalised arguments of ``plastic_lstm``: scalars as 0-dim tensors."""
+
+    u: Tensor
+    wh: Tensor
+    alpha: Tensor
+    h0: Tensor | None
+    c0: Tensor | None
+    hebb0: Tensor | None
+    elig0: Tensor | None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(T, B, N)``: steps, batch, hidden size."""
+        T, B, G = self.u.shape
+        return T, B, G // 4
+
+
+def check_plastic_lstm_args(
+    u, wh, alpha, *, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, c0, hebb0, elig0
+) -> PlasticLSTMArgs:
+    u = check_floating("u", u)
+    if u.dim() != 3 or u.shape[2] % 4 != 0:
+        raise ValueError(
+            f"u must have shape [T, B, 4 * N] (the gate inputs i, f, g, o), got {list(u.shape)}"
+        )
+    T, B, G = u.shape
+    N = G // 4
+    if T < 1 or N < 1:
+        raise ValueError(f"u must have at least one step and one neuron, got {list(u.shape)}")
+    rule = check_rule(rule)
+    wh = check_tensor("wh", wh)
+    check_like("wh", wh, u, "u", (N, 4 * N))
+    scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
+    for name, val, shape in (("h0", h0, (B, N)), ("c0", c0, (B, N)), ("hebb0", hebb0, (B, N, N))):
+        check_state(name, val, u, shape)
+    check_elig("elig0", elig0, rule, u, (B, N, N))
+    return PlasticLSTMArgs(
+        u=u, wh=wh, alpha=alpha, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0, **rule_args
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The single-step families: plastic_step, plastic_linear, trace_update
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlasticStepArgs(RuleArgs):
+    """Normalised arguments of ``plastic_step``: scalars as 0-dim tensors, the mask as bool."""
+
+    u: Tensor
+    h: Tensor
+    hebb: Tensor
+    w: Tensor
+    alpha: Tensor
+    elig: Tensor | None
+    clamp_mask: Tensor | None
+
+
+def check_plastic_step_args(
+    u, h, hebb, w, alpha, *, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig, clamp_mask
+) -> PlasticStepArgs:
+    u = check_floating("u", u)
+    if u.dim() != 2 or u.shape[1] < 1:
+        raise ValueError(f"u must have shape [B, N] with N >= 1, got shape {list(u.shape)}")
+    B, N = u.shape
+    rule = check_rule(rule)
+    check_like("h", check_tensor("h", h), u, "u", (B, N))
+    check_like("hebb", check_tensor("hebb", hebb), u, "u", (B, N, N))
+    w = check_tensor("w", w)
+    if tuple(w.shape) not in ((N, N), (B, N, N)):
+        raise ValueError(
+            f"w must have shape [N, N] (shared) or [B, N, N] (per sample) with B={B}, N={N}, "
+            f"got {list(w.shape)}"
+        )
+    check_same("w", w, u, "u")
+    scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N, batch=B)
+    check_elig("elig", elig, rule, u, (B, N, N))
+    clamp_mask = check_clamp_mask(clamp_mask, u, (B, N), "[B, N]")
+    return PlasticStepArgs(
+        u=u, h=h, hebb=hebb, w=w, alpha=alpha, elig=elig, clamp_mask=clamp_mask, **rule_args
+    )
+
+
+def check_plastic_linear_args(x, w, alpha, hebb) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``x`` [B, M]; ``w`` [M, K]; ``alpha`` [M, K], [K] or 0-dim; ``hebb`` [M, K] or [B, M, K]."""
+    x = check_floating("x", x)
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape [B, M] (2 dims), got shape {list(x.shape)}")
+    B, M = x.shape
+    w = check_tensor("w", w)
+    if w.dim() != 2 or w.shape[0] != M:
+        raise ValueError(f"w must have shape [M, K] with M={M} (x.shape[1]), got {list(w.shape)}")
+    check_same("w", w, x, "x")
+    K = w.shape[1]
+    alpha = check_tensor("alpha", alpha)
+    if tuple(alpha.shape) not in ((M, K), (K,), ()):
+        raise ValueError(
+            f"alpha must have shape [M, K] = {[M, K]}, [K] = {[K]} or [] (scalar), "
+            f"got {list(alpha.shape)}"
+        )
+    check_same("alpha", alpha, x, "x")
+    hebb = check_tensor("hebb", hebb)
+    if tuple(hebb.shape) not in ((M, K), (B, M, K)):
+        raise ValueError(
+            f"hebb must have shape [M, K] = {[M, K]} (shared) or [B, M, K] = {[B, M, K]} "
+            f"(per sample), got {list(hebb.shape)}"
+        )
+    check_same("hebb", hebb, x, "x")
+    return x, w, alpha, hebb
+
+
+@dataclass
+class TraceUpdateArgs:
+    """Normalised arguments of ``trace_update``: ``eta`` a tensor (0-dim, [B] or [B, K]) and the
+    clip bound a float (``inf`` for the rules without one)."""
+
+    trace: Tensor
+    pre: Tensor
+    post: Tensor
+    rule: str
+    eta: Tensor
+    clip: float
+
+
+def check_trace_update_args(trace, pre, post, *, rule, eta, clip) -> TraceUpdateArgs:
+    trace = check_floating("trace", trace)
+    if trace.dim() not in (2, 3):
+        raise ValueError(
+            f"trace must have shape [M, K] (shared) or [B, M, K] (per sample), "
+            f"got shape {list(trace.shape)}"
+        )
+    pre = check_tensor("pre", pre)
+    if pre.dim() != 2:
+        raise ValueError(f"pre must have shape [B, M] (2 dims), got shape {list(pre.shape)}")
+    B, M = pre.shape
+    post = check_tensor("post", post)
+    if post.dim() != 2 or post.shape[0] != B:
+        raise ValueError(
+            f"post must have shape [B, K] with B={B} (pre.shape[0]), got {list(post.shape)}"
+        )
+    K = post.shape[1]
+    shapes = ((M, K), (B, M, K))
+    if tuple(trace.shape) not in shapes:
+        raise ValueError(
+            f"trace must have shape [M, K] = {[M, K]} (shared) or [B, M, K] = {[B, M, K]} "
+            f"(per sample) for pre [B, M] and post [B, K], got {list(trace.shape)}"
+        )
+    check_same("pre", pre, trace, "trace")
+    check_same("post", post, trace, "trace")
+    rule = check_rule(rule, TRACE_RULES)
+
+    if isinstance(eta, Tensor) and eta.dim() >= 1 and tuple(eta.shape) != (1,):
+        if tuple(eta.shape) not in ((B,), (B, K)):
+            raise ValueError(
+                f"eta must be a float, a 0-dim tensor, [B] = {[B]} (per sample) or [B, K] = "
+                f"{[B, K]} (per sample and post neuron), got shape {list(eta.shape)}"
+            )
+        check_same("eta", eta, trace, "trace")
+        if trace.dim() == 2 and rule == "hebb":
+            raise ValueError(
+                "a shared trace with rule 'hebb' needs a scalar eta (the decay applies once to the "
+                "shared trace); use rule 'add' or 'oja' for a per-sample modulation"
+            )
+    elif eta is None:
+        raise ValueError("eta is required: a float, a 0-dim tensor, [B] or [B, K]")
+    else:
+        if isinstance(eta, Tensor):
+            check_same("eta", eta, trace, "trace")
+        eta = scalar_arg("eta", eta, trace)
+
+    if rule == "clip":
+        if clip is None:
+            raise ValueError("rule 'clip' needs clip, the bound c > 0")
+        clip = check_clip(clip)
+    elif clip is not None:
+        raise ValueError(f"clip only applies to rule 'clip', not {rule!r}; pass clip=None")
+    else:
+        clip = float("inf")
+    return TraceUpdateArgs(trace, pre, post, rule, eta, clip)
+
+
+# ---------------------------------------------------------------------------------------------
+# hebbian (hebbian_update, hebbian_loss, the layers)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_hebbian_rule(rule: object) -> str:
+    return check_rule(rule, HEBBIAN_RULES)
+
+
+def pair(name: str, v: object, minimum: int) -> tuple[int, int]:
+    """An int or a pair of ints, each ``>= minimum``, as a pair (height, width)."""
+
+    def one(e: object) -> int:
+        if isinstance(e, bool) or not isinstance(e, Integral):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+        if e < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+        return int(e)
+
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        return one(v[0]), one(v[1])
+    e = one(v)
+    return e, e
+
+
+def conv_out_size(size: int, k: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+@dataclass
+class HebbianArgs:
+    """Normalised arguments of ``hebbian_update`` (conv parameters as pairs)."""
+
+    rule: str
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @property
+    def is_default_conv(self) -> bool:
+        return (self.stride, self.padding, self.dilation, self.groups) == (
+            (1, 1),
+            (0, 0),
+            (1, 1),
+            1,
+        )
+
+
+def check_hebbian_args(w, x, y, *, rule, stride, padding, dilation, groups) -> HebbianArgs:
+    rule = check_hebbian_rule(rule)
+    w = check_tensor("w", w)
+    x = check_tensor("x", x)
+    y = check_tensor("y", y)
+    if not w.is_floating_point():
+        raise TypeError(f"w must be a floating-point tensor, got {w.dtype}")
+    check_same("x", x, w, "w")
+    check_same("y", y, w, "w")
+    a = HebbianArgs(
+        rule,
+        pair("stride", stride, 1),
+        pair("padding", padding, 0),
+        pair("dilation", dilation, 1),
+        groups,
+    )
+    if isinstance(groups, bool) or not isinstance(groups, Integral):
+        raise TypeError(f"groups must be an int, got {groups!r}")
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    a.groups = int(groups)
+
+    if w.dim() == 2:
+        if not a.is_default_conv:
+            raise ValueError(
+                "stride, padding, dilation and groups only apply to a conv2d weight (4 dims); "
+                f"w has shape {list(w.shape)} (a linear weight [N_out, D])"
+            )
+        N, D = w.shape
+        if N < 1 or D < 1:
+            raise ValueError(f"w must have at least one row and column, got {list(w.shape)}")
+        if x.dim() != 2 or x.shape[1] != D or x.shape[0] < 1:
+            raise ValueError(
+                f"x must have shape [B, D] with D={D} (w's second dim) and B >= 1 for a linear "
+                f"weight, got {list(x.shape)}"
+            )
+        B = x.shape[0]
+        if tuple(y.shape) != (B, N):
+            raise ValueError(f"y must have shape [B, N_out] = {[B, N]}, got {list(y.shape)}")
+        return a
+
+    if w.dim() != 4:
+        raise ValueError(
+            "w must be a linear weight [N_out, D] or a conv2d weight [C_out, C_in/groups, kh, kw], "
+            f"got shape {list(w.shape)}"
+        )
+    C_out, C_in_g, kh, kw = w.shape
+    if min(w.shape) < 1:
+        raise ValueError(f"w must have no empty dimension, got {list(w.shape)}")
+    if C_out % a.groups:
+        raise ValueError(f"w's C_out={C_out} must be divisible by groups={a.groups}")
+    C_in = C_in_g * a.groups
+    if x.dim() != 4 or x.shape[1] != C_in or x.shape[0] < 1:
+        raise ValueError(
+            f"x must have shape [B, C_in, H, W] with C_in={C_in} (w.shape[1] * groups) and B >= 1, "
+            f"got {list(x.shape)}"
+        )
+    B, _, H, W = x.shape
+    Ho = conv_out_size(H, kh, a.stride[0], a.padding[0], a.dilation[0])
+    Wo = conv_out_size(W, kw, a.stride[1], a.padding[1], a.dilation[1])
+    if Ho < 1 or Wo < 1:
+        raise ValueError(
+            f"the convolution of x {list(x.shape)} with a {kh}x{kw} kernel (stride {a.stride}, "
+            f"padding {a.padding}, dilation {a.dilation}) has no output position"
+        )
+    if tuple(y.shape) != (B, C_out, Ho, Wo):
+        raise ValueError(
+            f"y must have shape [B, C_out, H_out, W_out] = {[B, C_out, Ho, Wo]} (the conv output "
+            f"for x {list(x.shape)}), got {list(y.shape)}"
+        )
+    return a
+
+
+def check_hebbian_loss_args(u, y, w, rule) -> None:
+    check_hebbian_rule(rule)
+    u = check_tensor("u", u)
+    y = check_tensor("y", y)
+    w = check_tensor("w", w)
+    if not u.is_floating_point():
+        raise TypeError(f"u must be a floating-point tensor, got {u.dtype}")
+    if w.dim() not in (2, 4):
+        raise ValueError(
+            f"w must be a linear weight (2 dims) or a conv2d weight (4 dims), got {list(w.shape)}"
+        )
+    expected = 2 if w.dim() == 2 else 4
+    if u.dim() != expected or u.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"u must have {expected} dims with w.shape[0]={w.shape[0]} channels in dim 1, "
+            f"got {list(u.shape)}"
+        )
+    if tuple(y.shape) != tuple(u.shape):
+        raise ValueError(f"y must have u's shape {list(u.shape)}, got {list(y.shape)}")
+    if y.device != u.device or w.device != u.device:
+        raise ValueError("u, y and w must be on one device")
+    if not y.is_floating_point() and y.dtype != torch.bool:
+        raise TypeError(f"y must be a floating-point or bool tensor, got {y.dtype}")

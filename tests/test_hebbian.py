@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from helpers import rel_err
 
 import hebbkern
-from hebbkern._validation_hebbian import HEBBIAN_RULES
+from hebbkern._validation import HEBBIAN_RULES
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 DTYPE_IDS = {torch.float64: "f64", torch.float32: "f32"}

@@ -27,49 +27,40 @@
 #include <vector>
 
 #include "fop_kernel_args.h"
-#include "plastic_rnn_kernel_args.h"  // cpu::Isa, cpu::active_isa()
+#include "isa.h"
 
 namespace hebbkern {
 
 namespace fop_cpu {
 namespace {
 
-// One instruction-set choice for every kernel family (plastic_rnn.cpp): the best the CPU supports,
+// One instruction-set choice for every kernel family (isa.cpp): the best the CPU supports,
 // capped by $HEBBKERN_CPU_ISA.
 using cpu::active_isa;
 using cpu::Isa;
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#define HEBBKERN_FOP_DISPATCH(call)            \
-  switch (active_isa()) {                      \
-    case Isa::Avx512: return isa_avx512::call; \
-    case Isa::Avx2: return isa_avx2::call;     \
-    default: return isa_default::call;         \
-  }
-#else
-#define HEBBKERN_FOP_DISPATCH(call) return isa_default::call;
-#endif
+#define HEBBKERN_FOP_DISPATCH(fn, ...) HEBBKERN_CPU_DISPATCH(active_isa(), fop_cpu, fn, __VA_ARGS__)
 
 template <typename T>
 void run_step_rows(const StepArgs<T>& a, int64_t r0, int64_t r1) {
-  HEBBKERN_FOP_DISPATCH(step_rows(a, r0, r1))
+  HEBBKERN_FOP_DISPATCH(step_rows, a, r0, r1)
 }
 template <typename T>
 void run_step_elements(const StepArgs<T>& a, int64_t i0, int64_t i1, bool store) {
-  HEBBKERN_FOP_DISPATCH(step_elements(a, i0, i1, store))
+  HEBBKERN_FOP_DISPATCH(step_elements, a, i0, i1, store)
 }
 template <typename T>
 void run_hyper_rows(const HyperArgs<T>& a, int64_t r0, int64_t r1, double* S, T* lanes) {
-  HEBBKERN_FOP_DISPATCH(hyper_rows(a, r0, r1, S, lanes))
+  HEBBKERN_FOP_DISPATCH(hyper_rows, a, r0, r1, S, lanes)
 }
 
 template <typename T>
 void run_small_pass1(const StepArgs<T>& a, int64_t r0, int64_t r1, double* S) {
-  HEBBKERN_FOP_DISPATCH(small_pass1(a, r0, r1, S))
+  HEBBKERN_FOP_DISPATCH(small_pass1, a, r0, r1, S)
 }
 template <typename T>
 void run_small_pass2(const StepArgs<T>& a, int64_t r0, int64_t r1) {
-  HEBBKERN_FOP_DISPATCH(small_pass2(a, r0, r1))
+  HEBBKERN_FOP_DISPATCH(small_pass2, a, r0, r1)
 }
 
 // Rows per chunk of the pass-1 reduction (fixed, so the summation order is too).

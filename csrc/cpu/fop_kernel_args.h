@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "isa.h"
+
 namespace hebbkern::fop_cpu {
 
 enum class Base : int { Sgd = 0, Momentum = 1, Adam = 2 };
@@ -51,11 +53,7 @@ struct HyperArgs {
   void small_pass2(const StepArgs<double>& a, int64_t r0, int64_t r1);                           \
   }
 
-HEBBKERN_FOP_DECLARE(isa_default)
-#if defined(__GNUC__) && defined(__x86_64__)
-HEBBKERN_FOP_DECLARE(isa_avx2)
-HEBBKERN_FOP_DECLARE(isa_avx512)
-#endif
+HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_FOP_DECLARE)
 #undef HEBBKERN_FOP_DECLARE
 
 }  // namespace hebbkern::fop_cpu

@@ -13,9 +13,25 @@
 
 #include <algorithm>
 
-#include "layer_kernel_args.h"
+#include "hebbkern/plastic_rules.h"
+#include "isa.h"
 
 namespace hebbkern {
+
+// The loops of plastic_linear_kernel.cpp, built once per instruction set.
+namespace cpu {
+#define HEBBKERN_DECLARE_PLASTIC_LINEAR_T(T)                                                  \
+  void plastic_linear_forward(const T* x, const T* A, const T* H, T* z, int64_t M, int64_t K, \
+                              int64_t b0, int64_t b1);                                        \
+  void plastic_linear_backward(const T* x, const T* g, const T* A, const T* H, T* dx, T* dA,  \
+                               T* dH, int64_t B, int64_t M, int64_t K, int64_t i0, int64_t i1);
+#define HEBBKERN_DECLARE_PLASTIC_LINEAR(ns) \
+  namespace ns {                            \
+  HEBBKERN_DECLARE_PLASTIC_LINEAR_T(float)  \
+  HEBBKERN_DECLARE_PLASTIC_LINEAR_T(double) \
+  }
+HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_DECLARE_PLASTIC_LINEAR)
+}  // namespace cpu
 
 namespace {
 
@@ -46,32 +62,18 @@ at::Tensor alpha_full(const at::Tensor& alpha, const at::Tensor& w) {
   return alpha.expand(w.sizes()).contiguous();
 }
 
-// The loops built for the best instruction set the CPU has (layer_kernel_args.h).
+// The loops built for the best instruction set the CPU has (isa.h).
 template <typename T>
 void run_forward(const T* x, const T* A, const T* H, T* z, int64_t M, int64_t K, int64_t b0,
                  int64_t b1) {
-  switch (cpu::active_isa()) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case cpu::Isa::Avx512: return cpu::isa_avx512::plastic_linear_forward(x, A, H, z, M, K, b0, b1);
-    case cpu::Isa::Avx2: return cpu::isa_avx2::plastic_linear_forward(x, A, H, z, M, K, b0, b1);
-#endif
-    default: return cpu::isa_default::plastic_linear_forward(x, A, H, z, M, K, b0, b1);
-  }
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, plastic_linear_forward, x, A, H, z, M, K, b0, b1)
 }
 
 template <typename T>
 void run_backward(const T* x, const T* g, const T* A, const T* H, T* dx, T* dA, T* dH, int64_t B,
                   int64_t M, int64_t K, int64_t i0, int64_t i1) {
-  switch (cpu::active_isa()) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case cpu::Isa::Avx512:
-      return cpu::isa_avx512::plastic_linear_backward(x, g, A, H, dx, dA, dH, B, M, K, i0, i1);
-    case cpu::Isa::Avx2:
-      return cpu::isa_avx2::plastic_linear_backward(x, g, A, H, dx, dA, dH, B, M, K, i0, i1);
-#endif
-    default:
-      return cpu::isa_default::plastic_linear_backward(x, g, A, H, dx, dA, dH, B, M, K, i0, i1);
-  }
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, plastic_linear_backward, x, g, A, H, dx, dA, dH, B,
+                        M, K, i0, i1)
 }
 
 }  // namespace

@@ -26,17 +26,8 @@ using cpu::LstmArgs;
 using cpu::LstmBwdStep;
 using cpu::LstmFwdStep;
 
-// The per-ISA entry points (plastic_lstm_kernel.h), chosen once per op call.
-#if defined(__GNUC__) && defined(__x86_64__)
-#define HK_LSTM_DISPATCH(isa, fn, ...)                         \
-  switch (isa) {                                               \
-    case Isa::Avx512: return cpu::isa_avx512::fn(__VA_ARGS__); \
-    case Isa::Avx2: return cpu::isa_avx2::fn(__VA_ARGS__);     \
-    default: return cpu::isa_default::fn(__VA_ARGS__);         \
-  }
-#else
-#define HK_LSTM_DISPATCH(isa, fn, ...) return cpu::isa_default::fn(__VA_ARGS__);
-#endif
+// The per-ISA entry points (plastic_lstm_kernel.cpp), chosen once per op call.
+#define HK_LSTM_DISPATCH(isa, fn, ...) HEBBKERN_CPU_DISPATCH(isa, cpu, fn, __VA_ARGS__)
 
 template <typename T>
 void plastic_term(Isa isa, const LstmArgs<T>& p, const T* h, const T* H, T* q) {

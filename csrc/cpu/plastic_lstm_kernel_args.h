@@ -1,14 +1,14 @@
 // Plain argument structs of the CPU plastic_lstm kernels and their per-ISA entry points.
 //
-// As for plastic_rnn, the per-sample kernels are compiled once per instruction set
-// (plastic_lstm_isa_*.cpp) and picked at run time; only these POD structs cross between the
+// As for plastic_rnn, the per-sample kernels (plastic_lstm_kernel.cpp) are compiled once per
+// instruction set and picked at run time (isa.h); only these POD structs cross between the
 // torch-facing code (plastic_lstm.cpp) and the ISA-specific translation units.
 #pragma once
 
 #include <cstdint>
 
 #include "hebbkern/plastic_rules.h"
-#include "plastic_rnn_kernel_args.h"  // Isa, active_isa()
+#include "isa.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -68,9 +68,7 @@ struct LstmBwdStep {
   void lstm_backward_step(Rule r, const LstmArgs<double>& p, const LstmBwdStep<double>& s);       \
   }
 
-HEBBKERN_DECLARE_LSTM_ISA(isa_default)
-HEBBKERN_DECLARE_LSTM_ISA(isa_avx2)
-HEBBKERN_DECLARE_LSTM_ISA(isa_avx512)
+HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_DECLARE_LSTM_ISA)
 
 }  // namespace cpu
 }  // namespace hebbkern

@@ -1,7 +1,7 @@
 // Torch-facing side of the CPU plastic_rnn kernels: argument preparation, output allocation, the
 // batch split over OpenMP threads (at::parallel_for), the run-time choice of instruction set, and
 // the final reductions (dw as one GEMM; per-sample accumulators summed in a fixed order).
-// The kernels themselves are in plastic_rnn_kernel.h.
+// The kernels themselves are in plastic_rnn_kernel.cpp; the instruction-set choice in isa.cpp.
 #include "../plastic_rnn.h"
 
 #include <ATen/Parallel.h>
@@ -19,60 +19,16 @@ namespace hebbkern {
 
 namespace cpu {
 
-Isa detected_isa() {
-#if defined(__GNUC__) && defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-    return Isa::Avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
-#endif
-  return Isa::Default;
-}
-
-Isa active_isa() {
-  static const Isa best = detected_isa();
-  // HEBBKERN_CPU_ISA=default|avx2|avx512 caps the choice (tests run every variant this way).
-  const char* cap = std::getenv("HEBBKERN_CPU_ISA");
-  if (cap == nullptr || *cap == '\0') return best;
-  Isa want = Isa::Avx512;
-  if (std::strcmp(cap, "default") == 0)
-    want = Isa::Default;
-  else if (std::strcmp(cap, "avx2") == 0)
-    want = Isa::Avx2;
-  return static_cast<int>(want) < static_cast<int>(best) ? want : best;
-}
-
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return "avx512";
-    case Isa::Avx2: return "avx2";
-    default: return "default";
-  }
-}
-
 template <typename T>
 void run_forward(Isa isa, Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0,
                  int64_t b1, T* scratch) {
-  switch (isa) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case Isa::Avx512: return isa_avx512::forward(r, p, o, b0, b1, scratch);
-    case Isa::Avx2: return isa_avx2::forward(r, p, o, b0, b1, scratch);
-#endif
-    default: return isa_default::forward(r, p, o, b0, b1, scratch);
-  }
+  HEBBKERN_CPU_DISPATCH(isa, cpu, forward, r, p, o, b0, b1, scratch)
 }
 
 template <typename T>
 void run_backward(Isa isa, Rule r, const RnnArgs<T>& p, const BwdInPtrs<T>& in,
                   const BwdOutPtrs<T>& o, int64_t b0, int64_t b1, T* scratch) {
-  switch (isa) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case Isa::Avx512: return isa_avx512::backward(r, p, in, o, b0, b1, scratch);
-    case Isa::Avx2: return isa_avx2::backward(r, p, in, o, b0, b1, scratch);
-#endif
-    default: return isa_default::backward(r, p, in, o, b0, b1, scratch);
-  }
+  HEBBKERN_CPU_DISPATCH(isa, cpu, backward, r, p, in, o, b0, b1, scratch)
 }
 
 }  // namespace cpu

@@ -1,14 +1,15 @@
 // Plain argument structs of the CPU plastic_rnn kernels and the per-ISA entry points.
 //
-// The kernels are compiled once per instruction set (plastic_rnn_isa_*.cpp) and picked at run time,
-// so one wheel runs everywhere and still uses AVX2/AVX-512 where the CPU has them. Only these POD
-// structs cross between the torch-facing code and the ISA-specific translation units.
+// The kernels (plastic_rnn_kernel.cpp) are compiled once per instruction set and picked at run
+// time (isa.h). Only these POD structs cross between the torch-facing code and the ISA-specific
+// translation units.
 #pragma once
 
 #include <cstdint>
 
 #include "hebbkern/plastic_rnn_io.h"
 #include "hebbkern/plastic_rules.h"
+#include "isa.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -25,11 +26,6 @@ template <typename T>
 using BwdInPtrs = RnnBwdIn<T>;
 template <typename T>
 using BwdOutPtrs = RnnBwdOut<T>;
-
-// Instruction sets the kernels are built for, in increasing order.
-enum class Isa : int { Default = 0, Avx2 = 1, Avx512 = 2 };
-Isa active_isa();  // the best the CPU supports, capped by $HEBBKERN_CPU_ISA
-const char* isa_name(Isa isa);
 
 inline int64_t forward_scratch_size(int64_t N) { return 3 * N; }
 inline int64_t backward_scratch_size(int64_t N, int64_t K, bool elig) {
@@ -48,9 +44,7 @@ inline int64_t backward_scratch_size(int64_t N, int64_t K, bool elig) {
                 const BwdOutPtrs<double>& o, int64_t b0, int64_t b1, double* scratch);    \
   }
 
-HEBBKERN_DECLARE_CPU_ISA(isa_default)
-HEBBKERN_DECLARE_CPU_ISA(isa_avx2)
-HEBBKERN_DECLARE_CPU_ISA(isa_avx512)
+HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_DECLARE_CPU_ISA)
 
 }  // namespace cpu
 }  // namespace hebbkern

@@ -1,7 +1,7 @@
 // Torch-facing side of the CPU plastic_step kernels: shape checks (the raw torch.ops are safe to
 // call), argument preparation, output allocation, the batch split over threads and the run-time
 // instruction-set choice, and the final reductions (group slices of dw and d alpha;
-// per-sample accumulators summed in a fixed order). The kernels are in plastic_step_kernel.h.
+// per-sample accumulators summed in a fixed order). The kernels are in plastic_step_kernel.cpp.
 #include "../plastic_step.h"
 
 #include <ATen/Parallel.h>
@@ -21,25 +21,13 @@ using cpu::StepArgs;
 template <typename T>
 void run_step_forward(Rule r, const StepArgs<T>& p, const cpu::StepFwdOut<T>& o, int64_t b0,
                       int64_t b1, T* scratch) {
-  switch (cpu::active_isa()) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case cpu::Isa::Avx512: return cpu::isa_avx512::step_forward(r, p, o, b0, b1, scratch);
-    case cpu::Isa::Avx2: return cpu::isa_avx2::step_forward(r, p, o, b0, b1, scratch);
-#endif
-    default: return cpu::isa_default::step_forward(r, p, o, b0, b1, scratch);
-  }
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, step_forward, r, p, o, b0, b1, scratch)
 }
 
 template <typename T>
 void run_step_backward(Rule r, const StepArgs<T>& p, const cpu::StepBwdIn<T>& in,
                        const cpu::StepBwdOut<T>& o, int64_t b0, int64_t b1, T* scratch) {
-  switch (cpu::active_isa()) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case cpu::Isa::Avx512: return cpu::isa_avx512::step_backward(r, p, in, o, b0, b1, scratch);
-    case cpu::Isa::Avx2: return cpu::isa_avx2::step_backward(r, p, in, o, b0, b1, scratch);
-#endif
-    default: return cpu::isa_default::step_backward(r, p, in, o, b0, b1, scratch);
-  }
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, step_backward, r, p, in, o, b0, b1, scratch)
 }
 
 bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }

@@ -1,12 +1,12 @@
 // Plain argument structs of the CPU plastic_step kernels (one step of SPEC.md section 1) and the
-// per-ISA entry points. Same split as plastic_rnn: the kernel body (plastic_step_kernel.h) is
-// compiled once per instruction set and picked at run time (cpu::active_isa()).
+// per-ISA entry points. Same split as plastic_rnn: the kernel body (plastic_step_kernel.cpp) is
+// compiled once per instruction set and picked at run time (isa.h).
 #pragma once
 
 #include <cstdint>
 
 #include "hebbkern/plastic_rules.h"
-#include "plastic_rnn_kernel_args.h"  // cpu::Isa, cpu::active_isa()
+#include "isa.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -84,9 +84,7 @@ inline int64_t step_scratch_size(int64_t N) { return 4 * N; }
                      const StepBwdOut<double>& o, int64_t b0, int64_t b1, double* scratch);     \
   }
 
-HEBBKERN_DECLARE_STEP_ISA(isa_default)
-HEBBKERN_DECLARE_STEP_ISA(isa_avx2)
-HEBBKERN_DECLARE_STEP_ISA(isa_avx512)
+HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_DECLARE_STEP_ISA)
 
 }  // namespace cpu
 }  // namespace hebbkern

@@ -14,9 +14,25 @@
 
 #include "../trace_update_common.h"
 #include "hebbkern/plastic_rules.h"
-#include "layer_kernel_args.h"
+#include "isa.h"
 
 namespace hebbkern {
+
+// The loops of trace_update_kernel.cpp, built once per instruction set.
+namespace cpu {
+#define HEBBKERN_DECLARE_TRACE_UPDATE_T(T)                                                       \
+  void trace_update_forward(Rule r, const T* H, const T* pre, const T* post, const T* E, T* out, \
+                            T clip, int64_t M, int64_t K, int64_t b0, int64_t b1);               \
+  void trace_update_backward(Rule r, const T* G, const T* H, const T* pre, const T* post,        \
+                             const T* E, T* dH, T* dpre, T* dpost, T* dE, T clip, int64_t M,     \
+                             int64_t K, int64_t b0, int64_t b1);
+#define HEBBKERN_DECLARE_TRACE_UPDATE(ns) \
+  namespace ns {                          \
+  HEBBKERN_DECLARE_TRACE_UPDATE_T(float)  \
+  HEBBKERN_DECLARE_TRACE_UPDATE_T(double) \
+  }
+HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_DECLARE_TRACE_UPDATE)
+}  // namespace cpu
 
 namespace {
 
@@ -29,38 +45,19 @@ using trace_update_common::shared_backward;
 using trace_update_common::shared_forward;
 using trace_update_common::TraceRule;
 
-// The loops built for the best instruction set the CPU has (layer_kernel_args.h).
+// The loops built for the best instruction set the CPU has (isa.h).
 template <typename T>
 void run_forward(Rule r, const T* H, const T* pre, const T* post, const T* E, T* out, T clip,
                  int64_t M, int64_t K, int64_t b0, int64_t b1) {
-  switch (cpu::active_isa()) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case cpu::Isa::Avx512:
-      return cpu::isa_avx512::trace_update_forward(r, H, pre, post, E, out, clip, M, K, b0, b1);
-    case cpu::Isa::Avx2:
-      return cpu::isa_avx2::trace_update_forward(r, H, pre, post, E, out, clip, M, K, b0, b1);
-#endif
-    default:
-      return cpu::isa_default::trace_update_forward(r, H, pre, post, E, out, clip, M, K, b0, b1);
-  }
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, trace_update_forward, r, H, pre, post, E, out, clip,
+                        M, K, b0, b1)
 }
 
 template <typename T>
 void run_backward(Rule r, const T* G, const T* H, const T* pre, const T* post, const T* E, T* dH,
                   T* dpre, T* dpost, T* dE, T clip, int64_t M, int64_t K, int64_t b0, int64_t b1) {
-  switch (cpu::active_isa()) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    case cpu::Isa::Avx512:
-      return cpu::isa_avx512::trace_update_backward(r, G, H, pre, post, E, dH, dpre, dpost, dE,
-                                                    clip, M, K, b0, b1);
-    case cpu::Isa::Avx2:
-      return cpu::isa_avx2::trace_update_backward(r, G, H, pre, post, E, dH, dpre, dpost, dE, clip,
-                                                  M, K, b0, b1);
-#endif
-    default:
-      return cpu::isa_default::trace_update_backward(r, G, H, pre, post, E, dH, dpre, dpost, dE,
-                                                     clip, M, K, b0, b1);
-  }
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, trace_update_backward, r, G, H, pre, post, E, dH,
+                        dpre, dpost, dE, clip, M, K, b0, b1)
 }
 
 }  // namespace

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation_hebbian import check_rule, conv_out_size, pair
+from .._validation import check_hebbian_rule, conv_out_size, pair
 from ..ops.hebbian import hebbian_update
 from ._checks import check_factory_dtype, check_input
 
@@ -51,7 +51,7 @@ class _HebbianLayer(nn.Module):
     mask: Tensor | None
 
     def _init_common(self, rule, k, binarize, homeostasis, normalize, triangle, prune, n_out, fk):
-        self.rule = check_rule(rule)
+        self.rule = check_hebbian_rule(rule)
         _check_options(k, binarize, homeostasis, normalize, triangle, prune, n_out)
         self.k, self.binarize, self.homeostasis = k, binarize, float(homeostasis)
         self.normalize, self.triangle, self.prune = normalize, triangle, float(prune)

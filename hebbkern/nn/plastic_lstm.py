@@ -7,11 +7,16 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
+from .._validation import MODULATED_RULES, check_clip
 from ..ops.plastic_lstm import plastic_lstm
-from ._checks import check_factory_dtype, check_input
-
-ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
+from ._checks import check_factory_dtype
+from ._plastic_params import (
+    PLASTIC_NAMES,
+    check_config,
+    check_sequence_input,
+    plastic_parameters,
+    reset_plastic_,
+)
 
 
 class PlasticLSTM(nn.Module):
@@ -68,28 +73,16 @@ class PlasticLSTM(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, val in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-        ):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
-        if alpha not in ALPHA_KINDS:
-            raise ValueError(
-                f"alpha must be one of {', '.join(map(repr, ALPHA_KINDS))}, got {alpha!r}"
-            )
-        modulated = rule in MODULATED_RULES
-        self.fanout = bool(fanout) and modulated  # fan-out only exists for the modulated rules
+        sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        check_config(sizes, rule, alpha)
+        # fan-out only exists for the modulated rules
+        self.fanout = bool(fanout) and rule in MODULATED_RULES
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.rule, self.alpha_kind = rule, alpha
         self.clip, self.batch_first = check_clip(clip), bool(batch_first)
         check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         N = hidden_size
-        alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha]
 
         def param(*shape):
             return nn.Parameter(torch.empty(shape, **factory))
@@ -100,12 +93,8 @@ class PlasticLSTM(nn.Module):
             self.register_parameter(f"weight_hh_l{k}", param(4 * N, N))
             self.register_parameter(f"bias_ih_l{k}", param(4 * N))
             self.register_parameter(f"bias_hh_l{k}", param(4 * N))
-            self.register_parameter(f"alpha_l{k}", param(*alpha_shape))
-            self.register_parameter(f"eta_l{k}", param() if rule in ETA_RULES else None)
-            self.register_parameter(f"mod_w_l{k}", param(N) if modulated else None)
-            self.register_parameter(f"mod_b_l{k}", param() if modulated else None)
-            self.register_parameter(f"fanout_w_l{k}", param(N) if self.fanout else None)
-            self.register_parameter(f"fanout_b_l{k}", param(N) if self.fanout else None)
+            for name, prm in plastic_parameters(N, rule, alpha, self.fanout, factory).items():
+                self.register_parameter(f"{name}_l{k}", prm)
         self.reset_parameters()
 
     def _p(self, name: str, k: int) -> Tensor | None:
@@ -118,15 +107,8 @@ class PlasticLSTM(nn.Module):
             for k in range(self.num_layers):
                 for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                     self._p(name, k).uniform_(-bound, bound)
-                self._p("alpha", k).uniform_(0, 0.001)
-                if self._p("eta", k) is not None:
-                    self._p("eta", k).fill_(0.01)
-                if self._p("mod_w", k) is not None:  # as nn.Linear(N, 1)
-                    self._p("mod_w", k).uniform_(-bound, bound)
-                    self._p("mod_b", k).uniform_(-bound, bound)
-                if self._p("fanout_w", k) is not None:  # as nn.Linear(1, N): fan-in 1
-                    self._p("fanout_w", k).uniform_(-1.0, 1.0)
-                    self._p("fanout_b", k).uniform_(-1.0, 1.0)
+                plastic = {name: self._p(name, k) for name in PLASTIC_NAMES}
+                reset_plastic_(N, plastic, alpha_normal=False)  # Backpropamine's alpha for all
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -144,12 +126,7 @@ class PlasticLSTM(nn.Module):
     def forward(
         self, x: Tensor, state: tuple[Tensor, ...] | None = None
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        check_input("x", x, self._p("weight_ih", 0))
-        if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"x must have shape [T, B, {self.input_size}] (or [B, T, {self.input_size}] with "
-                f"batch_first, or unbatched [T, {self.input_size}]), got {list(x.shape)}"
-            )
+        check_sequence_input(x, self.input_size, self._p("weight_ih", 0))
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(1)

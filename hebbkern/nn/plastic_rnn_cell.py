@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
-from ._checks import check_factory_dtype, check_input, check_state_tuple
-from .plastic_rnn import ALPHA_KINDS, PlasticRNN
+from ._checks import check_input, check_state_tuple
+from ._plastic_params import PlasticRNNParams
 
 
-class PlasticRNNCell(nn.Module):
+class PlasticRNNCell(PlasticRNNParams):
     r"""The step form of :class:`~hebbkern.nn.PlasticRNN`, for loops that step the network once per
     call (an agent acting in an environment).
 
@@ -30,6 +28,7 @@ class PlasticRNNCell(nn.Module):
     ``state.h``.
     """
 
+    # PlasticRNN's signature without batch_first, written out (as torch.nn does) for help().
     def __init__(
         self,
         input_size: int,
@@ -42,53 +41,7 @@ class PlasticRNNCell(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        for name, val in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
-        if alpha not in ALPHA_KINDS:
-            raise ValueError(
-                f"alpha must be one of {', '.join(map(repr, ALPHA_KINDS))}, got {alpha!r}"
-            )
-        if fanout and rule not in MODULATED_RULES:
-            raise ValueError(
-                f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
-            )
-        check_factory_dtype(dtype)
-        factory = {"device": device, "dtype": dtype}
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
-        self.clip = check_clip(clip)
-        N = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(N, input_size, **factory))
-        self.bias_ih = nn.Parameter(torch.empty(N, **factory)) if bias else None
-        self.w = nn.Parameter(torch.empty(N, N, **factory))
-        alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha]
-        self.alpha = nn.Parameter(torch.empty(alpha_shape, **factory))
-        self.eta = nn.Parameter(torch.empty((), **factory)) if rule in ETA_RULES else None
-        modulated = rule in MODULATED_RULES
-        self.mod_w = nn.Parameter(torch.empty(N, **factory)) if modulated else None
-        self.mod_b = nn.Parameter(torch.empty((), **factory)) if modulated else None
-        self.fanout_w = nn.Parameter(torch.empty(N, **factory)) if self.fanout else None
-        self.fanout_b = nn.Parameter(torch.empty(N, **factory)) if self.fanout else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # PlasticRNN's initialisation reads only attributes the cell shares (same names), so the
-        # two modules are initialised by one piece of code.
-        PlasticRNN.reset_parameters(self)  # type: ignore[arg-type]
-
-    def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}, rule={self.rule!r}, alpha={self.alpha_kind!r}"
-        if self.fanout:
-            s += ", fanout=True"
-        if self.rule in ("clip", "neuromod", "retro"):
-            s += f", clip={self.clip}"
-        if self.bias_ih is None:
-            s += ", bias=False"
-        return s
+        super().__init__(input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype)
 
     def initial_state(self, batch_size: int) -> PlasticState:
         """Zero activity and traces for ``batch_size`` samples, on the parameters' device/dtype."""

@@ -23,7 +23,7 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
-from .._validation_hebbian import check_hebbian_args, check_hebbian_loss_args
+from .._validation import check_hebbian_args, check_hebbian_loss_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 

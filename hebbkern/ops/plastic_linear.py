@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
-from .._validation_step import check_plastic_linear_args
+from .._validation import check_plastic_linear_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 

@@ -16,8 +16,7 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
-from .._validation import MODULATED_RULES
-from .._validation_lstm import check_plastic_lstm_args
+from .._validation import MODULATED_RULES, check_plastic_lstm_args
 from ..types import PlasticLSTMState
 from .plastic_rnn import checkpoint_count, checkpoint_interval
 

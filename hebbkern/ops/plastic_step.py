@@ -17,8 +17,7 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
-from .._validation import MODULATED_RULES
-from .._validation_step import check_plastic_step_args
+from .._validation import MODULATED_RULES, check_plastic_step_args
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._validation_hebbian import check_hebbian_args
+from .._validation import check_hebbian_args
 
 
 def _shrink(w: Tensor, y: Tensor, rule: str) -> Tensor:

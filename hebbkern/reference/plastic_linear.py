@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation_step import check_plastic_linear_args
+from .._validation import check_plastic_linear_args
 
 
 def plastic_linear(

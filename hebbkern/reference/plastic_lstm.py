@@ -5,37 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation_lstm import check_plastic_lstm_args
+from .._validation import check_plastic_lstm_args
 from ..types import PlasticLSTMState
-
-
-def trace_update(
-    hebb: Tensor,
-    elig: Tensor | None,
-    pre: Tensor,
-    post: Tensor,
-    m: Tensor | None,
-    *,
-    rule: str,
-    eta: Tensor | None,
-    clip: float,
-) -> tuple[Tensor, Tensor | None]:
-    """SPEC.md section 1's trace rules with ``P[b, i, j] = pre[b, i] * post[b, j]``; ``m`` is the
-    modulation, already shaped ``[B, 1, 1]`` or ``[B, 1, N]``."""
-    outer = pre.unsqueeze(2) * post.unsqueeze(1)
-    if rule == "hebb":
-        return (1 - eta) * hebb + eta * outer, elig
-    if rule == "oja":
-        p = post.unsqueeze(1)
-        return hebb + eta * p * (pre.unsqueeze(2) - p * hebb), elig
-    if rule == "clip":
-        return torch.clamp(hebb + eta * outer, -clip, clip), elig
-    if rule == "neuromod":
-        return torch.clamp(hebb + m * outer, -clip, clip), elig
-    if rule == "retro":
-        hebb = torch.clamp(hebb + m * elig, -clip, clip)
-        return hebb, (1 - eta) * elig + eta * outer
-    raise ValueError(f"unknown rule {rule!r}")
+from ._plastic_rule import initial, modulation, trace_step
 
 
 def plastic_lstm_step(
@@ -64,17 +36,12 @@ def plastic_lstm_step(
     g = torch.tanh(gg + plastic)
     c_new = f * c + i * g
     h_new = o * torch.tanh(c_new)
-    m = None
-    if rule in ("neuromod", "retro"):
-        m = torch.tanh(h_new @ mod_w + mod_b)  # [B], from the new output of the step
-        if fanout_w is not None:
-            m = (m.unsqueeze(1) * fanout_w + fanout_b).unsqueeze(1)  # [B, 1, N], also at B = 1
-        else:
-            m = m.view(-1, 1, 1)
-    hebb, elig = trace_update(hebb, elig, h, g, m, rule=rule, eta=eta, clip=clip)
+    m = modulation(h_new, rule, mod_w, mod_b, fanout_w, fanout_b)  # from the step's new output
+    hebb, elig = trace_step(hebb, elig, h, g, m, rule=rule, eta=eta, clip=clip)  # post: g_t
     return h_new, c_new, hebb, elig
 
 
+# The public op's signature written out (as plastic_rnn's): the oracle takes the same keywords.
 def plastic_lstm(
     u: Tensor,
     wh: Tensor,
@@ -99,12 +66,8 @@ def plastic_lstm(
         fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
     )  # fmt: skip
     T, B, N = a.shape
-    h = a.h0 if a.h0 is not None else u.new_zeros(B, N)
-    c = a.c0 if a.c0 is not None else u.new_zeros(B, N)
-    hebb = a.hebb0 if a.hebb0 is not None else u.new_zeros(B, N, N)
-    elig = None
-    if rule == "retro":
-        elig = a.elig0 if a.elig0 is not None else u.new_zeros(B, N, N)
+    h, c, hebb = initial(a.h0, u, B, N), initial(a.c0, u, B, N), initial(a.hebb0, u, B, N, N)
+    elig = initial(a.elig0, u, B, N, N) if rule == "retro" else None
     outputs = []
     for t in range(T):
         h, c, hebb, elig = plastic_lstm_step(

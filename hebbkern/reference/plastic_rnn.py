@@ -7,6 +7,7 @@ from torch import Tensor
 
 from .._validation import check_plastic_rnn_args
 from ..types import PlasticState
+from ._plastic_rule import initial, modulation, trace_step
 
 
 def plastic_rnn_step(
@@ -32,30 +33,8 @@ def plastic_rnn_step(
     h_new = torch.tanh(a)
     if clamp_t is not None:
         h_new = torch.where(clamp_t, u_t, h_new)
-    outer = h.unsqueeze(2) * h_new.unsqueeze(1)  # P[b, i, j] = h_{t-1}[b, i] * h_t[b, j]
-
-    if rule in ("neuromod", "retro"):
-        m = torch.tanh(h_new @ mod_w + mod_b)  # [B]: one neuromodulator per sample
-        if fanout_w is not None:
-            m = m.unsqueeze(1) * fanout_w + fanout_b  # [B, N]: per post-synaptic neuron
-            m = m.unsqueeze(1)  # [B, 1, N], also at B = 1 (SPEC.md section 9)
-        else:
-            m = m.view(-1, 1, 1)
-
-    if rule == "hebb":
-        hebb = (1 - eta) * hebb + eta * outer
-    elif rule == "oja":
-        post = h_new.unsqueeze(1)  # [B, 1, N]
-        hebb = hebb + eta * post * (h.unsqueeze(2) - post * hebb)
-    elif rule == "clip":
-        hebb = torch.clamp(hebb + eta * outer, -clip, clip)
-    elif rule == "neuromod":
-        hebb = torch.clamp(hebb + m * outer, -clip, clip)
-    elif rule == "retro":
-        hebb = torch.clamp(hebb + m * elig, -clip, clip)
-        elig = (1 - eta) * elig + eta * outer
-    else:
-        raise ValueError(f"unknown rule {rule!r}")
+    m = modulation(h_new, rule, mod_w, mod_b, fanout_w, fanout_b)
+    hebb, elig = trace_step(hebb, elig, h, h_new, m, rule=rule, eta=eta, clip=clip)
     return h_new, hebb, elig
 
 
@@ -83,11 +62,8 @@ def plastic_rnn(
         fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
     )  # fmt: skip
     T, B, N = a.shape
-    h = a.h0 if a.h0 is not None else u.new_zeros(B, N)
-    hebb = a.hebb0 if a.hebb0 is not None else u.new_zeros(B, N, N)
-    elig = None
-    if rule == "retro":
-        elig = a.elig0 if a.elig0 is not None else u.new_zeros(B, N, N)
+    h, hebb = initial(a.h0, u, B, N), initial(a.hebb0, u, B, N, N)
+    elig = initial(a.elig0, u, B, N, N) if rule == "retro" else None
     outputs = []
     for t in range(T):
         h, hebb, elig = plastic_rnn_step(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .._validation_step import check_plastic_step_args
+from .._validation import check_plastic_step_args
 from ..types import PlasticState
 from .plastic_rnn import plastic_rnn_step
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation_step import check_trace_update_args
+from .._validation import check_trace_update_args
 
 
 def trace_update(

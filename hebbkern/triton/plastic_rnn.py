@@ -158,6 +158,18 @@ def _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT: tl.constexpr):
 
 
 @triton.jit
+def _sample_program(eta_ptr, N, RULE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+    """The set-up the forward and backward kernels share: the sample b of this program, N * N, the
+    column indices and mask, the row offsets of a block, and eta (0 for rule neuromod)."""
+    b = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK_N)
+    eta = 0.0
+    if RULE != 3:
+        eta = tl.load(eta_ptr)
+    return b, N * N, cols, cols < N, tl.arange(0, BLOCK_I), eta
+
+
+@triton.jit
 def plastic_rnn_fwd_kernel(
     u_ptr, w_ptr, a_ptr, h0_ptr, hebb0_ptr, elig0_ptr, clamp_ptr, eta_ptr, modw_ptr, modb_ptr,
     fw_ptr, fb_ptr,
@@ -172,15 +184,8 @@ def plastic_rnn_fwd_kernel(
     [C, B, N, N] and the neuromodulator m_t [T, B]."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
-    b = tl.program_id(0).to(tl.int64)
-    NN = N * N
-    cols = tl.arange(0, BLOCK_N)
-    cmask = cols < N
-    rbase = tl.arange(0, BLOCK_I)
+    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, RULE, BLOCK_N, BLOCK_I)
     dt = u_ptr.dtype.element_ty
-    eta = 0.0
-    if RULE != 3:
-        eta = tl.load(eta_ptr)
     state = hebb_ptr + b * NN
     estate = elig_ptr + b * NN
 
@@ -279,21 +284,16 @@ def plastic_rnn_bwd_kernel(
     (dH / dE, which hold the running adjoint of the trace)."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
-    b = tl.program_id(0).to(tl.int64)
-    NN = N * N
-    cols = tl.arange(0, BLOCK_N)
-    cmask = cols < N
-    rbase = tl.arange(0, BLOCK_I)
+    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, RULE, BLOCK_N, BLOCK_I)
     dt = gh_ptr.dtype.element_ty
-    eta = 0.0
-    if RULE != 3:
-        eta = tl.load(eta_ptr)
     dstate = dH_ptr + b * NN
     destate = dE_ptr + b * NN
     ws_h = ws_h_ptr + b * K * NN
     ws_e = ws_e_ptr + b * K * NN
     carry = carry_ptr + b * N
 
+    # The forward's state start, mirrored (adjoints from gH / gE instead of hebb0 / elig0); kept
+    # inline because the same pass zeroes the dA rows.
     for i0 in range(0, N, BLOCK_I):
         rows = i0 + rbase
         m2 = (rows < N)[:, None] & cmask[None, :]

@@ -1,5 +1,5 @@
-// The FOP row kernels, compiled once per instruction set (fop_isa_*.cpp include this header inside
-// a `#pragma GCC target` region, with HEBBKERN_FOP_ISA naming the namespace). Loops are written so
+// The FOP row kernels, compiled once per instruction set by the build (isa_target.h: a
+// `#pragma GCC target` region, with HEBBKERN_CPU_ISA naming the namespace). Loops are written so
 // the compiler vectorises them: fixed-width lane accumulators instead of float reductions, and
 // blocks of kRows rows transposed into L1 buffers so that the small [d, d] products run along rows.
 #include <algorithm>
@@ -8,7 +8,10 @@
 
 #include "fop_kernel_args.h"
 
-namespace hebbkern::fop_cpu::HEBBKERN_FOP_ISA {
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
+
+namespace hebbkern::fop_cpu::HEBBKERN_CPU_ISA {
 
 namespace {
 
@@ -99,29 +102,26 @@ inline T* dir_buffer(const StepArgs<T>& a) {
   return B == Base::Momentum ? a.b1 : a.prev;
 }
 
-// Native vectors of the instruction set (HEBBKERN_FOP_VEC_BYTES, set by fop_isa_*.cpp): written
+// Native vectors of the instruction set (HEBBKERN_CPU_VEC_BYTES, set by isa_target.h): written
 // out with GCC vector extensions, since plain loops over the kSmallD lanes get re-vectorised
 // across rows with permutes. U: the same vector loaded or stored at any element alignment.
-#ifndef HEBBKERN_FOP_VEC_BYTES
-#define HEBBKERN_FOP_VEC_BYTES 16
-#endif
 template <typename T>
 struct Vec;
 template <>
 struct Vec<float> {
-  typedef float V __attribute__((vector_size(HEBBKERN_FOP_VEC_BYTES)));
-  typedef float U __attribute__((vector_size(HEBBKERN_FOP_VEC_BYTES), aligned(4), may_alias));
+  typedef float V __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
+  typedef float U __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES), aligned(4), may_alias));
 };
 template <>
 struct Vec<double> {
-  typedef double V __attribute__((vector_size(HEBBKERN_FOP_VEC_BYTES)));
-  typedef double U __attribute__((vector_size(HEBBKERN_FOP_VEC_BYTES), aligned(8), may_alias));
+  typedef double V __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
+  typedef double U __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES), aligned(8), may_alias));
 };
 
 // Lanes per vector, vectors per row of d (all kSmallD lanes when d is known only at run time),
 // and rows of the per-row arrays.
 template <typename T>
-constexpr int64_t kVecLanes = HEBBKERN_FOP_VEC_BYTES / sizeof(T);
+constexpr int64_t kVecLanes = HEBBKERN_CPU_VEC_BYTES / sizeof(T);
 template <typename T, int D>
 constexpr int64_t kRowVecs = ((D > 0 ? D : kSmallD) + kVecLanes<T> - 1) / kVecLanes<T>;
 template <int D>
@@ -350,4 +350,6 @@ void small_pass1(const StepArgs<double>& a, int64_t r0, int64_t r1, double* S) {
 void small_pass2(const StepArgs<float>& a, int64_t r0, int64_t r1) { small_pass2_t(a, r0, r1); }
 void small_pass2(const StepArgs<double>& a, int64_t r0, int64_t r1) { small_pass2_t(a, r0, r1); }
 
-}  // namespace hebbkern::fop_cpu::HEBBKERN_FOP_ISA
+}  // namespace hebbkern::fop_cpu::HEBBKERN_CPU_ISA
+
+HEBBKERN_CPU_ISA_END

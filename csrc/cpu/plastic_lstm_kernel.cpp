@@ -1,25 +1,26 @@
 // Body of the CPU plastic_lstm kernels (one sample, one step), compiled once per instruction set.
 //
-// Included only by plastic_lstm_isa_*.cpp, after they select a target ISA and define
-// HEBBKERN_CPU_ISA (the namespace of the entry points). Everything here has internal linkage and
+// The build compiles this file once per instruction set (isa_target.h defines HEBBKERN_CPU_ISA,
+// the namespace of the entry points). Everything here has internal linkage and
 // calls no library templates, so the copies built for different ISAs never get merged by the
 // linker. Inner loops run over the post-synaptic index j (contiguous) and are written for the
 // vectoriser.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_lstm_kernel.h"
-#endif
-
 #include <math.h>
 
 #include <cstdint>
 
 #include "plastic_lstm_kernel_args.h"
 
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
+
 namespace hebbkern {
 namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
 
+// libm's tanhf, not row_kernel.h's tanh_any (vec_math.h): that would change the LSTM's float32
+// results.
 inline float tanh_(float x) { return ::tanhf(x); }
 inline double tanh_(double x) { return ::tanh(x); }
 inline float sigmoid(float x) { return 1.0f / (1.0f + ::expf(-x)); }
@@ -31,6 +32,7 @@ void zero(T* x, int64_t n) {
 }
 
 // The modulation of each post-synaptic neuron j from the per-sample neuromodulator m.
+// Not row_kernel.h's fanout(): this loop carries `omp simd`; kept as measured (NOTES.md, L1-L3).
 template <typename T>
 void modulation(const LstmArgs<T>& p, T m, T* mm) {
   if (p.fan_w) {
@@ -226,6 +228,9 @@ void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
   }
 }
 
+// Not row_kernel.h's with_rule: this copy's `default:` label for Retro gives this kernel different
+// machine code than the shared `case` form (and the reverse for plastic_rnn); both kept as
+// measured.
 template <Rule R>
 struct RuleTag {
   static constexpr Rule value = R;
@@ -268,3 +273,5 @@ HK_LSTM_ENTRY_POINTS(double)
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

@@ -1,6 +1,6 @@
 // Body of the CPU plastic_step kernels (one step of SPEC.md section 1), compiled once per
-// instruction set by plastic_step_isa_*.cpp, which define HEBBKERN_CPU_ISA first. Internal linkage
-// only, as in plastic_rnn_kernel.h, so the per-ISA copies never get merged by the linker.
+// instruction set by the build (isa_target.h defines HEBBKERN_CPU_ISA). Internal linkage only, as
+// in plastic_rnn_kernel.cpp, so the per-ISA copies never get merged by the linker.
 //
 // Work layout: the caller splits the batch over threads; each sample's [N, N] trace is read by the
 // mat-vec and then, while it is still in cache (64 KiB at N = 128 in float32), read again by the
@@ -10,33 +10,20 @@
 //
 // Backward, per sample: pass A runs the trace-update adjoint over the rows (it yields the adjoints
 // of h_t and m_t, which the drive's adjoint needs), pass B the mat-vec adjoint.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_step_kernel.h"
-#endif
-
 #include <cmath>
 #include <cstring>
 
 #include "plastic_step_kernel_args.h"
 #include "vec_math.h"
 
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
+#include "row_kernel.h"
+
 namespace hebbkern {
 namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
-
-inline float step_tanh(float x) { return tanh_vec(x); }
-inline double step_tanh(double x) { return std::tanh(x); }
-
-// m[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
-template <typename T>
-inline void step_fanout(const StepArgs<T>& p, T s, T* M) {
-  if (p.fan_w) {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
-  } else {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = s;
-  }
-}
 
 template <Rule R, typename T>
 void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, T* scratch) {
@@ -62,7 +49,7 @@ void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b
   const bool* c = p.clamp ? p.clamp + b * N : nullptr;
 #pragma omp simd
   for (int64_t j = 0; j < N; ++j) {
-    const T y = step_tanh(acc[j]);
+    const T y = tanh_any(acc[j]);
     hn[j] = (c && c[j]) ? u[j] : y;
   }
   if constexpr (is_modulated(R)) {
@@ -70,7 +57,7 @@ void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b
     for (int64_t j = 0; j < N; ++j) z += hn[j] * p.mod_w[j];
     const T s = std::tanh(z);
     o.mod[b] = s;
-    step_fanout(p, s, M);
+    fanout(p, s, M);
   } else {
     std::memset(M, 0, sizeof(T) * N);
   }
@@ -126,7 +113,7 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
   std::memset(dM, 0, sizeof(T) * N);
   std::memset(dh, 0, sizeof(T) * N);
   if constexpr (kMod)
-    step_fanout(p, in.mod[b], M);
+    fanout(p, in.mod[b], M);
   else
     std::memset(M, 0, sizeof(T) * N);
 
@@ -248,26 +235,10 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
   }
 }
 
-template <Rule R>
-struct StepRuleTag {
-  static constexpr Rule value = R;
-};
-
-template <typename F>
-void step_with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(StepRuleTag<Rule::Hebb>{});
-    case Rule::Oja: return f(StepRuleTag<Rule::Oja>{});
-    case Rule::Clip: return f(StepRuleTag<Rule::Clip>{});
-    case Rule::Neuromod: return f(StepRuleTag<Rule::Neuromod>{});
-    case Rule::Retro: return f(StepRuleTag<Rule::Retro>{});
-  }
-}
-
 template <typename T>
 void step_forward_range(Rule r, const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b0,
                         int64_t b1, T* scratch) {
-  step_with_rule(r, [&](auto tag) {
+  with_rule(r, [&](auto tag) {
     constexpr Rule R = decltype(tag)::value;
     for (int64_t b = b0; b < b1; ++b) step_forward_sample<R, T>(p, o, b, scratch);
   });
@@ -276,7 +247,7 @@ void step_forward_range(Rule r, const StepArgs<T>& p, const StepFwdOut<T>& o, in
 template <typename T>
 void step_backward_range(Rule r, const StepArgs<T>& p, const StepBwdIn<T>& in,
                          const StepBwdOut<T>& o, int64_t b0, int64_t b1, T* scratch) {
-  step_with_rule(r, [&](auto tag) {
+  with_rule(r, [&](auto tag) {
     constexpr Rule R = decltype(tag)::value;
     for (int64_t b = b0; b < b1; ++b) step_backward_sample<R, T>(p, in, o, b, scratch);
   });
@@ -304,3 +275,5 @@ void step_backward(Rule r, const StepArgs<double>& p, const StepBwdIn<double>& i
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

@@ -1,13 +1,12 @@
-// Loops of the CPU trace_update kernels, compiled once per instruction set by
-// trace_update_isa_*.cpp, which define HEBBKERN_CPU_ISA first. Internal linkage only, so the
+// Loops of the CPU trace_update kernels, compiled once per instruction set by the build
+// (isa_target.h); the entry points are declared in trace_update.cpp. Internal linkage only, so the
 // per-ISA copies never merge.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including trace_update_kernel.h"
-#endif
-
 #include <cstdint>
 
-#include "layer_kernel_args.h"
+#include "hebbkern/plastic_rules.h"
+
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -112,3 +111,5 @@ HEBBKERN_TRACE_UPDATE_ENTRIES(double)
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

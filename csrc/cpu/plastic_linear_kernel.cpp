@@ -1,13 +1,12 @@
-// Loops of the CPU plastic_linear kernels, compiled once per instruction set by
-// plastic_linear_isa_*.cpp, which define HEBBKERN_CPU_ISA first. Internal linkage only, so the
-// per-ISA copies never merge.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_linear_kernel.h"
-#endif
-
+// Loops of the CPU plastic_linear kernels, compiled once per instruction set by the build
+// (isa_target.h); the entry points are declared in plastic_linear.cpp. Internal linkage only, so
+// the per-ISA copies never merge.
 #include <cstdint>
 
-#include "layer_kernel_args.h"
+#include "hebbkern/plastic_rules.h"
+
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -75,3 +74,5 @@ HEBBKERN_PLASTIC_LINEAR_ENTRIES(double)
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

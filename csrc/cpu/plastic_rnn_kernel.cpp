@@ -1,7 +1,7 @@
 // Body of the CPU plastic_rnn kernels, compiled once per instruction set.
 //
-// Included only by plastic_rnn_isa_*.cpp, after they select a target ISA and define
-// HEBBKERN_CPU_ISA (the namespace of the entry points). Everything here has internal linkage and
+// The build compiles this file once per instruction set (isa_target.h defines HEBBKERN_CPU_ISA,
+// the namespace of the entry points). Everything here has internal linkage and
 // uses no library templates, so the copies built for different ISAs never get merged by the linker.
 //
 // Work layout: samples are independent, so the caller splits the batch over threads and each thread
@@ -15,15 +15,15 @@
 // recomputed into scratch, then the steps are walked backwards. Each step's pass over the rows
 // fuses the mat-vec adjoint of step t (pass B) with the trace-update adjoint of step t-1 (pass A),
 // so the adjoint of the trace is read and written once per step.
-#ifndef HEBBKERN_CPU_ISA
-#error "define HEBBKERN_CPU_ISA before including plastic_rnn_kernel.h"
-#endif
-
 #include <cmath>
 #include <cstring>
 
 #include "plastic_rnn_kernel_args.h"
 #include "vec_math.h"
+
+// Everything below is compiled for this compilation's instruction set (isa_target.h).
+#include "isa_target.h"
+#include "row_kernel.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -49,9 +49,6 @@ inline void copy_or_zero(T* dst, const T* src, int64_t offset, int64_t n) {
     fill_zero(dst, n);
 }
 
-inline float tanh_any(float x) { return tanh_vec(x); }  // vectorisable (vec_math.h)
-inline double tanh_any(double x) { return std::tanh(x); }
-
 // h_t = tanh(a_t), or u_t where the clamp mask is set.
 template <typename T>
 inline void activation(const T* __restrict__ a, const T* __restrict__ u, const bool* __restrict__ c,
@@ -65,16 +62,6 @@ inline void activation(const T* __restrict__ a, const T* __restrict__ u, const b
   } else {
 #pragma omp simd
     for (int64_t j = 0; j < N; ++j) h[j] = tanh_any(a[j]);
-  }
-}
-
-// m_t[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out).
-template <typename T>
-inline void fanout(const RnnArgs<T>& p, T s, T* M) {
-  if (p.fan_w) {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
-  } else {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = s;
   }
 }
 
@@ -345,23 +332,6 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
   if (o.dmb) o.dmb[b] = dmb;
 }
 
-template <Rule R>
-struct RuleTag {
-  static constexpr Rule value = R;
-};
-
-// Calls f(RuleTag<r>{}): one instantiation of the kernels per rule.
-template <typename F>
-void with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{});
-    case Rule::Oja: return f(RuleTag<Rule::Oja>{});
-    case Rule::Clip: return f(RuleTag<Rule::Clip>{});
-    case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
-    case Rule::Retro: return f(RuleTag<Rule::Retro>{});
-  }
-}
-
 template <typename T>
 void forward_range(Rule r, const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b0, int64_t b1,
                    T* scratch) {
@@ -402,3 +372,5 @@ void backward(Rule r, const RnnArgs<double>& p, const BwdInPtrs<double>& in,
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu
 }  // namespace hebbkern
+
+HEBBKERN_CPU_ISA_END

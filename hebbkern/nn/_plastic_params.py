@@ -1,0 +1,136 @@
+"""The plastic parameters of the recurrent modules (``PlasticRNN``, ``PlasticRNNCell``,
+``PlasticLSTM``): the constructor checks, the parameters a rule needs, and their initialisation.
+
+One copy for every module, so that the modules' ``state_dict`` names, shapes and initial values
+cannot drift apart (a trained ``PlasticRNN``'s state_dict loads into a ``PlasticRNNCell``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
+from ._checks import check_factory_dtype, check_input
+
+ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
+# The plastic parameters in their registration (and initialisation) order.
+PLASTIC_NAMES = ("alpha", "eta", "mod_w", "mod_b", "fanout_w", "fanout_b")
+
+
+def check_config(sizes: dict[str, object], rule: object, alpha: object) -> None:
+    """Positive int sizes, a known rule and a known kind of alpha."""
+    for name, val in sizes.items():
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive int, got {val!r}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
+    if alpha not in ALPHA_KINDS:
+        raise ValueError(f"alpha must be one of {', '.join(map(repr, ALPHA_KINDS))}, got {alpha!r}")
+
+
+def plastic_parameters(
+    N: int, rule: str, alpha: str, fanout: bool, factory: dict
+) -> dict[str, nn.Parameter | None]:
+    """Uninitialised ``alpha``, ``eta``, ``mod_w``, ``mod_b``, ``fanout_w``, ``fanout_b`` for
+    ``N`` neurons (``None`` for those the rule does not use), in ``PLASTIC_NAMES`` order."""
+
+    def param(*shape):
+        return nn.Parameter(torch.empty(shape, **factory))
+
+    alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha]
+    modulated = rule in MODULATED_RULES
+    return {
+        "alpha": param(*alpha_shape),
+        "eta": param() if rule in ETA_RULES else None,
+        "mod_w": param(N) if modulated else None,
+        "mod_b": param() if modulated else None,
+        "fanout_w": param(N) if fanout else None,
+        "fanout_b": param(N) if fanout else None,
+    }
+
+
+@torch.no_grad()
+def reset_plastic_(N: int, p: dict[str, Tensor | None], *, alpha_normal: bool) -> None:
+    """The papers' initialisation: ``alpha`` ``0.01 * N(0, 1)`` (differentiable plasticity,
+    ``alpha_normal``) or ``0.001 * U[0, 1)`` (Backpropamine), ``eta`` 0.01, the modulator and its
+    fan-out as ``nn.Linear(N, 1)`` and ``nn.Linear(1, N)``."""
+    if alpha_normal:
+        p["alpha"].normal_(0, 0.01)
+    else:
+        p["alpha"].uniform_(0, 0.001)
+    if p["eta"] is not None:
+        p["eta"].fill_(0.01)
+    if p["mod_w"] is not None:  # as nn.Linear(N, 1)
+        b = 1.0 / math.sqrt(N)
+        p["mod_w"].uniform_(-b, b)
+        p["mod_b"].uniform_(-b, b)
+    if p["fanout_w"] is not None:  # as nn.Linear(1, N): fan-in 1
+        p["fanout_w"].uniform_(-1.0, 1.0)
+        p["fanout_b"].uniform_(-1.0, 1.0)
+
+
+class PlasticRNNParams(nn.Module):
+    """The parameters of ``PlasticRNN`` and ``PlasticRNNCell`` (same names, shapes and
+    initialisation): the input projection ``weight_ih``, ``bias_ih``, the recurrent ``w`` and the
+    plastic parameters; ``__init__`` checks the constructor arguments."""
+
+    def __init__(self, input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype):
+        super().__init__()
+        check_config({"input_size": input_size, "hidden_size": hidden_size}, rule, alpha)
+        if fanout and rule not in MODULATED_RULES:
+            raise ValueError(
+                f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
+            )
+        check_factory_dtype(dtype)
+        factory = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
+        self.clip = check_clip(clip)
+        N = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(N, input_size, **factory))
+        self.bias_ih = nn.Parameter(torch.empty(N, **factory)) if bias else None
+        self.w = nn.Parameter(torch.empty(N, N, **factory))
+        for name, prm in plastic_parameters(N, rule, alpha, self.fanout, factory).items():
+            setattr(self, name, prm)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Input projection as nn.Linear does it.
+        bound = 1.0 / math.sqrt(self.input_size)
+        nn.init.uniform_(self.weight_ih, -bound, bound)
+        if self.bias_ih is not None:
+            nn.init.uniform_(self.bias_ih, -bound, bound)
+        backpropamine = self.rule in MODULATED_RULES
+        with torch.no_grad():
+            if backpropamine:
+                self.w.uniform_(0, 0.001)
+            else:  # differentiable plasticity
+                self.w.normal_(0, 0.01)
+        plastic = {name: getattr(self, name) for name in PLASTIC_NAMES}
+        reset_plastic_(self.hidden_size, plastic, alpha_normal=not backpropamine)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, rule={self.rule!r}, alpha={self.alpha_kind!r}"
+        if self.fanout:
+            s += ", fanout=True"
+        if self.rule in ("clip", "neuromod", "retro"):
+            s += f", clip={self.clip}"
+        if getattr(self, "batch_first", False):
+            s += ", batch_first=True"
+        if self.bias_ih is None:
+            s += ", bias=False"
+        return s
+
+
+def check_sequence_input(x: object, input_size: int, param: Tensor) -> None:
+    """``x`` of a sequence module: ``[T, B, in]``, ``[B, T, in]`` or unbatched ``[T, in]``, with
+    the dtype and device of the module's parameter ``param``."""
+    check_input("x", x, param)
+    if x.dim() not in (2, 3) or x.shape[-1] != input_size:
+        raise ValueError(
+            f"x must have shape [T, B, {input_size}] (or [B, T, {input_size}] with "
+            f"batch_first, or unbatched [T, {input_size}]), got {list(x.shape)}"
+        )
