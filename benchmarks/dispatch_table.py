@@ -56,7 +56,7 @@ def render(table: dict, source: str | None, device: str | None) -> str:
         what = "Each entry: the faster backend at that size, and the medians it was chosen from."
     else:
         what = (
-            "Empty: no GPU has run the comparison yet. Until one does, hebbkern.dispatch keeps\n"
+            "Empty: no GPU has run the comparison yet. Until one does, hebbkern.backends keeps\n"
             "the Triton backend as the default on CUDA tensors."
         )
     lines = [HEADER.format(what=what)]
