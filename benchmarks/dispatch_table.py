@@ -60,8 +60,9 @@ def render(table: dict, source: str | None, device: str | None) -> str:
             "the Triton backend as the default on CUDA tensors."
         )
     lines = [HEADER.format(what=what)]
-    lines.append(f"SOURCE = {source!r}  # the results files the entries come from")
-    lines.append(f"DEVICE = {device!r}  # the GPU they ran on")
+    lines.append("# The results files the entries come from, and the GPU they ran on.")
+    lines.append(f"SOURCE = {source!r}")
+    lines.append(f"DEVICE = {device!r}")
     lines.append("PLASTIC_RNN: dict[tuple[str, int], dict] = {")
     for key, entry in table.items():
         lines.append(f"    {key!r}: {entry!r},")

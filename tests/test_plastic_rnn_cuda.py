@@ -274,6 +274,26 @@ def test_dispatch_table_generator(tmp_path):
     assert backends.measured_choice(100, torch.float32, ns["PLASTIC_RNN"]) == "triton"
 
 
+def test_dispatch_table_is_generated_from_its_committed_results():
+    """hebbkern/_dispatch_table.py is what benchmarks/dispatch_table.py makes of the results file
+    it names (committed under benchmarks/results/): cuda at N <= 128, triton at 256 on the H200."""
+    import importlib.util
+    from pathlib import Path
+
+    from hebbkern import _dispatch_table as t
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "dispatch_table", root / "benchmarks" / "dispatch_table.py"
+    )
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    table, _, device = gen.build([root / t.SOURCE])
+    assert table == t.PLASTIC_RNN and device == t.DEVICE
+    assert backends.measured_choice(128, torch.float32) == "cuda"
+    assert backends.measured_choice(256, torch.float32) == "triton"
+
+
 @needs_cuda
 @pytest.mark.parametrize("rule", RULES)
 def test_cuda_opcheck(rule):
