@@ -10,6 +10,9 @@ TEST_VENV ?= .venv-test
 OLDEST_TORCH ?= 2.11.0
 OLDEST_TRITON ?= 3.6.0
 OLDEST_VENV ?= .venv-oldest-torch
+# Its wheels (about 3 GB with the CUDA libraries torch's PyPI wheel depends on), kept outside the
+# clone: downloaded once per machine, then the stage installs offline from there.
+OLDEST_WHEELS ?= $(HOME)/.cache/hebbkern/wheels-torch$(OLDEST_TORCH)
 # A prebuilt extension for a GPU session (see gpu-prebuilt below).
 GPU_PREBUILT ?= build/gpu-prebuilt
 JOBS ?= 2
@@ -70,8 +73,12 @@ test-python: wheel
 test-oldest-torch:
 	rm -rf $(OLDEST_VENV) build/oldest-torch
 	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/pip install -q torch==$(OLDEST_TORCH) triton==$(OLDEST_TRITON) \
-		setuptools wheel ninja $$(grep -v -e '^torch' -e '^triton' -e '^#' requirements/test.txt)
+	mkdir -p $(OLDEST_WHEELS)
+	$(OLDEST_VENV)/bin/pip download -q -d $(OLDEST_WHEELS) torch==$(OLDEST_TORCH) triton==$(OLDEST_TRITON)
+	$(OLDEST_VENV)/bin/pip install -q --no-index --find-links $(OLDEST_WHEELS) \
+		torch==$(OLDEST_TORCH) triton==$(OLDEST_TRITON)
+	$(OLDEST_VENV)/bin/pip install -q setuptools wheel ninja \
+		$$(grep -v -e '^torch' -e '^triton' -e '^#' requirements/test.txt)
 	mkdir -p build/oldest-torch/src
 	git archive --format=tar HEAD | tar -x -C build/oldest-torch/src
 	cd build/oldest-torch/src && HEBBKERN_CUDA=0 MAX_JOBS=$(JOBS) ../../../$(OLDEST_VENV)/bin/pip wheel \
