@@ -56,12 +56,13 @@ def render(table: dict, source: str | None, device: str | None) -> str:
         what = "Each entry: the faster backend at that size, and the medians it was chosen from."
     else:
         what = (
-            "Empty: no GPU has run the comparison yet. Until one does, hebbkern.dispatch keeps\n"
+            "Empty: no GPU has run the comparison yet. Until one does, hebbkern.backends keeps\n"
             "the Triton backend as the default on CUDA tensors."
         )
     lines = [HEADER.format(what=what)]
-    lines.append(f"SOURCE = {source!r}  # the results files the entries come from")
-    lines.append(f"DEVICE = {device!r}  # the GPU they ran on")
+    lines.append("# The results files the entries come from, and the GPU they ran on.")
+    lines.append(f"SOURCE = {source!r}")
+    lines.append(f"DEVICE = {device!r}")
     lines.append("PLASTIC_RNN: dict[tuple[str, int], dict] = {")
     for key, entry in table.items():
         lines.append(f"    {key!r}: {entry!r},")

@@ -1,28 +1,38 @@
 #!/usr/bin/env bash
-# The GPU check of DESIGN.md ("Checking GPU code ...", item 6), for a machine with an NVIDIA GPU
-# (no network needed; torch, triton and pytest already installed there).
+# The GPU check of DESIGN.md ("Checking GPU code ...", item 8), for a lent machine with an NVIDIA
+# GPU: one call, inside 9 minutes, with whatever torch the machine has (2.11 on the GPU image).
 #
 #   benchmarks/gpu_check.sh OUTDIR        (from anywhere; it runs in the repository root)
 #
-# Stages, in order, each under `timeout`; a failed stage does not stop the next one:
-#   nvidia-smi   OUTDIR/nvidia-smi.txt
-#   build        in place, for sm_90 (TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=16): OUTDIR/build.log
-#   env          versions, backends, extension: OUTDIR/env.txt
-#   bandwidth    copy bandwidth of the card (CUDA events): OUTDIR/bandwidth.json
-#   tests        pytest tests/ (less the Triton files): OUTDIR/tests.log, OUTDIR/tests.xml
-#   triton       the Triton backend's CUDA tests: OUTDIR/triton-tests.{log,xml}
-#   memcheck, racecheck   compute-sanitizer on a small case of each GPU backend (cuda, triton):
-#                OUTDIR/sanitizer-*.log
-#   bench        python -m benchmarks on cuda, B=64, N=64 128 256, T=100, float32 then bfloat16:
-#                OUTDIR/plastic_rnn_cuda.{csv,json}, *.png, table in OUTDIR/bench.txt
-#   dispatch     the measured cuda-vs-triton table from the bench rows: OUTDIR/_dispatch_table.py
-# OUTDIR/summary.txt gets one line per stage: exit status (124 = timed out), seconds, log.
-# The whole script stays within GPU_CHECK_BUDGET_S seconds (default 450, under 8 minutes):
-# a stage's timeout is cut to what is left of it, and a stage with nothing left is skipped.
+# A lent machine hands back at most 8 files, so OUTDIR gets exactly two:
+#   OUTDIR/summary.txt        one line per stage (exit status, 124 = timed out; seconds; log),
+#                             then the closing lines of the tests and the benchmark tables
+#   OUTDIR/gpu_check.tar.gz   everything: every log, junit XML, json/csv/png of the benchmarks,
+#                             the measured _dispatch_table.py, and summary.txt
+#
+# Stages, in this order, each under `timeout`; a failed stage does not stop the next one:
+#   nvidia-smi  the card
+#   build       in place for sm_90 (TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=16), or, with
+#               GPU_CHECK_PREBUILT=DIR (made here by `make gpu-prebuilt` and carried to the
+#               machine), DIR/_C*.so copied in when DIR/torch-version.txt matches this torch
+#   env         versions, backends, extension
+#   tests       the GPU tests with `pytest -n 8` and a per-test timeout (serial and without the
+#               timeout where pytest-xdist / pytest-timeout are missing)
+#   memcheck, racecheck   compute-sanitizer on a small case of every GPU backend of plastic_rnn
+#               and on trace_update's CUDA kernels
+#   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
+#               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
+#   families    python -m benchmarks.gpu_families: trace_update, plastic_step, plastic_lstm, hebbian
+#   fop         python -m benchmarks.fop --device cuda (ResNet-18 step rows and iterations)
+#   dispatch    the measured cuda-vs-triton table from the bench rows (_dispatch_table.py)
+# Every stage's timeout is cut to what is left of GPU_CHECK_BUDGET_S (default 480 s); the archive
+# is written after the last stage, so the whole script ends inside 9 minutes.
+#
 # Environment: PYTHON (default python3); GPU_CHECK_STAGES, a space-separated subset of the stage
-# names to run (default: all); GPU_CHECK_DEVICE=cpu runs the Python parts on the CPU, for checking
-# this script on a machine without a GPU (with GPU_CHECK_STAGES="env tests bench", say, to skip
-# the build).
+# names (default: all); GPU_CHECK_DEVICE=cpu runs the Python parts on the CPU, to check this script
+# on a machine without a GPU (CI does, in tests/test_gpu_check.py); GPU_CHECK_QUICK=1 uses tiny
+# benchmark sizes; GPU_CHECK_TESTS overrides the pytest arguments of the tests stage and
+# GPU_CHECK_PROVIDERS the providers of the issue-case benchmark (default: all).
 
 set -u -o pipefail # no -e: every stage runs even when an earlier one failed
 
@@ -35,27 +45,31 @@ OUTDIR=$(cd "$1" && pwd)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
 PY=${PYTHON:-python3}
-BUDGET=${GPU_CHECK_BUDGET_S:-450}
-KILL_AFTER=10 # SIGKILL this long after a stage's SIGTERM
+BUDGET=${GPU_CHECK_BUDGET_S:-480}
+KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-STAGES=" ${GPU_CHECK_STAGES:-nvidia-smi build env bandwidth tests triton memcheck racecheck bench dispatch} "
-export HEBBKERN_CHECK_DEVICE=$DEVICE # read by the Python snippets below
+QUICK=${GPU_CHECK_QUICK:-0}
+ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families fop dispatch"
+STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
+export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
+WORK=$OUTDIR/gpu_check # everything but the summary; archived at the end
+rm -rf "$WORK" "$OUTDIR/gpu_check.tar.gz"
+mkdir -p "$WORK"
 SUMMARY=$OUTDIR/summary.txt
 : >"$SUMMARY"
 echo "gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) in $ROOT, python $PY, device $DEVICE," \
     "budget ${BUDGET}s, stages:$STAGES" >>"$SUMMARY"
 
 left() { echo $((BUDGET - (SECONDS - START))); }
+wanted() { [[ $STAGES == *" $1 "* ]]; }
 
 # stage NAME LIMIT LOG CMD...: runs CMD (stdout and stderr appended to LOG) for at most LIMIT
 # seconds, or what is left of the budget; records its exit status in the summary.
 stage() {
     local name=$1 limit=$2 log=$3
     shift 3
-    if [[ $STAGES != *" ${name%-pip} "* ]]; then
-        return 0
-    fi
+    wanted "${name%-sweep}" || return 0 # bench-sweep is part of bench
     local remaining
     remaining=$(left)
     if ((remaining - KILL_AFTER < 5)); then
@@ -74,24 +88,37 @@ stage() {
 
 skip() { printf '%-10s skipped: %s\n' "$1" "$2" >>"$SUMMARY"; }
 
-# ---- machine
-stage nvidia-smi 15 "$OUTDIR/nvidia-smi.txt" nvidia-smi
-
-# ---- build in place against this machine's torch (setup.py: C++ always, CUDA when nvcc is found)
-export TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
-if ! stage build 200 "$OUTDIR/build.log" "$PY" setup.py build_ext --inplace; then
-    stage build-pip 150 "$OUTDIR/build.log" \
-        "$PY" -m pip install --no-build-isolation --no-deps --no-index -e .
+# ---- the card
+if [[ $DEVICE == cuda ]]; then
+    stage nvidia-smi 10 "$WORK/nvidia-smi.txt" nvidia-smi
+elif wanted nvidia-smi; then
+    skip nvidia-smi "device $DEVICE"
 fi
 
+# ---- the extension: prebuilt for this torch, or built in place (C++ always, CUDA when nvcc is
+# found; setup.py)
+export TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16
+PREBUILT=${GPU_CHECK_PREBUILT:-}
+if wanted build && [[ -n $PREBUILT ]]; then
+    have=$(cat "$PREBUILT/torch-version.txt" 2>/dev/null)
+    want=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
+    if [[ -n $have && $have == "$want" ]] && cp "$PREBUILT"/_C*.so hebbkern/ 2>>"$WORK/build.log"; then
+        skip build "prebuilt extension from $PREBUILT (torch $have, commit $(cat "$PREBUILT/commit.txt" 2>/dev/null))"
+        STAGES=${STAGES/ build / }
+    else
+        echo "prebuilt extension in $PREBUILT is for torch '$have', this is '$want': building" >>"$WORK/build.log"
+    fi
+fi
+stage build 240 "$WORK/build.log" "$PY" setup.py build_ext --inplace
+
 # ---- what was built and what runs
-stage env 60 "$OUTDIR/env.txt" "$PY" - <<'EOF'
+stage env 30 "$WORK/env.txt" "$PY" - <<'EOF'
 import importlib, os, platform, subprocess
 import torch
 import hebbkern
 from benchmarks import plastic_rnn as family
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda)
-for mod in ("triton", "pytest", "pytest_benchmark", "matplotlib", "tqdm", "numpy"):
+for mod in ("triton", "pytest", "xdist", "pytest_timeout", "matplotlib", "tqdm", "numpy"):
     try:
         print(mod, getattr(importlib.import_module(mod), "__version__", "?"))
     except ImportError as e:
@@ -102,8 +129,7 @@ if dev.type == "cuda":
 print("hebbkern extension:", hebbkern.extension_available(), hebbkern._extension.load_error())
 print("hebbkern.BACKENDS:", hebbkern.BACKENDS)
 for p in family.all_providers():
-    for dt in (torch.float32, torch.bfloat16):
-        print(f"provider {p} {dt}:", family.provider_unavailable(p, dev, dt) or "available")
+    print(f"provider {p}:", family.provider_unavailable(p, dev, torch.float32) or "available")
 for args in (["rev-parse", "HEAD"], ["status", "--short"]):
     try:
         print("git", *args, "\n" + subprocess.run(["git", *args], capture_output=True, text=True).stdout)
@@ -111,40 +137,26 @@ for args in (["rev-parse", "HEAD"], ["status", "--short"]):
         print("git:", e)
 EOF
 
-# ---- copy bandwidth of the card
-if [[ $DEVICE != cuda && $STAGES == *" bandwidth "* ]]; then
-    STAGES=${STAGES/ bandwidth / }
-    skip bandwidth "device $DEVICE"
+# ---- the GPU tests: every file with CUDA tests (the Triton file without its CPU interpreter
+# suite, which CI runs), in 8 workers, each test under a timeout
+if [[ -n ${GPU_CHECK_TESTS:-} ]]; then
+    read -r -a TEST_ARGS <<<"$GPU_CHECK_TESTS"
+else
+    TEST_ARGS=(tests/test_plastic_rnn_cuda.py tests/test_trace_update_cuda.py
+        tests/test_plastic_rnn_triton.py tests/test_cuda_graphs.py tests/test_backends.py
+        tests/test_fop.py::test_cuda_parameters -k "not interpreter_suite")
 fi
-stage bandwidth 60 "$OUTDIR/bandwidth.log" "$PY" - "$OUTDIR/bandwidth.json" <<'EOF'
-import json, sys
-import torch
-from benchmarks.common import copy_bandwidth_gbps
-dev = torch.device("cuda")
-res = {"gpu": torch.cuda.get_device_name(dev), "torch": torch.__version__,
-       "copy_bandwidth_gbps": {str(n): copy_bandwidth_gbps(dev, nbytes=n) for n in (1 << 28, 1 << 30)}}
-print(json.dumps(res, indent=1))
-open(sys.argv[1], "w").write(json.dumps(res, indent=1) + "\n")
-EOF
+PARALLEL=()
+"$PY" -c "import xdist" 2>/dev/null && PARALLEL+=(-n 8)
+"$PY" -c "import pytest_timeout" 2>/dev/null && PARALLEL+=(--timeout 120)
+stage tests 200 "$WORK/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider "${PARALLEL[@]}" \
+    --junitxml="$WORK/tests.xml" "${TEST_ARGS[@]}"
 
-# ---- tests: tests/ without the Triton file and without the CPU-only Triton checks (the
-# interpreter suite and the ahead-of-time compilation run in CI, on CPUs); CUDA tests skip
-# themselves without a GPU.
-stage tests 150 "$OUTDIR/tests.log" \
-    "$PY" -m pytest tests -q -rs -p no:cacheprovider --junitxml="$OUTDIR/tests.xml" \
-    --ignore=tests/test_plastic_rnn_triton.py --ignore=tests/test_plastic_rnn_triton_aot.py \
-    --ignore=tests/test_cuda_build.py
-
-# ---- the Triton backend's CUDA tests (one kernel configuration per case but one autotuned case:
-# about 50 kernel compilations; the interpreter suite in CI covers more sizes)
-stage triton 150 "$OUTDIR/triton-tests.log" \
-    "$PY" -m pytest tests/test_plastic_rnn_triton.py -q -rs -p no:cacheprovider \
-    -k "not interpreter_suite" --junitxml="$OUTDIR/triton-tests.xml"
-
-# ---- compute-sanitizer on a small case of every GPU backend that hebbkern has
+# ---- compute-sanitizer on small cases of every GPU kernel hebbkern has
 SMALL_CASE='
 import os, sys, torch, hebbkern
 from benchmarks import plastic_rnn as family
+from hebbkern import backends
 dev = torch.device(os.environ.get("HEBBKERN_CHECK_DEVICE", "cuda"))
 names = [b for b in family.backend_providers() if b != "cpu"
          and family.provider_unavailable(b, dev, torch.float32) is None]
@@ -152,47 +164,94 @@ if len(sys.argv) > 1:  # --list: print the GPU backends and stop
     print(" ".join(names)); raise SystemExit(0)
 for name in names:
     for rule in ("neuromod", "retro", "hebb"):
-        x = family.make_inputs(family.Case(rule, 5, 3, 33, torch.float32, dev), requires_grad=True)
-        h, s = hebbkern.plastic_rnn(x.u, x.w, x.alpha, backend=name, **x.kwargs)
-        torch.autograd.grad((h, s.hebb), x.leaves, x.grad_outputs, allow_unused=True)
+        for N in (33, 130):
+            x = family.make_inputs(family.Case(rule, 5, 3, N, torch.float32, dev), requires_grad=True)
+            h, s = hebbkern.plastic_rnn(x.u, x.w, x.alpha, backend=name, **x.kwargs)
+            torch.autograd.grad((h, s.hebb), x.leaves, x.grad_outputs, allow_unused=True)
+if "cuda" in names:  # trace_update: several blocks per sample, partial rows in global memory too
+    for K in (33, 1000):
+        t = torch.randn(5, 70, K, device=dev, requires_grad=True)
+        pre, post = torch.randn(5, 70, device=dev), torch.randn(5, K, device=dev)
+        out = hebbkern.trace_update(t, pre, post, eta=0.1, rule="oja", backend="cuda")
+        out.sum().backward()
 if dev.type == "cuda":
     torch.cuda.synchronize()
 print("ran", names)
 '
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
 GPU_BACKENDS=
-if [[ $STAGES == *" memcheck "* || $STAGES == *" racecheck "* ]]; then
+if wanted memcheck || wanted racecheck; then
     GPU_BACKENDS=$(timeout 60 "$PY" -c "$SMALL_CASE" --list 2>/dev/null | tail -n 1)
 fi
-if [[ $STAGES != *" memcheck "* && $STAGES != *" racecheck "* ]]; then
+if ! wanted memcheck && ! wanted racecheck; then
     : # not asked for
 elif [[ -z $GPU_BACKENDS ]]; then
-    skip memcheck "no GPU backend in hebbkern.BACKENDS yet"
-    skip racecheck "no GPU backend in hebbkern.BACKENDS yet"
+    skip memcheck "no GPU backend available"
+    skip racecheck "no GPU backend available"
 elif [[ -z $SANITIZER ]]; then
     skip memcheck "compute-sanitizer not found"
     skip racecheck "compute-sanitizer not found"
 else
     for tool in memcheck racecheck; do
         # One Triton configuration: autotuning would compile and run three under the sanitizer.
-        stage "$tool" 60 "$OUTDIR/sanitizer-$tool.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+        stage "$tool" 60 "$WORK/sanitizer-$tool.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
             HEBBKERN_TRITON_AUTOTUNE=0 \
             "$SANITIZER" --tool "$tool" --error-exitcode 1 "$PY" -c "$SMALL_CASE"
     done
 fi
 
-# ---- benchmarks: the runner stops starting cases 40 s before its own timeout, so it writes its
-# files itself; it also rewrites them after every case.
-BENCH_LIMIT=$(($(left) - KILL_AFTER))
-stage bench "$BENCH_LIMIT" "$OUTDIR/bench.log" \
-    bash -c '"$1" -m benchmarks --device "$4" --rules neuromod --B 64 --N 64 128 256 --T 100 \
-        --dtype float32 bfloat16 --min-time 0.2 --time-budget "$2" --out "$3" >"$3/bench.txt"' \
-    _ "$PY" $((BENCH_LIMIT > 80 ? BENCH_LIMIT - 40 : BENCH_LIMIT / 2)) "$OUTDIR" "$DEVICE"
+# ---- benchmarks. The plastic_rnn runner stops starting measurements at its --time-budget and
+# rewrites its files after every case, so a cut run keeps what it measured.
+if [[ $QUICK == 1 ]]; then
+    ISSUE=(--quick) SWEEP=(--quick --tag sweep) BENCH_MIN=0.02
+else
+    ISSUE=(--issue-case --tag issue) SWEEP=(--rules neuromod --B 64 --N 64 128 256 --T 100 --tag sweep)
+    BENCH_MIN=0.2
+fi
+if [[ -n ${GPU_CHECK_PROVIDERS:-} ]]; then
+    read -r -a PROVIDER_LIST <<<"$GPU_CHECK_PROVIDERS"
+    ISSUE+=(--providers "${PROVIDER_LIST[@]}")
+fi
+bench_budget() { local l=$(($(left) - KILL_AFTER)); echo $((l > 60 ? $1 : l / 3)); }
+stage bench 100 "$WORK/bench.log" \
+    bash -c '"$1" -m benchmarks --device "$2" "${@:6}" --modes fwd+bwd --min-time "$3" \
+        --time-budget "$4" --out "$5" >"$5/plastic_rnn_issue.txt"' \
+    _ "$PY" "$DEVICE" "$BENCH_MIN" "$(bench_budget 60)" "$WORK" "${ISSUE[@]}"
+stage bench-sweep 100 "$WORK/bench.log" \
+    bash -c '"$1" -m benchmarks --device "$2" "${@:6}" --providers cuda triton --min-time "$3" \
+        --time-budget "$4" --out "$5" >"$5/plastic_rnn_sweep.txt"' \
+    _ "$PY" "$DEVICE" "$BENCH_MIN" "$(bench_budget 60)" "$WORK" "${SWEEP[@]}"
 
-# ---- the measured choice between the GPU backends (cuda vs triton) for hebbkern.dispatch: the
+FAMILY_ARGS=(--min-time "$BENCH_MIN")
+[[ $QUICK == 1 ]] && FAMILY_ARGS+=(--quick)
+stage families 60 "$WORK/families.log" \
+    bash -c '"$1" -m benchmarks.gpu_families --device "$2" --out "$3" "${@:4}" >"$3/families.txt"' \
+    _ "$PY" "$DEVICE" "$WORK" "${FAMILY_ARGS[@]}"
+
+FOP_ARGS=(--rounds 2 --step-rounds 2 --min-time "$BENCH_MIN" --providers torch reference foreach)
+[[ $QUICK == 1 ]] && FOP_ARGS+=(--quick)
+stage fop 60 "$WORK/fop.log" \
+    bash -c '"$1" -m benchmarks.fop --device "$2" --out "$3" "${@:4}" >"$3/fop.txt"' \
+    _ "$PY" "$DEVICE" "$WORK" "${FOP_ARGS[@]}"
+
+# ---- the measured choice between the GPU backends (cuda vs triton) for hebbkern.backends: the
 # table to commit as hebbkern/_dispatch_table.py after review.
-stage dispatch 30 "$OUTDIR/dispatch.log" \
-    "$PY" -m benchmarks.dispatch_table "$OUTDIR/plastic_rnn_cuda.json" --out "$OUTDIR/_dispatch_table.py"
+SWEEP_JSON=$(ls "$WORK"/plastic_rnn_*sweep.json 2>/dev/null | head -n 1)
+if wanted dispatch && [[ -z $SWEEP_JSON ]]; then
+    skip dispatch "no sweep results"
+else
+    stage dispatch 15 "$WORK/dispatch.log" \
+        "$PY" -m benchmarks.dispatch_table "$SWEEP_JSON" --out "$WORK/_dispatch_table.py"
+fi
 
-echo "total $((SECONDS - START)) s" >>"$SUMMARY"
+# ---- summary: the closing lines of the tests and the tables; then one archive of everything
+{
+    echo "total $((SECONDS - START)) s"
+    [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
+    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt fop.txt; do
+        [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
+    done
+} >>"$SUMMARY"
+cp "$SUMMARY" "$WORK/"
+tar -czf "$OUTDIR/gpu_check.tar.gz" -C "$OUTDIR" gpu_check && rm -rf "$WORK"
 cat "$SUMMARY"

@@ -6,6 +6,11 @@ A case is ``(rule, T, B, N, dtype, device)``. Providers:
 - ``compile``: a Python loop over time calling
   ``torch.compile(hebbkern.reference.plastic_rnn_step)``, compiled afresh for each case and mode
   (``torch._dynamo.reset()``, static shapes);
+- CUDA only, the strongest stock-PyTorch peers (what a user gets with no kernel work):
+  ``compile-ro``, the same loop with the step under ``torch.compile(mode="reduce-overhead")``
+  (inductor's kernels replayed as CUDA graphs), and ``graph``, the eager reference's whole call
+  (forward, or forward and backward) captured once in a CUDA graph after a warm-up and replayed
+  (all launch overhead removed, the kernels unchanged);
 - every name of ``hebbkern.BACKENDS`` except ``reference`` (``cpu``, ``triton``, later ``cuda``):
   ``hebbkern.plastic_rnn(..., backend=name)``. A backend is used when a tiny call on the case's
   device and dtype succeeds, so new backends are picked up without editing this file.
@@ -30,7 +35,8 @@ from hebbkern.reference import plastic_rnn_step
 
 NAME = "plastic_rnn"
 MODES = ("fwd", "fwd+bwd")
-FIXED_PROVIDERS = ("eager", "compile")
+FIXED_PROVIDERS = ("eager", "compile", "compile-ro", "graph")
+CUDA_ONLY_PROVIDERS = ("compile-ro", "graph")  # CUDA graphs
 
 # Grids (lists per dimension). The issue case: B=32, N=128, T=50, neuromod, float32.
 DEFAULT_GRID = {"rules": ["neuromod"], "N": [64, 128, 256], "T": [20, 100], "B": [1, 32]}
@@ -128,14 +134,16 @@ def make_inputs(case: Case, requires_grad: bool, seed: int = 0) -> Inputs:
 # -------------------------------------------------------------------------------------- providers
 
 
-def _compiled_loop():
-    """``plastic_rnn`` as the reference writes it, with the step compiled by torch.compile.
+def _compiled_loop(mode: str | None = None):
+    """``plastic_rnn`` as the reference writes it, with the step compiled by torch.compile
+    (``mode="reduce-overhead"``: replayed as CUDA graphs).
 
     ``torch._dynamo.reset()`` first: each case compiles its own graphs (static shapes), no cache
     limit is hit across the grid, and the first call's time is this case's compile time.
     """
     torch._dynamo.reset()
-    step = torch.compile(plastic_rnn_step, dynamic=False, fullgraph=True)
+    step = torch.compile(plastic_rnn_step, dynamic=False, fullgraph=True, mode=mode)
+    new_iteration = mode == "reduce-overhead"
 
     def plastic_rnn(u, w, alpha, *, rule, eta=None, mod_w=None, mod_b=None, fanout_w=None,
                     fanout_b=None, clip=1.0):  # fmt: skip
@@ -144,6 +152,8 @@ def _compiled_loop():
             fanout_b=fanout_b, clip=clip, h0=None, hebb0=None, elig0=None, clamp_mask=None,
         )  # fmt: skip
         T, B, N = a.shape
+        if new_iteration:  # one call = one iteration: CUDA-graph memory of the last one is free
+            torch.compiler.cudagraph_mark_step_begin()
         h, hebb = u.new_zeros(B, N), u.new_zeros(B, N, N)
         elig = u.new_zeros(B, N, N) if rule == "retro" else None
         outputs = []
@@ -164,6 +174,10 @@ def provider_fn(provider: str):
         return hebbkern.reference.plastic_rnn
     if provider == "compile":
         return _compiled_loop()
+    if provider == "compile-ro":
+        return _compiled_loop("reduce-overhead")
+    if provider == "graph":  # the reference, captured by Bench
+        return hebbkern.reference.plastic_rnn
     if provider in backend_providers():
         return functools.partial(hebbkern.plastic_rnn, backend=provider)
     raise ValueError(f"unknown provider {provider!r}; known: {', '.join(all_providers())}")
@@ -172,7 +186,9 @@ def provider_fn(provider: str):
 @functools.cache
 def provider_unavailable(provider: str, device: torch.device, dtype: torch.dtype) -> str | None:
     """None when ``provider`` runs on ``device`` in ``dtype``, else the reason it does not."""
-    if provider == "compile" and device.type == "cuda":
+    if provider in CUDA_ONLY_PROVIDERS and device.type != "cuda":
+        return "CUDA only (CUDA graphs)"
+    if provider.startswith("compile") and device.type == "cuda":
         try:
             import triton  # noqa: F401  (inductor's GPU code generator)
         except ImportError as e:
@@ -202,12 +218,18 @@ class Bench:
         self.grad = mode == "fwd+bwd"
         self.x = make_inputs(case, requires_grad=self.grad, seed=seed)
         self.fn = provider_fn(provider)
+        self._graphed = CudaGraphed(self._call) if provider == "graph" else None
 
     def forward(self):
         x = self.x
         return self.fn(x.u, x.w, x.alpha, **x.kwargs)
 
     def run(self):
+        if self._graphed is not None:
+            return self._graphed()
+        return self._call()
+
+    def _call(self):
         if not self.grad:
             with torch.no_grad():
                 return self.forward()
@@ -215,6 +237,26 @@ class Bench:
         return torch.autograd.grad(
             (h, state.hebb), self.x.leaves, self.x.grad_outputs, allow_unused=True
         )
+
+
+class CudaGraphed:
+    """``fn`` captured once in a CUDA graph (after three warm-up calls on a side stream, as
+    PyTorch's documentation does it) and replayed by each call, on the same input tensors."""
+
+    def __init__(self, fn, warmup: int = 3) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = fn()
+
+    def __call__(self):
+        self.graph.replay()
+        return self.out
 
 
 def nominal_bytes(case: Case, mode: str) -> int:

@@ -32,13 +32,20 @@ from benchmarks import plastic_rnn as family  # noqa: E402
 from hebbkern._validation import RULES  # noqa: E402
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
+SPEEDUP_BASES = ("eager", "compile", "compile-ro", "graph")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Compare hebbkern.plastic_rnn providers (eager, compile, backends) in one run.",
+        description=(
+            "Compare hebbkern.plastic_rnn providers in one run: eager (the reference), compile "
+            "(its step under torch.compile), on CUDA compile-ro (mode='reduce-overhead') and "
+            "graph (the reference's whole call captured once in a CUDA graph and replayed), and "
+            "the hebbkern backends. Speed-ups are reported against eager, compile, compile-ro "
+            "and graph."
+        ),
     )
     g = p.add_argument_group("cases (lists; defaults: the default grid, see --quick, --issue-case)")
     g.add_argument("--rules", nargs="+", choices=RULES, help="default: neuromod")
@@ -112,7 +119,7 @@ def measure_one(case, provider: str, mode: str, args, copy_bw: float | None) -> 
     row["first_call_s"] = common.time_call(bench.run, case.device)
     row.update(common.measure(bench.run, case.device, min_time=args.min_time,
                               max_case_time=args.max_case_time))  # fmt: skip
-    if provider == "compile":
+    if provider.startswith("compile"):
         row["compile_s"] = max(0.0, row["first_call_s"] - row["median_ms"] / 1e3)
     if not args.no_memory:
         if mode == "fwd+bwd":
@@ -131,10 +138,11 @@ def measure_one(case, provider: str, mode: str, args, copy_bw: float | None) -> 
 
 
 def add_ratios(group: list[dict]) -> None:
-    """Speed-ups against eager and compile, and saved bytes against eager, within one case+mode."""
+    """Speed-ups against the stock-PyTorch peers (eager, compile, and on CUDA compile-ro and
+    graph), and saved bytes against eager, within one case+mode."""
     ok = {r["provider"]: r for r in group if r["status"] == "ok"}
     for r in ok.values():
-        for base in ("eager", "compile"):
+        for base in SPEEDUP_BASES:
             if base in ok:
                 r[f"speedup_vs_{base}"] = ok[base]["median_ms"] / r["median_ms"]
         if r.get("saved_bytes") is not None and ok.get("eager", {}).get("saved_bytes"):
@@ -159,6 +167,8 @@ def table_columns(rows: list[dict], gpu: bool) -> list[tuple]:
     ]  # fmt: skip
     if gpu:
         cols += [
+            ("vs compile-ro", "speedup_vs_compile-ro", common.ratio),
+            ("vs graph", "speedup_vs_graph", common.ratio),
             ("peak MB", "peak_mb", ".1f"), ("GB/s", "gbps", ".0f"),
             ("of copy BW", "frac_copy_bw", ".2f"),
         ]  # fmt: skip

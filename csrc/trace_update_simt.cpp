@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 
 #include "hebbkern/trace_update_block.h"
@@ -68,8 +69,16 @@ int64_t blocks_per_sample(const Target& tg, int64_t B, int64_t M) {
   if (tg.blocks_per_sample > 0) return std::min(tg.blocks_per_sample, most);
   int64_t sms = 132;
 #ifdef HEBBKERN_WITH_CUDA
-  int dev = c10::cuda::current_device(), n = 0;
-  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess) sms = n;
+  // The SM count of each device, queried once: the launch path makes no runtime call but the
+  // launch (CUDA-graph capture).
+  static std::atomic<int> sm_count[64] = {};
+  const int dev = c10::cuda::current_device();
+  if (dev >= 0 && dev < 64) {
+    int n = sm_count[dev].load(std::memory_order_acquire);
+    if (n == 0 && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess)
+      sm_count[dev].store(n, std::memory_order_release);
+    if (n > 0) sms = n;
+  }
 #endif
   return std::clamp<int64_t>((2 * sms + B - 1) / B, 1, most);
 }
@@ -97,7 +106,9 @@ at::Tensor forward(const Target& tg, const at::Tensor& trace, const at::Tensor& 
   const double c = trace_update_common::bound(r, clip);
   if (trace.dim() == 2) return trace_update_common::shared_forward(trace, pre, post, eta, E, r, c);
   const at::Tensor H = trace.contiguous(), x = pre.contiguous(), y = post.contiguous();
-  at::Tensor out = at::empty_like(H);
+  // NaN-filled in the emulation: an element no block writes shows up in the tests.
+  at::Tensor out =
+      tg.emulate ? at::full_like(H, std::numeric_limits<double>::quiet_NaN()) : at::empty_like(H);
   if (H.numel() == 0) return out;
   const int64_t R = blocks_per_sample(tg, H.size(0), H.size(1));
   TORCH_CHECK_VALUE(H.size(0) * R < (int64_t{1} << 31),

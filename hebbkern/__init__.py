@@ -1,6 +1,12 @@
 """hebbkern: fused CPU, CUDA and Triton kernels for synaptic plasticity in PyTorch."""
 
-from . import consolidation, nn, optim, reference
+from . import (
+    _torch_version,  # noqa: F401  (first: an unsupported torch fails clearly)
+    consolidation,
+    nn,
+    optim,
+    reference,
+)
 from ._extension import available as extension_available
 from .backends import BACKENDS, use_backend
 from .ops import (

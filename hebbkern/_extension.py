@@ -11,6 +11,8 @@ except ImportError as e:  # a source checkout without a build, or a torch ABI mi
     _error = e
 
 _warned = False
+# Read once here: a pybind call cannot run inside code that torch.compile traces.
+_with_cuda: bool = _error is None and bool(_C.with_cuda())
 
 
 def available() -> bool:
@@ -20,7 +22,7 @@ def available() -> bool:
 
 def with_cuda() -> bool:
     """True when the loaded extension holds CUDA kernels."""
-    return _error is None and _C.with_cuda()
+    return _with_cuda
 
 
 def load_error() -> Exception | None:

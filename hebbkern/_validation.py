@@ -84,7 +84,9 @@ def scalar_arg(name: str, x: object, ref: Tensor) -> Tensor:
         if x.device != ref.device:
             raise ValueError(f"{name} must be on {ref.device} (the device of u), got {x.device}")
         return x.reshape(())
-    return torch.tensor(float(x), dtype=ref.dtype, device=ref.device)
+    # A fill on the device, not torch.tensor(x, device=...): that copies from pageable host
+    # memory, which synchronises and breaks CUDA-graph capture.
+    return torch.full((), float(x), dtype=ref.dtype, device=ref.device)
 
 
 def check_clip(clip: object) -> float:

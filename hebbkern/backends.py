@@ -1,16 +1,24 @@
-"""Backend selection: which implementation an op runs.
+"""Backend selection: which implementation an op runs (the one module that decides it).
 
 ``backend=None`` picks the default for the tensors' device. CPU: the C++ kernel. CUDA: for
-``plastic_rnn`` the faster of the CUDA C++ and Triton kernels by a measured table
-(:mod:`hebbkern.dispatch`); for ``trace_update`` the CUDA C++ kernels; for the families without
-GPU kernels the eager reference, with one warning. An explicit name forces one;
-:func:`use_backend` changes the default inside a ``with`` block.
+``plastic_rnn`` the faster of the CUDA C++ and Triton kernels by a table measured on a GPU
+(``hebbkern/_dispatch_table.py``, data written by ``python -m benchmarks.dispatch_table``); for
+``trace_update`` the CUDA C++ kernels; for the families without GPU kernels the eager reference,
+with one warning. An explicit name forces one; :func:`use_backend` changes the default inside a
+``with`` block.
+
+Facts about the installation (is the extension built with CUDA kernels, is triton installed, is the
+Triton interpreter on) are read ONCE, when this module is imported, into module constants. The
+ops call :func:`resolve` on every call, also inside code that ``torch.compile`` traces: from
+there it must reach no pybind function (``hebbkern._C.with_cuda``), no import machinery
+(``importlib.util.find_spec``) and nothing else dynamo refuses, on CPU and CUDA tensors alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import threading
 import warnings
@@ -18,7 +26,7 @@ from collections.abc import Iterator
 
 import torch
 
-from . import _extension
+from . import _dispatch_table, _extension
 
 BACKENDS = ("reference", "cpu", "cuda", "triton")
 
@@ -48,14 +56,21 @@ def _check_name(name: object) -> None:
 _warned_no_gpu_backend = False
 
 
+# Read once at import (see the module docstring); tests may monkeypatch the functions below.
+_TRITON_INSTALLED: bool = importlib.util.find_spec("triton") is not None
+_TRITON_INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_CUDA_KERNELS: bool = _extension.available() and _extension.with_cuda()
+
+
 def triton_available() -> bool:
     """True when triton can be imported (checked without importing it: see hebbkern/triton)."""
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def triton_interpreting() -> bool:
-    """True under ``TRITON_INTERPRET=1``, where the Triton kernels run on CPU tensors."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """True under ``TRITON_INTERPRET=1``, where the Triton kernels run on CPU tensors (the
+    variable must be set before triton is first imported, so reading it once is exact)."""
+    return _TRITON_INTERPRET
 
 
 def _check_triton(device: torch.device) -> None:
@@ -73,7 +88,7 @@ def _check_triton(device: torch.device) -> None:
 
 def cuda_kernels_available() -> bool:
     """True when the extension was built with its CUDA kernels (and so can run them)."""
-    return _extension.available() and _extension.with_cuda()
+    return _CUDA_KERNELS
 
 
 def _check_cuda(device: torch.device) -> None:
@@ -109,7 +124,7 @@ def resolve(
     ``family``: the op family, for the backends only some families have (CUDA_FAMILIES,
     TRITON_FAMILIES); on CUDA tensors a family without GPU kernels falls back to the reference with
     one warning. ``gpu_choice(available)``: picks among the family's available GPU backends (for
-    plastic_rnn the measured table of :mod:`hebbkern.dispatch`); default: the first.
+    plastic_rnn :func:`plastic_rnn_gpu_backend`); default: the first.
     """
     if backend is None:
         backend = getattr(_local, "default", None)
@@ -152,3 +167,34 @@ def resolve(
             stacklevel=3,
         )
     return "reference"
+
+
+# ---- the measured choice between the GPU backends of plastic_rnn
+
+GPU_BACKENDS = ("cuda", "triton")
+
+
+def measured_choice(N: int, dtype: torch.dtype, table: dict | None = None) -> str | None:
+    """The backend the table measured fastest for the nearest N (log scale) of this dtype (else
+    of float32), or None without a measured entry."""
+    table = _dispatch_table.PLASTIC_RNN if table is None else table
+    name = str(dtype).removeprefix("torch.")
+    for want in (name, "float32"):
+        sizes = [n for (dt, n) in table if dt == want]
+        if sizes:
+            nearest = min(sizes, key=lambda n: (abs(math.log2(n) - math.log2(max(N, 1))), n))
+            return table[(want, nearest)]["fastest"]
+    return None
+
+
+def plastic_rnn_gpu_backend(N: int, dtype: torch.dtype, available: tuple[str, ...]) -> str:
+    """The GPU backend for a ``plastic_rnn`` call of width N among the ``available`` ones: the
+    measured choice when it is available, else Triton (else the only one)."""
+    if not available:
+        raise RuntimeError("no GPU backend available")
+    if len(available) == 1:
+        return available[0]
+    choice = measured_choice(N, dtype)
+    if choice in available:
+        return choice
+    return "triton" if "triton" in available else available[0]

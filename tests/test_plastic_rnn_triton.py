@@ -69,6 +69,23 @@ def test_default_backend_on_cuda_is_triton(monkeypatch):
         backends.resolve("triton", torch.device("cuda"))
 
 
+@needs_triton
+def test_block_size_of_a_symbolic_width_is_a_plain_int():
+    """Under dynamic shapes N is a SymInt (the H200's opcheck, test_aot_dispatch_dynamic, failed
+    with "unhashable type: non-nested SymInt" deriving the configurations from it)."""
+    from torch._dynamo.source import ConstantSource
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    from hebbkern.triton.plastic_rnn_ops import block_n, configs_for
+
+    env = ShapeEnv()
+    N = env.create_symintnode(env.create_symbol(100, ConstantSource("N")), hint=100)
+    assert isinstance(N, torch.SymInt)
+    BN = block_n(N)
+    assert type(BN) is int and BN == 128
+    assert [c.kwargs["BLOCK_I"] for c in configs_for(BN)] == [4, 16]
+
+
 @pytest.mark.skipif(INTERPRETING, reason="TRITON_INTERPRET is set: CPU tensors are allowed")
 @needs_triton
 def test_cpu_tensors_need_the_interpreter():

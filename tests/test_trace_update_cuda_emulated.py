@@ -96,3 +96,36 @@ def test_emulated_rejects_bad_block_shapes():
         ops._trace_update_emulated_fwd(H, x, y, eta, r, clip, 40, 1)
     with pytest.raises(ValueError, match="blocks_per_sample"):
         ops._trace_update_emulated_fwd(H, x, y, eta, r, clip, 64, 0)
+
+
+# ---- the launch geometry: the emulation runs the blocks of the CUDA launch's own grid
+# (simt::trace_update_grid), with the indices the kernels read. The first H200 run found a launch
+# that made a 2-D grid (x = row splits, y = samples) for a kernel that decodes a 1-D index: every
+# sample but the first stayed unwritten. These tests fail on the CPU for such a geometry.
+
+
+@pytest.mark.parametrize("B, R", [(5, 1), (5, 3), (3, 50)])
+def test_emulation_writes_every_sample_of_the_grid(B, R):
+    """Each sample's rows come from the blocks the grid assigns to it (the output is NaN-poisoned
+    in the emulation, so a sample no block reaches fails as NaN)."""
+    kw = inputs("oja", False, "per_post", B=B, M=70, K=33, seed=B + R, grad=False)
+    H, x, y, eta, r, clip = raw(kw)
+    want = ops.trace_update_fwd(H, x, y, eta, r, clip)
+    got = ops._trace_update_emulated_fwd(H, x, y, eta, r, clip, 64, R)
+    for b in range(B):
+        assert not torch.isnan(got[b]).any(), f"sample {b} was never written"
+        assert rel_err(got[b], want[b]) <= 1e-13, f"sample {b}"
+    G = grad_like(H)
+    want_b = ops.trace_update_bwd(G, H, x, y, eta, r, clip)
+    got_b = ops._trace_update_emulated_bwd(G, H, x, y, eta, r, clip, 64, R, False)
+    for name, a, w in zip(("dtrace", "dpre", "dpost", "deta"), got_b, want_b, strict=True):
+        assert rel_err(a, w) <= 1e-12, name
+
+
+def test_emulation_grid_past_cuda_y_limit():
+    """70000 samples: more than CUDA allows on a grid's y or z (65535). The emulation rejects a grid
+    the launch could not make, so this runs only with the samples on x."""
+    kw = inputs("add", False, "scalar", B=70_000, M=1, K=2, seed=1, grad=False)
+    H, x, y, eta, r, clip = raw(kw)
+    got = ops._trace_update_emulated_fwd(H, x, y, eta, r, clip, 32, 1)
+    assert rel_err(got, ops.trace_update_fwd(H, x, y, eta, r, clip)) <= 1e-13

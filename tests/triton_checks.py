@@ -43,6 +43,20 @@ def to_device(kw: dict, device: torch.device) -> dict:
     return out
 
 
+def on_device(t: torch.Tensor, device) -> bool:
+    """Whether ``t`` lives on ``device``. ``torch.device("cuda")`` (no index) means the current
+    CUDA device, while a tensor's device always has its index (``cuda:0``), and torch compares the
+    two as different: compare the type, and the index where ``device`` names one."""
+    want = torch.device(device)
+    if t.device.type != want.type:
+        return False
+    if want.index is not None:
+        return t.device.index == want.index
+    if want.type == "cuda":
+        return t.device.index == torch.cuda.current_device()
+    return True
+
+
 def check_triton_against_reference(
     kw, device, tol, loss_on=OUTPUTS, require_nonzero=True, seed=1
 ) -> tuple[dict, dict]:
@@ -56,7 +70,7 @@ def check_triton_against_reference(
     assert ot.keys() == orf.keys()
     for name, ref in orf.items():
         got = ot[name]
-        assert got.dtype == dtype and got.shape == ref.shape and got.device == device, name
+        assert got.dtype == dtype and got.shape == ref.shape and on_device(got, device), name
         assert torch.isfinite(got).all(), f"non-finite values in output {name}"
         err = rel_err(got.cpu(), ref)
         assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
@@ -69,7 +83,7 @@ def check_triton_against_reference(
         if got is None:
             assert ref.norm() == 0, f"triton backend gave no gradient for {name}"
             continue
-        assert got.dtype == dtype and got.shape == kw[name].shape, name
+        assert got.dtype == dtype and got.shape == kw[name].shape and on_device(got, device), name
         assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
         err = rel_err(got.cpu(), ref)
         assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"

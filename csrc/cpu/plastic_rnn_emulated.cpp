@@ -3,6 +3,7 @@
 // tests (hebbkern::_plastic_rnn_emulated_fwd/bwd) to check the GPU code without a GPU; samples run
 // in parallel, as the blocks of a grid do.
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <limits>
 #include <type_traits>
@@ -25,14 +26,18 @@ void with_rule(Rule r, F&& f) {
   }
 }
 
-// Calls body(block, b, shared_memory) for every sample, in parallel over samples.
+// Calls body(block, index, shared_memory) for every block of the launch's own grid
+// (simt::plastic_rnn_grid), in parallel as the blocks of a grid run.
 template <typename T, typename F>
 void for_each_block(int64_t B, const simt::Placement& pl, bool reverse, F&& body) {
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+  const simt::Grid g = simt::plastic_rnn_grid(B);
+  TORCH_CHECK(simt::grid_fits_cuda(g), "hebbkern: the launch grid (", g.x, ", ", g.y, ", ", g.z,
+              ") exceeds CUDA's limits");
+  at::parallel_for(0, g.blocks(), 1, [&](int64_t k0, int64_t k1) {
     // Poisoned, so that a read of shared memory the kernel never wrote shows up as NaN.
     std::vector<T> smem(pl.smem_bytes / sizeof(T) + 1, std::numeric_limits<T>::quiet_NaN());
     const simt::EmuBlock blk{pl.threads, reverse};
-    for (int64_t b = b0; b < b1; ++b) body(blk, b, smem.data());
+    for (int64_t k = k0; k < k1; ++k) body(blk, simt::block_index(g, k), smem.data());
   });
 }
 
@@ -42,9 +47,10 @@ template <typename T>
 void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse) {
   with_rule(rule, [&](auto r) {
-    for_each_block<T>(p.B, pl, reverse, [&](const simt::EmuBlock& blk, int64_t b, T* smem) {
-      simt::forward_sample<decltype(r)::value>(blk, p, o, b, pl, smem, scratch);
-    });
+    for_each_block<T>(
+        p.B, pl, reverse, [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
+          simt::plastic_rnn_forward_kernel<decltype(r)::value>(blk, p, o, idx, pl, smem, scratch);
+        });
   });
 }
 
@@ -52,9 +58,11 @@ template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse) {
   with_rule(rule, [&](auto r) {
-    for_each_block<T>(p.B, pl, reverse, [&](const simt::EmuBlock& blk, int64_t b, T* smem) {
-      simt::backward_sample<decltype(r)::value>(blk, p, in, o, b, pl, smem, scratch);
-    });
+    for_each_block<T>(p.B, pl, reverse,
+                      [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
+                        simt::plastic_rnn_backward_kernel<decltype(r)::value>(blk, p, in, o, idx,
+                                                                              pl, smem, scratch);
+                      });
   });
 }
 

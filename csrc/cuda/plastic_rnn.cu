@@ -1,6 +1,8 @@
 // CUDA kernels of the plastic recurrent layer: one thread block per sample runs all T steps of
 // the forward (or of the backward) in one launch, with the trace in shared memory when it fits.
 // The kernel bodies are plastic_rnn_block.h, also run on the CPU by the emulation the tests use.
+#include <atomic>
+
 #include "cuda/plastic_rnn_launch.h"
 
 namespace hebbkern::cuda_kernels {
@@ -12,8 +14,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     plastic_rnn_fwd_kernel(const simt::RnnParams<T> p, const RnnFwdOut<T> o,
                            const simt::Placement pl, T* scratch) {
   extern __shared__ __align__(16) unsigned char smem[];
-  simt::forward_sample<R>(simt::CudaBlock{}, p, o, blockIdx.x, pl, reinterpret_cast<T*>(smem),
-                          scratch);
+  simt::plastic_rnn_forward_kernel<R>(simt::CudaBlock{}, p, o, simt::cuda_block_index(), pl,
+                                      reinterpret_cast<T*>(smem), scratch);
 }
 
 template <Rule R, typename T>
@@ -21,43 +23,79 @@ __global__ void __launch_bounds__(kThreads, 1)
     plastic_rnn_bwd_kernel(const simt::RnnParams<T> p, const RnnBwdIn<T> in, const RnnBwdOut<T> o,
                            const simt::Placement pl, T* scratch) {
   extern __shared__ __align__(16) unsigned char smem[];
-  simt::backward_sample<R>(simt::CudaBlock{}, p, in, o, blockIdx.x, pl, reinterpret_cast<T*>(smem),
-                           scratch);
+  simt::plastic_rnn_backward_kernel<R>(simt::CudaBlock{}, p, in, o, simt::cuda_block_index(), pl,
+                                       reinterpret_cast<T*>(smem), scratch);
 }
 
-// Above 48 KiB of dynamic shared memory a kernel must opt in.
+constexpr int kMaxDevices = 64;
+
+// Above 48 KiB of dynamic shared memory a kernel must opt in (cudaFuncSetAttribute). That call is
+// not a stream operation, so it is made once per kernel, device and larger size, the first time
+// (in a warm-up run, before any CUDA-graph capture); a later launch of the same or a smaller size,
+// captured or not, makes no runtime call besides the launch itself.
 template <typename K>
-cudaError_t allow_smem(K kernel, int64_t bytes) {
+cudaError_t allow_smem(K kernel, int64_t bytes, std::atomic<int64_t>* opted) {
   if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              static_cast<int>(bytes));
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  std::atomic<int64_t>& done = opted[device];
+  if (done.load(std::memory_order_acquire) >= bytes) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(bytes));
+  if (e == cudaSuccess) {
+    int64_t seen = done.load(std::memory_order_relaxed);
+    while (seen < bytes && !done.compare_exchange_weak(seen, bytes)) {
+    }
+  }
+  return e;
+}
+
+// The launch's grid, from the function the emulation enumerates.
+cudaError_t grid_of(int64_t B, dim3* g) {
+  const simt::Grid gr = simt::plastic_rnn_grid(B);
+  if (!simt::grid_fits_cuda(gr)) return cudaErrorInvalidConfiguration;
+  *g = simt::to_dim3(gr);
+  return cudaSuccess;
 }
 
 template <Rule R, typename T>
 cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                          const simt::Placement& pl, T* scratch, cudaStream_t stream) {
+  static std::atomic<int64_t> opted[kMaxDevices];
   const auto kernel = plastic_rnn_fwd_kernel<R, T>;
-  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes); e != cudaSuccess) return e;
-  kernel<<<static_cast<unsigned>(p.B), pl.threads, pl.smem_bytes, stream>>>(p, o, pl, scratch);
+  dim3 g;
+  if (const cudaError_t e = grid_of(p.B, &g); e != cudaSuccess) return e;
+  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted); e != cudaSuccess) return e;
+  kernel<<<g, pl.threads, pl.smem_bytes, stream>>>(p, o, pl, scratch);
   return cudaGetLastError();
 }
 
 template <Rule R, typename T>
 cudaError_t backward_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                           const simt::Placement& pl, T* scratch, cudaStream_t stream) {
+  static std::atomic<int64_t> opted[kMaxDevices];
   const auto kernel = plastic_rnn_bwd_kernel<R, T>;
-  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes); e != cudaSuccess) return e;
-  kernel<<<static_cast<unsigned>(p.B), pl.threads, pl.smem_bytes, stream>>>(p, in, o, pl, scratch);
+  dim3 g;
+  if (const cudaError_t e = grid_of(p.B, &g); e != cudaSuccess) return e;
+  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted); e != cudaSuccess) return e;
+  kernel<<<g, pl.threads, pl.smem_bytes, stream>>>(p, in, o, pl, scratch);
   return cudaGetLastError();
 }
 
 }  // namespace
 
+// Queried once per device (a device attribute does not change), so that the launch path makes no
+// runtime call but the launch.
 int64_t smem_budget(int device) {
+  static std::atomic<int64_t> cached[kMaxDevices] = {};
+  if (device < 0 || device >= kMaxDevices) return -1;
+  if (const int64_t c = cached[device].load(std::memory_order_acquire); c > 0) return c;
   int bytes = 0;
   if (cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
       cudaSuccess)
     return -1;
+  cached[device].store(bytes, std::memory_order_release);
   return bytes;
 }
 

@@ -1,16 +1,18 @@
 // CUDA kernels of trace_update with a per-sample trace: the block bodies of trace_update_block.h
-// on a B x R grid (the emulation in csrc/cpu/trace_update_emulated.cpp runs the same bodies).
+// on a grid of B * R blocks (the emulation in csrc/cpu/trace_update_emulated.cpp runs the same
+// bodies).
 #include "cuda/trace_update_launch.h"
 
 namespace hebbkern::cuda_kernels {
 
 namespace {
 
+// Both kernels read their block's index through the same geometry as the launch below and the
+// emulation (simt::trace_update_grid, trace_update_block_pos).
 template <Rule R, typename T>
 __global__ void __launch_bounds__(kTraceUpdateThreads)
     trace_update_fwd_kernel(const simt::TraceUpdateArgs<T> a, T* out) {
-  simt::trace_update_forward_block<R>(simt::CudaBlock{}, a, blockIdx.x / a.R, blockIdx.x % a.R,
-                                      out);
+  simt::trace_update_forward_kernel<R>(simt::CudaBlock{}, a, simt::cuda_block_index(), out);
 }
 
 template <Rule R, typename T>
@@ -18,21 +20,27 @@ __global__ void __launch_bounds__(kTraceUpdateThreads)
     trace_update_bwd_kernel(const simt::TraceUpdateArgs<T> a, const T* G, T* dH, T* dpre, T* part,
                             bool part_in_smem, T* cols) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const int64_t block = blockIdx.x;  // sample block / R, row split block % R
-  T* p = part_in_smem ? reinterpret_cast<T*>(smem)
-                      : part + block * simt::trace_update_scratch(a.K, kTraceUpdateThreads);
-  simt::trace_update_backward_block<R>(simt::CudaBlock{}, a, blockIdx.y, blockIdx.x, G, dH, dpre, p,
-                                       cols);
+  simt::trace_update_backward_kernel<R>(simt::CudaBlock{}, a, simt::cuda_block_index(), G, dH, dpre,
+                                        part_in_smem ? reinterpret_cast<T*>(smem) : nullptr, part,
+                                        cols);
 }
 
-dim3 grid(int64_t B, int64_t R) { return dim3(static_cast<unsigned>(R), static_cast<unsigned>(B)); }
+// The launch's grid, from the function the emulation enumerates.
+template <typename T>
+cudaError_t grid_of(const simt::TraceUpdateArgs<T>& a, dim3* g) {
+  const simt::Grid gr = simt::trace_update_grid(a.B, a.R);
+  if (!simt::grid_fits_cuda(gr)) return cudaErrorInvalidConfiguration;
+  *g = simt::to_dim3(gr);
+  return cudaSuccess;
+}
 
 }  // namespace
 
 template <typename T>
 cudaError_t launch_trace_update_forward(Rule rule, const simt::TraceUpdateArgs<T>& a, T* out,
                                         cudaStream_t stream) {
-  const dim3 g = grid(a.B, a.R);
+  dim3 g;
+  if (const cudaError_t e = grid_of(a, &g); e != cudaSuccess) return e;
   switch (rule) {
     case Rule::Hebb:
       trace_update_fwd_kernel<Rule::Hebb, T><<<g, kTraceUpdateThreads, 0, stream>>>(a, out);
@@ -49,7 +57,8 @@ template <typename T>
 cudaError_t launch_trace_update_backward(Rule rule, const simt::TraceUpdateArgs<T>& a, const T* G,
                                          T* dH, T* dpre, T* part, bool part_in_smem, T* cols,
                                          cudaStream_t stream) {
-  const dim3 g = grid(a.B, a.R);
+  dim3 g;
+  if (const cudaError_t e = grid_of(a, &g); e != cudaSuccess) return e;
   const size_t smem =
       part_in_smem ? sizeof(T) * simt::trace_update_scratch(a.K, kTraceUpdateThreads) : 0;
   switch (rule) {

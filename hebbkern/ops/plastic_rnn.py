@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from .. import _extension, backends, dispatch
+from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
@@ -192,7 +192,7 @@ def plastic_rnn(
             (zeros when omitted).
         clamp_mask: ``[T, B, N]`` bool mask of neurons clamped to their input.
         backend: ``None`` (automatic: ``"cpu"`` on CPU tensors; on CUDA tensors the faster of
-            ``"cuda"`` and ``"triton"`` for the shape, see :mod:`hebbkern.dispatch`),
+            ``"cuda"`` and ``"triton"`` for the shape, see :mod:`hebbkern.backends`),
             ``"reference"``, ``"cpu"``, ``"cuda"`` (the CUDA C++ kernels) or ``"triton"``.
 
     Returns:
@@ -212,7 +212,7 @@ def plastic_rnn(
         backend,
         u.device,
         family="plastic_rnn",
-        gpu_choice=lambda available: dispatch.plastic_rnn_gpu_backend(N, u.dtype, available),
+        gpu_choice=lambda available: backends.plastic_rnn_gpu_backend(N, u.dtype, available),
     )
     if name == "reference":
         return _reference.plastic_rnn(

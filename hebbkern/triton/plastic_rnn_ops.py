@@ -35,12 +35,17 @@ _KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
 INTERPRETER_BLOCK_I = 8
 
 
-def block_n(N: int) -> int:
-    return triton.next_power_of_2(N)
+def block_n(N) -> int:
+    """The padded width, a compile-time constant of the kernels. ``N`` may be a SymInt (tracing
+    with dynamic shapes: opcheck's test_aot_dispatch_dynamic, ``torch.compile(dynamic=True)``):
+    ``int()`` specialises it (a guard on N) so the constant and the configurations derived from it
+    are plain, hashable ints; a symbolic BLOCK_N could not compile anyway."""
+    return triton.next_power_of_2(int(N))
 
 
 def configs_for(BN: int) -> list:
     """The autotuning configurations shipped for a padded width ``BN`` (deduplicated)."""
+    BN = int(BN)
     seen, out = set(), []
     for elems, warps in TILE_CONFIGS:
         bi = max(1, min(BN, elems // BN))
@@ -63,6 +68,9 @@ def autotuning() -> bool:
 
 def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
     BN = kwargs["BLOCK_N"]
+    # Every path, the interpreter's too, derives its configurations first, so the CPU tests run
+    # the same Python on fake tensors as a GPU does.
+    configs = configs_for(BN)
     if interpreting():
         # The interpreter's kernels are not JITFunctions, so wrap_triton cannot trace them: under
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
@@ -70,7 +78,7 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
             return
         _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
     elif not autotuning():
-        cfg = configs_for(BN)[-1]
+        cfg = configs[-1]
         torch.library.wrap_triton(_KERNELS[kernel_name])[grid](
             *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps
         )

@@ -507,4 +507,26 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   });
 }
 
+// --------------------------------------------------------------------------------------------
+// Launch geometry and entry points, shared by the CUDA launch (csrc/cuda/plastic_rnn.cu) and the
+// emulation (csrc/cpu/plastic_rnn_emulated.cpp): one block per sample on a one-dimensional grid.
+
+HK_HOST_DEVICE Grid plastic_rnn_grid(int64_t B) { return {B, 1, 1}; }
+HK_HOST_DEVICE int64_t plastic_rnn_sample_of(const BlockIdx& idx) { return idx.x; }
+
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void plastic_rnn_forward_kernel(const Blk& blk, const RnnParams<T>& p,
+                                          const RnnFwdOut<T>& o, const BlockIdx& idx,
+                                          const Placement& pl, T* smem, T* scratch) {
+  forward_sample<R>(blk, p, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
+}
+
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void plastic_rnn_backward_kernel(const Blk& blk, const RnnParams<T>& p,
+                                           const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
+                                           const BlockIdx& idx, const Placement& pl, T* smem,
+                                           T* scratch) {
+  backward_sample<R>(blk, p, in, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
+}
+
 }  // namespace hebbkern::simt

@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "hebbkern/plastic_rules.h"  // HK_HOST_DEVICE
+
 // HK_DEVICE: device code under nvcc (the kernels), plain inline code in the host emulation.
 #if defined(__CUDACC__)
 #define HK_DEVICE __device__ __forceinline__
@@ -45,7 +47,42 @@ struct Vec {
   HK_DEVICE const T& operator[](int k) const { return v[k]; }
 };
 
+// Launch geometry. A kernel family computes its grid in ONE host function (trace_update_grid,
+// plastic_rnn_grid); the CUDA launch turns that Grid into its dim3 and each block reads its index
+// from blockIdx (cuda_block_index), while the emulation enumerates the same Grid and hands every
+// block its index (block_index). So the emulation runs exactly the blocks of the launch, with the
+// indices the kernel will see: a kernel that decodes its index against the wrong geometry fails
+// on the CPU (the first H200 run found such a bug that an emulation with its own block loop hid).
+struct Grid {
+  int64_t x = 1, y = 1, z = 1;
+  HK_HOST_DEVICE int64_t blocks() const { return x * y * z; }
+};
+
+struct BlockIdx {
+  int64_t x = 0, y = 0, z = 0;
+};
+
+// Block k of `g` in the order CUDA numbers them (x fastest).
+HK_HOST_DEVICE BlockIdx block_index(const Grid& g, int64_t k) {
+  return {k % g.x, (k / g.x) % g.y, k / (g.x * g.y)};
+}
+
+// CUDA's limits on a grid: x < 2^31, y and z <= 65535, at least one block.
+HK_HOST_DEVICE bool grid_fits_cuda(const Grid& g) {
+  return g.x >= 1 && g.y >= 1 && g.z >= 1 && g.x < (int64_t{1} << 31) && g.y <= 65535 &&
+         g.z <= 65535;
+}
+
 #if defined(__CUDACC__)  // nvcc, both passes: the kernels; g++: the emulation
+
+__device__ __forceinline__ BlockIdx cuda_block_index() {
+  return {static_cast<int64_t>(blockIdx.x), static_cast<int64_t>(blockIdx.y),
+          static_cast<int64_t>(blockIdx.z)};
+}
+
+inline dim3 to_dim3(const Grid& g) {
+  return dim3(static_cast<unsigned>(g.x), static_cast<unsigned>(g.y), static_cast<unsigned>(g.z));
+}
 
 template <typename T>
 __device__ __forceinline__ T shfl_xor(T x, int mask) {

@@ -3,11 +3,11 @@
 // csrc/cuda/trace_update.cu run it, csrc/cpu/trace_update_emulated.cpp runs it on the CPU for the
 // tests.
 //
-// Grid: B * R blocks; block (b, r) owns the rows i = r * W + w, r * W + w + R * W, ... of sample b
-// (W warps per block, warp w). Row sums (the gradient of pre) are warp butterflies; column sums
-// (the gradients of post and eta) go to per-warp partial rows, which the block adds in warp order
-// into its own [2, K] slot of `cols`; the caller then sums the R slots of each sample in a fixed
-// order. No atomics: the gradients are bit-reproducible.
+// Grid: B * R blocks (trace_update_grid); block (b, r) owns the rows i = r * W + w, r * W + w + R *
+// W, ... of sample b (W warps per block, warp w). Row sums (the gradient of pre) are warp
+// butterflies; column sums (the gradients of post and eta) go to per-warp partial rows, which the
+// block adds in warp order into its own [2, K] slot of `cols`; the caller then sums the R slots of
+// each sample in a fixed order. No atomics: the gradients are bit-reproducible.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,18 @@ struct TraceUpdateArgs {
 // Elements of per-block scratch the backward needs: per-warp partial rows of dpost and deta.
 HK_HOST_DEVICE int64_t trace_update_scratch(int64_t K, int threads) {
   return 2 * (threads / kWarpSize) * K;
+}
+
+// The launch geometry of both kernels, for the CUDA launch and the emulation alike: a
+// one-dimensional grid of B * R blocks (x has no 65535 cap, unlike y and z).
+HK_HOST_DEVICE Grid trace_update_grid(int64_t B, int64_t R) { return {B * R, 1, 1}; }
+
+// Which sample b and row split r a block of trace_update_grid works on.
+struct TraceUpdateBlockPos {
+  int64_t b, r, linear;
+};
+HK_HOST_DEVICE TraceUpdateBlockPos trace_update_block_pos(int64_t R, const BlockIdx& idx) {
+  return {idx.x / R, idx.x % R, idx.x};
 }
 
 template <Rule R, typename T, typename Blk>
@@ -88,6 +100,26 @@ HK_DEVICE void trace_update_backward_block(const Blk& blk, const TraceUpdateArgs
     for (int64_t w = 0; w < W; ++w) s += part[2 * w * K + k];
     slot[k] = s;
   });
+}
+
+// The kernels' entry points: block `idx` of trace_update_grid(a.B, a.R). `smem_part`: the
+// backward's partial rows in shared memory, or nullptr to use this block's slot of `part`
+// ([blocks, trace_update_scratch(K, threads)]).
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void trace_update_forward_kernel(const Blk& blk, const TraceUpdateArgs<T>& a,
+                                           const BlockIdx& idx, T* out) {
+  const TraceUpdateBlockPos pos = trace_update_block_pos(a.R, idx);
+  trace_update_forward_block<R>(blk, a, pos.b, pos.r, out);
+}
+
+template <Rule R, typename T, typename Blk>
+HK_DEVICE void trace_update_backward_kernel(const Blk& blk, const TraceUpdateArgs<T>& a,
+                                            const BlockIdx& idx, const T* G, T* dH, T* dpre,
+                                            T* smem_part, T* part, T* cols) {
+  const TraceUpdateBlockPos pos = trace_update_block_pos(a.R, idx);
+  T* mine = smem_part != nullptr ? smem_part
+                                 : part + pos.linear * trace_update_scratch(a.K, blk.nthreads());
+  trace_update_backward_block<R>(blk, a, pos.b, pos.r, G, dH, dpre, mine, cols);
 }
 
 }  // namespace hebbkern::simt
