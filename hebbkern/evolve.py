@@ -243,9 +243,12 @@ class Evolution:
             self.load_state_dict(torch.load(checkpoint, weights_only=False))
         bar = None
         if progress and rank == 0:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=generations, initial=self.generation, desc=label, unit="gen")
+            try:  # tqdm is optional (hebbkern[evolve]); without it the run shows no bar
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                bar = tqdm(total=generations, initial=self.generation, desc=label, unit="gen")
         while self.generation < generations:
             rec = self.step()
             if rank == 0:
@@ -278,7 +281,12 @@ def write_csv(history: list[dict], path: str) -> None:
 
 def plot_curves(runs: dict[str, list[dict]], path: str) -> None:
     """% correct over generations: training generations and held-out test generations, per run."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError(
+            "png_path needs matplotlib: pip install matplotlib (or hebbkern[evolve])"
+        ) from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

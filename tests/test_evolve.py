@@ -4,6 +4,7 @@ population's structure, the Pi = 0 control, checkpoint/resume, and the CSV/PNG o
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
@@ -148,3 +149,10 @@ def test_evolution_on_cuda_takes_the_cpu_step():
         cpu.step(), gpu.step()
     torch.testing.assert_close(gpu.w.cpu(), cpu.w, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(gpu.pi.cpu(), cpu.pi, rtol=1e-9, atol=1e-12)
+
+
+def test_run_without_tqdm_shows_no_bar(monkeypatch):
+    """tqdm is optional: without it a run with progress=True goes on without a bar."""
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # makes `import tqdm.auto` fail
+    hist = Evolution(small()).run(2, progress=True)
+    assert len(hist) == 2
