@@ -99,6 +99,15 @@ def check_clip(clip: object) -> float:
     return clip
 
 
+def shape_in(x: Tensor, shapes: tuple[tuple[int, ...], ...]) -> bool:
+    """Whether ``x``'s shape is one of ``shapes``, compared size by size: under
+    ``torch.compile`` with dynamic shapes, torch 2.11's dynamo evaluates the tuple containment
+    ``tuple(x.shape) in shapes`` wrongly (a [4, 4] ``w`` was refused as not [N, N])."""
+    return any(
+        x.dim() == len(s) and all(a == b for a, b in zip(x.shape, s, strict=True)) for s in shapes
+    )
+
+
 def check_rule(rule: object, rules: tuple[str, ...] = RULES) -> str:
     if not isinstance(rule, str) or rule not in rules:
         raise ValueError(f"rule must be one of {', '.join(map(repr, rules))}, got {rule!r}")
@@ -109,12 +118,12 @@ def check_alpha(alpha: object, u: Tensor, N: int, *, batch: int | None = None) -
     """``alpha`` [N, N], [N] or []; with ``batch`` also [B, N, N] (one per sample)."""
     alpha = check_tensor("alpha", alpha)
     if batch is None:
-        if tuple(alpha.shape) not in ((N, N), (N,), ()):
+        if not shape_in(alpha, ((N, N), (N,), ())):
             raise ValueError(
                 f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron) "
                 f"or [] (scalar) with N={N}, got {list(alpha.shape)}"
             )
-    elif tuple(alpha.shape) not in ((N, N), (N,), (), (batch, N, N)):
+    elif not shape_in(alpha, ((N, N), (N,), (), (batch, N, N))):
         raise ValueError(
             f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron), [] "
             f"(scalar) or [B, N, N] (per sample) with B={batch}, N={N}, got {list(alpha.shape)}"
@@ -367,7 +376,7 @@ def check_plastic_step_args(
     check_like("h", check_tensor("h", h), u, "u", (B, N))
     check_like("hebb", check_tensor("hebb", hebb), u, "u", (B, N, N))
     w = check_tensor("w", w)
-    if tuple(w.shape) not in ((N, N), (B, N, N)):
+    if not shape_in(w, ((N, N), (B, N, N))):
         raise ValueError(
             f"w must have shape [N, N] (shared) or [B, N, N] (per sample) with B={B}, N={N}, "
             f"got {list(w.shape)}"
@@ -394,14 +403,14 @@ def check_plastic_linear_args(x, w, alpha, hebb) -> tuple[Tensor, Tensor, Tensor
     check_same("w", w, x, "x")
     K = w.shape[1]
     alpha = check_tensor("alpha", alpha)
-    if tuple(alpha.shape) not in ((M, K), (K,), ()):
+    if not shape_in(alpha, ((M, K), (K,), ())):
         raise ValueError(
             f"alpha must have shape [M, K] = {[M, K]}, [K] = {[K]} or [] (scalar), "
             f"got {list(alpha.shape)}"
         )
     check_same("alpha", alpha, x, "x")
     hebb = check_tensor("hebb", hebb)
-    if tuple(hebb.shape) not in ((M, K), (B, M, K)):
+    if not shape_in(hebb, ((M, K), (B, M, K))):
         raise ValueError(
             f"hebb must have shape [M, K] = {[M, K]} (shared) or [B, M, K] = {[B, M, K]} "
             f"(per sample), got {list(hebb.shape)}"
@@ -441,7 +450,7 @@ def check_trace_update_args(trace, pre, post, *, rule, eta, clip) -> TraceUpdate
         )
     K = post.shape[1]
     shapes = ((M, K), (B, M, K))
-    if tuple(trace.shape) not in shapes:
+    if not shape_in(trace, shapes):
         raise ValueError(
             f"trace must have shape [M, K] = {[M, K]} (shared) or [B, M, K] = {[B, M, K]} "
             f"(per sample) for pre [B, M] and post [B, K], got {list(trace.shape)}"
@@ -451,7 +460,7 @@ def check_trace_update_args(trace, pre, post, *, rule, eta, clip) -> TraceUpdate
     rule = check_rule(rule, TRACE_RULES)
 
     if isinstance(eta, Tensor) and eta.dim() >= 1 and tuple(eta.shape) != (1,):
-        if tuple(eta.shape) not in ((B,), (B, K)):
+        if not shape_in(eta, ((B,), (B, K))):
             raise ValueError(
                 f"eta must be a float, a 0-dim tensor, [B] = {[B]} (per sample) or [B, K] = "
                 f"{[B, K]} (per sample and post neuron), got shape {list(eta.shape)}"
