@@ -24,6 +24,8 @@
 #               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
 #   families    python -m benchmarks.gpu_families: trace_update, plastic_step, plastic_lstm, hebbian
 #   fop         python -m benchmarks.fop --device cuda (ResNet-18 step rows and iterations)
+#   lifetime    python -m benchmarks lifetime --device cuda: one generation of the evolved plastic
+#               network (population 500, 400 trials), CUDA kernel against the eager reference
 #   dispatch    the measured cuda-vs-triton table from the bench rows (_dispatch_table.py)
 # Every stage's timeout is cut to what is left of GPU_CHECK_BUDGET_S (default 480 s); the archive
 # is written after the last stage, so the whole script ends inside 9 minutes.
@@ -49,7 +51,7 @@ BUDGET=${GPU_CHECK_BUDGET_S:-480}
 KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 QUICK=${GPU_CHECK_QUICK:-0}
-ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families fop dispatch"
+ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families fop lifetime dispatch"
 STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -234,6 +236,12 @@ stage fop 60 "$WORK/fop.log" \
     bash -c '"$1" -m benchmarks.fop --device "$2" --out "$3" "${@:4}" >"$3/fop.txt"' \
     _ "$PY" "$DEVICE" "$WORK" "${FOP_ARGS[@]}"
 
+LIFETIME_ARGS=(--repeats 3)
+[[ $QUICK == 1 ]] && LIFETIME_ARGS=(--population 8 --neurons 16 --trials 4 --ref-trials 2)
+stage lifetime 60 "$WORK/lifetime.log" \
+    bash -c '"$1" -m benchmarks lifetime --device "$2" --out "$3" "${@:4}" >"$3/lifetime.txt"' \
+    _ "$PY" "$DEVICE" "$WORK" "${LIFETIME_ARGS[@]}"
+
 # ---- the measured choice between the GPU backends (cuda vs triton) for hebbkern.backends: the
 # table to commit as hebbkern/_dispatch_table.py after review.
 SWEEP_JSON=$(ls "$WORK"/plastic_rnn_*sweep.json 2>/dev/null | head -n 1)
@@ -248,7 +256,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt fop.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt fop.txt lifetime.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"
