@@ -50,7 +50,8 @@ def plastic_linear(
     Args:
         x: input ``[B, M]``.
         w: fixed weights ``[M, K]`` (indexed ``[pre, post]``).
-        alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output) or 0-dim.
+        alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output), or 0-dim or ``[1]`` (one
+            shared alpha, the Omniglot read-out's "yoked" alpha).
         hebb: trace ``[M, K]`` shared by the batch (DHP Softmax) or ``[B, M, K]`` per sample.
         backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
 
