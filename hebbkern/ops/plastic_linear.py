@@ -45,7 +45,7 @@ if _extension.available():
 def plastic_linear(
     x: Tensor, w: Tensor, alpha: Tensor, hebb: Tensor, *, backend: str | None = None
 ) -> Tensor:
-    r"""Plastic linear read-out ``z = x (w + alpha * hebb)`` (SPEC.md section 3), fused.
+    r"""Plastic linear read-out ``z = x (w + alpha * hebb)`` (docs/SPEC.md section 3), fused.
 
     Args:
         x: input ``[B, M]``.

@@ -1,4 +1,4 @@
-"""``hebbkern.plastic_lstm``: the plastic LSTM layer over a whole sequence (SPEC.md section 2).
+"""``hebbkern.plastic_lstm``: the plastic LSTM layer over a whole sequence (docs/SPEC.md section 2).
 
 The kernels are the ``torch.ops.hebbkern.plastic_lstm_fwd`` / ``plastic_lstm_bwd`` custom ops
 (C++ schemas in csrc/ops.cpp). This file gives them fake kernels and autograd, so they run under
@@ -130,7 +130,7 @@ def plastic_lstm(
     elig0: Tensor | None = None,
     backend: str | None = None,
 ) -> tuple[Tensor, PlasticLSTMState]:
-    r"""Runs a plastic LSTM layer over a sequence (SPEC.md section 2, Backpropamine).
+    r"""Runs a plastic LSTM layer over a sequence (docs/SPEC.md section 2, Backpropamine).
 
     For t = 1..T, with gates in ``torch.nn.LSTM``'s order (i, f, g, o) and the trace ``H``
     indexed ``[b, pre, post]``::

@@ -168,7 +168,7 @@ def plastic_rnn(
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
 ) -> tuple[Tensor, PlasticState]:
-    r"""Runs a plastic recurrent layer over a sequence (SPEC.md section 1).
+    r"""Runs a plastic recurrent layer over a sequence (docs/SPEC.md section 1).
 
     For t = 1..T, with the trace ``H`` indexed ``[b, pre, post]``::
 

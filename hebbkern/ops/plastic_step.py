@@ -1,4 +1,4 @@
-"""``hebbkern.plastic_step``: one step of the plastic recurrent layer (SPEC.md section 1).
+"""``hebbkern.plastic_step``: one step of the plastic recurrent layer (docs/SPEC.md section 1).
 
 For loops that cannot hand a whole sequence to one call (an agent stepped once per environment
 step). The kernels are the ``torch.ops.hebbkern.plastic_step_fwd`` / ``plastic_step_bwd`` custom
@@ -119,7 +119,7 @@ def plastic_step(
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
 ) -> PlasticState:
-    r"""One step of the plastic recurrent layer (SPEC.md section 1), fused.
+    r"""One step of the plastic recurrent layer (docs/SPEC.md section 1), fused.
 
     With the trace ``H`` indexed ``[b, pre, post]``::
 
