@@ -190,7 +190,8 @@ def test_step_compile_fullgraph_paper_shapes():
     kw["hebb"] = _rand(N, N, seed=9)
     eager = hebbkern.plastic_step(backend="cpu", **kw)
 
-    @torch.compile(fullgraph=True, backend="eager")
+    # aot_eager: dynamo traces the views in one graph and autograd runs through the fake kernels.
+    @torch.compile(fullgraph=True, backend="aot_eager")
     def step(u, h, hebb, w, alpha, mod_w, mod_b, fanout_w, fanout_b):
         return hebbkern.plastic_step(
             u, h, hebb, w, alpha, rule="neuromod", mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
