@@ -76,6 +76,40 @@ def _paper_pair(kw: dict, form: str):
     return _leaves(paper), _leaves(canon), name, back
 
 
+def _unbatched_pair(kw: dict, trace: str, seed: int):
+    """``(paper, canonical)`` kwargs: ``trace`` unbatched ``[N, N]`` against its broadcast."""
+    paper = dict(kw)
+    paper[trace] = _rand(N, N, seed=seed)
+    paper = _leaves(paper)
+    canon = dict(paper)
+    canon[trace] = _bcast(paper[trace])
+    return paper, _leaves(canon)
+
+
+def _all_paper_forms(kw: dict, traces: tuple[str, ...]) -> dict:
+    """Every paper form at once: alpha [1, 1, N], the nn.Linear modulator and fan-out, mod_b [1]
+    and the given traces unbatched; leaves for gradcheck."""
+    kw = dict(kw, alpha=_rand(1, 1, N, seed=5))
+    kw["mod_w"] = kw["mod_w"].reshape(1, N)
+    kw["mod_b"] = kw["mod_b"].reshape(1)
+    kw["fanout_w"] = kw["fanout_w"].reshape(N, 1)
+    for i, name in enumerate(traces):
+        kw[name] = _rand(N, N, seed=6 + i)
+    return _leaves(kw)
+
+
+def _gradcheck(kw: dict, fn) -> bool:
+    """gradcheck of ``fn(kwargs) -> outputs`` over every tensor of ``kw`` (None outputs dropped)."""
+    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor)]
+
+    def f(*tensors):
+        args = dict(kw)
+        args.update(zip(names, tensors, strict=True))
+        return tuple(o for o in fn(args) if o is not None)
+
+    return torch.autograd.gradcheck(f, tuple(kw[k] for k in names))
+
+
 def _alpha_of(shape):
     return _rand(*shape, seed=77)
 
@@ -151,35 +185,15 @@ def test_step_paper_forms(rule, form, backend):
     "rule,trace", [("hebb", "hebb"), ("oja", "hebb"), ("retro", "hebb"), ("retro", "elig")]
 )
 def test_step_unbatched_trace(rule, trace, backend):
-    kw = _step_kw(rule)
-    paper = dict(kw)
-    paper[trace] = _rand(N, N, seed=55)
-    paper = _leaves(paper)
-    canon = dict(paper)
-    canon[trace] = _bcast(paper[trace])
-    canon = _leaves(canon)
+    paper, canon = _unbatched_pair(_step_kw(rule), trace, seed=55)
     _compare(paper, canon, trace, _sum_batch, _step_fn(backend))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_step_gradcheck_paper_shapes(backend):
     """Every paper form at once, gradcheck in float64 (small sizes)."""
-    kw = _step_kw("retro")
-    kw["alpha"] = _rand(1, 1, N, seed=5)
-    kw["mod_w"] = kw["mod_w"].reshape(1, N)
-    kw["mod_b"] = kw["mod_b"].reshape(1)
-    kw["fanout_w"] = kw["fanout_w"].reshape(N, 1)
-    kw["hebb"] = _rand(N, N, seed=6)
-    kw["elig"] = _rand(N, N, seed=7)
-    kw = _leaves(kw)
-    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor)]
-
-    def f(*tensors):
-        args = dict(kw)
-        args.update(zip(names, tensors, strict=True))
-        return tuple(hebbkern.plastic_step(backend=backend, **args))
-
-    assert torch.autograd.gradcheck(f, tuple(kw[k] for k in names))
+    kw = _all_paper_forms(_step_kw("retro"), ("hebb", "elig"))
+    assert _gradcheck(kw, _step_fn(backend))
 
 
 def test_step_compile_fullgraph_paper_shapes():
@@ -263,12 +277,7 @@ def test_sequence_paper_forms(op, form, backend):
 )
 def test_sequence_unbatched_trace(op, rule, trace, backend):
     fn, make = SEQ_OPS[op]
-    paper = dict(make(rule))
-    paper[trace] = _rand(N, N, seed=56)
-    paper = _leaves(paper)
-    canon = dict(paper)
-    canon[trace] = _bcast(paper[trace])
-    canon = _leaves(canon)
+    paper, canon = _unbatched_pair(make(rule), trace, seed=56)
     _compare(paper, canon, trace, _sum_batch, _seq_fn(fn, backend))
 
 
@@ -276,21 +285,8 @@ def test_sequence_unbatched_trace(op, rule, trace, backend):
 def test_lstm_gradcheck_paper_shapes(backend):
     """The plastic LSTM with its code's shapes: alpha [1, 1, N], nn.Linear modulator and fan-out,
     one unbatched trace."""
-    kw = _lstm_kw("neuromod")
-    kw["alpha"] = _rand(1, 1, N, seed=5)
-    kw["mod_w"] = kw["mod_w"].reshape(1, N)
-    kw["mod_b"] = kw["mod_b"].reshape(1)
-    kw["fanout_w"] = kw["fanout_w"].reshape(N, 1)
-    kw["hebb0"] = _rand(N, N, seed=6)
-    kw = _leaves(kw)
-    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor)]
-
-    def f(*tensors):
-        args = dict(kw)
-        args.update(zip(names, tensors, strict=True))
-        return tuple(o for o in _seq_fn(hebbkern.plastic_lstm, backend)(args) if o is not None)
-
-    assert torch.autograd.gradcheck(f, tuple(kw[k] for k in names))
+    kw = _all_paper_forms(_lstm_kw("neuromod"), ("hebb0",))
+    assert _gradcheck(kw, _seq_fn(hebbkern.plastic_lstm, backend))
 
 
 # ---------------------------------------------------------------------------------------------
