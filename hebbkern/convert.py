@@ -84,6 +84,20 @@ def _sub(sd: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
+def _modulator(sd, name: str, N: int, network: str) -> tuple[Tensor, Tensor]:
+    """``nn.Linear(N, 1)`` ``name`` (weight ``[1, N]``, bias ``[1]``) as ``mod_w`` ``[N]``,
+    ``mod_b`` ``[]``."""
+    w = _shape(f"{name}.weight", _get(sd, f"{name}.weight", network), (1, N))
+    return w.reshape(N), _scalar(f"{name}.bias", _get(sd, f"{name}.bias", network))
+
+
+def _fanout(sd, N: int, network: str) -> tuple[Tensor, Tensor]:
+    """``modfanout``, an ``nn.Linear(1, N)`` (weight ``[N, 1]``), as ``fanout_w``, ``fanout_b``
+    ``[N]``."""
+    w = _shape("modfanout.weight", _get(sd, "modfanout.weight", network), (N, 1))
+    return w.reshape(N), _shape("modfanout.bias", _get(sd, "modfanout.bias", network), (N,))
+
+
 def _linear(sd, name: str, network: str) -> nn.Linear:
     """An ``nn.Linear`` holding ``{name}.weight`` and ``{name}.bias``."""
     w, b = _get(sd, f"{name}.weight", network), _get(sd, f"{name}.bias", network)
@@ -234,14 +248,9 @@ def _simple_maze(sd, clip: float) -> nn.ModuleDict:
     N, I = wi.shape
     w = _shape("w", _get(sd, "w", net), (N, N))  # [pre, post] already: h.bmm(w + alpha * hebb)
     kind, alpha = _alpha("alpha", _get(sd, "alpha", net), N, N)
-    params = {
-        "weight_ih": wi, "bias_ih": _get(sd, "i2h.bias", net), "w": w, "alpha": alpha,
-        "mod_w": _shape("h2mod.weight", _get(sd, "h2mod.weight", net), (1, N)).reshape(N),
-        "mod_b": _scalar("h2mod.bias", _get(sd, "h2mod.bias", net)),
-        "fanout_w": _shape("modfanout.weight", _get(sd, "modfanout.weight", net), (N, 1))
-        .reshape(N),
-        "fanout_b": _shape("modfanout.bias", _get(sd, "modfanout.bias", net), (N,)),
-    }  # fmt: skip
+    params = {"weight_ih": wi, "bias_ih": _get(sd, "i2h.bias", net), "w": w, "alpha": alpha}
+    params["mod_w"], params["mod_b"] = _modulator(sd, "h2mod", N, net)
+    params["fanout_w"], params["fanout_b"] = _fanout(sd, N, net)
     cell = _cell(I, N, "neuromod", kind, True, clip, wi, params)
     return nn.ModuleDict({"cell": cell, **_heads(sd, net)})
 
@@ -278,8 +287,7 @@ def _batched_maze(sd, clip: float, addpw: int) -> nn.ModuleDict:
                 f"addpw={addpw} of the {net_type!r} network is not expressible (the modulated "
                 "rules are additive with a hard clamp: addpw=3)"
             )
-        params["mod_w"] = _shape("h2DA.weight", _get(sd, "h2DA.weight", net), (1, N)).reshape(N)
-        params["mod_b"] = _scalar("h2DA.bias", _get(sd, "h2DA.bias", net))
+        params["mod_w"], params["mod_b"] = _modulator(sd, "h2DA", N, net)
     elif rule is None:
         raise ValueError(
             f"addpw={addpw} of the 'plastic' network is not expressible (addpw=3: hard clamp, "
@@ -320,13 +328,9 @@ def _lstm(sd, clip: float) -> PlasticLSTM:
         "alpha_l0": alpha,
     }
     if modulated:
-        params["mod_w_l0"] = _shape("h2mod.weight", _get(sd, "h2mod.weight", net), (1, N))
-        params["mod_w_l0"] = params["mod_w_l0"].reshape(N)
-        params["mod_b_l0"] = _scalar("h2mod.bias", _get(sd, "h2mod.bias", net))
+        params["mod_w_l0"], params["mod_b_l0"] = _modulator(sd, "h2mod", N, net)
         if fanout:
-            fw = _shape("modfanout.weight", _get(sd, "modfanout.weight", net), (N, 1))
-            params["fanout_w_l0"] = fw.reshape(N)
-            params["fanout_b_l0"] = _get(sd, "modfanout.bias", net)
+            params["fanout_w_l0"], params["fanout_b_l0"] = _fanout(sd, N, net)
     else:
         params["eta_l0"] = _scalar("eta", _get(sd, "eta", net))
     m.load_state_dict(params)
