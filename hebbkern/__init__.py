@@ -3,6 +3,7 @@
 from . import (
     _torch_version,  # noqa: F401  (first: an unsupported torch fails clearly)
     consolidation,
+    convert,
     nn,
     optim,
     reference,
@@ -28,6 +29,7 @@ __all__ = [
     "PlasticLSTMState",
     "PlasticState",
     "consolidation",
+    "convert",
     "extension_available",
     "hebbian_loss",
     "hebbian_update",

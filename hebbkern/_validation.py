@@ -114,19 +114,73 @@ def check_rule(rule: object, rules: tuple[str, ...] = RULES) -> str:
     return rule
 
 
+def paper_alpha(alpha: Tensor, N: int) -> Tensor:
+    """The papers' alpha shapes as views of the canonical ones: ``[1]`` -> ``[]`` (one alpha
+    shared by every connection) and ``[1, 1, N]`` -> ``[N]`` (per post-synaptic neuron, the
+    plastic LSTM's). Any other shape is returned unchanged, for the caller's check."""
+    if shape_in(alpha, ((1,),)):
+        return alpha.view(())
+    if shape_in(alpha, ((1, 1, N),)):
+        return alpha.view(N)
+    return alpha
+
+
+def linear_vector(
+    name: str, x: Tensor, u: Tensor, N: int, linear_shape: tuple[int, int], linear_name: str
+) -> Tensor:
+    """A per-neuron vector ``[N]``, or the same numbers as an ``nn.Linear`` weight of shape
+    ``linear_shape`` (``[1, N]`` for the modulator, ``[N, 1]`` for the fan-out), returned as a
+    view ``[N]``."""
+    if shape_in(x, (linear_shape,)):
+        check_same(name, x, u, "u")
+        return x.view(N)
+    if not shape_in(x, ((N,),)):
+        raise ValueError(
+            f"{name} must have shape [{N}] ([N], or {list(linear_shape)}, the shape of "
+            f"{linear_name}), got {list(x.shape)}"
+        )
+    check_same(name, x, u, "u")
+    return x
+
+
+def check_trace(name: str, x: object, u: Tensor, B: int, N: int) -> Tensor | None:
+    """An optional trace ``[B, N, N]``, or unbatched ``[N, N]`` (the differentiable-plasticity
+    code keeps one trace for its single sample) returned as a view expanded to ``[B, N, N]``: the
+    batch starts from the same trace, and autograd sums the gradient back to ``[N, N]``."""
+    if x is None:
+        return None
+    x = check_tensor(name, x)
+    if shape_in(x, ((N, N),)):
+        check_same(name, x, u, "u")
+        return x.expand(B, N, N)
+    if not shape_in(x, ((B, N, N),)):
+        raise ValueError(
+            f"{name} must have shape {[B, N, N]} ([B, N, N], or unbatched [N, N] = {[N, N]}, "
+            f"broadcast to the batch), got {list(x.shape)}"
+        )
+    check_same(name, x, u, "u")
+    return x
+
+
 def check_alpha(alpha: object, u: Tensor, N: int, *, batch: int | None = None) -> Tensor:
-    """``alpha`` [N, N], [N] or []; with ``batch`` also [B, N, N] (one per sample)."""
+    """``alpha`` [N, N], [N] or []; with ``batch`` also [B, N, N] (one per sample).
+
+    The papers' shapes are accepted too and returned as views of the canonical ones: ``[1]`` (one
+    shared alpha, the "homo"/"yoked"/"single" alpha) as ``[]``, and the plastic LSTM's per-neuron
+    ``[1, 1, N]`` as ``[N]``; the view carries the gradient back to the caller's shape."""
     alpha = check_tensor("alpha", alpha)
+    alpha = paper_alpha(alpha, N)
     if batch is None:
         if not shape_in(alpha, ((N, N), (N,), ())):
             raise ValueError(
-                f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron) "
-                f"or [] (scalar) with N={N}, got {list(alpha.shape)}"
+                f"alpha must have shape [N, N] (per connection), [N] or [1, 1, N] (per "
+                f"post-synaptic neuron) or [] or [1] (scalar) with N={N}, got {list(alpha.shape)}"
             )
     elif not shape_in(alpha, ((N, N), (N,), (), (batch, N, N))):
         raise ValueError(
-            f"alpha must have shape [N, N] (per connection), [N] (per post-synaptic neuron), [] "
-            f"(scalar) or [B, N, N] (per sample) with B={batch}, N={N}, got {list(alpha.shape)}"
+            f"alpha must have shape [N, N] (per connection), [N] or [1, 1, N] (per post-synaptic "
+            f"neuron), [] or [1] (scalar) or [B, N, N] (per sample) with B={batch}, N={N}, "
+            f"got {list(alpha.shape)}"
         )
     check_same("alpha", alpha, u, "u")
     return alpha
@@ -148,12 +202,13 @@ def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u: Ten
         mod_w = check_tensor("mod_w", mod_w, optional=True)
         if mod_w is None:
             raise ValueError(f"rule {rule!r} needs mod_w, the neuromodulator weights of shape [N]")
-        check_like("mod_w", mod_w, u, "u", (N,))
+        mod_w = linear_vector("mod_w", mod_w, u, N, (1, N), "nn.Linear(N, 1).weight")
         mod_b = scalar_arg("mod_b", 0.0 if mod_b is None else mod_b, u)
         if (fanout_w is None) != (fanout_b is None):
             raise ValueError("fanout_w and fanout_b must be given together (or neither)")
         if fanout_w is not None:
-            check_like("fanout_w", check_tensor("fanout_w", fanout_w), u, "u", (N,))
+            fanout_w = check_tensor("fanout_w", fanout_w)
+            fanout_w = linear_vector("fanout_w", fanout_w, u, N, (N, 1), "nn.Linear(1, N).weight")
             check_like("fanout_b", check_tensor("fanout_b", fanout_b), u, "u", (N,))
     else:
         for name, val in (
@@ -185,11 +240,15 @@ def check_state(name: str, x: object, u: Tensor, shape: tuple[int, ...]) -> None
         check_like(name, check_tensor(name, x), u, "u", shape)
 
 
-def check_elig(name: str, elig: object, rule: str, u: Tensor, shape: tuple[int, ...]) -> None:
-    """The eligibility trace exists only for rule 'retro'."""
+def check_elig(
+    name: str, elig: object, rule: str, u: Tensor, shape: tuple[int, ...] | None
+) -> None:
+    """The eligibility trace exists only for rule 'retro' (its shape checked here unless
+    ``shape`` is None: then by the caller, with ``check_trace``)."""
     if elig is not None and rule != "retro":
         raise ValueError(f"{name} only applies to rule 'retro', not {rule!r}")
-    check_state(name, elig, u, shape)
+    if shape is not None:
+        check_state(name, elig, u, shape)
 
 
 def clamp_mask_bool(clamp_mask: Tensor) -> Tensor:
@@ -290,8 +349,9 @@ def check_plastic_rnn_args(
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
     alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
     check_state("h0", h0, u, (B, N))
-    check_state("hebb0", hebb0, u, (B, N, N))
-    check_elig("elig0", elig0, rule, u, (B, N, N))
+    hebb0 = check_trace("hebb0", hebb0, u, B, N)
+    check_elig("elig0", elig0, rule, u, None)
+    elig0 = check_trace("elig0", elig0, u, B, N)
     clamp_mask = check_clamp_mask(clamp_mask, u, (T, B, N), "[T, B, N]")
     return PlasticRNNArgs(
         u=u, w=w, alpha=alpha, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, **rule_args
@@ -339,9 +399,11 @@ def check_plastic_lstm_args(
     check_like("wh", wh, u, "u", (N, 4 * N))
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
     alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
-    for name, val, shape in (("h0", h0, (B, N)), ("c0", c0, (B, N)), ("hebb0", hebb0, (B, N, N))):
+    for name, val, shape in (("h0", h0, (B, N)), ("c0", c0, (B, N))):
         check_state(name, val, u, shape)
-    check_elig("elig0", elig0, rule, u, (B, N, N))
+    hebb0 = check_trace("hebb0", hebb0, u, B, N)
+    check_elig("elig0", elig0, rule, u, None)
+    elig0 = check_trace("elig0", elig0, u, B, N)
     return PlasticLSTMArgs(
         u=u, wh=wh, alpha=alpha, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0, **rule_args
     )
@@ -374,7 +436,7 @@ def check_plastic_step_args(
     B, N = u.shape
     rule = check_rule(rule)
     check_like("h", check_tensor("h", h), u, "u", (B, N))
-    check_like("hebb", check_tensor("hebb", hebb), u, "u", (B, N, N))
+    hebb = check_trace("hebb", check_tensor("hebb", hebb), u, B, N)
     w = check_tensor("w", w)
     if not shape_in(w, ((N, N), (B, N, N))):
         raise ValueError(
@@ -384,7 +446,8 @@ def check_plastic_step_args(
     check_same("w", w, u, "u")
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
     alpha, rule_args = check_plasticity(alpha, *scalars, u, N, batch=B)
-    check_elig("elig", elig, rule, u, (B, N, N))
+    check_elig("elig", elig, rule, u, None)
+    elig = check_trace("elig", elig, u, B, N)
     clamp_mask = check_clamp_mask(clamp_mask, u, (B, N), "[B, N]")
     return PlasticStepArgs(
         u=u, h=h, hebb=hebb, w=w, alpha=alpha, elig=elig, clamp_mask=clamp_mask, **rule_args
@@ -403,9 +466,11 @@ def check_plastic_linear_args(x, w, alpha, hebb) -> tuple[Tensor, Tensor, Tensor
     check_same("w", w, x, "x")
     K = w.shape[1]
     alpha = check_tensor("alpha", alpha)
+    if shape_in(alpha, ((1,),)):  # the Omniglot read-out's shared ("yoked") alpha
+        alpha = alpha.view(())
     if not shape_in(alpha, ((M, K), (K,), ())):
         raise ValueError(
-            f"alpha must have shape [M, K] = {[M, K]}, [K] = {[K]} or [] (scalar), "
+            f"alpha must have shape [M, K] = {[M, K]}, [K] = {[K]} or [] or [1] (scalar), "
             f"got {list(alpha.shape)}"
         )
     check_same("alpha", alpha, x, "x")

@@ -1,7 +1,7 @@
 """Synaptic consolidation penalties for continual learning: EWC, online EWC, SI and MAS.
 
 Each keeps, for a chosen set of parameters (for DHP: the slow weights only), an importance
-``Omega`` and an anchor ``theta*``, and gives the quadratic penalty of SPEC.md section 3::
+``Omega`` and an anchor ``theta*``, and gives the quadratic penalty of docs/SPEC.md section 3::
 
     penalty = strength * sum_p sum(Omega_p * (p - theta*_p) ** 2)
 

@@ -162,7 +162,7 @@ def test_bad_input():
     with pytest.raises(TypeError, match="^x must be a torch.Tensor"):
         cell([1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"^hebb must have shape \[2, 4, 4\]"):
-        cell(torch.randn(2, 3), (torch.zeros(2, 4), torch.zeros(4, 4)))
+        cell(torch.randn(2, 3), (torch.zeros(2, 4), torch.zeros(4, 5)))
     with pytest.raises(TypeError, match="^state must be"):
         cell(torch.randn(2, 3), torch.zeros(2, 4))
 

@@ -73,7 +73,7 @@ CASES = [
     ("h0-batch", "hebb", setter(h0=randn(B + 1, N)), ValueError, r"^h0 must have shape \[2, 4\]"),
     ("h0-dtype", "hebb", setter(h0=randn(B, N, dtype=torch.float32)), TypeError, r"^h0 must have dtype"),
     ("h0-device", "hebb", setter(h0=randn(B, N, device=META)), ValueError, r"^h0 must be on cpu"),
-    ("hebb0-unbatched", "hebb", setter(hebb0=randn(N, N)), ValueError, r"^hebb0 must have shape \[2, 4, 4\]"),
+    ("hebb0-unbatched", "hebb", setter(hebb0=randn(N, N + 1)), ValueError, r"^hebb0 must have shape \[2, 4, 4\]"),
     ("hebb0-size", "oja", setter(hebb0=randn(B, N, N + 1)), ValueError, r"^hebb0 must have shape"),
     ("hebb0-dtype", "clip", setter(hebb0=randn(B, N, N, dtype=torch.float16)), TypeError, r"^hebb0 must have dtype"),
     ("hebb0-device", "hebb", setter(hebb0=randn(B, N, N, device=META)), ValueError, r"^hebb0 must be on cpu"),

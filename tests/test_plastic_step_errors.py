@@ -45,7 +45,7 @@ CASES = [
     ("h-shape", "hebb", setter(h=randn(B, N + 1)), ValueError, r"^h must have shape \[2, 4\]"),
     ("h-dtype", "hebb", setter(h=randn(B, N, dtype=torch.float32)), TypeError, r"^h must have dtype"),
     ("h-None", "hebb", setter(h=None), TypeError, r"^h must be a torch.Tensor"),
-    ("hebb-shape", "hebb", setter(hebb=randn(N, N)), ValueError, r"^hebb must have shape \[2, 4, 4\]"),
+    ("hebb-shape", "hebb", setter(hebb=randn(N, N + 1)), ValueError, r"^hebb must have shape \[2, 4, 4\]"),
     ("hebb-device", "hebb", setter(hebb=randn(B, N, N, device=META)), ValueError, r"^hebb must be on cpu"),
     ("w-shape", "hebb", setter(w=randn(N, N + 1)), ValueError, r"^w must have shape \[N, N\] \(shared\) or \[B, N, N\]"),
     ("w-batch", "hebb", setter(w=randn(B + 1, N, N)), ValueError, r"^w must have shape"),

@@ -74,12 +74,23 @@ def reset_plastic_(N: int, p: dict[str, Tensor | None], *, alpha_normal: bool) -
 
 class PlasticRNNParams(nn.Module):
     """The parameters of ``PlasticRNN`` and ``PlasticRNNCell`` (same names, shapes and
-    initialisation): the input projection ``weight_ih``, ``bias_ih``, the recurrent ``w`` and the
-    plastic parameters; ``__init__`` checks the constructor arguments."""
+    initialisation): the input projection ``weight_ih``, ``bias_ih`` (``None`` without
+    ``input_projection``), the recurrent ``w`` and the plastic parameters; ``__init__`` checks
+    the constructor arguments."""
 
-    def __init__(self, input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype):
+    def __init__(
+        self, input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
+        input_projection=True,
+    ):  # fmt: skip
         super().__init__()
         check_config({"input_size": input_size, "hidden_size": hidden_size}, rule, alpha)
+        if not isinstance(input_projection, bool):
+            raise TypeError(f"input_projection must be a bool, got {input_projection!r}")
+        if not input_projection and input_size != hidden_size:
+            raise ValueError(
+                "input_projection=False adds the input to the drive directly, so input_size must "
+                f"equal hidden_size, got input_size={input_size}, hidden_size={hidden_size}"
+            )
         if fanout and rule not in MODULATED_RULES:
             raise ValueError(
                 f"fanout only applies to the modulated rules (neuromod, retro), not {rule!r}"
@@ -89,9 +100,14 @@ class PlasticRNNParams(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.rule, self.alpha_kind, self.fanout = rule, alpha, bool(fanout)
         self.clip = check_clip(clip)
+        self.input_projection = input_projection
         N = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(N, input_size, **factory))
-        self.bias_ih = nn.Parameter(torch.empty(N, **factory)) if bias else None
+        if input_projection:
+            self.weight_ih = nn.Parameter(torch.empty(N, input_size, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(N, **factory)) if bias else None
+        else:  # registered as absent: not in the state_dict, nothing to initialise
+            self.register_parameter("weight_ih", None)
+            self.register_parameter("bias_ih", None)
         self.w = nn.Parameter(torch.empty(N, N, **factory))
         for name, prm in plastic_parameters(N, rule, alpha, self.fanout, factory).items():
             setattr(self, name, prm)
@@ -100,7 +116,8 @@ class PlasticRNNParams(nn.Module):
     def reset_parameters(self) -> None:
         # Input projection as nn.Linear does it.
         bound = 1.0 / math.sqrt(self.input_size)
-        nn.init.uniform_(self.weight_ih, -bound, bound)
+        if self.weight_ih is not None:
+            nn.init.uniform_(self.weight_ih, -bound, bound)
         if self.bias_ih is not None:
             nn.init.uniform_(self.bias_ih, -bound, bound)
         backpropamine = self.rule in MODULATED_RULES
@@ -120,9 +137,17 @@ class PlasticRNNParams(nn.Module):
             s += f", clip={self.clip}"
         if getattr(self, "batch_first", False):
             s += ", batch_first=True"
-        if self.bias_ih is None:
+        if not self.input_projection:
+            s += ", input_projection=False"
+        elif self.bias_ih is None:
             s += ", bias=False"
         return s
+
+    def input_drive(self, x: Tensor) -> Tensor:
+        """``u = x W_ih^T + b_ih``, or ``x`` itself without an input projection."""
+        if not self.input_projection:
+            return x
+        return nn.functional.linear(x, self.weight_ih, self.bias_ih)
 
 
 def check_sequence_input(x: object, input_size: int, param: Tensor) -> None:

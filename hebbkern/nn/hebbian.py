@@ -165,7 +165,7 @@ class HebbianConv2d(_HebbianLayer):
     Args:
         in_channels, out_channels, kernel_size, stride, padding, dilation, groups: as
             :class:`torch.nn.Conv2d` (``padding`` as ints).
-        rule: ``"hebb"``, ``"instar"`` or ``"oja"`` (SPEC.md section 4).
+        rule: ``"hebb"``, ``"instar"`` or ``"oja"`` (docs/SPEC.md section 4).
         k: hard k-winners-take-all across channels at each position for the plastic output
             (``None``: no competition, ``y = u - thresholds``).
         binarize: winners' plastic output is 1 (else their value).

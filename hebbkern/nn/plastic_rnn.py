@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
@@ -15,7 +15,8 @@ __all__ = ["ALPHA_KINDS", "PlasticRNN"]
 class PlasticRNN(PlasticRNNParams):
     r"""Plastic recurrent layer (differentiable plasticity, Backpropamine).
 
-    ``u_t = x_t W_ih^T + b_ih``, then the recurrence of :func:`hebbkern.plastic_rnn` with learned
+    ``u_t = x_t W_ih^T + b_ih`` (``u_t = x_t`` with ``input_projection=False``), then the
+    recurrence of :func:`hebbkern.plastic_rnn` with learned
     ``w``, ``alpha``, ``eta`` and (for the modulated rules) the neuromodulator ``mod_w``, ``mod_b``
     and optional fan-out ``fanout_w``, ``fanout_b``.
 
@@ -30,9 +31,14 @@ class PlasticRNN(PlasticRNNParams):
         rule: trace rule, one of ``hebb``, ``oja``, ``clip``, ``neuromod``, ``retro``.
         alpha: ``"per_connection"`` ``[N, N]``, ``"per_neuron"`` ``[N]`` or ``"scalar"``.
         fanout: per-neuron fan-out of the neuromodulator (modulated rules only).
-        clip: bound of the clipped rules.
+        clip: bound of the clipped rules. **The default 1.0 is the Backpropamine maze agents'
+            clip; its simple maze and plastic LSTM clip at 2.0: pass** ``clip=2.0`` **to match
+            them** (a silent difference otherwise).
         batch_first: input and output are ``[B, T, *]`` instead of ``[T, B, *]``.
         bias: whether the input projection has a bias.
+        input_projection: ``False`` adds the input to the drive directly (``u_t = x_t``, as the
+            differentiable-plasticity pattern-completion network does): ``input_size`` must equal
+            ``hidden_size``, and there is no ``weight_ih`` / ``bias_ih`` (``bias`` is ignored).
 
     Shapes: ``forward(x, state=None, clamp_mask=None) -> (output, state)`` with ``x`` ``[T, B,
     input_size]`` (or ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T,
@@ -51,8 +57,13 @@ class PlasticRNN(PlasticRNNParams):
         bias: bool = True,
         device=None,
         dtype=None,
+        *,
+        input_projection: bool = True,
     ) -> None:
-        super().__init__(input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype)
+        super().__init__(
+            input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
+            input_projection,
+        )  # fmt: skip
         self.batch_first = batch_first
 
     def forward(
@@ -61,7 +72,7 @@ class PlasticRNN(PlasticRNNParams):
         state: PlasticState | tuple | None = None,
         clamp_mask: Tensor | None = None,
     ) -> tuple[Tensor, PlasticState]:
-        check_sequence_input(x, self.input_size, self.weight_ih)
+        check_sequence_input(x, self.input_size, self.w)
         if clamp_mask is not None and not isinstance(clamp_mask, Tensor):
             raise TypeError(f"clamp_mask must be a torch.Tensor, got {type(clamp_mask).__name__}")
         unbatched = x.dim() == 2
@@ -71,7 +82,7 @@ class PlasticRNN(PlasticRNNParams):
         elif self.batch_first:
             x = x.transpose(0, 1)
             clamp_mask = None if clamp_mask is None else clamp_mask.transpose(0, 1)
-        u = nn.functional.linear(x, self.weight_ih, self.bias_ih)
+        u = self.input_drive(x)
         h0 = hebb0 = elig0 = None
         if state is not None:
             h0, hebb0, elig0 = check_state_tuple(state, ("h", "hebb", "elig"), optional=1)

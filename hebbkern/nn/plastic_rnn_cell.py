@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
@@ -14,13 +14,16 @@ class PlasticRNNCell(PlasticRNNParams):
     r"""The step form of :class:`~hebbkern.nn.PlasticRNN`, for loops that step the network once per
     call (an agent acting in an environment).
 
-    ``u = x W_ih^T + b_ih``, then one step of :func:`hebbkern.plastic_step`. The parameters have
+    ``u = x W_ih^T + b_ih`` (``u = x`` with ``input_projection=False``), then one step of
+    :func:`hebbkern.plastic_step`. The parameters have
     ``PlasticRNN``'s names, shapes and initialisation (``weight_ih``, ``bias_ih``, ``w``,
     ``alpha``, ``eta``, ``mod_w``, ``mod_b``, ``fanout_w``, ``fanout_b``), so the ``state_dict``
     of a trained ``PlasticRNN`` loads into the cell (and back), and stepping the cell over a
     sequence gives the layer's output and gradients.
 
-    Args: as :class:`~hebbkern.nn.PlasticRNN` (without ``batch_first``).
+    Args: as :class:`~hebbkern.nn.PlasticRNN` (without ``batch_first``). Note ``clip``: its
+    default 1.0 is the maze agents'; Backpropamine's simple maze clips at 2.0 (pass
+    ``clip=2.0``).
 
     Shapes: ``forward(x, state=None, clamp_mask=None) -> state`` with ``x`` ``[B, input_size]`` (or
     unbatched ``[input_size]``), ``state`` a :class:`~hebbkern.PlasticState` ``(h [B, N], hebb
@@ -40,8 +43,13 @@ class PlasticRNNCell(PlasticRNNParams):
         bias: bool = True,
         device=None,
         dtype=None,
+        *,
+        input_projection: bool = True,
     ) -> None:
-        super().__init__(input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype)
+        super().__init__(
+            input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
+            input_projection,
+        )  # fmt: skip
 
     def initial_state(self, batch_size: int) -> PlasticState:
         """Zero activity and traces for ``batch_size`` samples, on the parameters' device/dtype."""
@@ -55,7 +63,7 @@ class PlasticRNNCell(PlasticRNNParams):
         state: PlasticState | tuple | None = None,
         clamp_mask: Tensor | None = None,
     ) -> PlasticState:
-        check_input("x", x, self.weight_ih)
+        check_input("x", x, self.w)
         if clamp_mask is not None and not isinstance(clamp_mask, Tensor):
             raise TypeError(f"clamp_mask must be a torch.Tensor, got {type(clamp_mask).__name__}")
         if state is not None:
@@ -74,7 +82,7 @@ class PlasticRNNCell(PlasticRNNParams):
         if state is None:
             state = self.initial_state(x.shape[0])
         h, hebb, elig = state
-        u = nn.functional.linear(x, self.weight_ih, self.bias_ih)
+        u = self.input_drive(x)
         new = plastic_step(
             u, h, hebb, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,

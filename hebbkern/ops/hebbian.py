@@ -1,5 +1,5 @@
 """``hebbkern.hebbian_update`` and ``hebbkern.hebbian_loss``: local learning rules of shared weights
-(SPEC.md section 4) for linear and conv2d layers.
+(docs/SPEC.md section 4) for linear and conv2d layers.
 
 The kernels are the ``torch.ops.hebbkern.hebbian_update_linear`` / ``hebbian_update_conv2d``
 custom ops (C++ schemas in csrc/ops.cpp, CPU kernel in csrc/cpu/hebbian.cpp). They never build the
@@ -178,7 +178,7 @@ def hebbian_update(
 
 
 def hebbian_loss(u: Tensor, y: Tensor, w: Tensor, rule: str = "oja") -> Tensor:
-    r"""The loss form of the rule (SPEC.md section 4): ``d loss / d w = -hebbian_update(...)``.
+    r"""The loss form of the rule (docs/SPEC.md section 4): ``d loss / d w = -hebbian_update(...)``.
 
     So any torch optimiser applies the rule: ``hebbian_loss(u, y, w, rule).backward();
     opt.step()`` moves ``w`` by ``lr * dw`` under plain SGD.

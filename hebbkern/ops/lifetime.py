@@ -44,7 +44,7 @@ def lifetime(
     config: LifetimeConfig | None = None,
     backend: str | None = None,
 ) -> LifetimeResult:
-    r"""Lifetimes of a population of evolved plastic networks (SPEC.md section 10), one call.
+    r"""Lifetimes of a population of evolved plastic networks (docs/SPEC.md section 10), one call.
 
     Each individual b has its own innate weights ``w[b]`` and plasticity coefficients ``pi[b]``
     (``[N, N]``, ``[pre, post]``) and lives ``n_trials`` trials of ``config.steps`` steps:

@@ -45,12 +45,13 @@ if _extension.available():
 def plastic_linear(
     x: Tensor, w: Tensor, alpha: Tensor, hebb: Tensor, *, backend: str | None = None
 ) -> Tensor:
-    r"""Plastic linear read-out ``z = x (w + alpha * hebb)`` (SPEC.md section 3), fused.
+    r"""Plastic linear read-out ``z = x (w + alpha * hebb)`` (docs/SPEC.md section 3), fused.
 
     Args:
         x: input ``[B, M]``.
         w: fixed weights ``[M, K]`` (indexed ``[pre, post]``).
-        alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output) or 0-dim.
+        alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output), or 0-dim or ``[1]`` (one
+            shared alpha, the Omniglot read-out's "yoked" alpha).
         hebb: trace ``[M, K]`` shared by the batch (DHP Softmax) or ``[B, M, K]`` per sample.
         backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
 

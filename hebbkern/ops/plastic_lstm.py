@@ -1,4 +1,4 @@
-"""``hebbkern.plastic_lstm``: the plastic LSTM layer over a whole sequence (SPEC.md section 2).
+"""``hebbkern.plastic_lstm``: the plastic LSTM layer over a whole sequence (docs/SPEC.md section 2).
 
 The kernels are the ``torch.ops.hebbkern.plastic_lstm_fwd`` / ``plastic_lstm_bwd`` custom ops
 (C++ schemas in csrc/ops.cpp). This file gives them fake kernels and autograd, so they run under
@@ -130,7 +130,7 @@ def plastic_lstm(
     elig0: Tensor | None = None,
     backend: str | None = None,
 ) -> tuple[Tensor, PlasticLSTMState]:
-    r"""Runs a plastic LSTM layer over a sequence (SPEC.md section 2, Backpropamine).
+    r"""Runs a plastic LSTM layer over a sequence (docs/SPEC.md section 2, Backpropamine).
 
     For t = 1..T, with gates in ``torch.nn.LSTM``'s order (i, f, g, o) and the trace ``H``
     indexed ``[b, pre, post]``::
@@ -144,15 +144,18 @@ def plastic_lstm(
         u: gate inputs ``[T, B, 4N]`` (the input projection ``x_t W_x + b``, already computed).
         wh: recurrent weights ``[N, 4N]``, indexed ``[pre, post]``; its candidate block
             ``wh[:, 2N:3N]`` is the fixed part ``w`` of the plastic connections.
-        alpha: plasticity coefficients: ``[N, N]``, ``[N]`` (per post-synaptic neuron, the
-            paper's model) or 0-dim.
+        alpha: plasticity coefficients: ``[N, N]``, ``[N]`` or ``[1, 1, N]`` (per post-synaptic
+            neuron, the paper's model; ``[1, 1, N]`` is its code's shape) or 0-dim or ``[1]``.
         rule: ``"neuromod"`` (the paper's simple neuromodulation, default), ``"retro"``
             (retroactive), ``"hebb"`` (plain plastic, decaying), ``"oja"`` or ``"clip"``.
         eta: trace (``"retro"``: eligibility) rate; not used by ``"neuromod"``.
-        mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]``.
-        fanout_w, fanout_b: optional per-neuron fan-out of the modulator, both ``[N]``.
+        mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]`` or
+            ``[1, N]`` (``nn.Linear(N, 1).weight``), ``mod_b`` float, 0-dim or ``[1]``.
+        fanout_w, fanout_b: optional per-neuron fan-out of the modulator: ``fanout_w`` ``[N]``
+            or ``[N, 1]`` (``nn.Linear(1, N).weight``), ``fanout_b`` ``[N]``.
         clip: bound of the clipped rules (2 in the paper's language model).
-        h0, c0: initial output and cell ``[B, N]``; hebb0, elig0: initial traces ``[B, N, N]``.
+        h0, c0: initial output and cell ``[B, N]``; hebb0, elig0: initial traces ``[B, N, N]``
+            or unbatched ``[N, N]`` (broadcast to the batch).
         backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
 
     Returns:

@@ -168,7 +168,7 @@ def plastic_rnn(
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
 ) -> tuple[Tensor, PlasticState]:
-    r"""Runs a plastic recurrent layer over a sequence (SPEC.md section 1).
+    r"""Runs a plastic recurrent layer over a sequence (docs/SPEC.md section 1).
 
     For t = 1..T, with the trace ``H`` indexed ``[b, pre, post]``::
 
@@ -178,18 +178,26 @@ def plastic_rnn(
     Args:
         u: input drive ``[T, B, N]`` (already projected).
         w: fixed weights ``[N, N]``, indexed ``[pre, post]``.
-        alpha: plasticity coefficients: ``[N, N]`` (per connection), ``[N]`` (per post-synaptic
-            neuron) or 0-dim (scalar).
+        alpha: plasticity coefficients: ``[N, N]`` (per connection), ``[N]`` or ``[1, 1, N]``
+            (per post-synaptic neuron; the latter is the plastic LSTM code's) or 0-dim or ``[1]``
+            (one shared alpha, the papers' "homo"/"yoked" alpha).
         rule: ``"hebb"`` (decaying Hebb), ``"oja"``, ``"clip"`` (additive, clipped), ``"neuromod"``
             (neuromodulated, clipped) or ``"retro"`` (retroactive neuromodulation through an
             eligibility trace).
         eta: trace (or, for ``"retro"``, eligibility) rate: float or 0-dim tensor. Not used by
             ``"neuromod"``.
-        mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]``.
-        fanout_w, fanout_b: optional per-neuron fan-out of the modulator, both ``[N]``.
-        clip: bound ``c`` of the clipped rules (``> 0``).
+        mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]`` or
+            ``[1, N]`` (``nn.Linear(N, 1).weight``), ``mod_b`` float, 0-dim or ``[1]``
+            (``nn.Linear(N, 1).bias``).
+        fanout_w, fanout_b: optional per-neuron fan-out of the modulator: ``fanout_w`` ``[N]`` or
+            ``[N, 1]`` (``nn.Linear(1, N).weight``), ``fanout_b`` ``[N]``.
+        clip: bound ``c`` of the clipped rules (``> 0``). The default 1.0 is the maze agents';
+            **Backpropamine's simple maze and plastic LSTM clip at 2.0: pass** ``clip=2.0`` **to
+            match them.**
         h0, hebb0, elig0: initial activity ``[B, N]``, trace and eligibility ``[B, N, N]``
-            (zeros when omitted).
+            (zeros when omitted); the traces may be unbatched ``[N, N]`` (one trace, as the
+            differentiable-plasticity code keeps it), broadcast to the batch (the gradient comes
+            back ``[N, N]``).
         clamp_mask: ``[T, B, N]`` bool mask of neurons clamped to their input.
         backend: ``None`` (automatic: ``"cpu"`` on CPU tensors; on CUDA tensors the faster of
             ``"cuda"`` and ``"triton"`` for the shape, see :mod:`hebbkern.backends`),

@@ -1,4 +1,4 @@
-"""``hebbkern.plastic_step``: one step of the plastic recurrent layer (SPEC.md section 1).
+"""``hebbkern.plastic_step``: one step of the plastic recurrent layer (docs/SPEC.md section 1).
 
 For loops that cannot hand a whole sequence to one call (an agent stepped once per environment
 step). The kernels are the ``torch.ops.hebbkern.plastic_step_fwd`` / ``plastic_step_bwd`` custom
@@ -119,7 +119,7 @@ def plastic_step(
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
 ) -> PlasticState:
-    r"""One step of the plastic recurrent layer (SPEC.md section 1), fused.
+    r"""One step of the plastic recurrent layer (docs/SPEC.md section 1), fused.
 
     With the trace ``H`` indexed ``[b, pre, post]``::
 
@@ -132,13 +132,17 @@ def plastic_step(
     Args:
         u: input drive ``[B, N]`` (already projected).
         h: previous activity ``[B, N]``.
-        hebb: previous trace ``[B, N, N]``.
+        hebb: previous trace ``[B, N, N]``, or unbatched ``[N, N]`` broadcast to the batch (the
+            gradient comes back ``[N, N]``).
         w: fixed weights ``[N, N]``, or ``[B, N, N]`` per sample (a population of independent
             networks).
-        alpha: plasticity coefficients ``[N, N]``, ``[N]`` (per post-synaptic neuron), 0-dim, or
-            ``[B, N, N]`` per sample.
-        rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip: as in :func:`hebbkern.plastic_rnn`.
-        elig: previous eligibility trace ``[B, N, N]`` (rule ``"retro"`` only; zeros when omitted).
+        alpha: plasticity coefficients ``[N, N]``, ``[N]`` or ``[1, 1, N]`` (per post-synaptic
+            neuron), 0-dim or ``[1]`` (shared), or ``[B, N, N]`` per sample.
+        rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip: as in :func:`hebbkern.plastic_rnn`
+            (``mod_w`` also ``[1, N]``, ``fanout_w`` also ``[N, 1]``: ``nn.Linear`` weights).
+            ``clip`` defaults to 1.0; Backpropamine's simple maze and plastic LSTM use 2.0.
+        elig: previous eligibility trace ``[B, N, N]`` or ``[N, N]`` (rule ``"retro"`` only;
+            zeros when omitted).
         clamp_mask: ``[B, N]`` bool mask of neurons clamped to their input.
         backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
 
@@ -155,17 +159,19 @@ def plastic_step(
     )
     if backends.resolve(backend, u.device, family="plastic_step") == "reference":
         return _reference.plastic_step(
-            u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
-            fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
+            u, a.h, a.hebb, a.w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
+            fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=clip, elig=a.elig, clamp_mask=clamp_mask,
         )  # fmt: skip
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    # The checked arguments (a.*): the papers' shapes arrive there as views of the canonical ones.
+    hebb, elig = a.hebb, a.elig
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
     h_new, hebb_new, elig_new, _ = torch.ops.hebbkern.plastic_step_fwd(
-        u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), w.to(dt), a.alpha.to(dt), a.clamp_mask,
-        _to(a.eta, dt), _to(mod_w, dt), _to(a.mod_b, dt), _to(fanout_w, dt), _to(fanout_b, dt),
-        rule, a.clip,
+        u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
+        _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
+        _to(a.fanout_b, dt), rule, a.clip,
     )  # fmt: skip
     return PlasticState(
         h_new.to(io_dtype),

@@ -13,7 +13,7 @@ def plastic_linear(
 ) -> Tensor:
     """Eager oracle of :func:`hebbkern.plastic_linear`: ``z = x (w + alpha * hebb)``, with the
     per-sample matrix built explicitly as the papers' code does (``backend`` is ignored)."""
-    check_plastic_linear_args(x, w, alpha, hebb)
+    x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
     if hebb.dim() == 2:
         return x @ (w + alpha * hebb)
     return torch.bmm(x.unsqueeze(1), w + alpha * hebb).squeeze(1)

@@ -71,8 +71,8 @@ def plastic_lstm(
     outputs = []
     for t in range(T):
         h, c, hebb, elig = plastic_lstm_step(
-            u[t], h, c, hebb, elig, wh, alpha, rule=rule, eta=a.eta, mod_w=mod_w, mod_b=a.mod_b,
-            fanout_w=fanout_w, fanout_b=fanout_b, clip=a.clip,
+            u[t], h, c, hebb, elig, wh, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w,
+            mod_b=a.mod_b, fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=a.clip,
         )  # fmt: skip
         outputs.append(h)
     return torch.stack(outputs), PlasticLSTMState(h, c, hebb, elig)

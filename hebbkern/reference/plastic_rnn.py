@@ -67,8 +67,8 @@ def plastic_rnn(
     outputs = []
     for t in range(T):
         h, hebb, elig = plastic_rnn_step(
-            u[t], h, hebb, elig, w, alpha, rule=rule, eta=a.eta, mod_w=mod_w, mod_b=a.mod_b,
-            fanout_w=fanout_w, fanout_b=fanout_b, clip=a.clip,
+            u[t], h, hebb, elig, w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
+            fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=a.clip,
             clamp_t=None if a.clamp_mask is None else a.clamp_mask[t],
         )  # fmt: skip
         outputs.append(h)

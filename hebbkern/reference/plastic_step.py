@@ -36,10 +36,11 @@ def plastic_step(
         u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
     )  # fmt: skip
+    hebb, elig = a.hebb, a.elig  # the papers' shapes as views of the canonical ones
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
     h_new, hebb_new, elig_new = plastic_rnn_step(
-        u, h, hebb, elig, w, alpha, rule=rule, eta=a.eta, mod_w=mod_w, mod_b=a.mod_b,
-        fanout_w=fanout_w, fanout_b=fanout_b, clip=a.clip, clamp_t=a.clamp_mask,
+        u, h, hebb, elig, w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
+        fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=a.clip, clamp_t=a.clamp_mask,
     )  # fmt: skip
     return PlasticState(h_new, hebb_new, elig_new)

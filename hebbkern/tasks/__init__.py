@@ -1,4 +1,4 @@
-"""Procedurally generated meta-RL tasks (SPEC.md section 7; protocol in section 7.1).
+"""Procedurally generated meta-RL tasks (docs/SPEC.md section 7; protocol in section 7.1).
 
 - :class:`Template`, :func:`generate_templates`, :func:`acceptance`: the task space;
 - :func:`named_task` and the functions in :mod:`hebbkern.tasks.named`: tasks of the literature;

@@ -1,4 +1,4 @@
-"""Meta-task templates (SPEC.md section 7): the data, validation, JSON, the acceptance filter.
+"""Meta-task templates (docs/SPEC.md section 7): the data, validation, JSON, the acceptance filter.
 
 A template is one *meta-task*: 4 hidden states, 2 actions, a transition table ``T[s, a, s']``,
 a stimulus code per state, ordered reward rules and flag rules. Some entries are *variables*,
