@@ -181,29 +181,98 @@ def plastic_lstm_recompute_kernel(
 
 
 @triton.jit
-def plastic_lstm_bwd_trace_kernel(
-    Hp_ptr, Ep_ptr, dH_ptr, dE_ptr, hp_ptr, gates_ptr, mod_ptr, eta_ptr, fw_ptr, fb_ptr,
-    dpost_ptr, rowpart_ptr, ds_ptr, deta_ptr, dfw_ptr, dfb_ptr,
+def plastic_lstm_bwd_step_kernel(
+    # the cell phase: step t
+    Hc_ptr, hp_ptr, cp_ptr, hc_ptr, cc_ptr, gtc_ptr, modc_ptr, gh_ptr, gcell_ptr, dhn_ptr,
+    dpostc_ptr, dsc_ptr, dc_ptr, du_ptr, dA_ptr, rpc_ptr, dmw_ptr, dmb_ptr,
+    # the trace phase: step s (t - 1 after a cell phase)
+    Hs_ptr, Es_ptr, hps_ptr, gs_ptr, mods_ptr, dposts_ptr, rps_ptr, dss_ptr, deta_ptr, dfw_ptr,
+    dfb_ptr,
+    # shared
+    dH_ptr, dE_ptr, a_ptr, eta_ptr, modw_ptr, fw_ptr, fb_ptr,
     N, NB, clip,
-    RULE: tl.constexpr, HAS_FANOUT: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_FANOUT: tl.constexpr,
+    HAS_GH: tl.constexpr, HAS_GC: tl.constexpr, CELL: tl.constexpr, TRACE: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
 ):  # fmt: skip
-    """Adjoint of step t's trace update H_t = rule(H_{t-1}, pre h_{t-1}, post g_t, m_t).
+    """One pass over the adjoint dH [B, N, N] for two consecutive pieces of the backward.
 
-    In: H_{t-1} (E) [B, N, N], h_{t-1} [B, N], step t's gates [B, 4N] and m_t [B]; dH (dE)
-    [B, N, N]: adjoint of H_t in, of H_{t-1} (this update's part) out. Out: dpost [B, N] (adjoint
-    of g_t), rowpart [B, NB, N] (this column block's part of the adjoint of h_{t-1}), ds [B, NB]
-    (its part of the adjoint of m_t); accumulated: deta [B, NB], dfw / dfb [B, N]."""
+    CELL: the adjoint of step t's cell and plastic term. The adjoint of h_t is its output
+    gradient gh (HAS_GH), dhn [B, N] (from step t+1's gates, plastic term and trace update) and
+    the neuromodulator m_t (the ds partials of step t's trace phase, summed here in block order).
+    In: h_{t-1}, c_{t-1}, h_t, c_t [B, N], activated gates [B, 4N], H_{t-1} [B, N, N], dpost
+    [B, N]. In/out: dc [B, N] (adjoint of c_t -> c_{t-1}), rpc [B, NB, N] (adds this block's
+    plastic part of the adjoint of h_{t-1} to the trace part already there). Out: du [B, 4N];
+    accumulated: dA ([B, N, N] or [B, N]), dmw [B, N], dmb [B].
+
+    TRACE: the adjoint of step s's trace update H_s = rule(H_{s-1}, pre h_{s-1}, post g_s, m_s),
+    with dH then the adjoint of H_s. In: H_{s-1} (E) [B, N, N], h_{s-1} [B, N], step s's gates
+    and m_s [B]. Out: dposts [B, N] (adjoint of g_s), rps [B, NB, N] (this block's part of the
+    adjoint of h_{s-1}), dss [B, NB] (its part of the adjoint of m_s); accumulated: deta [B, NB],
+    dfw / dfb [B, N].
+
+    dH (dE) end as the adjoint of the state before the last phase run. With both phases, the
+    trace tiles of two steps are read once each and dH is read and written once per row tile.
+    """
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
     b, jb, cols, cmask, rbase, NN, eta = _program(eta_ptr, N, RULE, BLOCK_I, BLOCK_J)
-    dt = Hp_ptr.dtype.element_ty
-    post = tl.load(gates_ptr + b * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
+    dt = dH_ptr.dtype.element_ty
+    vo = b * N + cols
     zv = tl.zeros([BLOCK_J], dtype=dt)
-    s = tl.sum(zv, axis=0)
+    # Per-sample base pointers (scalars), so the tiles' offsets stay 32-bit: fewer registers.
+    Hc_ptr += b * NN
+    Hs_ptr += b * NN
+    Es_ptr += b * NN
+    dH_ptr += b * NN
+    dE_ptr += b * NN
+    dA2_ptr = dA_ptr + b * NN
+
+    da = zv
+    if CELL:
+        dh = tl.load(dhn_ptr + vo, mask=cmask, other=0.0)
+        if HAS_GH:
+            dh += tl.load(gh_ptr + vo, mask=cmask, other=0.0)
+        if MOD:
+            acc = zv
+            for q0 in range(0, NB, BLOCK_J):
+                qq = q0 + tl.arange(0, BLOCK_J)
+                acc += tl.load(dsc_ptr + b * NB + qq, mask=qq < NB, other=0.0)
+            s_c = tl.load(modc_ptr + b)
+            dz = tl.sum(acc, axis=0) * (1.0 - s_c * s_c)
+            dh += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+            hc = tl.load(hc_ptr + vo, mask=cmask, other=0.0)
+            tl.store(dmw_ptr + vo, tl.load(dmw_ptr + vo, mask=cmask) + dz * hc, mask=cmask)
+            tl.store(dmb_ptr + b, tl.load(dmb_ptr + b) + dz, mask=jb == 0)
+        gb = gtc_ptr + b * 4 * N + cols
+        i = tl.load(gb, mask=cmask, other=0.0)
+        f = tl.load(gb + N, mask=cmask, other=0.0)
+        g = tl.load(gb + 2 * N, mask=cmask, other=0.0)
+        o = tl.load(gb + 3 * N, mask=cmask, other=0.0)
+        tc = _tanh(tl.load(cc_ptr + vo, mask=cmask, other=0.0))
+        dct = tl.load(dc_ptr + vo, mask=cmask, other=0.0) + dh * o * (1.0 - tc * tc)
+        if HAS_GC:
+            dct += tl.load(gcell_ptr + vo, mask=cmask, other=0.0)
+        dg = dct * i + tl.load(dpostc_ptr + vo, mask=cmask, other=0.0)
+        tl.store(dc_ptr + vo, dct * f, mask=cmask)
+        ub = du_ptr + b * 4 * N + cols
+        tl.store(ub, dct * g * i * (1.0 - i), mask=cmask)
+        cprev = tl.load(cp_ptr + vo, mask=cmask, other=0.0)
+        tl.store(ub + N, dct * cprev * f * (1.0 - f), mask=cmask)
+        da = tl.where(cmask, dg * (1.0 - g * g), 0.0)  # adjoint of the candidate pre-activation
+        tl.store(ub + 2 * N, da, mask=cmask)
+        tl.store(ub + 3 * N, dh * tc * o * (1.0 - o), mask=cmask)
+
+    s_s = tl.sum(zv, axis=0)
     M = zv
-    if MOD:
-        s = tl.load(mod_ptr + b)
-        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+    post = zv
+    if TRACE:
+        post = tl.load(gs_ptr + b * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
+        if MOD:
+            s_s = tl.load(mods_ptr + b)
+            M = _modulation(s_s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+
+    dA_vec = zv
     dpost = zv
     dM = zv
     deta = tl.sum(zv, axis=0)
@@ -211,115 +280,60 @@ def plastic_lstm_bwd_trace_kernel(
         rows = i0 + rbase
         rmask = rows < N
         m2 = rmask[:, None] & cmask[None, :]
-        off = b * NN + rows[:, None] * N + cols[None, :]
-        H = tl.load(Hp_ptr + off, mask=m2, other=0.0)
+        off = rows[:, None] * N + cols[None, :]
         dH = tl.load(dH_ptr + off, mask=m2, other=0.0)
-        E = H
-        dE = dH
-        if ELIG:
-            E = tl.load(Ep_ptr + off, mask=m2, other=0.0)
-            dE = tl.load(dE_ptr + off, mask=m2, other=0.0)
-        pre = tl.load(hp_ptr + b * N + rows, mask=rmask, other=0.0)
-        # Outside [N, N] every loaded tile is zero (masked loads), so are the per-element terms.
-        dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
-            H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
-        )
+        if CELL:
+            # Adjoint of the plastic term q_j = sum_i h_{t-1,i} alpha_ij H_{t-1,ij}.
+            H = tl.load(Hc_ptr + off, mask=m2, other=0.0)
+            x = tl.load(hp_ptr + b * N + rows, mask=rmask, other=0.0)
+            A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
+            xda = x[:, None] * da[None, :]
+            dH += A * xda
+            gA = xda * H
+            if ALPHA_KIND == 2:
+                tl.store(dA2_ptr + off, tl.load(dA2_ptr + off, mask=m2, other=0.0) + gA, mask=m2)
+            else:
+                dA_vec += tl.sum(gA, axis=0)
+            rp = rpc_ptr + (b * NB + jb) * N + rows
+            mv = tl.sum((A * H) * da[None, :], axis=1)
+            tl.store(rp, tl.load(rp, mask=rmask, other=0.0) + mv, mask=rmask)
+        if TRACE:
+            Hs = tl.load(Hs_ptr + off, mask=m2, other=0.0)
+            Es = Hs
+            dE = dH
+            if ELIG:
+                Es = tl.load(Es_ptr + off, mask=m2, other=0.0)
+                dE = tl.load(dE_ptr + off, mask=m2, other=0.0)
+            pre = tl.load(hps_ptr + b * N + rows, mask=rmask, other=0.0)
+            # Outside [N, N] every loaded tile is zero (masked loads), so are the per-element
+            # terms.
+            dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
+                Hs, Es, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
+            )
+            if ELIG:
+                tl.store(dE_ptr + off, dE, mask=m2)
+            dpost += tl.sum(g_post, axis=0)
+            if MOD:
+                dM += tl.sum(g_mod, axis=0)
+            if RULE != 3:
+                deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
+            rs = rps_ptr + (b * NB + jb) * N + rows
+            tl.store(rs, tl.sum(g_pre, axis=1), mask=rmask)
         tl.store(dH_ptr + off, dH, mask=m2)
-        if ELIG:
-            tl.store(dE_ptr + off, dE, mask=m2)
-        dpost += tl.sum(g_post, axis=0)
-        if MOD:
-            dM += tl.sum(g_mod, axis=0)
+
+    if CELL:
+        if ALPHA_KIND != 2:
+            tl.store(dA_ptr + vo, tl.load(dA_ptr + vo, mask=cmask) + dA_vec, mask=cmask)
+    if TRACE:
+        tl.store(dposts_ptr + vo, dpost, mask=cmask)
         if RULE != 3:
-            deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
-        tl.store(rowpart_ptr + (b * NB + jb) * N + rows, tl.sum(g_pre, axis=1), mask=rmask)
-    tl.store(dpost_ptr + b * N + cols, dpost, mask=cmask)
-    if RULE != 3:
-        slot = deta_ptr + b * NB + jb
-        tl.store(slot, tl.load(slot) + deta)
-    if MOD:
-        if HAS_FANOUT:
-            fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
-            tl.store(ds_ptr + b * NB + jb, tl.sum(dM * fw, axis=0))
-            fo = b * N + cols
-            tl.store(dfw_ptr + fo, tl.load(dfw_ptr + fo, mask=cmask) + dM * s, mask=cmask)
-            tl.store(dfb_ptr + fo, tl.load(dfb_ptr + fo, mask=cmask) + dM, mask=cmask)
-        else:
-            tl.store(ds_ptr + b * NB + jb, tl.sum(tl.where(cmask, dM, 0.0), axis=0))
-
-
-@triton.jit
-def plastic_lstm_bwd_cell_kernel(
-    Hp_ptr, dH_ptr, hp_ptr, cp_ptr, hc_ptr, cc_ptr, gates_ptr, a_ptr, mod_ptr, modw_ptr, modb_ptr,
-    gh_ptr, gc_ptr, dhn_ptr, dpost_ptr, ds_ptr, eta_ptr,
-    dc_ptr, du_ptr, dA_ptr, rowpart_ptr, dmw_ptr, dmb_ptr,
-    N, NB,
-    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_GH: tl.constexpr, HAS_GC: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
-):  # fmt: skip
-    """Adjoint of step t's cell and plastic term, after bwd_trace of the same step.
-
-    The adjoint of h_t: its output gradient gh (HAS_GH), dhn [B, N] (from step t+1's gates, plastic
-    term and trace update) and the neuromodulator m_t (the ds partials summed here in block
-    order). In: h_{t-1}, c_{t-1}, h_t, c_t [B, N], activated gates [B, 4N], H_{t-1} [B, N, N],
-    dpost [B, N]. In/out: dc [B, N] (adjoint of c_t -> c_{t-1}), dH [B, N, N] (adds the plastic
-    term's part), rowpart [B, NB, N] (adds this block's plastic part of the adjoint of h_{t-1}).
-    Out: du [B, 4N]; accumulated: dA ([B, N, N] or [B, N]), dmw [B, N], dmb [B]."""
-    MOD: tl.constexpr = RULE >= 3
-    b, jb, cols, cmask, rbase, NN, eta = _program(eta_ptr, N, RULE, BLOCK_I, BLOCK_J)
-    dt = Hp_ptr.dtype.element_ty
-    vo = b * N + cols
-    dh = tl.load(dhn_ptr + vo, mask=cmask, other=0.0)
-    if HAS_GH:
-        dh += tl.load(gh_ptr + vo, mask=cmask, other=0.0)
-    hc = tl.load(hc_ptr + vo, mask=cmask, other=0.0)
-    if MOD:
-        acc = tl.zeros([BLOCK_J], dtype=dt)
-        for q0 in range(0, NB, BLOCK_J):
-            qq = q0 + tl.arange(0, BLOCK_J)
-            acc += tl.load(ds_ptr + b * NB + qq, mask=qq < NB, other=0.0)
-        s = tl.load(mod_ptr + b)
-        dz = tl.sum(acc, axis=0) * (1.0 - s * s)
-        dh += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
-        tl.store(dmw_ptr + vo, tl.load(dmw_ptr + vo, mask=cmask) + dz * hc, mask=cmask)
-        tl.store(dmb_ptr + b, tl.load(dmb_ptr + b) + dz, mask=jb == 0)
-    gb = gates_ptr + b * 4 * N + cols
-    i = tl.load(gb, mask=cmask, other=0.0)
-    f = tl.load(gb + N, mask=cmask, other=0.0)
-    g = tl.load(gb + 2 * N, mask=cmask, other=0.0)
-    o = tl.load(gb + 3 * N, mask=cmask, other=0.0)
-    tc = _tanh(tl.load(cc_ptr + vo, mask=cmask, other=0.0))
-    dct = tl.load(dc_ptr + vo, mask=cmask, other=0.0) + dh * o * (1.0 - tc * tc)
-    if HAS_GC:
-        dct += tl.load(gc_ptr + vo, mask=cmask, other=0.0)
-    dg = dct * i + tl.load(dpost_ptr + vo, mask=cmask, other=0.0)
-    tl.store(dc_ptr + vo, dct * f, mask=cmask)
-    ub = du_ptr + b * 4 * N + cols
-    tl.store(ub, dct * g * i * (1.0 - i), mask=cmask)
-    tl.store(ub + N, dct * tl.load(cp_ptr + vo, mask=cmask, other=0.0) * f * (1.0 - f), mask=cmask)
-    da = tl.where(cmask, dg * (1.0 - g * g), 0.0)  # adjoint of the candidate's pre-activation
-    tl.store(ub + 2 * N, da, mask=cmask)
-    tl.store(ub + 3 * N, dh * tc * o * (1.0 - o), mask=cmask)
-
-    # Adjoint of the plastic term q_j = sum_i h_{t-1,i} alpha_ij H_{t-1,ij}.
-    dA_vec = tl.zeros([BLOCK_J], dtype=dt)
-    for i0 in range(0, N, BLOCK_I):
-        rows = i0 + rbase
-        rmask = rows < N
-        m2 = rmask[:, None] & cmask[None, :]
-        off = b * NN + rows[:, None] * N + cols[None, :]
-        H = tl.load(Hp_ptr + off, mask=m2, other=0.0)
-        x = tl.load(hp_ptr + b * N + rows, mask=rmask, other=0.0)
-        A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
-        xda = x[:, None] * da[None, :]
-        tl.store(dH_ptr + off, tl.load(dH_ptr + off, mask=m2, other=0.0) + A * xda, mask=m2)
-        gA = xda * H
-        if ALPHA_KIND == 2:
-            tl.store(dA_ptr + off, tl.load(dA_ptr + off, mask=m2, other=0.0) + gA, mask=m2)
-        else:
-            dA_vec += tl.sum(gA, axis=0)
-        rp = rowpart_ptr + (b * NB + jb) * N + rows
-        mv = tl.sum((A * H) * da[None, :], axis=1)
-        tl.store(rp, tl.load(rp, mask=rmask, other=0.0) + mv, mask=rmask)
-    if ALPHA_KIND != 2:
-        tl.store(dA_ptr + vo, tl.load(dA_ptr + vo, mask=cmask) + dA_vec, mask=cmask)
+            slot = deta_ptr + b * NB + jb
+            tl.store(slot, tl.load(slot) + deta)
+        if MOD:
+            if HAS_FANOUT:
+                fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
+                tl.store(dss_ptr + b * NB + jb, tl.sum(dM * fw, axis=0))
+                tl.store(dfw_ptr + vo, tl.load(dfw_ptr + vo, mask=cmask) + dM * s_s, mask=cmask)
+                tl.store(dfb_ptr + vo, tl.load(dfb_ptr + vo, mask=cmask) + dM, mask=cmask)
+            else:
+                tl.store(dss_ptr + b * NB + jb, tl.sum(tl.where(cmask, dM, 0.0), axis=0))

@@ -22,17 +22,19 @@ from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
 from .plastic_lstm import (
-    plastic_lstm_bwd_cell_kernel,
-    plastic_lstm_bwd_trace_kernel,
+    plastic_lstm_bwd_step_kernel,
     plastic_lstm_fwd_step_kernel,
     plastic_lstm_recompute_kernel,
 )
 from .plastic_rnn import RULE_IDS, interpreting
 
-# Tiles (rows x columns) and warps. 64 columns: 256-byte rows of float32 per tile, coalesced; 32
-# rows keep 16 floats of each tile per thread on 4 warps (the backward's trace kernel holds four
-# tiles: H, E, dH, dE). At N = 1149, B = 64 a step launches 64 x 18 programs.
-BLOCK_I, BLOCK_J, NUM_WARPS = 32, 64, 4
+# Tiles (rows x columns) and warps. 64 columns: 256-byte rows of float32 per tile, coalesced; 16
+# rows keep 8 floats of each tile per thread on 4 warps. The backward step holds two traces, the
+# eligibility and their adjoints at once: with 32 rows it took 220-255 registers (sm_80 retro
+# spilled), two blocks per SM, too few warps in flight for a bandwidth-bound loop
+# (tests/test_plastic_lstm_triton_aot.py prints the table). At N = 1149, B = 64 a step launches
+# 64 x 18 programs.
+BLOCK_I, BLOCK_J, NUM_WARPS = 16, 64, 4
 # The interpreter runs small blocks, so that odd N exercise several row and column blocks, partial
 # last ones, and the per-block partial sums.
 INTERPRETER_BLOCKS = (4, 8)
@@ -196,9 +198,11 @@ def plastic_lstm_triton_bwd(
     ws_e = h.new_empty(K, B, N, N) if retro else ws_h
     dh = h.new_zeros(B, N)  # adjoint of h_t from the steps after t
     dc = h.new_zeros(B, N)  # adjoint of c_t from the steps after t
-    dpost = h.new_empty(B, N)
-    rowpart = h.new_empty(B, NB, N)
-    ds = h.new_zeros(B, NB)
+    # Per-step buffers by parity of the step: a launch finishes step t's cell (reading step t's
+    # trace-phase results) while it writes step t-1's trace-phase results.
+    dpost = h.new_empty(2, B, N)  # adjoint of g_s from step s's trace update
+    rowpart = h.new_empty(2, B, NB, N)  # per column block parts of the adjoint of h_{s-1}
+    ds = h.new_zeros(2, B, NB)  # per column block parts of the adjoint of m_s
     deta = h.new_zeros(B, NB)
     dmw = h.new_zeros(B, N)
     dmb = h.new_zeros(B)
@@ -209,7 +213,32 @@ def plastic_lstm_triton_bwd(
     gh = None if grad_h is None else grad_h.contiguous()
     gc = None if grad_c is None else grad_c.contiguous()
     whT = wh.t()
-    common = dict(RULE=RULE_IDS[rule])
+    shared = (dH, dE if retro else dH, c_(alpha), c_(eta), c_(mod_w), c_(fanout_w), c_(fanout_b))
+    flags = dict(RULE=RULE_IDS[rule], ALPHA_KIND=kind, HAS_FANOUT=fan, HAS_GH=gh is not None,
+                 HAS_GC=gc is not None)  # fmt: skip
+
+    def cell_args(t: int, k: int) -> tuple:
+        """Step t's cell phase; k: the index of H_{t-1} in the chunk's workspace."""
+        if t < 0:
+            return (h,) * 18
+        p = t % 2
+        return (
+            ws_h[k], h[t - 1] if t >= 1 else hm1, c[t - 1] if t >= 1 else cm1, h[t], c[t],
+            gates[t], mod[t] if modulated else h, gh[t] if gh is not None else h,
+            gc[t] if gc is not None else h, dh, dpost[p], ds[p], dc, du[t], dA, rowpart[p], dmw,
+            dmb,
+        )  # fmt: skip
+
+    def trace_args(s: int, k: int) -> tuple:
+        """Step s's trace phase; k: the index of H_{s-1} in the chunk's workspace."""
+        if s < 0:
+            return (h,) * 11
+        p = s % 2
+        return (
+            ws_h[k], ws_e[k], h[s - 1] if s >= 1 else hm1, gates[s], mod[s] if modulated else h,
+            dpost[p], rowpart[p], ds[p], deta, dfw, dfb,
+        )  # fmt: skip
+
     for ci in range(C - 1, -1, -1):
         t0 = ci * K
         t1 = min(t0 + K, T)
@@ -221,31 +250,26 @@ def plastic_lstm_triton_bwd(
                 plastic_lstm_recompute_kernel, grid,
                 ws_h, ws_e, h, hm1, gates, c_(mod if modulated else None), c_(eta),
                 c_(fanout_w), c_(fanout_b),
-                t0, t1 - t0, B, N, float(clip), HAS_FANOUT=fan, **common,
+                t0, t1 - t0, B, N, float(clip), HAS_FANOUT=fan, RULE=RULE_IDS[rule],
             )  # fmt: skip
+        # The trace phase of the chunk's last step alone (its step after is in the next chunk,
+        # whose workspace is gone); then each launch: step t's cell and step t-1's trace.
+        _launch(
+            plastic_lstm_bwd_step_kernel, grid,
+            *cell_args(-1, 0), *trace_args(t1 - 1, t1 - 1 - t0), *shared,
+            N, NB, float(clip), CELL=False, TRACE=True, **flags,
+        )  # fmt: skip
         for t in range(t1 - 1, t0 - 1, -1):
             k = t - t0
-            hp = h[t - 1] if t >= 1 else hm1
-            cp = c[t - 1] if t >= 1 else cm1
-            m_t = mod[t] if modulated else h
+            both = k >= 1
             _launch(
-                plastic_lstm_bwd_trace_kernel, grid,
-                ws_h[k], ws_e[k], dH, dE if retro else dH, hp, gates[t], m_t, c_(eta),
-                c_(fanout_w), c_(fanout_b),
-                dpost, rowpart, ds, deta, dfw, dfb,
-                N, NB, float(clip), HAS_FANOUT=fan, **common,
-            )  # fmt: skip
-            _launch(
-                plastic_lstm_bwd_cell_kernel, grid,
-                ws_h[k], dH, hp, cp, h[t], c[t], gates[t], c_(alpha), m_t, c_(mod_w),
-                c_(mod_b), gh[t] if gh is not None else h, gc[t] if gc is not None else h, dh,
-                dpost, ds, c_(eta),
-                dc, du[t], dA, rowpart, dmw, dmb,
-                N, NB, ALPHA_KIND=kind, HAS_GH=gh is not None, HAS_GC=gc is not None, **common,
+                plastic_lstm_bwd_step_kernel, grid,
+                *cell_args(t, k), *trace_args(t - 1 if both else -1, k - 1 if both else 0),
+                *shared, N, NB, float(clip), CELL=True, TRACE=both, **flags,
             )  # fmt: skip
             # Adjoint of h_{t-1}: through the gates' GEMM, plus the plastic term's and the trace
             # update's per-block parts (summed in block order: deterministic).
-            dh = torch.addmm(rowpart.sum(1), du[t], whT)
+            dh = torch.addmm(rowpart[t % 2].sum(1), du[t], whT)
     # The weight gradient is one GEMM over all steps and samples: dwh = sum_t h_{t-1}^T du_t.
     h_prev = torch.cat([hm1.unsqueeze(0), h[:-1]], dim=0).reshape(T * B, N)
     dwh = h_prev.t() @ du.reshape(T * B, 4 * N)
