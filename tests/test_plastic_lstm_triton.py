@@ -318,3 +318,63 @@ def test_gpu_check_lstm_stage_on_cpu(tmp_path):
     with tarfile.open(out / "gpu_check.tar.gz") as tar:
         names = {Path(n).name for n in tar.getnames()}
     assert {"plastic_lstm_cpu.json", "plastic_lstm.txt"} <= names
+
+
+@pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be traced")
+@needs_triton
+@pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])
+def test_launch_paths_make_no_synchronising_call(rule):
+    """CUDA-graph capturability without a GPU. The public function on (fake) CUDA tensors (argument
+    checks, backend choice, casts, the custom op with its autograd context) makes no call that
+    waits for the device or copies host memory; nor do the host loops of the two ops (GEMMs,
+    buffers, kernel launches), traced with make_fx from the ops' Python bodies."""
+    from test_backends import _SYNCING, _Recorder, fake_cuda_inputs, synchronising_calls
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from hebbkern.triton.plastic_lstm_ops import plastic_lstm_bwd_body, plastic_lstm_fwd_body
+
+    T, B, N, K = 5, 2, 70, 2
+    retro, modulated = rule == "retro", rule != "hebb"
+    kw = make_lstm_inputs(rule, "per_neuron", True, T=T, B=B, N=N, dtype=F32)
+    if "eta" in kw:
+        kw["eta"] = 0.25  # a float: becomes a device tensor on the way
+    with FakeTensorMode():
+        fk = fake_cuda_inputs(kw)
+        with _Recorder() as rec:
+            h, state = hebbkern.plastic_lstm(**fk, backend="triton")
+        assert h.device.type == "cuda" and state.hebb.device.type == "cuda"
+    assert rec.calls, "nothing recorded: the test would be vacuous"
+    assert synchronising_calls(rec.calls) == []
+
+    def both(u, wh, alpha, h0, c0, hebb0, mod_w, mod_b, fanout_w, fanout_b):
+        eta = u.new_full((), 0.25) if rule != "neuromod" else None
+        if not modulated:
+            mod_w = mod_b = fanout_w = fanout_b = None
+        fwd = plastic_lstm_fwd_body(
+            u, wh, alpha, h0, c0, hebb0, hebb0 if retro else None, eta, mod_w, mod_b, fanout_w,
+            fanout_b, rule, 0.4, K,
+        )  # fmt: skip
+        h, c, gates, hebb, elig, ck, eck, mod = fwd
+        bwd = plastic_lstm_bwd_body(
+            h, None, hebb, elig if retro else None, wh, alpha, h0, c0, h, c, gates, ck, eck, mod,
+            eta, mod_w, mod_b, fanout_w, fanout_b, rule, 0.4, K,
+        )  # fmt: skip
+        return fwd + bwd
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        d = {"device": "cuda"}
+        args = (torch.empty(T, B, 4 * N, **d), torch.empty(N, 4 * N, **d), torch.empty(N, **d),
+                torch.empty(B, N, **d), torch.empty(B, N, **d), torch.empty(B, N, N, **d),
+                torch.empty(N, **d), torch.empty((), **d), torch.empty(N, **d),
+                torch.empty(N, **d))  # fmt: skip
+        gm = make_fx(both)(*args)
+    targets = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
+    kernels = [t for t in targets if "triton_kernel_wrapper" in t]
+    # forward: T + 1 launches; backward: a recomputation per chunk of more than one step (2 of
+    # the chunks 2, 2, 1), a lone trace phase per chunk (3), one launch per step
+    assert len(kernels) == (T + 1) + T // K + -(-T // K) + T, targets
+    assert sum("addmm" in t for t in targets) == 2 * T
+    names = [t.split(".")[1] if t.startswith("aten.") else t for t in targets]
+    bad = [t for t in names if t in _SYNCING or "_to_copy" in t or "cpu" in t]
+    assert bad == [], bad

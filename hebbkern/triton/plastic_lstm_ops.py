@@ -70,8 +70,7 @@ def _interval(T, ckpt_every: int) -> tuple[int, int]:
     return K, (int(T) + K - 1) // K
 
 
-@torch.library.triton_op("hebbkern::plastic_lstm_triton_fwd", mutates_args=())
-def plastic_lstm_triton_fwd(
+def plastic_lstm_fwd_body(
     u: Tensor,
     wh: Tensor,
     alpha: Tensor,
@@ -139,8 +138,7 @@ def plastic_lstm_triton_fwd(
     return h, c, gates, hebb, elig, hebb_ckpt, elig_ckpt, mod
 
 
-@torch.library.triton_op("hebbkern::plastic_lstm_triton_bwd", mutates_args=())
-def plastic_lstm_triton_bwd(
+def plastic_lstm_bwd_body(
     grad_h: Tensor | None,
     grad_c: Tensor | None,
     grad_hebb: Tensor | None,
@@ -280,6 +278,16 @@ def plastic_lstm_triton_bwd(
         dmw.sum(0) if modulated else empty(), dmb.sum() if modulated else empty(),
         dfw.sum(0) if fan else empty(), dfb.sum(0) if fan else empty(),
     )  # fmt: skip
+
+
+# The ops. The bodies stay importable as plain functions: tests trace them with make_fx (the host
+# loops' calls, without a GPU).
+plastic_lstm_triton_fwd = torch.library.triton_op(
+    "hebbkern::plastic_lstm_triton_fwd", mutates_args=()
+)(plastic_lstm_fwd_body)
+plastic_lstm_triton_bwd = torch.library.triton_op(
+    "hebbkern::plastic_lstm_triton_bwd", mutates_args=()
+)(plastic_lstm_bwd_body)
 
 
 def _setup_context(ctx, inputs, output):
