@@ -172,3 +172,32 @@ def test_half_inputs_run_with_float32_state(dtype):
     assert torch.equal(h, h32.to(dtype)) and torch.equal(st.hebb, st32.hebb.to(dtype))
     g = torch.autograd.grad(h.float().sum() + st.c.float().sum(), [kw["u"], kw["wh"]])
     assert all(x.dtype == dtype and torch.isfinite(x).all() for x in g)
+
+
+@pytest.mark.parametrize("rule", ["neuromod", "retro", "oja"])
+def test_opcheck_schema_autograd_fake(rule):
+    """opcheck's schema, autograd-registration and fake-tensor tests on both ops (the AOT-dispatch
+    test needs kernels that trace, i.e. a GPU: test_plastic_lstm_triton.py::test_cuda_opcheck)."""
+    from hebbkern.triton.plastic_lstm_ops import plastic_lstm_triton_fwd  # noqa: F401
+
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    kw = make_lstm_inputs(rule, "per_connection", rule != "oja", T=4, B=2, N=5, seed=7, dtype=F32)
+    args = (
+        kw["u"], kw["wh"], kw["alpha"], kw["h0"], kw["c0"], kw["hebb0"], kw.get("elig0"),
+        kw.get("eta"), kw.get("mod_w"), kw.get("mod_b"), kw.get("fanout_w"), kw.get("fanout_b"),
+        rule, kw["clip"], 2,
+    )  # fmt: skip
+    fwd = torch.ops.hebbkern.plastic_lstm_triton_fwd.default
+    torch.library.opcheck(fwd, args, test_utils=utils)
+    with torch.no_grad():
+        h, c, gates, hebb, elig, ck, eck, mod = fwd(*args)
+    d = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    bargs = (
+        torch.randn_like(h), torch.randn_like(c), torch.randn_like(hebb),
+        torch.randn_like(elig) if rule == "retro" else None, d["wh"], d["alpha"], d["h0"],
+        d["c0"], h, c, gates, ck, eck, mod, d.get("eta"), d.get("mod_w"), d.get("mod_b"),
+        d.get("fanout_w"), d.get("fanout_b"), rule, kw["clip"], 2,
+    )  # fmt: skip
+    torch.library.opcheck(
+        torch.ops.hebbkern.plastic_lstm_triton_bwd.default, bargs, test_utils=utils[:1] + utils[2:]
+    )
