@@ -177,7 +177,7 @@ if "cuda" in names:  # trace_update: several blocks per sample, partial rows in 
         pre, post = torch.randn(5, 70, device=dev), torch.randn(5, K, device=dev)
         out = hebbkern.trace_update(t, pre, post, eta=0.1, rule="oja", backend="cuda")
         out.sum().backward()
-if "triton" in names:  # plastic_lstm's Triton path: two column blocks, the second partial
+if "triton" in names:  # the Triton path of plastic_lstm: two column blocks, the second partial
     for rule in ("neuromod", "retro"):
         lstm = hebbkern.nn.PlasticLSTM(70, 70, rule=rule, device=dev)
         out, st = lstm(torch.randn(5, 3, 70, device=dev))

@@ -4,6 +4,10 @@ The kernels are the ``torch.ops.hebbkern.plastic_lstm_fwd`` / ``plastic_lstm_bwd
 (C++ schemas in csrc/ops.cpp). This file gives them fake kernels and autograd, so they run under
 ``torch.compile(fullgraph=True)``, and wraps them in the public function.
 
+On CUDA tensors (backend ``"triton"``) the same arguments go to
+``hebbkern::plastic_lstm_triton_fwd`` (hebbkern/triton/plastic_lstm_ops.py: cuBLAS GEMMs and fused
+Triton step kernels, same outputs).
+
 Memory: the forward saves the trace only every ``K ~ sqrt(T)`` steps (plus the ``[T, B, N]``
 activations and the ``[T, B, 4N]`` gates); the backward recomputes the traces inside each chunk.
 """
