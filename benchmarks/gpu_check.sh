@@ -19,10 +19,12 @@
 #   tests       the GPU tests with `pytest -n 8` and a per-test timeout (serial and without the
 #               timeout where pytest-xdist / pytest-timeout are missing)
 #   memcheck, racecheck   compute-sanitizer on a small case of every GPU backend of plastic_rnn
-#               and on trace_update's CUDA kernels
+#               and on trace_update's CUDA kernels (and plastic_lstm's Triton path)
 #   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
 #               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
 #   families    python -m benchmarks.gpu_families: trace_update, plastic_step, plastic_lstm, hebbian
+#   lstm        python -m benchmarks plastic_lstm --device cuda: the issue-14 language model (3 layers,
+#               hidden 1149, BPTT 70, batch 64 and 16) against eager, CUDA-graphed eager, compile
 #   fop         python -m benchmarks.fop --device cuda (ResNet-18 step rows and iterations)
 #   lifetime    python -m benchmarks lifetime --device cuda: one generation of the evolved plastic
 #               network (population 500, 400 trials), CUDA kernel against the eager reference
@@ -51,7 +53,7 @@ BUDGET=${GPU_CHECK_BUDGET_S:-480}
 KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 QUICK=${GPU_CHECK_QUICK:-0}
-ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families fop lifetime dispatch"
+ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families lstm fop lifetime dispatch"
 STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -145,7 +147,8 @@ if [[ -n ${GPU_CHECK_TESTS:-} ]]; then
     read -r -a TEST_ARGS <<<"$GPU_CHECK_TESTS"
 else
     TEST_ARGS=(tests/test_plastic_rnn_cuda.py tests/test_trace_update_cuda.py
-        tests/test_plastic_rnn_triton.py tests/test_cuda_graphs.py tests/test_backends.py
+        tests/test_plastic_rnn_triton.py tests/test_plastic_lstm_triton.py tests/test_cuda_graphs.py
+        tests/test_backends.py
         tests/test_fop.py::test_cuda_parameters -k "not interpreter_suite")
 fi
 PARALLEL=()
@@ -176,6 +179,11 @@ if "cuda" in names:  # trace_update: several blocks per sample, partial rows in 
         pre, post = torch.randn(5, 70, device=dev), torch.randn(5, K, device=dev)
         out = hebbkern.trace_update(t, pre, post, eta=0.1, rule="oja", backend="cuda")
         out.sum().backward()
+if "triton" in names:  # the Triton path of plastic_lstm: two column blocks, the second partial
+    for rule in ("neuromod", "retro"):
+        lstm = hebbkern.nn.PlasticLSTM(70, 70, rule=rule, device=dev)
+        out, st = lstm(torch.randn(5, 3, 70, device=dev))
+        torch.autograd.grad(out.square().sum() + st[2].sum(), list(lstm.parameters()))
 if dev.type == "cuda":
     torch.cuda.synchronize()
 print("ran", names)
@@ -230,6 +238,12 @@ stage families 60 "$WORK/families.log" \
     bash -c '"$1" -m benchmarks.gpu_families --device "$2" --out "$3" "${@:4}" >"$3/families.txt"' \
     _ "$PY" "$DEVICE" "$WORK" "${FAMILY_ARGS[@]}"
 
+LSTM_ARGS=(--min-time "$BENCH_MIN")
+[[ $QUICK == 1 ]] && LSTM_ARGS+=(--quick)
+stage lstm 120 "$WORK/lstm.log" \
+    bash -c '"$1" -m benchmarks plastic_lstm --device "$2" --out "$3" "${@:4}" >"$3/plastic_lstm.txt"' \
+    _ "$PY" "$DEVICE" "$WORK" "${LSTM_ARGS[@]}"
+
 FOP_ARGS=(--rounds 2 --step-rounds 2 --min-time "$BENCH_MIN" --providers torch reference foreach)
 [[ $QUICK == 1 ]] && FOP_ARGS+=(--quick)
 stage fop 60 "$WORK/fop.log" \
@@ -256,7 +270,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt fop.txt lifetime.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt plastic_lstm.txt fop.txt lifetime.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"

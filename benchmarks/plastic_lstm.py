@@ -15,6 +15,9 @@ DHPSoftmax providers, training step with a target (trace update + logits), forwa
 
 Modes: ``fwd`` (no grad) and ``fwd+bwd`` (forward, then ``torch.autograd.grad`` of the outputs and
 the final trace with fixed random cotangents, into every parameter and the input).
+
+``--device cuda`` (any argument list containing ``--device``) runs the GPU rows instead:
+benchmarks/plastic_lstm_cuda.py.
 """
 
 from __future__ import annotations
@@ -176,6 +179,13 @@ COLUMNS = [
 
 
 def main(argv=None) -> None:
+    argv = __import__("sys").argv[1:] if argv is None else list(argv)
+    if any(a == "--device" or a.startswith("--device=") for a in argv):
+        # The GPU rows (issue 14's language-model case, peers eager / compile / CUDA graph):
+        # their own runner, benchmarks/plastic_lstm_cuda.py.
+        from benchmarks import plastic_lstm_cuda
+
+        return plastic_lstm_cuda.main(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny cases (a smoke test)")
     ap.add_argument("--threads", type=int, default=2)

@@ -4,6 +4,10 @@ The kernels are the ``torch.ops.hebbkern.plastic_lstm_fwd`` / ``plastic_lstm_bwd
 (C++ schemas in csrc/ops.cpp). This file gives them fake kernels and autograd, so they run under
 ``torch.compile(fullgraph=True)``, and wraps them in the public function.
 
+On CUDA tensors (backend ``"triton"``) the same arguments go to
+``hebbkern::plastic_lstm_triton_fwd`` (hebbkern/triton/plastic_lstm_ops.py: cuBLAS GEMMs and fused
+Triton step kernels, same outputs).
+
 Memory: the forward saves the trace only every ``K ~ sqrt(T)`` steps (plus the ``[T, B, N]``
 activations and the ``[T, B, 4N]`` gates); the backward recomputes the traces inside each chunk.
 """
@@ -108,6 +112,15 @@ if _extension.available():
     )
 
 
+def _triton_fwd():
+    """The Triton op (GEMMs + fused per-step kernels), imported on first use only, so that
+    ``import hebbkern`` never imports triton (TRITON_INTERPRET must be set before its first
+    import)."""
+    from ..triton.plastic_lstm_ops import plastic_lstm_triton_fwd
+
+    return plastic_lstm_triton_fwd
+
+
 def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return None if x is None else x.to(dtype)
 
@@ -156,7 +169,10 @@ def plastic_lstm(
         clip: bound of the clipped rules (2 in the paper's language model).
         h0, c0: initial output and cell ``[B, N]``; hebb0, elig0: initial traces ``[B, N, N]``
             or unbatched ``[N, N]`` (broadcast to the batch).
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
+            ``"reference"``, ``"cpu"`` or ``"triton"`` (cuBLAS GEMMs for the dense parts, Triton
+            kernels fusing the plastic term, the gates and the trace update per step; CPU tensors
+            only under the Triton interpreter).
 
     Returns:
         ``(h, state)``: the outputs ``[T, B, N]`` and :class:`~hebbkern.PlasticLSTMState`
@@ -170,14 +186,15 @@ def plastic_lstm(
     check_materialisable(
         u=a.u, wh=a.wh, alpha=a.alpha, h0=a.h0, c0=a.c0, hebb0=a.hebb0, elig0=a.elig0
     )
-    if backends.resolve(backend, u.device, family="plastic_lstm") == "reference":
+    name = backends.resolve(backend, u.device, family="plastic_lstm")
+    if name == "reference":
         return _reference.plastic_lstm(
             u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
         )  # fmt: skip
 
-    # The C++ kernel computes in float32 or float64; half inputs run in float32 and come back in
-    # their own dtype.
+    # The C++ and Triton kernels compute in float32 or float64; half inputs run in float32 (state
+    # and accumulation) and come back in their own dtype.
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     T = a.shape[0]
@@ -186,7 +203,8 @@ def plastic_lstm(
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     # Without autograd no backward reads the checkpoints: keep only the first one.
     ckpt_every = checkpoint_interval(T, needs_grad)
-    h, c, _, hebb, elig, _, _, _ = torch.ops.hebbkern.plastic_lstm_fwd(
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_lstm_fwd
+    h, c, _, hebb, elig, _, _, _ = fwd(
         a.u.to(dt), a.wh.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.c0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
         _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,
