@@ -103,7 +103,7 @@ def _check_cuda(device: torch.device) -> None:
 
 # The op families with GPU kernels, by backend.
 CUDA_FAMILIES = ("plastic_rnn", "trace_update", "lifetime")
-TRITON_FAMILIES = ("plastic_rnn",)
+TRITON_FAMILIES = ("plastic_rnn", "plastic_step", "plastic_linear")
 
 
 def gpu_backends_for(family: str, device: torch.device) -> tuple[str, ...]:

@@ -97,6 +97,14 @@ if _extension.available():
     )
 
 
+def _triton_fwd():
+    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
+    triton (TRITON_INTERPRET must be set before triton's first import)."""
+    from ..triton.plastic_step_ops import plastic_step_triton_fwd
+
+    return plastic_step_triton_fwd
+
+
 def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return None if x is None else x.to(dtype)
 
@@ -140,7 +148,8 @@ def plastic_step(
         rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip: as in :func:`hebbkern.plastic_rnn`.
         elig: previous eligibility trace ``[B, N, N]`` (rule ``"retro"`` only; zeros when omitted).
         clamp_mask: ``[B, N]`` bool mask of neurons clamped to their input.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
+            ``"reference"``, ``"cpu"`` or ``"triton"``.
 
     Returns:
         :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
@@ -153,7 +162,8 @@ def plastic_step(
     check_materialisable(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
-    if backends.resolve(backend, u.device, family="plastic_step") == "reference":
+    name = backends.resolve(backend, u.device, family="plastic_step")
+    if name == "reference":
         return _reference.plastic_step(
             u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
@@ -162,7 +172,8 @@ def plastic_step(
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
-    h_new, hebb_new, elig_new, _ = torch.ops.hebbkern.plastic_step_fwd(
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_step_fwd
+    h_new, hebb_new, elig_new, _ = fwd(
         u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), w.to(dt), a.alpha.to(dt), a.clamp_mask,
         _to(a.eta, dt), _to(mod_w, dt), _to(a.mod_b, dt), _to(fanout_w, dt), _to(fanout_b, dt),
         rule, a.clip,
