@@ -54,7 +54,7 @@ def linear_inputs(B, M, K, alpha_kind="per_connection", per_sample=False, dtype=
     g = torch.Generator().manual_seed(seed)
 
     def r(*shape, scale=1.0):
-        t = scale * torch.randn(*shape, generator=g, dtype=torch.float64)
+        t = scale * torch.randn(shape, generator=g, dtype=torch.float64)
         return t.to(dtype).requires_grad_(True)
 
     ashape = {"per_connection": (M, K), "per_neuron": (K,), "scalar": ()}[alpha_kind]

@@ -42,6 +42,14 @@ if _extension.available():
     )
 
 
+def _triton_fwd():
+    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
+    triton (TRITON_INTERPRET must be set before triton's first import)."""
+    from ..triton.plastic_linear_ops import plastic_linear_triton_fwd
+
+    return plastic_linear_triton_fwd
+
+
 def plastic_linear(
     x: Tensor, w: Tensor, alpha: Tensor, hebb: Tensor, *, backend: str | None = None
 ) -> Tensor:
@@ -52,16 +60,19 @@ def plastic_linear(
         w: fixed weights ``[M, K]`` (indexed ``[pre, post]``).
         alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output) or 0-dim.
         hebb: trace ``[M, K]`` shared by the batch (DHP Softmax) or ``[B, M, K]`` per sample.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
+            ``"reference"``, ``"cpu"`` or ``"triton"``.
 
     Returns:
         ``z`` ``[B, K]``; differentiable with respect to all four inputs.
     """
     x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
     check_materialisable(x=x, w=w, alpha=alpha, hebb=hebb)
-    if backends.resolve(backend, x.device, family="plastic_linear") == "reference":
+    name = backends.resolve(backend, x.device, family="plastic_linear")
+    if name == "reference":
         return _reference.plastic_linear(x, w, alpha, hebb)
     io_dtype = x.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
-    z = torch.ops.hebbkern.plastic_linear_fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_linear_fwd
+    z = fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
     return z.to(io_dtype)
