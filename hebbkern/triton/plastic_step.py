@@ -237,7 +237,7 @@ def plastic_step_bwd_kernel(
 @triton.jit
 def _batch_sum_vec(v_ptr, B, N, cols, cmask):
     """``sum_b v[b, cols]`` in order b = 0, 1, ..."""
-    acc = tl.load(v_ptr + cols, mask=cmask, other=0.0) * 0.0
+    acc = cols.to(v_ptr.dtype.element_ty) * 0.0  # zeros (no load: B may be 0)
     for b in range(0, B):
         acc += tl.load(v_ptr + b * N + cols, mask=cmask, other=0.0)
     return acc
