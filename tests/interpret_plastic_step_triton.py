@@ -45,7 +45,9 @@ def step_cases():
             for fanout in (False, True) if rule in MODULATED_RULES else (False,):
                 for clamp in (False, True):
                     cid = f"{rule}-{ak}-{'fan' if fanout else 'nofan'}-"
-                    yield pytest.param(rule, ak, fanout, clamp, id=cid + ("clamp" if clamp else "free"))
+                    yield pytest.param(
+                        rule, ak, fanout, clamp, id=cid + ("clamp" if clamp else "free")
+                    )
 
 
 @pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", list(step_cases()))
