@@ -23,6 +23,8 @@
 #   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
 #               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
 #   families    python -m benchmarks.gpu_families: trace_update, plastic_step, plastic_lstm, hebbian
+#   agent       python -m benchmarks plastic_step --device cuda: the agent loop (200 steps, B=64,
+#               N=128, fwd+bwd) against eager, compile and the eager loop in a CUDA graph
 #   fop         python -m benchmarks.fop --device cuda (ResNet-18 step rows and iterations)
 #   dispatch    the measured cuda-vs-triton table from the bench rows (_dispatch_table.py)
 # Every stage's timeout is cut to what is left of GPU_CHECK_BUDGET_S (default 480 s); the archive
@@ -49,7 +51,7 @@ BUDGET=${GPU_CHECK_BUDGET_S:-480}
 KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 QUICK=${GPU_CHECK_QUICK:-0}
-ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families fop dispatch"
+ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families agent fop dispatch"
 STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -144,6 +146,7 @@ if [[ -n ${GPU_CHECK_TESTS:-} ]]; then
 else
     TEST_ARGS=(tests/test_plastic_rnn_cuda.py tests/test_trace_update_cuda.py
         tests/test_plastic_rnn_triton.py tests/test_cuda_graphs.py tests/test_backends.py
+        tests/test_plastic_step_triton.py
         tests/test_fop.py::test_cuda_parameters -k "not interpreter_suite")
 fi
 PARALLEL=()
@@ -228,6 +231,12 @@ stage families 60 "$WORK/families.log" \
     bash -c '"$1" -m benchmarks.gpu_families --device "$2" --out "$3" "${@:4}" >"$3/families.txt"' \
     _ "$PY" "$DEVICE" "$WORK" "${FAMILY_ARGS[@]}"
 
+AGENT_ARGS=(--min-time "$BENCH_MIN")
+[[ $QUICK == 1 ]] && AGENT_ARGS+=(--quick)
+stage agent 90 "$WORK/agent.log" \
+    bash -c '"$1" -m benchmarks plastic_step --device "$2" --out "$3" "${@:4}" >"$3/agent.txt"' \
+    _ "$PY" "$DEVICE" "$WORK" "${AGENT_ARGS[@]}"
+
 FOP_ARGS=(--rounds 2 --step-rounds 2 --min-time "$BENCH_MIN" --providers torch reference foreach)
 [[ $QUICK == 1 ]] && FOP_ARGS+=(--quick)
 stage fop 60 "$WORK/fop.log" \
@@ -248,7 +257,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt fop.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt agent.txt fop.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"
