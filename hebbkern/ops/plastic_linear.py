@@ -2,7 +2,8 @@
 
 The kernels are the ``torch.ops.hebbkern.plastic_linear_fwd`` / ``plastic_linear_bwd`` custom ops
 (C++ schemas in csrc/ops.cpp); this file gives them fake kernels and autograd and wraps them in
-the public function. With a per-sample trace, ``w + alpha * H[b]`` is never built: autograd saves
+the public function. On CUDA tensors the Triton ops of hebbkern/triton/plastic_linear_ops.py (same
+arguments) run instead. With a per-sample trace, ``w + alpha * H[b]`` is never built: autograd saves
 only the inputs.
 """
 

@@ -3,7 +3,8 @@
 For loops that cannot hand a whole sequence to one call (an agent stepped once per environment
 step). The kernels are the ``torch.ops.hebbkern.plastic_step_fwd`` / ``plastic_step_bwd`` custom
 ops (C++ schemas in csrc/ops.cpp); this file gives them fake kernels and autograd, so they run
-under ``torch.compile(fullgraph=True)``, and wraps them in the public function.
+under ``torch.compile(fullgraph=True)``, and wraps them in the public function. On CUDA tensors
+the Triton ops of hebbkern/triton/plastic_step_ops.py (same arguments) run instead.
 
 Memory: autograd keeps the step's inputs (the trace ``hebb`` it was given, which the caller holds
 anyway) and ``h_new``; no ``[B, N, N]`` temporary is saved.
