@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     device = torch.device(a.device)
     T, B, N = (5, 4, 16) if a.quick else (200, 64, 128)
     providers = [q for q in a.providers if device.type == "cuda" or q not in GRAPHED]
-    label = f"agent loop neuromod fan-out T={T} B={B} N={N} f32"
+    label = f"plastic_step agent loop, neuromod fan-out T={T} B={B} N={N} f32"
     rows, grads = [], {}
     for provider in providers:
         run = make_loop(provider, T, B, N, device)
