@@ -85,6 +85,7 @@ def plastic_linear_bwd_kernel(
     rmask = rows < M
     kbase = tl.arange(0, BLOCK_K)
     dt = dw_ptr.dtype.element_ty
+    MK = M * K + tl.full([], 0, tl.int64)  # 64-bit sample offsets (b is a 32-bit loop index)
     for k0 in range(0, K, BLOCK_K):
         cols = k0 + kbase
         cmask = cols < K
@@ -98,11 +99,11 @@ def plastic_linear_bwd_kernel(
             for b in range(0, B):
                 x = tl.load(x_ptr + b * M + rows, mask=rmask, other=0.0)
                 gz = tl.load(gz_ptr + b * K + cols, mask=cmask, other=0.0)
-                H = tl.load(H_ptr + b * M * K + off, mask=m2, other=0.0)
+                H = tl.load(H_ptr + b * MK + off, mask=m2, other=0.0)
                 P = x[:, None] * gz[None, :]
                 G += P
                 GH += P * H
-                tl.store(dH_ptr + b * M * K + off, A * P, mask=m2)
+                tl.store(dH_ptr + b * MK + off, A * P, mask=m2)
                 part = tl.sum((W + A * H) * gz[None, :], axis=1)
                 if k0 > 0:
                     part += tl.load(dx_ptr + b * M + rows, mask=rmask, other=0.0)

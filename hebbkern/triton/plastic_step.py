@@ -265,7 +265,7 @@ def plastic_step_reduce_kernel(
     cmask = cols < N
     m2 = rmask[:, None] & cmask[None, :]
     off = rows[:, None] * N + cols[None, :]
-    NN = N * N
+    NN = N * N + tl.full([], 0, tl.int64)  # 64-bit sample offsets (b is a 32-bit loop index)
     if (not W_PER_SAMPLE) or ALPHA_KIND == 2:
         dw = tl.zeros([BLOCK_I, BLOCK_J], dtype=dw_ptr.dtype.element_ty)
         dA = dw
