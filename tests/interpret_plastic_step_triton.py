@@ -24,12 +24,13 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs TRITON_INTERPRET=1 set before triton is imported", allow_module_level=True)
 
 from helpers import MODULATED_RULES, RULES, clone_inputs, rel_err  # noqa: E402
-from helpers_step import STEP_ALPHA_KINDS, run_step, step_inputs  # noqa: E402
+from helpers_step import STEP_ALPHA_KINDS, step_inputs  # noqa: E402
 from step_triton_checks import (  # noqa: E402
     TOL,
     check_linear_against_reference,
     check_step_against_reference,
     linear_inputs,
+    run_step,
 )
 
 import hebbkern  # noqa: E402

@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import torch
 from helpers import clone_inputs, grad_names, loss_weights, rel_err
-from helpers_step import run_step, zero_if_none
+from helpers_step import STEP_OUTPUTS, step_outputs, zero_if_none
 from triton_checks import on_device, to_device
 
 import hebbkern
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+
+
+def run_step(kw: dict, backend: str | None, loss_on=STEP_OUTPUTS, seed: int = 1):
+    """helpers_step.run_step on any device: the loss weights (made on the CPU) follow the outputs'
+    device. Returns ``(outputs, grads)`` (``None`` where autograd gave none)."""
+    outs = step_outputs(hebbkern.plastic_step(**kw, backend=backend))
+    wts = loss_weights(outs, seed)
+    terms = [
+        (outs[k] * wts[k].to(outs[k].device, outs[k].dtype)).sum() for k in loss_on if k in outs
+    ]
+    names = grad_names(kw)
+    grads = torch.autograd.grad(sum(terms), [kw[k] for k in names], allow_unused=True)
+    return {k: v.detach() for k, v in outs.items()}, dict(zip(names, grads, strict=True))
 
 
 def compare(outs, grads, outs_ref, grads_ref, kw, kr, device, tol, require_nonzero=True):
