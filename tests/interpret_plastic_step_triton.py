@@ -212,3 +212,36 @@ def test_linear_empty_batch(per_sample, nan_poison):
     for k, g in gr.items():
         ref = torch.zeros_like(kw[k]) if g is None else g
         assert gt[k].shape == ref.shape and torch.equal(gt[k], ref), k
+
+
+# ---- opcheck (schema, autograd registration, fake tensors; not test_aot_dispatch_dynamic, which
+# traces the op's body: the interpreter's kernels cannot be traced, the CUDA tests run it all)
+
+OPCHECK_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor")
+
+
+@pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])
+@pytest.mark.parametrize("alpha_kind", ["per_connection", "per_sample"])
+def test_step_opcheck(rule, alpha_kind):
+    from hebbkern.triton.plastic_step_ops import plastic_step_triton_fwd  # noqa: F401
+
+    kw = step_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, B=2, N=3, seed=8)
+    args = (
+        kw["u"], kw["h"], kw["hebb"], kw.get("elig"), kw["w"], kw["alpha"], kw["clamp_mask"],
+        kw.get("eta"), kw.get("mod_w"), kw.get("mod_b"), kw.get("fanout_w"), kw.get("fanout_b"),
+        rule, float(kw["clip"]),
+    )  # fmt: skip
+    torch.library.opcheck(
+        torch.ops.hebbkern.plastic_step_triton_fwd.default, args, test_utils=OPCHECK_UTILS
+    )
+
+
+@pytest.mark.parametrize("alpha_kind", ["per_connection", "per_neuron", "scalar"])
+@pytest.mark.parametrize("per_sample", [False, True], ids=["shared", "per_sample"])
+def test_linear_opcheck(alpha_kind, per_sample):
+    from hebbkern.triton.plastic_linear_ops import plastic_linear_triton_fwd  # noqa: F401
+
+    args = tuple(linear_inputs(3, 5, 6, alpha_kind, per_sample).values())
+    torch.library.opcheck(
+        torch.ops.hebbkern.plastic_linear_triton_fwd.default, args, test_utils=OPCHECK_UTILS
+    )
