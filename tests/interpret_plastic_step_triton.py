@@ -245,3 +245,35 @@ def test_linear_opcheck(alpha_kind, per_sample):
     torch.library.opcheck(
         torch.ops.hebbkern.plastic_linear_triton_fwd.default, args, test_utils=OPCHECK_UTILS
     )
+
+
+# ---- gradcheck in float64 (the backward kernels against finite differences of the forward's)
+
+
+@pytest.mark.parametrize(
+    "rule, alpha_kind, fanout, per_sample_w",
+    [("hebb", "per_sample", False, True), ("neuromod", "per_neuron", True, False),
+     ("retro", "scalar", True, False), ("oja", "per_connection", False, False)],
+)  # fmt: skip
+def test_step_gradcheck(rule, alpha_kind, fanout, per_sample_w):
+    kw = step_inputs(rule, alpha_kind, fanout, True, B=2, N=3, per_sample_w=per_sample_w, seed=6)
+    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    fixed = {k: v for k, v in kw.items() if k not in names}
+
+    def f(*leaves):
+        st = hebbkern.plastic_step(**dict(zip(names, leaves, strict=True)), **fixed,
+                                   backend="triton")  # fmt: skip
+        return tuple(t for t in st if t is not None)
+
+    assert torch.autograd.gradcheck(f, [kw[k] for k in names], atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha_kind", ["per_connection", "per_neuron", "scalar"])
+@pytest.mark.parametrize("per_sample", [False, True], ids=["shared", "per_sample"])
+def test_linear_gradcheck(alpha_kind, per_sample):
+    kw = linear_inputs(3, 4, 5, alpha_kind, per_sample, seed=2)
+
+    def f(x, w, alpha, hebb):
+        return hebbkern.plastic_linear(x, w, alpha, hebb, backend="triton")
+
+    assert torch.autograd.gradcheck(f, tuple(kw.values()), atol=1e-6)
