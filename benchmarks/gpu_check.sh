@@ -25,6 +25,8 @@
 #   families    python -m benchmarks.gpu_families: trace_update, plastic_step, plastic_lstm, hebbian
 #   lstm        python -m benchmarks plastic_lstm --device cuda: the issue-14 language model (3 layers,
 #               hidden 1149, BPTT 70, batch 64 and 16) against eager, CUDA-graphed eager, compile
+#   agent       python -m benchmarks plastic_step --device cuda: the agent loop (200 steps, B=64,
+#               N=128, fwd+bwd) against eager, compile and the eager loop in a CUDA graph
 #   fop         python -m benchmarks.fop --device cuda (ResNet-18 step rows and iterations)
 #   lifetime    python -m benchmarks lifetime --device cuda: one generation of the evolved plastic
 #               network (population 500, 400 trials), CUDA kernel against the eager reference
@@ -53,7 +55,7 @@ BUDGET=${GPU_CHECK_BUDGET_S:-480}
 KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 QUICK=${GPU_CHECK_QUICK:-0}
-ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families lstm fop lifetime dispatch"
+ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families agent lstm fop lifetime dispatch"
 STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -148,7 +150,7 @@ if [[ -n ${GPU_CHECK_TESTS:-} ]]; then
 else
     TEST_ARGS=(tests/test_plastic_rnn_cuda.py tests/test_trace_update_cuda.py
         tests/test_plastic_rnn_triton.py tests/test_plastic_lstm_triton.py tests/test_cuda_graphs.py
-        tests/test_backends.py
+        tests/test_backends.py tests/test_plastic_step_triton.py
         tests/test_fop.py::test_cuda_parameters -k "not interpreter_suite")
 fi
 PARALLEL=()
@@ -238,6 +240,12 @@ stage families 60 "$WORK/families.log" \
     bash -c '"$1" -m benchmarks.gpu_families --device "$2" --out "$3" "${@:4}" >"$3/families.txt"' \
     _ "$PY" "$DEVICE" "$WORK" "${FAMILY_ARGS[@]}"
 
+AGENT_ARGS=(--min-time "$BENCH_MIN")
+[[ $QUICK == 1 ]] && AGENT_ARGS+=(--quick)
+stage agent 90 "$WORK/agent.log" \
+    bash -c '"$1" -m benchmarks plastic_step --device "$2" --out "$3" "${@:4}" >"$3/agent.txt"' \
+    _ "$PY" "$DEVICE" "$WORK" "${AGENT_ARGS[@]}"
+
 LSTM_ARGS=(--min-time "$BENCH_MIN")
 [[ $QUICK == 1 ]] && LSTM_ARGS+=(--quick)
 stage lstm 120 "$WORK/lstm.log" \
@@ -270,7 +278,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt plastic_lstm.txt fop.txt lifetime.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"

@@ -84,8 +84,24 @@ def hebbian_case(device, quick):
     return f"hebbian_update oja conv {C}->{O} 3x3 on {S}x{S}, B={B}", "hebbian", run
 
 
+def dhp_softmax_case(device, quick):
+    """The DHP Softmax training step of issue 14's table: trace update and read-out (the read-out
+    is ``plastic_linear``), forward+backward."""
+    B, M, K = (8, 16, 4) if quick else (256, 512, 100)
+    torch.manual_seed(0)
+    head = hebbkern.nn.DHPSoftmax(M, K, device=device)
+    h = torch.randn(B, M, device=device, requires_grad=True)
+    y = torch.randint(0, K, (B,), device=device)
+
+    def run():
+        z = head(h, y)
+        return torch.autograd.grad(z.square().sum(), [h, *head.parameters()])
+
+    return f"DHPSoftmax step B={B} {M}->{K}", "plastic_linear", run
+
+
 CASES: tuple[Callable, ...] = (trace_update_case, plastic_step_case, plastic_lstm_case,
-                               hebbian_case)  # fmt: skip
+                               hebbian_case, dhp_softmax_case)  # fmt: skip
 
 
 def measure_case(make, device, provider, args) -> dict:

@@ -5,12 +5,16 @@ environment step), against the eager reference step and torch.compile of it.
 
 The issue case: rule neuromod with fan-out, T = 50, B = 32, N = 128, float32, 2 threads; the
 backward runs through the whole chain (full BPTT over the 50 steps).
+
+With ``--device cuda``: the GPU agent loop of issue 14 (benchmarks/agent_loop.py), against the
+eager reference, torch.compile and the eager loop captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import torch
 
@@ -67,4 +71,8 @@ def cases(quick: bool) -> list[Case]:
 
 
 if __name__ == "__main__":
+    if "--device" in sys.argv:  # the agent loop on a GPU (or, as a smoke test, the CPU)
+        from benchmarks.agent_loop import main as agent_main
+
+        raise SystemExit(agent_main())
     main(NAME, cases)

@@ -4,7 +4,8 @@
 ``plastic_rnn`` the faster of the CUDA C++ and Triton kernels by a table measured on a GPU
 (``hebbkern/_dispatch_table.py``, data written by ``python -m benchmarks.dispatch_table``); for
 ``trace_update`` the CUDA C++ kernels; for the families without GPU kernels the eager reference,
-with one warning. An explicit name forces one; :func:`use_backend` changes the default inside a
+with one warning. ``plastic_step`` and ``plastic_linear`` run their Triton kernels on CUDA tensors
+(TRITON_FAMILIES). An explicit name forces one; :func:`use_backend` changes the default inside a
 ``with`` block.
 
 Facts about the installation (is the extension built with CUDA kernels, is triton installed, is the
@@ -103,7 +104,7 @@ def _check_cuda(device: torch.device) -> None:
 
 # The op families with GPU kernels, by backend.
 CUDA_FAMILIES = ("plastic_rnn", "trace_update", "lifetime")
-TRITON_FAMILIES = ("plastic_rnn", "plastic_lstm")
+TRITON_FAMILIES = ("plastic_rnn", "plastic_step", "plastic_linear", "plastic_lstm")
 
 
 def gpu_backends_for(family: str, device: torch.device) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
         GPU_CHECK_DEVICE="cpu",
         GPU_CHECK_QUICK="1",
         GPU_CHECK_BUDGET_S="400",
-        GPU_CHECK_STAGES="nvidia-smi env tests memcheck bench families lifetime dispatch",
+        GPU_CHECK_STAGES="nvidia-smi env tests memcheck bench families agent lifetime dispatch",
         GPU_CHECK_TESTS="tests/test_torch_version.py",
         GPU_CHECK_PROVIDERS="eager",
     )
@@ -31,11 +31,12 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.tar.gz", "summary.txt"]
     summary = (out / "summary.txt").read_text()
     lines = {line.split()[0]: line for line in summary.splitlines() if line.strip()}
-    for name in ("env", "tests", "bench", "bench-sweep", "families", "lifetime", "dispatch"):
+    for name in ("env", "tests", "bench", "bench-sweep", "families", "agent", "lifetime", "dispatch"):
         assert "exit 0" in lines[name], lines.get(name, summary)
     assert "skipped: device cpu" in lines["nvidia-smi"]
     assert "3 passed" in summary  # the closing line of the tests stage
     with tarfile.open(out / "gpu_check.tar.gz") as tar:
         names = {Path(n).name for n in tar.getnames()}
     assert {"summary.txt", "tests.xml", "env.txt", "families_cpu.json",
-            "plastic_rnn_cpu_quick.json", "lifetime_cpu.json", "_dispatch_table.py"} <= names  # fmt: skip
+            "plastic_rnn_cpu_quick.json", "_dispatch_table.py", "lifetime_cpu.json",
+            "plastic_step_agent_cpu_quick.json"} <= names  # fmt: skip

@@ -2,7 +2,8 @@
 
 The kernels are the ``torch.ops.hebbkern.plastic_linear_fwd`` / ``plastic_linear_bwd`` custom ops
 (C++ schemas in csrc/ops.cpp); this file gives them fake kernels and autograd and wraps them in
-the public function. With a per-sample trace, ``w + alpha * H[b]`` is never built: autograd saves
+the public function. On CUDA tensors the Triton ops of hebbkern/triton/plastic_linear_ops.py (same
+arguments) run instead. With a per-sample trace, ``w + alpha * H[b]`` is never built: autograd saves
 only the inputs.
 """
 
@@ -42,6 +43,14 @@ if _extension.available():
     )
 
 
+def _triton_fwd():
+    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
+    triton (TRITON_INTERPRET must be set before triton's first import)."""
+    from ..triton.plastic_linear_ops import plastic_linear_triton_fwd
+
+    return plastic_linear_triton_fwd
+
+
 def plastic_linear(
     x: Tensor, w: Tensor, alpha: Tensor, hebb: Tensor, *, backend: str | None = None
 ) -> Tensor:
@@ -53,16 +62,19 @@ def plastic_linear(
         alpha: plasticity coefficients ``[M, K]``, ``[K]`` (per output), or 0-dim or ``[1]`` (one
             shared alpha, the Omniglot read-out's "yoked" alpha).
         hebb: trace ``[M, K]`` shared by the batch (DHP Softmax) or ``[B, M, K]`` per sample.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
+            ``"reference"``, ``"cpu"`` or ``"triton"``.
 
     Returns:
         ``z`` ``[B, K]``; differentiable with respect to all four inputs.
     """
     x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
     check_materialisable(x=x, w=w, alpha=alpha, hebb=hebb)
-    if backends.resolve(backend, x.device, family="plastic_linear") == "reference":
+    name = backends.resolve(backend, x.device, family="plastic_linear")
+    if name == "reference":
         return _reference.plastic_linear(x, w, alpha, hebb)
     io_dtype = x.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
-    z = torch.ops.hebbkern.plastic_linear_fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_linear_fwd
+    z = fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
     return z.to(io_dtype)

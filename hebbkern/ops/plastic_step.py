@@ -3,7 +3,8 @@
 For loops that cannot hand a whole sequence to one call (an agent stepped once per environment
 step). The kernels are the ``torch.ops.hebbkern.plastic_step_fwd`` / ``plastic_step_bwd`` custom
 ops (C++ schemas in csrc/ops.cpp); this file gives them fake kernels and autograd, so they run
-under ``torch.compile(fullgraph=True)``, and wraps them in the public function.
+under ``torch.compile(fullgraph=True)``, and wraps them in the public function. On CUDA tensors
+the Triton ops of hebbkern/triton/plastic_step_ops.py (same arguments) run instead.
 
 Memory: autograd keeps the step's inputs (the trace ``hebb`` it was given, which the caller holds
 anyway) and ``h_new``; no ``[B, N, N]`` temporary is saved.
@@ -97,6 +98,14 @@ if _extension.available():
     )
 
 
+def _triton_fwd():
+    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
+    triton (TRITON_INTERPRET must be set before triton's first import)."""
+    from ..triton.plastic_step_ops import plastic_step_triton_fwd
+
+    return plastic_step_triton_fwd
+
+
 def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     return None if x is None else x.to(dtype)
 
@@ -144,7 +153,8 @@ def plastic_step(
         elig: previous eligibility trace ``[B, N, N]`` or ``[N, N]`` (rule ``"retro"`` only;
             zeros when omitted).
         clamp_mask: ``[B, N]`` bool mask of neurons clamped to their input.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
+            ``"reference"``, ``"cpu"`` or ``"triton"``.
 
     Returns:
         :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
@@ -157,7 +167,8 @@ def plastic_step(
     check_materialisable(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
-    if backends.resolve(backend, u.device, family="plastic_step") == "reference":
+    name = backends.resolve(backend, u.device, family="plastic_step")
+    if name == "reference":
         return _reference.plastic_step(
             u, a.h, a.hebb, a.w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
             fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=clip, elig=a.elig, clamp_mask=clamp_mask,
@@ -168,7 +179,8 @@ def plastic_step(
     hebb, elig = a.hebb, a.elig
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
-    h_new, hebb_new, elig_new, _ = torch.ops.hebbkern.plastic_step_fwd(
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_step_fwd
+    h_new, hebb_new, elig_new, _ = fwd(
         u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
         _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
         _to(a.fanout_b, dt), rule, a.clip,

@@ -1,0 +1,95 @@
+"""Checks shared by the Triton tests of the single-step families (``plastic_step``,
+``plastic_linear``): on CUDA tensors (test_plastic_step_triton.py) and on CPU tensors under the
+Triton interpreter (interpret_plastic_step_triton.py, its own process with TRITON_INTERPRET=1)."""
+
+from __future__ import annotations
+
+import torch
+from helpers import clone_inputs, grad_names, loss_weights, rel_err
+from helpers_step import STEP_OUTPUTS, step_outputs, zero_if_none
+from triton_checks import on_device, to_device
+
+import hebbkern
+
+TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
+
+
+def run_step(kw: dict, backend: str | None, loss_on=STEP_OUTPUTS, seed: int = 1):
+    """helpers_step.run_step on any device: the loss weights (made on the CPU) follow the outputs'
+    device. Returns ``(outputs, grads)`` (``None`` where autograd gave none)."""
+    outs = step_outputs(hebbkern.plastic_step(**kw, backend=backend))
+    wts = loss_weights(outs, seed)
+    terms = [
+        (outs[k] * wts[k].to(outs[k].device, outs[k].dtype)).sum() for k in loss_on if k in outs
+    ]
+    names = grad_names(kw)
+    grads = torch.autograd.grad(sum(terms), [kw[k] for k in names], allow_unused=True)
+    return {k: v.detach() for k, v in outs.items()}, dict(zip(names, grads, strict=True))
+
+
+def compare(outs, grads, outs_ref, grads_ref, kw, kr, device, tol, require_nonzero=True):
+    """Every output and the gradient of every input of a run against the reference run's."""
+    dtype = next(v for v in kw.values() if isinstance(v, torch.Tensor)).dtype
+    assert outs.keys() == outs_ref.keys()
+    for name, ref in outs_ref.items():
+        got = outs[name]
+        assert got.dtype == dtype and got.shape == ref.shape and on_device(got, device), name
+        assert torch.isfinite(got).all(), f"non-finite values in output {name}"
+        err = rel_err(got.cpu(), ref)
+        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
+    for name in grad_names(kw):
+        ref = zero_if_none(grads_ref[name], kr[name])
+        got = grads[name]
+        if require_nonzero:
+            assert ref.norm() > 0, f"reference gradient of {name} is zero: the test is vacuous"
+        if got is None:
+            assert ref.norm() == 0, f"triton backend gave no gradient for {name}"
+            continue
+        assert got.dtype == dtype and got.shape == kw[name].shape and on_device(got, device), name
+        assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
+        err = rel_err(got.cpu(), ref)
+        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
+
+
+def check_step_against_reference(kw, device, tol, loss_on=("h", "hebb", "elig"), **kwargs):
+    """``plastic_step`` on the triton backend (inputs moved to ``device``) against the reference on
+    a float64 CPU copy: outputs and every gradient."""
+    kt, kr = to_device(clone_inputs(kw), device), clone_inputs(kw, torch.float64)
+    ot, gt = run_step(kt, "triton", loss_on)
+    orf, gr = run_step(kr, "reference", loss_on)
+    compare(ot, gt, orf, gr, kw, kr, device, tol, **kwargs)
+    return ot, gt
+
+
+def linear_inputs(B, M, K, alpha_kind="per_connection", per_sample=False, dtype=torch.float64,
+                  seed=0) -> dict:  # fmt: skip
+    """Random leaves ``x, w, alpha, hebb`` of ``hebbkern.plastic_linear``."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        t = scale * torch.randn(shape, generator=g, dtype=torch.float64)
+        return t.to(dtype).requires_grad_(True)
+
+    ashape = {"per_connection": (M, K), "per_neuron": (K,), "scalar": ()}[alpha_kind]
+    return {
+        "x": r(B, M),
+        "w": r(M, K, scale=M**-0.5),
+        "alpha": r(*ashape, scale=M**-0.5),
+        "hebb": r(*((B, M, K) if per_sample else (M, K)), scale=0.5),
+    }
+
+
+def run_linear(kw, backend, seed=1):
+    z = hebbkern.plastic_linear(**kw, backend=backend)
+    wt = loss_weights({"z": z}, seed)["z"].to(z.dtype).to(z.device)
+    names = grad_names(kw)
+    grads = torch.autograd.grad((z * wt).sum(), [kw[k] for k in names], allow_unused=True)
+    return {"z": z.detach()}, dict(zip(names, grads, strict=True))
+
+
+def check_linear_against_reference(kw, device, tol, **kwargs):
+    kt, kr = to_device(clone_inputs(kw), device), clone_inputs(kw, torch.float64)
+    ot, gt = run_linear(kt, "triton")
+    orf, gr = run_linear(kr, "reference")
+    compare(ot, gt, orf, gr, kw, kr, device, tol, **kwargs)
+    return ot, gt

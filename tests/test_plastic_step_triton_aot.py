@@ -1,0 +1,139 @@
+"""Ahead-of-time compilation of the single-step Triton kernels (``plastic_step``,
+``plastic_linear``) for sm_80 and sm_90 on a machine without a GPU, as
+test_plastic_rnn_triton_aot.py does for ``plastic_rnn`` (whose ptxas and cuobjdump helpers this
+file uses): the shipped launch configuration of every kernel, with every optional input present
+(the most live registers), must compile with no local-memory access (spill) inside a loop of the
+machine code; ``ptxas -v``'s spill bytes outside loops are printed (once per launch, harmless).
+
+Also a script: ``python tests/test_plastic_step_triton_aot.py``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import multiprocessing
+import os
+
+import pytest
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
+        reason="TRITON_INTERPRET is set: kernels are interpreted, not compiled",
+    ),
+]
+
+CAPABILITIES = (80, 90)
+STEP_RULES = ("hebb", "oja", "clip", "neuromod", "retro")
+# (width, rules): every rule at the agent's width 128; the widest tiles for the modulated rules.
+STEP_WIDTHS = ((128, STEP_RULES), (1024, ("neuromod", "retro")))
+
+
+def _signature(kernel, constexprs: dict) -> dict:
+    """float32 tensors, the clamp mask as uint8, i32 sizes, fp32 clip."""
+    sig = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            sig[name] = "constexpr"
+        elif name == "clamp_ptr":
+            sig[name] = "*u8"
+        elif name.endswith(("_ptr", "_out")):
+            sig[name] = "*fp32"
+        elif name == "clip":
+            sig[name] = "fp32"
+        else:
+            sig[name] = "i32"
+    return sig
+
+
+def compile_one(job: tuple) -> dict:
+    import triton
+    from test_plastic_rnn_triton_aot import per_step_local_memory, ptxas_report
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from hebbkern.triton import plastic_linear as lin
+    from hebbkern.triton import plastic_step as st
+    from hebbkern.triton.plastic_linear_ops import GPU_BLOCKS
+    from hebbkern.triton.plastic_rnn import RULE_IDS
+    from hebbkern.triton.plastic_rnn_ops import configs_for
+    from hebbkern.triton.plastic_step_ops import REDUCE_TILE
+
+    name, rule, width, variant, cc = job
+    if name in ("fwd", "bwd", "reduce"):
+        kernel = {"fwd": st.plastic_step_fwd_kernel, "bwd": st.plastic_step_bwd_kernel,
+                  "reduce": st.plastic_step_reduce_kernel}[name]  # fmt: skip
+        c = {"RULE": RULE_IDS[rule], "ALPHA_KIND": variant, "W_PER_SAMPLE": False,
+             "HAS_FANOUT": rule in ("neuromod", "retro")}  # fmt: skip
+        if name == "reduce":
+            c.update(BLOCK_I=REDUCE_TILE[0], BLOCK_J=REDUCE_TILE[1], BLOCK_V=width)
+            warps = 4
+        else:
+            cfg = configs_for(width)[-1]
+            c.update(HAS_CLAMP=True, BLOCK_N=width, **cfg.kwargs)
+            warps = cfg.num_warps
+            if name == "bwd":
+                c.update(HAS_GHEBB=True, HAS_GELIG=True)
+    else:
+        kernel = {"linear_fwd": lin.plastic_linear_fwd_kernel,
+                  "linear_bwd": lin.plastic_linear_bwd_kernel}[name]  # fmt: skip
+        bb, bm, bk, warps = GPU_BLOCKS
+        c = {"ALPHA_KIND": 2, "PER_SAMPLE": bool(variant), "BLOCK_B": bb, "BLOCK_M": bm,
+             "BLOCK_K": min(bk, width)}  # fmt: skip
+    src = ASTSource(
+        fn=kernel,
+        signature=_signature(kernel, c),
+        constexprs={(kernel.arg_names.index(n),): v for n, v in c.items()},
+    )
+    compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
+    rep = ptxas_report(compiled.asm["ptx"])
+    rep["in_loops"] = per_step_local_memory(compiled.asm["cubin"])
+    rep.update(kernel=name, rule=rule, width=width, variant=variant, warps=warps)
+    return rep
+
+
+def jobs() -> list[tuple]:
+    out = []
+    for cc in CAPABILITIES:
+        for width, rules in STEP_WIDTHS:
+            for rule in rules:
+                for name in ("fwd", "bwd"):
+                    out.append((name, rule, width, 3 if rule == "retro" else 2, cc))
+                out.append(("reduce", rule, width, 2, cc))
+        for per_sample in (0, 1):
+            for name in ("linear_fwd", "linear_bwd"):
+                out.append((name, "-", 128, per_sample, cc))  # BLOCK_K = min(max, 128)
+    return out
+
+
+def all_reports(workers: int = 2) -> list[dict]:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        return list(pool.map(compile_one, jobs()))
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"{r['arch']:>7} {r['kernel']:>10} {r['rule']:>8} width={r['width']:<5} "
+        f"variant={r['variant']} warps={r['warps']} regs={r['registers']:<4} "
+        f"spill(st/ld)={r['spill_stores']}/{r['spill_loads']} B in-loops={len(r['in_loops'])}"
+    )
+
+
+def test_single_step_kernels_compile_for_sm80_sm90_without_spills_in_loops():
+    reports = all_reports()
+    for r in reports:
+        print(format_row(r))
+    bad = [format_row(r) for r in reports if r["in_loops"]]
+    assert not bad, "local memory inside loops:\n" + "\n".join(bad)
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    for r in all_reports():
+        print(format_row(r))
