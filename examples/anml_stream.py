@@ -15,7 +15,7 @@ reset first), then an Adam step on the loss of the final fast weights on those 1
 (``torch.func.functional_call`` + ``create_graph``): it updates the neuromodulatory (NM) network
 and the prediction network's initial weights.
 
-Meta-test: a fresh classifier; N new classes learned one at a time, each sample one Adam step
+Meta-test: a fresh classifier; N new classes learned one at a time, each sample one SGD step
 on the prediction network and classifier (NM fixed), one pass; then the accuracy on the test
 samples of all N classes. Methods, all the same prediction network (MLP 256-128-128):
 - ANML: gated by the meta-learned NM network;
@@ -73,14 +73,15 @@ def split(data: torch.Tensor, n_train: int):
 
 
 def sequential_eval(model, train, test, lr, seed):
-    """Learn the classes of ``train`` [N, S, D] one at a time (one Adam step per sample, one
-    pass, NM network fixed); accuracy on ``test`` [N, S', D] of all of them."""
+    """Learn the classes of ``train`` [N, S, D] one at a time (one SGD step per sample, one
+    pass, NM network fixed; plain SGD as in the inner loop of meta-training); accuracy on
+    ``test`` [N, S', D] of all of them."""
     model = copy.deepcopy(model)
     N = train.shape[0]
     with torch.no_grad():
         reset_rows(model.classifier, torch.arange(model.num_classes))
     params = [p for n, p in model.named_parameters() if not n.startswith("nm.")]
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = torch.optim.SGD(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(N, generator=g)
     for k, c in enumerate(order.tolist()):
@@ -139,13 +140,13 @@ def main(argv=None):
     p.add_argument("--meta-classes", type=int, default=200)
     p.add_argument("--val-classes", type=int, default=20)
     p.add_argument("--test-classes", type=int, nargs="+", default=[10, 25, 50, 100])
-    p.add_argument("--meta-iters", type=int, default=800)
+    p.add_argument("--meta-iters", type=int, default=2000)
     p.add_argument("--traj", type=int, default=10)
     p.add_argument("--remember", type=int, default=10)
     p.add_argument("--inner-lr", type=float, default=0.1)
     p.add_argument("--meta-lr", type=float, default=1e-3)
     p.add_argument("--pretrain-epochs", type=int, default=5)
-    p.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
+    p.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1])
     p.add_argument("--seeds", type=int, default=1, help="meta-training seeds")
     p.add_argument("--orders", type=int, default=3, help="meta-test class orders per seed")
     p.add_argument("--out", type=Path, default=HERE / "results")
@@ -153,7 +154,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     if args.smoke:
         args.meta_classes, args.val_classes, args.test_classes = 12, 4, [3, 5]
-        args.meta_iters, args.pretrain_epochs, args.lrs = 3, 1, [1e-3]
+        args.meta_iters, args.pretrain_epochs, args.lrs = 3, 1, [0.03]
         args.seeds, args.orders = 1, 1
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -238,7 +239,7 @@ def plot(rows, methods, args, data):
     axes[0].set_title("meta-test: sequential class stream")
     axes[0].legend(fontsize=7)
     tiles = data[:8, :4].reshape(8, 4, SIDE, SIDE).permute(1, 2, 0, 3).reshape(4 * SIDE, 8 * SIDE)
-    axes[1].imshow(tiles, cmap="gray_r")
+    axes[1].imshow(tiles.numpy(), cmap="gray_r")
     axes[1].set_title("8 generated classes x 4 samples")
     axes[1].axis("off")
     fig.tight_layout()

@@ -174,6 +174,14 @@ def run(bench, dhp, kind, seed, args, strength=None):
         consolidate(kind, pen, net, task, args.fisher_samples, g)
         for j in range(len(tasks)):
             R[i, j] = accuracy(net, tasks[j])
+    if dhp and getattr(args, "diagnose", False):
+        h = net.head
+        print(
+            f"{bench} DHP + {kind} seed {seed}: eta {h.eta.item():.4f} (init {h.eta_init}), "
+            f"mean |alpha| {h.alpha.abs().mean().item():.4f} (init ~0.005), mean |theta| "
+            f"{h.theta.abs().mean().item():.4f}, mean |alpha * hebb| "
+            f"{(h.alpha * h.hebb).abs().mean().item():.4f}"
+        )
     T = len(tasks)
     acc = R[-1].mean()
     bwt = np.mean([R[-1, j] - R[j, j] for j in range(T - 1)])
@@ -210,11 +218,18 @@ def main(argv=None):
     p.add_argument("--fisher-samples", type=int, default=200)
     p.add_argument("--benchmarks", default="permuted,split,imbalanced")
     p.add_argument("--sweep", action="store_true", help="run the strength sweep and exit")
+    p.add_argument(
+        "--diagnose", action="store_true", help="print DHP's eta and alpha (seed 0) and exit"
+    )
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.smoke:
-        args.seeds, args.epochs, args.fisher_samples = 1, 1, 4
+        args.seeds, args.epochs, args.fisher_samples, args.tasks = 1, 1, 4, 2
+    if args.diagnose:
+        for kind in ("none", "ewc"):
+            run("permuted", True, kind, 0, args)
+        return None
     if args.sweep:
         sweep(args)
         return None
