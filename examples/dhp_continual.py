@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import time
 from pathlib import Path
 
@@ -48,11 +49,15 @@ PENALTIES = ("none", "ewc", "online_ewc", "si", "mas")
 STRENGTH = {"ewc": 100.0, "online_ewc": 100.0, "si": 10.0, "mas": 1.0}
 
 
+@functools.cache
+def _digits():
+    d = load_digits()  # parses a CSV each call: once per process
+    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target)
+
+
 def load_tasks(bench: str, n_tasks: int, seed: int):
     """A list of (x_train, y_train, x_test, y_test, classes) per task."""
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(d.target, dtype=torch.int64)
+    x, y = _digits()
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(y), generator=g)
     n_test = len(y) // 4

@@ -56,21 +56,21 @@ def redundant(args):
     return out
 
 
-def shuffled(args):
-    """Steps per episode before and after a shuffle of the actions (4 actions)."""
+def shuffled(args, n_actions):
+    """Steps per episode before and after a shuffle of the actions."""
     out = {}
     for name in ("Q(s,a) kept", "Q(s,s') kept", "Q(s,a) from scratch"):
         curves = []
         for seed in range(args.grid_seeds):
-            env = GridWorld(args.size, 4, seed)
+            env = GridWorld(args.size, n_actions, seed)
             cls = TabularQSS if "s'" in name else TabularQSA
-            agent = cls(env.n_states, 4, seed=seed)
+            agent = cls(env.n_states, n_actions, seed=seed)
             curve = [run_episode(env, agent, 0.1) for _ in range(args.episodes)]
             env.shuffle()
-            while (env.perm == np.arange(4)).all():  # a real change of meaning
+            while (env.perm % 4 == np.arange(n_actions) % 4).all():  # a real change of meaning
                 env.shuffle()
             if "scratch" in name:
-                agent = TabularQSA(env.n_states, 4, seed=seed + 1000)
+                agent = TabularQSA(env.n_states, n_actions, seed=seed + 1000)
             elif "s'" in name:
                 agent.forget_inverse()
             curve += [run_episode(env, agent, 0.1) for _ in range(args.episodes)]
@@ -173,6 +173,7 @@ def main(argv=None):
     p.add_argument("--episodes", type=int, default=150)
     p.add_argument("--grid-seeds", type=int, default=10)
     p.add_argument("--action-counts", type=int, nargs="+", default=[4, 20, 40])
+    p.add_argument("--shuffle-actions", type=int, nargs="+", default=[4, 20])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--updates", type=int, default=4000)
     p.add_argument("--warmup", type=int, default=800)
@@ -188,6 +189,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     if args.smoke:
         args.episodes, args.grid_seeds, args.action_counts = 3, 1, [4, 8]
+        args.shuffle_actions = [4, 8]
         args.seeds, args.updates, args.warmup, args.eval_every = 1, 20, 64, 10
         args.obs_episodes, args.labelled_episodes, args.inverse_updates = 4, 2, 5
     args.out.mkdir(parents=True, exist_ok=True)
@@ -199,12 +201,13 @@ def main(argv=None):
         rows.append({"part": "redundant", "method": name, "setting": f"{k} actions",
                      "metric": "mean steps/episode, all episodes", "value": c.mean(), "std":
                      c.mean(1).std()})  # fmt: skip
-    shf = shuffled(args)
-    for name, c in shf.items():
-        after = c[:, args.episodes :]
-        rows.append({"part": "shuffled", "method": name, "setting": "after the shuffle",
-                     "metric": "mean steps/episode, episodes after shuffle", "value":
-                     after.mean(), "std": after.mean(1).std()})  # fmt: skip
+    shf_all = {k: shuffled(args, k) for k in args.shuffle_actions}
+    for k, shf in shf_all.items():
+        for name, c in shf.items():
+            after = c[:, args.episodes :]
+            rows.append({"part": "shuffled", "method": name, "setting": f"{k} actions",
+                         "metric": "mean steps/episode, episodes after shuffle", "value":
+                         after.mean(), "std": after.mean(1).std()})  # fmt: skip
     t_grid = time.time() - t0
     print(f"tabular parts: {t_grid:.0f} s", flush=True)
 
@@ -254,7 +257,7 @@ def main(argv=None):
         for r in rows
     ]
     (args.out / "qss_d3g_summary.md").write_text("\n".join(lines) + "\n")
-    plot(red, shf, curves, ret_random, ret_opt, args)
+    plot(red, shf_all, curves, ret_random, ret_opt, args)
     print(f"total {elapsed:.0f} s")
     return rows
 
@@ -264,13 +267,13 @@ def _smooth(c, w=5):
     return np.convolve(c.mean(0), np.ones(w) / w, mode="valid")
 
 
-def plot(red, shf, curves, ret_random, ret_opt, args):
+def plot(red, shf_all, curves, ret_random, ret_opt, args):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 1 + len(shf_all), figsize=(5 * (1 + len(shf_all)), 3.6))
     colors = plt.cm.viridis(np.linspace(0, 0.85, len(args.action_counts)))
     for k, col in zip(args.action_counts, colors, strict=True):
         axes[0].plot(_smooth(red[("TabularQSA", k)]), color=col, ls="--", label=f"Q(s,a), {k}")
@@ -280,13 +283,14 @@ def plot(red, shf, curves, ret_random, ret_opt, args):
     axes[0].set_ylabel("steps to goal")
     axes[0].set_title("redundant actions (n actions)")
     axes[0].legend(fontsize=7, ncol=2)
-    for name, c in shf.items():
-        axes[1].plot(_smooth(c), label=name)
-    axes[1].axvline(args.episodes, color="k", lw=0.8)
-    axes[1].set_yscale("log")
-    axes[1].set_xlabel("episode (actions shuffled at the line)")
-    axes[1].set_title("shuffled actions")
-    axes[1].legend(fontsize=7)
+    for ax, (k, shf) in zip(axes[1:], shf_all.items(), strict=True):
+        for name, c in shf.items():
+            ax.plot(_smooth(c), label=name)
+        ax.axvline(args.episodes, color="k", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("episode (actions shuffled at the line)")
+        ax.set_title(f"shuffled actions ({k} actions)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out / "qss_gridworld.png", dpi=90)
     plt.close(fig)
