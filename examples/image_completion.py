@@ -54,7 +54,7 @@ class Config:
     prestime: int = 4  # steps per presentation
     delay: int = 1  # blank steps after each presentation
     testtime: int = 3  # steps of the half-erased image
-    episodes: int = 800
+    episodes: int = 400
     lr: float = 1e-3
     rule: str = "hebb"
     eval_episodes: int = 100
@@ -312,17 +312,44 @@ def write_table(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def time_training(cfg: Config, episodes: int, threads: int) -> dict:
+    """Seconds per training episode of each network (after one warm-up episode) and the
+    training time of ``cfg.episodes`` extrapolated from it."""
+    torch.set_num_threads(threads)
+    patches = load_patches(TRAIN_PHOTOS, 50, cfg.side, np.random.default_rng(cfg.seed))
+    out = {}
+    for name, net in (
+        ("plastic", PlasticNet(cfg.n, cfg.rule)),
+        ("non-plastic", RecurrentNet(cfg.n)),
+    ):
+        timed = Config(**(asdict(cfg) | {"episodes": 1}))
+        train(net, patches, timed, cfg.seed, log_every=10**9)
+        timed.episodes = episodes
+        _, secs = train(net, patches, timed, cfg.seed, log_every=10**9)
+        out[name] = {"seconds_per_episode": secs / episodes,
+                     "training_seconds": secs / episodes * cfg.episodes}  # fmt: skip
+        print(
+            f"{name}: N = {cfg.n}, T = {cfg.steps}: {secs / episodes:.3f} s per episode; "
+            f"{cfg.episodes} episodes: about {secs / episodes * cfg.episodes / 60:.0f} min"
+        )
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     size = p.add_mutually_exclusive_group()
     size.add_argument("--full", action="store_true", help="the paper's episode (T = 201)")
     size.add_argument("--smoke", action="store_true", help="a few tiny episodes (tests)")
     p.add_argument("--episodes", type=int, help="override the size's episode count")
+    p.add_argument("--side", type=int, help="patch side (N = side**2 + 1)")
     p.add_argument("--rule", choices=("hebb", "oja"), default="hebb")
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--time-episodes", type=int, default=0,
+                   help="only time this many training episodes of each network and print the "
+                        "extrapolated training time")  # fmt: skip
     a = p.parse_args(argv)
     base = FULL if a.full else SMOKE if a.smoke else REDUCED
     cfg = Config(**(asdict(base) | {"rule": a.rule, "seed": a.seed}))
@@ -330,8 +357,13 @@ def main(argv=None) -> dict:
         cfg.episodes = a.episodes
     if a.lr is not None:
         cfg.lr = a.lr
+    if a.side is not None:
+        cfg.side = a.side
+    if a.time_episodes:
+        return time_training(cfg, a.time_episodes, a.threads)
     tag = "_full" if a.full else "_smoke" if a.smoke else ""
     tag += "" if a.rule == "hebb" else f"_{a.rule}"
+    tag += "" if a.side is None else f"_side{a.side}"
     return run(cfg, a.out, tag, a.threads)
 
 
