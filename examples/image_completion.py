@@ -15,9 +15,19 @@ recurrent network with learned ``w``). They are scored on episodes built from pa
 photographs never seen in training: mean squared error over the erased pixels, and the fraction
 of those pixels' variance it explains (1 - MSE / MSE of predicting 0, the patch mean).
 
-    python examples/image_completion.py           # the reduced size (see REDUCED below)
+    python examples/image_completion.py           # reduced: N = 1025, T = 33, 400 episodes
+    python examples/image_completion.py --side 16 --episodes 2000   # N = 257
     python examples/image_completion.py --full    # the paper's episode (T = 201 steps)
+    python examples/image_completion.py --full --time-episodes 2    # only time it
     python examples/image_completion.py --smoke   # seconds; what tests/ runs
+
+Measured on the shared 2-core development VM (load average about 20, 1 thread; README section
+"Reproductions"): the reduced size took 18 min 45 s wall and 70 s of CPU; ``--side 16 --episodes
+2000`` 8 min 24 s wall and 24 s of CPU; ``--full`` 18.5 s (plastic) and 3.5 s (non-plastic) of wall
+time per training episode at that load (1.8 s per plastic episode at a load of about 1), so 3000
+episodes take hours: it was not run. The effect (plastic completes held-out images, non-plastic
+does not) appears at N = 257 after 2000 episodes; at N = 1025 after 400 episodes neither network
+completes the images yet.
 
 Writes examples/results/image_completion.{json,md} and .png figures (learning curves, example
 completions). The paper's setting: 32x32 patches (N = 1025), 3 images, 3 presentation cycles of
