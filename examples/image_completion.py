@@ -26,8 +26,8 @@ Measured on the shared 2-core development VM (load average about 20, 1 thread; R
 2000`` 8 min 24 s wall and 24 s of CPU; ``--full`` 18.5 s (plastic) and 3.5 s (non-plastic) of wall
 time per training episode at that load (1.8 s per plastic episode at a load of about 1), so 3000
 episodes take hours: it was not run. The effect (plastic completes held-out images, non-plastic
-does not) appears at N = 257 after 2000 episodes; at N = 1025 after 400 episodes neither network
-completes the images yet.
+does not) appears at N = 257 after 2000 episodes; at N = 1025 neither network completes the
+images after 400, 800 or 2000 episodes at lr 1e-3 (training oscillates without settling).
 
 Writes examples/results/image_completion.{json,md} and .png figures (learning curves, example
 completions). The paper's setting: 32x32 patches (N = 1025), 3 images, 3 presentation cycles of
