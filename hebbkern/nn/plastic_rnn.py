@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._layout import check_layout
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
 from ._checks import check_state_tuple
@@ -33,6 +34,11 @@ class PlasticRNN(PlasticRNNParams):
         clip: bound of the clipped rules.
         batch_first: input and output are ``[B, T, *]`` instead of ``[T, B, *]``.
         bias: whether the input projection has a bias.
+        layout: ``"pre_post"`` (default) or ``"post_pre"``: ``w``, a per-connection ``alpha``
+            and the traces of ``state`` stored ``[pre, post]`` or ``[post, pre]`` (as
+            Backpropamine's batched code); see :func:`hebbkern.plastic_rnn`. The parameters keep
+            their names and shapes; a ``state_dict`` moves between layouts by transposing ``w``
+            and ``alpha``.
 
     Shapes: ``forward(x, state=None, clamp_mask=None) -> (output, state)`` with ``x`` ``[T, B,
     input_size]`` (or ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T,
@@ -51,8 +57,10 @@ class PlasticRNN(PlasticRNNParams):
         bias: bool = True,
         device=None,
         dtype=None,
+        layout: str = "pre_post",
     ) -> None:
         super().__init__(input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype)
+        self.layout = check_layout(layout)
         self.batch_first = batch_first
 
     def forward(
@@ -81,7 +89,7 @@ class PlasticRNN(PlasticRNNParams):
         out, new = plastic_rnn(
             u, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
-            h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+            h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, layout=self.layout,
         )  # fmt: skip
         if unbatched:
             out = out.squeeze(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._layout import check_layout
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
 from ._checks import check_input, check_state_tuple
@@ -40,8 +41,10 @@ class PlasticRNNCell(PlasticRNNParams):
         bias: bool = True,
         device=None,
         dtype=None,
+        layout: str = "pre_post",
     ) -> None:
         super().__init__(input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype)
+        self.layout = check_layout(layout)
 
     def initial_state(self, batch_size: int) -> PlasticState:
         """Zero activity and traces for ``batch_size`` samples, on the parameters' device/dtype."""
@@ -78,7 +81,7 @@ class PlasticRNNCell(PlasticRNNParams):
         new = plastic_step(
             u, h, hebb, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
-            elig=elig, clamp_mask=clamp_mask,
+            elig=elig, clamp_mask=clamp_mask, layout=self.layout,
         )  # fmt: skip
         if unbatched:
             new = PlasticState(*(None if s is None else s.squeeze(0) for s in new))
