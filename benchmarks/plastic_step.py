@@ -1,7 +1,7 @@
 """Benchmark of ``hebbkern.plastic_step`` chained over T steps (an agent stepped once per
 environment step), against the eager reference step and torch.compile of it.
 
-    python -m benchmarks.plastic_step [--quick] [--tag run1] [--busy-core]
+    python -m benchmarks.plastic_step [--quick] [--tag run1] [--busy-core] [--issue20]
 
 The issue-5 case: rule neuromod with fan-out, T = 50, B = 32, N = 128, float32, 2 threads; the
 backward runs through the whole chain (full BPTT over the 50 steps).
@@ -123,8 +123,10 @@ def maze_case(T: int = 200, B: int = 30, N: int = 100, layout: str = "post_pre")
         def forward():
             h, hebb = x["u"].new_zeros(B, N), x["u"].new_zeros(B, N, N)
             hs = []
-            for t in range(T):
-                h, hebb = step(x["u"][t], h, hebb)
+            # unbind, not x["u"][t]: indexing a leaf once per step makes autograd add T [T, B, N]
+            # tensors (SelectBackward), ATen work that swamped the step at 2 threads (NOTES P3).
+            for u_t in x["u"].unbind(0):
+                h, hebb = step(u_t, h, hebb)
                 hs.append(h)
             return torch.stack(hs), hebb
 
@@ -150,8 +152,8 @@ def pattern_case(T: int = 106, N: int = 1001) -> Case:
             def forward():
                 h, hebb = x["u"].new_zeros(1, N), x["u"].new_zeros(N, N)
                 hs = []
-                for t in range(T):
-                    h, hebb = paper(x["u"][t], h, hebb, x["w"], x["alpha"], x["eta"])
+                for u_t in x["u"].unbind(0):
+                    h, hebb = paper(u_t, h, hebb, x["w"], x["alpha"], x["eta"])
                     hs.append(h)
                 return torch.stack(hs), hebb
 
@@ -160,9 +162,9 @@ def pattern_case(T: int = 106, N: int = 1001) -> Case:
             def forward():
                 h, hebb = x["u"].new_zeros(1, N), x["u"].new_zeros(1, N, N)
                 hs = []
-                for t in range(T):
+                for u_t in x["u"].unbind(0):
                     h, hebb, _ = hebbkern.plastic_step(
-                        x["u"][t], h, hebb, x["w"], x["alpha"], rule="hebb", eta=x["eta"],
+                        u_t, h, hebb, x["w"], x["alpha"], rule="hebb", eta=x["eta"],
                         backend=provider,
                     )  # fmt: skip
                     hs.append(h)
@@ -235,12 +237,26 @@ if __name__ == "__main__":
     import sys
 
     busy = "--busy-core" in sys.argv
-    argv = [a for a in sys.argv[1:] if a != "--busy-core"]
-    main(NAME, cases, argv)
+    only20 = "--issue20" in sys.argv  # the issue-20 rows only
+    argv = [a for a in sys.argv[1:] if a not in ("--busy-core", "--issue20")]
+
+    def issue20_cases(quick: bool) -> list[Case]:
+        return cases(quick)[-3:] if not quick else cases(quick)[1:]
+
+    main(NAME, issue20_cases if only20 else cases, argv)
     if busy:
         from benchmarks import common
 
         rows = busy_core_rows("--quick" in argv, min_time=1.0)
         cols = [("setting", "setting", ""), ("median ms", "median_ms", ".3f"),
                 ("x 1 thread", "vs_1_thread", common.ratio), ("load", "load", ".2f")]  # fmt: skip
-        print(common.format_table(rows, cols))
+        text = common.format_table(rows, cols)
+        print(text)
+        if "--tag" in argv:
+            from benchmarks.step_common import RESULTS
+
+            tag = argv[argv.index("--tag") + 1]
+            stem = RESULTS / f"{NAME}_busy_core_cpu_amd-epyc-2c_{tag}"
+            common.write_json(stem.with_suffix(".json"), common.machine_info(torch.device("cpu")),
+                              rows)  # fmt: skip
+            stem.with_suffix(".txt").write_text(text + "\n")

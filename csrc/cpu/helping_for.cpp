@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -45,7 +46,25 @@ class Helpers {
     // Retract the job, then wait for the helpers that saw it (seq_cst on both sides: a helper that
     // registers after this load reads nullptr, or a later job, never this one).
     job_.store(nullptr, std::memory_order_seq_cst);
+    if (inside_.load(std::memory_order_seq_cst) == 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
     while (inside_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+    // A helper that held a chunk this long was descheduled in it (its core is busy with other
+    // work): run the next calls alone, doubling the pause at each such wait (back to the
+    // shortest after a call that did not wait).
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kLongWaitUs)) {
+      pause_ = std::min<int64_t>(std::max<int64_t>(2 * pause_, kFirstPause), kMaxPause);
+      skip_ = pause_;
+    } else {
+      pause_ = 0;
+    }
+  }
+
+  // Calls to run alone after a long wait (see run); only the owner reads and writes it.
+  bool skip() {
+    if (skip_ == 0) return false;
+    --skip_;
+    return true;
   }
 
  private:
@@ -55,6 +74,8 @@ class Helpers {
   std::atomic<Job*> job_{nullptr};
   std::atomic<int64_t> inside_{0};
   std::vector<std::thread> threads_;
+  static constexpr int64_t kLongWaitUs = 500, kFirstPause = 16, kMaxPause = 4096;
+  int64_t pause_ = 0, skip_ = 0;  // guarded by owner
 
   static void work(Job& job) {
     for (int64_t c; (c = job.next.fetch_add(1, std::memory_order_relaxed)) < job.n;) (*job.f)(c);
@@ -111,6 +132,10 @@ void helping_for(int64_t n, const std::function<void(int64_t)>& f) {
   Helpers* h = helpers();
   std::unique_lock<std::mutex> lock(h->owner, std::try_to_lock);
   if (!lock.owns_lock()) {
+    for (int64_t c = 0; c < n; ++c) f(c);
+    return;
+  }
+  if (h->skip()) {
     for (int64_t c = 0; c < n; ++c) f(c);
     return;
   }
