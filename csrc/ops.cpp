@@ -78,6 +78,20 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_b, str rule, float clip) "
       "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  // plastic_step with w, alpha and the traces stored [post, pre] (layout "post_pre"): separate ops
+  // with the schemas above, so that a backend without a native post_pre kernel needs no change.
+  m.def(
+      "plastic_step_fwd_post_pre(Tensor u, Tensor h, Tensor hebb, Tensor? elig, Tensor w, "
+      "Tensor alpha, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
+      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip) "
+      "-> (Tensor h_new, Tensor hebb_new, Tensor elig_new, Tensor mod)");
+  m.def(
+      "plastic_step_bwd_post_pre(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, "
+      "Tensor h, Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, Tensor h_new, Tensor mod, "
+      "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
+      "Tensor? fanout_b, str rule, float clip) "
+      "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
+      "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def("plastic_linear_fwd(Tensor x, Tensor w, Tensor alpha, Tensor hebb) -> Tensor");
   m.def(
       "plastic_linear_bwd(Tensor grad_z, Tensor x, Tensor w, Tensor alpha, Tensor hebb) "
@@ -134,6 +148,8 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
   m.impl("plastic_step_fwd", &plastic_step_fwd_cpu);
   m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
+  m.impl("plastic_step_fwd_post_pre", &plastic_step_fwd_post_pre_cpu);
+  m.impl("plastic_step_bwd_post_pre", &plastic_step_bwd_post_pre_cpu);
   m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
   m.impl("trace_update_fwd", &trace_update_fwd_cpu);

@@ -41,4 +41,24 @@ StepBwdOut plastic_step_bwd_cpu(
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule, double clip);
 
+// The same step with w, alpha and the traces stored [post, pre] (layout "post_pre"): the kernels
+// read that layout where it lies (no transposed copy of the trace). Same arguments and outputs.
+StepFwdOut plastic_step_fwd_post_pre_cpu(
+    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
+    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip);
+
+StepBwdOut plastic_step_bwd_post_pre_cpu(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
+    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
+    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip);
+
 }  // namespace hebbkern

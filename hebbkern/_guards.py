@@ -24,7 +24,9 @@ def check_materialisable(**tensors: Tensor | None) -> None:
     """Raise ``ValueError`` for an expanded (stride-0) tensor whose copy would exceed
     :data:`MAX_EXPANDED_BYTES`."""
     for name, x in tensors.items():
-        if not isinstance(x, Tensor) or not _is_expanded(x):
+        # is_contiguous() first: one C call, where _is_expanded loops in Python (this runs on
+        # every call of the single-step ops, once per agent step).
+        if not isinstance(x, Tensor) or x.is_contiguous() or not _is_expanded(x):
             continue
         nbytes = x.numel() * x.element_size()
         if nbytes > MAX_EXPANDED_BYTES:

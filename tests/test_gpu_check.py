@@ -31,7 +31,16 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.tar.gz", "summary.txt"]
     summary = (out / "summary.txt").read_text()
     lines = {line.split()[0]: line for line in summary.splitlines() if line.strip()}
-    for name in ("env", "tests", "bench", "bench-sweep", "families", "agent", "lifetime", "dispatch"):
+    for name in (
+        "env",
+        "tests",
+        "bench",
+        "bench-sweep",
+        "families",
+        "agent",
+        "lifetime",
+        "dispatch",
+    ):
         assert "exit 0" in lines[name], lines.get(name, summary)
     assert "skipped: device cpu" in lines["nvidia-smi"]
     assert "3 passed" in summary  # the closing line of the tests stage

@@ -1,7 +1,9 @@
 // Torch-facing side of the CPU plastic_step kernels: shape checks (the raw torch.ops are safe to
-// call), argument preparation, output allocation, the batch split over threads and the run-time
+// call), argument preparation, output allocation, the work split over threads (whole samples, or
+// the rows of one sample when the batch is small: see run_forward) and the run-time
 // instruction-set choice, and the final reductions (group slices of dw and d alpha;
-// per-sample accumulators summed in a fixed order). The kernels are in plastic_step_kernel.cpp.
+// per-sample accumulators and per-chunk partials summed in a fixed order). The kernels are in
+// plastic_step_kernel.cpp; the threads come from helping_for (why not at::parallel_for: there).
 #include "../plastic_step.h"
 
 #include <ATen/Parallel.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "helping_for.h"
 #include "plastic_step_kernel_args.h"
 
 namespace hebbkern {
@@ -18,16 +21,12 @@ namespace {
 
 using cpu::StepArgs;
 
-template <typename T>
-void run_step_forward(Rule r, const StepArgs<T>& p, const cpu::StepFwdOut<T>& o, int64_t b0,
-                      int64_t b1, T* scratch) {
-  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, step_forward, r, p, o, b0, b1, scratch)
-}
+using cpu::StepPhase;
+using cpu::StepPhaseArgs;
 
 template <typename T>
-void run_step_backward(Rule r, const StepArgs<T>& p, const cpu::StepBwdIn<T>& in,
-                       const cpu::StepBwdOut<T>& o, int64_t b0, int64_t b1, T* scratch) {
-  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, step_backward, r, p, in, o, b0, b1, scratch)
+void run_phase(const StepPhaseArgs<T>& a) {
+  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, step_phase, a)
 }
 
 bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
@@ -52,6 +51,14 @@ void check_shape(const at::Tensor& t, const at::Tensor& ref, at::IntArrayRef sha
                     " must be on the device of u");
 }
 
+// The value of a one-element float/double tensor of the CPU, read in place (item() dispatches:
+// microseconds per call on a path that runs once per agent step).
+double scalar_value(const at::Tensor& t) {
+  if (!t.is_cpu()) return t.item<double>();
+  return t.scalar_type() == at::kDouble ? *t.const_data_ptr<double>()
+                                        : static_cast<double>(*t.const_data_ptr<float>());
+}
+
 void check_scalar(const std::optional<at::Tensor>& t, const at::Tensor& ref, const char* what) {
   TORCH_CHECK_VALUE(t->numel() == 1, "hebbkern::plastic_step: ", what, " must have one element");
   TORCH_CHECK_TYPE(t->scalar_type() == ref.scalar_type(), "hebbkern::plastic_step: ", what,
@@ -70,7 +77,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
                  const at::Tensor& alpha, const std::optional<at::Tensor>& clamp_mask,
                  const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
                  const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip) {
+                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip, bool post_pre) {
   TORCH_CHECK_VALUE(u.dim() == 2 && u.size(1) >= 1,
                     "hebbkern::plastic_step: u must be [B, N] with N >= 1, got ", u.sizes());
   TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
@@ -112,7 +119,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
   if (uses_eta(rule)) {
     TORCH_CHECK_VALUE(given(eta), "hebbkern::plastic_step: this rule needs eta");
     check_scalar(eta, u, "eta");
-    p.eta = eta->item<double>();
+    p.eta = scalar_value(*eta);
   }
   if (is_modulated(rule)) {
     TORCH_CHECK_VALUE(given(mod_w), "hebbkern::plastic_step: this rule needs mod_w");
@@ -120,7 +127,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
     p.mod_w = mod_w->contiguous();
     if (given(mod_b)) {
       check_scalar(mod_b, u, "mod_b");
-      p.mod_b = mod_b->item<double>();
+      p.mod_b = scalar_value(*mod_b);
     }
     TORCH_CHECK_VALUE(given(fanout_w) == given(fanout_b),
                       "hebbkern::plastic_step: fanout_w and fanout_b go together");
@@ -136,8 +143,17 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
   p.hebb = hebb.contiguous();
   if (has_eligibility(rule)) p.elig = elig->contiguous();
   p.w = w.contiguous();
-  // Per-neuron and scalar alpha become one shared row (row stride 0), as in plastic_rnn.
-  p.A = alpha.dim() >= 2 ? alpha.contiguous() : alpha.expand({N}).contiguous();
+  // Per-neuron and scalar alpha become one shared row (row stride 0), as in plastic_rnn. In the
+  // post_pre layout a row is one post neuron, so per-neuron alpha is constant along a row: it is
+  // expanded to [N, N] (a copy of alpha, not of the trace), and its gradient summed back.
+  if (alpha.dim() >= 2) {
+    p.A = alpha.contiguous();
+  } else if (post_pre) {
+    p.A = alpha.expand({N}).unsqueeze(1).expand({N, N}).contiguous();
+    p.a_stride = N;
+  } else {
+    p.A = alpha.expand({N}).contiguous();
+  }
   return p;
 }
 
@@ -183,23 +199,228 @@ at::Tensor sum_slices(const at::Tensor& slices) {
   return out;
 }
 
-// Samples per task: a parallel region costs microseconds (and much more when the cores are shared
-// with other work), which one step of a small network does not repay; ATen's grain size is the
-// rule, counted in trace elements.
+// Samples per task: handing a task to another thread costs microseconds (and much more when the
+// cores are shared with other work), which one step of a small network does not repay; ATen's
+// grain size is the rule, counted in trace elements.
 int64_t sample_grain(int64_t N) { return std::max<int64_t>(1, at::internal::GRAIN_SIZE / (N * N)); }
+
+// The row split: a batch this small (and a network this large) cuts each sample's rows into fixed
+// chunks of about a grain of trace elements, so that B = 1 uses every thread. The choice and the
+// chunks depend on the shape only, never on the thread count, so results do not either.
+constexpr int64_t kRowSplitMaxBatch = 4;
+bool row_split(int64_t B, int64_t N) {
+  return B > 0 && B < kRowSplitMaxBatch && N * N >= 2 * at::internal::GRAIN_SIZE;
+}
+int64_t chunk_rows(int64_t N) {
+  return std::max<int64_t>(8, (at::internal::GRAIN_SIZE + N - 1) / N);
+}
+
+// Per-thread buffers of [N] vectors, kept between calls (no allocation per step).
+template <typename T>
+T* thread_buffer(int64_t size) {
+  thread_local std::vector<T> buf;
+  if (static_cast<int64_t>(buf.size()) < size) buf.resize(size);
+  return buf.data();
+}
+
+template <typename T>
+StepPhaseArgs<T> phase_args(StepPhase ph, Rule rule, bool pp, const StepArgs<T>& p, int64_t b) {
+  StepPhaseArgs<T> a{};
+  a.phase = ph;
+  a.rule = rule;
+  a.post_pre = pp;
+  a.p = &p;
+  a.b = b;
+  a.r0 = 0;
+  a.r1 = p.N;
+  return a;
+}
+
+// m_t of sample b from its saved neuromodulator (zeros for the rules without one).
+template <typename T>
+void modulation(Rule rule, const StepArgs<T>& p, const T* mod, int64_t b, T* M) {
+  const int64_t N = p.N;
+  if (!is_modulated(rule)) {
+    std::fill(M, M + N, T(0));
+    return;
+  }
+  const T s = mod[b];
+  for (int64_t j = 0; j < N; ++j) M[j] = p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s;
+}
+
+template <typename T>
+void run_forward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepFwdOut<T>& o) {
+  const int64_t B = p.B, N = p.N;
+  if (row_split(B, N)) {
+    const int64_t rows = chunk_rows(N), C = (N + rows - 1) / rows;
+    std::vector<T> buf((C + 2) * N);
+    T* acc = buf.data() + C * N;
+    T* M = acc + N;
+    for (int64_t b = 0; b < B; ++b) {
+      StepPhaseArgs<T> a = phase_args(StepPhase::FwdMatvec, rule, pp, p, b);
+      a.fo = &o;
+      cpu::helping_for(C, [&](int64_t c) {
+        StepPhaseArgs<T> ac = a;
+        ac.r0 = c * rows;
+        ac.r1 = std::min(N, ac.r0 + rows);
+        ac.col0 = pp ? acc : buf.data() + c * N;
+        run_phase(ac);
+      });
+      const T* u = p.u + b * N;
+      for (int64_t j = 0; j < N; ++j) {
+        T s = pp ? acc[j] : T(0);
+        if (!pp)
+          for (int64_t c = 0; c < C; ++c) s += buf[c * N + j];
+        acc[j] = u[j] + s;
+      }
+      a.phase = StepPhase::FwdFinish;
+      a.col0 = acc;
+      a.M = M;
+      run_phase(a);
+      a.phase = StepPhase::FwdUpdate;
+      cpu::helping_for(C, [&](int64_t c) {
+        StepPhaseArgs<T> ac = a;
+        ac.r0 = c * rows;
+        ac.r1 = std::min(N, ac.r0 + rows);
+        run_phase(ac);
+      });
+    }
+    return;
+  }
+  const int64_t grain = sample_grain(N), tasks = (B + grain - 1) / grain;
+  auto task = [&](int64_t t) {
+    T* acc = thread_buffer<T>(2 * N);
+    T* M = acc + N;
+    for (int64_t b = t * grain; b < std::min(B, (t + 1) * grain); ++b) {
+      StepPhaseArgs<T> a = phase_args(StepPhase::FwdMatvec, rule, pp, p, b);
+      a.fo = &o;
+      a.col0 = acc;
+      a.M = M;
+      run_phase(a);
+      const T* u = p.u + b * N;
+      for (int64_t j = 0; j < N; ++j) acc[j] += u[j];
+      a.phase = StepPhase::FwdFinish;
+      run_phase(a);
+      a.phase = StepPhase::FwdUpdate;
+      run_phase(a);
+    }
+  };
+  cpu::helping_for(tasks, task);
+}
+
+// Backward of samples [b0, b1) (or of one sample's rows, split over threads): pass A, the
+// modulator and drive adjoints, pass B; the partials of pass A and B summed in chunk order.
+template <typename T>
+void backward_sample(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBwdIn<T>& in,
+                     const cpu::StepBwdOut<T>& o, int64_t b, int64_t C, int64_t rows, T* buf,
+                     bool split) {
+  const int64_t N = p.N;
+  // buf: C chunks of [2N + 1] (col0, col1, scal), then M, post_adj, dM.
+  const int64_t stride = 2 * N + 1;
+  T* M = buf + C * stride;
+  T* post_adj = M + N;
+  T* dM = post_adj + N;
+  modulation(rule, p, in.mod, b, M);
+  StepPhaseArgs<T> a = phase_args(StepPhase::BwdTrace, rule, pp, p, b);
+  a.bi = &in;
+  a.bo = &o;
+  a.M = M;
+  a.post_adj = post_adj;
+  a.dM = dM;
+  auto chunked = [&](StepPhaseArgs<T> base) {
+    auto one = [&](int64_t c) {
+      StepPhaseArgs<T> ac = base;
+      ac.r0 = c * rows;
+      ac.r1 = std::min(N, ac.r0 + rows);
+      ac.col0 = buf + c * stride;
+      ac.col1 = ac.col0 + N;
+      ac.scal = ac.col0 + 2 * N;
+      run_phase(ac);
+    };
+    if (split)
+      cpu::helping_for(C, one);
+    else
+      for (int64_t c = 0; c < C; ++c) one(c);
+  };
+  chunked(a);
+  const T* gh = in.gh ? in.gh + b * N : nullptr;
+  T* dh = o.dh + b * N;
+  T deta = 0;
+  for (int64_t c = 0; c < C; ++c) deta += buf[c * stride + 2 * N];
+  o.deta[b] = deta;
+  if (!pp) {
+    for (int64_t j = 0; j < N; ++j) {
+      T s = gh ? gh[j] : T(0), m = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        s += buf[c * stride + j];
+        m += buf[c * stride + N + j];
+      }
+      post_adj[j] = s;
+      dM[j] = m;
+    }
+  } else {
+    for (int64_t j = 0; j < N; ++j) {
+      if (gh) post_adj[j] += gh[j];
+      T s = 0;
+      for (int64_t c = 0; c < C; ++c) s += buf[c * stride + j];
+      dh[j] = s;
+    }
+  }
+  a.phase = StepPhase::BwdFinish;
+  run_phase(a);
+  a.phase = StepPhase::BwdMatvec;
+  chunked(a);
+  const bool per_connection = p.a_stride != 0;
+  if (pp) {
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t c = 0; c < C; ++c) dh[i] += buf[c * stride + i];
+  } else if (!per_connection) {
+    T* dA = o.dA + b * N;
+    for (int64_t j = 0; j < N; ++j) {
+      T s = 0;
+      for (int64_t c = 0; c < C; ++c) s += buf[c * stride + j];
+      dA[j] = s;
+    }
+  }
+}
+
+template <typename T>
+void run_backward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBwdIn<T>& in,
+                  const cpu::StepBwdOut<T>& o, int64_t group, int64_t n_groups) {
+  const int64_t B = p.B, N = p.N;
+  if (row_split(B, N)) {
+    const int64_t rows = chunk_rows(N), C = (N + rows - 1) / rows;
+    std::vector<T> buf(C * (2 * N + 1) + 3 * N);
+    for (int64_t b = 0; b < B; ++b)
+      backward_sample(rule, pp, p, in, o, b, C, rows, buf.data(), true);
+    return;
+  }
+  // Split by groups, so that a group of samples summing into one d alpha slice stays on one
+  // thread.
+  const int64_t grain = std::max<int64_t>(1, sample_grain(N) / group);
+  const int64_t tasks = (n_groups + grain - 1) / grain;
+  cpu::helping_for(tasks, [&](int64_t t) {
+    T* buf = thread_buffer<T>(5 * N + 1);
+    const int64_t b0 = t * grain * group, b1 = std::min(B, (t + 1) * grain * group);
+    for (int64_t b = b0; b < b1; ++b) backward_sample(rule, pp, p, in, o, b, 1, N, buf, false);
+  });
+}
 
 }  // namespace
 
-StepFwdOut plastic_step_fwd_cpu(
-    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
-    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule_name, double clip) {
+namespace {
+
+StepFwdOut step_fwd(const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
+                    const std::optional<at::Tensor>& elig, const at::Tensor& w,
+                    const at::Tensor& alpha, const std::optional<at::Tensor>& clamp_mask,
+                    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
+                    const std::optional<at::Tensor>& mod_b,
+                    const std::optional<at::Tensor>& fanout_w,
+                    const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
+                    double clip, bool post_pre) {
   const Rule rule = parse_rule(rule_name);
   const Prepared q = prepare(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                             fanout_b, rule, clip);
+                             fanout_b, rule, clip, post_pre);
   const int64_t B = q.B, N = q.N;
   const auto opts = u.options();
   at::Tensor h_new = at::empty({B, N}, opts);
@@ -213,15 +434,12 @@ StepFwdOut plastic_step_fwd_cpu(
                                .hebb_new = hebb_new.data_ptr<T>(),
                                .elig_new = ptr_or_null<T>(elig_new),
                                .mod = ptr_or_null<T>(mod)};
-    at::parallel_for(0, B, sample_grain(N), [&](int64_t b0, int64_t b1) {
-      std::vector<T> scratch(cpu::step_scratch_size(N));
-      run_step_forward(rule, p, o, b0, b1, scratch.data());
-    });
+    run_forward(rule, post_pre, p, o);
   });
   return {h_new, hebb_new, elig_new, mod};
 }
 
-StepBwdOut plastic_step_bwd_cpu(
+StepBwdOut step_bwd(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
     const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
     const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
@@ -229,10 +447,10 @@ StepBwdOut plastic_step_bwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule_name, double clip) {
+    const std::string& rule_name, double clip, bool post_pre) {
   const Rule rule = parse_rule(rule_name);
   const Prepared q = prepare(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                             fanout_b, rule, clip);
+                             fanout_b, rule, clip, post_pre);
   const int64_t B = q.B, N = q.N;
   const bool retro = has_eligibility(rule), modulated = is_modulated(rule);
   const bool fan = q.fan_w.defined();
@@ -247,12 +465,13 @@ StepBwdOut plastic_step_bwd_cpu(
   at::Tensor gE = retro ? contiguous_or_undefined(grad_elig) : at::Tensor();
   at::Tensor hn = h_new.contiguous(), mod_c = mod.contiguous();
 
-  const bool per_connection = alpha.dim() >= 2;
+  // Per connection also when post_pre expanded a per-neuron or scalar alpha (prepare).
+  const bool per_connection = q.a_stride != 0;
   // Shared per-connection alpha and shared w: their gradients are summed per group of samples
   // (see StepBwdOut::dA), at most kMaxGroups slices instead of [B, N, N] buffers, and the slices
-  // are added up on this thread: the backward opens one parallel region per step.
+  // are added up on this thread.
   constexpr int64_t kMaxGroups = 8;
-  const bool shared_w = w.dim() == 2, shared_A = alpha.dim() == 2;
+  const bool shared_w = w.dim() == 2, shared_A = per_connection && alpha.dim() != 3;
   // At least 1: with B = 0 there are no groups, and n_groups below divides by it.
   const int64_t group =
       (shared_w || shared_A) ? std::max<int64_t>(1, (B + kMaxGroups - 1) / kMaxGroups) : 1;
@@ -261,9 +480,13 @@ StepBwdOut plastic_step_bwd_cpu(
   at::Tensor da = at::empty({B, N}, opts);
   at::Tensor dH = at::empty({B, N, N}, opts);
   at::Tensor dE = retro ? at::empty({B, N, N}, opts) : none_like(u);
-  at::Tensor dA =
-      per_connection ? at::empty({shared_A ? n_groups : B, N, N}, opts) : at::zeros({B, N}, opts);
-  at::Tensor dW = at::empty({shared_w ? n_groups : B, N, N}, opts);
+  // One group: the kernel's single slice is the gradient itself (no copy by sum_slices).
+  auto slices = [&](bool shared) {
+    return shared && n_groups == 1 ? at::empty({N, N}, opts)
+                                   : at::empty({shared ? n_groups : B, N, N}, opts);
+  };
+  at::Tensor dA = per_connection ? slices(shared_A) : at::empty({B, N}, opts);
+  at::Tensor dW = slices(shared_w);
   at::Tensor deta_ps = at::empty({B}, opts);
   at::Tensor dmw_ps = modulated ? at::empty({B, N}, opts) : at::Tensor();
   at::Tensor dmb_ps = modulated ? at::empty({B}, opts) : at::Tensor();
@@ -292,25 +515,22 @@ StepBwdOut plastic_step_bwd_cpu(
                                .dmb = ptr_or_null<T>(dmb_ps),
                                .dfw = ptr_or_null<T>(dfw_ps),
                                .dfb = ptr_or_null<T>(dfb_ps)};
-    // Split by groups, so that a group of samples summing into one d alpha slice stays on one
-    // thread.
-    const int64_t grain = std::max<int64_t>(1, sample_grain(N) / group);
-    at::parallel_for(0, n_groups, grain, [&](int64_t g0, int64_t g1) {
-      std::vector<T> scratch(cpu::step_scratch_size(N));
-      run_step_backward(rule, p, in, o, g0 * group, std::min(B, g1 * group), scratch.data());
-    });
+    run_backward(rule, post_pre, p, in, o, group, n_groups);
   });
 
-  at::Tensor dw = shared_w ? sum_slices(dW) : dW;
+  at::Tensor dw = shared_w && dW.dim() == 3 ? sum_slices(dW) : dW;
   at::Tensor dalpha;
   if (alpha.dim() == 3)
     dalpha = dA;
-  else if (alpha.dim() == 2)
-    dalpha = sum_slices(dA);
-  else if (alpha.dim() == 1)
-    dalpha = dA.sum(0);
+  else if (per_connection)
+    dalpha = dA.dim() == 3 ? sum_slices(dA)
+                           : dA;  // [N, N]; post_pre's expanded per-neuron alpha: summed below
   else
-    dalpha = dA.sum();
+    dalpha = dA;  // [B, N]
+  if (alpha.dim() == 1)
+    dalpha = per_connection ? dalpha.sum(1) : dalpha.sum(0);
+  else if (alpha.dim() == 0)
+    dalpha = dalpha.sum();
   // A fresh empty tensor per absent gradient: outputs of a custom op must not alias each other.
   at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none_like(u);
   at::Tensor dmw = modulated ? dmw_ps.sum(0) : none_like(u);
@@ -318,6 +538,56 @@ StepBwdOut plastic_step_bwd_cpu(
   at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(u);
   at::Tensor dfb = fan ? dfb_ps.sum(0) : none_like(u);
   return {du, dh, dH, dE, dw, dalpha, deta, dmw, dmb, dfw, dfb};
+}
+
+}  // namespace
+
+StepFwdOut plastic_step_fwd_cpu(
+    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
+    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip) {
+  return step_fwd(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
+                  rule, clip, false);
+}
+
+StepBwdOut plastic_step_bwd_cpu(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
+    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
+    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip) {
+  return step_bwd(grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask,
+                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, false);
+}
+
+StepFwdOut plastic_step_fwd_post_pre_cpu(
+    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
+    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip) {
+  return step_fwd(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
+                  rule, clip, true);
+}
+
+StepBwdOut plastic_step_bwd_post_pre_cpu(
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
+    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
+    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
+    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
+    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
+    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
+    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
+    const std::string& rule, double clip) {
+  return step_bwd(grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask,
+                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, true);
 }
 
 }  // namespace hebbkern

@@ -2,16 +2,26 @@
 // instruction set by the build (isa_target.h defines HEBBKERN_CPU_ISA). Internal linkage only, as
 // in plastic_rnn_kernel.cpp, so the per-ISA copies never get merged by the linker.
 //
-// Work layout: the caller splits the batch over threads; each sample's [N, N] trace is read by the
-// mat-vec and then, while it is still in cache (64 KiB at N = 128 in float32), read again by the
-// update that writes the new trace: the trace crosses the memory bus once in and once out. A
-// single step cannot fold the update into the mat-vec as plastic_rnn does (the update of row i
-// needs all of h_t, which needs every row), and the caller wants H_t itself back.
+// Work layout: the step of one sample is cut into phases over row ranges (StepPhase), so that the
+// caller can hand a whole sample to one thread (the batch split) or, when the batch is smaller
+// than the thread count, cut one sample's rows into fixed chunks (the row split). A phase that
+// reduces across rows writes one partial [N] vector per chunk (`col`), which the caller sums in
+// chunk order: the result depends on the chunk sizes (fixed by the shape), never on the threads.
+// Within a sample the trace is read by the mat-vec and then, while still in cache, by the update
+// that writes the new trace. A single step cannot fold the update into the mat-vec as plastic_rnn
+// does (the update of a row needs all of h_t, which needs every row).
 //
-// Backward, per sample: pass A runs the trace-update adjoint over the rows (it yields the adjoints
-// of h_t and m_t, which the drive's adjoint needs), pass B the mat-vec adjoint.
+// Layouts (template parameter PP): pre_post stores w, alpha and the trace [pre, post], so a row is
+// one pre-synaptic neuron and the mat-vec sums rows into a vector (axpy); post_pre (Backpropamine's
+// batched code) stores them [post, pre], so a row is one post-synaptic neuron and the mat-vec is a
+// dot product over the contiguous row. Both read the trace where it lies: no transposed copy.
+//
+// Backward, per sample: pass A (BwdTrace) runs the trace-update adjoint over the rows (it yields
+// the adjoints of h_t and m_t, which the drive's adjoint needs), pass B (BwdMatvec) the mat-vec
+// adjoint.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "plastic_step_kernel_args.h"
 #include "vec_math.h"
@@ -25,31 +35,48 @@ namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
 
-template <Rule R, typename T>
-void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, T* scratch) {
-  constexpr bool kElig = has_eligibility(R);
+// a_t partial of rows [r0, r1). pre_post: col[j] = sum_i h[i] (w + alpha H)[i, j] over the rows
+// (a partial sum); post_pre: col[j] = the whole sum for the rows j themselves.
+template <bool PP, typename T>
+void fwd_matvec(const StepArgs<T>& p, int64_t b, int64_t r0, int64_t r1, T* col) {
   const int64_t N = p.N, NN = N * N;
-  T* acc = scratch;
-  T* M = acc + N;
-  const T* u = p.u + b * N;
   const T* h = p.h + b * N;
   const T* H = p.hebb + b * NN;
   const T* w = p.w + b * p.w_bstride;
   const T* A = p.A + b * p.a_bstride;
-  std::memcpy(acc, u, sizeof(T) * N);
-  for (int64_t i = 0; i < N; ++i) {
-    const T x = h[i];
-    const T* __restrict__ wrow = w + i * N;
-    const T* __restrict__ Arow = A + i * p.a_stride;
-    const T* __restrict__ Hrow = H + i * N;
+  if constexpr (!PP) {
+    std::memset(col, 0, sizeof(T) * N);
+    for (int64_t i = r0; i < r1; ++i) {
+      const T x = h[i];
+      const T* __restrict__ wrow = w + i * N;
+      const T* __restrict__ Arow = A + i * p.a_stride;
+      const T* __restrict__ Hrow = H + i * N;
 #pragma omp simd
-    for (int64_t j = 0; j < N; ++j) acc[j] += x * (wrow[j] + Arow[j] * Hrow[j]);
+      for (int64_t j = 0; j < N; ++j) col[j] += x * (wrow[j] + Arow[j] * Hrow[j]);
+    }
+  } else {
+    for (int64_t j = r0; j < r1; ++j) {
+      const T* __restrict__ wrow = w + j * N;
+      const T* __restrict__ Arow = A + j * p.a_stride;
+      const T* __restrict__ Hrow = H + j * N;
+      T s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < N; ++i) s += h[i] * (wrow[i] + Arow[i] * Hrow[i]);
+      col[j] = s;
+    }
   }
+}
+
+// h_t from the drive a (u_t already added), the neuromodulator and m_t (M).
+template <Rule R, typename T>
+void fwd_finish(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, const T* a, T* M) {
+  const int64_t N = p.N;
+  const T* u = p.u + b * N;
   T* __restrict__ hn = o.h_new + b * N;
   const bool* c = p.clamp ? p.clamp + b * N : nullptr;
 #pragma omp simd
   for (int64_t j = 0; j < N; ++j) {
-    const T y = tanh_any(acc[j]);
+    const T y = tanh_any(a[j]);
     hn[j] = (c && c[j]) ? u[j] : y;
   }
   if constexpr (is_modulated(R)) {
@@ -61,110 +88,129 @@ void step_forward_sample(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b
   } else {
     std::memset(M, 0, sizeof(T) * N);
   }
+}
+
+// The new trace (and eligibility) of rows [r0, r1).
+template <Rule R, bool PP, typename T>
+void fwd_update(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, int64_t r0, int64_t r1,
+                const T* M) {
+  constexpr bool kElig = has_eligibility(R);
+  const int64_t N = p.N, NN = N * N;
+  const T* h = p.h + b * N;
+  const T* hn = o.h_new + b * N;
+  const T* H = p.hebb + b * NN;
   const T* E = kElig ? p.elig + b * NN : nullptr;
   T* Hn = o.hebb_new + b * NN;
   T* En = kElig ? o.elig_new + b * NN : nullptr;
-  for (int64_t i = 0; i < N; ++i) {
-    const T pre = h[i];
-    const T* __restrict__ Hrow = H + i * N;
-    T* __restrict__ Hout = Hn + i * N;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* __restrict__ Hrow = H + r * N;
+    T* __restrict__ Hout = Hn + r * N;
+    // pre_post: row r is pre neuron r, columns are post; post_pre: row r is post neuron r.
+    const T* __restrict__ pre_v = PP ? h : nullptr;
+    const T* __restrict__ post_v = PP ? nullptr : hn;
+    const T pre_s = PP ? T(0) : h[r], post_s = PP ? hn[r] : T(0), m_s = PP ? M[r] : T(0);
     if constexpr (kElig) {
-      const T* __restrict__ Erow = E + i * N;
-      T* __restrict__ Eout = En + i * N;
+      const T* __restrict__ Erow = E + r * N;
+      T* __restrict__ Eout = En + r * N;
 #pragma omp simd
-      for (int64_t j = 0; j < N; ++j) {
-        T hv = Hrow[j], ev = Erow[j];
-        trace_forward<R>(hv, ev, pre, hn[j], M[j], p.eta, p.clip);
-        Hout[j] = hv;
-        Eout[j] = ev;
+      for (int64_t k = 0; k < N; ++k) {
+        T hv = Hrow[k], ev = Erow[k];
+        trace_forward<R>(hv, ev, PP ? pre_v[k] : pre_s, PP ? post_s : post_v[k], PP ? m_s : M[k],
+                         p.eta, p.clip);
+        Hout[k] = hv;
+        Eout[k] = ev;
       }
     } else {
 #pragma omp simd
-      for (int64_t j = 0; j < N; ++j) {
-        T hv = Hrow[j], unused = T(0);
-        trace_forward<R>(hv, unused, pre, hn[j], M[j], p.eta, p.clip);
-        Hout[j] = hv;
+      for (int64_t k = 0; k < N; ++k) {
+        T hv = Hrow[k], unused = T(0);
+        trace_forward<R>(hv, unused, PP ? pre_v[k] : pre_s, PP ? post_s : post_v[k],
+                         PP ? m_s : M[k], p.eta, p.clip);
+        Hout[k] = hv;
       }
     }
   }
 }
 
-template <Rule R, typename T>
-void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>& o,
-                          int64_t b, T* scratch) {
+// Pass A over rows [r0, r1): the trace-update adjoint. Writes dH, dE of the rows. pre_post: dh[i]
+// of the rows (set), partials col0 = d h_t, col1 = d m_t over the rows; post_pre: post_adj[j] and
+// dM[j] of the rows (set), partial col0 = d h_{t-1}. *scal: partial d eta.
+template <Rule R, bool PP, typename T>
+void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>& o, int64_t b,
+               int64_t r0, int64_t r1, const T* M, T* post_adj, T* dM, T* col0, T* col1, T* scal) {
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N;
-  T* post_adj = scratch;  // adjoint of h_t
-  T* dM = post_adj + N;   // adjoint of m_t per post neuron
-  T* M = dM + N;          // m_t per post neuron
-  T* da = o.da + b * N;   // adjoint of a_t
-  T* dh = o.dh + b * N;   // adjoint of h_{t-1}
   const T* h = p.h + b * N;
   const T* hn = in.h_new + b * N;
   const T* H = p.hebb + b * NN;
   const T* E = kElig ? p.elig + b * NN : nullptr;
   T* dH = o.dH + b * NN;
   T* dE = kElig ? o.dE + b * NN : nullptr;
-  if (in.gh)
-    std::memcpy(post_adj, in.gh + b * N, sizeof(T) * N);
-  else
-    std::memset(post_adj, 0, sizeof(T) * N);
-  std::memset(dM, 0, sizeof(T) * N);
-  std::memset(dh, 0, sizeof(T) * N);
-  if constexpr (kMod)
-    fanout(p, in.mod[b], M);
-  else
-    std::memset(M, 0, sizeof(T) * N);
-
-  // Pass A: adjoint of the trace update H_t = rule(H_{t-1}, h_{t-1}, h_t, m_t).
+  T* dh = o.dh + b * N;
+  std::memset(col0, 0, sizeof(T) * N);
+  if (!PP) std::memset(col1, 0, sizeof(T) * N);
   T deta = 0;
-  for (int64_t i = 0; i < N; ++i) {
-    T* __restrict__ dHrow = dH + i * N;
-    T* __restrict__ dErow = kElig ? dE + i * N : nullptr;
+  for (int64_t r = r0; r < r1; ++r) {
+    T* __restrict__ dHrow = dH + r * N;
+    T* __restrict__ dErow = kElig ? dE + r * N : nullptr;
     if (in.gH)
-      std::memcpy(dHrow, in.gH + b * NN + i * N, sizeof(T) * N);
+      std::memcpy(dHrow, in.gH + b * NN + r * N, sizeof(T) * N);
     else
       std::memset(dHrow, 0, sizeof(T) * N);
     if constexpr (kElig) {
       if (in.gE)
-        std::memcpy(dErow, in.gE + b * NN + i * N, sizeof(T) * N);
+        std::memcpy(dErow, in.gE + b * NN + r * N, sizeof(T) * N);
       else
         std::memset(dErow, 0, sizeof(T) * N);
     }
-    const T* __restrict__ Hrow = H + i * N;
-    const T pre = h[i];
-    T dpre = 0, drow = 0;
-    if constexpr (kElig) {
-      const T* __restrict__ Erow = E + i * N;
-#pragma omp simd reduction(+ : dpre, drow)
-      for (int64_t j = 0; j < N; ++j) {
-        const TraceGrad<T> g = trace_backward<R>(Hrow[j], Erow[j], pre, hn[j], M[j], p.eta, p.clip,
-                                                 dHrow[j], dErow[j]);
-        dpre += g.d_pre;
-        post_adj[j] += g.d_post;
-        dM[j] += g.d_mod;
-        drow += g.d_eta;
-      }
-    } else {
-#pragma omp simd reduction(+ : dpre, drow)
-      for (int64_t j = 0; j < N; ++j) {
+    const T* __restrict__ Hrow = H + r * N;
+    const T* __restrict__ Erow = kElig ? E + r * N : nullptr;
+    T rsum = 0, rmod = 0, drow = 0;
+    if constexpr (!PP) {
+      const T pre = h[r];
+#pragma omp simd reduction(+ : rsum, drow)
+      for (int64_t k = 0; k < N; ++k) {
         T unused = T(0);
         const TraceGrad<T> g =
-            trace_backward<R>(Hrow[j], T(0), pre, hn[j], M[j], p.eta, p.clip, dHrow[j], unused);
-        dpre += g.d_pre;
-        post_adj[j] += g.d_post;
-        if constexpr (kMod) dM[j] += g.d_mod;
+            trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), pre, hn[k], M[k], p.eta, p.clip,
+                              dHrow[k], kElig ? dErow[k] : unused);
+        rsum += g.d_pre;
+        col0[k] += g.d_post;
+        if constexpr (kMod) col1[k] += g.d_mod;
         drow += g.d_eta;
       }
+      dh[r] = rsum;
+    } else {
+      const T post = hn[r], m = M[r];
+#pragma omp simd reduction(+ : rsum, rmod, drow)
+      for (int64_t k = 0; k < N; ++k) {
+        T unused = T(0);
+        const TraceGrad<T> g =
+            trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), h[k], post, m, p.eta, p.clip,
+                              dHrow[k], kElig ? dErow[k] : unused);
+        col0[k] += g.d_pre;
+        rsum += g.d_post;
+        rmod += g.d_mod;
+        drow += g.d_eta;
+      }
+      post_adj[r] = rsum;
+      dM[r] = rmod;
     }
-    dh[i] += dpre;
     deta += drow;
   }
-  o.deta[b] = deta;
+  *scal = deta;
+}
 
+// Between the passes: the modulator's adjoint and the drive's (da, du). post_adj holds d h_t
+// without the modulator's share, dM d m_t, both complete.
+template <Rule R, typename T>
+void bwd_finish(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>& o, int64_t b,
+                T* post_adj, const T* dM) {
+  const int64_t N = p.N;
+  const T* hn = in.h_new + b * N;
   // The neuromodulator m = fanout(tanh(h_t . mod_w + mod_b)) feeds back into the adjoint of h_t.
-  if constexpr (kMod) {
+  if constexpr (is_modulated(R)) {
     const T s = in.mod[b];
     T ds = 0;
     for (int64_t j = 0; j < N; ++j) ds += p.fan_w ? dM[j] * p.fan_w[j] : dM[j];
@@ -181,96 +227,136 @@ void step_backward_sample(const StepArgs<T>& p, const StepBwdIn<T>& in, const St
       o.dmw[b * N + j] = dz * hn[j];
     }
   }
-
   // Through h_t = clamp ? u_t : tanh(a_t).
   const bool* c = p.clamp ? p.clamp + b * N : nullptr;
+  T* da = o.da + b * N;
   T* du = o.du + b * N;
   for (int64_t j = 0; j < N; ++j) {
     const bool clamped = c && c[j];
     da[j] = clamped ? T(0) : post_adj[j] * (T(1) - hn[j] * hn[j]);
     du[j] = clamped ? post_adj[j] : da[j];
   }
+}
 
-  // Pass B: adjoint of a_t = u_t + h_{t-1} (w + alpha * H_{t-1}).
+// Pass B over rows [r0, r1): the adjoint of a_t = u_t + h_{t-1} (w + alpha * H_{t-1}). Adds to dH
+// of the rows, writes (first sample of a group) or adds to the rows of the d w and d alpha slices.
+// pre_post: adds to dh[i] of the rows; per-neuron alpha: partial col0 = d alpha over the rows.
+// post_pre: partial col0 = d h_{t-1} over the rows (alpha is per connection there).
+template <bool PP, typename T>
+void bwd_matvec(const StepArgs<T>& p, const StepBwdOut<T>& o, int64_t b, int64_t r0, int64_t r1,
+                T* col0) {
+  const int64_t N = p.N, NN = N * N;
+  const T* h = p.h + b * N;
+  const T* H = p.hebb + b * NN;
+  const T* da = o.da + b * N;
+  T* dh = o.dh + b * N;
+  T* dH = o.dH + b * NN;
   const T* w = p.w + b * p.w_bstride;
   const T* A = p.A + b * p.a_bstride;
   const bool per_connection = p.a_stride != 0;
   const bool first_of_group = per_connection && b % o.dA_group == 0;
-  T* dA = per_connection ? o.dA + (b / o.dA_group) * NN : o.dA + b * N;
-  for (int64_t i = 0; i < N; ++i) {
-    const T x = h[i];
-    const T* __restrict__ Hrow = H + i * N;
-    const T* __restrict__ wrow = w + i * N;
-    const T* __restrict__ Arow = A + i * p.a_stride;
-    T* __restrict__ dHrow = dH + i * N;
-    T* __restrict__ dArow = dA + i * p.a_stride;
-    T acc = 0;
-    if (first_of_group) {
+  T* dA = per_connection ? o.dA + (b / o.dA_group) * NN : col0;
+  if (!per_connection || PP) std::memset(col0, 0, sizeof(T) * N);
+  T* dW = o.dW + (b / o.dW_group) * NN;
+  const bool first_w = b % o.dW_group == 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* __restrict__ Hrow = H + r * N;
+    const T* __restrict__ wrow = w + r * N;
+    const T* __restrict__ Arow = A + r * p.a_stride;
+    T* __restrict__ dHrow = dH + r * N;
+    T* __restrict__ dArow = dA + r * p.a_stride;
+    T* __restrict__ dWrow = dW + r * N;
+    if constexpr (!PP) {
+      const T x = h[r];
+      T acc = 0;
+      if (first_of_group) {
 #pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < N; ++j) {
-        const T xd = x * da[j];
-        dHrow[j] += Arow[j] * xd;
-        dArow[j] = xd * Hrow[j];
-        acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
+        for (int64_t j = 0; j < N; ++j) {
+          const T xd = x * da[j];
+          dHrow[j] += Arow[j] * xd;
+          dArow[j] = xd * Hrow[j];
+          acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
+        }
+      } else {
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < N; ++j) {
+          const T xd = x * da[j];
+          dHrow[j] += Arow[j] * xd;
+          dArow[j] += xd * Hrow[j];
+          acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
+        }
+      }
+      dh[r] += acc;
+      // d w[i, :] += h[i] * da: the slice of this sample's group (or of the sample, per-sample w).
+      if (first_w) {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) dWrow[j] = x * da[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) dWrow[j] += x * da[j];
       }
     } else {
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < N; ++j) {
-        const T xd = x * da[j];
-        dHrow[j] += Arow[j] * xd;
-        dArow[j] += xd * Hrow[j];
-        acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
+      const T d = da[r];
+      if (first_of_group) {
+#pragma omp simd
+        for (int64_t i = 0; i < N; ++i) {
+          const T xd = h[i] * d;
+          dHrow[i] += Arow[i] * xd;
+          dArow[i] = xd * Hrow[i];
+          col0[i] += (wrow[i] + Arow[i] * Hrow[i]) * d;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < N; ++i) {
+          const T xd = h[i] * d;
+          dHrow[i] += Arow[i] * xd;
+          dArow[i] += xd * Hrow[i];
+          col0[i] += (wrow[i] + Arow[i] * Hrow[i]) * d;
+        }
       }
-    }
-    dh[i] += acc;
-    // d w[i, :] += h[i] * da: the slice of this sample's group (or of the sample, per-sample w).
-    T* __restrict__ dWrow = o.dW + (b / o.dW_group) * NN + i * N;
-    if (b % o.dW_group == 0) {
+      if (first_w) {
 #pragma omp simd
-      for (int64_t j = 0; j < N; ++j) dWrow[j] = x * da[j];
-    } else {
+        for (int64_t i = 0; i < N; ++i) dWrow[i] = h[i] * d;
+      } else {
 #pragma omp simd
-      for (int64_t j = 0; j < N; ++j) dWrow[j] += x * da[j];
+        for (int64_t i = 0; i < N; ++i) dWrow[i] += h[i] * d;
+      }
     }
   }
 }
 
-template <typename T>
-void step_forward_range(Rule r, const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b0,
-                        int64_t b1, T* scratch) {
-  with_rule(r, [&](auto tag) {
-    constexpr Rule R = decltype(tag)::value;
-    for (int64_t b = b0; b < b1; ++b) step_forward_sample<R, T>(p, o, b, scratch);
-  });
+template <typename F>
+void with_layout(bool post_pre, F&& f) {
+  if (post_pre)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 template <typename T>
-void step_backward_range(Rule r, const StepArgs<T>& p, const StepBwdIn<T>& in,
-                         const StepBwdOut<T>& o, int64_t b0, int64_t b1, T* scratch) {
-  with_rule(r, [&](auto tag) {
+void phase_impl(const StepPhaseArgs<T>& a) {
+  with_rule(a.rule, [&](auto tag) {
     constexpr Rule R = decltype(tag)::value;
-    for (int64_t b = b0; b < b1; ++b) step_backward_sample<R, T>(p, in, o, b, scratch);
+    with_layout(a.post_pre, [&](auto layout) {
+      constexpr bool PP = decltype(layout)::value;
+      switch (a.phase) {
+        case StepPhase::FwdMatvec: return fwd_matvec<PP>(*a.p, a.b, a.r0, a.r1, a.col0);
+        case StepPhase::FwdFinish: return fwd_finish<R>(*a.p, *a.fo, a.b, a.col0, a.M);
+        case StepPhase::FwdUpdate: return fwd_update<R, PP>(*a.p, *a.fo, a.b, a.r0, a.r1, a.M);
+        case StepPhase::BwdTrace:
+          return bwd_trace<R, PP>(*a.p, *a.bi, *a.bo, a.b, a.r0, a.r1, a.M, a.post_adj, a.dM,
+                                  a.col0, a.col1, a.scal);
+        case StepPhase::BwdFinish: return bwd_finish<R>(*a.p, *a.bi, *a.bo, a.b, a.post_adj, a.dM);
+        case StepPhase::BwdMatvec: return bwd_matvec<PP>(*a.p, *a.bo, a.b, a.r0, a.r1, a.col0);
+      }
+    });
   });
 }
 
 }  // namespace
 
-void step_forward(Rule r, const StepArgs<float>& p, const StepFwdOut<float>& o, int64_t b0,
-                  int64_t b1, float* scratch) {
-  step_forward_range(r, p, o, b0, b1, scratch);
-}
-void step_forward(Rule r, const StepArgs<double>& p, const StepFwdOut<double>& o, int64_t b0,
-                  int64_t b1, double* scratch) {
-  step_forward_range(r, p, o, b0, b1, scratch);
-}
-void step_backward(Rule r, const StepArgs<float>& p, const StepBwdIn<float>& in,
-                   const StepBwdOut<float>& o, int64_t b0, int64_t b1, float* scratch) {
-  step_backward_range(r, p, in, o, b0, b1, scratch);
-}
-void step_backward(Rule r, const StepArgs<double>& p, const StepBwdIn<double>& in,
-                   const StepBwdOut<double>& o, int64_t b0, int64_t b1, double* scratch) {
-  step_backward_range(r, p, in, o, b0, b1, scratch);
-}
+void step_phase(const StepPhaseArgs<float>& a) { phase_impl(a); }
+void step_phase(const StepPhaseArgs<double>& a) { phase_impl(a); }
 
 }  // namespace HEBBKERN_CPU_ISA
 }  // namespace cpu

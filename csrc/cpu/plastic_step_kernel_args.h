@@ -70,18 +70,30 @@ struct StepBwdOut {
   T* dfb;   // [B, N] (fan-out)
 };
 
-inline int64_t step_scratch_size(int64_t N) { return 4 * N; }
+// The phases of one sample's step (plastic_step_kernel.cpp); the *Matvec, FwdUpdate and BwdTrace
+// phases take a row range, so that one sample's rows can be split over threads.
+enum class StepPhase : int { FwdMatvec, FwdFinish, FwdUpdate, BwdTrace, BwdFinish, BwdMatvec };
 
-#define HEBBKERN_DECLARE_STEP_ISA(ns)                                                           \
-  namespace ns {                                                                                \
-  void step_forward(Rule r, const StepArgs<float>& p, const StepFwdOut<float>& o, int64_t b0,   \
-                    int64_t b1, float* scratch);                                                \
-  void step_forward(Rule r, const StepArgs<double>& p, const StepFwdOut<double>& o, int64_t b0, \
-                    int64_t b1, double* scratch);                                               \
-  void step_backward(Rule r, const StepArgs<float>& p, const StepBwdIn<float>& in,              \
-                     const StepBwdOut<float>& o, int64_t b0, int64_t b1, float* scratch);       \
-  void step_backward(Rule r, const StepArgs<double>& p, const StepBwdIn<double>& in,            \
-                     const StepBwdOut<double>& o, int64_t b0, int64_t b1, double* scratch);     \
+// One call of a phase: sample b, rows [r0, r1) (rows are pre neurons in the pre_post layout, post
+// neurons in post_pre). Buffers of [N]: col0/col1 the partials of this row chunk, scal its partial
+// d eta; M (m_t), post_adj (d h_t) and dM (d m_t) the sample's. See the phase functions.
+template <typename T>
+struct StepPhaseArgs {
+  StepPhase phase;
+  Rule rule;
+  bool post_pre;
+  const StepArgs<T>* p;
+  const StepFwdOut<T>* fo;
+  const StepBwdIn<T>* bi;
+  const StepBwdOut<T>* bo;
+  int64_t b, r0, r1;
+  T *col0, *col1, *scal, *M, *post_adj, *dM;
+};
+
+#define HEBBKERN_DECLARE_STEP_ISA(ns)              \
+  namespace ns {                                   \
+  void step_phase(const StepPhaseArgs<float>& a);  \
+  void step_phase(const StepPhaseArgs<double>& a); \
   }
 
 HEBBKERN_FOR_EACH_CPU_ISA(HEBBKERN_DECLARE_STEP_ISA)

@@ -135,6 +135,8 @@ class PlasticRNNParams(nn.Module):
             s += ", fanout=True"
         if self.rule in ("clip", "neuromod", "retro"):
             s += f", clip={self.clip}"
+        if getattr(self, "layout", "pre_post") != "pre_post":
+            s += f", layout={self.layout!r}"
         if getattr(self, "batch_first", False):
             s += ", batch_first=True"
         if not self.input_projection:

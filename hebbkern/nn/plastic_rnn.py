@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .._layout import check_layout
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
 from ._checks import check_state_tuple
@@ -39,6 +40,11 @@ class PlasticRNN(PlasticRNNParams):
         input_projection: ``False`` adds the input to the drive directly (``u_t = x_t``, as the
             differentiable-plasticity pattern-completion network does): ``input_size`` must equal
             ``hidden_size``, and there is no ``weight_ih`` / ``bias_ih`` (``bias`` is ignored).
+        layout: ``"pre_post"`` (default) or ``"post_pre"``: ``w``, a per-connection ``alpha``
+            and the traces of ``state`` stored ``[pre, post]`` or ``[post, pre]`` (as
+            Backpropamine's batched code); see :func:`hebbkern.plastic_rnn`. The parameters keep
+            their names and shapes; a ``state_dict`` moves between layouts by transposing ``w``
+            and ``alpha``.
 
     Shapes: ``forward(x, state=None, clamp_mask=None) -> (output, state)`` with ``x`` ``[T, B,
     input_size]`` (or ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T,
@@ -59,11 +65,13 @@ class PlasticRNN(PlasticRNNParams):
         dtype=None,
         *,
         input_projection: bool = True,
+        layout: str = "pre_post",
     ) -> None:
         super().__init__(
             input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
             input_projection,
         )  # fmt: skip
+        self.layout = check_layout(layout)
         self.batch_first = batch_first
 
     def forward(
@@ -92,7 +100,7 @@ class PlasticRNN(PlasticRNNParams):
         out, new = plastic_rnn(
             u, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
-            h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+            h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, layout=self.layout,
         )  # fmt: skip
         if unbatched:
             out = out.squeeze(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .._layout import check_layout
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
 from ._checks import check_input, check_state_tuple
@@ -45,11 +46,13 @@ class PlasticRNNCell(PlasticRNNParams):
         dtype=None,
         *,
         input_projection: bool = True,
+        layout: str = "pre_post",
     ) -> None:
         super().__init__(
             input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
             input_projection,
         )  # fmt: skip
+        self.layout = check_layout(layout)
 
     def initial_state(self, batch_size: int) -> PlasticState:
         """Zero activity and traces for ``batch_size`` samples, on the parameters' device/dtype."""
@@ -86,7 +89,7 @@ class PlasticRNNCell(PlasticRNNParams):
         new = plastic_step(
             u, h, hebb, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
-            elig=elig, clamp_mask=clamp_mask,
+            elig=elig, clamp_mask=clamp_mask, layout=self.layout,
         )  # fmt: skip
         if unbatched:
             new = PlasticState(*(None if s is None else s.squeeze(0) for s in new))

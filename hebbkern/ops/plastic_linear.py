@@ -15,6 +15,7 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
+from .._layout import check_layout, swap
 from .._validation import check_plastic_linear_args
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -52,7 +53,13 @@ def _triton_fwd():
 
 
 def plastic_linear(
-    x: Tensor, w: Tensor, alpha: Tensor, hebb: Tensor, *, backend: str | None = None
+    x: Tensor,
+    w: Tensor,
+    alpha: Tensor,
+    hebb: Tensor,
+    *,
+    backend: str | None = None,
+    layout: str = "pre_post",
 ) -> Tensor:
     r"""Plastic linear read-out ``z = x (w + alpha * hebb)`` (docs/SPEC.md section 3), fused.
 
@@ -64,10 +71,16 @@ def plastic_linear(
         hebb: trace ``[M, K]`` shared by the batch (DHP Softmax) or ``[B, M, K]`` per sample.
         backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
             ``"reference"``, ``"cpu"`` or ``"triton"``.
+        layout: ``"pre_post"`` (default, ``w``, ``alpha`` ``[M, K]`` and ``hebb`` indexed
+            ``[.., pre, post]``) or ``"post_pre"`` (``[K, M]`` and ``[.., K, M]``, as
+            ``nn.Linear.weight``). The kernels read ``"pre_post"`` only: ``"post_pre"`` is
+            transposed at the op boundary (a copy of ``w``, ``alpha`` and ``hebb`` per call).
 
     Returns:
         ``z`` ``[B, K]``; differentiable with respect to all four inputs.
     """
+    if check_layout(layout) == "post_pre":
+        return plastic_linear(x, swap(w), swap(alpha), swap(hebb), backend=backend)
     x, w, alpha, hebb = check_plastic_linear_args(x, w, alpha, hebb)
     check_materialisable(x=x, w=w, alpha=alpha, hebb=hebb)
     name = backends.resolve(backend, x.device, family="plastic_linear")

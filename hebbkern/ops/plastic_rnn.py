@@ -18,6 +18,7 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
+from .._layout import check_layout, swap_square
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
 from ..types import PlasticState
 
@@ -167,6 +168,7 @@ def plastic_rnn(
     elig0: Tensor | None = None,
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
+    layout: str = "pre_post",
 ) -> tuple[Tensor, PlasticState]:
     r"""Runs a plastic recurrent layer over a sequence (docs/SPEC.md section 1).
 
@@ -202,12 +204,24 @@ def plastic_rnn(
         backend: ``None`` (automatic: ``"cpu"`` on CPU tensors; on CUDA tensors the faster of
             ``"cuda"`` and ``"triton"`` for the shape, see :mod:`hebbkern.backends`),
             ``"reference"``, ``"cpu"``, ``"cuda"`` (the CUDA C++ kernels) or ``"triton"``.
+        layout: ``"pre_post"`` (default: ``w``, ``alpha`` ``[N, N]``, ``hebb0``, ``elig0`` and the
+            returned traces indexed ``[.., pre, post]``) or ``"post_pre"`` (``[.., post, pre]``,
+            as Backpropamine's batched code stores them). The ``plastic_rnn`` kernels (every
+            backend) read ``"pre_post"`` only: ``"post_pre"`` is transposed at the op boundary
+            (``w``, ``alpha`` and the initial traces copied once per call, not per step).
 
     Returns:
         ``(h, state)``: the activity ``[T, B, N]`` and :class:`~hebbkern.PlasticState` ``(h, hebb,
         elig)`` after the last step. Differentiable with respect to every floating tensor argument
         except the (boolean) clamp mask.
     """
+    if check_layout(layout) == "post_pre":
+        h, st = plastic_rnn(
+            u, swap_square(w), swap_square(alpha), rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
+            fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=swap_square(hebb0),
+            elig0=swap_square(elig0), clamp_mask=clamp_mask, backend=backend,
+        )  # fmt: skip
+        return h, PlasticState(st.h, swap_square(st.hebb), swap_square(st.elig))
     a = check_plastic_rnn_args(
         u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,

@@ -18,6 +18,8 @@ from torch import Tensor
 from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
+from .._layout import check_layout
+from .._layout import swap_square as _t
 from .._validation import MODULATED_RULES, check_plastic_step_args
 from ..types import PlasticState
 
@@ -26,7 +28,6 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 if _extension.available():
 
-    @torch.library.register_fake("hebbkern::plastic_step_fwd")
     def _plastic_step_fwd_fake(
         u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip
     ):
@@ -38,7 +39,6 @@ if _extension.available():
             u.new_empty(B) if rule in MODULATED_RULES else u.new_empty(0),
         )
 
-    @torch.library.register_fake("hebbkern::plastic_step_bwd")
     def _plastic_step_bwd_fake(
         grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta,
         mod_w, mod_b, fanout_w, fanout_b, rule, clip,
@@ -73,12 +73,18 @@ if _extension.available():
         )  # fmt: skip
         ctx.rule, ctx.clip = rule, clip
 
-    def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
+    def _make_backward(bwd_op):
+        def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
+            return _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig)
+
+        return backward
+
+    def _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig):
         (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
          fanout_b) = ctx.saved_tensors  # fmt: skip
         retro = ctx.rule == "retro"
         (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
-         dfanout_b) = torch.ops.hebbkern.plastic_step_bwd(
+         dfanout_b) = bwd_op(
             grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
             mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
         )  # fmt: skip
@@ -93,9 +99,16 @@ if _extension.available():
             None,
         )  # fmt: skip
 
-    torch.library.register_autograd(
-        "hebbkern::plastic_step_fwd", _backward, setup_context=_setup_context
-    )
+    # The pre_post ops and their post_pre twins (same schemas; the kernels read w, alpha and the
+    # traces stored [post, pre]): one fake kernel and one autograd formula for both.
+    for _suffix in ("", "_post_pre"):
+        torch.library.register_fake(f"hebbkern::plastic_step_fwd{_suffix}")(_plastic_step_fwd_fake)
+        torch.library.register_fake(f"hebbkern::plastic_step_bwd{_suffix}")(_plastic_step_bwd_fake)
+        torch.library.register_autograd(
+            f"hebbkern::plastic_step_fwd{_suffix}",
+            _make_backward(getattr(torch.ops.hebbkern, f"plastic_step_bwd{_suffix}")),
+            setup_context=_setup_context,
+        )
 
 
 def _triton_fwd():
@@ -127,6 +140,7 @@ def plastic_step(
     elig: Tensor | None = None,
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
+    layout: str = "pre_post",
 ) -> PlasticState:
     r"""One step of the plastic recurrent layer (docs/SPEC.md section 1), fused.
 
@@ -155,11 +169,21 @@ def plastic_step(
         clamp_mask: ``[B, N]`` bool mask of neurons clamped to their input.
         backend: ``None`` (automatic: ``"cpu"`` on CPU tensors, ``"triton"`` on CUDA tensors),
             ``"reference"``, ``"cpu"`` or ``"triton"``.
+        layout: how ``w``, ``alpha`` (when ``[N, N]`` or ``[B, N, N]``), ``hebb``, ``elig`` and
+            the returned traces are stored: ``"pre_post"`` (default, ``[.., pre, post]`` as
+            above) or ``"post_pre"`` (``[.., post, pre]``, as Backpropamine's batched maze code
+            and ``nn.Linear`` store weights). The math is the same: a ``"post_pre"`` call equals
+            the ``"pre_post"`` call on the transposed tensors, with transposed traces returned.
+            The CPU kernels read ``"post_pre"`` where it lies (no transposed copy of the trace;
+            a per-neuron or scalar ``alpha`` is expanded to ``[N, N]``, a copy of ``alpha``
+            only); the eager reference and any backend without a native kernel transpose at
+            the op boundary.
 
     Returns:
         :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
         except for rule ``"retro"``. Differentiable with respect to every floating tensor argument.
     """
+    post_pre = check_layout(layout) == "post_pre"
     a = check_plastic_step_args(
         u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
@@ -168,20 +192,39 @@ def plastic_step(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
     name = backends.resolve(backend, u.device, family="plastic_step")
+    if post_pre and (name == "reference" or u.device.type != "cpu"):
+        # The native post_pre kernels are the CPU ones; elsewhere transpose at the op boundary.
+        st = plastic_step(
+            u, h, _t(hebb), _t(w), _t(alpha), rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
+            fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=_t(elig), clamp_mask=clamp_mask,
+            backend=name,
+        )  # fmt: skip
+        return PlasticState(st.h, _t(st.hebb), _t(st.elig))
     if name == "reference":
         return _reference.plastic_step(
             u, a.h, a.hebb, a.w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
             fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=clip, elig=a.elig, clamp_mask=clamp_mask,
         )  # fmt: skip
     io_dtype = u.dtype
-    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
     # The checked arguments (a.*): the papers' shapes arrive there as views of the canonical ones.
     hebb, elig = a.hebb, a.elig
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
-    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_step_fwd
+    if name == "triton":
+        fwd = _triton_fwd()
+    elif post_pre:
+        fwd = torch.ops.hebbkern.plastic_step_fwd_post_pre
+    else:
+        fwd = torch.ops.hebbkern.plastic_step_fwd
+    if io_dtype not in _LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
+        h_new, hebb_new, elig_new, _ = fwd(
+            u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,
+            a.fanout_b, rule, a.clip,
+        )  # fmt: skip
+        return PlasticState(h_new, hebb_new, elig_new if rule == "retro" else None)
+    dt = torch.float32
     h_new, hebb_new, elig_new, _ = fwd(
-        u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
+        u.to(dt), a.h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
         _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
         _to(a.fanout_b, dt), rule, a.clip,
     )  # fmt: skip
