@@ -56,7 +56,6 @@ def make_inputs(
     Every floating tensor argument is a leaf with ``requires_grad`` (``eta`` and ``mod_b`` are 0-dim
     tensors); the clamp mask is boolean.
     """
-    modulated = rule in MODULATED_RULES
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=1.0):
@@ -71,16 +70,7 @@ def make_inputs(
         "h0": rnd(B, N, scale=0.5),
         "hebb0": rnd(B, N, N, scale=0.3),
     }
-    if rule in ETA_RULES:
-        kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
-    if modulated:
-        kw["mod_w"] = rnd(N, scale=1.5 * s)
-        kw["mod_b"] = rnd(scale=0.2)
-        if fanout:
-            kw["fanout_w"] = rnd(N)
-            kw["fanout_b"] = rnd(N, scale=0.3)
-    if rule == "retro":
-        kw["elig0"] = rnd(B, N, N, scale=0.3)
+    add_rule_inputs(kw, rule, fanout, rnd, g, 1.5 * s, B, N)
     for k, v in kw.items():
         kw[k] = v.to(dtype).requires_grad_(requires_grad)
     if clamp:
@@ -88,6 +78,22 @@ def make_inputs(
     kw["rule"] = rule
     kw["clip"] = clip
     return kw
+
+
+def add_rule_inputs(kw: dict, rule: str, fanout: bool, rnd, g, mod_scale: float, B: int, N: int):
+    """Adds the rule's own inputs to ``kw`` (float64), drawn in this order from ``g`` and ``rnd``:
+    eta (the eta rules), mod_w (scale ``mod_scale``), mod_b and, with ``fanout``, fanout_w /
+    fanout_b (the modulated rules), elig0 (retro)."""
+    if rule in ETA_RULES:
+        kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
+    if rule in MODULATED_RULES:
+        kw["mod_w"] = rnd(N, scale=mod_scale)
+        kw["mod_b"] = rnd(scale=0.2)
+        if fanout:
+            kw["fanout_w"] = rnd(N)
+            kw["fanout_b"] = rnd(N, scale=0.3)
+    if rule == "retro":
+        kw["elig0"] = rnd(B, N, N, scale=0.3)
 
 
 def grad_names(kw: dict) -> list[str]:
@@ -141,6 +147,56 @@ def run(kw: dict, backend: str | None, loss_on=OUTPUTS, seed: int = 1, backward:
 
 def zero_if_none(g: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
+
+
+def on_device(t: Tensor, device) -> bool:
+    """Whether ``t`` lives on ``device``. ``torch.device("cuda")`` (no index) means the current
+    CUDA device, while a tensor's device always has its index (``cuda:0``), and torch compares the
+    two as different: compare the type, and the index where ``device`` names one."""
+    want = torch.device(device)
+    if t.device.type != want.type:
+        return False
+    if want.index is not None:
+        return t.device.index == want.index
+    if want.type == "cuda":
+        return t.device.index == torch.cuda.current_device()
+    return True
+
+
+def assert_outputs_close(got: dict, ref: dict, dtype, tol: float, device=None) -> None:
+    """Every output of a backend (``got``) against the reference's: same names, dtype ``dtype``,
+    the reference's shape (on ``device`` when given), finite, relative error below ``tol``."""
+    assert got.keys() == ref.keys()
+    for name, r in ref.items():
+        g = got[name]
+        assert g.dtype == dtype and g.shape == r.shape, name
+        assert device is None or on_device(g, device), name
+        assert torch.isfinite(g).all(), f"non-finite values in output {name}"
+        err = rel_err(g.cpu(), r)
+        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
+
+
+def assert_grads_close(
+    got: dict, ref: dict, kw: dict, ref_kw: dict, names, tol: float, backend: str,
+    require_nonzero: bool = True, device=None,
+) -> None:  # fmt: skip
+    """The gradient of each input in ``names`` from a backend (``got``, inputs ``kw``) against the
+    reference's (``ref``, inputs ``ref_kw``): a missing reference gradient counts as zero, which
+    fails when ``require_nonzero`` (the check would be vacuous); dtype and shape of the input."""
+    dtype = kw["u"].dtype
+    for name in names:
+        r = zero_if_none(ref[name], ref_kw[name])
+        g = got[name]
+        if require_nonzero:
+            assert r.norm() > 0, f"reference gradient of {name} is zero: the test is vacuous"
+        if g is None:
+            assert r.norm() == 0, f"{backend} backend gave no gradient for {name}"
+            continue
+        assert g.dtype == dtype and g.shape == kw[name].shape, name
+        assert device is None or on_device(g, device), name
+        assert torch.isfinite(g).all(), f"non-finite values in the gradient of {name}"
+        err = rel_err(g.cpu(), r)
+        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
 
 
 def fused_args(kw: dict, ckpt_every: int) -> tuple:
