@@ -212,3 +212,35 @@ def fused_args(kw: dict, ckpt_every: int) -> tuple:
         kw.get("clamp_mask"), kw.get("eta"), kw.get("mod_w"), mod_b, kw.get("fanout_w"),
         kw.get("fanout_b"), rule, float(kw["clip"]), ckpt_every,
     )  # fmt: skip
+
+
+def assert_low_precision_rule(kernel, low, exact, dtype, grad_dtype: bool = True) -> None:
+    """flash-attention's rule on ``(outputs, grads)`` pairs: against the float64 reference
+    (``exact``), the kernel's error is at most twice that of the reference run in the same low
+    precision (``low``), plus 1e-6; the kernel's outputs (and, with ``grad_dtype``, its
+    gradients) keep ``dtype``."""
+    (o_k, g_k), (o_lp, g_lp), (o_64, g_64) = kernel, low, exact
+    for k in o_64:
+        assert o_k[k].dtype == dtype, k
+        e_k, e_lp = rel_err(o_k[k].cpu(), o_64[k]), rel_err(o_lp[k].cpu(), o_64[k])
+        assert e_k <= 2 * e_lp + 1e-6, f"output {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+    for k in g_64:
+        assert not grad_dtype or g_k[k].dtype == dtype, k
+        e_k, e_lp = rel_err(g_k[k].cpu(), g_64[k]), rel_err(g_lp[k].cpu(), g_64[k])
+        assert e_k <= 2 * e_lp + 1e-6, f"grad {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+
+
+# The error tests' argument edits: ``setter(x=DROP)`` removes ``x``, ``setter(x=f)`` sets it to
+# ``f(kw)``, ``setter(x=v)`` to ``v``.
+DROP = object()
+
+
+def setter(**changes):
+    def mutate(kw):
+        for k, v in changes.items():
+            if v is DROP:
+                kw.pop(k, None)
+            else:
+                kw[k] = v(kw) if callable(v) else v
+
+    return mutate
