@@ -35,6 +35,21 @@ def rel_err(a: Tensor, b: Tensor) -> float:
     return diff if nb == 0 else diff / nb
 
 
+def random_source(seed: int):
+    """A generator seeded with ``seed`` and ``rnd(*shape, scale=1.0)``, float64 normal draws from
+    it (the draws of the input makers, in their order)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
+
+    return g, rnd
+
+
+def alpha_shape(alpha_kind: str, N: int) -> tuple:
+    return {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
+
+
 def make_inputs(
     rule: str,
     alpha_kind: str = "per_connection",
@@ -56,17 +71,12 @@ def make_inputs(
     Every floating tensor argument is a leaf with ``requires_grad`` (``eta`` and ``mod_b`` are 0-dim
     tensors); the clamp mask is boolean.
     """
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
-
+    g, rnd = random_source(seed)
     s = 1.0 / math.sqrt(N)
-    alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
     kw: dict = {
         "u": rnd(T, B, N, scale=0.6),
         "w": rnd(N, N, scale=s),
-        "alpha": rnd(*alpha_shape, scale=s),
+        "alpha": rnd(*alpha_shape(alpha_kind, N), scale=s),
         "h0": rnd(B, N, scale=0.5),
         "hebb0": rnd(B, N, N, scale=0.3),
     }
@@ -244,3 +254,21 @@ def setter(**changes):
                 kw[k] = v(kw) if callable(v) else v
 
     return mutate
+
+
+def assert_raw_outputs_match(h: Tensor, hebb: Tensor, elig: Tensor, kc: dict, kr: dict) -> None:
+    """A raw forward op's ``h``, ``hebb`` (and, for retro, ``elig``), run on the inputs ``kc``,
+    against the reference on the copies ``kr``: values and, through the same random-weighted loss,
+    the gradient of every input, to 1e-10."""
+    ref_h, ref_state = hebbkern.reference.plastic_rnn(**kr)
+    outs = {"h": h, "hebb": hebb}
+    refs = {"h": ref_h, "hebb": ref_state.hebb}
+    if kr["rule"] == "retro":
+        outs["elig"], refs["elig"] = elig, ref_state.elig
+    for k in outs:
+        assert rel_err(outs[k], refs[k]) < 1e-10, k
+    wts = loss_weights(refs, seed=2)
+    sum((outs[k] * wts[k]).sum() for k in outs).backward()
+    sum((refs[k] * wts[k]).sum() for k in refs).backward()
+    for name in grad_names(kc):
+        assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name

@@ -26,11 +26,9 @@ from helpers import (  # noqa: E402
     MODULATED_RULES,
     RULES,
     assert_low_precision_rule,
+    assert_raw_outputs_match,
     clone_inputs,
-    grad_names,
-    loss_weights,
     make_inputs,
-    rel_err,
     run,
 )
 from triton_checks import TOL, all_cases, check_triton_against_reference  # noqa: E402
@@ -139,17 +137,7 @@ def test_raw_op_any_checkpoint_interval(rule, ckpt_every, nan_poison):
         rule, float(kw["clip"]), ckpt_every,
     )  # fmt: skip
     assert hebb_ckpt.shape == (-(-T // ckpt_every), 2, 5, 5)
-    ref_h, ref_state = hebbkern.reference.plastic_rnn(**kr)
-    outs, refs = {"h": h, "hebb": hebb}, {"h": ref_h, "hebb": ref_state.hebb}
-    if rule == "retro":
-        outs["elig"], refs["elig"] = elig, ref_state.elig
-    for k in outs:
-        assert rel_err(outs[k], refs[k]) < 1e-10, k
-    wts = loss_weights(refs, seed=2)
-    sum((outs[k] * wts[k]).sum() for k in outs).backward()
-    sum((refs[k] * wts[k]).sum() for k in refs).backward()
-    for name in grad_names(kw):
-        assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name
+    assert_raw_outputs_match(h, hebb, elig, kc, kr)
 
 
 @pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])

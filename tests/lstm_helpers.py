@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
-from helpers import add_rule_inputs, assert_grads_close, assert_outputs_close
+from helpers import (
+    add_rule_inputs,
+    alpha_shape,
+    assert_grads_close,
+    assert_outputs_close,
+    random_source,
+)
 from torch import Tensor
 
 import hebbkern
@@ -31,17 +37,12 @@ def make_lstm_inputs(
     The clip (0.4, with ``hebb0 ~ 0.3 randn``) bites for a fair share of the trace entries, and the
     alpha scale makes the plastic term matter in the candidate's pre-activation.
     """
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
-
+    g, rnd = random_source(seed)
     s = 1.0 / math.sqrt(N)
-    alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
     kw: dict = {
         "u": rnd(T, B, 4 * N, scale=0.8),
         "wh": rnd(N, 4 * N, scale=s),
-        "alpha": rnd(*alpha_shape, scale=2.0),
+        "alpha": rnd(*alpha_shape(alpha_kind, N), scale=2.0),
         "h0": rnd(B, N, scale=0.5),
         "c0": rnd(B, N, scale=0.5),
         "hebb0": rnd(B, N, N, scale=0.3),

@@ -22,10 +22,10 @@ from helpers import (
     assert_grads_close,
     assert_low_precision_rule,
     assert_outputs_close,
+    assert_raw_outputs_match,
     clone_inputs,
     fused_args,
     grad_names,
-    loss_weights,
     make_inputs,
     outputs_dict,
     rel_err,
@@ -197,18 +197,7 @@ def raw_op_matches_reference(rule, ckpt_every, T=10):
     C = -(-T // ckpt_every)
     assert hebb_ckpt.shape == (C, 2, 5, 5)
     assert elig_ckpt.shape == ((C, 2, 5, 5) if rule == "retro" else (0,))
-    ref_h, ref_state = hebbkern.reference.plastic_rnn(**kr)
-    outs = {"h": h, "hebb": hebb}
-    refs = {"h": ref_h, "hebb": ref_state.hebb}
-    if rule == "retro":
-        outs["elig"], refs["elig"] = elig, ref_state.elig
-    for k in outs:
-        assert rel_err(outs[k], refs[k]) < 1e-10, k
-    wts = loss_weights(refs, seed=2)
-    sum((outs[k] * wts[k]).sum() for k in outs).backward()
-    sum((refs[k] * wts[k]).sum() for k in refs).backward()
-    for name in grad_names(kw):
-        assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name
+    assert_raw_outputs_match(h, hebb, elig, kc, kr)
 
 
 @pytest.mark.parametrize("ckpt_every", [1, 2, 3, 4, 9, 10])
