@@ -127,8 +127,5 @@ def main(name: str, cases_fn: Callable[[bool], list[Case]], argv=None) -> list[d
     text = common.machine_line(info) + "\n\n" + common.format_table(rows, COLUMNS)
     print(text)
     if a.tag:
-        RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / f"{name}_cpu_amd-epyc-2c_{a.tag}"
-        common.write_json(stem.with_suffix(".json"), info, rows)
-        stem.with_suffix(".txt").write_text(text + "\n")
+        common.save_results(RESULTS / f"{name}_cpu_amd-epyc-2c_{a.tag}", info, rows, text)
     return rows
