@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -272,3 +273,12 @@ def assert_raw_outputs_match(h: Tensor, hebb: Tensor, elig: Tensor, kc: dict, kr
     sum((refs[k] * wts[k]).sum() for k in refs).backward()
     for name in grad_names(kc):
         assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name
+
+
+def assert_rejects(fn, kw: dict, change: dict, exc, match: str, **options) -> None:
+    """``fn(**kw, **options)`` runs, and raises ``exc`` matching ``match`` once ``kw`` takes
+    ``change``."""
+    fn(**kw, **options)  # valid without the change
+    kw.update(change)
+    with pytest.raises(exc, match=match):
+        fn(**kw, **options)
