@@ -347,6 +347,14 @@ def write_json(path: Path, metadata: dict, rows: list[dict]) -> None:
     path.write_text(json.dumps({"metadata": metadata, "rows": rows}, indent=1, default=str) + "\n")
 
 
+def save_results(stem: Path, metadata: dict, rows: list[dict], text: str) -> None:
+    """``stem``.json (metadata and rows) and ``stem``.txt (the printed table), in a new folder
+    if needed."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_json(stem.with_suffix(".json"), metadata, rows)
+    stem.with_suffix(".txt").write_text(text + "\n")
+
+
 def plot_speedup(rows: list[dict], path: Path, title: str) -> Path | None:
     """Speed-up against eager versus N: one subplot per (mode, T, B), one line per provider."""
     rows = [r for r in rows if r.get("speedup_vs_eager") is not None and r["provider"] != "eager"]

@@ -227,10 +227,7 @@ def main(argv=None) -> int:
     table = common.machine_line(info) + "\n\n" + common.format_table(rows, COLUMNS)
     print(table)
     if a.tag:
-        RESULTS.mkdir(exist_ok=True)
-        base = RESULTS / f"{NAME}_cpu_amd-epyc-2c_{a.tag}"
-        common.write_json(base.with_suffix(".json"), info, rows)
-        base.with_suffix(".txt").write_text(table + "\n")
+        common.save_results(RESULTS / f"{NAME}_cpu_amd-epyc-2c_{a.tag}", info, rows, table)
     return 0
 
 

@@ -9,12 +9,9 @@ Cases: a per-sample trace [32, 128, 128]; a shared trace [512, 10] (a DHP Softma
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-import hebbkern
-from benchmarks.step_common import Case, compiled, main
+from benchmarks.step_common import Case, leaves, main, provider_fn
 
 NAME = "plastic_linear"
 
@@ -29,13 +26,8 @@ def linear_case(B: int, M: int, K: int, shared: bool) -> Case:
     }
 
     def build(provider, grad):
-        x = {k: v.clone().requires_grad_(grad) for k, v in base.items()}
-        if provider == "eager":
-            fn = hebbkern.reference.plastic_linear
-        elif provider == "compile":
-            fn = compiled(hebbkern.reference.plastic_linear)
-        else:
-            fn = functools.partial(hebbkern.plastic_linear, backend=provider)
+        x = leaves(base, grad)
+        fn = provider_fn("plastic_linear", provider)
 
         def forward():
             return (fn(x["x"], x["w"], x["alpha"], x["hebb"]),)

@@ -21,14 +21,12 @@ forward+backward with 1 thread, 2 threads, and 2 threads while another process s
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 
 import torch
 
-import hebbkern
-from benchmarks.step_common import Case, compiled, main
+from benchmarks.step_common import Case, leaves, main, provider_fn
 
 NAME = "plastic_step"
 
@@ -48,13 +46,8 @@ def chain_case(T: int, B: int, N: int, per_sample: bool = False) -> Case:
     }
 
     def build(provider, grad):
-        x = {k: v.clone().requires_grad_(grad) for k, v in base.items()}
-        if provider == "eager":
-            step = hebbkern.reference.plastic_step
-        elif provider == "compile":
-            step = compiled(hebbkern.reference.plastic_step)
-        else:
-            step = functools.partial(hebbkern.plastic_step, backend=provider)
+        x = leaves(base, grad)
+        step = provider_fn("plastic_step", provider)
 
         def forward():
             h, hebb = x["u"].new_zeros(B, N), x["u"].new_zeros(B, N, N)

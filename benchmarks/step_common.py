@@ -14,12 +14,14 @@ fixed random cotangents). Times are medians (common.measure); autograd's saved b
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+import hebbkern
 from benchmarks import common
 
 PROVIDERS = ("eager", "compile", "cpu")
@@ -37,6 +39,22 @@ class Case:
 def compiled(fn):
     torch._dynamo.reset()
     return torch.compile(fn, fullgraph=True, dynamic=False)
+
+
+def provider_fn(name: str, provider: str):
+    """``hebbkern.<name>`` as a provider runs it: the eager reference (``eager``), the reference
+    compiled afresh (``compile``) or the fused op with ``backend=provider``."""
+    reference = getattr(hebbkern.reference, name)
+    if provider == "eager":
+        return reference
+    if provider == "compile":
+        return compiled(reference)
+    return functools.partial(getattr(hebbkern, name), backend=provider)
+
+
+def leaves(base: dict, grad: bool) -> dict:
+    """Fresh copies of a case's inputs, requiring a gradient for the ``fwd+bwd`` mode."""
+    return {k: v.clone().requires_grad_(grad) for k, v in base.items()}
 
 
 def runner(forward, leaves, grad: bool, seed: int = 0):
@@ -109,8 +127,5 @@ def main(name: str, cases_fn: Callable[[bool], list[Case]], argv=None) -> list[d
     text = common.machine_line(info) + "\n\n" + common.format_table(rows, COLUMNS)
     print(text)
     if a.tag:
-        RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / f"{name}_cpu_amd-epyc-2c_{a.tag}"
-        common.write_json(stem.with_suffix(".json"), info, rows)
-        stem.with_suffix(".txt").write_text(text + "\n")
+        common.save_results(RESULTS / f"{name}_cpu_amd-epyc-2c_{a.tag}", info, rows, text)
     return rows

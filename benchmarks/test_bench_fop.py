@@ -24,15 +24,6 @@ DEVICE = torch.device(
 WIDTH = int(os.environ.get("BENCH_FOP_WIDTH", "32"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    if DEVICE.type == "cpu" or os.environ.get("BENCH_THREADS"):
-        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

@@ -9,8 +9,6 @@ builds its inputs and, for ``compile``, compiles before the timing starts.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -22,14 +20,6 @@ CASES = [
     pytest.param(family.CASES[1], id="issue-dense-y"),
     pytest.param(family.CASES[3], id="linear784to512-B256"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("provider", family.PROVIDERS)

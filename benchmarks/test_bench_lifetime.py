@@ -9,8 +9,6 @@ comparison (population 500, the whole lifetime, generations per hour).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -23,14 +21,6 @@ SIZES = [  # (population, N, trials)
     pytest.param((500, 70, 1), id="B500-N70-trials1"),
 ]
 CFG = LifetimeConfig(plastic_after_trial=0, quiet_trials=0, loss_trials=1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("provider", ["reference", "cpu"])

@@ -11,8 +11,6 @@ builds its inputs and, for ``compile``, compiles before the timing starts.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -24,14 +22,6 @@ SIZES = [  # (T, B, N); the second is the issue case
     pytest.param((35, 20, 256), id="T35-B20-N256"),
 ]
 DHP_SIZES = [pytest.param(case, id="B{}-M{}-K{}".format(*case)) for case in family.DHP_CASES]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("provider", family.LSTM_PROVIDERS)

@@ -29,15 +29,6 @@ SIZES = [  # (T, B, N); the second is the issue case
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    if DEVICE.type == "cpu" or os.environ.get("BENCH_THREADS"):
-        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("provider", family.all_providers())
 @pytest.mark.parametrize("mode", family.MODES)
 @pytest.mark.parametrize("size", SIZES)

@@ -9,10 +9,7 @@ compiles before the timing starts.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import torch
 
 from benchmarks import plastic_linear, plastic_step, trace_update
 from benchmarks.step_common import MODES, PROVIDERS, runner
@@ -24,14 +21,6 @@ CASES = [
     for name, mod in FAMILIES.items()
     for i in range(len(mod.cases(False)))
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

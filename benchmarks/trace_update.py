@@ -9,12 +9,9 @@ eta [32, 128]; a shared trace [512, 10] (a DHP-sized read-out) with rule ``oja``
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-import hebbkern
-from benchmarks.step_common import Case, compiled, main
+from benchmarks.step_common import Case, leaves, main, provider_fn
 
 NAME = "trace_update"
 
@@ -30,13 +27,8 @@ def update_case(B: int, M: int, K: int, shared: bool, rule: str) -> Case:
     clip = 1.0 if rule == "clip" else None
 
     def build(provider, grad):
-        x = {k: v.clone().requires_grad_(grad) for k, v in base.items()}
-        if provider == "eager":
-            fn = hebbkern.reference.trace_update
-        elif provider == "compile":
-            fn = compiled(hebbkern.reference.trace_update)
-        else:
-            fn = functools.partial(hebbkern.trace_update, backend=provider)
+        x = leaves(base, grad)
+        fn = provider_fn("trace_update", provider)
 
         def forward():
             return (fn(x["trace"], x["pre"], x["post"], rule=rule, eta=x["eta"], clip=clip),)

@@ -139,10 +139,6 @@ TORCH_LIBRARY(hebbkern, m) {
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
-  m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
-  m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
-  m.impl("_plastic_rnn_emulated_fwd", &plastic_rnn_emulated_fwd);
-  m.impl("_plastic_rnn_emulated_bwd", &plastic_rnn_emulated_bwd);
   m.impl("fop_step_", &fop_step_cpu);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
@@ -163,11 +159,10 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
 }
 
 #ifdef HEBBKERN_WITH_CUDA
-// plastic_rnn, trace_update: the block kernels of csrc/cuda/. The hebbian kernels call ATen
-// (cuBLAS, cuDNN's weight gradient) for the heavy part, so the same functions serve CUDA tensors.
+// trace_update, lifetime: the block kernels of csrc/cuda/ (plastic_rnn's register in
+// csrc/plastic_rnn_simt.cpp). The hebbian kernels call ATen (cuBLAS, cuDNN's weight gradient) for
+// the heavy part, so the same functions serve CUDA tensors.
 TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
-  m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cuda);
-  m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
   m.impl("trace_update_fwd", &trace_update_fwd_cuda);
   m.impl("trace_update_bwd", &trace_update_bwd_cuda);
   m.impl("lifetime_fwd", &lifetime_fwd_cuda);

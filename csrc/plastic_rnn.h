@@ -1,5 +1,5 @@
-// Declarations of the plastic_rnn kernels, shared by csrc/ops.cpp (registration) and the
-// per-device sources (csrc/cpu/plastic_rnn.cpp; csrc/plastic_rnn_simt.cpp for CUDA).
+// Types shared by the plastic_rnn kernels of every device (csrc/cpu/plastic_rnn.cpp;
+// csrc/plastic_rnn_simt.cpp for CUDA and its emulation) and the placement query of csrc/ops.cpp.
 #pragma once
 
 #include <torch/types.h>
@@ -24,67 +24,10 @@ using FwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Te
 using BwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                           at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-FwdOut plastic_rnn_fwd_cpu(
-    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every);
-
-BwdOut plastic_rnn_bwd_cpu(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
-    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
-    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every);
-
-// The CUDA kernels (csrc/plastic_rnn_simt.cpp, csrc/cuda/plastic_rnn.cu); same contract as the CPU
-// ones. Declared in every build, defined only in builds with CUDA.
-FwdOut plastic_rnn_fwd_cuda(
-    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every);
-
-BwdOut plastic_rnn_bwd_cuda(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
-    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
-    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every);
-
-// The same CUDA kernels run on the CPU by the block emulation, for the tests: `threads` per
-// block, `smem_budget` bytes of shared memory, `reverse` runs items, warps and lanes last to first.
-FwdOut plastic_rnn_emulated_fwd(
-    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse);
-
-BwdOut plastic_rnn_emulated_bwd(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
-    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
-    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every, int64_t threads, int64_t smem_budget,
-    bool reverse);
+// The kernels (plastic_rnn_fwd/bwd on CPU: csrc/cpu/plastic_rnn.cpp; on CUDA and the block
+// emulation _plastic_rnn_emulated_fwd/bwd: csrc/plastic_rnn_simt.cpp) are registered with
+// TORCH_LIBRARY_IMPL where they are defined, against the schemas in csrc/ops.cpp: each signature
+// is written once, next to its body.
 
 // Where the CUDA kernels keep a block's working set for a shape (simt::place), as
 // [vec_in_smem, state_in_smem, smem_bytes, scratch_elements_per_sample]: for reports and tests.

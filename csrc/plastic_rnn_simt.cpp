@@ -2,6 +2,7 @@
 // plastic_rnn_block.h): the CUDA implementation of hebbkern::plastic_rnn_fwd/bwd, and the CPU
 // emulation of the same kernels (hebbkern::_plastic_rnn_emulated_fwd/bwd) that the tests run on
 // machines without a GPU. Both go through the functions below; only the last call differs.
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <limits>
@@ -172,8 +173,6 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
   return rnn_args::finish_backward(q, alpha, bin.h, rule, a);
 }
 
-}  // namespace
-
 FwdOut plastic_rnn_emulated_fwd(
     const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
@@ -202,6 +201,13 @@ BwdOut plastic_rnn_emulated_bwd(
                   clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every);
 }
 
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
+  m.impl("_plastic_rnn_emulated_fwd", &plastic_rnn_emulated_fwd);
+  m.impl("_plastic_rnn_emulated_bwd", &plastic_rnn_emulated_bwd);
+}
+
 std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
                                            int64_t threads, int64_t smem_budget,
                                            int64_t elem_bytes) {
@@ -213,6 +219,8 @@ std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool
 }
 
 #ifdef HEBBKERN_WITH_CUDA
+namespace {
+
 FwdOut plastic_rnn_fwd_cuda(
     const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
@@ -241,6 +249,13 @@ BwdOut plastic_rnn_bwd_cuda(
   return backward(cuda_target(u), grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt,
                   elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
                   ckpt_every);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
+  m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cuda);
+  m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
 }
 #endif
 

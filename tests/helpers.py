@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -35,6 +36,21 @@ def rel_err(a: Tensor, b: Tensor) -> float:
     return diff if nb == 0 else diff / nb
 
 
+def random_source(seed: int):
+    """A generator seeded with ``seed`` and ``rnd(*shape, scale=1.0)``, float64 normal draws from
+    it (the draws of the input makers, in their order)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
+
+    return g, rnd
+
+
+def alpha_shape(alpha_kind: str, N: int) -> tuple:
+    return {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
+
+
 def make_inputs(
     rule: str,
     alpha_kind: str = "per_connection",
@@ -56,31 +72,16 @@ def make_inputs(
     Every floating tensor argument is a leaf with ``requires_grad`` (``eta`` and ``mod_b`` are 0-dim
     tensors); the clamp mask is boolean.
     """
-    modulated = rule in MODULATED_RULES
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
-
+    g, rnd = random_source(seed)
     s = 1.0 / math.sqrt(N)
-    alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
     kw: dict = {
         "u": rnd(T, B, N, scale=0.6),
         "w": rnd(N, N, scale=s),
-        "alpha": rnd(*alpha_shape, scale=s),
+        "alpha": rnd(*alpha_shape(alpha_kind, N), scale=s),
         "h0": rnd(B, N, scale=0.5),
         "hebb0": rnd(B, N, N, scale=0.3),
     }
-    if rule in ETA_RULES:
-        kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
-    if modulated:
-        kw["mod_w"] = rnd(N, scale=1.5 * s)
-        kw["mod_b"] = rnd(scale=0.2)
-        if fanout:
-            kw["fanout_w"] = rnd(N)
-            kw["fanout_b"] = rnd(N, scale=0.3)
-    if rule == "retro":
-        kw["elig0"] = rnd(B, N, N, scale=0.3)
+    add_rule_inputs(kw, rule, fanout, rnd, g, 1.5 * s, B, N)
     for k, v in kw.items():
         kw[k] = v.to(dtype).requires_grad_(requires_grad)
     if clamp:
@@ -88,6 +89,22 @@ def make_inputs(
     kw["rule"] = rule
     kw["clip"] = clip
     return kw
+
+
+def add_rule_inputs(kw: dict, rule: str, fanout: bool, rnd, g, mod_scale: float, B: int, N: int):
+    """Adds the rule's own inputs to ``kw`` (float64), drawn in this order from ``g`` and ``rnd``:
+    eta (the eta rules), mod_w (scale ``mod_scale``), mod_b and, with ``fanout``, fanout_w /
+    fanout_b (the modulated rules), elig0 (retro)."""
+    if rule in ETA_RULES:
+        kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
+    if rule in MODULATED_RULES:
+        kw["mod_w"] = rnd(N, scale=mod_scale)
+        kw["mod_b"] = rnd(scale=0.2)
+        if fanout:
+            kw["fanout_w"] = rnd(N)
+            kw["fanout_b"] = rnd(N, scale=0.3)
+    if rule == "retro":
+        kw["elig0"] = rnd(B, N, N, scale=0.3)
 
 
 def grad_names(kw: dict) -> list[str]:
@@ -143,6 +160,56 @@ def zero_if_none(g: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else g
 
 
+def on_device(t: Tensor, device) -> bool:
+    """Whether ``t`` lives on ``device``. ``torch.device("cuda")`` (no index) means the current
+    CUDA device, while a tensor's device always has its index (``cuda:0``), and torch compares the
+    two as different: compare the type, and the index where ``device`` names one."""
+    want = torch.device(device)
+    if t.device.type != want.type:
+        return False
+    if want.index is not None:
+        return t.device.index == want.index
+    if want.type == "cuda":
+        return t.device.index == torch.cuda.current_device()
+    return True
+
+
+def assert_outputs_close(got: dict, ref: dict, dtype, tol: float, device=None) -> None:
+    """Every output of a backend (``got``) against the reference's: same names, dtype ``dtype``,
+    the reference's shape (on ``device`` when given), finite, relative error below ``tol``."""
+    assert got.keys() == ref.keys()
+    for name, r in ref.items():
+        g = got[name]
+        assert g.dtype == dtype and g.shape == r.shape, name
+        assert device is None or on_device(g, device), name
+        assert torch.isfinite(g).all(), f"non-finite values in output {name}"
+        err = rel_err(g.cpu(), r)
+        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
+
+
+def assert_grads_close(
+    got: dict, ref: dict, kw: dict, ref_kw: dict, names, tol: float, backend: str,
+    require_nonzero: bool = True, device=None,
+) -> None:  # fmt: skip
+    """The gradient of each input in ``names`` from a backend (``got``, inputs ``kw``) against the
+    reference's (``ref``, inputs ``ref_kw``): a missing reference gradient counts as zero, which
+    fails when ``require_nonzero`` (the check would be vacuous); dtype and shape of the input."""
+    dtype = kw["u"].dtype
+    for name in names:
+        r = zero_if_none(ref[name], ref_kw[name])
+        g = got[name]
+        if require_nonzero:
+            assert r.norm() > 0, f"reference gradient of {name} is zero: the test is vacuous"
+        if g is None:
+            assert r.norm() == 0, f"{backend} backend gave no gradient for {name}"
+            continue
+        assert g.dtype == dtype and g.shape == kw[name].shape, name
+        assert device is None or on_device(g, device), name
+        assert torch.isfinite(g).all(), f"non-finite values in the gradient of {name}"
+        err = rel_err(g.cpu(), r)
+        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
+
+
 def fused_args(kw: dict, ckpt_every: int) -> tuple:
     """The argument list ``hebbkern.plastic_rnn`` passes to ``torch.ops.hebbkern.plastic_rnn_fwd``
     (eta and mod_b as 0-dim tensors, the clamp mask as bool; mod_b defaults to 0 for the modulated
@@ -156,3 +223,62 @@ def fused_args(kw: dict, ckpt_every: int) -> tuple:
         kw.get("clamp_mask"), kw.get("eta"), kw.get("mod_w"), mod_b, kw.get("fanout_w"),
         kw.get("fanout_b"), rule, float(kw["clip"]), ckpt_every,
     )  # fmt: skip
+
+
+def assert_low_precision_rule(kernel, low, exact, dtype, grad_dtype: bool = True) -> None:
+    """flash-attention's rule on ``(outputs, grads)`` pairs: against the float64 reference
+    (``exact``), the kernel's error is at most twice that of the reference run in the same low
+    precision (``low``), plus 1e-6; the kernel's outputs (and, with ``grad_dtype``, its
+    gradients) keep ``dtype``."""
+    (o_k, g_k), (o_lp, g_lp), (o_64, g_64) = kernel, low, exact
+    for k in o_64:
+        assert o_k[k].dtype == dtype, k
+        e_k, e_lp = rel_err(o_k[k].cpu(), o_64[k]), rel_err(o_lp[k].cpu(), o_64[k])
+        assert e_k <= 2 * e_lp + 1e-6, f"output {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+    for k in g_64:
+        assert not grad_dtype or g_k[k].dtype == dtype, k
+        e_k, e_lp = rel_err(g_k[k].cpu(), g_64[k]), rel_err(g_lp[k].cpu(), g_64[k])
+        assert e_k <= 2 * e_lp + 1e-6, f"grad {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+
+
+# The error tests' argument edits: ``setter(x=DROP)`` removes ``x``, ``setter(x=f)`` sets it to
+# ``f(kw)``, ``setter(x=v)`` to ``v``.
+DROP = object()
+
+
+def setter(**changes):
+    def mutate(kw):
+        for k, v in changes.items():
+            if v is DROP:
+                kw.pop(k, None)
+            else:
+                kw[k] = v(kw) if callable(v) else v
+
+    return mutate
+
+
+def assert_raw_outputs_match(h: Tensor, hebb: Tensor, elig: Tensor, kc: dict, kr: dict) -> None:
+    """A raw forward op's ``h``, ``hebb`` (and, for retro, ``elig``), run on the inputs ``kc``,
+    against the reference on the copies ``kr``: values and, through the same random-weighted loss,
+    the gradient of every input, to 1e-10."""
+    ref_h, ref_state = hebbkern.reference.plastic_rnn(**kr)
+    outs = {"h": h, "hebb": hebb}
+    refs = {"h": ref_h, "hebb": ref_state.hebb}
+    if kr["rule"] == "retro":
+        outs["elig"], refs["elig"] = elig, ref_state.elig
+    for k in outs:
+        assert rel_err(outs[k], refs[k]) < 1e-10, k
+    wts = loss_weights(refs, seed=2)
+    sum((outs[k] * wts[k]).sum() for k in outs).backward()
+    sum((refs[k] * wts[k]).sum() for k in refs).backward()
+    for name in grad_names(kc):
+        assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name
+
+
+def assert_rejects(fn, kw: dict, change: dict, exc, match: str, **options) -> None:
+    """``fn(**kw, **options)`` runs, and raises ``exc`` matching ``match`` once ``kw`` takes
+    ``change``."""
+    fn(**kw, **options)  # valid without the change
+    kw.update(change)
+    with pytest.raises(exc, match=match):
+        fn(**kw, **options)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from helpers import clone_inputs, grad_names, loss_weights, make_inputs
-from torch import Tensor
 
 import hebbkern
 
@@ -80,10 +79,6 @@ def run_step(kw: dict, backend: str | None, loss_on=STEP_OUTPUTS, seed: int = 1)
     names = grad_names(kw)
     grads = torch.autograd.grad(sum(terms), [kw[k] for k in names], allow_unused=True)
     return {k: v.detach() for k, v in outs.items()}, dict(zip(names, grads, strict=True))
-
-
-def zero_if_none(g: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if g is None else g
 
 
 __all__ = ["STEP_ALPHA_KINDS", "clone_inputs", "run_step", "step_inputs", "step_outputs"]

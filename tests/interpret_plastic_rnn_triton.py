@@ -25,11 +25,10 @@ from helpers import (  # noqa: E402
     ETA_RULES,
     MODULATED_RULES,
     RULES,
+    assert_low_precision_rule,
+    assert_raw_outputs_match,
     clone_inputs,
-    grad_names,
-    loss_weights,
     make_inputs,
-    rel_err,
     run,
 )
 from triton_checks import TOL, all_cases, check_triton_against_reference  # noqa: E402
@@ -138,17 +137,7 @@ def test_raw_op_any_checkpoint_interval(rule, ckpt_every, nan_poison):
         rule, float(kw["clip"]), ckpt_every,
     )  # fmt: skip
     assert hebb_ckpt.shape == (-(-T // ckpt_every), 2, 5, 5)
-    ref_h, ref_state = hebbkern.reference.plastic_rnn(**kr)
-    outs, refs = {"h": h, "hebb": hebb}, {"h": ref_h, "hebb": ref_state.hebb}
-    if rule == "retro":
-        outs["elig"], refs["elig"] = elig, ref_state.elig
-    for k in outs:
-        assert rel_err(outs[k], refs[k]) < 1e-10, k
-    wts = loss_weights(refs, seed=2)
-    sum((outs[k] * wts[k]).sum() for k in outs).backward()
-    sum((refs[k] * wts[k]).sum() for k in refs).backward()
-    for name in grad_names(kw):
-        assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name
+    assert_raw_outputs_match(h, hebb, elig, kc, kr)
 
 
 @pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])
@@ -183,14 +172,7 @@ def test_low_precision_inputs(rule, dtype):
     o_k, g_k = run(clone_inputs(kw), "triton")
     o_lp, g_lp = run(clone_inputs(kw), "reference")
     o_64, g_64 = run(clone_inputs(kw, torch.float64), "reference")
-    for k in o_64:
-        assert o_k[k].dtype == dtype, k
-        e_k, e_lp = rel_err(o_k[k], o_64[k]), rel_err(o_lp[k], o_64[k])
-        assert e_k <= 2 * e_lp + 1e-6, f"output {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
-    for k in g_64:
-        assert g_k[k].dtype == dtype, k
-        e_k, e_lp = rel_err(g_k[k], g_64[k]), rel_err(g_lp[k], g_64[k])
-        assert e_k <= 2 * e_lp + 1e-6, f"grad {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+    assert_low_precision_rule((o_k, g_k), (o_lp, g_lp), (o_64, g_64), dtype)
 
 
 @pytest.mark.parametrize("rule", ["clip", "retro"])

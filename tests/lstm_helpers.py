@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 
 import torch
-from helpers import ETA_RULES, MODULATED_RULES, rel_err
+from helpers import (
+    add_rule_inputs,
+    alpha_shape,
+    assert_grads_close,
+    assert_outputs_close,
+    random_source,
+)
 from torch import Tensor
 
 import hebbkern
@@ -31,31 +37,17 @@ def make_lstm_inputs(
     The clip (0.4, with ``hebb0 ~ 0.3 randn``) bites for a fair share of the trace entries, and the
     alpha scale makes the plastic term matter in the candidate's pre-activation.
     """
-    g = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return scale * torch.randn(shape, generator=g, dtype=torch.float64)
-
+    g, rnd = random_source(seed)
     s = 1.0 / math.sqrt(N)
-    alpha_shape = {"per_connection": (N, N), "per_neuron": (N,), "scalar": ()}[alpha_kind]
     kw: dict = {
         "u": rnd(T, B, 4 * N, scale=0.8),
         "wh": rnd(N, 4 * N, scale=s),
-        "alpha": rnd(*alpha_shape, scale=2.0),
+        "alpha": rnd(*alpha_shape(alpha_kind, N), scale=2.0),
         "h0": rnd(B, N, scale=0.5),
         "c0": rnd(B, N, scale=0.5),
         "hebb0": rnd(B, N, N, scale=0.3),
     }
-    if rule in ETA_RULES:
-        kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
-    if rule in MODULATED_RULES:
-        kw["mod_w"] = rnd(N, scale=2.0 * s)
-        kw["mod_b"] = rnd(scale=0.2)
-        if fanout:
-            kw["fanout_w"] = rnd(N)
-            kw["fanout_b"] = rnd(N, scale=0.3)
-    if rule == "retro":
-        kw["elig0"] = rnd(B, N, N, scale=0.3)
+    add_rule_inputs(kw, rule, fanout, rnd, g, 2.0 * s, B, N)
     for k, v in kw.items():
         kw[k] = v.to(dtype).requires_grad_(requires_grad)
     kw["rule"] = rule
@@ -103,20 +95,8 @@ def compare_lstm(kw: dict, tol: float, loss_on=LSTM_OUTPUTS) -> None:
     """The cpu backend on ``kw`` against the reference on a float64 copy: every output and the
     gradient of every input (which must be nonzero in the reference, so the check is not vacuous)."""
     dtype = kw["u"].dtype
-    oc, gc = run_lstm(clone_kw(kw), "cpu", loss_on)
-    orf, gr = run_lstm(clone_kw(kw, torch.float64), "reference", loss_on)
-    assert oc.keys() == orf.keys()
-    for name, ref in orf.items():
-        got = oc[name]
-        assert got.dtype == dtype and got.shape == ref.shape, name
-        assert torch.isfinite(got).all(), f"non-finite values in output {name}"
-        err = rel_err(got, ref)
-        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
-    for name, ref in gr.items():
-        assert ref is not None and ref.norm() > 0, f"reference gradient of {name} is zero"
-        got = gc[name]
-        assert got is not None, f"cpu backend gave no gradient for {name}"
-        assert got.dtype == dtype and got.shape == kw[name].shape, name
-        assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
-        err = rel_err(got, ref)
-        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
+    kc, kr = clone_kw(kw), clone_kw(kw, torch.float64)
+    oc, gc = run_lstm(kc, "cpu", loss_on)
+    orf, gr = run_lstm(kr, "reference", loss_on)
+    assert_outputs_close(oc, orf, dtype, tol)
+    assert_grads_close(gc, gr, kc, kr, gr.keys(), tol, "cpu")

@@ -26,31 +26,29 @@ def torch_optimizer(params, base, momentum, wd, lr):
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=wd, foreach=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("base", "momentum", "wd"), BASE_CASES, ids=BASE_IDS)
-def test_hyper_lr_zero_is_the_base_optimiser(backend, base, momentum, wd):
-    """With hyper_lr = 0, M stays the identity: every step is torch.optim's SGD / Adam."""
-    seq = grad_sequence(SHAPES, 5)
+def assert_steps_match_base(backend, base, momentum, wd, steps, hyper_lr):
+    """``steps`` FOP steps (lr 0.1) give torch.optim's SGD / Adam parameters to 1e-12."""
+    seq = grad_sequence(SHAPES, steps)
     ours, theirs = make_params(SHAPES), make_params(SHAPES)
-    opt = FOP(ours, lr=0.1, hyper_lr=0.0, base=base, momentum=momentum, weight_decay=wd,
+    opt = FOP(ours, lr=0.1, hyper_lr=hyper_lr, base=base, momentum=momentum, weight_decay=wd,
               backend=backend)  # fmt: skip
     run_steps(ours, seq, opt)
     run_steps(theirs, seq, torch_optimizer(theirs, base, momentum, wd, 0.1))
     for a, b in zip(ours, theirs, strict=True):
         assert rel_err(a, b) < 1e-12
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("base", "momentum", "wd"), BASE_CASES, ids=BASE_IDS)
+def test_hyper_lr_zero_is_the_base_optimiser(backend, base, momentum, wd):
+    """With hyper_lr = 0, M stays the identity: every step is torch.optim's SGD / Adam."""
+    assert_steps_match_base(backend, base, momentum, wd, steps=5, hyper_lr=0.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(("base", "momentum", "wd"), BASE_CASES, ids=BASE_IDS)
 def test_first_step_is_the_base_optimisers(backend, base, momentum, wd):
-    seq = grad_sequence(SHAPES, 1)
-    ours, theirs = make_params(SHAPES), make_params(SHAPES)
-    opt = FOP(ours, lr=0.1, hyper_lr=0.3, base=base, momentum=momentum, weight_decay=wd,
-              backend=backend)  # fmt: skip
-    run_steps(ours, seq, opt)
-    run_steps(theirs, seq, torch_optimizer(theirs, base, momentum, wd, 0.1))
-    for a, b in zip(ours, theirs, strict=True):
-        assert rel_err(a, b) < 1e-12
+    assert_steps_match_base(backend, base, momentum, wd, steps=1, hyper_lr=0.3)
 
 
 def quadratic(n, seed=0):

@@ -13,26 +13,19 @@ The ahead-of-time compilation check is test_fop_triton_aot.py.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from fop_helpers import grad_sequence, make_params, run, small_cnn, train_steps
 from helpers import rel_err
+from triton_env import HAS_CUDA, INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
 
 import hebbkern
 from hebbkern.optim import FOP
 
-TESTS_DIR = Path(__file__).resolve().parent
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-HAS_CUDA = HAS_TRITON and torch.cuda.is_available()
-INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and triton")
 needs_ext = pytest.mark.skipif(not hebbkern.extension_available(), reason="no compiled extension")
 CUDA = torch.device("cuda")
 F32 = torch.float32

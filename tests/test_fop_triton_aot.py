@@ -13,19 +13,14 @@ Also a script: ``python tests/test_fop_triton_aot.py``.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import multiprocessing
-import os
 
 import pytest
 import torch
+from triton_env import AOT_MARKS
 
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
-        reason="TRITON_INTERPRET is set: kernels are interpreted, not compiled",
-    ),
+    *AOT_MARKS,
     pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the kernels compile for it"),
 ]
 

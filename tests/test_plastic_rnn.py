@@ -19,15 +19,17 @@ from helpers import (
     MODULATED_RULES,
     OUTPUTS,
     RULES,
+    assert_grads_close,
+    assert_low_precision_rule,
+    assert_outputs_close,
+    assert_raw_outputs_match,
     clone_inputs,
     fused_args,
     grad_names,
-    loss_weights,
     make_inputs,
     outputs_dict,
     rel_err,
     run,
-    zero_if_none,
 )
 
 import hebbkern
@@ -65,28 +67,9 @@ def check_against_reference(kw, tol, loss_on=OUTPUTS, require_nonzero=True, seed
     oc, gc = run(kc, "cpu", loss_on, seed=seed)
     orf, gr = run(kr, "reference", loss_on, seed=seed)
 
-    assert oc.keys() == orf.keys()
     assert ("elig" in oc) == (kw["rule"] == "retro")
-    for name, ref in orf.items():
-        got = oc[name]
-        assert got.dtype == dtype and got.shape == ref.shape, name
-        assert torch.isfinite(got).all(), f"non-finite values in output {name}"
-        err = rel_err(got, ref)
-        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
-
-    for name in grad_names(kw):
-        leaf = kc[name]
-        ref = zero_if_none(gr[name], kr[name])
-        got = gc[name]
-        if require_nonzero:
-            assert ref.norm() > 0, f"reference gradient of {name} is zero: the test is vacuous"
-        if got is None:
-            assert ref.norm() == 0, f"cpu backend gave no gradient for {name}"
-            continue
-        assert got.dtype == dtype and got.shape == leaf.shape, name
-        assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
-        err = rel_err(got, ref)
-        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
+    assert_outputs_close(oc, orf, dtype, tol)
+    assert_grads_close(gc, gr, kc, kr, grad_names(kw), tol, "cpu", require_nonzero)
     return oc, gc
 
 
@@ -214,18 +197,7 @@ def raw_op_matches_reference(rule, ckpt_every, T=10):
     C = -(-T // ckpt_every)
     assert hebb_ckpt.shape == (C, 2, 5, 5)
     assert elig_ckpt.shape == ((C, 2, 5, 5) if rule == "retro" else (0,))
-    ref_h, ref_state = hebbkern.reference.plastic_rnn(**kr)
-    outs = {"h": h, "hebb": hebb}
-    refs = {"h": ref_h, "hebb": ref_state.hebb}
-    if rule == "retro":
-        outs["elig"], refs["elig"] = elig, ref_state.elig
-    for k in outs:
-        assert rel_err(outs[k], refs[k]) < 1e-10, k
-    wts = loss_weights(refs, seed=2)
-    sum((outs[k] * wts[k]).sum() for k in outs).backward()
-    sum((refs[k] * wts[k]).sum() for k in refs).backward()
-    for name in grad_names(kw):
-        assert rel_err(kc[name].grad, kr[name].grad) < 1e-10, name
+    assert_raw_outputs_match(h, hebb, elig, kc, kr)
 
 
 @pytest.mark.parametrize("ckpt_every", [1, 2, 3, 4, 9, 10])
@@ -446,14 +418,7 @@ def test_low_precision(rule, fanout, dtype):
     o_k, g_k = run(clone_inputs(kw), "cpu")
     o_lp, g_lp = run(clone_inputs(kw), "reference")
     o_64, g_64 = run(clone_inputs(kw, torch.float64), "reference")
-    for k in o_64:
-        assert o_k[k].dtype == dtype, k
-        e_k, e_lp = rel_err(o_k[k], o_64[k]), rel_err(o_lp[k], o_64[k])
-        assert e_k <= 2 * e_lp + 1e-6, f"output {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
-    for k in g_64:
-        assert g_k[k].dtype == dtype, k
-        e_k, e_lp = rel_err(g_k[k], g_64[k]), rel_err(g_lp[k], g_64[k])
-        assert e_k <= 2 * e_lp + 1e-6, f"grad {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+    assert_low_precision_rule((o_k, g_k), (o_lp, g_lp), (o_64, g_64), dtype)
 
 
 # ---------------------------------------------------------------------------------------------

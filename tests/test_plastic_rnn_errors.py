@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import make_inputs
+from helpers import DROP as _DROP
+from helpers import make_inputs, setter
 
 import hebbkern
 
@@ -20,18 +21,6 @@ def base(rule="hebb", fanout=False):
     return make_inputs(rule, "per_connection", fanout, True, T=T, B=B, N=N, requires_grad=False)
 
 
-def setter(**changes):
-    def mutate(kw):
-        for k, v in changes.items():
-            if v is _DROP:
-                kw.pop(k, None)
-            else:
-                kw[k] = v(kw) if callable(v) else v
-
-    return mutate
-
-
-_DROP = object()
 f64 = torch.float64
 
 

@@ -11,26 +11,27 @@ The ahead-of-time compilation check is test_plastic_rnn_triton_aot.py.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import MODULATED_RULES, clone_inputs, make_inputs, outputs_dict, rel_err, run
+from helpers import (
+    MODULATED_RULES,
+    assert_low_precision_rule,
+    clone_inputs,
+    make_inputs,
+    outputs_dict,
+    rel_err,
+    run,
+)
 from triton_checks import TOL, check_triton_against_reference, to_device
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
 
 import hebbkern
 from hebbkern import backends
 
-TESTS_DIR = Path(__file__).resolve().parent
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-HAS_CUDA = HAS_TRITON and torch.cuda.is_available()
-INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and triton")
 CUDA = torch.device("cuda")
 
 
@@ -226,13 +227,7 @@ def test_cuda_low_precision(rule, dtype, one_config):
     o_k, g_k = run(to_device(kw, CUDA), "triton")
     o_lp, g_lp = run(to_device(kw, CUDA), "reference")
     o_64, g_64 = run(clone_inputs(kw, torch.float64), "reference")
-    for k in o_64:
-        assert o_k[k].dtype == dtype, k
-        e_k, e_lp = rel_err(o_k[k].cpu(), o_64[k]), rel_err(o_lp[k].cpu(), o_64[k])
-        assert e_k <= 2 * e_lp + 1e-6, f"output {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
-    for k in g_64:
-        e_k, e_lp = rel_err(g_k[k].cpu(), g_64[k]), rel_err(g_lp[k].cpu(), g_64[k])
-        assert e_k <= 2 * e_lp + 1e-6, f"grad {k}: kernel error {e_k:.3g}, reference {e_lp:.3g}"
+    assert_low_precision_rule((o_k, g_k), (o_lp, g_lp), (o_64, g_64), dtype, grad_dtype=False)
 
 
 @needs_cuda

@@ -19,22 +19,16 @@ Also a script: ``python tests/test_plastic_rnn_triton_aot.py``.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import multiprocessing
-import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+from triton_env import AOT_MARKS
 
 pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
-        reason="TRITON_INTERPRET is set: kernels are interpreted, not compiled",
-    ),
+    *AOT_MARKS,
 ]
 
 RULES = ("hebb", "oja", "clip", "neuromod", "retro")

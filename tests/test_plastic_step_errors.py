@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import DROP as _DROP
+from helpers import setter
 from helpers_step import step_inputs
 
 import hebbkern
@@ -20,20 +22,6 @@ def randn(*shape, dtype=f64, device="cpu"):
 
 def base(rule="hebb", fanout=False):
     return step_inputs(rule, "per_connection", fanout, True, B=B, N=N, requires_grad=False)
-
-
-_DROP = object()
-
-
-def setter(**changes):
-    def mutate(kw):
-        for k, v in changes.items():
-            if v is _DROP:
-                kw.pop(k, None)
-            else:
-                kw[k] = v(kw) if callable(v) else v
-
-    return mutate
 
 
 META = torch.device("meta")

@@ -10,11 +10,11 @@ from helpers import (
     MODULATED_RULES,
     OUTPUTS,
     RULES,
+    assert_grads_close,
+    assert_outputs_close,
     clone_inputs,
     grad_names,
-    rel_err,
     run,
-    zero_if_none,
 )
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
@@ -43,20 +43,6 @@ def to_device(kw: dict, device: torch.device) -> dict:
     return out
 
 
-def on_device(t: torch.Tensor, device) -> bool:
-    """Whether ``t`` lives on ``device``. ``torch.device("cuda")`` (no index) means the current
-    CUDA device, while a tensor's device always has its index (``cuda:0``), and torch compares the
-    two as different: compare the type, and the index where ``device`` names one."""
-    want = torch.device(device)
-    if t.device.type != want.type:
-        return False
-    if want.index is not None:
-        return t.device.index == want.index
-    if want.type == "cuda":
-        return t.device.index == torch.cuda.current_device()
-    return True
-
-
 def check_triton_against_reference(
     kw, device, tol, loss_on=OUTPUTS, require_nonzero=True, seed=1
 ) -> tuple[dict, dict]:
@@ -67,24 +53,6 @@ def check_triton_against_reference(
     ot, gt = run(kt, "triton", loss_on, seed=seed)
     orf, gr = run(kr, "reference", loss_on, seed=seed)
 
-    assert ot.keys() == orf.keys()
-    for name, ref in orf.items():
-        got = ot[name]
-        assert got.dtype == dtype and got.shape == ref.shape and on_device(got, device), name
-        assert torch.isfinite(got).all(), f"non-finite values in output {name}"
-        err = rel_err(got.cpu(), ref)
-        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
-
-    for name in grad_names(kw):
-        ref = zero_if_none(gr[name], kr[name])
-        got = gt[name]
-        if require_nonzero:
-            assert ref.norm() > 0, f"reference gradient of {name} is zero: the test is vacuous"
-        if got is None:
-            assert ref.norm() == 0, f"triton backend gave no gradient for {name}"
-            continue
-        assert got.dtype == dtype and got.shape == kw[name].shape and on_device(got, device), name
-        assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
-        err = rel_err(got.cpu(), ref)
-        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
+    assert_outputs_close(ot, orf, dtype, tol, device)
+    assert_grads_close(gt, gr, kt, kr, grad_names(kw), tol, "triton", require_nonzero, device)
     return ot, gt

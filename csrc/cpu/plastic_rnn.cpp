@@ -5,6 +5,7 @@
 #include "../plastic_rnn.h"
 
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -48,8 +49,6 @@ RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
   p.mod_b = static_cast<T>(q.mod_b_value);
   return p;
 }
-
-}  // namespace
 
 FwdOut plastic_rnn_fwd_cpu(
     const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
@@ -118,6 +117,13 @@ BwdOut plastic_rnn_bwd_cpu(
   });
 
   return rnn_args::finish_backward(q, alpha, bin.h, rule, a);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
+  m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cpu);
+  m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cpu);
 }
 
 }  // namespace hebbkern

@@ -59,6 +59,22 @@ def _field(meta, i, field: tl.constexpr):
 
 
 @triton.jit
+def _pass1_program(meta, progs, W_DT: tl.constexpr):
+    """A pass-1 program (``pid``) and its work item: its tensor ``i`` and first row / element (the
+    program table holds the pairs), the tensor's W, G, moments and direction buffer, step count."""
+    pid = tl.program_id(0)
+    i = tl.load(progs + 2 * pid)
+    start = tl.load(progs + 2 * pid + 1).to(tl.int64)
+    w_ptr = _ptr(meta, i, 0, W_DT)
+    g_ptr = _ptr(meta, i, 1, W_DT)
+    m_ptr = _ptr(meta, i, 2, tl.float32)
+    v_ptr = _ptr(meta, i, 3, tl.float32)
+    d_ptr = _ptr(meta, i, 4, tl.float32)
+    t = tl.load(_ptr(meta, i, 6, tl.float32))
+    return pid, i, start, w_ptr, g_ptr, m_ptr, v_ptr, d_ptr, t
+
+
+@triton.jit
 def _neg_expm1(x):
     """``1 - exp(x)`` for x <= 0, accurate for small |x| (Kahan: the rounding of exp cancels in
     the ratio); 1 for x = -inf (beta = 0)."""
@@ -100,15 +116,7 @@ def pass1_matrix_kernel(
     BASE: tl.constexpr, HAS_WD: tl.constexpr, W_DT: tl.constexpr, DPAD: tl.constexpr,
     TILE_ROWS: tl.constexpr, TILES: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
-    i = tl.load(progs + 2 * pid)
-    r0 = tl.load(progs + 2 * pid + 1).to(tl.int64)
-    w_ptr = _ptr(meta, i, 0, W_DT)
-    g_ptr = _ptr(meta, i, 1, W_DT)
-    m_ptr = _ptr(meta, i, 2, tl.float32)
-    v_ptr = _ptr(meta, i, 3, tl.float32)
-    d_ptr = _ptr(meta, i, 4, tl.float32)
-    t = tl.load(_ptr(meta, i, 6, tl.float32))
+    pid, i, r0, w_ptr, g_ptr, m_ptr, v_ptr, d_ptr, t = _pass1_program(meta, progs, W_DT)
     rows = _field(meta, i, 7)
     d = _field(meta, i, 8)
     first = t <= 1.0
@@ -215,15 +223,7 @@ def pass1_flat_kernel(
 ):  # fmt: skip
     """Elementwise: ``W -= lr D`` (no preconditioner) or D_t into the direction buffer (d > 64:
     the GEMMs outside apply P)."""
-    pid = tl.program_id(0)
-    i = tl.load(progs + 2 * pid)
-    e0 = tl.load(progs + 2 * pid + 1).to(tl.int64)
-    w_ptr = _ptr(meta, i, 0, W_DT)
-    g_ptr = _ptr(meta, i, 1, W_DT)
-    m_ptr = _ptr(meta, i, 2, tl.float32)
-    v_ptr = _ptr(meta, i, 3, tl.float32)
-    d_ptr = _ptr(meta, i, 4, tl.float32)
-    t = tl.load(_ptr(meta, i, 6, tl.float32))
+    _, i, e0, w_ptr, g_ptr, m_ptr, v_ptr, d_ptr, t = _pass1_program(meta, progs, W_DT)
     n = _field(meta, i, 7)
     store = _field(meta, i, 8) > 0
     first = t <= 1.0

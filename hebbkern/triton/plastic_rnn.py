@@ -124,6 +124,34 @@ def _rule_bwd(H, E, pre, post, mod, eta, clip, dH, dE, RULE: tl.constexpr):
 
 
 @triton.jit
+def _tile(i0, rbase, cols, cmask, N):
+    """Rows ``i0 + rbase`` of an [N, N] state: the row indices, row mask, tile mask and element
+    offsets (every pass over the trace walks its rows in these tiles)."""
+    rows = i0 + rbase
+    rmask = rows < N
+    m2 = rmask[:, None] & cmask[None, :]
+    off = rows[:, None] * N + cols[None, :]
+    return rows, rmask, m2, off
+
+
+@triton.jit
+def _load_trace(h_ptr, e_ptr, off, m2, ELIG: tl.constexpr):
+    """A tile of the trace and, for retro, of the eligibility (else the trace again, unused)."""
+    H = tl.load(h_ptr + off, mask=m2, other=0.0)
+    E = H
+    if ELIG:
+        E = tl.load(e_ptr + off, mask=m2, other=0.0)
+    return H, E
+
+
+@triton.jit
+def _store_trace(h_ptr, e_ptr, off, m2, H, E, ELIG: tl.constexpr):
+    tl.store(h_ptr + off, H, mask=m2)
+    if ELIG:
+        tl.store(e_ptr + off, E, mask=m2)
+
+
+@triton.jit
 def _load_h(h_ptr, h0_ptr, t, B, N, b, idx, mask, HAS_H0: tl.constexpr):
     """h_t[b, idx] for t >= 0; h0[b, idx] (or zeros) for t == -1."""
     first = (idx * 0 + t) < 0
@@ -192,9 +220,7 @@ def plastic_rnn_fwd_kernel(
     # The state starts from hebb0 / elig0 (or zeros), written here so that a rerun (autotuning)
     # starts afresh.
     for i0 in range(0, N, BLOCK_I):
-        rows = i0 + rbase
-        m2 = (rows < N)[:, None] & cmask[None, :]
-        off = rows[:, None] * N + cols[None, :]
+        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
         H = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
         if HAS_HEBB0:
             H = tl.load(hebb0_ptr + b * NN + off, mask=m2, other=0.0)
@@ -213,24 +239,14 @@ def plastic_rnn_fwd_kernel(
         ck = (t % K) == 0
         ckoff = ((t // K) * B + b) * NN
         for i0 in range(0, N, BLOCK_I):
-            rows = i0 + rbase
-            rmask = rows < N
-            m2 = rmask[:, None] & cmask[None, :]
-            off = rows[:, None] * N + cols[None, :]
-            H = tl.load(state + off, mask=m2, other=0.0)
-            E = H
-            if ELIG:
-                E = tl.load(estate + off, mask=m2, other=0.0)
+            rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+            H, E = _load_trace(state, estate, off, m2, ELIG)
             if t > 0:  # the pending update of step t-1: pre h_{t-2}, post h_{t-1}
                 pre = _load_h(h_ptr, h0_ptr, t - 2, B, N, b, rows, rmask, HAS_H0)
                 H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE)
-                tl.store(state + off, H, mask=m2)
-                if ELIG:
-                    tl.store(estate + off, E, mask=m2)
+                _store_trace(state, estate, off, m2, H, E, ELIG)
             if ck:
-                tl.store(ckh_ptr + ckoff + off, H, mask=m2)
-                if ELIG:
-                    tl.store(cke_ptr + ckoff + off, E, mask=m2)
+                _store_trace(ckh_ptr + ckoff, cke_ptr + ckoff, off, m2, H, E, ELIG)
             x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
             w = tl.load(w_ptr + off, mask=m2, other=0.0)
             A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
@@ -252,19 +268,11 @@ def plastic_rnn_fwd_kernel(
 
     # The last step's update.
     for i0 in range(0, N, BLOCK_I):
-        rows = i0 + rbase
-        rmask = rows < N
-        m2 = rmask[:, None] & cmask[None, :]
-        off = rows[:, None] * N + cols[None, :]
-        H = tl.load(state + off, mask=m2, other=0.0)
-        E = H
-        if ELIG:
-            E = tl.load(estate + off, mask=m2, other=0.0)
+        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+        H, E = _load_trace(state, estate, off, m2, ELIG)
         pre = _load_h(h_ptr, h0_ptr, T - 2, B, N, b, rows, rmask, HAS_H0)
         H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE)
-        tl.store(state + off, H, mask=m2)
-        if ELIG:
-            tl.store(estate + off, E, mask=m2)
+        _store_trace(state, estate, off, m2, H, E, ELIG)
 
 
 @triton.jit
@@ -295,9 +303,7 @@ def plastic_rnn_bwd_kernel(
     # The forward's state start, mirrored (adjoints from gH / gE instead of hebb0 / elig0); kept
     # inline because the same pass zeroes the dA rows.
     for i0 in range(0, N, BLOCK_I):
-        rows = i0 + rbase
-        m2 = (rows < N)[:, None] & cmask[None, :]
-        off = rows[:, None] * N + cols[None, :]
+        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
         z = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
         dH = z
         if HAS_GHEBB:
@@ -327,9 +333,7 @@ def plastic_rnn_bwd_kernel(
         t1 = tl.minimum(t0 + K, T)
         # Traces before steps t0 .. t1-1, from the chunk's checkpoint.
         for i0 in range(0, N, BLOCK_I):
-            rows = i0 + rbase
-            m2 = (rows < N)[:, None] & cmask[None, :]
-            off = rows[:, None] * N + cols[None, :]
+            rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
             tl.store(ws_h + off, tl.load(ckh_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
             if ELIG:
                 tl.store(ws_e + off, tl.load(cke_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
@@ -343,19 +347,11 @@ def plastic_rnn_bwd_kernel(
                     tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT
                 )
             for i0 in range(0, N, BLOCK_I):
-                rows = i0 + rbase
-                rmask = rows < N
-                m2 = rmask[:, None] & cmask[None, :]
-                off = rows[:, None] * N + cols[None, :]
-                H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
-                E = H
-                if ELIG:
-                    E = tl.load(ws_e + k * NN + off, mask=m2, other=0.0)
+                rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+                H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
                 pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
                 H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE)
-                tl.store(ws_h + (k + 1) * NN + off, H, mask=m2)
-                if ELIG:
-                    tl.store(ws_e + (k + 1) * NN + off, E, mask=m2)
+                _store_trace(ws_h + (k + 1) * NN, ws_e + (k + 1) * NN, off, m2, H, E, ELIG)
             tl.debug_barrier()
 
         for tt in range(0, t1 - t0):
@@ -372,24 +368,14 @@ def plastic_rnn_bwd_kernel(
             dpost = zv
             dM = zv
             for i0 in range(0, N, BLOCK_I):
-                rows = i0 + rbase
-                rmask = rows < N
-                m2 = rmask[:, None] & cmask[None, :]
-                off = rows[:, None] * N + cols[None, :]
-                H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
-                dH = tl.load(dstate + off, mask=m2, other=0.0)
-                E = H
-                dE = dH
-                if ELIG:
-                    E = tl.load(ws_e + k * NN + off, mask=m2, other=0.0)
-                    dE = tl.load(destate + off, mask=m2, other=0.0)
+                rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+                H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
+                dH, dE = _load_trace(dstate, destate, off, m2, ELIG)
                 pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
                 dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
                     H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
                 )
-                tl.store(dstate + off, dH, mask=m2)
-                if ELIG:
-                    tl.store(destate + off, dE, mask=m2)
+                _store_trace(dstate, destate, off, m2, dH, dE, ELIG)
                 dpost += tl.sum(g_post, axis=0)
                 if MOD:
                     dM += tl.sum(g_mod, axis=0)
@@ -423,10 +409,7 @@ def plastic_rnn_bwd_kernel(
             tl.debug_barrier()
             # Pass B: adjoint of step t's mat-vec a_t = u_t + h_{t-1} (w + A * H_{t-1}).
             for i0 in range(0, N, BLOCK_I):
-                rows = i0 + rbase
-                rmask = rows < N
-                m2 = rmask[:, None] & cmask[None, :]
-                off = rows[:, None] * N + cols[None, :]
+                rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
                 H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
                 x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
                 w = tl.load(w_ptr + off, mask=m2, other=0.0)
