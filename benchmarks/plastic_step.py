@@ -26,7 +26,8 @@ import sys
 
 import torch
 
-from benchmarks.step_common import Case, leaves, main, provider_fn
+import hebbkern
+from benchmarks.step_common import Case, compiled, leaves, main, provider_fn
 
 NAME = "plastic_step"
 

@@ -5,9 +5,9 @@ TRITON_INTERPRET=1)."""
 from __future__ import annotations
 
 import torch
-from helpers import rel_err
+from helpers import on_device, rel_err
 from lstm_helpers import LSTM_OUTPUTS, clone_kw, run_lstm
-from triton_checks import on_device, to_device
+from triton_checks import to_device
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 

@@ -5,9 +5,9 @@ Triton interpreter (interpret_plastic_step_triton.py, its own process with TRITO
 from __future__ import annotations
 
 import torch
-from helpers import clone_inputs, grad_names, loss_weights, rel_err
-from helpers_step import STEP_OUTPUTS, step_outputs, zero_if_none
-from triton_checks import on_device, to_device
+from helpers import clone_inputs, grad_names, loss_weights, on_device, rel_err, zero_if_none
+from helpers_step import STEP_OUTPUTS, step_outputs
+from triton_checks import to_device
 
 import hebbkern
 
