@@ -5,10 +5,16 @@ covers the CUDA-graph providers, whose replays must give the captured loop's gra
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import torch
 
-from benchmarks import agent_loop
+# benchmarks/ is not installed with the wheel: import it from the repository (after the installed
+# hebbkern, which conftest.py has already imported).
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import agent_loop  # noqa: E402
 
 
 def test_agent_loop_quick_on_cpu(tmp_path):
