@@ -31,6 +31,7 @@ import torch  # noqa: E402
 
 import hebbkern  # noqa: E402
 from benchmarks import common  # noqa: E402
+from hebbkern import _extension  # noqa: E402
 from hebbkern.lifetime_config import TRAINING_TASKS, LifetimeConfig, make_trials  # noqa: E402
 from hebbkern.reference.philox import perturbation_uniforms  # noqa: E402
 
@@ -83,6 +84,10 @@ def main(argv=None) -> int:
     dtype = getattr(torch, a.dtype)
     device = torch.device(a.device)
     kernel = "cuda" if device.type == "cuda" else "cpu"  # the fused backend on that device
+    if kernel == "cpu" and not _extension.available():
+        # e.g. `python -m benchmarks` from a source tree whose extension is not built in place
+        print("the compiled extension is not importable here: the kernel rows run the reference")
+        kernel = "reference"
     info = common.machine_info(device)
     print(common.machine_line(info), flush=True)
 
