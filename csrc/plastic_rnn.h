@@ -13,6 +13,8 @@
 namespace hebbkern {
 
 Rule parse_rule(const std::string& name);
+// The rule with the variant code of SPEC.md section 1.1 checked and applied (csrc/ops.cpp).
+Rule parse_rule(const std::string& name, int64_t variant, int64_t N);
 
 // Outputs: h [T,B,N], hebb_T [B,N,N], elig_T ([B,N,N] for retro, else [0]),
 // hebb_ckpt [C,B,N,N] (trace before steps 0, K, 2K, ...), elig_ckpt (same, retro only, else [0]),
@@ -31,7 +33,7 @@ FwdOut plastic_rnn_fwd_cpu(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every);
+    int64_t ckpt_every, int64_t variant);
 
 BwdOut plastic_rnn_bwd_cpu(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
@@ -41,7 +43,7 @@ BwdOut plastic_rnn_bwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every);
+    const std::string& rule, double clip, int64_t ckpt_every, int64_t variant);
 
 // The CUDA kernels (csrc/plastic_rnn_simt.cpp, csrc/cuda/plastic_rnn.cu); same contract as the CPU
 // ones. Declared in every build, defined only in builds with CUDA.
@@ -52,7 +54,7 @@ FwdOut plastic_rnn_fwd_cuda(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every);
+    int64_t ckpt_every, int64_t variant);
 
 BwdOut plastic_rnn_bwd_cuda(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
@@ -62,7 +64,7 @@ BwdOut plastic_rnn_bwd_cuda(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every);
+    const std::string& rule, double clip, int64_t ckpt_every, int64_t variant);
 
 // The same CUDA kernels run on the CPU by the block emulation, for the tests: `threads` per
 // block, `smem_budget` bytes of shared memory, `reverse` runs items, warps and lanes last to first.
@@ -73,7 +75,7 @@ FwdOut plastic_rnn_emulated_fwd(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse);
+    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse, int64_t variant);
 
 BwdOut plastic_rnn_emulated_bwd(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
@@ -84,7 +86,7 @@ BwdOut plastic_rnn_emulated_bwd(
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule, double clip, int64_t ckpt_every, int64_t threads, int64_t smem_budget,
-    bool reverse);
+    bool reverse, int64_t variant);
 
 // Where the CUDA kernels keep a block's working set for a shape (simt::place), as
 // [vec_in_smem, state_in_smem, smem_bytes, scratch_elements_per_sample]: for reports and tests.

@@ -7,7 +7,13 @@ from torch import Tensor, nn
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
 from ._checks import check_state_tuple
-from ._plastic_params import ALPHA_KINDS, PlasticRNNParams, check_sequence_input
+from ._plastic_params import (
+    ALPHA_KINDS,
+    PlasticRNNParams,
+    check_sequence_input,
+    set_variants,
+    variant_kwargs,
+)
 
 __all__ = ["ALPHA_KINDS", "PlasticRNN"]
 
@@ -33,6 +39,10 @@ class PlasticRNN(PlasticRNNParams):
         clip: bound of the clipped rules.
         batch_first: input and output are ``[B, T, *]`` instead of ``[T, B, *]``.
         bias: whether the input projection has a bias.
+        activation, mod_squash, soft_clip, n_modulated: the papers' variants (SPEC.md section
+            1.1), as in :func:`hebbkern.plastic_rnn`; rule ``"gated"`` (``H = (1 - m) H + m P``)
+            is a rule of its own. With ``n_modulated`` below N, rule ``neuromod`` also learns
+            ``eta`` (the unmodulated neurons' rate).
 
     Shapes: ``forward(x, state=None, clamp_mask=None) -> (output, state)`` with ``x`` ``[T, B,
     input_size]`` (or ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T,
@@ -51,9 +61,14 @@ class PlasticRNN(PlasticRNNParams):
         bias: bool = True,
         device=None,
         dtype=None,
+        activation: str = "tanh",
+        mod_squash: str = "tanh",
+        soft_clip: bool = False,
+        n_modulated: int | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype)
         self.batch_first = batch_first
+        set_variants(self, activation, mod_squash, soft_clip, n_modulated)
 
     def forward(
         self,
@@ -81,7 +96,7 @@ class PlasticRNN(PlasticRNNParams):
         out, new = plastic_rnn(
             u, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
-            h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+            h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, **variant_kwargs(self),
         )  # fmt: skip
         if unbatched:
             out = out.squeeze(1)

@@ -17,6 +17,7 @@ from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_lstm_args
+from .._variants import check_lstm_variants
 from ..types import PlasticLSTMState
 from .plastic_rnn import checkpoint_count, checkpoint_interval
 
@@ -129,6 +130,8 @@ def plastic_lstm(
     hebb0: Tensor | None = None,
     elig0: Tensor | None = None,
     backend: str | None = None,
+    clip_mode: str = "update",
+    post: str = "candidate",
 ) -> tuple[Tensor, PlasticLSTMState]:
     r"""Runs a plastic LSTM layer over a sequence (SPEC.md section 2, Backpropamine).
 
@@ -154,6 +157,13 @@ def plastic_lstm(
         clip: bound of the clipped rules (2 in the paper's language model).
         h0, c0: initial output and cell ``[B, N]``; hebb0, elig0: initial traces ``[B, N, N]``.
         backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        clip_mode: ``"update"`` (default: the clipped rules clamp the trace) or ``"read"`` (the
+            trace grows unclamped; the clamp applies where it is read; SPEC.md section 2.1).
+        post: the post-synaptic term of the trace product: ``"candidate"`` (``g_t``, default),
+            ``"drive"``, ``"cell"`` or ``"hidden"`` (SPEC.md section 2.1).
+
+        Rule ``"gated"``, ``clip_mode="read"`` and ``post`` other than ``"candidate"`` run on
+        ``backend="reference"`` only: the fused LSTM kernels raise ``NotImplementedError``.
 
     Returns:
         ``(h, state)``: the outputs ``[T, B, N]`` and :class:`~hebbkern.PlasticLSTMState`
@@ -164,6 +174,7 @@ def plastic_lstm(
         u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
     )  # fmt: skip
+    clip_mode, post = check_lstm_variants(rule, clip_mode, post)
     check_materialisable(
         u=a.u, wh=a.wh, alpha=a.alpha, h0=a.h0, c0=a.c0, hebb0=a.hebb0, elig0=a.elig0
     )
@@ -171,7 +182,13 @@ def plastic_lstm(
         return _reference.plastic_lstm(
             u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
+            clip_mode=clip_mode, post=post,
         )  # fmt: skip
+    if rule == "gated" or clip_mode != "update" or post != "candidate":
+        raise NotImplementedError(
+            "plastic_lstm: rule 'gated', clip_mode='read' and post other than 'candidate' "
+            "(SPEC.md section 2.1) are implemented by backend='reference' only"
+        )
 
     # The C++ kernel computes in float32 or float64; half inputs run in float32 and come back in
     # their own dtype.

@@ -18,6 +18,7 @@ from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_step_args
+from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -27,8 +28,9 @@ if _extension.available():
 
     @torch.library.register_fake("hebbkern::plastic_step_fwd")
     def _plastic_step_fwd_fake(
-        u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip
-    ):
+        u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+        variant=0,
+    ):  # fmt: skip
         B, N = u.shape
         return (
             u.new_empty(B, N),
@@ -40,7 +42,7 @@ if _extension.available():
     @torch.library.register_fake("hebbkern::plastic_step_bwd")
     def _plastic_step_bwd_fake(
         grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta,
-        mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+        mod_w, mod_b, fanout_w, fanout_b, rule, clip, variant=0,
     ):  # fmt: skip
         B, N = u.shape
         modulated = rule in MODULATED_RULES
@@ -55,7 +57,7 @@ if _extension.available():
             u.new_empty(B, N, N) if rule == "retro" else empty(),
             w.new_empty(w.shape),  # contiguous, like the kernel's; never w's or alpha's strides
             alpha.new_empty(alpha.shape),
-            u.new_empty(()) if rule != "neuromod" else empty(),
+            u.new_empty(()) if uses_eta(rule, variant) else empty(),
             u.new_empty(N) if modulated else empty(),
             u.new_empty(()) if modulated else empty(),
             u.new_empty(N) if fanout_w is not None else empty(),
@@ -64,13 +66,14 @@ if _extension.available():
 
     def _setup_context(ctx, inputs, output):
         (u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
-         clip) = inputs  # fmt: skip
+         clip, variant) = inputs  # fmt: skip
         h_new, _, _, mod = output
         ctx.save_for_backward(
             u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
             fanout_b,
         )  # fmt: skip
         ctx.rule, ctx.clip = rule, clip
+        ctx.variant = variant
 
     def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
         (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
@@ -79,7 +82,7 @@ if _extension.available():
         (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
          dfanout_b) = torch.ops.hebbkern.plastic_step_bwd(
             grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
-            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
+            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.variant,
         )  # fmt: skip
 
         def keep(grad, given):
@@ -89,7 +92,7 @@ if _extension.available():
             du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
             keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
             keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
-            None,
+            None, None,
         )  # fmt: skip
 
     torch.library.register_autograd(
@@ -118,6 +121,10 @@ def plastic_step(
     elig: Tensor | None = None,
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
+    activation: str = "tanh",
+    mod_squash: str = "tanh",
+    soft_clip: bool = False,
+    n_modulated: int | None = None,
 ) -> PlasticState:
     r"""One step of the plastic recurrent layer (SPEC.md section 1), fused.
 
@@ -141,22 +148,31 @@ def plastic_step(
         elig: previous eligibility trace ``[B, N, N]`` (rule ``"retro"`` only; zeros when omitted).
         clamp_mask: ``[B, N]`` bool mask of neurons clamped to their input.
         backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        activation, mod_squash, soft_clip, n_modulated: the papers' variants (SPEC.md section
+            1.1), as in :func:`hebbkern.plastic_rnn`.
 
     Returns:
         :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
         except for rule ``"retro"``. Differentiable with respect to every floating tensor argument.
     """
     a = check_plastic_step_args(
-        u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
-        fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
+        u, h, hebb, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
+        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=elig,
+        clamp_mask=clamp_mask,
     )  # fmt: skip
+    v = check_variants(
+        rule, u.shape[1], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+        n_modulated=n_modulated,
+    )  # fmt: skip
+    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
     if backends.resolve(backend, u.device, family="plastic_step") == "reference":
         return _reference.plastic_step(
             u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
-            fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
+            fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask, activation=activation,
+            mod_squash=mod_squash, soft_clip=soft_clip, n_modulated=n_modulated,
         )  # fmt: skip
     io_dtype = u.dtype
     dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
@@ -165,7 +181,7 @@ def plastic_step(
     h_new, hebb_new, elig_new, _ = torch.ops.hebbkern.plastic_step_fwd(
         u.to(dt), h.to(dt), hebb.to(dt), _to(elig, dt), w.to(dt), a.alpha.to(dt), a.clamp_mask,
         _to(a.eta, dt), _to(mod_w, dt), _to(a.mod_b, dt), _to(fanout_w, dt), _to(fanout_b, dt),
-        rule, a.clip,
+        rule, a.clip, v.code,
     )  # fmt: skip
     return PlasticState(
         h_new.to(io_dtype),

@@ -24,6 +24,10 @@ struct RnnInputs {
   const T* fan_w;       // [N] or null
   const T* fan_b;       // [N] or null
   T clip;
+  // SPEC.md section 1.1 (zero: section 1): activation and modulator squash codes (Act, Squash of
+  // plastic_rules.h), number of unmodulated post-synaptic neurons (the last ones).
+  int act, squash;
+  int64_t n_unmod;
 };
 
 template <typename T>

@@ -1,0 +1,47 @@
+"""The Triton kernels of plastic_rnn with the variants of SPEC.md section 1.1, on CPU tensors under
+the Triton interpreter, against the reference (forward, final states, every gradient; float64
+tight, float32 within the suite's tolerance; odd sizes: N = 11 and 37 span several row blocks of
+the interpreter's 8 and a partial one).
+
+Run by test_plastic_variants.py::test_triton_interpreter_suite in its own process with
+``TRITON_INTERPRET=1`` set before triton is imported. By hand::
+
+    cd tests && TRITON_INTERPRET=1 python -m pytest interpret_plastic_variants_triton.py -q
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("needs TRITON_INTERPRET=1 set before triton is imported", allow_module_level=True)
+
+from helpers import rel_err  # noqa: E402
+from variant_helpers import CASES, IDS, assert_match, case_inputs, rnn_outputs_and_grads  # noqa: E402
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_float64_matches_reference(case, nan_poison):
+    kw, opts = case_inputs(case, T=5, B=2, N=11, seed=6)
+    assert_match(
+        rnn_outputs_and_grads(kw, opts, "triton"),
+        rnn_outputs_and_grads(kw, opts, "reference"),
+        1e-10,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_float32_odd_size(case):
+    kw64, opts = case_inputs(case, T=4, B=1, N=37, seed=7)
+    kw32 = {k: (v.detach().float().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor)
+                and v.is_floating_point() else v) for k, v in kw64.items()}  # fmt: skip
+    got = rnn_outputs_and_grads(kw32, opts, "triton")
+    want = rnn_outputs_and_grads(kw64, opts, "reference")
+    for k, b in want[0].items():
+        assert rel_err(got[0][k].double(), b) <= 1e-4, k
+    for k, b in want[1].items():
+        if b is not None:
+            assert rel_err(got[1][k].double(), b) <= 1e-4, f"d{k}"
