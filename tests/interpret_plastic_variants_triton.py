@@ -40,8 +40,11 @@ def test_float32_odd_size(case):
                 and v.is_floating_point() else v) for k, v in kw64.items()}  # fmt: skip
     got = rnn_outputs_and_grads(kw32, opts, "triton")
     want = rnn_outputs_and_grads(kw64, opts, "reference")
-    for k, b in want[0].items():
-        assert rel_err(got[0][k].double(), b) <= 1e-4, k
-    for k, b in want[1].items():
-        if b is not None:
-            assert rel_err(got[1][k].double(), b) <= 1e-4, f"d{k}"
+    ref32 = rnn_outputs_and_grads(kw32, opts, "reference")
+    # The low-precision rule: the kernel's error against the float64 reference within a small
+    # multiple of the float32 reference's own (some cases, relu's, are ill-conditioned).
+    for i, kind in ((0, ""), (1, "d")):
+        for k, b in want[i].items():
+            if b is not None:
+                base = max(rel_err(ref32[i][k].double(), b), 1e-6)
+                assert rel_err(got[i][k].double(), b) <= 4 * base, f"{kind}{k}"

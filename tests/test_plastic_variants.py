@@ -336,3 +336,53 @@ def test_lstm_kernels_refuse_variants():
     with pytest.raises(ValueError, match="clip_mode"):
         hebbkern.plastic_lstm(**dict(kw, rule="hebb", eta=0.1, mod_w=None, mod_b=None),
                               clip_mode="read")  # fmt: skip
+
+
+# ---- the modules' constructor arguments ----------------------------------------------------
+
+
+def test_modules_pass_variants():
+    torch.manual_seed(0)
+    opts = {"activation": "selu", "mod_squash": "sigmoid", "soft_clip": True, "n_modulated": 3}
+    layer = hebbkern.nn.PlasticRNN(4, 6, rule="neuromod", fanout=True, dtype=torch.float64, **opts)
+    assert isinstance(layer.eta, torch.nn.Parameter)  # the unmodulated neurons' rate is learned
+    assert "soft_clip=True" in repr(layer) and "n_modulated=3" in repr(layer)
+    cell = hebbkern.nn.PlasticRNNCell(4, 6, rule="neuromod", fanout=True, dtype=torch.float64,
+                                      **opts)  # fmt: skip
+    cell.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    out, st = layer(x)
+    u = torch.nn.functional.linear(x, layer.weight_ih, layer.bias_ih)
+    want, _ = reference.plastic_rnn(
+        u, layer.w, layer.alpha, rule="neuromod", eta=layer.eta, mod_w=layer.mod_w,
+        mod_b=layer.mod_b, fanout_w=layer.fanout_w, fanout_b=layer.fanout_b, clip=layer.clip,
+        **opts,
+    )  # fmt: skip
+    assert rel_err(out, want) <= 1e-12
+    s = None
+    for t in range(5):
+        s = cell(x[t], s)
+    assert rel_err(s.h, out[-1]) <= 1e-12 and rel_err(s.hebb, st.hebb) <= 1e-12
+    with pytest.raises(ValueError, match="activation"):
+        hebbkern.nn.PlasticRNN(4, 6, activation="gelu")
+    with pytest.raises(ValueError, match="soft_clip"):
+        hebbkern.nn.PlasticRNNCell(4, 6, rule="hebb", soft_clip=True)
+
+
+def test_lstm_module_options():
+    torch.manual_seed(0)
+    m = hebbkern.nn.PlasticLSTM(3, 4, clip_mode="read", post="cell", dtype=torch.float64)
+    assert "clip_mode='read'" in repr(m) and "post='cell'" in repr(m)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    with pytest.raises(NotImplementedError):
+        m(x)
+    with hebbkern.use_backend("reference"):
+        out, _ = m(x)
+    u = torch.nn.functional.linear(x, m.weight_ih_l0, m.bias_ih_l0) + m.bias_hh_l0
+    want, _ = reference.plastic_lstm(
+        u, m.weight_hh_l0.t(), m.alpha_l0, rule="neuromod", mod_w=m.mod_w_l0, mod_b=m.mod_b_l0,
+        fanout_w=m.fanout_w_l0, fanout_b=m.fanout_b_l0, clip=2.0, clip_mode="read", post="cell",
+    )  # fmt: skip
+    assert torch.equal(out, want)
+    with pytest.raises(ValueError, match="post"):
+        hebbkern.nn.PlasticLSTM(3, 4, post="output")
