@@ -115,11 +115,10 @@ def _squash_grad(s, SQUASH: tl.constexpr):
 
 @triton.jit
 def _bound(H, D, clip, SOFT: tl.constexpr):
-    """clamp(H + D, -c, c), or the soft clip of SPEC.md section 1.1."""
+    """clamp(H + D, -c, c), or the soft clip of SPEC.md section 1.1, written as in
+    plastic_rules.h: H + max(D, 0) (1 - H / c) + min(D, 0) (1 + H / c) = H + D - |D| H / c."""
     if SOFT:
-        up = tl.where(D < 0, 0.0, D)
-        down = tl.where(D > 0, 0.0, D)
-        y = _clamp(H + up * (1.0 - H / clip) + down * (1.0 + H / clip), clip)
+        y = _clamp(H + D - tl.abs(D) * (H * (1.0 / clip)), clip)
     else:
         y = _clamp(H + D, clip)
     return y
@@ -128,15 +127,14 @@ def _bound(H, D, clip, SOFT: tl.constexpr):
 @triton.jit
 def _bound_bwd(H, D, clip, g, SOFT: tl.constexpr):
     """Adjoints of H and D in _bound for the adjoint g of its result (torch.clamp's gradient
-    convention: at D = 0 both soft branches pass)."""
+    convention: at D = 0 both soft branches pass, the slope is 2)."""
     if SOFT:
-        up = tl.where(D < 0, 0.0, D)
-        down = tl.where(D > 0, 0.0, D)
-        gg = tl.where(_passes(H + up * (1.0 - H / clip) + down * (1.0 + H / clip), clip), g, 0.0)
-        dH = gg * (1.0 - up / clip + down / clip)
-        dD = tl.where(D >= 0, gg * (1.0 - H / clip), 0.0) + tl.where(
-            D <= 0, gg * (1.0 + H / clip), 0.0
-        )
+        inv = 1.0 / clip
+        s = H * inv
+        a = tl.abs(D)
+        gg = tl.where(_passes(H + D - a * s, clip), g, 0.0)
+        dH = gg * (1.0 - a * inv)
+        dD = gg * tl.where(D > 0, 1.0 - s, tl.where(D < 0, 1.0 + s, 2.0))
     else:
         dH = tl.where(_passes(H + D, clip), g, 0.0)
         dD = dH

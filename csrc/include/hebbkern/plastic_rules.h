@@ -155,27 +155,30 @@ HK_HOST_DEVICE bool clamp_passes(T x, T c) {
 }
 
 // The soft clip of SPEC.md section 1.1 before its final clamp: H + max(D, 0) (1 - H / c) +
-// min(D, 0) (1 + H / c), with the comparisons of torch.clamp (NaN propagates).
+// min(D, 0) (1 + H / c), written as H + D - |D| H / c (the same value: one of max(D, 0), min(D, 0)
+// is zero; one division, which keeps the float64 CUDA backward free of register spills). NaN
+// propagates.
+template <typename T>
+HK_HOST_DEVICE T abs_t(T x) {
+  return x < T(0) ? -x : x;
+}
 template <typename T>
 HK_HOST_DEVICE T soft_step(T hebb, T d, T clip) {
-  const T up = d < T(0) ? T(0) : d;
-  const T down = d > T(0) ? T(0) : d;
-  return hebb + up * (T(1) - hebb / clip) + down * (T(1) + hebb / clip);
+  return hebb + d - abs_t(d) * (hebb * (T(1) / clip));
 }
 
-// Adjoint of clamp(soft_step(hebb, d, c), -c, c) for the adjoint g of the result: adds to
-// *d_hebb_out the adjoint of hebb and returns that of d. torch.clamp's gradient passes at the
-// bounds: at d = 0 both branches do.
+// Adjoint of clamp(soft_step(hebb, d, c), -c, c) for the adjoint g of the result: writes the
+// adjoint of hebb to d_hebb_out and returns that of d. torch.clamp's gradient passes at the bounds:
+// at d = 0 both branches of the soft clip do (d soft / d d = 2 there).
 template <typename T>
 HK_HOST_DEVICE T soft_step_backward(T hebb, T d, T clip, T g, T& d_hebb_out) {
-  const T gg = clamp_passes(soft_step(hebb, d, clip), clip) ? g : T(0);
-  const T up = d < T(0) ? T(0) : d;
-  const T down = d > T(0) ? T(0) : d;
-  d_hebb_out = gg * (T(1) - up / clip + down / clip);
-  T dd = T(0);
-  if (d >= T(0)) dd += gg * (T(1) - hebb / clip);
-  if (d <= T(0)) dd += gg * (T(1) + hebb / clip);
-  return dd;
+  const T inv = T(1) / clip;
+  const T s = hebb * inv;
+  const T a = abs_t(d);
+  const T gg = clamp_passes(hebb + d - a * s, clip) ? g : T(0);
+  d_hebb_out = gg * (T(1) - a * inv);
+  const T slope = d > T(0) ? T(1) - s : (d < T(0) ? T(1) + s : T(2));
+  return gg * slope;
 }
 
 // One element of the trace update. `pre` = h_{t-1}[i], `post` = h_t[j], `mod` = m_t[j] (only read
