@@ -56,7 +56,7 @@ def make_inputs(
     Every floating tensor argument is a leaf with ``requires_grad`` (``eta`` and ``mod_b`` are 0-dim
     tensors); the clamp mask is boolean.
     """
-    modulated = rule in MODULATED_RULES
+    modulated = rule in MODULATED_RULES or rule == "gated"  # gated: SPEC.md section 1.1
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=1.0):
@@ -149,7 +149,7 @@ def fused_args(kw: dict, ckpt_every: int) -> tuple:
     rules)."""
     rule = kw["rule"]
     mod_b = kw.get("mod_b")
-    if mod_b is None and rule in MODULATED_RULES:
+    if mod_b is None and (rule in MODULATED_RULES or rule == "gated"):
         mod_b = torch.zeros((), dtype=kw["u"].dtype)
     return (
         kw["u"], kw["w"], kw["alpha"], kw.get("h0"), kw.get("hebb0"), kw.get("elig0"),

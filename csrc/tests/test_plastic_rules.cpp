@@ -141,7 +141,7 @@ void check_soft_clip_values() {
   check(close(H, 0.5 - 0.6 * 1.5, 1e-15), "soft clip down", "neuromod_soft", H, -0.4);
   // Gradient at D = 0: both branches pass (dH'/dD = 2 at H = 0, c = 1).
   double dHout = 0;
-  const double dD = hebbkern::soft_step_backward(0.0, 0.0, 1.0, 1.0, dHout);
+  const double dD = hebbkern::soft_step_backward(0.0, 0.0, 1.0, 1.0, 1.0, dHout);
   check(dD == 2.0 && dHout == 1.0, "soft clip gradient at D = 0", "clip_soft", dD, 2.0);
 }
 

@@ -223,6 +223,7 @@ HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, con
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N;
   const T clip = p.clip;
+  const T inv_clip = is_soft(R) ? T(1) / clip : T(0);  // once, not per element
   blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
     const T pre = hp[i];
     T* cpost = col_post + w * N;
@@ -232,8 +233,8 @@ HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, con
       T m = T(0);
       if constexpr (kMod) m = modulation_at(p, j, mod, eta);
       T unused = T(0);
-      const TraceGrad<T> g = trace_backward<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, eta,
-                                               clip, dH[e], kElig ? dE[e] : unused);
+      const TraceGrad<T> g = trace_backward_inv<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, eta,
+                                                   clip, inv_clip, dH[e], kElig ? dE[e] : unused);
       cpost[j] += g.d_post;
       if constexpr (kMod) cmod[j] += g.d_mod;
       return Vec<T, 2>{{g.d_pre, g.d_eta}};
@@ -265,6 +266,7 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N;
   const T clip = p.clip;
+  const T inv_clip = is_soft(R) ? T(1) / clip : T(0);  // once, not per element
   blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
     const T x = hp[i];
     const T* Arow = p.A + i * p.a_stride;
@@ -289,8 +291,9 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
         T m = T(0);
         if constexpr (kMod) m = modulation_at(p, j, f.mod, eta);
         T unused = T(0);
-        const TraceGrad<T> g = trace_backward<R>(f.Hpp[e], kElig ? f.Epp[e] : T(0), pre, hp[j], m,
-                                                 eta, clip, dHrow[j], kElig ? dE[e] : unused);
+        const TraceGrad<T> g =
+            trace_backward_inv<R>(f.Hpp[e], kElig ? f.Epp[e] : T(0), pre, hp[j], m, eta, clip,
+                                  inv_clip, dHrow[j], kElig ? dE[e] : unused);
         cpost[j] += g.d_post;
         if constexpr (kMod) cmod[j] += g.d_mod;
         v[1] = g.d_pre;

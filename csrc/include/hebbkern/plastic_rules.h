@@ -170,9 +170,10 @@ HK_HOST_DEVICE T soft_step(T hebb, T d, T clip) {
 // Adjoint of clamp(soft_step(hebb, d, c), -c, c) for the adjoint g of the result: writes the
 // adjoint of hebb to d_hebb_out and returns that of d. torch.clamp's gradient passes at the bounds:
 // at d = 0 both branches of the soft clip do (d soft / d d = 2 there).
+// `inv` is 1 / clip, computed once by the caller (a float64 division per element made the CUDA
+// backward of retro_soft spill registers).
 template <typename T>
-HK_HOST_DEVICE T soft_step_backward(T hebb, T d, T clip, T g, T& d_hebb_out) {
-  const T inv = T(1) / clip;
+HK_HOST_DEVICE T soft_step_backward(T hebb, T d, T clip, T inv, T g, T& d_hebb_out) {
   const T s = hebb * inv;
   const T a = abs_t(d);
   const T gg = clamp_passes(hebb + d - a * s, clip) ? g : T(0);
@@ -222,9 +223,11 @@ struct TraceGrad {
   T d_eta;
 };
 
+// trace_backward with the reciprocal of the clip given (inv_clip = 1 / clip; read by the soft
+// clip only): kernels compute it once per call.
 template <Rule R, typename T>
-HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod, T eta, T clip,
-                                           T& d_hebb, T& d_elig) {
+HK_HOST_DEVICE TraceGrad<T> trace_backward_inv(T hebb, T elig, T pre, T post, T mod, T eta, T clip,
+                                               T inv_clip, T& d_hebb, T& d_elig) {
   TraceGrad<T> g{T(0), T(0), T(0), T(0)};
   const T prod = pre * post;
   if constexpr (R == Rule::Hebb) {
@@ -268,21 +271,21 @@ HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod,
     g.d_mod = d * (prod - hebb);
   } else if constexpr (R == Rule::ClipSoft) {
     T dh;
-    const T dd = soft_step_backward(hebb, eta * prod, clip, d_hebb, dh);
+    const T dd = soft_step_backward(hebb, eta * prod, clip, inv_clip, d_hebb, dh);
     d_hebb = dh;
     g.d_pre = dd * eta * post;
     g.d_post = dd * eta * pre;
     g.d_eta = dd * prod;
   } else if constexpr (R == Rule::NeuromodSoft) {
     T dh;
-    const T dd = soft_step_backward(hebb, mod * prod, clip, d_hebb, dh);
+    const T dd = soft_step_backward(hebb, mod * prod, clip, inv_clip, d_hebb, dh);
     d_hebb = dh;
     g.d_pre = dd * mod * post;
     g.d_post = dd * mod * pre;
     g.d_mod = dd * prod;
   } else {  // RetroSoft
     T dh;
-    const T dd = soft_step_backward(hebb, mod * elig, clip, d_hebb, dh);
+    const T dd = soft_step_backward(hebb, mod * elig, clip, inv_clip, d_hebb, dh);
     const T de = d_elig;
     d_hebb = dh;
     d_elig = dd * mod + (T(1) - eta) * de;
@@ -292,6 +295,14 @@ HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod,
     g.d_eta = de * (prod - elig);
   }
   return g;
+}
+
+// Adjoints of one element of the trace update (see trace_backward_inv).
+template <Rule R, typename T>
+HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod, T eta, T clip,
+                                           T& d_hebb, T& d_elig) {
+  return trace_backward_inv<R>(hebb, elig, pre, post, mod, eta, clip,
+                               is_soft(R) ? T(1) / clip : T(0), d_hebb, d_elig);
 }
 
 }  // namespace hebbkern
