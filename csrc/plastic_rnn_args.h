@@ -67,6 +67,7 @@ void fill_inputs(RnnInputs<T>& p, const Prepared& q, double clip, int64_t K) {
   p.fan_w = ptr_or_null<T>(q.fan_w);
   p.fan_b = ptr_or_null<T>(q.fan_b);
   p.clip = static_cast<T>(clip);
+  p.inv_clip = T(1) / p.clip;
 }
 
 // The variant options of SPEC.md section 1.1 (the rule's soft clip is in the rule itself).

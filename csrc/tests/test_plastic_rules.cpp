@@ -52,7 +52,7 @@ void check_adjoints(const char* name, std::mt19937& gen) {
                      : H == Rule::Neuromod ? p.mod * p.pre * p.post
                                            : p.mod * p.elig;
     const double pre_clamp =
-        hebbkern::is_soft(R) ? hebbkern::soft_step(p.hebb, D, p.clip) : p.hebb + D;
+        hebbkern::is_soft(R) ? hebbkern::soft_step(p.hebb, D, 1.0 / p.clip) : p.hebb + D;
     if (hebbkern::is_clipped(R) && std::fabs(std::fabs(pre_clamp) - p.clip) < 1e-3) continue;
     // The soft clip's kink at D = 0 (both branches pass there, as torch.clamp's do).
     if (hebbkern::is_soft(R) && std::fabs(D) < 1e-3) continue;

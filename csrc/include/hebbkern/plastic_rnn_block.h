@@ -83,9 +83,13 @@ HK_DEVICE double tanh_t(double x) { return ::tanh(x); }
 
 // The modulation of post neuron j from the squashed modulator s: the fan-out, or eta for the last
 // p.n_unmod (unmodulated) neurons (SPEC.md section 1.1).
-template <typename T>
+// Only rule neuromod has unmodulated neurons (the ops check it): the other rules skip the test,
+// which keeps a register free in the float64 backward of retro_soft.
+template <Rule R, typename T>
 HK_DEVICE T modulation_at(const RnnParams<T>& p, int64_t j, T s, T eta) {
-  if (j >= p.N - p.n_unmod) return eta;
+  if constexpr (hard_rule(R) == Rule::Neuromod) {
+    if (j >= p.N - p.n_unmod) return eta;
+  }
   return p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s;
 }
 
@@ -142,7 +146,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
         T hij = H[e];
         if (pending) {
           T eij = kElig ? E[e] : T(0);
-          trace_forward<R>(hij, eij, hpp[i], post, m, eta, clip);
+          trace_forward_inv<R>(hij, eij, hpp[i], post, m, eta, clip, p.inv_clip);
           H[e] = hij;
           if constexpr (kElig) E[e] = eij;
         }
@@ -170,7 +174,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
       const T z = blk.sum(N, [&](int64_t j) { return hc[j] * p.mod_w[j]; }, red) + mod_b;
       const T s = p.squash == 0 ? tanh_t(z) : squash_forward(p.squash, z);
       blk.single([&] { o.mod[t * B + b] = s; });
-      blk.for_each(N, [&](int64_t j) { M[j] = modulation_at(p, j, s, eta); });
+      blk.for_each(N, [&](int64_t j) { M[j] = modulation_at<R>(p, j, s, eta); });
       blk.sync();
     }
     const int old = ipp;
@@ -185,7 +189,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
     const int64_t i = k / N, j = k - i * N;
     T hij = H[k];
     T eij = kElig ? E[k] : T(0);
-    trace_forward<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip);
+    trace_forward_inv<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip, p.inv_clip);
     if (pl.state_in_smem) {
       o.hebb_T[b * NN + k] = hij;
       if constexpr (kElig) o.elig_T[b * NN + k] = eij;
@@ -223,7 +227,6 @@ HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, con
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N;
   const T clip = p.clip;
-  const T inv_clip = is_soft(R) ? T(1) / clip : T(0);  // once, not per element
   blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
     const T pre = hp[i];
     T* cpost = col_post + w * N;
@@ -231,10 +234,10 @@ HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, con
     const Vec<T, 2> r = warp.template sum<Vec<T, 2>>(N, [&](int64_t j) {
       const int64_t e = i * N + j;
       T m = T(0);
-      if constexpr (kMod) m = modulation_at(p, j, mod, eta);
+      if constexpr (kMod) m = modulation_at<R>(p, j, mod, eta);
       T unused = T(0);
       const TraceGrad<T> g = trace_backward_inv<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, eta,
-                                                   clip, inv_clip, dH[e], kElig ? dE[e] : unused);
+                                                   clip, p.inv_clip, dH[e], kElig ? dE[e] : unused);
       cpost[j] += g.d_post;
       if constexpr (kMod) cmod[j] += g.d_mod;
       return Vec<T, 2>{{g.d_pre, g.d_eta}};
@@ -266,7 +269,6 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N;
   const T clip = p.clip;
-  const T inv_clip = is_soft(R) ? T(1) / clip : T(0);  // once, not per element
   blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
     const T x = hp[i];
     const T* Arow = p.A + i * p.a_stride;
@@ -289,11 +291,11 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
       if constexpr (kFused) {
         const int64_t e = i * N + j;
         T m = T(0);
-        if constexpr (kMod) m = modulation_at(p, j, f.mod, eta);
+        if constexpr (kMod) m = modulation_at<R>(p, j, f.mod, eta);
         T unused = T(0);
         const TraceGrad<T> g =
             trace_backward_inv<R>(f.Hpp[e], kElig ? f.Epp[e] : T(0), pre, hp[j], m, eta, clip,
-                                  inv_clip, dHrow[j], kElig ? dE[e] : unused);
+                                  p.inv_clip, dHrow[j], kElig ? dE[e] : unused);
         cpost[j] += g.d_post;
         if constexpr (kMod) cmod[j] += g.d_mod;
         v[1] = g.d_pre;
@@ -387,8 +389,8 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
         T hij = Hbuf[s * NN + k];
         T eij = kElig ? Ebuf[s * NN + k] : T(0);
         T m = T(0);
-        if constexpr (kMod) m = modulation_at(p, j, mt, eta);
-        trace_forward<R>(hij, eij, pre[i], post[j], m, eta, clip);
+        if constexpr (kMod) m = modulation_at<R>(p, j, mt, eta);
+        trace_forward_inv<R>(hij, eij, pre[i], post[j], m, eta, clip, p.inv_clip);
         Hbuf[(s + 1) * NN + k] = hij;
         if constexpr (kElig) Ebuf[(s + 1) * NN + k] = eij;
       });
@@ -422,8 +424,10 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
             N,
             [&](int64_t j) { return j >= n_mod ? T(0) : (p.fan_w ? dM[j] * p.fan_w[j] : dM[j]); },
             red);
-        if (p.n_unmod > 0)
-          deta_unmod += blk.sum(N, [&](int64_t j) { return j >= n_mod ? dM[j] : T(0); }, red);
+        if constexpr (hard_rule(R) == Rule::Neuromod) {
+          if (p.n_unmod > 0)
+            deta_unmod += blk.sum(N, [&](int64_t j) { return j >= n_mod ? dM[j] : T(0); }, red);
+        }
         const T dz = ds * squash_grad_from_output(p.squash, sm);
         dmb += dz;
         blk.for_each(N, [&](int64_t j) {

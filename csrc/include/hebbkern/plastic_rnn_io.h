@@ -28,6 +28,9 @@ struct RnnInputs {
   // plastic_rules.h), number of unmodulated post-synaptic neurons (the last ones).
   int act, squash;
   int64_t n_unmod;
+  // 1 / clip, for the soft clip (computed once on the host: a division per element made the CUDA
+  // backward spill registers).
+  T inv_clip;
 };
 
 template <typename T>

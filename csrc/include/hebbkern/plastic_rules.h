@@ -163,8 +163,8 @@ HK_HOST_DEVICE T abs_t(T x) {
   return x < T(0) ? -x : x;
 }
 template <typename T>
-HK_HOST_DEVICE T soft_step(T hebb, T d, T clip) {
-  return hebb + d - abs_t(d) * (hebb * (T(1) / clip));
+HK_HOST_DEVICE T soft_step(T hebb, T d, T inv_clip) {
+  return hebb + d - abs_t(d) * (hebb * inv_clip);
 }
 
 // Adjoint of clamp(soft_step(hebb, d, c), -c, c) for the adjoint g of the result: writes the
@@ -185,8 +185,11 @@ HK_HOST_DEVICE T soft_step_backward(T hebb, T d, T clip, T inv, T g, T& d_hebb_o
 // One element of the trace update. `pre` = h_{t-1}[i], `post` = h_t[j], `mod` = m_t[j] (only read
 // by the modulated rules), `eta` (only read by the rules that use it). `elig` is only read and
 // written by Rule::Retro.
+// trace_forward with the reciprocal of the clip given (read by the soft clip only): the CUDA
+// kernels compute it once, not as a float64 division per element.
 template <Rule R, typename T>
-HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip) {
+HK_HOST_DEVICE void trace_forward_inv(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip,
+                                      T inv_clip) {
   if constexpr (R == Rule::Hebb) {
     hebb = (T(1) - eta) * hebb + eta * (pre * post);
   } else if constexpr (R == Rule::Oja) {
@@ -202,11 +205,11 @@ HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta,
   } else if constexpr (R == Rule::Gated) {
     hebb = (T(1) - mod) * hebb + mod * (pre * post);
   } else if constexpr (R == Rule::ClipSoft) {
-    hebb = clamp_sym(soft_step(hebb, eta * (pre * post), clip), clip);
+    hebb = clamp_sym(soft_step(hebb, eta * (pre * post), inv_clip), clip);
   } else if constexpr (R == Rule::NeuromodSoft) {
-    hebb = clamp_sym(soft_step(hebb, mod * (pre * post), clip), clip);
+    hebb = clamp_sym(soft_step(hebb, mod * (pre * post), inv_clip), clip);
   } else {  // RetroSoft
-    hebb = clamp_sym(soft_step(hebb, mod * elig, clip), clip);
+    hebb = clamp_sym(soft_step(hebb, mod * elig, inv_clip), clip);
     elig = (T(1) - eta) * elig + eta * (pre * post);
   }
 }
@@ -295,6 +298,12 @@ HK_HOST_DEVICE TraceGrad<T> trace_backward_inv(T hebb, T elig, T pre, T post, T 
     g.d_eta = de * (prod - elig);
   }
   return g;
+}
+
+// One element of the trace update (see trace_forward_inv).
+template <Rule R, typename T>
+HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip) {
+  trace_forward_inv<R>(hebb, elig, pre, post, mod, eta, clip, is_soft(R) ? T(1) / clip : T(0));
 }
 
 // Adjoints of one element of the trace update (see trace_backward_inv).
