@@ -35,8 +35,8 @@ import triton.language as tl
 from .plastic_rnn import _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
 
 # plastic_rnn's helpers carry the variants of docs/SPEC.md section 1.1 (SOFT; n_mod and eta of the
-# unmodulated neurons). These kernels compute section 1 only: SOFT False and n_mod = N (every
-# neuron modulated); the op raises NotImplementedError for a variant before any launch.
+# unmodulated neurons). These kernels compute section 1 only: SOFT and UNMOD False (every neuron
+# modulated); the op raises NotImplementedError for a variant before any launch.
 
 
 @triton.jit
@@ -100,7 +100,7 @@ def plastic_lstm_fwd_step_kernel(
         if MOD:
             s = _neuromodulator(hp_ptr, modw_ptr, modb_ptr, b, N, BLOCK_J)
             tl.store(mod_ptr + b, s, mask=jb == 0)
-            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0)
+            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     q = tl.zeros([BLOCK_J], dtype=dt)  # the plastic term of step t, per column
     for i0 in range(0, N, BLOCK_I):
@@ -163,8 +163,9 @@ def plastic_lstm_recompute_kernel(
         M = tl.zeros([BLOCK_J], dtype=dt)
         if MOD:
             M = _modulation(
-                tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0
-            )
+                tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0,
+                False,
+            )  # fmt: skip
         src = (k - 1) * BNN + b * NN
         dst = k * BNN + b * NN
         for i0 in range(0, N, BLOCK_I):
@@ -276,7 +277,7 @@ def plastic_lstm_bwd_step_kernel(
         post = tl.load(gs_ptr + b * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
         if MOD:
             s_s = tl.load(mods_ptr + b)
-            M = _modulation(s_s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0)
+            M = _modulation(s_s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     dA_vec = zv
     dpost = zv

@@ -30,8 +30,10 @@ import triton
 import triton.language as tl
 
 RULE_IDS = {"hebb": 0, "oja": 1, "clip": 2, "neuromod": 3, "retro": 4, "gated": 5}
-SELU_SCALE = 1.0507009873554804934193349852946
-SELU_ALPHA = 1.6732632423543772848170429916717
+# constexpr globals: a compiled @triton.jit function may read no other global (the interpreter
+# does not check that; the AOT test does).
+SELU_SCALE = tl.constexpr(1.0507009873554804934193349852946)
+SELU_ALPHA = tl.constexpr(1.6732632423543772848170429916717)
 
 
 def interpreting() -> bool:
@@ -266,16 +268,20 @@ def _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND: tl.constexpr):
 
 
 @triton.jit
-def _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT: tl.constexpr, n_mod, eta):
-    """m_t per post neuron from the per-sample neuromodulator s; eta for the neurons from n_mod
-    on (not modulated, SPEC.md section 1.1)."""
+def _modulation(
+    s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT: tl.constexpr, n_mod, eta, UNMOD: tl.constexpr
+):
+    """m_t per post neuron from the per-sample neuromodulator s; with UNMOD, eta for the neurons
+    from n_mod on (not modulated, SPEC.md section 1.1)."""
     if HAS_FANOUT:
         fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
         fb = tl.load(fb_ptr + cols, mask=cmask, other=0.0)
         M = fw * s + fb
     else:
         M = tl.where(cmask, s, 0.0)
-    return tl.where(cols >= n_mod, tl.where(cmask, eta, 0.0), M)
+    if UNMOD:
+        M = tl.where(cols >= n_mod, tl.where(cmask, eta, 0.0), M)
+    return M
 
 
 @triton.jit
@@ -302,7 +308,7 @@ def plastic_rnn_fwd_kernel(
     HAS_HEBB0: tl.constexpr, HAS_ELIG0: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
     USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
-    SQUASH: tl.constexpr = 0,
+    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample: the whole sequence. Writes h [T, B, N], the final trace (and
     eligibility) [B, N, N] in place, the trace before every K-th step into the checkpoints
@@ -361,7 +367,7 @@ def plastic_rnn_fwd_kernel(
             mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
             s = _squash(tl.sum(h * mw, axis=0) + tl.load(modb_ptr), SQUASH)
             tl.store(mod_ptr + t * B + b, s)
-            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta)
+            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
         hprev = h
         tl.debug_barrier()
 
@@ -385,7 +391,7 @@ def plastic_rnn_bwd_kernel(
     HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
     USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
-    SQUASH: tl.constexpr = 0,
+    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample, chunks of K steps last to first. Per-sample outputs (summed over
     the batch by the caller): dA [B, N, N] (alpha per connection) or [B, N], deta [B], dmw [B, N],
@@ -446,7 +452,7 @@ def plastic_rnn_bwd_kernel(
             if MOD:
                 M = _modulation(
                     tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod,
-                    eta,
+                    eta, UNMOD,
                 )  # fmt: skip
             for i0 in range(0, N, BLOCK_I):
                 rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
@@ -466,7 +472,7 @@ def plastic_rnn_bwd_kernel(
             M = zv
             if MOD:
                 s = tl.load(mod_ptr + t * B + b)
-                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta)
+                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
             # Pass A: adjoint of step t's trace update. Outside [N, N] every loaded tile is zero
             # (masked loads), so the per-element terms are zero there without masking them.
             dpost = zv
@@ -490,10 +496,10 @@ def plastic_rnn_bwd_kernel(
             # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
             g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
             if MOD:
-                # The unmodulated neurons' modulation is eta (SPEC.md section 1.1).
-                unmod = cols >= n_mod
-                deta += tl.sum(tl.where(unmod, dM, 0.0), axis=0)
-                dM = tl.where(unmod, 0.0, dM)
+                if UNMOD:  # the unmodulated neurons' modulation is eta (SPEC.md section 1.1)
+                    unmod = cols >= n_mod
+                    deta += tl.sum(tl.where(unmod, dM, 0.0), axis=0)
+                    dM = tl.where(unmod, 0.0, dM)
                 if HAS_FANOUT:
                     fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
                     ds = tl.sum(dM * fw, axis=0)

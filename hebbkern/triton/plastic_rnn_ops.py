@@ -96,7 +96,7 @@ def _variant_args(rule: str, N: int, variant: int) -> tuple[int, dict]:
     hebbkern/_variants.py (SPEC.md section 1.1)."""
     consts = {
         "USES_ETA": uses_eta(rule, variant), "SOFT": bool((variant >> 5) & 1),
-        "ACT": variant & 7, "SQUASH": (variant >> 3) & 3,
+        "ACT": variant & 7, "SQUASH": (variant >> 3) & 3, "UNMOD": (variant >> 8) > 0,
     }  # fmt: skip
     return int(N) - (variant >> 8), consts
 

@@ -34,8 +34,8 @@ import triton.language as tl
 from .plastic_rnn import _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
 
 # plastic_rnn's helpers carry the variants of docs/SPEC.md section 1.1 (SOFT; n_mod and eta of the
-# unmodulated neurons). These kernels compute section 1 only: SOFT False and n_mod = N (every
-# neuron modulated); the op raises NotImplementedError for a variant before any launch.
+# unmodulated neurons). These kernels compute section 1 only: SOFT and UNMOD False (every neuron
+# modulated); the op raises NotImplementedError for a variant before any launch.
 
 
 @triton.jit
@@ -104,7 +104,7 @@ def plastic_step_fwd_kernel(
         mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
         s = _tanh(tl.sum(hn * mw, axis=0) + tl.load(modb_ptr))
         tl.store(mod_ptr + b, s)
-        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0)
+        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     for i0 in range(0, N, BLOCK_I):
         rows, rmask, m2, off, woff, aoff = _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE,
@@ -152,7 +152,7 @@ def plastic_step_bwd_kernel(
     M = zv
     if MOD:
         s = tl.load(mod_ptr + b)
-        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0)
+        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     # Pass A: adjoint of the trace update (its pre-synaptic terms go to dh, finished in pass B).
     dpost = zv
