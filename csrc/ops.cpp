@@ -20,21 +20,36 @@ Rule parse_rule(const std::string& name) {
   if (name == "clip") return Rule::Clip;
   if (name == "neuromod") return Rule::Neuromod;
   if (name == "retro") return Rule::Retro;
+  if (name == "gated") return Rule::Gated;
   TORCH_CHECK_VALUE(false, "hebbkern: unknown rule '", name,
-                    "' (expected one of hebb, oja, clip, neuromod, retro)");
+                    "' (expected one of hebb, oja, clip, neuromod, retro, gated)");
+}
+
+Rule parse_rule(const std::string& name, int64_t variant, int64_t N) {
+  const Rule rule = parse_rule(name);
+  TORCH_CHECK_VALUE(variant >= 0 && variant_act(variant) <= static_cast<int>(Act::Identity) &&
+                        variant_squash(variant) <= static_cast<int>(Squash::Identity) &&
+                        ((variant >> 6) & 3) == 0,
+                    "hebbkern: invalid variant code ", variant, " (hebbkern/_variants.py)");
+  TORCH_CHECK_VALUE(!variant_soft(variant) || soft_rule(rule) != rule, "hebbkern: rule '", name,
+                    "' has no soft clip");
+  const int64_t unmod = variant_unmodulated(variant);
+  TORCH_CHECK_VALUE(unmod == 0 || (rule == Rule::Neuromod && unmod <= N), "hebbkern: ", unmod,
+                    " unmodulated neurons: only rule 'neuromod' with at most N = ", N);
+  return variant_soft(variant) ? soft_rule(rule) : rule;
 }
 
 TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "plastic_rnn_fwd(Tensor u, Tensor w, Tensor alpha, Tensor? h0, Tensor? hebb0, Tensor? elig0, "
       "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
-      "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
+      "Tensor? fanout_b, str rule, float clip, int ckpt_every, int variant=0) "
       "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
   m.def(
       "plastic_rnn_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, Tensor w, "
       "Tensor alpha, Tensor? h0, Tensor h, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod, "
       "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
-      "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
+      "Tensor? fanout_b, str rule, float clip, int ckpt_every, int variant=0) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   // The CUDA kernels of plastic_rnn_fwd/bwd run on the CPU by the block emulation (tests only).
@@ -42,14 +57,14 @@ TORCH_LIBRARY(hebbkern, m) {
       "_plastic_rnn_emulated_fwd(Tensor u, Tensor w, Tensor alpha, Tensor? h0, Tensor? hebb0, "
       "Tensor? elig0, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
       "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, int threads, "
-      "int smem_budget, bool reverse) "
+      "int smem_budget, bool reverse, int variant=0) "
       "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
   m.def(
       "_plastic_rnn_emulated_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, "
       "Tensor w, Tensor alpha, Tensor? h0, Tensor h, Tensor hebb_ckpt, Tensor elig_ckpt, "
       "Tensor mod, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
       "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, int threads, "
-      "int smem_budget, bool reverse) "
+      "int smem_budget, bool reverse, int variant=0) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def(
@@ -69,13 +84,13 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "plastic_step_fwd(Tensor u, Tensor h, Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, "
       "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
-      "Tensor? fanout_b, str rule, float clip) "
+      "Tensor? fanout_b, str rule, float clip, int variant=0) "
       "-> (Tensor h_new, Tensor hebb_new, Tensor elig_new, Tensor mod)");
   m.def(
       "plastic_step_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, Tensor h, "
       "Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, Tensor h_new, Tensor mod, "
       "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
-      "Tensor? fanout_b, str rule, float clip) "
+      "Tensor? fanout_b, str rule, float clip, int variant=0) "
       "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   // plastic_step with w, alpha and the traces stored [post, pre] (layout "post_pre"): separate ops
@@ -83,13 +98,13 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "plastic_step_fwd_post_pre(Tensor u, Tensor h, Tensor hebb, Tensor? elig, Tensor w, "
       "Tensor alpha, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
-      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip) "
+      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int variant=0) "
       "-> (Tensor h_new, Tensor hebb_new, Tensor elig_new, Tensor mod)");
   m.def(
       "plastic_step_bwd_post_pre(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, "
       "Tensor h, Tensor hebb, Tensor? elig, Tensor w, Tensor alpha, Tensor h_new, Tensor mod, "
       "Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
-      "Tensor? fanout_b, str rule, float clip) "
+      "Tensor? fanout_b, str rule, float clip, int variant=0) "
       "-> (Tensor du, Tensor dh, Tensor dhebb, Tensor delig, Tensor dw, Tensor dalpha, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def("plastic_linear_fwd(Tensor x, Tensor w, Tensor alpha, Tensor hebb) -> Tensor");

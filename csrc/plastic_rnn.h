@@ -13,6 +13,8 @@
 namespace hebbkern {
 
 Rule parse_rule(const std::string& name);
+// The rule with the variant code of SPEC.md section 1.1 checked and applied (csrc/ops.cpp).
+Rule parse_rule(const std::string& name, int64_t variant, int64_t N);
 
 // Outputs: h [T,B,N], hebb_T [B,N,N], elig_T ([B,N,N] for retro, else [0]),
 // hebb_ckpt [C,B,N,N] (trace before steps 0, K, 2K, ...), elig_ckpt (same, retro only, else [0]),

@@ -44,7 +44,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
                  const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
                  const std::optional<at::Tensor>& fanout_w,
                  const std::optional<at::Tensor>& fanout_b, Rule rule, double clip,
-                 bool read_scalars) {
+                 bool read_scalars, int64_t variant) {
   TORCH_CHECK_VALUE(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
                     "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1, got ", u.sizes());
   TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
@@ -69,8 +69,10 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
                       "hebbkern::plastic_rnn: clamp_mask must be [T, B, N] = ", u.sizes(),
                       " on the device of u, got ", clamp_mask->sizes());
   }
-  TORCH_CHECK_VALUE(!uses_eta(rule) || given(eta), "hebbkern::plastic_rnn: this rule needs eta");
-  check_scalar("eta", eta, u, uses_eta(rule), "the rules hebb, oja, clip and retro");
+  // Unmodulated neurons (SPEC.md section 1.1's n_modulated) follow the clipped rule with eta.
+  const bool eta_used = uses_eta(rule) || variant_unmodulated(variant) > 0;
+  TORCH_CHECK_VALUE(!eta_used || given(eta), "hebbkern::plastic_rnn: this rule needs eta");
+  check_scalar("eta", eta, u, eta_used, "the rules hebb, oja, clip and retro");
   TORCH_CHECK_VALUE(!modulated || given(mod_w), "hebbkern::plastic_rnn: this rule needs mod_w");
   check_opt("mod_w", mod_w, u, {N}, modulated, "the rules neuromod and retro");
   check_scalar("mod_b", mod_b, u, modulated, "the rules neuromod and retro");
@@ -93,7 +95,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
   p.mod_w = contiguous_or_undefined(mod_w);
   p.fan_w = contiguous_or_undefined(fanout_w);
   p.fan_b = contiguous_or_undefined(fanout_b);
-  if (uses_eta(rule)) p.eta = eta->contiguous();
+  if (eta_used) p.eta = eta->contiguous();
   if (given(mod_b)) p.mod_b = mod_b->contiguous();
   if (read_scalars && p.eta.defined()) p.eta_value = p.eta.item<double>();
   if (read_scalars && p.mod_b.defined()) p.mod_b_value = p.mod_b.item<double>();
@@ -187,7 +189,7 @@ BwdOut finish_backward(const Prepared& q, const at::Tensor& alpha, const at::Ten
   at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(a.da.reshape({T_ * B, N}));
   at::Tensor dalpha = alpha.dim() == 0 ? a.dA.sum() : a.dA.sum(0);
   // Each unused gradient is its own empty tensor: outputs of a custom op must not alias each other.
-  at::Tensor deta = uses_eta(rule) ? a.deta.sum() : empty_like_opts(q.u);
+  at::Tensor deta = q.eta.defined() ? a.deta.sum() : empty_like_opts(q.u);
   at::Tensor dmw = modulated ? a.dmw.sum(0) : empty_like_opts(q.u);
   at::Tensor dmb = modulated ? a.dmb.sum() : empty_like_opts(q.u);
   at::Tensor dfw = fan ? a.dfw.sum(0) : empty_like_opts(q.u);

@@ -46,7 +46,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
                  const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
                  const std::optional<at::Tensor>& fanout_w,
                  const std::optional<at::Tensor>& fanout_b, Rule rule, double clip,
-                 bool read_scalars);
+                 bool read_scalars, int64_t variant = 0);
 
 // The kernels' common inputs over the prepared tensors; K is capped at T.
 template <typename T>
@@ -67,6 +67,15 @@ void fill_inputs(RnnInputs<T>& p, const Prepared& q, double clip, int64_t K) {
   p.fan_w = ptr_or_null<T>(q.fan_w);
   p.fan_b = ptr_or_null<T>(q.fan_b);
   p.clip = static_cast<T>(clip);
+  p.inv_clip = T(1) / p.clip;
+}
+
+// The variant options of SPEC.md section 1.1 (the rule's soft clip is in the rule itself).
+template <typename T>
+void set_variant(RnnInputs<T>& p, int64_t variant) {
+  p.act = variant_act(variant);
+  p.squash = variant_squash(variant);
+  p.n_unmod = variant_unmodulated(variant);
 }
 
 // The saved forward outputs and the incoming gradients of the backward op, checked against u.

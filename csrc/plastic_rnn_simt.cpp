@@ -62,9 +62,10 @@ void check_target(const Target& tg, const at::Tensor& u) {
 }
 
 template <typename T>
-simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K) {
+simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K, int64_t variant) {
   simt::RnnParams<T> p{};
   rnn_args::fill_inputs<T>(p, q, clip, K);
+  rnn_args::set_variant<T>(p, variant);
   p.eta = ptr_or_null<T>(q.eta);
   p.mod_b = ptr_or_null<T>(q.mod_b);
   return p;
@@ -102,18 +103,18 @@ FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const
                const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
                const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
                const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
-               int64_t ckpt_every) {
-  const Rule rule = parse_rule(rule_name);
+               int64_t ckpt_every, int64_t variant) {
+  const Rule rule = parse_rule(rule_name, variant, u.dim() == 3 ? u.size(2) : 0);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   check_target(tg, u);
   TORCH_CHECK_VALUE(u.dim() != 3 || u.size(1) < (int64_t{1} << 31),
                     "hebbkern::plastic_rnn: batch too large for one launch: ", u.size(1));
   const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
-                                       fanout_w, fanout_b, rule, clip, false);
+                                       fanout_w, fanout_b, rule, clip, false, variant);
   FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_block", [&] {
     using T = scalar_t;
-    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every);
+    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every, variant);
     const RnnFwdOut<T> o = rnn_args::fwd_ptrs<T>(out);
     const simt::Placement pl = placement(tg, false, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
@@ -140,12 +141,13 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
                 const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
                 const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
                 const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
-                double clip, int64_t ckpt_every) {
-  const Rule rule = parse_rule(rule_name);
+                double clip, int64_t ckpt_every, int64_t variant) {
+  const Rule rule = parse_rule(rule_name, variant, u.dim() == 3 ? u.size(2) : 0);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   check_target(tg, u);
-  const Prepared q = rnn_args::prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta,
-                                       mod_w, mod_b, fanout_w, fanout_b, rule, clip, false);
+  const Prepared q =
+      rnn_args::prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta, mod_w, mod_b,
+                        fanout_w, fanout_b, rule, clip, false, variant);
   rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
                                   rule, ckpt_every);
   const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(
@@ -154,7 +156,7 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
   const rnn_args::BwdAccumulators a = rnn_args::allocate_backward(q, alpha, rule, false);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_block", [&] {
     using T = scalar_t;
-    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every);
+    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every, variant);
     const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(a);
     const RnnBwdIn<T> in = rnn_args::bwd_in_ptrs<T>(bin);
     const simt::Placement pl = placement(tg, true, p, rule);
@@ -180,10 +182,10 @@ FwdOut plastic_rnn_emulated_fwd(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse) {
+    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse, int64_t variant) {
   const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
   return forward(tg, u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                 fanout_b, rule, clip, ckpt_every);
+                 fanout_b, rule, clip, ckpt_every, variant);
 }
 
 BwdOut plastic_rnn_emulated_bwd(
@@ -195,10 +197,11 @@ BwdOut plastic_rnn_emulated_bwd(
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule, double clip, int64_t ckpt_every, int64_t threads, int64_t smem_budget,
-    bool reverse) {
+    bool reverse, int64_t variant) {
   const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
   return backward(tg, grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod,
-                  clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every);
+                  clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every,
+                  variant);
 }
 
 }  // namespace
@@ -228,11 +231,11 @@ FwdOut plastic_rnn_fwd_cuda(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every) {
+    int64_t ckpt_every, int64_t variant) {
   TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(u.device());
   return forward(cuda_target(u), u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
-                 fanout_w, fanout_b, rule, clip, ckpt_every);
+                 fanout_w, fanout_b, rule, clip, ckpt_every, variant);
 }
 
 BwdOut plastic_rnn_bwd_cuda(
@@ -243,12 +246,12 @@ BwdOut plastic_rnn_bwd_cuda(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every) {
+    const std::string& rule, double clip, int64_t ckpt_every, int64_t variant) {
   TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(u.device());
   return backward(cuda_target(u), grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt,
                   elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
-                  ckpt_every);
+                  ckpt_every, variant);
 }
 
 }  // namespace

@@ -12,6 +12,8 @@
 namespace hebbkern {
 
 Rule parse_rule(const std::string& name);
+// The rule with the variant code of SPEC.md section 1.1 checked and applied (csrc/ops.cpp).
+Rule parse_rule(const std::string& name, int64_t variant, int64_t N);
 
 // Outputs: h_new [B, N], hebb_new [B, N, N], elig_new ([B, N, N] for retro, else [0]),
 // mod [B] (the neuromodulator tanh(h_new . mod_w + mod_b), modulated rules only, else [0]).
@@ -29,7 +31,7 @@ StepFwdOut plastic_step_fwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip);
+    const std::string& rule, double clip, int64_t variant);
 
 StepBwdOut plastic_step_bwd_cpu(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
@@ -39,7 +41,7 @@ StepBwdOut plastic_step_bwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip);
+    const std::string& rule, double clip, int64_t variant);
 
 // The same step with w, alpha and the traces stored [post, pre] (layout "post_pre"): the kernels
 // read that layout where it lies (no transposed copy of the trace). Same arguments and outputs.
@@ -49,7 +51,7 @@ StepFwdOut plastic_step_fwd_post_pre_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip);
+    const std::string& rule, double clip, int64_t variant);
 
 StepBwdOut plastic_step_bwd_post_pre_cpu(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
@@ -59,6 +61,6 @@ StepBwdOut plastic_step_bwd_post_pre_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip);
+    const std::string& rule, double clip, int64_t variant);
 
 }  // namespace hebbkern

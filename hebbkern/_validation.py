@@ -17,8 +17,8 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
-RULES = ("hebb", "oja", "clip", "neuromod", "retro")
-MODULATED_RULES = ("neuromod", "retro")
+RULES = ("hebb", "oja", "clip", "neuromod", "retro", "gated")
+MODULATED_RULES = ("neuromod", "retro", "gated")
 ETA_RULES = ("hebb", "oja", "clip", "retro")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 TRACE_RULES = ("hebb", "oja", "add", "clip")

@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "csrc" / "cuda").glob("*.cu"))
 ARCHS = ("sm_80", "sm_90")
-RULE_NAMES = ("hebb", "oja", "clip", "neuromod", "retro")  # enum order of plastic_rules.h
+RULE_NAMES = ("hebb", "oja", "clip", "neuromod", "retro", "gated", "clip_soft", "neuromod_soft",
+              "retro_soft")  # fmt: skip  # enum order of plastic_rules.h
 # The flags setup.py gives nvcc (torch adds -std=c++20 and --expt-relaxed-constexpr).
 NVCC_FLAGS = ["-std=c++20", "--expt-relaxed-constexpr", "-O3", "-lineinfo"]
 

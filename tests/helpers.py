@@ -94,10 +94,10 @@ def make_inputs(
 def add_rule_inputs(kw: dict, rule: str, fanout: bool, rnd, g, mod_scale: float, B: int, N: int):
     """Adds the rule's own inputs to ``kw`` (float64), drawn in this order from ``g`` and ``rnd``:
     eta (the eta rules), mod_w (scale ``mod_scale``), mod_b and, with ``fanout``, fanout_w /
-    fanout_b (the modulated rules), elig0 (retro)."""
+    fanout_b (the modulated rules and gated), elig0 (retro)."""
     if rule in ETA_RULES:
         kw["eta"] = 0.1 + 0.4 * torch.rand((), generator=g, dtype=torch.float64)
-    if rule in MODULATED_RULES:
+    if rule in MODULATED_RULES or rule == "gated":  # gated: SPEC.md section 1.1
         kw["mod_w"] = rnd(N, scale=mod_scale)
         kw["mod_b"] = rnd(scale=0.2)
         if fanout:
@@ -216,7 +216,7 @@ def fused_args(kw: dict, ckpt_every: int) -> tuple:
     rules)."""
     rule = kw["rule"]
     mod_b = kw.get("mod_b")
-    if mod_b is None and rule in MODULATED_RULES:
+    if mod_b is None and (rule in MODULATED_RULES or rule == "gated"):
         mod_b = torch.zeros((), dtype=kw["u"].dtype)
     return (
         kw["u"], kw["w"], kw["alpha"], kw.get("h0"), kw.get("hebb0"), kw.get("elig0"),

@@ -128,6 +128,7 @@ def compile_one(kernel_name: str, rule: str, BN: int, config, cc: int) -> dict:
     from triton.compiler import ASTSource
 
     from hebbkern.triton import plastic_rnn as k
+    from hebbkern.triton.plastic_rnn_ops import _variant_args
 
     kernel = {"fwd": k.plastic_rnn_fwd_kernel, "bwd": k.plastic_rnn_bwd_kernel}[kernel_name]
     flags = {"fwd": ("HAS_H0", "HAS_HEBB0", "HAS_ELIG0", "HAS_CLAMP", "HAS_FANOUT"),
@@ -136,6 +137,8 @@ def compile_one(kernel_name: str, rule: str, BN: int, config, cc: int) -> dict:
     constexprs.update({f: True for f in flags[kernel_name]})
     if rule not in ("neuromod", "retro"):
         constexprs["HAS_FANOUT"] = False
+    # The variant constants of the default call (SPEC.md section 1): what the op launches with.
+    constexprs.update(_variant_args(rule, BN, 0)[1])
     src = ASTSource(
         fn=kernel,
         signature=_signature(kernel, constexprs),

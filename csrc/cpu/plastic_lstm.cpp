@@ -191,6 +191,9 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
     int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
+  // The LSTM kernels implement SPEC.md section 2's rules, not the variants of section 1.1.
+  TORCH_CHECK_NOT_IMPLEMENTED(static_cast<int>(rule) <= static_cast<int>(Rule::Retro), kName,
+                              "rule '", rule_name, "' is not implemented by the LSTM kernels");
   TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
   TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
   TORCH_CHECK_VALUE(u.dim() == 3, kName, "u must be [T, B, 4N], got ", u.sizes());
@@ -279,6 +282,9 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule_name, double clip, int64_t ckpt_every) {
   const Rule rule = parse_rule(rule_name);
+  // The LSTM kernels implement SPEC.md section 2's rules, not the variants of section 1.1.
+  TORCH_CHECK_NOT_IMPLEMENTED(static_cast<int>(rule) <= static_cast<int>(Rule::Retro), kName,
+                              "rule '", rule_name, "' is not implemented by the LSTM kernels");
   TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
   TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
   TORCH_CHECK_VALUE(h.dim() == 3, kName, "h must be [T, B, N], got ", h.sizes());

@@ -42,9 +42,10 @@ using rnn_args::Prepared;
 using rnn_args::ptr_or_null;
 
 template <typename T>
-RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
+RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K, int64_t variant) {
   RnnArgs<T> p{};
   rnn_args::fill_inputs<T>(p, q, clip, K);
+  rnn_args::set_variant<T>(p, variant);
   p.eta = static_cast<T>(q.eta_value);
   p.mod_b = static_cast<T>(q.mod_b_value);
   return p;
@@ -57,18 +58,19 @@ FwdOut plastic_rnn_fwd_cpu(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
-    int64_t ckpt_every) {
-  const Rule rule = parse_rule(rule_name);
+    int64_t ckpt_every, int64_t variant) {
+  const Rule rule = parse_rule(rule_name, variant, u.dim() == 3 ? u.size(2) : 0);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::plastic_rnn: u must be a CPU tensor");
-  const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
-                                       fanout_w, fanout_b, rule, clip, /*read_scalars=*/true);
+  const Prepared q =
+      rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
+                        fanout_b, rule, clip, /*read_scalars=*/true, variant);
   const int64_t B = u.size(1), N = u.size(2);
   FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_cpu", [&] {
     using T = scalar_t;
-    const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
+    const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every, variant);
     const RnnFwdOut<T> o = rnn_args::fwd_ptrs<T>(out);
     // The instruction set is read once per call (it consults the environment), not per worker.
     const cpu::Isa isa = cpu::active_isa();
@@ -88,13 +90,13 @@ BwdOut plastic_rnn_bwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule_name, double clip, int64_t ckpt_every) {
-  const Rule rule = parse_rule(rule_name);
+    const std::string& rule_name, double clip, int64_t ckpt_every, int64_t variant) {
+  const Rule rule = parse_rule(rule_name, variant, u.dim() == 3 ? u.size(2) : 0);
   TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
   TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::plastic_rnn: u must be a CPU tensor");
   const Prepared q =
       rnn_args::prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta, mod_w, mod_b,
-                        fanout_w, fanout_b, rule, clip, /*read_scalars=*/true);
+                        fanout_w, fanout_b, rule, clip, /*read_scalars=*/true, variant);
   rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
                                   rule, ckpt_every);
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
@@ -105,7 +107,7 @@ BwdOut plastic_rnn_bwd_cpu(
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_cpu", [&] {
     using T = scalar_t;
-    const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every);
+    const RnnArgs<T> p = make_args<T>(q, clip, ckpt_every, variant);
     const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(a);
     const RnnBwdIn<T> in = rnn_args::bwd_in_ptrs<T>(bin);
     const int64_t K = ckpt_every < T_ ? ckpt_every : T_;

@@ -23,6 +23,10 @@ void with_rule(Rule r, F&& f) {
     case Rule::Clip: return f(std::integral_constant<Rule, Rule::Clip>{});
     case Rule::Neuromod: return f(std::integral_constant<Rule, Rule::Neuromod>{});
     case Rule::Retro: return f(std::integral_constant<Rule, Rule::Retro>{});
+    case Rule::Gated: return f(std::integral_constant<Rule, Rule::Gated>{});
+    case Rule::ClipSoft: return f(std::integral_constant<Rule, Rule::ClipSoft>{});
+    case Rule::NeuromodSoft: return f(std::integral_constant<Rule, Rule::NeuromodSoft>{});
+    case Rule::RetroSoft: return f(std::integral_constant<Rule, Rule::RetroSoft>{});
   }
 }
 

@@ -49,11 +49,13 @@ inline void copy_or_zero(T* dst, const T* src, int64_t offset, int64_t n) {
     fill_zero(dst, n);
 }
 
-// h_t = tanh(a_t), or u_t where the clamp mask is set.
+// h_t = tanh(a_t) (or f(a_t), SPEC.md section 1.1), or u_t where the clamp mask is set.
 template <typename T>
 inline void activation(const T* __restrict__ a, const T* __restrict__ u, const bool* __restrict__ c,
-                       T* __restrict__ h, int64_t N) {
-  if (c) {
+                       T* __restrict__ h, int64_t N, int act) {
+  if (act != 0) {
+    activation_other(act, a, u, c, h, N);
+  } else if (c) {
 #pragma omp simd
     for (int64_t j = 0; j < N; ++j) {
       const T y = tanh_any(a[j]);
@@ -119,11 +121,11 @@ void forward_sample(const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b, T* s
       for (int64_t j = 0; j < N; ++j) acc[j] += x * (wrow[j] + Arow[j] * Hr[j]);
     }
     T* h_t = o.h + (t * B + b) * N;
-    activation(acc, u_t, p.clamp ? p.clamp + (t * B + b) * N : nullptr, h_t, N);
+    activation(acc, u_t, p.clamp ? p.clamp + (t * B + b) * N : nullptr, h_t, N, p.act);
     if constexpr (is_modulated(R)) {
       T z = p.mod_b;
       for (int64_t j = 0; j < N; ++j) z += h_t[j] * p.mod_w[j];
-      const T s = std::tanh(z);
+      const T s = squash_forward(p.squash, z);
       o.mod[t * B + b] = s;
       fanout(p, s, M);
     }
@@ -280,15 +282,7 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
       }
       if constexpr (kMod) {
         const T s = in.mod[t * B + b];
-        T ds = 0;
-        for (int64_t j = 0; j < N; ++j) ds += p.fan_w ? adj.dM[j] * p.fan_w[j] : adj.dM[j];
-        if (dfw) {
-          for (int64_t j = 0; j < N; ++j) {
-            dfw[j] += adj.dM[j] * s;
-            dfb[j] += adj.dM[j];
-          }
-        }
-        const T dz = ds * (T(1) - s * s);
+        const T dz = modulator_adjoint(p, s, adj.dM, dfw, dfb, &deta);
         dmb += dz;
         for (int64_t j = 0; j < N; ++j) {
           adj.cur[j] += dz * p.mod_w[j];
@@ -301,7 +295,7 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
       T* da_t = o.da + (t * B + b) * N;
       for (int64_t j = 0; j < N; ++j) {
         const bool clamped = c_t && c_t[j];
-        da[j] = clamped ? T(0) : adj.cur[j] * (T(1) - hc[j] * hc[j]);
+        da[j] = clamped ? T(0) : adj.cur[j] * act_grad_from_output(p.act, hc[j]);
         du_t[j] = clamped ? adj.cur[j] : da[j];
         da_t[j] = da[j];
       }

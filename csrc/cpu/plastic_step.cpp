@@ -70,6 +70,7 @@ struct Prepared {
   at::Tensor u, h, hebb, elig, w, A, clamp, mod_w, fan_w, fan_b;
   int64_t B = 0, N = 0, w_bstride = 0, a_stride = 0, a_bstride = 0;
   double eta = 0, mod_b = 0;
+  bool eta_used = false;
 };
 
 Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
@@ -77,7 +78,8 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
                  const at::Tensor& alpha, const std::optional<at::Tensor>& clamp_mask,
                  const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
                  const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip, bool post_pre) {
+                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip, bool post_pre,
+                 int64_t variant) {
   TORCH_CHECK_VALUE(u.dim() == 2 && u.size(1) >= 1,
                     "hebbkern::plastic_step: u must be [B, N] with N >= 1, got ", u.sizes());
   TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
@@ -116,7 +118,9 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
                       "hebbkern::plastic_step: clamp_mask must have the shape of u");
     p.clamp = clamp_mask->to(at::kBool).contiguous();
   }
-  if (uses_eta(rule)) {
+  // Unmodulated neurons (SPEC.md section 1.1's n_modulated) follow the clipped rule with eta.
+  p.eta_used = uses_eta(rule) || variant_unmodulated(variant) > 0;
+  if (p.eta_used) {
     TORCH_CHECK_VALUE(given(eta), "hebbkern::plastic_step: this rule needs eta");
     check_scalar(eta, u, "eta");
     p.eta = scalar_value(*eta);
@@ -158,7 +162,7 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
 }
 
 template <typename T>
-StepArgs<T> make_args(const Prepared& q, double clip) {
+StepArgs<T> make_args(const Prepared& q, double clip, int64_t variant) {
   StepArgs<T> p{};
   p.B = q.B;
   p.N = q.N;
@@ -178,6 +182,9 @@ StepArgs<T> make_args(const Prepared& q, double clip) {
   p.eta = static_cast<T>(q.eta);
   p.mod_b = static_cast<T>(q.mod_b);
   p.clip = static_cast<T>(clip);
+  p.act = variant_act(variant);
+  p.squash = variant_squash(variant);
+  p.n_unmod = variant_unmodulated(variant);
   return p;
 }
 
@@ -245,7 +252,10 @@ void modulation(Rule rule, const StepArgs<T>& p, const T* mod, int64_t b, T* M) 
     return;
   }
   const T s = mod[b];
-  for (int64_t j = 0; j < N; ++j) M[j] = p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s;
+  // The last p.n_unmod neurons are not modulated (SPEC.md section 1.1): their m_t is eta.
+  const int64_t n_mod = N - p.n_unmod;
+  for (int64_t j = 0; j < n_mod; ++j) M[j] = p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s;
+  for (int64_t j = n_mod; j < N; ++j) M[j] = p.eta;
 }
 
 template <typename T>
@@ -417,10 +427,10 @@ StepFwdOut step_fwd(const at::Tensor& u, const at::Tensor& h, const at::Tensor& 
                     const std::optional<at::Tensor>& mod_b,
                     const std::optional<at::Tensor>& fanout_w,
                     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
-                    double clip, bool post_pre) {
-  const Rule rule = parse_rule(rule_name);
+                    double clip, bool post_pre, int64_t variant) {
+  const Rule rule = parse_rule(rule_name, variant, u.dim() == 2 ? u.size(1) : 0);
   const Prepared q = prepare(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                             fanout_b, rule, clip, post_pre);
+                             fanout_b, rule, clip, post_pre, variant);
   const int64_t B = q.B, N = q.N;
   const auto opts = u.options();
   at::Tensor h_new = at::empty({B, N}, opts);
@@ -429,7 +439,7 @@ StepFwdOut step_fwd(const at::Tensor& u, const at::Tensor& h, const at::Tensor& 
   at::Tensor mod = is_modulated(rule) ? at::empty({B}, opts) : none_like(u);
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_step_fwd_cpu", [&] {
     using T = scalar_t;
-    const StepArgs<T> p = make_args<T>(q, clip);
+    const StepArgs<T> p = make_args<T>(q, clip, variant);
     const cpu::StepFwdOut<T> o{.h_new = h_new.data_ptr<T>(),
                                .hebb_new = hebb_new.data_ptr<T>(),
                                .elig_new = ptr_or_null<T>(elig_new),
@@ -447,10 +457,10 @@ StepBwdOut step_bwd(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule_name, double clip, bool post_pre) {
-  const Rule rule = parse_rule(rule_name);
+    const std::string& rule_name, double clip, bool post_pre, int64_t variant) {
+  const Rule rule = parse_rule(rule_name, variant, u.dim() == 2 ? u.size(1) : 0);
   const Prepared q = prepare(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                             fanout_b, rule, clip, post_pre);
+                             fanout_b, rule, clip, post_pre, variant);
   const int64_t B = q.B, N = q.N;
   const bool retro = has_eligibility(rule), modulated = is_modulated(rule);
   const bool fan = q.fan_w.defined();
@@ -495,7 +505,7 @@ StepBwdOut step_bwd(
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_step_bwd_cpu", [&] {
     using T = scalar_t;
-    const StepArgs<T> p = make_args<T>(q, clip);
+    const StepArgs<T> p = make_args<T>(q, clip, variant);
     const cpu::StepBwdIn<T> in{.gh = ptr_or_null<T>(gh),
                                .gH = ptr_or_null<T>(gH),
                                .gE = ptr_or_null<T>(gE),
@@ -532,7 +542,7 @@ StepBwdOut step_bwd(
   else if (alpha.dim() == 0)
     dalpha = dalpha.sum();
   // A fresh empty tensor per absent gradient: outputs of a custom op must not alias each other.
-  at::Tensor deta = uses_eta(rule) ? deta_ps.sum() : none_like(u);
+  at::Tensor deta = q.eta_used ? deta_ps.sum() : none_like(u);
   at::Tensor dmw = modulated ? dmw_ps.sum(0) : none_like(u);
   at::Tensor dmb = modulated ? dmb_ps.sum() : none_like(u);
   at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(u);
@@ -548,9 +558,9 @@ StepFwdOut plastic_step_fwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip) {
+    const std::string& rule, double clip, int64_t variant) {
   return step_fwd(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
-                  rule, clip, false);
+                  rule, clip, false, variant);
 }
 
 StepBwdOut plastic_step_bwd_cpu(
@@ -561,9 +571,9 @@ StepBwdOut plastic_step_bwd_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip) {
+    const std::string& rule, double clip, int64_t variant) {
   return step_bwd(grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask,
-                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, false);
+                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, false, variant);
 }
 
 StepFwdOut plastic_step_fwd_post_pre_cpu(
@@ -572,9 +582,9 @@ StepFwdOut plastic_step_fwd_post_pre_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip) {
+    const std::string& rule, double clip, int64_t variant) {
   return step_fwd(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
-                  rule, clip, true);
+                  rule, clip, true, variant);
 }
 
 StepBwdOut plastic_step_bwd_post_pre_cpu(
@@ -585,9 +595,9 @@ StepBwdOut plastic_step_bwd_post_pre_cpu(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip) {
+    const std::string& rule, double clip, int64_t variant) {
   return step_bwd(grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask,
-                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, true);
+                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, true, variant);
 }
 
 }  // namespace hebbkern

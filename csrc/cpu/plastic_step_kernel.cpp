@@ -74,15 +74,19 @@ void fwd_finish(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, const T
   const T* u = p.u + b * N;
   T* __restrict__ hn = o.h_new + b * N;
   const bool* c = p.clamp ? p.clamp + b * N : nullptr;
+  if (p.act != 0) {
+    activation_other(p.act, a, u, c, hn, N);
+  } else {
 #pragma omp simd
-  for (int64_t j = 0; j < N; ++j) {
-    const T y = tanh_any(a[j]);
-    hn[j] = (c && c[j]) ? u[j] : y;
+    for (int64_t j = 0; j < N; ++j) {
+      const T y = tanh_any(a[j]);
+      hn[j] = (c && c[j]) ? u[j] : y;
+    }
   }
   if constexpr (is_modulated(R)) {
     T z = p.mod_b;
     for (int64_t j = 0; j < N; ++j) z += hn[j] * p.mod_w[j];
-    const T s = std::tanh(z);
+    const T s = squash_forward(p.squash, z);
     o.mod[b] = s;
     fanout(p, s, M);
   } else {
@@ -212,28 +216,28 @@ void bwd_finish(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T
   // The neuromodulator m = fanout(tanh(h_t . mod_w + mod_b)) feeds back into the adjoint of h_t.
   if constexpr (is_modulated(R)) {
     const T s = in.mod[b];
-    T ds = 0;
-    for (int64_t j = 0; j < N; ++j) ds += p.fan_w ? dM[j] * p.fan_w[j] : dM[j];
     if (o.dfw) {
-      for (int64_t j = 0; j < N; ++j) {
-        o.dfw[b * N + j] = dM[j] * s;
-        o.dfb[b * N + j] = dM[j];
-      }
+      std::memset(o.dfw + b * N, 0, sizeof(T) * N);
+      std::memset(o.dfb + b * N, 0, sizeof(T) * N);
     }
-    const T dz = ds * (T(1) - s * s);
+    // The unmodulated neurons' d eta (their m_t is eta) joins pass A's sum, already stored.
+    T deta = 0;
+    const T dz = modulator_adjoint(p, s, dM, o.dfw ? o.dfw + b * N : nullptr,
+                                   o.dfb ? o.dfb + b * N : nullptr, &deta);
+    o.deta[b] += deta;
     o.dmb[b] = dz;
     for (int64_t j = 0; j < N; ++j) {
       post_adj[j] += dz * p.mod_w[j];
       o.dmw[b * N + j] = dz * hn[j];
     }
   }
-  // Through h_t = clamp ? u_t : tanh(a_t).
+  // Through h_t = clamp ? u_t : tanh(a_t) (or f(a_t)).
   const bool* c = p.clamp ? p.clamp + b * N : nullptr;
   T* da = o.da + b * N;
   T* du = o.du + b * N;
   for (int64_t j = 0; j < N; ++j) {
     const bool clamped = c && c[j];
-    da[j] = clamped ? T(0) : post_adj[j] * (T(1) - hn[j] * hn[j]);
+    da[j] = clamped ? T(0) : post_adj[j] * act_grad_from_output(p.act, hn[j]);
     du[j] = clamped ? post_adj[j] : da[j];
   }
 }

@@ -28,6 +28,10 @@ struct StepArgs {
   const T* fan_w;     // [N] or null
   const T* fan_b;     // [N] or null
   T eta, mod_b, clip;
+  // SPEC.md section 1.1 (zero: section 1): activation and modulator squash codes, number of
+  // unmodulated post-synaptic neurons (the last ones).
+  int act, squash;
+  int64_t n_unmod;
 };
 
 template <typename T>

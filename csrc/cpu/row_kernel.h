@@ -30,6 +30,10 @@ void with_rule(Rule r, F&& f) {
     case Rule::Clip: return f(RuleTag<Rule::Clip>{});
     case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
     case Rule::Retro: return f(RuleTag<Rule::Retro>{});
+    case Rule::Gated: return f(RuleTag<Rule::Gated>{});
+    case Rule::ClipSoft: return f(RuleTag<Rule::ClipSoft>{});
+    case Rule::NeuromodSoft: return f(RuleTag<Rule::NeuromodSoft>{});
+    case Rule::RetroSoft: return f(RuleTag<Rule::RetroSoft>{});
   }
 }
 
@@ -38,12 +42,45 @@ inline double tanh_any(double x) { return std::tanh(x); }
 
 // m_t[j] = fanout_w[j] * s + fanout_b[j] (or s without fan-out), for arguments p with N, fan_w,
 // fan_b.
+// The last p.n_unmod neurons are not modulated (SPEC.md section 1.1): they take p.eta.
 template <typename P, typename T>
 inline void fanout(const P& p, T s, T* M) {
+  const int64_t n_mod = p.N - p.n_unmod;
   if (p.fan_w) {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
+    for (int64_t j = 0; j < n_mod; ++j) M[j] = p.fan_w[j] * s + p.fan_b[j];
   } else {
-    for (int64_t j = 0; j < p.N; ++j) M[j] = s;
+    for (int64_t j = 0; j < n_mod; ++j) M[j] = s;
+  }
+  for (int64_t j = n_mod; j < p.N; ++j) M[j] = p.eta;
+}
+
+// Adjoint of s = squash(z) and of the fan-out m[j] = fanout_w[j] s + fanout_b[j] (j < n_mod),
+// given dM, the adjoint of the modulation per post neuron. Adds to dfw/dfb (when given, per
+// sample rows), returns dz; *deta gets the unmodulated neurons' part (their M is eta).
+template <typename P, typename T>
+inline T modulator_adjoint(const P& p, T s, const T* dM, T* dfw, T* dfb, T* deta) {
+  const int64_t n_mod = p.N - p.n_unmod;
+  T ds = 0;
+  for (int64_t j = 0; j < n_mod; ++j) ds += p.fan_w ? dM[j] * p.fan_w[j] : dM[j];
+  if (dfw) {
+    for (int64_t j = 0; j < n_mod; ++j) {
+      dfw[j] += dM[j] * s;
+      dfb[j] += dM[j];
+    }
+  }
+  T de = 0;
+  for (int64_t j = n_mod; j < p.N; ++j) de += dM[j];
+  *deta += de;
+  return ds * squash_grad_from_output(p.squash, s);
+}
+
+// h = f(a) (or u where the clamp mask is set) for the activations other than tanh.
+template <typename T>
+inline void activation_other(int act, const T* __restrict__ a, const T* __restrict__ u,
+                             const bool* __restrict__ c, T* __restrict__ h, int64_t N) {
+  for (int64_t j = 0; j < N; ++j) {
+    const T y = act_forward(act, a[j]);
+    h[j] = (c && c[j]) ? u[j] : y;
   }
 }
 

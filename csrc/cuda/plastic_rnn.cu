@@ -108,6 +108,10 @@ cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdO
     case Rule::Clip: return forward_rule<Rule::Clip>(p, o, pl, scratch, stream);
     case Rule::Neuromod: return forward_rule<Rule::Neuromod>(p, o, pl, scratch, stream);
     case Rule::Retro: return forward_rule<Rule::Retro>(p, o, pl, scratch, stream);
+    case Rule::Gated: return forward_rule<Rule::Gated>(p, o, pl, scratch, stream);
+    case Rule::ClipSoft: return forward_rule<Rule::ClipSoft>(p, o, pl, scratch, stream);
+    case Rule::NeuromodSoft: return forward_rule<Rule::NeuromodSoft>(p, o, pl, scratch, stream);
+    case Rule::RetroSoft: return forward_rule<Rule::RetroSoft>(p, o, pl, scratch, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -122,6 +126,11 @@ cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwd
     case Rule::Clip: return backward_rule<Rule::Clip>(p, in, o, pl, scratch, stream);
     case Rule::Neuromod: return backward_rule<Rule::Neuromod>(p, in, o, pl, scratch, stream);
     case Rule::Retro: return backward_rule<Rule::Retro>(p, in, o, pl, scratch, stream);
+    case Rule::Gated: return backward_rule<Rule::Gated>(p, in, o, pl, scratch, stream);
+    case Rule::ClipSoft: return backward_rule<Rule::ClipSoft>(p, in, o, pl, scratch, stream);
+    case Rule::NeuromodSoft:
+      return backward_rule<Rule::NeuromodSoft>(p, in, o, pl, scratch, stream);
+    case Rule::RetroSoft: return backward_rule<Rule::RetroSoft>(p, in, o, pl, scratch, stream);
   }
   return cudaErrorInvalidValue;
 }

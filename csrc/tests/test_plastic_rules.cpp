@@ -47,10 +47,15 @@ void check_adjoints(const char* name, std::mt19937& gen) {
     // Keep away from the clip's kink, where the finite difference is not a derivative.
     Point q = p;
     hebbkern::trace_forward<R>(q.hebb, q.elig, q.pre, q.post, q.mod, q.eta, q.clip);
-    double pre_clamp = R == Rule::Clip       ? p.hebb + p.eta * p.pre * p.post
-                       : R == Rule::Neuromod ? p.hebb + p.mod * p.pre * p.post
-                                             : p.hebb + p.mod * p.elig;
+    constexpr Rule H = hebbkern::hard_rule(R);
+    const double D = H == Rule::Clip       ? p.eta * p.pre * p.post
+                     : H == Rule::Neuromod ? p.mod * p.pre * p.post
+                                           : p.mod * p.elig;
+    const double pre_clamp =
+        hebbkern::is_soft(R) ? hebbkern::soft_step(p.hebb, D, 1.0 / p.clip) : p.hebb + D;
     if (hebbkern::is_clipped(R) && std::fabs(std::fabs(pre_clamp) - p.clip) < 1e-3) continue;
+    // The soft clip's kink at D = 0 (both branches pass there, as torch.clamp's do).
+    if (hebbkern::is_soft(R) && std::fabs(D) < 1e-3) continue;
 
     double dH = a, dE = b;
     const auto g =
@@ -95,6 +100,51 @@ void check_forward_values() {
   check(close(E, 0.9 * 0.25 + 0.1 * 6.0, 1e-15), "retro eligibility", "retro", E, 0.825);
 }
 
+// The activations and modulator squashes of SPEC.md section 1.1: the derivative read from the
+// output against a finite difference of the function, away from relu's and selu's kink at 0.
+void check_activations() {
+  const char* acts[] = {"tanh", "relu", "selu", "sigmoid", "identity"};
+  const char* squashes[] = {"tanh", "sigmoid", "identity"};
+  const double xs[] = {-2.3, -0.7, -0.01, 0.02, 0.4, 1.9};
+  const double eps = 1e-6;
+  for (int a = 0; a < 5; ++a) {
+    for (double x : xs) {
+      const double fd =
+          (hebbkern::act_forward(a, x + eps) - hebbkern::act_forward(a, x - eps)) / (2 * eps);
+      const double got = hebbkern::act_grad_from_output(a, hebbkern::act_forward(a, x));
+      check(close(got, fd, 1e-7), "activation derivative", acts[a], got, fd);
+    }
+  }
+  for (int q = 0; q < 3; ++q) {
+    for (double x : xs) {
+      const double fd =
+          (hebbkern::squash_forward(q, x + eps) - hebbkern::squash_forward(q, x - eps)) / (2 * eps);
+      const double got = hebbkern::squash_grad_from_output(q, hebbkern::squash_forward(q, x));
+      check(close(got, fd, 1e-7), "squash derivative", squashes[q], got, fd);
+    }
+  }
+  // torch's conventions at 0: relu' = 0, selu' = scale * alpha (the negative branch).
+  check(hebbkern::act_grad_from_output(1, hebbkern::act_forward(1, 0.0)) == 0.0, "relu'(0) = 0",
+        "relu", 0, 0);
+  check(close(hebbkern::act_grad_from_output(2, hebbkern::act_forward(2, 0.0)),
+              hebbkern::kSeluScale * hebbkern::kSeluAlpha, 1e-15),
+        "selu'(0)", "selu", 0, 0);
+}
+
+void check_soft_clip_values() {
+  // At c = 1 the soft clip is the maze code's H + max(D, 0) (1 - H) + min(D, 0) (1 + H).
+  double H = 0.5, E = 0.0;
+  hebbkern::trace_forward<Rule::ClipSoft>(H, E, 2.0, 3.0, 0.0, 0.1, 1.0);  // D = 0.6
+  check(close(H, 0.5 + 0.6 * 0.5, 1e-15), "soft clip up", "clip_soft", H, 0.8);
+  H = 0.5;
+  hebbkern::trace_forward<Rule::NeuromodSoft>(H, E, 2.0, 3.0, -0.1, 0.0, 1.0);  // D = -0.6
+  check(close(H, 0.5 - 0.6 * 1.5, 1e-15), "soft clip down", "neuromod_soft", H, -0.4);
+  // Gradient at D = 0: both branches pass (dH'/dD = 2 at H = 0, c = 1).
+  double dHout = 0;
+  const double dD = hebbkern::soft_step_backward(0.0, 0.0, 1.0, 1.0, 1.0, dHout);
+  check(dD == 2.0 && dHout == 1.0, "soft clip gradient at D = 0", "clip_soft", dD, 2.0);
+}
+
 void check_clamp_semantics() {
   // torch.clamp: the gradient passes at the bounds (inclusive) and NaN propagates in the value.
   check(hebbkern::clamp_passes(1.0, 1.0) && hebbkern::clamp_passes(-1.0, 1.0), "bounds pass",
@@ -116,6 +166,12 @@ int main() {
   check_adjoints<Rule::Clip>("clip", gen);
   check_adjoints<Rule::Neuromod>("neuromod", gen);
   check_adjoints<Rule::Retro>("retro", gen);
+  check_adjoints<Rule::Gated>("gated", gen);
+  check_adjoints<Rule::ClipSoft>("clip_soft", gen);
+  check_adjoints<Rule::NeuromodSoft>("neuromod_soft", gen);
+  check_adjoints<Rule::RetroSoft>("retro_soft", gen);
+  check_activations();
+  check_soft_clip_values();
   check_forward_values();
   check_clamp_semantics();
   std::printf("%d passed, %d failed\n", passed, failed);

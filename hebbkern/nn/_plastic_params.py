@@ -137,6 +137,8 @@ class PlasticRNNParams(nn.Module):
             s += f", clip={self.clip}"
         if getattr(self, "layout", "pre_post") != "pre_post":
             s += f", layout={self.layout!r}"
+        if hasattr(self, "variants"):
+            s += variant_repr(self)
         if getattr(self, "batch_first", False):
             s += ", batch_first=True"
         if not self.input_projection:
@@ -161,3 +163,45 @@ def check_sequence_input(x: object, input_size: int, param: Tensor) -> None:
             f"x must have shape [T, B, {input_size}] (or [B, T, {input_size}] with "
             f"batch_first, or unbatched [T, {input_size}]), got {list(x.shape)}"
         )
+
+
+def set_variants(
+    module: nn.Module, activation: str, mod_squash: str, soft_clip: bool, n_modulated: int | None
+) -> None:
+    """Checks and stores the variants of SPEC.md section 1.1 on a ``PlasticRNNParams`` module;
+    with ``n_modulated`` below N, rule ``neuromod`` also learns ``eta`` (the unmodulated neurons'
+    rate, initialised to 0.01 as the papers' ``eta``)."""
+    from .._variants import check_variants
+
+    v = check_variants(
+        module.rule, module.hidden_size, activation=activation, mod_squash=mod_squash,
+        soft_clip=soft_clip, n_modulated=n_modulated,
+    )  # fmt: skip
+    module.variants = v
+    module.n_modulated = n_modulated
+    if v.n_unmodulated and module.eta is None:
+        w = module.w
+        module.eta = nn.Parameter(torch.full((), 0.01, dtype=w.dtype, device=w.device))
+
+
+def variant_kwargs(module: nn.Module) -> dict:
+    """The op keywords of the variants stored by :func:`set_variants`."""
+    v = module.variants
+    return {
+        "activation": v.activation, "mod_squash": v.mod_squash, "soft_clip": v.soft_clip,
+        "n_modulated": module.n_modulated,
+    }  # fmt: skip
+
+
+def variant_repr(module: nn.Module) -> str:
+    """The non-default variants for ``extra_repr``."""
+    v, s = module.variants, ""
+    if v.activation != "tanh":
+        s += f", activation={v.activation!r}"
+    if v.mod_squash != "tanh":
+        s += f", mod_squash={v.mod_squash!r}"
+    if v.soft_clip:
+        s += ", soft_clip=True"
+    if module.n_modulated is not None:
+        s += f", n_modulated={module.n_modulated}"
+    return s

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import MODULATED_RULES, check_clip
+from .._variants import check_lstm_variants
 from ..ops.plastic_lstm import plastic_lstm
 from ._checks import check_factory_dtype
 from ._plastic_params import (
@@ -51,6 +52,9 @@ class PlasticLSTM(nn.Module):
             others).
         clip: bound of the clipped rules (2 in the paper).
         batch_first: input and output are ``[B, T, *]``.
+        clip_mode, post: the language model's read-out clip and post-synaptic term (SPEC.md
+            section 2.1, as in :func:`hebbkern.plastic_lstm`); other than their defaults they
+            run on ``backend="reference"`` only (``hebbkern.use_backend("reference")``).
 
     Shapes: ``forward(x, state=None) -> (output, state)``; ``x`` ``[T, B, input_size]`` (or
     ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T, input_size]``), ``output``
@@ -71,10 +75,13 @@ class PlasticLSTM(nn.Module):
         batch_first: bool = False,
         device=None,
         dtype=None,
+        clip_mode: str = "update",
+        post: str = "candidate",
     ) -> None:
         super().__init__()
         sizes = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
         check_config(sizes, rule, alpha)
+        self.clip_mode, self.post = check_lstm_variants(rule, clip_mode, post)
         # fan-out only exists for the modulated rules
         self.fanout = bool(fanout) and rule in MODULATED_RULES
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -121,6 +128,10 @@ class PlasticLSTM(nn.Module):
             s += f", clip={self.clip}"
         if self.batch_first:
             s += ", batch_first=True"
+        if self.clip_mode != "update":
+            s += f", clip_mode={self.clip_mode!r}"
+        if self.post != "candidate":
+            s += f", post={self.post!r}"
         return s
 
     def forward(
@@ -149,7 +160,7 @@ class PlasticLSTM(nn.Module):
                 u, self._p("weight_hh", k).t(), self._p("alpha", k), rule=self.rule,
                 eta=self._p("eta", k), mod_w=self._p("mod_w", k), mod_b=self._p("mod_b", k),
                 fanout_w=self._p("fanout_w", k), fanout_b=self._p("fanout_b", k), clip=self.clip,
-                h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
+                h0=h0, c0=c0, hebb0=hebb0, elig0=elig0, clip_mode=self.clip_mode, post=self.post,
             )  # fmt: skip
             hs.append(st.h)
             cs.append(st.c)

@@ -8,7 +8,13 @@ from .._layout import check_layout
 from ..ops.plastic_rnn import plastic_rnn
 from ..types import PlasticState
 from ._checks import check_state_tuple
-from ._plastic_params import ALPHA_KINDS, PlasticRNNParams, check_sequence_input
+from ._plastic_params import (
+    ALPHA_KINDS,
+    PlasticRNNParams,
+    check_sequence_input,
+    set_variants,
+    variant_kwargs,
+)
 
 __all__ = ["ALPHA_KINDS", "PlasticRNN"]
 
@@ -45,6 +51,10 @@ class PlasticRNN(PlasticRNNParams):
             Backpropamine's batched code); see :func:`hebbkern.plastic_rnn`. The parameters keep
             their names and shapes; a ``state_dict`` moves between layouts by transposing ``w``
             and ``alpha``.
+        activation, mod_squash, soft_clip, n_modulated: the papers' variants (SPEC.md section
+            1.1), as in :func:`hebbkern.plastic_rnn`; rule ``"gated"`` (``H = (1 - m) H + m P``)
+            is a rule of its own. With ``n_modulated`` below N, rule ``neuromod`` also learns
+            ``eta`` (the unmodulated neurons' rate).
 
     Shapes: ``forward(x, state=None, clamp_mask=None) -> (output, state)`` with ``x`` ``[T, B,
     input_size]`` (or ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T,
@@ -66,6 +76,10 @@ class PlasticRNN(PlasticRNNParams):
         *,
         input_projection: bool = True,
         layout: str = "pre_post",
+        activation: str = "tanh",
+        mod_squash: str = "tanh",
+        soft_clip: bool = False,
+        n_modulated: int | None = None,
     ) -> None:
         super().__init__(
             input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
@@ -73,6 +87,7 @@ class PlasticRNN(PlasticRNNParams):
         )  # fmt: skip
         self.layout = check_layout(layout)
         self.batch_first = batch_first
+        set_variants(self, activation, mod_squash, soft_clip, n_modulated)
 
     def forward(
         self,
@@ -101,6 +116,7 @@ class PlasticRNN(PlasticRNNParams):
             u, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
             h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, layout=self.layout,
+            **variant_kwargs(self),
         )  # fmt: skip
         if unbatched:
             out = out.squeeze(1)

@@ -8,7 +8,7 @@ from .._layout import check_layout
 from ..ops.plastic_step import plastic_step
 from ..types import PlasticState
 from ._checks import check_input, check_state_tuple
-from ._plastic_params import PlasticRNNParams
+from ._plastic_params import PlasticRNNParams, set_variants, variant_kwargs
 
 
 class PlasticRNNCell(PlasticRNNParams):
@@ -47,12 +47,17 @@ class PlasticRNNCell(PlasticRNNParams):
         *,
         input_projection: bool = True,
         layout: str = "pre_post",
+        activation: str = "tanh",
+        mod_squash: str = "tanh",
+        soft_clip: bool = False,
+        n_modulated: int | None = None,
     ) -> None:
         super().__init__(
             input_size, hidden_size, rule, alpha, fanout, clip, bias, device, dtype,
             input_projection,
         )  # fmt: skip
         self.layout = check_layout(layout)
+        set_variants(self, activation, mod_squash, soft_clip, n_modulated)
 
     def initial_state(self, batch_size: int) -> PlasticState:
         """Zero activity and traces for ``batch_size`` samples, on the parameters' device/dtype."""
@@ -89,7 +94,7 @@ class PlasticRNNCell(PlasticRNNParams):
         new = plastic_step(
             u, h, hebb, self.w, self.alpha, rule=self.rule, eta=self.eta, mod_w=self.mod_w,
             mod_b=self.mod_b, fanout_w=self.fanout_w, fanout_b=self.fanout_b, clip=self.clip,
-            elig=elig, clamp_mask=clamp_mask, layout=self.layout,
+            elig=elig, clamp_mask=clamp_mask, layout=self.layout, **variant_kwargs(self),
         )  # fmt: skip
         if unbatched:
             new = PlasticState(*(None if s is None else s.squeeze(0) for s in new))

@@ -21,6 +21,7 @@ from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_lstm_args
+from .._variants import check_lstm_variants
 from ..types import PlasticLSTMState
 from .plastic_rnn import checkpoint_count, checkpoint_interval
 
@@ -142,6 +143,8 @@ def plastic_lstm(
     hebb0: Tensor | None = None,
     elig0: Tensor | None = None,
     backend: str | None = None,
+    clip_mode: str = "update",
+    post: str = "candidate",
 ) -> tuple[Tensor, PlasticLSTMState]:
     r"""Runs a plastic LSTM layer over a sequence (docs/SPEC.md section 2, Backpropamine).
 
@@ -173,6 +176,14 @@ def plastic_lstm(
             ``"reference"``, ``"cpu"`` or ``"triton"`` (cuBLAS GEMMs for the dense parts, Triton
             kernels fusing the plastic term, the gates and the trace update per step; CPU tensors
             only under the Triton interpreter).
+        clip_mode: ``"update"`` (default: the clipped rules clamp the trace) or ``"read"`` (the
+            trace grows unclamped; the clamp applies where it is read; docs/SPEC.md section 2.1).
+        post: the post-synaptic term of the trace product: ``"candidate"`` (``g_t``, default),
+            ``"drive"``, ``"cell"`` or ``"hidden"`` (docs/SPEC.md section 2.1).
+
+        Rule ``"gated"``, ``clip_mode="read"`` and ``post`` other than ``"candidate"`` run on
+        ``backend="reference"`` only: the fused LSTM kernels (CPU and Triton) raise
+        ``NotImplementedError``.
 
     Returns:
         ``(h, state)``: the outputs ``[T, B, N]`` and :class:`~hebbkern.PlasticLSTMState`
@@ -183,6 +194,7 @@ def plastic_lstm(
         u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
         fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
     )  # fmt: skip
+    clip_mode, post = check_lstm_variants(rule, clip_mode, post)
     check_materialisable(
         u=a.u, wh=a.wh, alpha=a.alpha, h0=a.h0, c0=a.c0, hebb0=a.hebb0, elig0=a.elig0
     )
@@ -191,7 +203,13 @@ def plastic_lstm(
         return _reference.plastic_lstm(
             u, wh, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
+            clip_mode=clip_mode, post=post,
         )  # fmt: skip
+    if rule == "gated" or clip_mode != "update" or post != "candidate":
+        raise NotImplementedError(
+            "plastic_lstm: rule 'gated', clip_mode='read' and post other than 'candidate' "
+            "(docs/SPEC.md section 2.1) are implemented by backend='reference' only"
+        )
 
     # The C++ and Triton kernels compute in float32 or float64; half inputs run in float32 (state
     # and accumulation) and come back in their own dtype.

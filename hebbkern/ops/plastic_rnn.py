@@ -20,6 +20,7 @@ from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap_square
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
+from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -61,7 +62,7 @@ if _extension.available():
     @torch.library.register_fake("hebbkern::plastic_rnn_fwd")
     def _plastic_rnn_fwd_fake(
         u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
-        clip, ckpt_every,
+        clip, ckpt_every, variant=0,
     ):  # fmt: skip
         T, B, N = u.shape
         C = checkpoint_count(T, ckpt_every)
@@ -78,7 +79,7 @@ if _extension.available():
     @torch.library.register_fake("hebbkern::plastic_rnn_bwd")
     def _plastic_rnn_bwd_fake(
         grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask,
-        eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every,
+        eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every, variant=0,
     ):  # fmt: skip
         T, B, N = u.shape
         retro = rule == "retro"
@@ -94,7 +95,7 @@ if _extension.available():
             u.new_empty(B, N),
             u.new_empty(B, N, N),
             u.new_empty(B, N, N) if retro else empty(),
-            u.new_empty(()) if rule != "neuromod" else empty(),
+            u.new_empty(()) if uses_eta(rule, variant) else empty(),
             u.new_empty(N) if modulated else empty(),
             u.new_empty(()) if modulated else empty(),
             u.new_empty(N) if fanout_w is not None else empty(),
@@ -103,13 +104,13 @@ if _extension.available():
 
     def _setup_context(ctx, inputs, output):
         (u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
-         rule, clip, ckpt_every) = inputs  # fmt: skip
+         rule, clip, ckpt_every, variant) = inputs  # fmt: skip
         h, _, _, hebb_ckpt, elig_ckpt, mod = output
         ctx.save_for_backward(
             u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b,
             fanout_w, fanout_b,
         )  # fmt: skip
-        ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
+        ctx.rule, ctx.clip, ctx.ckpt_every, ctx.variant = rule, clip, ckpt_every, variant
         ctx.given = (h0 is not None, hebb0 is not None, elig0 is not None)
 
     def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_mod):
@@ -120,7 +121,7 @@ if _extension.available():
          dfanout_b) = torch.ops.hebbkern.plastic_rnn_bwd(
             grad_h, grad_hebb, grad_elig if retro else None, u, w, alpha, h0, h, hebb_ckpt,
             elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
-            ctx.ckpt_every,
+            ctx.ckpt_every, ctx.variant,
         )  # fmt: skip
         has_h0, has_hebb0, has_elig0 = ctx.given
 
@@ -131,7 +132,7 @@ if _extension.available():
             du, dw, dalpha, keep(dh0, has_h0), keep(dhebb0, has_hebb0), keep(delig0, has_elig0),
             None, keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
             keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
-            keep(dfanout_b, fanout_b is not None), None, None, None,
+            keep(dfanout_b, fanout_b is not None), None, None, None, None,
         )  # fmt: skip
 
     torch.library.register_autograd(
@@ -169,6 +170,10 @@ def plastic_rnn(
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
     layout: str = "pre_post",
+    activation: str = "tanh",
+    mod_squash: str = "tanh",
+    soft_clip: bool = False,
+    n_modulated: int | None = None,
 ) -> tuple[Tensor, PlasticState]:
     r"""Runs a plastic recurrent layer over a sequence (docs/SPEC.md section 1).
 
@@ -209,6 +214,16 @@ def plastic_rnn(
             as Backpropamine's batched code stores them). The ``plastic_rnn`` kernels (every
             backend) read ``"pre_post"`` only: ``"post_pre"`` is transposed at the op boundary
             (``w``, ``alpha`` and the initial traces copied once per call, not per step).
+        activation: the neurons' nonlinearity, ``"tanh"`` (default), ``"relu"``, ``"selu"``,
+            ``"sigmoid"`` or ``"identity"`` (SPEC.md section 1.1).
+        mod_squash: the neuromodulator's squashing, ``"tanh"`` (default), ``"sigmoid"`` or
+            ``"identity"``. With rule ``"gated"`` (``H_t = (1 - m_t) H_{t-1} + m_t P_t``) use
+            ``"sigmoid"``.
+        soft_clip: the maze code's soft clamp in place of the hard clip (rules ``"clip"``,
+            ``"neuromod"``, ``"retro"``).
+        n_modulated: rule ``"neuromod"`` only: the post-synaptic neurons ``j >= n_modulated``
+            follow the clipped rule with ``eta`` instead of the modulator (the papers'
+            half-modulated networks: ``N // 2``). ``None``: all modulated.
 
     Returns:
         ``(h, state)``: the activity ``[T, B, N]`` and :class:`~hebbkern.PlasticState` ``(h, hebb,
@@ -220,12 +235,20 @@ def plastic_rnn(
             u, swap_square(w), swap_square(alpha), rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
             fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=swap_square(hebb0),
             elig0=swap_square(elig0), clamp_mask=clamp_mask, backend=backend,
+            activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+            n_modulated=n_modulated,
         )  # fmt: skip
         return h, PlasticState(st.h, swap_square(st.hebb), swap_square(st.elig))
     a = check_plastic_rnn_args(
-        u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
-        fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+        u, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
+        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0,
+        elig0=elig0, clamp_mask=clamp_mask,
     )  # fmt: skip
+    v = check_variants(
+        rule, a.shape[2], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+        n_modulated=n_modulated,
+    )  # fmt: skip
+    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, w=a.w, alpha=a.alpha, h0=a.h0, hebb0=a.hebb0, elig0=a.elig0, clamp_mask=a.clamp_mask
     )
@@ -240,6 +263,8 @@ def plastic_rnn(
         return _reference.plastic_rnn(
             u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
             fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask,
+            activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+            n_modulated=n_modulated,
         )  # fmt: skip
 
     # The C++ (CPU and CUDA) and Triton kernels compute in float32 or float64; half inputs run with
@@ -253,12 +278,13 @@ def plastic_rnn(
                a.fanout_b)  # fmt: skip
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     ckpt_every = checkpoint_interval(T, needs_grad)
-    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
-    h, hebb, elig, _, _, _ = fwd(
+    args = (
         a.u.to(dt), a.w.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), a.clamp_mask, _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
         _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,
     )  # fmt: skip
+    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
+    h, hebb, elig, _, _, _ = fwd(*args, v.code)
     h = h.to(io_dtype)
     state = PlasticState(h[-1], hebb.to(io_dtype), elig.to(io_dtype) if rule == "retro" else None)
     return h, state

@@ -21,6 +21,7 @@ from .._guards import check_materialisable
 from .._layout import check_layout
 from .._layout import swap_square as _t
 from .._validation import MODULATED_RULES, check_plastic_step_args
+from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -29,8 +30,9 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 if _extension.available():
 
     def _plastic_step_fwd_fake(
-        u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip
-    ):
+        u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+        variant=0,
+    ):  # fmt: skip
         B, N = u.shape
         return (
             u.new_empty(B, N),
@@ -41,7 +43,7 @@ if _extension.available():
 
     def _plastic_step_bwd_fake(
         grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta,
-        mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+        mod_w, mod_b, fanout_w, fanout_b, rule, clip, variant=0,
     ):  # fmt: skip
         B, N = u.shape
         modulated = rule in MODULATED_RULES
@@ -56,7 +58,7 @@ if _extension.available():
             u.new_empty(B, N, N) if rule == "retro" else empty(),
             w.new_empty(w.shape),  # contiguous, like the kernel's; never w's or alpha's strides
             alpha.new_empty(alpha.shape),
-            u.new_empty(()) if rule != "neuromod" else empty(),
+            u.new_empty(()) if uses_eta(rule, variant) else empty(),
             u.new_empty(N) if modulated else empty(),
             u.new_empty(()) if modulated else empty(),
             u.new_empty(N) if fanout_w is not None else empty(),
@@ -65,13 +67,14 @@ if _extension.available():
 
     def _setup_context(ctx, inputs, output):
         (u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
-         clip) = inputs  # fmt: skip
+         clip, variant) = inputs  # fmt: skip
         h_new, _, _, mod = output
         ctx.save_for_backward(
             u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
             fanout_b,
         )  # fmt: skip
         ctx.rule, ctx.clip = rule, clip
+        ctx.variant = variant
 
     def _make_backward(bwd_op):
         def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
@@ -86,7 +89,7 @@ if _extension.available():
         (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
          dfanout_b) = bwd_op(
             grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
-            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
+            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.variant,
         )  # fmt: skip
 
         def keep(grad, given):
@@ -96,7 +99,7 @@ if _extension.available():
             du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
             keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
             keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
-            None,
+            None, None,
         )  # fmt: skip
 
     # The pre_post ops and their post_pre twins (same schemas; the kernels read w, alpha and the
@@ -141,6 +144,10 @@ def plastic_step(
     clamp_mask: Tensor | None = None,
     backend: str | None = None,
     layout: str = "pre_post",
+    activation: str = "tanh",
+    mod_squash: str = "tanh",
+    soft_clip: bool = False,
+    n_modulated: int | None = None,
 ) -> PlasticState:
     r"""One step of the plastic recurrent layer (docs/SPEC.md section 1), fused.
 
@@ -178,6 +185,10 @@ def plastic_step(
             a per-neuron or scalar ``alpha`` is expanded to ``[N, N]``, a copy of ``alpha``
             only); the eager reference and any backend without a native kernel transpose at
             the op boundary.
+        activation, mod_squash, soft_clip, n_modulated: the papers' variants (docs/SPEC.md
+            section 1.1), as in :func:`hebbkern.plastic_rnn`. Rule ``"gated"`` and the
+            non-default variants run on ``backend="reference"`` and ``"cpu"``; the Triton kernels
+            raise ``NotImplementedError``.
 
     Returns:
         :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
@@ -185,9 +196,15 @@ def plastic_step(
     """
     post_pre = check_layout(layout) == "post_pre"
     a = check_plastic_step_args(
-        u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w,
-        fanout_b=fanout_b, clip=clip, elig=elig, clamp_mask=clamp_mask,
+        u, h, hebb, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
+        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=elig,
+        clamp_mask=clamp_mask,
     )  # fmt: skip
+    v = check_variants(
+        rule, u.shape[1], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+        n_modulated=n_modulated,
+    )  # fmt: skip
+    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
@@ -197,13 +214,16 @@ def plastic_step(
         st = plastic_step(
             u, h, _t(hebb), _t(w), _t(alpha), rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
             fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=_t(elig), clamp_mask=clamp_mask,
-            backend=name,
+            backend=name, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+            n_modulated=n_modulated,
         )  # fmt: skip
         return PlasticState(st.h, _t(st.hebb), _t(st.elig))
     if name == "reference":
         return _reference.plastic_step(
             u, a.h, a.hebb, a.w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
             fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=clip, elig=a.elig, clamp_mask=clamp_mask,
+            activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+            n_modulated=n_modulated,
         )  # fmt: skip
     io_dtype = u.dtype
     # The checked arguments (a.*): the papers' shapes arrive there as views of the canonical ones.
@@ -211,22 +231,32 @@ def plastic_step(
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
     if name == "triton":
+        if rule == "gated" or not v.is_default:
+            raise NotImplementedError(
+                "plastic_step: rule 'gated' and the variants of docs/SPEC.md section 1.1 "
+                "(activation, mod_squash, soft_clip, n_modulated) are not implemented by the "
+                "Triton kernels; use backend='reference' (or backend='cpu' on CPU tensors)"
+            )
         fwd = _triton_fwd()
-    elif post_pre:
-        fwd = torch.ops.hebbkern.plastic_step_fwd_post_pre
+        extra: tuple = ()
     else:
-        fwd = torch.ops.hebbkern.plastic_step_fwd
+        fwd = (
+            torch.ops.hebbkern.plastic_step_fwd_post_pre
+            if post_pre
+            else torch.ops.hebbkern.plastic_step_fwd
+        )
+        extra = (v.code,)  # the variant code (0: docs/SPEC.md section 1 exactly)
     if io_dtype not in _LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,
-            a.fanout_b, rule, a.clip,
+            a.fanout_b, rule, a.clip, *extra,
         )  # fmt: skip
         return PlasticState(h_new, hebb_new, elig_new if rule == "retro" else None)
     dt = torch.float32
     h_new, hebb_new, elig_new, _ = fwd(
         u.to(dt), a.h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
         _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
-        _to(a.fanout_b, dt), rule, a.clip,
+        _to(a.fanout_b, dt), rule, a.clip, *extra,
     )  # fmt: skip
     return PlasticState(
         h_new.to(io_dtype),

@@ -34,6 +34,10 @@ import triton.language as tl
 
 from .plastic_rnn import _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
 
+# plastic_rnn's helpers carry the variants of docs/SPEC.md section 1.1 (SOFT; n_mod and eta of the
+# unmodulated neurons). These kernels compute section 1 only: SOFT and UNMOD False (every neuron
+# modulated); the op raises NotImplementedError for a variant before any launch.
+
 
 @triton.jit
 def _sigmoid(x):
@@ -96,7 +100,7 @@ def plastic_lstm_fwd_step_kernel(
         if MOD:
             s = _neuromodulator(hp_ptr, modw_ptr, modb_ptr, b, N, BLOCK_J)
             tl.store(mod_ptr + b, s, mask=jb == 0)
-            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     q = tl.zeros([BLOCK_J], dtype=dt)  # the plastic term of step t, per column
     for i0 in range(0, N, BLOCK_I):
@@ -110,7 +114,7 @@ def plastic_lstm_fwd_step_kernel(
             E = tl.load(estate + off, mask=m2, other=0.0)
         if PENDING:  # step t-1's update: pre h_{t-2}, post g_{t-1}
             pre = tl.load(hpp_ptr + b * N + rows, mask=rmask, other=0.0)
-            H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE)
+            H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE, False)
             tl.store(state + off, H, mask=m2)
             if ELIG:
                 tl.store(estate + off, E, mask=m2)
@@ -158,7 +162,10 @@ def plastic_lstm_recompute_kernel(
         post = tl.load(gates_ptr + (t * B + b) * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
         M = tl.zeros([BLOCK_J], dtype=dt)
         if MOD:
-            M = _modulation(tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+            M = _modulation(
+                tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0,
+                False,
+            )  # fmt: skip
         src = (k - 1) * BNN + b * NN
         dst = k * BNN + b * NN
         for i0 in range(0, N, BLOCK_I):
@@ -174,7 +181,7 @@ def plastic_lstm_recompute_kernel(
                 pre = tl.load(h0_ptr + b * N + rows, mask=rmask, other=0.0)
             else:
                 pre = tl.load(h_ptr + ((t - 1) * B + b) * N + rows, mask=rmask, other=0.0)
-            H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE)
+            H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE, False)
             tl.store(ws_h_ptr + dst + off, H, mask=m2)
             if ELIG:
                 tl.store(ws_e_ptr + dst + off, E, mask=m2)
@@ -270,7 +277,7 @@ def plastic_lstm_bwd_step_kernel(
         post = tl.load(gs_ptr + b * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
         if MOD:
             s_s = tl.load(mods_ptr + b)
-            M = _modulation(s_s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+            M = _modulation(s_s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     dA_vec = zv
     dpost = zv
@@ -308,7 +315,7 @@ def plastic_lstm_bwd_step_kernel(
             # Outside [N, N] every loaded tile is zero (masked loads), so are the per-element
             # terms.
             dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
-                Hs, Es, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
+                Hs, Es, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, False
             )
             if ELIG:
                 tl.store(dE_ptr + off, dE, mask=m2)

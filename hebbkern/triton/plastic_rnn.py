@@ -16,8 +16,10 @@ outside the kernel (``dw = sum_t h_{t-1}^T da_t``), from the ``da`` the kernel w
 Vectors shared across rows (h_t, adjoints) are exchanged through global memory with a barrier, as
 the row blocks of a step are handled by different threads than the columns.
 
-Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro. Alpha kinds: 0 scalar,
-1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``.
+Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro, 5 gated. Alpha kinds:
+0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``. The variants of SPEC.md
+section 1.1 are compile-time constants too (SOFT, ACT, SQUASH: codes of hebbkern/_variants.py),
+except the number of unmodulated neurons (a run-time argument).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ import os
 import triton
 import triton.language as tl
 
-RULE_IDS = {"hebb": 0, "oja": 1, "clip": 2, "neuromod": 3, "retro": 4}
+RULE_IDS = {"hebb": 0, "oja": 1, "clip": 2, "neuromod": 3, "retro": 4, "gated": 5}
+# constexpr globals: a compiled @triton.jit function may read no other global (the interpreter
+# does not check that; the AOT test does).
+SELU_SCALE = tl.constexpr(1.0507009873554804934193349852946)
+SELU_ALPHA = tl.constexpr(1.6732632423543772848170429916717)
 
 
 def interpreting() -> bool:
@@ -56,7 +62,89 @@ def _passes(x, c):
 
 
 @triton.jit
-def _rule_fwd(H, E, pre, post, mod, eta, clip, RULE: tl.constexpr):
+def _act(a, ACT: tl.constexpr):
+    """The neuron's nonlinearity (SPEC.md section 1.1): tanh, relu, selu, sigmoid, identity."""
+    if ACT == 0:
+        y = _tanh(a)
+    elif ACT == 1:
+        y = tl.where(a > 0, a, 0.0)
+    elif ACT == 2:
+        y = tl.where(a > 0, SELU_SCALE * a, (SELU_SCALE * SELU_ALPHA) * (tl.exp(a) - 1.0))
+    elif ACT == 3:
+        y = 1.0 / (1.0 + tl.exp(-a))
+    else:
+        y = a
+    return y
+
+
+@triton.jit
+def _act_grad(y, ACT: tl.constexpr):
+    """The activation's derivative read from its output y (torch's conventions at 0)."""
+    if ACT == 0:
+        d = 1.0 - y * y
+    elif ACT == 1:
+        d = tl.where(y > 0, 1.0, 0.0)
+    elif ACT == 2:
+        d = tl.where(y > 0, SELU_SCALE, y + SELU_SCALE * SELU_ALPHA)
+    elif ACT == 3:
+        d = y * (1.0 - y)
+    else:
+        d = y * 0.0 + 1.0
+    return d
+
+
+@triton.jit
+def _squash(z, SQUASH: tl.constexpr):
+    if SQUASH == 0:
+        s = _tanh(z)
+    elif SQUASH == 1:
+        s = 1.0 / (1.0 + tl.exp(-z))
+    else:
+        s = z
+    return s
+
+
+@triton.jit
+def _squash_grad(s, SQUASH: tl.constexpr):
+    if SQUASH == 0:
+        d = 1.0 - s * s
+    elif SQUASH == 1:
+        d = s * (1.0 - s)
+    else:
+        d = s * 0.0 + 1.0
+    return d
+
+
+@triton.jit
+def _bound(H, D, clip, SOFT: tl.constexpr):
+    """clamp(H + D, -c, c), or the soft clip of SPEC.md section 1.1, written as in
+    plastic_rules.h: H + max(D, 0) (1 - H / c) + min(D, 0) (1 + H / c) = H + D - |D| H / c."""
+    if SOFT:
+        y = _clamp(H + D - tl.abs(D) * (H * (1.0 / clip)), clip)
+    else:
+        y = _clamp(H + D, clip)
+    return y
+
+
+@triton.jit
+def _bound_bwd(H, D, clip, g, SOFT: tl.constexpr):
+    """Adjoints of H and D in _bound for the adjoint g of its result (torch.clamp's gradient
+    convention: at D = 0 both soft branches pass, the slope is 2)."""
+    if SOFT:
+        inv = 1.0 / clip
+        s = H * inv
+        a = tl.abs(D)
+        gg = tl.where(_passes(H + D - a * s, clip), g, 0.0)
+        dH = gg * (1.0 - a * inv)
+        dD = gg * tl.where(D > 0, 1.0 - s, tl.where(D < 0, 1.0 + s, 2.0))
+    else:
+        dH = tl.where(_passes(H + D, clip), g, 0.0)
+        dD = dH
+    return dH, dD
+
+
+@triton.jit
+def _rule_fwd(H, E, pre, post, mod, eta, clip, RULE: tl.constexpr, SOFT: tl.constexpr):
     """One step's trace update of a tile. pre [BI, 1], post and mod [1, BN]."""
     P = pre * post
     if RULE == 0:
@@ -64,17 +152,19 @@ def _rule_fwd(H, E, pre, post, mod, eta, clip, RULE: tl.constexpr):
     elif RULE == 1:
         H = H + eta * post * (pre - post * H)
     elif RULE == 2:
-        H = _clamp(H + eta * P, clip)
+        H = _bound(H, eta * P, clip, SOFT)
     elif RULE == 3:
-        H = _clamp(H + mod * P, clip)
-    else:
-        H = _clamp(H + mod * E, clip)
+        H = _bound(H, mod * P, clip, SOFT)
+    elif RULE == 4:
+        H = _bound(H, mod * E, clip, SOFT)
         E = (1.0 - eta) * E + eta * P
+    else:
+        H = (1.0 - mod) * H + mod * P
     return H, E
 
 
 @triton.jit
-def _rule_bwd(H, E, pre, post, mod, eta, clip, dH, dE, RULE: tl.constexpr):
+def _rule_bwd(H, E, pre, post, mod, eta, clip, dH, dE, RULE: tl.constexpr, SOFT: tl.constexpr):
     """Adjoint of one step's trace update of a tile (same math as csrc/include plastic_rules.h).
 
     In: the state before the update (H, E) and the adjoints of the state after it (dH, dE).
@@ -98,28 +188,32 @@ def _rule_bwd(H, E, pre, post, mod, eta, clip, dH, dE, RULE: tl.constexpr):
         d_mod = zero
         d_eta = d * post * (pre - post * H)
     elif RULE == 2:
-        d = tl.where(_passes(H + eta * P, clip), dH, 0.0)
-        dH = d
+        dH, d = _bound_bwd(H, eta * P, clip, dH, SOFT)
         d_pre = d * eta * post
         d_post = d * eta * pre
         d_mod = zero
         d_eta = d * P
     elif RULE == 3:
-        d = tl.where(_passes(H + mod * P, clip), dH, 0.0)
-        dH = d
+        dH, d = _bound_bwd(H, mod * P, clip, dH, SOFT)
         d_pre = d * mod * post
         d_post = d * mod * pre
         d_mod = d * P
         d_eta = zero
-    else:
-        d = tl.where(_passes(H + mod * E, clip), dH, 0.0)
+    elif RULE == 4:
         de = dE
-        dH = d
+        dH, d = _bound_bwd(H, mod * E, clip, dH, SOFT)
         dE = d * mod + (1.0 - eta) * de
         d_mod = d * E
         d_pre = eta * de * post
         d_post = eta * de * pre
         d_eta = de * (P - E)
+    else:
+        d = dH
+        dH = (1.0 - mod) * d
+        d_pre = d * mod * post
+        d_post = d * mod * pre
+        d_mod = d * (P - H)
+        d_eta = zero
     return dH, dE, d_pre, d_post, d_mod, d_eta
 
 
@@ -174,25 +268,32 @@ def _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND: tl.constexpr):
 
 
 @triton.jit
-def _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT: tl.constexpr):
-    """m_t per post neuron from the per-sample neuromodulator s."""
+def _modulation(
+    s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT: tl.constexpr, n_mod, eta, UNMOD: tl.constexpr
+):
+    """m_t per post neuron from the per-sample neuromodulator s; with UNMOD, eta for the neurons
+    from n_mod on (not modulated, SPEC.md section 1.1)."""
     if HAS_FANOUT:
         fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
         fb = tl.load(fb_ptr + cols, mask=cmask, other=0.0)
         M = fw * s + fb
     else:
         M = tl.where(cmask, s, 0.0)
+    if UNMOD:
+        M = tl.where(cols >= n_mod, tl.where(cmask, eta, 0.0), M)
     return M
 
 
 @triton.jit
-def _sample_program(eta_ptr, N, RULE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr):
+def _sample_program(
+    eta_ptr, N, USES_ETA: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr
+):
     """The set-up the forward and backward kernels share: the sample b of this program, N * N, the
-    column indices and mask, the row offsets of a block, and eta (0 for rule neuromod)."""
+    column indices and mask, the row offsets of a block, and eta (0 when the rule has none)."""
     b = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK_N)
     eta = 0.0
-    if RULE != 3:
+    if USES_ETA:
         eta = tl.load(eta_ptr)
     return b, N * N, cols, cols < N, tl.arange(0, BLOCK_I), eta
 
@@ -202,17 +303,19 @@ def plastic_rnn_fwd_kernel(
     u_ptr, w_ptr, a_ptr, h0_ptr, hebb0_ptr, elig0_ptr, clamp_ptr, eta_ptr, modw_ptr, modb_ptr,
     fw_ptr, fb_ptr,
     h_ptr, hebb_ptr, elig_ptr, ckh_ptr, cke_ptr, mod_ptr,
-    T, B, N, K, clip,
+    T, B, N, K, clip, n_mod,
     RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_HEBB0: tl.constexpr, HAS_ELIG0: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+    USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
+    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample: the whole sequence. Writes h [T, B, N], the final trace (and
     eligibility) [B, N, N] in place, the trace before every K-th step into the checkpoints
     [C, B, N, N] and the neuromodulator m_t [T, B]."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
-    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, RULE, BLOCK_N, BLOCK_I)
+    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, USES_ETA, BLOCK_N, BLOCK_I)
     dt = u_ptr.dtype.element_ty
     state = hebb_ptr + b * NN
     estate = elig_ptr + b * NN
@@ -243,7 +346,9 @@ def plastic_rnn_fwd_kernel(
             H, E = _load_trace(state, estate, off, m2, ELIG)
             if t > 0:  # the pending update of step t-1: pre h_{t-2}, post h_{t-1}
                 pre = _load_h(h_ptr, h0_ptr, t - 2, B, N, b, rows, rmask, HAS_H0)
-                H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE)
+                H, E = _rule_fwd(
+                    H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE, SOFT
+                )
                 _store_trace(state, estate, off, m2, H, E, ELIG)
             if ck:
                 _store_trace(ckh_ptr + ckoff, cke_ptr + ckoff, off, m2, H, E, ELIG)
@@ -251,7 +356,7 @@ def plastic_rnn_fwd_kernel(
             w = tl.load(w_ptr + off, mask=m2, other=0.0)
             A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
             acc += tl.sum(x[:, None] * (w + A * H), axis=0)
-        h = _tanh(acc)
+        h = _act(acc, ACT)
         if HAS_CLAMP:
             c = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0)
             u_t = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
@@ -260,9 +365,9 @@ def plastic_rnn_fwd_kernel(
         tl.store(h_ptr + (t * B + b) * N + cols, h, mask=cmask)
         if MOD:
             mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
-            s = _tanh(tl.sum(h * mw, axis=0) + tl.load(modb_ptr))
+            s = _squash(tl.sum(h * mw, axis=0) + tl.load(modb_ptr), SQUASH)
             tl.store(mod_ptr + t * B + b, s)
-            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
         hprev = h
         tl.debug_barrier()
 
@@ -271,7 +376,7 @@ def plastic_rnn_fwd_kernel(
         rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
         H, E = _load_trace(state, estate, off, m2, ELIG)
         pre = _load_h(h_ptr, h0_ptr, T - 2, B, N, b, rows, rmask, HAS_H0)
-        H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE)
+        H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE, SOFT)
         _store_trace(state, estate, off, m2, H, E, ELIG)
 
 
@@ -281,10 +386,12 @@ def plastic_rnn_bwd_kernel(
     eta_ptr, modw_ptr, fw_ptr, fb_ptr,
     ws_h_ptr, ws_e_ptr, carry_ptr,
     dH_ptr, dE_ptr, dA_ptr, du_ptr, da_ptr, dh0_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr,
-    T, B, N, K, clip,
+    T, B, N, K, clip, n_mod,
     RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_H0: tl.constexpr,
     HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
+    USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
+    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample, chunks of K steps last to first. Per-sample outputs (summed over
     the batch by the caller): dA [B, N, N] (alpha per connection) or [B, N], deta [B], dmw [B, N],
@@ -292,7 +399,7 @@ def plastic_rnn_bwd_kernel(
     (dH / dE, which hold the running adjoint of the trace)."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
-    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, RULE, BLOCK_N, BLOCK_I)
+    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, USES_ETA, BLOCK_N, BLOCK_I)
     dt = gh_ptr.dtype.element_ty
     dstate = dH_ptr + b * NN
     destate = dE_ptr + b * NN
@@ -344,13 +451,16 @@ def plastic_rnn_bwd_kernel(
             M = zv
             if MOD:
                 M = _modulation(
-                    tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT
-                )
+                    tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod,
+                    eta, UNMOD,
+                )  # fmt: skip
             for i0 in range(0, N, BLOCK_I):
                 rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
                 H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
                 pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
-                H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE)
+                H, E = _rule_fwd(
+                    H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE, SOFT
+                )
                 _store_trace(ws_h + (k + 1) * NN, ws_e + (k + 1) * NN, off, m2, H, E, ELIG)
             tl.debug_barrier()
 
@@ -362,7 +472,7 @@ def plastic_rnn_bwd_kernel(
             M = zv
             if MOD:
                 s = tl.load(mod_ptr + t * B + b)
-                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
             # Pass A: adjoint of step t's trace update. Outside [N, N] every loaded tile is zero
             # (masked loads), so the per-element terms are zero there without masking them.
             dpost = zv
@@ -373,19 +483,23 @@ def plastic_rnn_bwd_kernel(
                 dH, dE = _load_trace(dstate, destate, off, m2, ELIG)
                 pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
                 dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
-                    H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
+                    H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, SOFT
                 )
                 _store_trace(dstate, destate, off, m2, dH, dE, ELIG)
                 dpost += tl.sum(g_post, axis=0)
                 if MOD:
                     dM += tl.sum(g_mod, axis=0)
-                if RULE != 3:
+                if USES_ETA:
                     deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
                 tl.store(carry + rows, tl.sum(g_pre, axis=1), mask=rmask)
             # Adjoint of h_t: its output gradient, later steps, this step's trace update and the
             # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
             g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
             if MOD:
+                if UNMOD:  # the unmodulated neurons' modulation is eta (SPEC.md section 1.1)
+                    unmod = cols >= n_mod
+                    deta += tl.sum(tl.where(unmod, dM, 0.0), axis=0)
+                    dM = tl.where(unmod, 0.0, dM)
                 if HAS_FANOUT:
                     fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
                     ds = tl.sum(dM * fw, axis=0)
@@ -393,11 +507,11 @@ def plastic_rnn_bwd_kernel(
                     dfb += dM
                 else:
                     ds = tl.sum(dM, axis=0)
-                dz = ds * (1.0 - s * s)
+                dz = ds * _squash_grad(s, SQUASH)
                 dmb += dz
                 g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
                 dmw += dz * post
-            da = g * (1.0 - post * post)
+            da = g * _act_grad(post, ACT)
             du = da
             if HAS_CLAMP:
                 cl = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0) != 0
@@ -433,7 +547,7 @@ def plastic_rnn_bwd_kernel(
     tl.store(dh0_ptr + b * N + cols, dcur, mask=cmask)
     if ALPHA_KIND != 2:
         tl.store(dA_ptr + b * N + cols, dA_vec, mask=cmask)
-    if RULE != 3:
+    if USES_ETA:
         tl.store(deta_ptr + b, deta)
     if MOD:
         tl.store(dmw_ptr + b * N + cols, dmw, mask=cmask)

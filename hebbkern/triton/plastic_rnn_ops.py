@@ -17,6 +17,7 @@ import triton
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from .._variants import uses_eta
 from .plastic_rnn import (
     RULE_IDS,
     interpreting,
@@ -90,6 +91,19 @@ def _alpha_kind(alpha: Tensor) -> int:
     return alpha.dim()  # 0 scalar, 1 per post neuron, 2 per connection
 
 
+def _variant_args(rule: str, N: int, variant: int) -> tuple[int, dict]:
+    """The kernels' run-time n_mod and compile-time variant constants for the variant code of
+    hebbkern/_variants.py (SPEC.md section 1.1)."""
+    consts = {
+        "USES_ETA": uses_eta(rule, variant), "SOFT": bool((variant >> 5) & 1),
+        "ACT": variant & 7, "SQUASH": (variant >> 3) & 3, "UNMOD": (variant >> 8) > 0,
+    }  # fmt: skip
+    return int(N) - (variant >> 8), consts
+
+
+_MODULATED = ("neuromod", "retro", "gated")
+
+
 @torch.library.triton_op("hebbkern::plastic_rnn_triton_fwd", mutates_args=())
 def plastic_rnn_triton_fwd(
     u: Tensor,
@@ -107,13 +121,15 @@ def plastic_rnn_triton_fwd(
     rule: str,
     clip: float,
     ckpt_every: int,
+    variant: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns ``(h, hebb, elig, hebb_ckpt, elig_ckpt, mod)`` as the C++ op does."""
     T, B, N = u.shape
     K = ckpt_every
     C = (T + K - 1) // K
     retro = rule == "retro"
-    modulated = rule in ("neuromod", "retro")
+    modulated = rule in _MODULATED
+    n_mod, consts = _variant_args(rule, N, variant)
     u = u.contiguous()
 
     def c(x: Tensor | None) -> Tensor:
@@ -132,10 +148,11 @@ def plastic_rnn_triton_fwd(
         c(fanout_w), c(fanout_b),
         h, hebb, elig if retro else hebb, hebb_ckpt, elig_ckpt if retro else hebb_ckpt,
         mod if modulated else h,
-        T, B, N, K, float(clip),
+        T, B, N, K, float(clip), n_mod,
         RULE=RULE_IDS[rule], ALPHA_KIND=_alpha_kind(alpha), HAS_H0=h0 is not None,
         HAS_HEBB0=hebb0 is not None, HAS_ELIG0=elig0 is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fanout_w is not None, BLOCK_N=block_n(N),
+        **consts,
     )  # fmt: skip
     return h, hebb, elig, hebb_ckpt, elig_ckpt, mod
 
@@ -160,13 +177,15 @@ def plastic_rnn_triton_bwd(
     rule: str,
     clip: float,
     ckpt_every: int,
+    variant: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns ``(du, dw, dalpha, dh0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
     dfanout_b)``; empty tensors where the rule has no such input."""
     T, B, N = h.shape
     K = ckpt_every
     retro = rule == "retro"
-    modulated = rule in ("neuromod", "retro")
+    modulated = rule in _MODULATED
+    n_mod, consts = _variant_args(rule, N, variant)
     fan = fanout_w is not None
     kind = _alpha_kind(alpha)
     h = h.contiguous()
@@ -202,10 +221,10 @@ def plastic_rnn_triton_bwd(
         ws_h, ws_e, carry,
         dH, dE if retro else dH, dA, du, da, dh0, deta, dmw if modulated else dh0,
         dmb if modulated else deta, dfw if fan else dh0, dfb if fan else dh0,
-        T, B, N, K, float(clip),
+        T, B, N, K, float(clip), n_mod,
         RULE=RULE_IDS[rule], ALPHA_KIND=kind, HAS_H0=h0 is not None,
         HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
-        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, BLOCK_N=block_n(N),
+        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, BLOCK_N=block_n(N), **consts,
     )  # fmt: skip
     # The weight gradient is a GEMM over all steps and samples: dw = sum_t h_{t-1}^T da_t.
     first = h0 if h0 is not None else h.new_zeros(1, B, N)[0]
@@ -213,7 +232,7 @@ def plastic_rnn_triton_bwd(
     dw = h_prev.reshape(T * B, N).transpose(0, 1) @ da.reshape(T * B, N)
     dalpha = dA.sum(0) if kind else dA.sum()
     return (
-        du, dw, dalpha, dh0, dH, dE, deta.sum() if rule != "neuromod" else empty(),
+        du, dw, dalpha, dh0, dH, dE, deta.sum() if consts["USES_ETA"] else empty(),
         dmw.sum(0) if modulated else empty(), dmb.sum() if modulated else empty(),
         dfw.sum(0) if fan else empty(), dfb.sum(0) if fan else empty(),
     )  # fmt: skip
@@ -221,12 +240,14 @@ def plastic_rnn_triton_bwd(
 
 def _setup_context(ctx, inputs, output):
     (u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
-     rule, clip, ckpt_every) = inputs  # fmt: skip
+     rule, clip, ckpt_every, *variant) = inputs  # fmt: skip
     h, _, _, hebb_ckpt, elig_ckpt, mod = output
     ctx.save_for_backward(
         w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, fanout_w, fanout_b
     )
     ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
+    ctx.variant = variant[0] if variant else 0
+    ctx.n_inputs = len(inputs)
     ctx.given = (h0 is not None, hebb0 is not None, elig0 is not None, mod_b is not None)
 
 
@@ -240,6 +261,7 @@ def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_
      dfanout_b) = plastic_rnn_triton_bwd(
         grad_h, grad_hebb, grad_elig if retro else None, w, alpha, h0, h, hebb_ckpt, elig_ckpt,
         mod, clamp_mask, eta, mod_w, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.ckpt_every,
+        ctx.variant,
     )  # fmt: skip
     has_h0, has_hebb0, has_elig0, has_mod_b = ctx.given
 
@@ -251,7 +273,7 @@ def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_
         None, keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
         keep(dmod_b, has_mod_b), keep(dfanout_w, fanout_w is not None),
         keep(dfanout_b, fanout_b is not None), None, None, None,
-    )  # fmt: skip
+    ) + ((None,) * (ctx.n_inputs - 15))  # fmt: skip
 
 
 plastic_rnn_triton_fwd.register_autograd(_backward, setup_context=_setup_context)

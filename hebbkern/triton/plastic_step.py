@@ -33,6 +33,10 @@ import triton.language as tl
 
 from .plastic_rnn import _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
 
+# plastic_rnn's helpers carry the variants of docs/SPEC.md section 1.1 (SOFT; n_mod and eta of the
+# unmodulated neurons). These kernels compute section 1 only: SOFT and UNMOD False (every neuron
+# modulated); the op raises NotImplementedError for a variant before any launch.
+
 
 @triton.jit
 def _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE: tl.constexpr, ALPHA_KIND: tl.constexpr):
@@ -100,7 +104,7 @@ def plastic_step_fwd_kernel(
         mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
         s = _tanh(tl.sum(hn * mw, axis=0) + tl.load(modb_ptr))
         tl.store(mod_ptr + b, s)
-        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     for i0 in range(0, N, BLOCK_I):
         rows, rmask, m2, off, woff, aoff = _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE,
@@ -110,7 +114,7 @@ def plastic_step_fwd_kernel(
         if ELIG:
             E = tl.load(elig_ptr + b * NN + off, mask=m2, other=0.0)
         pre = tl.load(h_ptr + b * N + rows, mask=rmask, other=0.0)
-        H, E = _rule_fwd(H, E, pre[:, None], hn[None, :], M[None, :], eta, clip, RULE)
+        H, E = _rule_fwd(H, E, pre[:, None], hn[None, :], M[None, :], eta, clip, RULE, False)
         tl.store(hebbn_ptr + b * NN + off, H, mask=m2)
         if ELIG:
             tl.store(eligv_ptr + b * NN + off, E, mask=m2)
@@ -148,7 +152,7 @@ def plastic_step_bwd_kernel(
     M = zv
     if MOD:
         s = tl.load(mod_ptr + b)
-        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT)
+        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
 
     # Pass A: adjoint of the trace update (its pre-synaptic terms go to dh, finished in pass B).
     dpost = zv
@@ -170,7 +174,7 @@ def plastic_step_bwd_kernel(
                 dE = tl.load(gE_ptr + b * NN + off, mask=m2, other=0.0)
         pre = tl.load(h_ptr + b * N + rows, mask=rmask, other=0.0)
         dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
-            H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE
+            H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, False
         )
         tl.store(dH_ptr + b * NN + off, dH, mask=m2)
         if ELIG:

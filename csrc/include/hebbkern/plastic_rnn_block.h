@@ -81,6 +81,18 @@ inline Placement place(bool backward, int64_t N, int64_t K, bool elig, int threa
 HK_DEVICE float tanh_t(float x) { return ::tanhf(x); }
 HK_DEVICE double tanh_t(double x) { return ::tanh(x); }
 
+// The modulation of post neuron j from the squashed modulator s: the fan-out, or eta for the last
+// p.n_unmod (unmodulated) neurons (SPEC.md section 1.1).
+// Only rule neuromod has unmodulated neurons (the ops check it): the other rules skip the test,
+// which keeps a register free in the float64 backward of retro_soft.
+template <Rule R, typename T>
+HK_DEVICE T modulation_at(const RnnParams<T>& p, int64_t j, T s, T eta) {
+  if constexpr (hard_rule(R) == Rule::Neuromod) {
+    if (j >= p.N - p.n_unmod) return eta;
+  }
+  return p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s;
+}
+
 // --------------------------------------------------------------------------------------------
 // Forward
 
@@ -134,7 +146,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
         T hij = H[e];
         if (pending) {
           T eij = kElig ? E[e] : T(0);
-          trace_forward<R>(hij, eij, hpp[i], post, m, eta, clip);
+          trace_forward_inv<R>(hij, eij, hpp[i], post, m, eta, clip, p.inv_clip);
           H[e] = hij;
           if constexpr (kElig) E[e] = eij;
         }
@@ -153,16 +165,16 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
     blk.for_each(N, [&](int64_t j) {
       T a = u_t[j];
       for (int64_t g = 0; g < G; ++g) a += part[g * N + j];
-      const T y = (c_t && c_t[j]) ? u_t[j] : tanh_t(a);
+      const T y = (c_t && c_t[j]) ? u_t[j] : (p.act == 0 ? tanh_t(a) : act_forward(p.act, a));
       hc[j] = y;
       o.h[(t * B + b) * N + j] = y;
     });
     blk.sync();
     if constexpr (kMod) {
       const T z = blk.sum(N, [&](int64_t j) { return hc[j] * p.mod_w[j]; }, red) + mod_b;
-      const T s = tanh_t(z);
+      const T s = p.squash == 0 ? tanh_t(z) : squash_forward(p.squash, z);
       blk.single([&] { o.mod[t * B + b] = s; });
-      blk.for_each(N, [&](int64_t j) { M[j] = p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s; });
+      blk.for_each(N, [&](int64_t j) { M[j] = modulation_at<R>(p, j, s, eta); });
       blk.sync();
     }
     const int old = ipp;
@@ -177,7 +189,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
     const int64_t i = k / N, j = k - i * N;
     T hij = H[k];
     T eij = kElig ? E[k] : T(0);
-    trace_forward<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip);
+    trace_forward_inv<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip, p.inv_clip);
     if (pl.state_in_smem) {
       o.hebb_T[b * NN + k] = hij;
       if constexpr (kElig) o.elig_T[b * NN + k] = eij;
@@ -222,10 +234,10 @@ HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, con
     const Vec<T, 2> r = warp.template sum<Vec<T, 2>>(N, [&](int64_t j) {
       const int64_t e = i * N + j;
       T m = T(0);
-      if constexpr (kMod) m = p.fan_w ? p.fan_w[j] * mod + p.fan_b[j] : mod;
+      if constexpr (kMod) m = modulation_at<R>(p, j, mod, eta);
       T unused = T(0);
-      const TraceGrad<T> g = trace_backward<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, eta,
-                                               clip, dH[e], kElig ? dE[e] : unused);
+      const TraceGrad<T> g = trace_backward_inv<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, eta,
+                                                   clip, p.inv_clip, dH[e], kElig ? dE[e] : unused);
       cpost[j] += g.d_post;
       if constexpr (kMod) cmod[j] += g.d_mod;
       return Vec<T, 2>{{g.d_pre, g.d_eta}};
@@ -279,10 +291,11 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
       if constexpr (kFused) {
         const int64_t e = i * N + j;
         T m = T(0);
-        if constexpr (kMod) m = p.fan_w ? p.fan_w[j] * f.mod + p.fan_b[j] : f.mod;
+        if constexpr (kMod) m = modulation_at<R>(p, j, f.mod, eta);
         T unused = T(0);
-        const TraceGrad<T> g = trace_backward<R>(f.Hpp[e], kElig ? f.Epp[e] : T(0), pre, hp[j], m,
-                                                 eta, clip, dHrow[j], kElig ? dE[e] : unused);
+        const TraceGrad<T> g =
+            trace_backward_inv<R>(f.Hpp[e], kElig ? f.Epp[e] : T(0), pre, hp[j], m, eta, clip,
+                                  p.inv_clip, dHrow[j], kElig ? dE[e] : unused);
         cpost[j] += g.d_post;
         if constexpr (kMod) cmod[j] += g.d_mod;
         v[1] = g.d_pre;
@@ -354,7 +367,8 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   auto h_at = [&](int64_t t) -> const T* {
     return t < 0 ? (p.h0 ? p.h0 + b * N : zeros) : in.h + (t * B + b) * N;
   };
-  T dmb = T(0);  // identical in every thread (block sums broadcast)
+  T dmb = T(0);         // identical in every thread (block sums broadcast)
+  T deta_unmod = T(0);  // the unmodulated neurons' part of d eta (their modulation is eta)
 
   const int64_t n_chunks = (T_ + K - 1) / K;
   for (int64_t c = n_chunks - 1; c >= 0; --c) {
@@ -375,8 +389,8 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
         T hij = Hbuf[s * NN + k];
         T eij = kElig ? Ebuf[s * NN + k] : T(0);
         T m = T(0);
-        if constexpr (kMod) m = p.fan_w ? p.fan_w[j] * mt + p.fan_b[j] : mt;
-        trace_forward<R>(hij, eij, pre[i], post[j], m, eta, clip);
+        if constexpr (kMod) m = modulation_at<R>(p, j, mt, eta);
+        trace_forward_inv<R>(hij, eij, pre[i], post[j], m, eta, clip, p.inv_clip);
         Hbuf[(s + 1) * NN + k] = hij;
         if constexpr (kElig) Ebuf[(s + 1) * NN + k] = eij;
       });
@@ -405,12 +419,19 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
       }
       if constexpr (kMod) {
         const T sm = in.mod[t * B + b];
-        const T ds =
-            blk.sum(N, [&](int64_t j) { return p.fan_w ? dM[j] * p.fan_w[j] : dM[j]; }, red);
-        const T dz = ds * (T(1) - sm * sm);
+        const int64_t n_mod = N - p.n_unmod;
+        const T ds = blk.sum(
+            N,
+            [&](int64_t j) { return j >= n_mod ? T(0) : (p.fan_w ? dM[j] * p.fan_w[j] : dM[j]); },
+            red);
+        if constexpr (hard_rule(R) == Rule::Neuromod) {
+          if (p.n_unmod > 0)
+            deta_unmod += blk.sum(N, [&](int64_t j) { return j >= n_mod ? dM[j] : T(0); }, red);
+        }
+        const T dz = ds * squash_grad_from_output(p.squash, sm);
         dmb += dz;
         blk.for_each(N, [&](int64_t j) {
-          if (dfw) {
+          if (dfw && j < n_mod) {
             dfw[j] += dM[j] * sm;
             dfb[j] += dM[j];
           }
@@ -423,7 +444,7 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
       const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
       blk.for_each(N, [&](int64_t j) {
         const bool clamped = c_t && c_t[j];
-        const T d = clamped ? T(0) : cur[j] * (T(1) - hc[j] * hc[j]);
+        const T d = clamped ? T(0) : cur[j] * act_grad_from_output(p.act, hc[j]);
         da[j] = d;
         o.du[(t * B + b) * N + j] = clamped ? cur[j] : d;
         o.da[(t * B + b) * N + j] = d;
@@ -500,7 +521,7 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
     });
   }
   blk.single([&] {
-    T de = T(0);
+    T de = deta_unmod;
     for (int w = 0; w < W; ++w) de += deta_w[w];
     o.deta[b] = de;
     if (o.dmb) o.dmb[b] = dmb;

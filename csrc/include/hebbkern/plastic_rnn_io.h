@@ -24,6 +24,13 @@ struct RnnInputs {
   const T* fan_w;       // [N] or null
   const T* fan_b;       // [N] or null
   T clip;
+  // SPEC.md section 1.1 (zero: section 1): activation and modulator squash codes (Act, Squash of
+  // plastic_rules.h), number of unmodulated post-synaptic neurons (the last ones).
+  int act, squash;
+  int64_t n_unmod;
+  // 1 / clip, for the soft clip (computed once on the host: a division per element made the CUDA
+  // backward spill registers).
+  T inv_clip;
 };
 
 template <typename T>

@@ -11,19 +11,134 @@
 #define HK_HOST_DEVICE inline
 #endif
 
+#include <cstdint>
+#if !defined(__CUDACC__) && !defined(__HIPCC__)
+#include <cmath>
+#endif
+
 namespace hebbkern {
 
-enum class Rule : int { Hebb = 0, Oja = 1, Clip = 2, Neuromod = 3, Retro = 4 };
+// exp and tanh of float or double on the host and on the device (CUDA overloads them for float).
+#if defined(__CUDACC__) || defined(__HIPCC__)
+template <typename T>
+HK_HOST_DEVICE T rule_exp(T x) {
+  return exp(x);
+}
+template <typename T>
+HK_HOST_DEVICE T rule_tanh(T x) {
+  return tanh(x);
+}
+#else
+template <typename T>
+inline T rule_exp(T x) {
+  return std::exp(x);
+}
+template <typename T>
+inline T rule_tanh(T x) {
+  return std::tanh(x);
+}
+#endif
+
+// Gated: H = (1 - m) H + m P (SPEC.md section 1.1). ClipSoft, NeuromodSoft, RetroSoft: Clip,
+// Neuromod, Retro with the soft clip of section 1.1 (the option soft_clip=True: a rule of its own
+// in the kernels, so that the hard-clip rules keep their code).
+enum class Rule : int {
+  Hebb = 0,
+  Oja = 1,
+  Clip = 2,
+  Neuromod = 3,
+  Retro = 4,
+  Gated = 5,
+  ClipSoft = 6,
+  NeuromodSoft = 7,
+  RetroSoft = 8
+};
 
 // Rules whose trace moves by the per-sample neuromodulator m_t.
 HK_HOST_DEVICE constexpr bool is_modulated(Rule r) {
-  return r == Rule::Neuromod || r == Rule::Retro;
+  return r == Rule::Neuromod || r == Rule::Retro || r == Rule::Gated || r == Rule::NeuromodSoft ||
+         r == Rule::RetroSoft;
 }
-HK_HOST_DEVICE constexpr bool uses_eta(Rule r) { return r != Rule::Neuromod; }
-HK_HOST_DEVICE constexpr bool has_eligibility(Rule r) { return r == Rule::Retro; }
+HK_HOST_DEVICE constexpr bool uses_eta(Rule r) {
+  return r != Rule::Neuromod && r != Rule::NeuromodSoft && r != Rule::Gated;
+}
+HK_HOST_DEVICE constexpr bool has_eligibility(Rule r) {
+  return r == Rule::Retro || r == Rule::RetroSoft;
+}
+HK_HOST_DEVICE constexpr bool is_soft(Rule r) {
+  return r == Rule::ClipSoft || r == Rule::NeuromodSoft || r == Rule::RetroSoft;
+}
 // Rules whose trace update ends in clamp(., -c, c).
 HK_HOST_DEVICE constexpr bool is_clipped(Rule r) {
-  return r == Rule::Clip || r == Rule::Neuromod || r == Rule::Retro;
+  return r == Rule::Clip || r == Rule::Neuromod || r == Rule::Retro || is_soft(r);
+}
+// The hard-clip rule a soft one derives from (the rule itself otherwise).
+HK_HOST_DEVICE constexpr Rule hard_rule(Rule r) {
+  return r == Rule::ClipSoft       ? Rule::Clip
+         : r == Rule::NeuromodSoft ? Rule::Neuromod
+         : r == Rule::RetroSoft    ? Rule::Retro
+                                   : r;
+}
+
+// The variant options of SPEC.md section 1.1 as the ops receive them (one int; hebbkern/
+// _variants.py writes it): activation + 8 * modulator squash + 32 * soft_clip + 256 * (number of
+// unmodulated post-synaptic neurons, the last ones).
+enum class Act : int { Tanh = 0, Relu = 1, Selu = 2, Sigmoid = 3, Identity = 4 };
+enum class Squash : int { Tanh = 0, Sigmoid = 1, Identity = 2 };
+HK_HOST_DEVICE constexpr int variant_act(int64_t v) { return static_cast<int>(v & 7); }
+HK_HOST_DEVICE constexpr int variant_squash(int64_t v) { return static_cast<int>((v >> 3) & 3); }
+HK_HOST_DEVICE constexpr bool variant_soft(int64_t v) { return ((v >> 5) & 1) != 0; }
+HK_HOST_DEVICE constexpr int64_t variant_unmodulated(int64_t v) { return v >> 8; }
+HK_HOST_DEVICE constexpr Rule soft_rule(Rule r) {
+  return r == Rule::Clip       ? Rule::ClipSoft
+         : r == Rule::Neuromod ? Rule::NeuromodSoft
+         : r == Rule::Retro    ? Rule::RetroSoft
+                               : r;
+}
+
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+
+// The neuron's nonlinearity f(a) for the activations other than tanh (the kernels keep their own
+// vectorised tanh), and f'(a) read from y = f(a) (SPEC.md section 1.1: torch's conventions at 0).
+template <typename T>
+HK_HOST_DEVICE T act_forward(int act, T a) {
+  switch (act) {
+    case static_cast<int>(Act::Relu): return a > T(0) ? a : T(0);
+    case static_cast<int>(Act::Selu):
+      return a > T(0) ? T(kSeluScale) * a : T(kSeluScale * kSeluAlpha) * (rule_exp(a) - T(1));
+    case static_cast<int>(Act::Sigmoid): return T(1) / (T(1) + rule_exp(-a));
+    case static_cast<int>(Act::Identity): return a;
+    default: return rule_tanh(a);
+  }
+}
+template <typename T>
+HK_HOST_DEVICE T act_grad_from_output(int act, T y) {
+  switch (act) {
+    case static_cast<int>(Act::Relu): return y > T(0) ? T(1) : T(0);
+    case static_cast<int>(Act::Selu):
+      return y > T(0) ? T(kSeluScale) : y + T(kSeluScale * kSeluAlpha);
+    case static_cast<int>(Act::Sigmoid): return y * (T(1) - y);
+    case static_cast<int>(Act::Identity): return T(1);
+    default: return T(1) - y * y;
+  }
+}
+// The neuromodulator's squashing g(z) and g'(z) read from s = g(z).
+template <typename T>
+HK_HOST_DEVICE T squash_forward(int sq, T z) {
+  switch (sq) {
+    case static_cast<int>(Squash::Sigmoid): return T(1) / (T(1) + rule_exp(-z));
+    case static_cast<int>(Squash::Identity): return z;
+    default: return rule_tanh(z);
+  }
+}
+template <typename T>
+HK_HOST_DEVICE T squash_grad_from_output(int sq, T s) {
+  switch (sq) {
+    case static_cast<int>(Squash::Sigmoid): return s * (T(1) - s);
+    case static_cast<int>(Squash::Identity): return T(1);
+    default: return T(1) - s * s;
+  }
 }
 
 // Written with comparisons (not fmin/fmax) so that NaN propagates exactly as torch.clamp does.
@@ -39,11 +154,42 @@ HK_HOST_DEVICE bool clamp_passes(T x, T c) {
   return x >= -c && x <= c;
 }
 
+// The soft clip of SPEC.md section 1.1 before its final clamp: H + max(D, 0) (1 - H / c) +
+// min(D, 0) (1 + H / c), written as H + D - |D| H / c (the same value: one of max(D, 0), min(D, 0)
+// is zero; one division, which keeps the float64 CUDA backward free of register spills). NaN
+// propagates.
+template <typename T>
+HK_HOST_DEVICE T abs_t(T x) {
+  return x < T(0) ? -x : x;
+}
+template <typename T>
+HK_HOST_DEVICE T soft_step(T hebb, T d, T inv_clip) {
+  return hebb + d - abs_t(d) * (hebb * inv_clip);
+}
+
+// Adjoint of clamp(soft_step(hebb, d, c), -c, c) for the adjoint g of the result: writes the
+// adjoint of hebb to d_hebb_out and returns that of d. torch.clamp's gradient passes at the bounds:
+// at d = 0 both branches of the soft clip do (d soft / d d = 2 there).
+// `inv` is 1 / clip, computed once by the caller (a float64 division per element made the CUDA
+// backward of retro_soft spill registers).
+template <typename T>
+HK_HOST_DEVICE T soft_step_backward(T hebb, T d, T clip, T inv, T g, T& d_hebb_out) {
+  const T s = hebb * inv;
+  const T a = abs_t(d);
+  const T gg = clamp_passes(hebb + d - a * s, clip) ? g : T(0);
+  d_hebb_out = gg * (T(1) - a * inv);
+  const T slope = d > T(0) ? T(1) - s : (d < T(0) ? T(1) + s : T(2));
+  return gg * slope;
+}
+
 // One element of the trace update. `pre` = h_{t-1}[i], `post` = h_t[j], `mod` = m_t[j] (only read
 // by the modulated rules), `eta` (only read by the rules that use it). `elig` is only read and
 // written by Rule::Retro.
+// trace_forward with the reciprocal of the clip given (read by the soft clip only): the CUDA
+// kernels compute it once, not as a float64 division per element.
 template <Rule R, typename T>
-HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip) {
+HK_HOST_DEVICE void trace_forward_inv(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip,
+                                      T inv_clip) {
   if constexpr (R == Rule::Hebb) {
     hebb = (T(1) - eta) * hebb + eta * (pre * post);
   } else if constexpr (R == Rule::Oja) {
@@ -52,8 +198,18 @@ HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta,
     hebb = clamp_sym(hebb + eta * (pre * post), clip);
   } else if constexpr (R == Rule::Neuromod) {
     hebb = clamp_sym(hebb + mod * (pre * post), clip);
-  } else {  // Retro: the trace moves by the eligibility as it stood before this step's product.
+  } else if constexpr (R == Rule::Retro) {
+    // The trace moves by the eligibility as it stood before this step's product.
     hebb = clamp_sym(hebb + mod * elig, clip);
+    elig = (T(1) - eta) * elig + eta * (pre * post);
+  } else if constexpr (R == Rule::Gated) {
+    hebb = (T(1) - mod) * hebb + mod * (pre * post);
+  } else if constexpr (R == Rule::ClipSoft) {
+    hebb = clamp_sym(soft_step(hebb, eta * (pre * post), inv_clip), clip);
+  } else if constexpr (R == Rule::NeuromodSoft) {
+    hebb = clamp_sym(soft_step(hebb, mod * (pre * post), inv_clip), clip);
+  } else {  // RetroSoft
+    hebb = clamp_sym(soft_step(hebb, mod * elig, inv_clip), clip);
     elig = (T(1) - eta) * elig + eta * (pre * post);
   }
 }
@@ -70,9 +226,11 @@ struct TraceGrad {
   T d_eta;
 };
 
+// trace_backward with the reciprocal of the clip given (inv_clip = 1 / clip; read by the soft
+// clip only): kernels compute it once per call.
 template <Rule R, typename T>
-HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod, T eta, T clip,
-                                           T& d_hebb, T& d_elig) {
+HK_HOST_DEVICE TraceGrad<T> trace_backward_inv(T hebb, T elig, T pre, T post, T mod, T eta, T clip,
+                                               T inv_clip, T& d_hebb, T& d_elig) {
   TraceGrad<T> g{T(0), T(0), T(0), T(0)};
   const T prod = pre * post;
   if constexpr (R == Rule::Hebb) {
@@ -99,7 +257,7 @@ HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod,
     g.d_pre = d * mod * post;
     g.d_post = d * mod * pre;
     g.d_mod = d * prod;
-  } else {  // Retro
+  } else if constexpr (R == Rule::Retro) {
     const T d = clamp_passes(hebb + mod * elig, clip) ? d_hebb : T(0);
     const T de = d_elig;
     d_hebb = d;
@@ -108,8 +266,52 @@ HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod,
     g.d_pre = eta * de * post;
     g.d_post = eta * de * pre;
     g.d_eta = de * (prod - elig);
+  } else if constexpr (R == Rule::Gated) {
+    const T d = d_hebb;
+    d_hebb = (T(1) - mod) * d;
+    g.d_pre = d * mod * post;
+    g.d_post = d * mod * pre;
+    g.d_mod = d * (prod - hebb);
+  } else if constexpr (R == Rule::ClipSoft) {
+    T dh;
+    const T dd = soft_step_backward(hebb, eta * prod, clip, inv_clip, d_hebb, dh);
+    d_hebb = dh;
+    g.d_pre = dd * eta * post;
+    g.d_post = dd * eta * pre;
+    g.d_eta = dd * prod;
+  } else if constexpr (R == Rule::NeuromodSoft) {
+    T dh;
+    const T dd = soft_step_backward(hebb, mod * prod, clip, inv_clip, d_hebb, dh);
+    d_hebb = dh;
+    g.d_pre = dd * mod * post;
+    g.d_post = dd * mod * pre;
+    g.d_mod = dd * prod;
+  } else {  // RetroSoft
+    T dh;
+    const T dd = soft_step_backward(hebb, mod * elig, clip, inv_clip, d_hebb, dh);
+    const T de = d_elig;
+    d_hebb = dh;
+    d_elig = dd * mod + (T(1) - eta) * de;
+    g.d_mod = dd * elig;
+    g.d_pre = eta * de * post;
+    g.d_post = eta * de * pre;
+    g.d_eta = de * (prod - elig);
   }
   return g;
+}
+
+// One element of the trace update (see trace_forward_inv).
+template <Rule R, typename T>
+HK_HOST_DEVICE void trace_forward(T& hebb, T& elig, T pre, T post, T mod, T eta, T clip) {
+  trace_forward_inv<R>(hebb, elig, pre, post, mod, eta, clip, is_soft(R) ? T(1) / clip : T(0));
+}
+
+// Adjoints of one element of the trace update (see trace_backward_inv).
+template <Rule R, typename T>
+HK_HOST_DEVICE TraceGrad<T> trace_backward(T hebb, T elig, T pre, T post, T mod, T eta, T clip,
+                                           T& d_hebb, T& d_elig) {
+  return trace_backward_inv<R>(hebb, elig, pre, post, mod, eta, clip,
+                               is_soft(R) ? T(1) / clip : T(0), d_hebb, d_elig);
 }
 
 }  // namespace hebbkern
