@@ -14,27 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from convert_helpers import TOL, f64
+from convert_helpers import lstm_sd as _lstm_sd
+from convert_helpers import lstm_step as _lstm_step
+from convert_helpers import r as _r
+from convert_helpers import simple_maze_sd as _simple_maze_sd
+from convert_helpers import simple_maze_step as _simple_maze_step
 
 import hebbkern
 from hebbkern.convert import from_backpropamine, from_differentiable_plasticity
-
-f64 = torch.float64
-TOL = dict(rtol=1e-12, atol=1e-12)
-
-
-def _r(*shape, seed, scale=0.5):
-    g = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(*shape, generator=g, dtype=f64)
-
-
-def _linear_sd(name, n_in, n_out, seed):
-    """An ``nn.Linear(n_in, n_out)`` named ``name`` as it appears in a state_dict."""
-    return {f"{name}.weight": _r(n_out, n_in, seed=seed), f"{name}.bias": _r(n_out, seed=seed + 1)}
-
-
-def _lin(sd, name, x):
-    return F.linear(x, sd[f"{name}.weight"], sd[f"{name}.bias"])
-
 
 # ---------------------------------------------------------------------------------------------
 # differentiable plasticity: pattern completion (and image completion, clamped)
@@ -130,148 +118,31 @@ def test_omniglot_readout(alpha, rule):
 # ---------------------------------------------------------------------------------------------
 
 
-def _simple_maze_sd(I, N, alpha, seed=40):
-    alpha_shape = {"full": (N, N), "per_neuron": (1, 1, N), "single": (1,)}[alpha]
-    return {
-        **_linear_sd("i2h", I, N, seed),
-        "w": _r(N, N, seed=seed + 2),
-        "alpha": _r(*alpha_shape, seed=seed + 3),
-        **_linear_sd("h2mod", N, 1, seed + 4),
-        **_linear_sd("modfanout", 1, N, seed + 6),
-        **_linear_sd("h2o", N, 4, seed + 8),
-        **_linear_sd("h2v", N, 1, seed + 10),
-    }
-
-
-def _simple_maze_step(sd, x, h, hebb):
-    h_new = torch.tanh(
-        _lin(sd, "i2h", x) + torch.bmm(h.unsqueeze(1), sd["w"] + sd["alpha"] * hebb).squeeze(1)
-    )
-    delta = torch.bmm(h.unsqueeze(2), h_new.unsqueeze(1))
-    eta = _lin(sd, "modfanout", torch.tanh(_lin(sd, "h2mod", h_new)).unsqueeze(2))  # [B, 1, N]
-    hebb = torch.clamp(hebb + eta * delta, -2.0, 2.0)
-    return _lin(sd, "h2o", h_new), _lin(sd, "h2v", h_new), h_new, hebb
-
-
+@pytest.mark.parametrize("layout", ["pre_post", "post_pre"])
 @pytest.mark.parametrize("alpha", ["full", "per_neuron", "single"])
-def test_simple_maze_agent(alpha):
+def test_simple_maze_agent(alpha, layout):
     I, N, B, T = 7, 10, 4, 6
     sd = _simple_maze_sd(I, N, alpha)
-    net = from_backpropamine(sd, "simple_maze")
+    net = from_backpropamine(sd, "simple_maze", layout=layout)
     cell = net["cell"]
-    assert cell.clip == 2.0 and cell.rule == "neuromod" and cell.fanout
+    assert cell.clip == 2.0 and cell.rule == "neuromod" and cell.fanout and cell.layout == layout
     xs = _r(T, B, I, seed=50, scale=1.0)
     h, hebb = torch.zeros(B, N, dtype=f64), _r(B, N, N, seed=51)  # a trace mid-episode
-    state = hebbkern.PlasticState(h, hebb, None)
+    # The original's trace is [B, pre, post]; with layout="post_pre" hebbkern keeps it transposed.
+    lay = (lambda x: x) if layout == "pre_post" else (lambda x: x.transpose(1, 2))
+    state = hebbkern.PlasticState(h, lay(hebb), None)
     for t in range(T):
         logits, value, h, hebb = _simple_maze_step(sd, xs[t], h, hebb)
         state = cell(xs[t], state)
         torch.testing.assert_close(state.h, h, **TOL)
-        torch.testing.assert_close(state.hebb, hebb, **TOL)
+        torch.testing.assert_close(state.hebb, lay(hebb), **TOL)
         torch.testing.assert_close(net["h2o"](state.h), logits, **TOL)
         torch.testing.assert_close(net["h2v"](state.h), value, **TOL)
 
 
 # ---------------------------------------------------------------------------------------------
-# Backpropamine: the batched maze code ([post, pre], clip 1): plastic, modplast, modul (retro)
-# ---------------------------------------------------------------------------------------------
-
-
-def _maze_sd(kind, I, N, seed=60):
-    sd = {**_linear_sd("i2h", I, N, seed), "w": _r(N, N, seed=seed + 2)}
-    sd["alpha"] = _r(N, N, seed=seed + 3)
-    if kind == "plastic":
-        sd["eta"] = torch.full((1,), 0.3, dtype=f64)
-    else:
-        sd.update(_linear_sd("h2DA", N, 1, seed + 4))
-    if kind == "modul":
-        sd["etaet"] = torch.full((1,), 0.3, dtype=f64)
-    sd.update(_linear_sd("h2o", N, 4, seed + 8))
-    sd.update(_linear_sd("h2v", N, 1, seed + 10))
-    return sd
-
-
-def _maze_step(sd, kind, addpw, x, h, hebb, et):
-    """The batched maze step in its own layout: w, alpha, hebb, et are [post, pre]."""
-    B, N = h.shape
-    h_new = torch.tanh(
-        _lin(sd, "i2h", x).view(B, N, 1)
-        + torch.matmul(sd["w"] + sd["alpha"] * hebb, h.view(B, N, 1))
-    ).view(B, N)
-    delta = torch.bmm(h_new.view(B, N, 1), h.view(B, 1, N))  # [B, post, pre]
-    if kind == "plastic":
-        if addpw == 3:
-            hebb = torch.clamp(hebb + sd["eta"] * delta, -1.0, 1.0)
-        else:
-            hebb = (1 - sd["eta"]) * hebb + sd["eta"] * delta
-        return h_new, hebb, et
-    da = torch.tanh(_lin(sd, "h2DA", h_new)).view(B, 1, 1)
-    if kind == "modplast":
-        return h_new, torch.clamp(hebb + da * delta, -1.0, 1.0), et
-    hebb = torch.clamp(hebb + da * et, -1.0, 1.0)
-    et = (1 - sd["etaet"]) * et + sd["etaet"] * delta
-    return h_new, hebb, et
-
-
-@pytest.mark.parametrize(
-    "kind,addpw,rule",
-    [("plastic", 3, "clip"), ("plastic", 0, "hebb"), ("modplast", 3, "neuromod"),
-     ("modul", 3, "retro")],
-)  # fmt: skip
-def test_batched_maze_agents(kind, addpw, rule):
-    I, N, B, T = 7, 9, 5, 6
-    sd = _maze_sd(kind, I, N)
-    net = from_backpropamine(sd, "maze", addpw=addpw)
-    cell = net["cell"]
-    assert cell.rule == rule and cell.clip == 1.0 and not cell.fanout
-    xs = _r(T, B, I, seed=70, scale=1.0)
-    h = _r(B, N, seed=71)
-    hebb = _r(B, N, N, seed=72, scale=0.3)  # [B, post, pre], mid-episode
-    et = _r(B, N, N, seed=73, scale=0.3) if kind == "modul" else None
-    # hebbkern's traces are [B, pre, post]: the original's, transposed.
-    state = hebbkern.PlasticState(
-        h, hebb.transpose(1, 2), None if et is None else et.transpose(1, 2)
-    )
-    for t in range(T):
-        h, hebb, et = _maze_step(sd, kind, addpw, xs[t], h, hebb, et)
-        state = cell(xs[t], state)
-        torch.testing.assert_close(state.h, h, **TOL)
-        torch.testing.assert_close(state.hebb, hebb.transpose(1, 2), **TOL)
-        if et is not None:
-            torch.testing.assert_close(state.elig, et.transpose(1, 2), **TOL)
-    torch.testing.assert_close(net["h2o"](state.h), _lin(sd, "h2o", h), **TOL)
-
-
-# ---------------------------------------------------------------------------------------------
 # Backpropamine: the plastic LSTM (per-neuron alpha [1, 1, N], fan-out, clip 2)
 # ---------------------------------------------------------------------------------------------
-
-
-def _lstm_sd(I, N, alpha_shape=None, seed=80, prefix=""):
-    sd = {"w": _r(N, N, seed=seed), "alpha": _r(*(alpha_shape or (1, 1, N)), seed=seed + 1)}
-    for i, g in enumerate(("f", "i", "opt")):
-        sd.update(_linear_sd(f"h2{g}", N, N, seed + 10 + 2 * i))
-    for i, g in enumerate(("f", "opt", "i", "c")):
-        sd.update(_linear_sd(f"x2{g}", I, N, seed + 20 + 2 * i))
-    sd.update(_linear_sd("h2mod", N, 1, seed + 30))
-    sd.update(_linear_sd("modfanout", 1, N, seed + 32))
-    return {prefix + k: v for k, v in sd.items()}
-
-
-def _lstm_step(sd, x, h, c, hebb, *, quirk=False):
-    f = torch.sigmoid(_lin(sd, "x2f", x) + _lin(sd, "h2f", h))
-    i = torch.sigmoid(_lin(sd, "x2i", x) + _lin(sd, "h2i", h))
-    o = torch.sigmoid(_lin(sd, "x2opt", x) + _lin(sd, "h2opt", h))
-    rec = torch.bmm(h.unsqueeze(1), sd["w"] + sd["alpha"] * hebb).squeeze(1)
-    g = torch.tanh(_lin(sd, "x2c", x) + rec)
-    c = f * c + i * g
-    h_new = o * torch.tanh(c)
-    delta = torch.bmm(h.unsqueeze(2), g.unsqueeze(1))
-    eta = _lin(sd, "modfanout", torch.tanh(_lin(sd, "h2mod", h_new)).unsqueeze(2))
-    # The original squeezes then unsqueezes dim 1: [B, 1, N] for B > 1, but [N, 1] at B = 1.
-    eta = eta.squeeze().unsqueeze(1) if quirk else eta
-    hebb = torch.clamp(hebb + eta * delta, -2.0, 2.0)
-    return h_new, c, hebb
 
 
 @pytest.mark.parametrize("alpha_shape", [None, (1,), "full"])
@@ -326,10 +197,6 @@ def test_errors():
         from_backpropamine(bad, "simple_maze")
     with pytest.raises(ValueError, match="network must be"):
         from_backpropamine(sd, "tmaze")
-    with pytest.raises(ValueError, match="addpw=2"):
-        from_backpropamine(_maze_sd("modplast", 3, 4), "maze", addpw=2)
-    with pytest.raises(ValueError, match="addpw=1"):
-        from_backpropamine(_maze_sd("plastic", 3, 4), "maze", addpw=1)
     with pytest.raises(ValueError, match="network must be"):
         from_differentiable_plasticity({"w": _r(3, 3, seed=0)}, "images")
     with pytest.raises(KeyError, match="'eta'"):
