@@ -8,8 +8,8 @@ rather than parameters, a dict of those tensors under the same names):
   network and the image-completion one) or ``"omniglot"`` (the conv encoder and its plastic
   read-out).
 - :func:`from_backpropamine`: ``network="simple_maze"`` (the one-file maze agent),
-  ``"maze"`` (the batched maze code: its ``plastic``, ``modplast`` and retroactive ``modul``
-  networks) or ``"lstm"`` (the plastic LSTM of the language model).
+  ``"maze"`` (the batched maze code: its ``rnn``, ``plastic``, ``modplast`` and retroactive
+  ``modul`` networks) or ``"lstm"`` (the plastic LSTM of the language model).
 
 What the conversion does: renames the keys, transposes the batched maze code's ``[post, pre]``
 matrices to hebbkern's ``[pre, post]``, reshapes ``nn.Linear`` weights (``[1, N]``, ``[N, 1]``)
@@ -18,12 +18,11 @@ LSTM's per-gate ``nn.Linear`` layers into ``nn.LSTM``'s ``weight_ih`` / ``weight
 options the original code hard-wired (the clip bound, the fan-out, the input projection) and maps
 the options it took on its command line (the maze code's ``type``, ``addpw``, ``da``, ``activ``,
 ``fm``; the LSTM's ``cliptype``, ``hebboutput``, ``modultype``) to hebbkern's (docs/SPEC.md
-sections 1.1 and 2.1). The
-result computes the original step as the papers meant it; where the code has a known bug (the
-plastic LSTM's fan-out at batch size 1, docs/SPEC.md section 9) the converted module does not
-reproduce it. The traces are state, not parameters: a trace kept by the batched maze code is
-``[B, post, pre]`` and must be transposed (``hebb.transpose(1, 2)``) before it is handed over,
-unless the network is converted with ``layout="post_pre"``.
+sections 1.1 and 2.1). The result computes the original step as the papers meant it; where the
+code has a known bug (the plastic LSTM's fan-out at batch size 1, docs/SPEC.md section 9) the
+converted module does not reproduce it. The traces are state, not parameters: a trace kept by
+the batched maze code is ``[B, post, pre]`` and must be transposed (``hebb.transpose(1, 2)``)
+before it is handed over, unless the network is converted with ``layout="post_pre"``.
 """
 
 from __future__ import annotations
