@@ -8,6 +8,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -21,3 +23,16 @@ def load_example(name: str, module_name: str | None = None):
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def example_fixture(name: str, *needs: str):
+    """A module-scoped fixture of examples/``name``.py (loaded as ``<name>_example``); the calling
+    test module is skipped where one of the packages ``needs`` is not installed."""
+    for package in needs:
+        pytest.importorskip(package)
+
+    @pytest.fixture(scope="module")
+    def ex():
+        return load_example(name, f"{name}_example")
+
+    return ex

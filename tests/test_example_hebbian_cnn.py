@@ -2,18 +2,10 @@
 
 import json
 
-import pytest
 import torch
-from example_helpers import load_example
+from example_helpers import example_fixture
 
-pytest.importorskip("skimage")
-pytest.importorskip("sklearn")
-pytest.importorskip("matplotlib")
-
-
-@pytest.fixture(scope="module")
-def ex():
-    return load_example("hebbian_cnn_layers", "hebbian_cnn_layers_example")
+ex = example_fixture("hebbian_cnn_layers", "skimage", "sklearn", "matplotlib")
 
 
 def test_plain_network_passes_sparse_output_dense_one_the_triangle(ex):

@@ -3,19 +3,12 @@ episodes clamp what the task says, and its smoke size runs end to end and writes
 
 import json
 
-import pytest
 import torch
-from example_helpers import load_example
+from example_helpers import example_fixture
 
 import hebbkern
 
-pytest.importorskip("skimage")
-pytest.importorskip("matplotlib")
-
-
-@pytest.fixture(scope="module")
-def ex():
-    return load_example("image_completion", "image_completion_example")
+ex = example_fixture("image_completion", "skimage", "matplotlib")
 
 
 def test_recurrent_net_is_plastic_rnn_without_plasticity(ex):
