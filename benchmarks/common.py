@@ -309,6 +309,11 @@ def ratio(v: float) -> str:
     return f"{v:.{digits}f}"
 
 
+def text_columns(*keys: str) -> list[tuple[str, str, str]]:
+    """``format_table`` columns of text, each headed by its key."""
+    return [(k, k, "") for k in keys]
+
+
 def format_table(rows: list[dict], columns: list[tuple[str, str, object]]) -> str:
     """Fixed-width text table; ``columns`` are ``(header, key, format)`` with ``format`` a format
     spec or a function for numbers (``""``: text, left-aligned). Missing values print as ``-``."""

@@ -193,8 +193,7 @@ def run(cases, providers, min_time: float, memory: bool, threads: int) -> list[d
 
 
 COLUMNS = [
-    ("case", "case", ""),
-    ("provider", "provider", ""),
+    *common.text_columns("case", "provider"),
     ("median ms", "median_ms", ".2f"),
     ("IQR ms", "iqr_ms", ".2f"),
     ("vs unfold", "speedup_vs_unfold", common.ratio),

@@ -146,15 +146,12 @@ def main(argv=None) -> int:
     rows.append(dict(base, provider=kernel, trials=a.trials, seconds=t_full,
                      gen_per_hour=3600 / t_full, speedup=t_ref_full / t_full))  # fmt: skip
     cols = [
-        ("provider", "provider", ""),
-        ("B", "population", "d"),
-        ("N", "neurons", "d"),
-        ("trials", "trials", "d"),
-        ("dtype", "dtype", ""),
-        ("seconds", "seconds", ".3f"),
-        ("gen/hour", "gen_per_hour", ".1f"),
+        *common.text_columns("provider"),
+        ("B", "population", "d"), ("N", "neurons", "d"), ("trials", "trials", "d"),
+        *common.text_columns("dtype"),
+        ("seconds", "seconds", ".3f"), ("gen/hour", "gen_per_hour", ".1f"),
         ("speed-up", "speedup", common.ratio),
-    ]
+    ]  # fmt: skip
     print(common.format_table(rows, cols))
     a.out.mkdir(parents=True, exist_ok=True)
     stem = a.out / f"lifetime_{device.type}{'_' + a.tag if a.tag else ''}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.step_common import Case, leaves, main, provider_fn
+from benchmarks.step_common import Case, main, op_case, trace_shape
 
 NAME = "plastic_linear"
 
@@ -22,21 +22,10 @@ def linear_case(B: int, M: int, K: int, shared: bool) -> Case:
         "x": torch.randn(B, M, generator=g),
         "w": torch.randn(M, K, generator=g) / M**0.5,
         "alpha": 0.01 * torch.rand(M, K, generator=g),
-        "hebb": 0.3 * torch.randn(*((M, K) if shared else (B, M, K)), generator=g),
+        "hebb": 0.3 * torch.randn(*trace_shape(B, M, K, shared), generator=g),
     }
-
-    def build(provider, grad):
-        x = leaves(base, grad)
-        fn = provider_fn("plastic_linear", provider)
-
-        def forward():
-            return (fn(x["x"], x["w"], x["alpha"], x["hebb"]),)
-
-        return forward, list(x.values())
-
-    kind = "shared" if shared else "per-sample"
-    shape = [M, K] if shared else [B, M, K]
-    return Case(f"{kind} hebb {shape} B={B} f32", build)
+    return op_case("plastic_linear", f"{{kind}} hebb {{shape}} B={B} f32", base,
+                   lambda fn, x: fn(x["x"], x["w"], x["alpha"], x["hebb"]))  # fmt: skip
 
 
 def cases(quick: bool) -> list[Case]:

@@ -167,10 +167,7 @@ def run_dhp(cases, min_time, max_case_time) -> list[dict]:
 
 
 COLUMNS = [
-    ("op", "op", ""),
-    ("case", "case", ""),
-    ("mode", "mode", ""),
-    ("provider", "provider", ""),
+    *common.text_columns("op", "case", "mode", "provider"),
     ("median ms", "median_ms", ".2f"),
     ("iqr ms", "iqr_ms", ".2f"),
     ("speed-up", "speedup", common.ratio),

@@ -147,10 +147,7 @@ def measure(case, provider, device, min_time, max_case_time) -> dict:
 
 
 COLUMNS = [
-    ("case", "case", ""),
-    ("provider", "provider", ""),
-    ("backend", "backend", ""),
-    ("status", "status", ""),
+    *common.text_columns("case", "provider", "backend", "status"),
     ("median ms", "median_ms", ".1f"),
     ("speed-up", "speedup", common.ratio),
     ("peak GiB", "peak_gib", ".2f"),

@@ -57,6 +57,25 @@ def leaves(base: dict, grad: bool) -> dict:
     return {k: v.clone().requires_grad_(grad) for k, v in base.items()}
 
 
+def trace_shape(B: int, M: int, K: int, shared: bool) -> tuple[int, ...]:
+    """A layer's trace: one [M, K] shared by the batch, or one [B, M, K] per sample."""
+    return (M, K) if shared else (B, M, K)
+
+
+def op_case(name: str, label: str, base: dict, call) -> Case:
+    """A case of ``hebbkern.<name>`` whose forward is ``call(fn, x)``: ``fn`` the provider's
+    function, ``x`` fresh leaves of ``base``; ``label`` gets the trace's kind and shape."""
+    trace = base["trace"] if "trace" in base else base["hebb"]
+    kind = "per-sample" if trace.dim() == 3 else "shared"
+
+    def build(provider, grad):
+        x = leaves(base, grad)
+        fn = provider_fn(name, provider)
+        return (lambda: (call(fn, x),)), list(x.values())
+
+    return Case(label.format(kind=kind, shape=list(trace.shape)), build)
+
+
 def runner(forward, leaves, grad: bool, seed: int = 0):
     """The timed call: the forward (no_grad for ``fwd``), or forward + autograd.grad."""
     if not grad:

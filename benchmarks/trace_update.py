@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.step_common import Case, leaves, main, provider_fn
+from benchmarks.step_common import Case, main, op_case, trace_shape
 
 NAME = "trace_update"
 
@@ -19,25 +19,15 @@ NAME = "trace_update"
 def update_case(B: int, M: int, K: int, shared: bool, rule: str) -> Case:
     g = torch.Generator().manual_seed(0)
     base = {
-        "trace": 0.3 * torch.randn(*((M, K) if shared else (B, M, K)), generator=g),
+        "trace": 0.3 * torch.randn(*trace_shape(B, M, K, shared), generator=g),
         "pre": torch.randn(B, M, generator=g).tanh(),
         "post": torch.randn(B, K, generator=g).tanh(),
         "eta": 0.05 * torch.randn((() if shared else (B, K)), generator=g),
     }
     clip = 1.0 if rule == "clip" else None
-
-    def build(provider, grad):
-        x = leaves(base, grad)
-        fn = provider_fn("trace_update", provider)
-
-        def forward():
-            return (fn(x["trace"], x["pre"], x["post"], rule=rule, eta=x["eta"], clip=clip),)
-
-        return forward, list(x.values())
-
-    kind = "shared" if shared else "per-sample"
-    shape = [M, K] if shared else [B, M, K]
-    return Case(f"{rule} {kind} trace {shape} B={B} f32", build)
+    return op_case("trace_update", f"{rule} {{kind}} trace {{shape}} B={B} f32", base,
+                   lambda fn, x: fn(x["trace"], x["pre"], x["post"], rule=rule, eta=x["eta"],
+                                    clip=clip))  # fmt: skip
 
 
 def cases(quick: bool) -> list[Case]:

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import add_options
 
 from hebbkern.meta import meta_step, reset_rows
 from hebbkern.nn.anml import ANML
@@ -140,16 +141,9 @@ def pretrain(model, data, args, seed):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--meta-classes", type=int, default=200)
-    p.add_argument("--val-classes", type=int, default=20)
-    p.add_argument("--test-classes", type=int, nargs="+", default=[10, 25, 50, 100])
-    p.add_argument("--meta-iters", type=int, default=5000)
-    p.add_argument("--traj", type=int, default=10)
-    p.add_argument("--remember", type=int, default=10)
-    p.add_argument("--inner-lr", type=float, default=0.1)
-    p.add_argument("--meta-lr", type=float, default=1e-3)
-    p.add_argument("--pretrain-epochs", type=int, default=5)
-    p.add_argument("--lrs", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1])
+    add_options(p, meta_classes=200, val_classes=20, test_classes=[10, 25, 50, 100],
+                meta_iters=5000, traj=10, remember=10, inner_lr=0.1, meta_lr=1e-3,
+                pretrain_epochs=5, lrs=[0.003, 0.01, 0.03, 0.1])  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="meta-training seeds")
     p.add_argument("--orders", type=int, default=3, help="meta-test class orders per seed")
     p.add_argument("--out", type=Path, default=HERE / "results")

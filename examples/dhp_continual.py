@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import add_options
 from sklearn.datasets import load_digits
 from torch import nn
 
@@ -215,13 +216,8 @@ def sweep(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="one batch per epoch, one seed")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--tasks", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--fisher-samples", type=int, default=200)
-    p.add_argument("--benchmarks", default="permuted,split,imbalanced")
+    add_options(p, seeds=3, tasks=5, epochs=5, batch=32, lr=1e-3, fisher_samples=200,
+                benchmarks="permuted,split,imbalanced")  # fmt: skip
     p.add_argument("--sweep", action="store_true", help="run the strength sweep and exit")
     p.add_argument(
         "--diagnose", action="store_true", help="print DHP's eta and alpha (seed 0) and exit"

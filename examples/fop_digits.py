@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import add_options
 from torch import nn
 
 from hebbkern.optim import FOP
@@ -156,17 +157,9 @@ def plot_preconditioners(results: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--sgd-lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--adam-lr", type=float, default=1e-3)
-    p.add_argument("--hyper-lr-sgd", type=float, default=1.0)
-    p.add_argument("--hyper-lr-adam", type=float, default=10.0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--optimizers", nargs="+", default=["SGD", "FOP-SGD", "Adam", "FOP-Adam"])
-    p.add_argument("--out", type=Path, default=HERE)
+    add_options(p, seeds=3, epochs=20, batch=32, sgd_lr=0.01, momentum=0.9, adam_lr=1e-3,
+                hyper_lr_sgd=1.0, hyper_lr_adam=10.0, threads=2,
+                optimizers=["SGD", "FOP-SGD", "Adam", "FOP-Adam"], out=HERE)  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_digits()

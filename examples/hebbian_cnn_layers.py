@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import add_options, grey_photos, hebbian_epochs, size_flags, whiten
 from torch import nn
 
 import hebbkern
@@ -92,17 +93,6 @@ CONDITIONS = {"none": (False, False), "dense": (True, False), "prune": (False, T
               "dense+prune": (True, True)}  # fmt: skip
 
 
-def whiten(x_tr: torch.Tensor, x_te: torch.Tensor, eps: float = 0.1):
-    """ZCA whitening fitted on the training images (the paper whitens CIFAR-10)."""
-    shape = x_tr.shape[1:]
-    a, b = x_tr.flatten(1).double(), x_te.flatten(1).double()
-    mean = a.mean(0)
-    evals, evecs = torch.linalg.eigh((a - mean).T @ (a - mean) / len(a))
-    zca = evecs @ torch.diag((evals.clamp_min(0) + eps * evals.mean()).rsqrt()) @ evecs.T
-    return (((a - mean) @ zca).float().reshape(-1, *shape),
-            ((b - mean) @ zca).float().reshape(-1, *shape))  # fmt: skip
-
-
 def standardise(x: torch.Tensor) -> torch.Tensor:
     x = x - x.mean((1, 2, 3), keepdim=True)
     return x / x.std((1, 2, 3), keepdim=True).clamp_min(1e-6)
@@ -121,19 +111,6 @@ def load_digits_set(cfg: Config):
                               stratify=y.numpy())  # fmt: skip
     x_tr, x_te = whiten(x[tr], x[te])
     return x_tr, y[tr], x_te, y[te]
-
-
-def grey_photos(names) -> list[np.ndarray]:
-    import skimage.color
-    import skimage.data
-
-    out = []
-    for name in names:
-        im = getattr(skimage.data, name)()
-        if im.ndim == 3:
-            im = skimage.color.rgb2gray(im[..., :3])
-        out.append(np.asarray(im, dtype=np.float64) / (255.0 if im.max() > 1 else 1.0))
-    return out
 
 
 def crops(im: np.ndarray, count: int, side: int, rng, cols: slice | None = None) -> np.ndarray:
@@ -192,16 +169,8 @@ class HebbianCNN(nn.Module):
             layer.hebbian_step(lr)
 
 
-def train(net: HebbianCNN, x: torch.Tensor, cfg: Config) -> None:
-    g = torch.Generator().manual_seed(cfg.seed)
-    net.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x) - cfg.batch + 1, cfg.batch):
-            net(x[order[i : i + cfg.batch]])
-            # The rule sums over the batch and positions; dividing by the batch keeps the step
-            # size independent of it.
-            net.hebbian_step(cfg.lr / cfg.batch)
+def train(net: nn.Module, x: torch.Tensor, cfg: Config) -> None:
+    hebbian_epochs(net, x, cfg.epochs, cfg.batch, cfg.lr, cfg.seed)
 
 
 @torch.no_grad()
@@ -274,13 +243,7 @@ def filters_from_photos(cfg: Config, out: Path) -> dict:
     x, _ = whiten(x, x[:1])
     torch.manual_seed(cfg.seed)
     layer = HebbianConv2d(1, cfg.filter_channels, 7, rule="oja", k=1, homeostasis=3.0)
-    g = torch.Generator().manual_seed(cfg.seed)
-    layer.train()
-    for _ in range(cfg.epochs):
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x) - cfg.batch + 1, cfg.batch):
-            layer(x[order[i : i + cfg.batch]])
-            layer.hebbian_step(cfg.lr / cfg.batch)
+    train(layer, x, cfg)
     w = layer.weight.detach()[:, 0]
     # Localisation: the fraction of each unit-norm filter's energy in its strongest 3x3 window,
     # for the learned and the random initial filters (a random filter: about 9/49 = 0.18).
@@ -373,9 +336,7 @@ def time_training(cfg: Config, batches: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--smoke", action="store_true", help="tiny network and data (tests)")
-    size.add_argument("--full", action="store_true", help="the paper's widths, pruning, epochs")
+    size_flags(p, smoke="tiny network and data (tests)", full="the paper's widths, pruning, epochs")
     p.add_argument("--time-batches", type=int, default=0,
                    help="only time this many training batches of one network per data set and "
                         "print the extrapolated training time of the whole run")  # fmt: skip
@@ -383,9 +344,7 @@ def main(argv=None) -> dict:
     p.add_argument("--prune", type=float)
     p.add_argument("--data", nargs="+", choices=("digits", "photos"))
     p.add_argument("--rules", nargs="+", choices=("oja", "hebb", "instar"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    add_options(p, seed=0, threads=2, out=HERE / "results")
     a = p.parse_args(argv)
     base = SMOKE if a.smoke else FULL if a.full else REDUCED
     cfg = Config(**(asdict(base) | {"seed": a.seed}))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import add_options, hebbian_epochs, whiten
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -49,18 +50,6 @@ def load(seed: int):
     return x_tr, y[idx_tr], x_te, y[idx_te]
 
 
-def whiten(x_tr: torch.Tensor, x_te: torch.Tensor, eps: float = 0.1):
-    """ZCA whitening fitted on the training images (as the paper whitens CIFAR-10): without it,
-    Hebbian filters settle on the low-frequency directions that dominate the pixel covariance."""
-    shape = x_tr.shape[1:]
-    a, b = x_tr.flatten(1).double(), x_te.flatten(1).double()
-    mean = a.mean(0)
-    evals, evecs = torch.linalg.eigh((a - mean).T @ (a - mean) / len(a))
-    zca = evecs @ torch.diag((evals.clamp_min(0) + eps * evals.mean()).rsqrt()) @ evecs.T
-    return (((a - mean) @ zca).float().reshape(-1, *shape),
-            ((b - mean) @ zca).float().reshape(-1, *shape))  # fmt: skip
-
-
 class HebbianCNN(nn.Module):
     def __init__(self, c1: int = 32, c2: int = 64, prune: float = 0.8) -> None:
         super().__init__()
@@ -85,19 +74,13 @@ class HebbianCNN(nn.Module):
 
 
 def train(net: HebbianCNN, x: torch.Tensor, epochs: int, batch: int, lr: float, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    net.train()
-    for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x) - batch + 1, batch):
-            net(x[order[i : i + batch]])
-            # The update sums over the batch and positions; dividing by the batch keeps the
-            # step size independent of it.
-            net.hebbian_step(lr / batch)
+    def report(epoch):
         thr = net.layers[0].thresholds
         print(
             f"  epoch {epoch + 1}/{epochs}: thresholds (layer 1) [{thr.min():.2f}, {thr.max():.2f}]"
         )
+
+    hebbian_epochs(net, x, epochs, batch, lr, seed, report)
 
 
 def features(net: HebbianCNN, x: torch.Tensor, pool: int) -> list[torch.Tensor]:
@@ -138,14 +121,10 @@ def save_filters(w: torch.Tensor, path: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=0)
+    add_options(p, epochs=3, batch=32, lr=0.05, seed=0)
     p.add_argument("--channels", type=int, nargs=2, default=(32, 64), help="layer widths")
     p.add_argument("--pool", type=int, default=2, help="read-out positions per side")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=HERE / "hebbian_digits_filters.png")
+    add_options(p, threads=2, out=HERE / "hebbian_digits_filters.png")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()

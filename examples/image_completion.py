@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_options, grey_photos, size_flags
 
 import hebbkern
 
@@ -83,15 +84,7 @@ def load_patches(names, count: int, side: int, rng: np.random.Generator) -> torc
     """``count`` random grey-scale ``side x side`` crops of the named photographs, each made
     zero-mean and scaled to max |pixel| = 1 as in the paper; nearly flat crops (sky, background)
     are skipped, since that scaling would turn their noise into a pattern."""
-    import skimage.color
-    import skimage.data
-
-    photos = []
-    for name in names:
-        im = getattr(skimage.data, name)()
-        if im.ndim == 3:
-            im = skimage.color.rgb2gray(im[..., :3])
-        photos.append(np.asarray(im, dtype=np.float64) / (255.0 if im.max() > 1 else 1.0))
+    photos = grey_photos(names)
     out = []
     while len(out) < count:
         im = photos[rng.integers(len(photos))]
@@ -342,16 +335,12 @@ def time_training(cfg: Config, episodes: int, threads: int) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--full", action="store_true", help="the paper's episode (T = 201)")
-    size.add_argument("--smoke", action="store_true", help="a few tiny episodes (tests)")
+    size_flags(p, full="the paper's episode (T = 201)", smoke="a few tiny episodes (tests)")
     p.add_argument("--episodes", type=int, help="override the size's episode count")
     p.add_argument("--side", type=int, help="patch side (N = side**2 + 1)")
     p.add_argument("--rule", choices=("hebb", "oja"), default="hebb")
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    add_options(p, seed=0, threads=2, out=HERE / "results")
     p.add_argument("--time-episodes", type=int, default=0,
                    help="only time this many training episodes of each network and print the "
                         "extrapolated training time")  # fmt: skip

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import add_options
 
 from hebbkern.agents import (
     A2CConfig,
@@ -143,25 +144,14 @@ def plot(curves_csv: Path, results: list[dict], out: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--agents", default="plastic,lstm")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--iters", type=int, default=150)
-    p.add_argument("--batch", type=int, default=64)
+    add_options(p, agents="plastic,lstm", seeds=3, iters=150, batch=64)
     p.add_argument("--steps", type=int, default=40, help="episode length in steps")
-    p.add_argument("--hidden", type=int, default=32)
+    add_options(p, hidden=32)
     p.add_argument("--rule", default="neuromod", choices=("neuromod", "retro"))
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--entropy", type=float, default=0.03)
-    p.add_argument("--n-step", type=int, default=10)
-    p.add_argument("--gamma", type=float, default=0.9)
-    p.add_argument("--train-templates", type=int, default=200)
-    p.add_argument("--test-templates", type=int, default=50)
-    p.add_argument("--eval-batch", type=int, default=256)
-    p.add_argument("--eval-batches", type=int, default=2)
+    add_options(p, lr=3e-3, entropy=0.03, n_step=10, gamma=0.9, train_templates=200,
+                test_templates=50, eval_batch=256, eval_batches=2)  # fmt: skip
     p.add_argument("--eval-steps", type=int, default=None, help="default: --steps")
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--ckpt-every", type=int, default=50)
-    p.add_argument("--threads", type=int, default=1)
+    add_options(p, log_every=10, ckpt_every=50, threads=1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--out", default="examples/meta_rl_out")
     args = p.parse_args(argv)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_options
 
 from hebbkern.rl import D3G, D3GConfig, GridWorld, PointMass, TabularQSA, TabularQSS
 from hebbkern.rl.qss import run_episode
@@ -169,22 +170,10 @@ def proposal_alignment(agent, starts):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--size", type=int, default=8)
-    p.add_argument("--episodes", type=int, default=150)
-    p.add_argument("--grid-seeds", type=int, default=10)
-    p.add_argument("--action-counts", type=int, nargs="+", default=[4, 20, 40])
-    p.add_argument("--shuffle-actions", type=int, nargs="+", default=[4, 20])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--updates", type=int, default=4000)
-    p.add_argument("--warmup", type=int, default=800)
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--horizon", type=int, default=50)
-    p.add_argument("--obs-episodes", type=int, default=400)
-    p.add_argument("--labelled-episodes", type=int, default=20)
-    p.add_argument("--inverse-updates", type=int, default=1000)
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    add_options(p, size=8, episodes=150, grid_seeds=10, action_counts=[4, 20, 40],
+                shuffle_actions=[4, 20], seeds=3, updates=4000, warmup=800, eval_every=500,
+                batch=128, hidden=64, horizon=50, obs_episodes=400, labelled_episodes=20,
+                inverse_updates=1000, out=HERE / "results")  # fmt: skip
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.smoke:

@@ -26,6 +26,46 @@ TENSOR_ARGS = (
 OUTPUTS = ("h", "state_h", "hebb", "elig")
 
 
+def all_cases(alpha_kinds=ALPHA_KINDS, fan_ids=("fanout", "nofan"), clamp_ids=("clamp", "noclamp")):
+    """Every rule x alpha kind x fan-out (modulated rules) x clamp mask, as pytest parameters
+    ``rule, alpha_kind, fanout, clamp`` with ids like ``retro-per_neuron-fanout-clamp``."""
+    for rule in RULES:
+        for ak in alpha_kinds:
+            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
+                for clamp in (False, True):
+                    cid = f"{rule}-{ak}-{fan_ids[not fanout]}-{clamp_ids[not clamp]}"
+                    yield pytest.param(rule, ak, fanout, clamp, id=cid)
+
+
+def odd_size_rules(retro_alpha: str) -> list:
+    """The rule cases of the odd-size tests (parameters ``rule, alpha_kind, fanout, clamp``): a
+    plain rule, a clipped one with a scalar alpha and a clamp mask, retro with fan-out."""
+    return [
+        pytest.param("oja", "per_connection", False, False, id="oja"),
+        pytest.param("clip", "scalar", False, True, id="clip-scalar-clamp"),
+        pytest.param("retro", retro_alpha, True, True,
+                     id=f"retro-{retro_alpha.replace('_', '')}-fanout-clamp"),
+    ]  # fmt: skip
+
+
+def isa_rules(neuromod_alpha: str) -> list[tuple]:
+    """The rule cases (``rule, alpha_kind, fanout, clamp``) run on every instruction set's build:
+    each rule once, with every alpha kind among them."""
+    return [("hebb", "per_connection", False, True), ("oja", "per_neuron", False, False),
+            ("clip", "scalar", False, False), ("neuromod", neuromod_alpha, True, True),
+            ("retro", "per_neuron", True, False)]  # fmt: skip
+
+
+# (T, B, N) at the edges of plastic_rnn's loops: one step, one sample, one neuron, and a ragged last
+# checkpoint chunk; the CPU and interpreter tests add sizes of their own.
+EDGE_SHAPES = [
+    (1, 3, 7),  # T = 1: a single step, a single chunk
+    (7, 1, 9),  # B = 1
+    (5, 2, 1),  # N = 1
+    (10, 2, 7),  # K = 4: chunks 4, 4, 2
+]
+
+
 def rel_err(a: Tensor, b: Tensor) -> float:
     """``norm(a - b) / norm(b)`` in float64; the plain ``norm(a - b)`` when ``b`` is zero."""
     a = a.detach().to(torch.float64)
@@ -154,6 +194,36 @@ def run(kw: dict, backend: str | None, loss_on=OUTPUTS, seed: int = 1, backward:
         loss.backward()
         grads = {k: kw[k].grad for k in grad_names(kw)}
     return {k: v.detach() for k, v in outs.items()}, grads
+
+
+def saved_bytes(op, kw: dict, backend: str) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward of ``op(**kw, backend=...)``
+    (a call returning ``(h, state)``); then runs that backward (the graph is usable)."""
+    storages = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        h, state = op(**kw, backend=backend)
+    (h.sum() + state.hebb.sum()).backward()
+    return sum(storages.values())
+
+
+def check_cpu_against_reference(kw, tol, runner=run, loss_on=OUTPUTS, require_nonzero=True, seed=1):
+    """Runs the cpu backend on ``kw`` and the reference on a float64 copy (``runner``: ``run`` for
+    plastic_rnn, helpers_step's ``run_step``); compares every output and the gradient of every
+    input. Returns the cpu outputs and gradients."""
+    dtype = kw["u"].dtype
+    kc, kr = clone_inputs(kw), clone_inputs(kw, torch.float64)
+    oc, gc = runner(kc, "cpu", loss_on, seed=seed)
+    orf, gr = runner(kr, "reference", loss_on, seed=seed)
+    assert ("elig" in oc) == (kw["rule"] == "retro")
+    assert_outputs_close(oc, orf, dtype, tol)
+    assert_grads_close(gc, gr, kc, kr, grad_names(kw), tol, "cpu", require_nonzero)
+    return oc, gc
 
 
 def zero_if_none(g: Tensor | None, like: Tensor) -> Tensor:

@@ -5,8 +5,9 @@ Imported as ``from helpers_step import ...`` (pytest puts ``tests/`` on ``sys.pa
 
 from __future__ import annotations
 
+import pytest
 import torch
-from helpers import clone_inputs, grad_names, loss_weights, make_inputs
+from helpers import RULES, clone_inputs, grad_names, loss_weights, make_inputs
 
 import hebbkern
 
@@ -81,4 +82,14 @@ def run_step(kw: dict, backend: str | None, loss_on=STEP_OUTPUTS, seed: int = 1)
     return {k: v.detach() for k, v in outs.items()}, dict(zip(names, grads, strict=True))
 
 
-__all__ = ["STEP_ALPHA_KINDS", "clone_inputs", "run_step", "step_inputs", "step_outputs"]
+def partial_cases():
+    """``rule, loss_on`` parameters: a loss on some of the step's outputs only (the op's backward
+    receives None for the others)."""
+    for rule in RULES:
+        subsets = [("h",), ("hebb",)] + ([("elig",), ("h", "elig")] if rule == "retro" else [])
+        for sub in subsets:
+            yield pytest.param(rule, sub, id=f"{rule}-{'+'.join(sub)}")
+
+
+__all__ = ["STEP_ALPHA_KINDS", "clone_inputs", "partial_cases", "run_step", "step_inputs",
+           "step_outputs"]  # fmt: skip

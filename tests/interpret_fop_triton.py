@@ -16,19 +16,17 @@ program and class boundaries.
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import torch
+from fop_helpers import BASE_CASES, BASE_IDS, make_params, run, run_steps, small_cnn, train_steps
+from helpers import rel_err
+from triton_env import needs_interpreter
 
-if os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("needs TRITON_INTERPRET=1 set before triton is imported", allow_module_level=True)
+import hebbkern
+from hebbkern.optim import FOP
 
-from fop_helpers import BASE_CASES, BASE_IDS, make_params, run, run_steps, small_cnn, train_steps  # noqa: E402
-from helpers import rel_err  # noqa: E402
-
-import hebbkern  # noqa: E402
-from hebbkern.optim import FOP  # noqa: E402
+pytestmark = needs_interpreter
 
 F32 = torch.float32
 ULP = 2.0**-24

@@ -13,28 +13,27 @@ of 8, so N > 8 exercises several row blocks and a partial last one.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-
-if os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("needs TRITON_INTERPRET=1 set before triton is imported", allow_module_level=True)
-
-from helpers import (  # noqa: E402
+from helpers import (
+    EDGE_SHAPES,
     ETA_RULES,
     MODULATED_RULES,
     RULES,
+    all_cases,
     assert_low_precision_rule,
     assert_raw_outputs_match,
     clone_inputs,
     make_inputs,
     run,
 )
-from triton_checks import TOL, all_cases, check_triton_against_reference  # noqa: E402
+from triton_checks import TOL, check_triton_against_reference
+from triton_env import needs_interpreter
 
-import hebbkern  # noqa: E402
-from hebbkern.ops.plastic_rnn import checkpoint_interval  # noqa: E402
+import hebbkern
+from hebbkern.ops.plastic_rnn import checkpoint_interval
+
+pytestmark = needs_interpreter
 
 CPU = torch.device("cpu")
 F32 = torch.float32
@@ -57,16 +56,8 @@ def test_float64_tight(rule, alpha_kind, fanout, nan_poison):
     check_triton_against_reference(kw, CPU, TOL[torch.float64])
 
 
-ODD_SHAPES = [
-    (1, 3, 7),  # T = 1
-    (7, 1, 9),  # B = 1
-    (5, 2, 1),  # N = 1
-    (3, 2, 33),
-    (2, 1, 100),
-    (2, 1, 129),
-    (10, 2, 7),  # K = 4: chunks 4, 4, 2
-    (17, 1, 5),  # K = 5: chunks 5, 5, 5, 2
-]
+# Smaller than test_plastic_rnn.py's own sizes: the interpreter is slow.
+ODD_SHAPES = EDGE_SHAPES + [(3, 2, 33), (2, 1, 100), (2, 1, 129), (17, 1, 5)]  # K = 5 at T = 17
 
 
 @pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "T{}-B{}-N{}".format(*s))

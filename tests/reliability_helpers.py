@@ -69,6 +69,12 @@ class BadCase:
     needs_ext: bool = False  # calls a raw torch.ops.hebbkern op
 
 
+def bad_cases(setup: str, rows) -> list[BadCase]:
+    """A table of bad calls sharing one ``setup``: a ``BadCase`` per row ``(id, call, names)``. The
+    setups only define tensors, so a row that uses none of them is unaffected by its table's."""
+    return [BadCase(cid, call, names, setup) for cid, call, names in rows]
+
+
 _RUNNER = r"""
 import json, sys, traceback
 import torch, hebbkern

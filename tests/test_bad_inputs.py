@@ -17,7 +17,7 @@ unclear errors it summarises, the silent acceptances and the crashes) and more o
 from __future__ import annotations
 
 import pytest
-from reliability_helpers import BadCase, classify, report
+from reliability_helpers import BadCase, bad_cases, classify, report
 
 import hebbkern
 
@@ -28,100 +28,59 @@ p = [("p", torch.nn.Parameter(torch.randn(3)))]
 """
 
 # Module inputs and states -------------------------------------------------------------------
-MODULES = [
-    BadCase("rnn_dtype", "hnn.PlasticRNN(3, 5)(x3.double())", ("x",), S),
-    BadCase("rnn_list", "hnn.PlasticRNN(3, 5)(x3.tolist())", ("x",), S),
-    BadCase("rnn_state_tensor", "hnn.PlasticRNN(3, 5)(x3, torch.zeros(2, 5))", ("state",), S),
-    BadCase("rnn_state_1", "hnn.PlasticRNN(3, 5)(x3, (torch.zeros(2, 5),))", ("state",), S),
-    BadCase("rnn_state_4", "hnn.PlasticRNN(3, 5)(x3, (torch.zeros(2, 5),) * 4)", ("state",), S),
-    BadCase(
-        "rnn_state_list_item",
-        "hnn.PlasticRNN(3, 5)(x3, ([0.0], torch.zeros(2, 5, 5)))",
-        ("state",),
-        S,
-    ),  # fmt: skip
-    BadCase(
-        "rnn_clamp_list",
-        "hnn.PlasticRNN(3, 5)(x3[:, 0], clamp_mask=[[True] * 5] * 4)",
-        ("clamp_mask",),
-        S,
-    ),  # fmt: skip
-    BadCase("rnn_complex", "hnn.PlasticRNN(3, 5, dtype=torch.complex64)", ("dtype",)),
-    BadCase("rnn_int_dtype", "hnn.PlasticRNN(3, 5, dtype=torch.int64)", ("dtype",)),
-    BadCase("rnn_device_cpu_meta", "hnn.PlasticRNN(3, 5, device='meta')(x3)", ("x",), S),
-    BadCase(
-        "cell_dtype", "hnn.PlasticRNNCell(3, 5)(torch.randn(2, 3, dtype=torch.float64))", ("x",)
-    ),  # fmt: skip
-    BadCase("cell_list", "hnn.PlasticRNNCell(3, 5)([[1.0, 2.0, 3.0]])", ("x",)),
-    BadCase(
-        "cell_state_tensor",
-        "hnn.PlasticRNNCell(3, 5)(torch.randn(2, 3), torch.zeros(2, 5))",
-        ("state",),
-    ),  # fmt: skip
-    BadCase(
-        "cell_state_1",
-        "hnn.PlasticRNNCell(3, 5)(torch.randn(2, 3), (torch.zeros(2, 5),))",
-        ("state",),
-    ),  # fmt: skip
-    BadCase("cell_complex", "hnn.PlasticRNNCell(3, 5, dtype=torch.complex128)", ("dtype",)),
-    BadCase("lstm_dtype", "hnn.PlasticLSTM(3, 5)(x3.double())", ("x",), S),
-    BadCase("lstm_list", "hnn.PlasticLSTM(3, 5)(x3.tolist())", ("x",), S),
-    BadCase(
-        "lstm_state_tensor", "hnn.PlasticLSTM(3, 5)(x3, torch.zeros(1, 2, 5))", ("state",), S
-    ),  # fmt: skip
-    BadCase("lstm_state_1", "hnn.PlasticLSTM(3, 5)(x3, (torch.zeros(1, 2, 5),))", ("state",), S),
-    BadCase("lstm_complex", "hnn.PlasticLSTM(3, 5, dtype=torch.complex64)", ("dtype",)),
-    BadCase("hebb_linear_list", "hnn.HebbianLinear(3, 4)([[1.0, 2.0, 3.0]])", ("input",)),
-    BadCase(
-        "hebb_linear_dtype", "hnn.HebbianLinear(3, 4)(torch.randn(2, 3).double())", ("input",)
-    ),  # fmt: skip
-    BadCase("hebb_linear_complex", "hnn.HebbianLinear(3, 4, dtype=torch.complex64)", ("dtype",)),
-    BadCase("hebb_conv_list", "hnn.HebbianConv2d(1, 2, 3)([[[0.0] * 5] * 5])", ("input",)),
-    BadCase(
-        "hebb_conv_dtype",
-        "hnn.HebbianConv2d(1, 2, 3)(torch.randn(1, 1, 5, 5).double())",
-        ("input",),
-    ),  # fmt: skip
-    BadCase("dhp_list", "hnn.DHPSoftmax(3, 4)([[1.0, 2.0, 3.0]])", ("h",)),
-    BadCase("dhp_dtype", "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3).double())", ("h",)),
-    BadCase("dhp_complex", "hnn.DHPSoftmax(3, 4, dtype=torch.complex64)", ("dtype",)),
-    BadCase(
-        "dhp_target_range",
-        "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3), torch.tensor([0, 4]))",
-        ("target",),
-    ),  # fmt: skip
-    BadCase(
-        "dhp_target_neg",
-        "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3), torch.tensor([0, -1]))",
-        ("target",),
-    ),  # fmt: skip
-    BadCase(
-        "dhp_target_float", "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3), torch.zeros(2))", ("target",)
-    ),  # fmt: skip
-]
+MODULES = bad_cases(S, [
+    ("rnn_dtype", "hnn.PlasticRNN(3, 5)(x3.double())", ("x",)),
+    ("rnn_list", "hnn.PlasticRNN(3, 5)(x3.tolist())", ("x",)),
+    ("rnn_state_tensor", "hnn.PlasticRNN(3, 5)(x3, torch.zeros(2, 5))", ("state",)),
+    ("rnn_state_1", "hnn.PlasticRNN(3, 5)(x3, (torch.zeros(2, 5),))", ("state",)),
+    ("rnn_state_4", "hnn.PlasticRNN(3, 5)(x3, (torch.zeros(2, 5),) * 4)", ("state",)),
+    ("rnn_state_list_item", "hnn.PlasticRNN(3, 5)(x3, ([0.0], torch.zeros(2, 5, 5)))", ("state",)),
+    ("rnn_clamp_list", "hnn.PlasticRNN(3, 5)(x3[:, 0], clamp_mask=[[True] * 5] * 4)", ("clamp_mask",)),
+    ("rnn_complex", "hnn.PlasticRNN(3, 5, dtype=torch.complex64)", ("dtype",)),
+    ("rnn_int_dtype", "hnn.PlasticRNN(3, 5, dtype=torch.int64)", ("dtype",)),
+    ("rnn_device_cpu_meta", "hnn.PlasticRNN(3, 5, device='meta')(x3)", ("x",)),
+    ("cell_dtype", "hnn.PlasticRNNCell(3, 5)(torch.randn(2, 3, dtype=torch.float64))", ("x",)),
+    ("cell_list", "hnn.PlasticRNNCell(3, 5)([[1.0, 2.0, 3.0]])", ("x",)),
+    ("cell_state_tensor", "hnn.PlasticRNNCell(3, 5)(torch.randn(2, 3), torch.zeros(2, 5))", ("state",)),
+    ("cell_state_1", "hnn.PlasticRNNCell(3, 5)(torch.randn(2, 3), (torch.zeros(2, 5),))", ("state",)),
+    ("cell_complex", "hnn.PlasticRNNCell(3, 5, dtype=torch.complex128)", ("dtype",)),
+    ("lstm_dtype", "hnn.PlasticLSTM(3, 5)(x3.double())", ("x",)),
+    ("lstm_list", "hnn.PlasticLSTM(3, 5)(x3.tolist())", ("x",)),
+    ("lstm_state_tensor", "hnn.PlasticLSTM(3, 5)(x3, torch.zeros(1, 2, 5))", ("state",)),
+    ("lstm_state_1", "hnn.PlasticLSTM(3, 5)(x3, (torch.zeros(1, 2, 5),))", ("state",)),
+    ("lstm_complex", "hnn.PlasticLSTM(3, 5, dtype=torch.complex64)", ("dtype",)),
+    ("hebb_linear_list", "hnn.HebbianLinear(3, 4)([[1.0, 2.0, 3.0]])", ("input",)),
+    ("hebb_linear_dtype", "hnn.HebbianLinear(3, 4)(torch.randn(2, 3).double())", ("input",)),
+    ("hebb_linear_complex", "hnn.HebbianLinear(3, 4, dtype=torch.complex64)", ("dtype",)),
+    ("hebb_conv_list", "hnn.HebbianConv2d(1, 2, 3)([[[0.0] * 5] * 5])", ("input",)),
+    ("hebb_conv_dtype", "hnn.HebbianConv2d(1, 2, 3)(torch.randn(1, 1, 5, 5).double())", ("input",)),
+    ("dhp_list", "hnn.DHPSoftmax(3, 4)([[1.0, 2.0, 3.0]])", ("h",)),
+    ("dhp_dtype", "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3).double())", ("h",)),
+    ("dhp_complex", "hnn.DHPSoftmax(3, 4, dtype=torch.complex64)", ("dtype",)),
+    ("dhp_target_range", "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3), torch.tensor([0, 4]))", ("target",)),
+    ("dhp_target_neg", "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3), torch.tensor([0, -1]))", ("target",)),
+    ("dhp_target_float", "hnn.DHPSoftmax(3, 4)(torch.randn(2, 3), torch.zeros(2))", ("target",)),
+])  # fmt: skip
 
 # Consolidation ------------------------------------------------------------------------------
-CONSOLIDATION = [
-    BadCase(
-        "ewc_module", "consolidation.EWC(torch.nn.Linear(2, 2))", ("params", "named_parameters")
-    ),
-    BadCase("ewc_tensor", "consolidation.EWC(torch.randn(3, requires_grad=True))", ("params",)),
-    BadCase("ewc_int", "consolidation.EWC(3)", ("params",)),
-    BadCase("ewc_triple", "consolidation.EWC([('a', p[0][1], 1)])", ("params",), S),
-    BadCase("ewc_closure_int", "consolidation.EWC(p).consolidate([1])", ("closure",), S),
-    BadCase("ewc_closures_int", "consolidation.EWC(p).consolidate(5)", ("closures",), S),
-    BadCase("mas_closure_int", "consolidation.MAS(p).consolidate([1])", ("closure",), S),
-    BadCase("online_gamma_str", "consolidation.OnlineEWC(p, gamma='x')", ("gamma",), S),
-    BadCase("online_gamma_nan", "consolidation.OnlineEWC(p, gamma=float('nan'))", ("gamma",), S),
-    BadCase("si_xi_inf", "consolidation.SI(p, xi=float('inf'))", ("xi",), S),
-    BadCase("si_xi_str", "consolidation.SI(p, xi='x')", ("xi",), S),
-    BadCase("ewc_strength_inf", "consolidation.EWC(p, strength=float('inf'))", ("strength",), S),
-    BadCase("ewc_strength_nan", "consolidation.EWC(p, strength=float('nan'))", ("strength",), S),
-    BadCase("ewc_strength_str", "consolidation.EWC(p, strength='1')", ("strength",), S),
-    BadCase(
-        "mas_default_strength", "assert consolidation.MAS(p).strength == 1.0", (), S, expect_ok=True
-    ),  # fmt: skip
-]
+CONSOLIDATION = bad_cases(S, [
+    ("ewc_module", "consolidation.EWC(torch.nn.Linear(2, 2))", ("params", "named_parameters")),
+    ("ewc_tensor", "consolidation.EWC(torch.randn(3, requires_grad=True))", ("params",)),
+    ("ewc_int", "consolidation.EWC(3)", ("params",)),
+    ("ewc_triple", "consolidation.EWC([('a', p[0][1], 1)])", ("params",)),
+    ("ewc_closure_int", "consolidation.EWC(p).consolidate([1])", ("closure",)),
+    ("ewc_closures_int", "consolidation.EWC(p).consolidate(5)", ("closures",)),
+    ("mas_closure_int", "consolidation.MAS(p).consolidate([1])", ("closure",)),
+    ("online_gamma_str", "consolidation.OnlineEWC(p, gamma='x')", ("gamma",)),
+    ("online_gamma_nan", "consolidation.OnlineEWC(p, gamma=float('nan'))", ("gamma",)),
+    ("si_xi_inf", "consolidation.SI(p, xi=float('inf'))", ("xi",)),
+    ("si_xi_str", "consolidation.SI(p, xi='x')", ("xi",)),
+    ("ewc_strength_inf", "consolidation.EWC(p, strength=float('inf'))", ("strength",)),
+    ("ewc_strength_nan", "consolidation.EWC(p, strength=float('nan'))", ("strength",)),
+    ("ewc_strength_str", "consolidation.EWC(p, strength='1')", ("strength",)),
+]) + [
+    BadCase("mas_default_strength", "assert consolidation.MAS(p).strength == 1.0", (), S, expect_ok=True),
+]  # fmt: skip
 
 # Functional ops -----------------------------------------------------------------------------
 R = """
@@ -129,106 +88,33 @@ u = torch.randn(3, 2, 4); w = torch.zeros(4, 4); a = torch.zeros(())
 h = torch.zeros(2, 4); H = torch.zeros(2, 4, 4)
 x = torch.randn(2, 3); W = torch.randn(3, 5)
 """
-OPS = [
-    BadCase("rnn_u_list", "hebbkern.plastic_rnn(u.tolist(), w, a, eta=0.1)", ("u",), R),
-    BadCase("rnn_u_complex", "hebbkern.plastic_rnn(u.cfloat(), w, a, eta=0.1)", ("u",), R),
-    BadCase("rnn_u_int", "hebbkern.plastic_rnn(u.long(), w, a, eta=0.1)", ("u",), R),
-    BadCase("rnn_w_dtype", "hebbkern.plastic_rnn(u, w.double(), a, eta=0.1)", ("w",), R),
-    BadCase("rnn_w_shape", "hebbkern.plastic_rnn(u, w[:3], a, eta=0.1)", ("w",), R),
-    BadCase("rnn_eta_list", "hebbkern.plastic_rnn(u, w, a, eta=[0.1])", ("eta",), R),
-    BadCase(
-        "rnn_clip_nan",
-        "hebbkern.plastic_rnn(u, w, a, rule='clip', eta=0.1, clip=float('nan'))",
-        ("clip",),
-        R,
-    ),  # fmt: skip
-    BadCase(
-        "rnn_mask_nan",
-        "m = torch.zeros(3, 2, 4); m[0, 0, 0] = float('nan')\n"
-        "hebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=m)",
-        ("clamp_mask",),
-        R,
-    ),
-    BadCase(
-        "rnn_mask_half",
-        "hebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=torch.full((3, 2, 4), 0.5))",
-        ("clamp_mask",),
-        R,
-    ),
-    BadCase(
-        "rnn_mask_grad",
-        "hebbkern.plastic_rnn(u, w, a, eta=0.1, "
-        "clamp_mask=torch.ones(3, 2, 4, requires_grad=True))",
-        ("clamp_mask",),
-        R,
-    ),
-    BadCase(
-        "rnn_mask_int",
-        "hebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=torch.ones(3, 2, 4, dtype=torch.int32))",
-        ("clamp_mask",),
-        R,
-    ),
-    BadCase(
-        "rnn_expanded_huge",
-        "N = 2 ** 16\nhebbkern.plastic_rnn(torch.zeros(1, 0, N), "
-        "torch.zeros(1, 1).expand(N, N), torch.zeros(()), eta=0.1)",
-        ("w",),
-    ),
-    BadCase(
-        "step_mask_half",
-        "hebbkern.plastic_step(h, h, H, w, a, eta=0.1, clamp_mask=torch.full((2, 4), 0.5))",
-        ("clamp_mask",),
-        R,
-    ),
-    BadCase("step_h_list", "hebbkern.plastic_step(h, h.tolist(), H, w, a, eta=0.1)", ("h",), R),
-    BadCase(
-        "step_hebb_shape", "hebbkern.plastic_step(h, h, H[:, :3], w, a, eta=0.1)", ("hebb",), R
-    ),  # fmt: skip
-    BadCase(
-        "trace_list", "hebbkern.trace_update([[0.0]], x, x, rule='add', eta=0.1)", ("trace",), R
-    ),  # fmt: skip
-    BadCase(
-        "trace_complex",
-        "hebbkern.trace_update(torch.zeros(3, 3).cfloat(), x.cfloat(), "
-        "x.cfloat(), rule='add', eta=0.1)",
-        ("trace",),
-        R,
-    ),
-    BadCase(
-        "trace_eta_shape",
-        "hebbkern.trace_update(torch.zeros(3, 3), x, x, rule='add', eta=torch.zeros(5))",
-        ("eta",),
-        R,
-    ),
-    BadCase("linear_list", "hebbkern.plastic_linear(x.tolist(), W, torch.zeros(()), W)", ("x",), R),
-    BadCase(
-        "linear_complex",
-        "hebbkern.plastic_linear(x.cfloat(), W.cfloat(), torch.zeros(()).cfloat(), W.cfloat())",
-        ("x",),
-        R,
-    ),
-    BadCase(
-        "linear_hebb_shape", "hebbkern.plastic_linear(x, W, torch.zeros(()), W[:2])", ("hebb",), R
-    ),  # fmt: skip
-    BadCase(
-        "lstm_wh_shape",
-        "hebbkern.plastic_lstm(torch.randn(2, 1, 8), torch.zeros(3, 8), "
-        "torch.zeros(()), mod_w=torch.zeros(2))",
-        ("wh",),
-    ),
-    BadCase("hebbian_list", "hebbkern.hebbian_update([[0.0]], x, x)", ("w",), R),
-    BadCase(
-        "hebbian_B0",
-        "hebbkern.hebbian_update(torch.randn(4, 3), torch.randn(0, 3), torch.randn(0, 4))",
-        ("x",),  # hebbian_update refuses an empty batch (a documented choice)
-    ),
-    BadCase(
-        "hebbian_conv_B0",
-        "hebbkern.hebbian_update(torch.randn(4, 3, 3, 3), "
-        "torch.randn(0, 3, 5, 5), torch.randn(0, 4, 3, 3))",
-        ("x",),
-    ),
-]
+OPS = bad_cases(R, [
+    ("rnn_u_list", "hebbkern.plastic_rnn(u.tolist(), w, a, eta=0.1)", ("u",)),
+    ("rnn_u_complex", "hebbkern.plastic_rnn(u.cfloat(), w, a, eta=0.1)", ("u",)),
+    ("rnn_u_int", "hebbkern.plastic_rnn(u.long(), w, a, eta=0.1)", ("u",)),
+    ("rnn_w_dtype", "hebbkern.plastic_rnn(u, w.double(), a, eta=0.1)", ("w",)),
+    ("rnn_w_shape", "hebbkern.plastic_rnn(u, w[:3], a, eta=0.1)", ("w",)),
+    ("rnn_eta_list", "hebbkern.plastic_rnn(u, w, a, eta=[0.1])", ("eta",)),
+    ("rnn_clip_nan", "hebbkern.plastic_rnn(u, w, a, rule='clip', eta=0.1, clip=float('nan'))", ("clip",)),
+    ("rnn_mask_nan", "m = torch.zeros(3, 2, 4); m[0, 0, 0] = float('nan')\nhebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=m)", ("clamp_mask",)),
+    ("rnn_mask_half", "hebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=torch.full((3, 2, 4), 0.5))", ("clamp_mask",)),
+    ("rnn_mask_grad", "hebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=torch.ones(3, 2, 4, requires_grad=True))", ("clamp_mask",)),
+    ("rnn_mask_int", "hebbkern.plastic_rnn(u, w, a, eta=0.1, clamp_mask=torch.ones(3, 2, 4, dtype=torch.int32))", ("clamp_mask",)),
+    ("rnn_expanded_huge", "N = 2 ** 16\nhebbkern.plastic_rnn(torch.zeros(1, 0, N), torch.zeros(1, 1).expand(N, N), torch.zeros(()), eta=0.1)", ("w",)),
+    ("step_mask_half", "hebbkern.plastic_step(h, h, H, w, a, eta=0.1, clamp_mask=torch.full((2, 4), 0.5))", ("clamp_mask",)),
+    ("step_h_list", "hebbkern.plastic_step(h, h.tolist(), H, w, a, eta=0.1)", ("h",)),
+    ("step_hebb_shape", "hebbkern.plastic_step(h, h, H[:, :3], w, a, eta=0.1)", ("hebb",)),
+    ("trace_list", "hebbkern.trace_update([[0.0]], x, x, rule='add', eta=0.1)", ("trace",)),
+    ("trace_complex", "hebbkern.trace_update(torch.zeros(3, 3).cfloat(), x.cfloat(), x.cfloat(), rule='add', eta=0.1)", ("trace",)),
+    ("trace_eta_shape", "hebbkern.trace_update(torch.zeros(3, 3), x, x, rule='add', eta=torch.zeros(5))", ("eta",)),
+    ("linear_list", "hebbkern.plastic_linear(x.tolist(), W, torch.zeros(()), W)", ("x",)),
+    ("linear_complex", "hebbkern.plastic_linear(x.cfloat(), W.cfloat(), torch.zeros(()).cfloat(), W.cfloat())", ("x",)),
+    ("linear_hebb_shape", "hebbkern.plastic_linear(x, W, torch.zeros(()), W[:2])", ("hebb",)),
+    ("lstm_wh_shape", "hebbkern.plastic_lstm(torch.randn(2, 1, 8), torch.zeros(3, 8), torch.zeros(()), mod_w=torch.zeros(2))", ("wh",)),
+    ("hebbian_list", "hebbkern.hebbian_update([[0.0]], x, x)", ("w",)),
+    ("hebbian_B0", "hebbkern.hebbian_update(torch.randn(4, 3), torch.randn(0, 3), torch.randn(0, 4))", ("x",)),  # hebbian_update refuses an empty batch (a documented choice)
+    ("hebbian_conv_B0", "hebbkern.hebbian_update(torch.randn(4, 3, 3, 3), torch.randn(0, 3, 5, 5), torch.randn(0, 4, 3, 3))", ("x",)),
+])  # fmt: skip
 
 # Raw custom ops, past the Python validation ------------------------------------------------------
 RAW = [

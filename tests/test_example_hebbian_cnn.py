@@ -1,27 +1,11 @@
 """examples/hebbian_cnn_layers.py: what each condition passes on, and a smoke run end to end."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-import pytest
 import torch
+from example_helpers import example_fixture
 
-pytest.importorskip("skimage")
-pytest.importorskip("sklearn")
-pytest.importorskip("matplotlib")
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hebbian_cnn_layers.py"
-
-
-@pytest.fixture(scope="module")
-def ex():
-    spec = importlib.util.spec_from_file_location("hebbian_cnn_layers_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look the module up
-    spec.loader.exec_module(mod)
-    return mod
+ex = example_fixture("hebbian_cnn_layers", "skimage", "sklearn", "matplotlib")
 
 
 def test_plain_network_passes_sparse_output_dense_one_the_triangle(ex):

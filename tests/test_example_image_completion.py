@@ -1,29 +1,14 @@
 """examples/image_completion.py: its non-plastic network is plastic_rnn with alpha = 0, its
 episodes clamp what the task says, and its smoke size runs end to end and writes its files."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-import pytest
 import torch
+from example_helpers import example_fixture
 
 import hebbkern
 
-pytest.importorskip("skimage")
-pytest.importorskip("matplotlib")
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "image_completion.py"
-
-
-@pytest.fixture(scope="module")
-def ex():
-    spec = importlib.util.spec_from_file_location("image_completion_example", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look the module up
-    spec.loader.exec_module(mod)
-    return mod
+ex = example_fixture("image_completion", "skimage", "matplotlib")
 
 
 def test_recurrent_net_is_plastic_rnn_without_plasticity(ex):

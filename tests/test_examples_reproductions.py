@@ -4,22 +4,12 @@ example end to end at a few steps, writing its table and figure to a temporary f
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
+from example_helpers import load_example
 
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.mark.parametrize(
@@ -34,7 +24,7 @@ def _load(name):
     ],
 )
 def test_example_smoke(tmp_path, name, files):
-    rows = _load(name).main(["--smoke", "--out", str(tmp_path)])
+    rows = load_example(name).main(["--smoke", "--out", str(tmp_path)])
     assert rows
     for f in files:
         assert (tmp_path / f).stat().st_size > 0, f

@@ -5,18 +5,24 @@ Every shipped launch configuration (hebbkern/triton/fop_ops.py: tile rows, tiles
 warps of each class) of the four kernels is compiled by ``triton.compile`` for sm_80 and sm_90,
 with weight decay on (the most live values), every base optimiser for the passes and bfloat16
 parameters where the kernels convert; the bundled ``ptxas -v`` reports registers and spills
-(helpers of test_plastic_rnn_triton_aot.py). These kernels have no time loop: any spill fails.
+(tests/triton_aot.py). These kernels have no time loop: any spill fails.
 
 Also a script: ``python tests/test_fop_triton_aot.py``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import multiprocessing
-
 import pytest
 import torch
+from triton_aot import (
+    CAPABILITIES,
+    compile_all,
+    compile_kernel,
+    print_and_check,
+    ptxas_columns,
+    ptxas_report,
+    signature,
+)
 from triton_env import AOT_MARKS
 
 pytestmark = [
@@ -24,7 +30,6 @@ pytestmark = [
     pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the kernels compile for it"),
 ]
 
-CAPABILITIES = (80, 90)
 BASES = ("sgd", "momentum", "adam")
 
 
@@ -49,11 +54,7 @@ def jobs_unique(js):
 
 
 def compile_one(job: tuple) -> dict:
-    import triton
     import triton.language as tl
-    from test_plastic_rnn_triton_aot import ptxas_report
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
 
     from hebbkern.triton import fop as k
     from hebbkern.triton import fop_ops
@@ -73,45 +74,28 @@ def compile_one(job: tuple) -> dict:
         constexprs["W_DT"] = W_DT
     if name.startswith("pass1"):
         constexprs.update(BASE=k.BASE_IDS[base], HAS_WD=True)
-    pointer_types = {"meta": "*i64", "progs": "*i32", "tensors": "*i32"}
-    sig = {}
-    for arg in kernel.arg_names:
-        if arg in constexprs:
-            sig[arg] = "constexpr"
-        else:
-            sig[arg] = pointer_types.get(arg, "*fp32" if arg in ("partial", "pbuf") else "fp32")
-    src = ASTSource(
-        fn=kernel,
-        signature=sig,
-        constexprs={(kernel.arg_names.index(n),): v for n, v in constexprs.items()},
-    )
-    compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32),
-                              options={"num_warps": warps})  # fmt: skip
+    types = {"meta": "*i64", "progs": "*i32", "tensors": "*i32",
+             "partial": "*fp32", "pbuf": "*fp32"}  # fmt: skip
+    sig = signature(kernel, constexprs, pointers=(), types=types, other="fp32")
+    compiled = compile_kernel(kernel, constexprs, sig, cc, num_warps=warps)
     rep = ptxas_report(compiled.asm["ptx"])
     rep.update(kernel=name, base=base or "-", DPAD=dpad or "-", dtype=wdt, cc=cc, warps=warps)
     return rep
 
 
 def all_reports(workers: int = 2) -> list[dict]:
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        return list(pool.map(compile_one, jobs()))
+    return compile_all(compile_one, jobs(), workers)
 
 
 def format_row(r: dict) -> str:
-    return (
-        f"{r['arch']:>7} {r['kernel']:>12} {r['base']:>8} DPAD={r['DPAD']!s:<3} {r['dtype']} "
-        f"warps={r['warps']} regs={r['registers']:<4} "
-        f"spill(st/ld)={r['spill_stores']}/{r['spill_loads']} B"
-    )
+    where = f"{r['arch']:>7} {r['kernel']:>12} {r['base']:>8} DPAD={r['DPAD']!s:<3} {r['dtype']}"
+    return f"{where} warps={r['warps']} " + ptxas_columns(r)
 
 
 def test_every_shipped_config_compiles_for_sm80_sm90_without_spills():
     reports = all_reports()
-    for r in reports:
-        print(format_row(r))
-    bad = [r for r in reports if r["spill_stores"] or r["spill_loads"]]
-    assert not bad, "register spills:\n" + "\n".join(format_row(r) for r in bad)
+    print_and_check(reports, format_row, lambda r: r["spill_stores"] or r["spill_loads"],
+                    "register spills")  # fmt: skip
     assert {r["cc"] for r in reports} == set(CAPABILITIES)
     assert {r["kernel"] for r in reports} == {"pass1_matrix", "pass2_matrix", "precond",
                                               "pass1_flat"}  # fmt: skip

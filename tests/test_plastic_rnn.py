@@ -15,21 +15,24 @@ import pytest
 import torch
 from helpers import (
     ALPHA_KINDS,
+    EDGE_SHAPES,
     ETA_RULES,
     MODULATED_RULES,
-    OUTPUTS,
     RULES,
-    assert_grads_close,
+    all_cases,
     assert_low_precision_rule,
-    assert_outputs_close,
     assert_raw_outputs_match,
+    check_cpu_against_reference,
     clone_inputs,
     fused_args,
     grad_names,
+    isa_rules,
     make_inputs,
+    odd_size_rules,
     outputs_dict,
     rel_err,
     run,
+    saved_bytes,
 )
 
 import hebbkern
@@ -45,32 +48,7 @@ DTYPE_IDS = {
 }
 
 
-def _id(rule, alpha_kind, fanout, clamp):
-    return (
-        f"{rule}-{alpha_kind}-{'fanout' if fanout else 'nofan'}-{'clamp' if clamp else 'noclamp'}"
-    )
-
-
-def all_cases():
-    for rule in RULES:
-        for ak in ALPHA_KINDS:
-            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
-                for clamp in (False, True):
-                    yield pytest.param(rule, ak, fanout, clamp, id=_id(rule, ak, fanout, clamp))
-
-
-def check_against_reference(kw, tol, loss_on=OUTPUTS, require_nonzero=True, seed=1):
-    """Runs the cpu backend on ``kw`` and the reference on a float64 copy; compares every output
-    and the gradient of every input. Returns the cpu outputs and gradients."""
-    dtype = kw["u"].dtype
-    kc, kr = clone_inputs(kw), clone_inputs(kw, torch.float64)
-    oc, gc = run(kc, "cpu", loss_on, seed=seed)
-    orf, gr = run(kr, "reference", loss_on, seed=seed)
-
-    assert ("elig" in oc) == (kw["rule"] == "retro")
-    assert_outputs_close(oc, orf, dtype, tol)
-    assert_grads_close(gc, gr, kc, kr, grad_names(kw), tol, "cpu", require_nonzero)
-    return oc, gc
+check_against_reference = check_cpu_against_reference
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,12 +63,7 @@ def test_matches_reference(rule, alpha_kind, fanout, clamp, dtype, nan_poison):
 
 
 @pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-@pytest.mark.parametrize(
-    "rule, alpha_kind, fanout, clamp",
-    [("hebb", "per_connection", False, True), ("oja", "per_neuron", False, False),
-     ("clip", "scalar", False, False), ("neuromod", "per_connection", True, True),
-     ("retro", "per_neuron", True, False)],
-)  # fmt: skip
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", isa_rules("per_connection"))
 def test_every_instruction_set(rule, alpha_kind, fanout, clamp, isa, monkeypatch, nan_poison):
     """The kernels are built once per instruction set and chosen at run time; HEBBKERN_CPU_ISA caps
     the choice (read on every call), so each build is checked here (an ISA the CPU lacks falls back
@@ -150,14 +123,10 @@ def test_optional_inputs_omitted(rule, nan_poison):
 # ---------------------------------------------------------------------------------------------
 # Odd sizes, and several checkpoint chunks with a ragged last chunk.
 
-ODD_SHAPES = [
-    (1, 3, 7),  # T = 1: a single step, a single chunk
-    (7, 1, 9),  # B = 1
-    (5, 2, 1),  # N = 1
+ODD_SHAPES = EDGE_SHAPES + [
     (4, 2, 33),
     (3, 2, 100),
     (3, 1, 129),
-    (10, 2, 7),  # K = 4: chunks 4, 4, 2
     (17, 2, 5),  # K = 5: chunks 5, 5, 5, 2
     (16, 2, 4),  # K = 4: four full chunks
     (3, 2, 3),  # K = 2: chunks 2, 1
@@ -165,14 +134,7 @@ ODD_SHAPES = [
 
 
 @pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "T{}-B{}-N{}".format(*s))
-@pytest.mark.parametrize(
-    "rule, alpha_kind, fanout, clamp",
-    [
-        pytest.param("oja", "per_connection", False, False, id="oja"),
-        pytest.param("clip", "scalar", False, True, id="clip-scalar-clamp"),
-        pytest.param("retro", "per_neuron", True, True, id="retro-perneuron-fanout-clamp"),
-    ],
-)
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", odd_size_rules("per_neuron"))
 def test_odd_sizes(shape, rule, alpha_kind, fanout, clamp, nan_poison):
     T, B, N = shape
     kw = make_inputs(rule, alpha_kind, fanout, clamp, T=T, B=B, N=N, seed=T * 100 + N)
@@ -494,27 +456,11 @@ def test_unknown_backend(name):
 # Memory saved for backward (a deterministic property, not a timing).
 
 
-def saved_bytes(backend, kw):
-    """Bytes of the distinct storages autograd keeps for the backward of one call."""
-    storages = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        h, state = hebbkern.plastic_rnn(**kw, backend=backend)
-    total = sum(storages.values())
-    (h.sum() + state.hebb.sum()).backward()  # the graph is usable
-    return total
-
-
 def test_saved_memory_is_an_eighth_of_the_reference():
     kw = make_inputs("neuromod", "per_connection", True, False, T=50, B=32, N=128,
                      dtype=torch.float32, seed=0)  # fmt: skip
-    cpu = saved_bytes("cpu", clone_inputs(kw))
-    ref = saved_bytes("reference", clone_inputs(kw))
+    cpu = saved_bytes(hebbkern.plastic_rnn, clone_inputs(kw), "cpu")
+    ref = saved_bytes(hebbkern.plastic_rnn, clone_inputs(kw), "reference")
     one_trace = 32 * 128 * 128 * 4
     assert cpu >= one_trace  # the checkpoints are saved, and counted
     assert cpu <= ref / 8, (

@@ -11,10 +11,6 @@ The ahead-of-time compilation check is test_plastic_rnn_triton_aot.py.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from helpers import (
@@ -23,11 +19,22 @@ from helpers import (
     clone_inputs,
     make_inputs,
     outputs_dict,
-    rel_err,
     run,
+    saved_bytes,
 )
-from triton_checks import TOL, check_triton_against_reference, to_device
-from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
+from triton_checks import (
+    TOL,
+    assert_compiled_grads_match,
+    check_triton_against_reference,
+    to_device,
+)
+from triton_env import (
+    INTERPRETING,
+    assert_import_leaves_triton_alone,
+    needs_cuda,
+    needs_triton,
+    run_interpreter_suite,
+)
 
 import hebbkern
 from hebbkern import backends
@@ -46,16 +53,9 @@ def test_triton_is_a_backend():
 
 
 def test_import_hebbkern_does_not_import_triton():
-    """TRITON_INTERPRET must be set before triton's first import: hebbkern must not import it."""
-    code = (
-        "import sys, torch, hebbkern; "
-        "hebbkern.plastic_rnn(torch.randn(2, 1, 3), torch.randn(3, 3), torch.randn(3), eta=0.1); "
-        "assert 'triton' not in sys.modules, 'import hebbkern imported triton'"
+    assert_import_leaves_triton_alone(
+        "hebbkern.plastic_rnn(torch.randn(2, 1, 3), torch.randn(3, 3), torch.randn(3), eta=0.1)"
     )
-    # cwd: `python -c` puts the working folder first on sys.path; keep the installed package.
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=TESTS_DIR, timeout=120)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 @needs_triton
@@ -117,15 +117,7 @@ def test_bad_arguments_raise_before_any_kernel(change, exc, match):
 def test_interpreter_suite():
     """interpret_plastic_rnn_triton.py in its own pytest process, TRITON_INTERPRET=1 set before
     triton is imported (float32, small sizes; a few minutes on 2 cores)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", "interpret_plastic_rnn_triton.py", "-q",
-           "-p", "no:cacheprovider", "-x"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=TESTS_DIR,
-                          timeout=900)  # fmt: skip
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    print("interpreter suite:", summary)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in summary and "skipped" not in summary, summary
+    run_interpreter_suite("interpret_plastic_rnn_triton.py")
 
 
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be traced")
@@ -235,21 +227,7 @@ def test_cuda_low_precision(rule, dtype, one_config):
 def test_cuda_torch_compile_fullgraph(rule, one_config):
     kw = to_device(make_inputs(rule, "per_neuron", rule == "retro", True, T=6, B=2, N=16,
                                dtype=torch.float32, seed=3), CUDA)  # fmt: skip
-    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor) and v.requires_grad]
-    fixed = {k: v for k, v in kw.items() if k not in names}
-
-    def f(*tensors):
-        h, state = hebbkern.plastic_rnn(**dict(zip(names, tensors, strict=True)), **fixed,
-                                        backend="triton")  # fmt: skip
-        return sum(v.square().sum() for v in outputs_dict(h, state).values())
-
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True)
-    leaves = [kw[k] for k in names]
-    g_c = torch.autograd.grad(compiled(*leaves), leaves)
-    g_e = torch.autograd.grad(f(*leaves), leaves)
-    for name, a, b in zip(names, g_c, g_e, strict=True):
-        assert rel_err(a.cpu(), b.cpu()) < 1e-5, name
+    assert_compiled_grads_match(hebbkern.plastic_rnn, kw, outputs_dict)
 
 
 @needs_cuda
@@ -273,20 +251,8 @@ def test_cuda_saved_memory_is_an_eighth_of_the_reference(one_config):
     kw = to_device(make_inputs("neuromod", "per_connection", True, False, T=50, B=32, N=128,
                                dtype=torch.float32, seed=0), CUDA)  # fmt: skip
     kw.pop("clamp_mask", None)
-
-    def saved(backend):
-        storages = {}
-
-        def pack(t):
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        k = clone_inputs(kw)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            h, state = hebbkern.plastic_rnn(**k, backend=backend)
-        (h.sum() + state.hebb.sum()).backward()
-        return sum(storages.values())
-
-    tri, ref = saved("triton"), saved("reference")
+    tri, ref = (
+        saved_bytes(hebbkern.plastic_rnn, clone_inputs(kw), b) for b in ("triton", "reference")
+    )
     assert tri >= 32 * 128 * 128 * 4  # the checkpoints are saved, and counted
     assert tri <= ref / 8, f"triton saves {tri / 2**20:.1f} MiB, reference {ref / 2**20:.1f} MiB"

@@ -7,51 +7,42 @@ eligibility and the gradient of every input are compared on fresh random inputs.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from helpers import (
     MODULATED_RULES,
     RULES,
-    assert_grads_close,
-    assert_outputs_close,
+    all_cases,
+    check_cpu_against_reference,
     clone_inputs,
     grad_names,
+    isa_rules,
     make_inputs,
+    odd_size_rules,
     outputs_dict,
     rel_err,
     run,
 )
-from helpers_step import STEP_ALPHA_KINDS, run_step, step_inputs, step_outputs
+from helpers_step import STEP_ALPHA_KINDS, partial_cases, run_step, step_inputs, step_outputs
 
 import hebbkern
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
 
 
-def all_cases():
-    for rule in RULES:
-        for ak in STEP_ALPHA_KINDS:
-            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
-                for clamp in (False, True):
-                    yield pytest.param(
-                        rule, ak, fanout, clamp,
-                        id=f"{rule}-{ak}-{'fan' if fanout else 'nofan'}-{'clamp' if clamp else 'free'}",
-                    )  # fmt: skip
+def all_step_cases():
+    return all_cases(STEP_ALPHA_KINDS, ("fan", "nofan"), ("clamp", "free"))
 
 
-def check_against_reference(kw, tol, loss_on=("h", "hebb", "elig"), require_nonzero=True):
-    dtype = kw["u"].dtype
-    kc, kr = clone_inputs(kw), clone_inputs(kw, torch.float64)
-    oc, gc = run_step(kc, "cpu", loss_on)
-    orf, gr = run_step(kr, "reference", loss_on)
-    assert ("elig" in oc) == (kw["rule"] == "retro")
-    assert_outputs_close(oc, orf, dtype, tol)
-    assert_grads_close(gc, gr, kc, kr, grad_names(kw), tol, "cpu", require_nonzero)
-    return oc, gc
+check_against_reference = functools.partial(
+    check_cpu_against_reference, runner=run_step, loss_on=("h", "hebb", "elig")
+)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", list(all_cases()))
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", list(all_step_cases()))
 def test_matches_reference(rule, alpha_kind, fanout, clamp, dtype, nan_poison):
     kw = step_inputs(rule, alpha_kind, fanout, clamp, B=3, N=9, dtype=dtype, seed=11)
     check_against_reference(kw, TOL[dtype])
@@ -81,23 +72,11 @@ def test_per_sample_weights_are_independent_networks():
 
 
 @pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-@pytest.mark.parametrize(
-    "rule, alpha_kind, fanout, clamp",
-    [("hebb", "per_connection", False, True), ("oja", "per_neuron", False, False),
-     ("clip", "scalar", False, False), ("neuromod", "per_sample", True, True),
-     ("retro", "per_neuron", True, False)],
-)  # fmt: skip
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", isa_rules("per_sample"))
 def test_every_instruction_set(rule, alpha_kind, fanout, clamp, isa, monkeypatch, nan_poison):
     monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
     kw = step_inputs(rule, alpha_kind, fanout, clamp, B=3, N=21, dtype=torch.float32, seed=5)
     check_against_reference(kw, TOL[torch.float32])
-
-
-def partial_cases():
-    for rule in RULES:
-        subsets = [("h",), ("hebb",)] + ([("elig",), ("h", "elig")] if rule == "retro" else [])
-        for sub in subsets:
-            yield pytest.param(rule, sub, id=f"{rule}-{'+'.join(sub)}")
 
 
 @pytest.mark.parametrize("rule, loss_on", list(partial_cases()))
@@ -122,14 +101,7 @@ ODD_SHAPES = [(1, 1), (1, 7), (3, 1), (2, 33), (2, 100), (1, 129)]
 
 
 @pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "B{}-N{}".format(*s))
-@pytest.mark.parametrize(
-    "rule, alpha_kind, fanout, clamp",
-    [
-        pytest.param("oja", "per_connection", False, False, id="oja"),
-        pytest.param("clip", "scalar", False, True, id="clip-scalar-clamp"),
-        pytest.param("retro", "per_sample", True, True, id="retro-persample-fanout-clamp"),
-    ],
-)
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", odd_size_rules("per_sample"))
 def test_odd_sizes(shape, rule, alpha_kind, fanout, clamp, nan_poison):
     B, N = shape
     kw = step_inputs(rule, alpha_kind, fanout, clamp, B=B, N=N, seed=B * 100 + N)

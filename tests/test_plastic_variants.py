@@ -8,22 +8,19 @@ the LSTM kernels refuse the variants they lack; unknown option values are errors
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from helpers import make_inputs, rel_err
+from triton_env import needs_triton, run_interpreter_suite
 from variant_helpers import (
     CASES,
     IDS,
-    assert_match,
+    assert_float32_rule,
+    assert_matches_reference,
     case_inputs,
     leaves,
     rnn_outputs_and_grads,
+    step_outputs_and_grads,
 )
 
 import hebbkern
@@ -32,15 +29,12 @@ from hebbkern._variants import check_variants
 from hebbkern.reference._plastic_rule import bounded
 
 ops = torch.ops.hebbkern
-TESTS_DIR = Path(__file__).resolve().parent
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_rnn_cpu_matches_reference_float64(case, nan_poison):
     kw, opts = case_inputs(case)
-    assert_match(
-        rnn_outputs_and_grads(kw, opts, "cpu"), rnn_outputs_and_grads(kw, opts, "reference"), 1e-11
-    )
+    assert_matches_reference(rnn_outputs_and_grads, kw, opts, "cpu", 1e-11)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -49,19 +43,7 @@ def test_rnn_cpu_float32_rule(case):
     the repository's other float32 tests: at most 100x the float32 error of the reference
     itself)."""
     kw64, opts = case_inputs(case, T=6, B=2, N=11)
-    kw32 = {k: (v.detach().float().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor)
-                and v.is_floating_point() else v) for k, v in kw64.items()}  # fmt: skip
-    want = rnn_outputs_and_grads(kw64, opts, "reference")
-    ref32 = rnn_outputs_and_grads(kw32, opts, "reference")
-    got = rnn_outputs_and_grads(kw32, opts, "cpu")
-    for k in want[0]:
-        base = max(rel_err(ref32[0][k].double(), want[0][k]), 1e-7)
-        assert rel_err(got[0][k].double(), want[0][k]) <= 100 * base, k
-    for k, b in want[1].items():
-        if b is None:
-            continue
-        base = max(rel_err(ref32[1][k].double(), b), 1e-7)
-        assert rel_err(got[1][k].double(), b) <= 100 * base, f"d{k}"
+    assert_float32_rule(kw64, opts, "cpu", 100, 1e-7)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -88,27 +70,10 @@ def step_kw(kw):
     return s
 
 
-def step_outputs_and_grads(kw, opts, backend):
-    st = hebbkern.plastic_step(**kw, **opts, backend=backend)
-    outs = {"h": st.h, "hebb": st.hebb}
-    if st.elig is not None:
-        outs["elig"] = st.elig
-    g = torch.Generator().manual_seed(7)
-    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs.values())
-    names = list(leaves(kw))
-    grads = torch.autograd.grad(loss, [kw[n] for n in names], allow_unused=True)
-    return outs, dict(zip(names, grads, strict=True))
-
-
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_step_cpu_matches_reference_float64(case, nan_poison):
     kw, opts = case_inputs(case, B=3, N=9, seed=2)
-    skw = step_kw(kw)
-    assert_match(
-        step_outputs_and_grads(skw, opts, "cpu"),
-        step_outputs_and_grads(skw, opts, "reference"),
-        1e-12,
-    )
+    assert_matches_reference(step_outputs_and_grads, step_kw(kw), opts, "cpu", 1e-12)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -151,13 +116,8 @@ def test_step_cpu_post_pre_matches_reference(case, nan_poison):
     """The CPU kernels' native post_pre layout against the reference (which transposes at the op
     boundary), every variant."""
     kw, opts = case_inputs(case, B=3, N=9, seed=5)
-    skw = step_kw(kw)
     opts = dict(opts, layout="post_pre")
-    assert_match(
-        step_outputs_and_grads(skw, opts, "cpu"),
-        step_outputs_and_grads(skw, opts, "reference"),
-        1e-12,
-    )
+    assert_matches_reference(step_outputs_and_grads, step_kw(kw), opts, "cpu", 1e-12)
 
 
 @pytest.mark.parametrize("layout", ["pre_post", "post_pre"])
@@ -167,13 +127,8 @@ def test_step_cpu_row_split(name, layout):
     unmodulated neurons' d eta joins the chunks' sum once."""
     case = CASES[IDS.index(name)]
     kw, opts = case_inputs(case, T=1, B=1, N=260, seed=8)
-    skw = step_kw(kw)
     opts = dict(opts, layout=layout)
-    assert_match(
-        step_outputs_and_grads(skw, opts, "cpu"),
-        step_outputs_and_grads(skw, opts, "reference"),
-        1e-10,
-    )
+    assert_matches_reference(step_outputs_and_grads, step_kw(kw), opts, "cpu", 1e-10)
 
 
 def test_step_triton_refuses_variants(monkeypatch):
@@ -316,18 +271,11 @@ def test_raw_op_rejects_bad_variant_codes():
             ops.plastic_rnn_fwd(*args, code)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+@needs_triton
 def test_triton_interpreter_suite():
     """interpret_plastic_variants_triton.py in its own pytest process with TRITON_INTERPRET=1
     (the Triton kernels on CPU tensors, against the reference)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", "interpret_plastic_variants_triton.py", "-q",
-           "-p", "no:cacheprovider", "-x"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=TESTS_DIR,
-                          timeout=900)  # fmt: skip
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in summary and "skipped" not in summary, summary
+    run_interpreter_suite("interpret_plastic_variants_triton.py")
 
 
 # ---- the plastic LSTM's options (reference only) -------------------------------------------

@@ -73,11 +73,18 @@ def check_protocol(template, env, d):
     assert torch.equal(d["obs"][0, :, D:], torch.zeros_like(d["obs"][0, :, D:]))
 
 
-def test_bandit():
-    t = named_task("bandit")
-    env, d = rollout(t)
+def checked_rollout(template, seed=0):
+    """``template`` (or a named task) rolled out with random actions, its transitions and trial
+    protocol checked; returns the template, the environment and the record."""
+    t = named_task(template) if isinstance(template, str) else template
+    env, d = rollout(t, seed=seed)
     check_transitions(t, d)
     check_protocol(t, env, d)
+    return t, env, d
+
+
+def test_bandit():
+    t, env, d = checked_rollout("bandit")
     p = env.probvars[:, :2]  # [B, 2] per-instance arm probabilities, uniform in (0, 1)
     assert abs(p.mean().item() - 0.5) < 0.03 and p.min() > 0 and p.max() < 1
     expected = p.gather(1, d["a"].t()).t()  # [steps, B]
@@ -90,10 +97,7 @@ def test_bandit():
 
 
 def test_harlow():
-    t = named_task("harlow")
-    env, d = rollout(t)
-    check_transitions(t, d)
-    check_protocol(t, env, d)
+    t, env, d = checked_rollout("harlow")
     pv = env.probvars[:, 0]
     assert set(pv.unique().tolist()) == {0.0, 1.0}
     a_rewarded = (pv == 1).expand_as(d["s"])  # object A (left in display 1) pays
@@ -107,10 +111,7 @@ def test_harlow():
 
 
 def test_two_step():
-    t = named_task("two_step")
-    env, d = rollout(t)
-    check_transitions(t, d)
-    check_protocol(t, env, d)
+    t, env, d = checked_rollout("two_step")
     sv = env.statevars[:, 0].expand_as(d["s"])
     assert set(sv.unique().tolist()) == {1, 2}
     assert (d["r"][d["s"] == 0] == 0).all()
@@ -121,10 +122,7 @@ def test_two_step():
 
 
 def test_t_maze():
-    t = named_task("t_maze")
-    env, d = rollout(t)
-    check_transitions(t, d)
-    check_protocol(t, env, d)
+    t, env, d = checked_rollout("t_maze")
     sv = env.statevars[:, 0].expand_as(d["s"])
     assert torch.equal(d["r"], (d["s"] == sv).double())
     arm = d["s2"][d["s"] == 3]
@@ -132,10 +130,7 @@ def test_t_maze():
 
 
 def test_key_door():
-    t = named_task("key_door")
-    env, d = rollout(t)
-    check_transitions(t, d)
-    check_protocol(t, env, d)
+    t, env, d = checked_rollout("key_door")
     sv = env.statevars[:, 0]
     assert set(sv.unique().tolist()) == {1, 3}
     # at the door the flag is set exactly when the room just visited held the key
@@ -146,10 +141,7 @@ def test_key_door():
 
 
 def test_find_the_spot():
-    t = named_task("find_the_spot")
-    env, d = rollout(t)
-    check_transitions(t, d)
-    check_protocol(t, env, d)
+    t, env, d = checked_rollout("find_the_spot")
     sv = env.statevars[:, 0].expand_as(d["s"])
     assert set(sv.unique().tolist()) == {1, 2, 3}
     assert torch.equal(d["r"], (d["s2"] == sv).double())
@@ -219,10 +211,7 @@ def test_generated_instances_resolve_like_the_rules():
 def test_generated_statistics(seed):
     # one template per batch, many instances: rewards per (s, a, s', flag) cell match the
     # resolved probabilities, transitions match T
-    t = generate_templates(1, seed=seed)[0]
-    env, d = rollout(t, seed=seed)
-    check_transitions(t, d)
-    check_protocol(t, env, d)
+    t, env, d = checked_rollout(generate_templates(1, seed=seed)[0], seed)
     b = torch.arange(env.batch_size).expand_as(d["s"])
     p = env.reward_prob[b, d["s"], d["a"], d["s2"], d["flag"]]
     v = env.reward_value[b, d["s"], d["a"], d["s2"], d["flag"]]

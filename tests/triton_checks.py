@@ -3,32 +3,18 @@ ones (interpret_plastic_rnn_triton.py, run in their own process with TRITON_INTE
 
 from __future__ import annotations
 
-import pytest
 import torch
 from helpers import (
-    ALPHA_KINDS,
-    MODULATED_RULES,
     OUTPUTS,
-    RULES,
     assert_grads_close,
     assert_outputs_close,
     clone_inputs,
     grad_names,
+    rel_err,
     run,
 )
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
-
-
-def all_cases():
-    """Every rule x alpha kind x fan-out x clamp mask."""
-    for rule in RULES:
-        for ak in ALPHA_KINDS:
-            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
-                for clamp in (False, True):
-                    cid = f"{rule}-{ak}-{'fanout' if fanout else 'nofan'}-"
-                    cid += "clamp" if clamp else "noclamp"
-                    yield pytest.param(rule, ak, fanout, clamp, id=cid)
 
 
 def to_device(kw: dict, device: torch.device) -> dict:
@@ -56,3 +42,23 @@ def check_triton_against_reference(
     assert_outputs_close(ot, orf, dtype, tol, device)
     assert_grads_close(gt, gr, kt, kr, grad_names(kw), tol, "triton", require_nonzero, device)
     return ot, gt
+
+
+def assert_compiled_grads_match(op, kw: dict, outputs, backend: str = "triton") -> None:
+    """Through ``torch.compile(fullgraph=True)``, ``op(**kw, backend=backend)`` gives the eager
+    gradients of every input that requires one (loss: the sum of the squares of
+    ``outputs(h, state)``)."""
+    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    fixed = {k: v for k, v in kw.items() if k not in names}
+
+    def f(*tensors):
+        h, state = op(**dict(zip(names, tensors, strict=True)), **fixed, backend=backend)
+        return sum(v.square().sum() for v in outputs(h, state).values())
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True)
+    leaves = [kw[k] for k in names]
+    g_c = torch.autograd.grad(compiled(*leaves), leaves)
+    g_e = torch.autograd.grad(f(*leaves), leaves)
+    for name, a, b in zip(names, g_c, g_e, strict=True):
+        assert rel_err(a.cpu(), b.cpu()) < 1e-5, name

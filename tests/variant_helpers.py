@@ -53,16 +53,53 @@ def leaves(kw):
     return {k: v for k, v in kw.items() if isinstance(v, torch.Tensor) and v.requires_grad}
 
 
-def rnn_outputs_and_grads(kw, opts, backend):
-    h, st = hebbkern.plastic_rnn(**kw, **opts, backend=backend)
+def as_float32(kw: dict) -> dict:
+    """The float32 leaves of a float64 case (other arguments as they are)."""
+    return {k: (v.detach().float().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor)
+                and v.is_floating_point() else v) for k, v in kw.items()}  # fmt: skip
+
+
+def outputs_and_grads(h, st, kw, seed):
+    """The outputs (``h``, the final trace and eligibility) and the gradient of every leaf of
+    ``kw`` for a loss weighting each output by fixed random numbers."""
     outs = {"h": h, "hebb": st.hebb}
     if st.elig is not None:
         outs["elig"] = st.elig
-    g = torch.Generator().manual_seed(5)
+    g = torch.Generator().manual_seed(seed)
     loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs.values())
     names = list(leaves(kw))
     grads = torch.autograd.grad(loss, [kw[n] for n in names], allow_unused=True)
     return outs, dict(zip(names, grads, strict=True))
+
+
+def rnn_outputs_and_grads(kw, opts, backend):
+    h, st = hebbkern.plastic_rnn(**kw, **opts, backend=backend)
+    return outputs_and_grads(h, st, kw, 5)
+
+
+def step_outputs_and_grads(kw, opts, backend):
+    st = hebbkern.plastic_step(**kw, **opts, backend=backend)
+    return outputs_and_grads(st.h, st, kw, 7)
+
+
+def assert_matches_reference(outputs_and_grads_of, kw, opts, backend, tol):
+    """``backend``'s outputs and gradients within ``tol`` of the reference's."""
+    got = outputs_and_grads_of(kw, opts, backend)
+    assert_match(got, outputs_and_grads_of(kw, opts, "reference"), tol)
+
+
+def assert_float32_rule(kw64, opts, backend, factor, floor):
+    """The float32 kernel's error against the float64 reference within ``factor`` times the float32
+    reference's own (at least ``floor``), for every output and gradient."""
+    kw32 = as_float32(kw64)
+    got = rnn_outputs_and_grads(kw32, opts, backend)
+    want = rnn_outputs_and_grads(kw64, opts, "reference")
+    ref32 = rnn_outputs_and_grads(kw32, opts, "reference")
+    for i, kind in ((0, ""), (1, "d")):
+        for k, b in want[i].items():
+            if b is not None:
+                base = max(rel_err(ref32[i][k].double(), b), floor)
+                assert rel_err(got[i][k].double(), b) <= factor * base, f"{kind}{k}"
 
 
 def assert_match(got, want, tol):
