@@ -32,6 +32,7 @@ from step_triton_checks import (  # noqa: E402
     linear_inputs,
     run_step,
 )
+from variant_helpers import CASES, IDS, case_inputs, step_kw  # noqa: E402
 
 import hebbkern  # noqa: E402
 
@@ -56,6 +57,17 @@ def test_step_matches_reference(rule, alpha_kind, fanout, clamp, nan_poison):
     kw = step_inputs(rule, alpha_kind, fanout, clamp, B=3, N=11, dtype=F32, seed=11)
     check_step_against_reference(kw, CPU, TOL[F32])
     assert "hebbkern.triton.plastic_step_ops" in sys.modules  # the triton path ran
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_step_variants_match_reference(case, dtype, nan_poison):
+    """The variants of docs/SPEC.md section 1.1 (variant_helpers' cases: activations, modulator
+    squashing, soft clip, rule gated, a modulated fraction, combined) against the reference."""
+    kw, opts = case_inputs(case, T=1, B=3, N=11, dtype=dtype, seed=13)
+    # With no neuron modulated the modulator's parameters get no gradient.
+    check_step_against_reference({**step_kw(kw), **opts}, CPU, TOL[dtype],
+                                 require_nonzero=case[0] != "none_modulated")  # fmt: skip
 
 
 @pytest.mark.parametrize("rule", RULES)

@@ -94,7 +94,7 @@ def test_interpreter_suite():
 @pytest.mark.parametrize("alpha_shape", [(), (16,), (16, 16), (3, 16, 16)], ids=str)
 @pytest.mark.parametrize("per_sample_w", [False, True], ids=["shared_w", "per_sample_w"])
 def test_step_ops_trace_with_fake_cuda_tensors(alpha_shape, per_sample_w):
-    """Without a GPU: the step's three kernels go through wrap_triton on fake CUDA tensors (the
+    """Without a GPU: the step's two kernels go through wrap_triton on fake CUDA tensors (the
     path torch.compile traces; the kernels are compiled to Triton IR to find what they write) and
     give the documented shapes."""
     from torch._subclasses.fake_tensor import FakeTensorMode
