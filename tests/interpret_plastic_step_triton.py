@@ -7,9 +7,9 @@ the main test run does not collect this file). By hand::
 
     cd tests && TRITON_INTERPRET=1 python -m pytest interpret_plastic_step_triton.py -q
 
-The interpreter runs the per-sample kernels with row blocks of 8, the batch-sum kernel with 8 x 8
-tiles and plastic_linear with 16-wide blocks (the smallest tl.dot takes), so the odd sizes below
-cross block boundaries and end in partial blocks.
+The interpreter runs the step's kernels with row blocks of 8 (the backward's batch sums too, in
+groups of ceil(sqrt(B)) samples) and plastic_linear with 16-wide blocks (the smallest tl.dot
+takes), so the odd sizes below cross block boundaries and end in partial blocks and groups.
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def test_step_odd_sizes(shape, rule, alpha_kind, fanout, clamp, nan_poison):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_step_empty_batch(rule, nan_poison):
-    """B = 0: empty outputs, and the shared parameters' gradients are zeros (written by the
-    batch-sum kernel, not left as NaN-poisoned memory)."""
+    """B = 0: empty outputs, and the shared parameters' gradients are zeros (written by the op,
+    which launches no program, not left as NaN-poisoned memory)."""
     kw = step_inputs(rule, "per_neuron", rule in MODULATED_RULES, True, B=0, N=6, dtype=F32)
     ot, gt = run_step(clone_inputs(kw), "triton")
     orf, gr = run_step(clone_inputs(kw), "reference")
@@ -159,14 +159,21 @@ def test_step_low_precision_runs_in_float32(dtype):
     assert rel_err(out.h, ref.h) < 2e-2 and rel_err(out.hebb, ref.hebb) < 2e-2
 
 
-def test_step_is_deterministic():
-    """Two runs give bitwise equal outputs and gradients (no atomics anywhere)."""
-    kw = step_inputs("retro", "per_connection", True, True, B=5, N=19, dtype=F32, seed=2)
+@pytest.mark.parametrize("B", [5, 10])
+def test_step_is_deterministic(B):
+    """Two runs give bitwise equal outputs and gradients (atomics on the ticket counters only), and
+    the backward leaves its counters at 0 for the next launch. B = 10: groups of 4, 4 and 2."""
+    from hebbkern.triton.plastic_step_ops import _COUNTERS, batch_groups
+
+    assert batch_groups(B) == ((3, 2) if B == 5 else (4, 3))
+    kw = step_inputs("retro", "per_connection", True, True, B=B, N=19, dtype=F32, seed=2)
     a = run_step(clone_inputs(kw), "triton")
     b = run_step(clone_inputs(kw), "triton")
     for x, y in zip(a, b, strict=True):
         for k in x:
             assert torch.equal(x[k], y[k]), k
+    assert _COUNTERS and all(not c.any() for c in _COUNTERS.values())
+    check_step_against_reference(kw, CPU, TOL[F32])
 
 
 def test_cell_chained_matches_reference():

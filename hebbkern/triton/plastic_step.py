@@ -18,12 +18,18 @@ Launches per step: ONE for the forward, one program per sample (the new activity
 the sample). ONE for the backward, one program per sample too; when the batch shares parameters
 (``w``/``alpha`` ``[N, N]``, eta, mod_w, ...), their gradients are sums over the samples, a
 dependency across the whole grid, which a grid-wide barrier would turn into a deadlock once B
-exceeds the programs resident at once. So the LAST program to finish sums them ("last block"
-reduction, as CUDA's threadFenceReduction sample): every program writes its per-sample terms to
-scratch, then takes a ticket from an atomic counter; the program that draws ticket B - 1 knows
-every other program has written its terms, sums them in the fixed order b = 0, 1, ..., B - 1 (the
-results are bitwise reproducible: atomics touch the counter only, never a result) and sets the
-counter back to 0 for the next launch. Why this is correct on a GPU is written at ``_last_program``.
+exceeds the programs resident at once. So the programs that finish LAST sum them ("last block"
+reductions, as CUDA's threadFenceReduction sample), in two levels so that no single program walks
+the whole batch: the samples form groups of G consecutive ones (G about sqrt(B)); every program
+writes its per-sample terms to scratch and takes a ticket from its group's atomic counter; the
+group's last program sums the group's terms of the [N, N] gradients (dw, d alpha per connection)
+in the order of its samples into the group's partial, then takes a ticket from the batch counter;
+the last group to finish sums the groups' partials in group order and the per-sample vectors and
+scalars in sample order. Atomics touch the counters only, never a result, and every sum has a
+fixed order, so the results are bitwise reproducible. Each counter is set back to 0 by the
+program that drew its last ticket, for the next launch. Why this is correct on a GPU is written at
+``_ticket``. Critical path of the sums: about (G + B / G) N^2 loads of one program, against
+B N^2 for a single last program (NOTES.md G4).
 
 Alpha kinds: 0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``, 3 per
 sample ``[B, N, N]``. Rules as in plastic_rnn.py (5: gated), and the variants of docs/SPEC.md
@@ -151,8 +157,8 @@ def plastic_step_bwd_kernel(
     eta_ptr, modw_ptr, fw_ptr, fb_ptr,
     du_ptr, dh_ptr, dH_ptr, dE_ptr, da_ptr, dw_ptr, dA_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr,
     dfw_ptr, dfb_ptr,
-    count_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out,
-    B, N, clip, n_mod,
+    count_ptr, pw_ptr, pA_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out,
+    B, N, G, clip, n_mod,
     RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, W_PER_SAMPLE: tl.constexpr,
     HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
@@ -162,8 +168,9 @@ def plastic_step_bwd_kernel(
     """One program per sample b. Final per-sample gradients: du, dh [B, N], d hebb, d elig
     [B, N, N], dw [B, N, N] (w per sample), dA [B, N, N] (alpha per sample). Per-sample terms of
     the shared parameters' gradients, written to scratch and summed over the batch by the last
-    program (``_last_program``): da [B, N] (the pre-activation's adjoint: dw = h^T da), dAv [B, N]
-    (alpha per neuron or scalar), deta, dmb [B], dmw, dfw, dfb [B, N]."""
+    programs (``_ticket``; group partials pw, pA [n_groups, N, N]): da [B, N] (the
+    pre-activation's adjoint: dw = h^T da), dAv [B, N] (alpha per neuron or scalar), deta, dmb
+    [B], dmw, dfw, dfb [B, N]."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
     b = tl.program_id(0).to(tl.int64)
@@ -266,37 +273,46 @@ def plastic_step_bwd_kernel(
     if ALPHA_KIND < 2:
         tl.store(dAv_ptr + b * N + cols, dA_vec, mask=cmask)
 
-    if _last_program(count_ptr, B):
-        _batch_sums(
-            h_ptr, hebb_ptr, da_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr,
-            dw_ptr, dA_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out, B, N, cols, cmask,
-            rbase, RULE, ALPHA_KIND, W_PER_SAMPLE, HAS_FANOUT, USES_ETA, BLOCK_I, BLOCK_N,
-        )  # fmt: skip
-        tl.store(count_ptr, 0)  # every program has drawn its ticket: the next launch starts at 0
+    # The batch sums, two levels of "last program" (module docstring, ``_ticket``).
+    g = b // G
+    if _ticket(count_ptr + g, tl.minimum(G, B - g * G)):
+        _group_sums(h_ptr, hebb_ptr, da_ptr, pw_ptr, pA_ptr, g, G, B, N, cols, cmask, rbase,
+                    ALPHA_KIND, W_PER_SAMPLE, BLOCK_I, BLOCK_N)  # fmt: skip
+        tl.store(count_ptr + g, 0)  # the group's programs all drew their tickets
+        n_groups = (B + G - 1) // G
+        if _ticket(count_ptr + n_groups, n_groups):
+            _final_sums(
+                pw_ptr, pA_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr, dw_ptr,
+                dA_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out, n_groups, B, N, cols,
+                cmask, rbase, RULE, ALPHA_KIND, W_PER_SAMPLE, HAS_FANOUT, USES_ETA, BLOCK_I,
+                BLOCK_N,
+            )  # fmt: skip
+            tl.store(count_ptr + n_groups, 0)
 
 
 @triton.jit
-def _last_program(count_ptr, B):
-    """Whether this program is the last of the B to finish its per-sample terms.
+def _ticket(count_ptr, n):
+    """Takes a ticket from the counter at ``count_ptr``, shared by ``n`` programs; True for the
+    program that draws the last one (n - 1), when the other n - 1 have written their terms.
 
-    Memory ordering on the GPU (PTX memory model): each program's scratch is written by all its
-    threads; the barrier below orders those writes before the ticket (a barrier synchronizes the
-    CTA's threads, and the ticket's release at GPU scope is cumulative: it publishes every write
-    ordered before it, not only its own thread's). Triton's scalar atomic runs on one thread and
-    broadcasts the result through shared memory behind a barrier; the explicit barrier after it
-    repeats that guarantee. The program that draws ticket B - 1 acquired (at GPU scope) every
-    earlier program's release, since they form one chain of read-modify-writes of the counter; its
-    later loads, on all threads, after the barrier, therefore see every program's scratch (the
-    acquire also invalidates this SM's L1, and the sums load the scratch with ``.cg``, bypassing
-    L1, besides). Only the counter is atomic; results are plain stores of fixed-order sums. The
-    counter goes back to 0 after the sums, when no program of this launch will touch it again;
-    the next launch on the stream starts after this one ends, so the op may be replayed (CUDA
-    graphs) and the counter reused. Under the interpreter programs run one after the other in
-    order, the last being b = B - 1."""
+    Memory ordering on the GPU (PTX memory model): a program's scratch is written by all its
+    threads; the barrier before the ticket orders those writes before it (a barrier synchronizes
+    the CTA's threads, and the ticket's release at GPU scope is cumulative: it publishes every
+    write ordered before it, not only its own thread's). Triton's scalar atomic runs on one thread
+    and broadcasts its result through shared memory behind a barrier; the barrier after it repeats
+    that guarantee. The program that draws ticket n - 1 has acquired (at GPU scope) the releases of
+    all n - 1 earlier tickets, since the read-modify-writes of one counter form one chain, so its
+    loads after the barrier, on every thread, see the others' scratch; the acquire also
+    invalidates the SM's L1, and the sums load scratch with ``.cg`` (bypassing L1) besides. The
+    second level chains on: a group's last program releases (its batch ticket) its group partial
+    and, cumulatively, the group's per-sample terms it acquired. The counter goes back to 0 once
+    its n tickets are drawn (no program of this launch touches it again); the next launch on the
+    stream starts after this one ends, so the op may be replayed from a CUDA graph and the counter
+    reused. The interpreter runs the programs one after the other, b = 0, 1, ..."""
     tl.debug_barrier()
     ticket = tl.atomic_add(count_ptr, 1, sem="acq_rel", scope="gpu")
     tl.debug_barrier()
-    return ticket == B - 1
+    return ticket == n - 1
 
 
 @triton.jit
@@ -309,34 +325,62 @@ def _batch_sum_vec(v_ptr, B, N, cols, cmask):
 
 
 @triton.jit
-def _batch_sums(
-    h_ptr, hebb_ptr, da_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr,
-    dw_ptr, dA_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out, B, N, cols, cmask, rbase,
-    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, W_PER_SAMPLE: tl.constexpr,
-    HAS_FANOUT: tl.constexpr, USES_ETA: tl.constexpr, BLOCK_I: tl.constexpr,
+def _group_sums(
+    h_ptr, hebb_ptr, da_ptr, pw_ptr, pA_ptr, g, G, B, N, cols, cmask, rbase,
+    ALPHA_KIND: tl.constexpr, W_PER_SAMPLE: tl.constexpr, BLOCK_I: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """The batch sums of the shared parameters' gradients, each in the fixed order b = 0, 1, ...:
-    dw = sum_b h_b^T da_b and d alpha (per connection) = sum_b h_b^T da_b * H_b, tile by tile of
-    rows, then the per-sample vectors and scalars (d alpha per neuron or scalar, eta, mod_w,
-    mod_b, the fan-out)."""
-    MOD: tl.constexpr = RULE >= 3
-    NN = N * N + tl.full([], 0, tl.int64)  # 64-bit sample offsets (b is a 32-bit loop index)
+    """Group g's partials of the [N, N] gradients, over its samples in order: ``pw[g] = sum_b
+    h_b^T da_b`` (w shared) and ``pA[g] = sum_b h_b^T da_b * H_b`` (alpha per connection)."""
     if (not W_PER_SAMPLE) or ALPHA_KIND == 2:
+        NN = N * N + tl.full([], 0, tl.int64)  # 64-bit offsets (b, g are 32-bit indices)
+        b0 = g * G
+        b1 = tl.minimum(b0 + G, B)
         for i0 in range(0, N, BLOCK_I):
             rows = i0 + rbase
             rmask = rows < N
             m2 = rmask[:, None] & cmask[None, :]
             off = rows[:, None] * N + cols[None, :]
-            dw = tl.zeros([BLOCK_I, BLOCK_N], dtype=dw_ptr.dtype.element_ty)
+            dw = tl.zeros([BLOCK_I, BLOCK_N], dtype=pw_ptr.dtype.element_ty)
             dA = dw
-            for b in range(0, B):
+            for b in range(b0, b1):
                 x = tl.load(h_ptr + b * N + rows, mask=rmask, other=0.0)
                 d = tl.load(da_ptr + b * N + cols, mask=cmask, other=0.0, cache_modifier=".cg")
                 xda = x[:, None] * d[None, :]
                 dw += xda
                 if ALPHA_KIND == 2:
                     dA += xda * tl.load(hebb_ptr + b * NN + off, mask=m2, other=0.0)
+            if not W_PER_SAMPLE:
+                tl.store(pw_ptr + g * NN + off, dw, mask=m2)
+            if ALPHA_KIND == 2:
+                tl.store(pA_ptr + g * NN + off, dA, mask=m2)
+
+
+@triton.jit
+def _final_sums(
+    pw_ptr, pA_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr, dw_ptr, dA_ptr,
+    deta_out, dmw_out, dmb_out, dfw_out, dfb_out, n_groups, B, N, cols, cmask, rbase,
+    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, W_PER_SAMPLE: tl.constexpr,
+    HAS_FANOUT: tl.constexpr, USES_ETA: tl.constexpr, BLOCK_I: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    """The shared parameters' gradients: dw and d alpha per connection from the groups' partials
+    in group order, the rest (d alpha per neuron or scalar, eta, mod_w, mod_b, the fan-out) from
+    the per-sample terms in sample order."""
+    MOD: tl.constexpr = RULE >= 3
+    if (not W_PER_SAMPLE) or ALPHA_KIND == 2:
+        NN = N * N + tl.full([], 0, tl.int64)
+        for i0 in range(0, N, BLOCK_I):
+            rows = i0 + rbase
+            m2 = (rows < N)[:, None] & cmask[None, :]
+            off = rows[:, None] * N + cols[None, :]
+            dw = tl.zeros([BLOCK_I, BLOCK_N], dtype=pw_ptr.dtype.element_ty)
+            dA = dw
+            for g in range(0, n_groups):
+                if not W_PER_SAMPLE:
+                    dw += tl.load(pw_ptr + g * NN + off, mask=m2, other=0.0, cache_modifier=".cg")
+                if ALPHA_KIND == 2:
+                    dA += tl.load(pA_ptr + g * NN + off, mask=m2, other=0.0, cache_modifier=".cg")
             if not W_PER_SAMPLE:
                 tl.store(dw_ptr + off, dw, mask=m2)
             if ALPHA_KIND == 2:

@@ -11,6 +11,8 @@ Imported lazily (first use of ``backend="triton"``), never by ``import hebbkern`
 """
 
 # No ``from __future__ import annotations``: triton_op reads the annotations to build the schema.
+import math
+
 import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
@@ -47,24 +49,32 @@ def alpha_kind(alpha: Tensor) -> int:
     return alpha.dim()
 
 
-# The backward's ticket counters (plastic_step.py, ``_last_program``), one int32 per (device,
-# stream), zero between launches: each launch sets its counter back to 0. One per stream, so that
-# launches on two streams never share one; launches on one stream run one after the other.
+# The backward's ticket counters (plastic_step.py, ``_ticket``), int32, per (device, stream), zero
+# between launches: each launch sets every counter it used back to 0. One set per stream, so that
+# launches on two streams never share a counter; launches on one stream run one after the other.
 _COUNTERS: dict = {}
 
 
-def ticket_counter(like: Tensor) -> Tensor:
-    """The zeroed counter for a backward launch on ``like``'s device and current stream. While a
-    CUDA graph is captured, and under fake tensors (torch.compile's tracing), a fresh zeroed
-    tensor instead (allocated on the stream, no host sync): a cached counter first allocated during
-    a capture would hold its zeros only once the graph replays."""
+def ticket_counters(like: Tensor, n: int) -> Tensor:
+    """``n`` zeroed counters for a backward launch on ``like``'s device and current stream. While
+    a CUDA graph is captured, and under fake tensors (torch.compile's tracing), fresh zeroed ones
+    instead (allocated on the stream, no host sync): a cached tensor first allocated during a
+    capture would hold its zeros only once the graph replays."""
     if is_fake(like) or (like.is_cuda and torch.cuda.is_current_stream_capturing()):
-        return torch.zeros(1, dtype=torch.int32, device=like.device)
+        return torch.zeros(n, dtype=torch.int32, device=like.device)
     stream = torch.cuda.current_stream(like.device).cuda_stream if like.is_cuda else None
     key = (like.device, stream)
-    if key not in _COUNTERS:
-        _COUNTERS[key] = torch.zeros(1, dtype=torch.int32, device=like.device)
+    if key not in _COUNTERS or _COUNTERS[key].numel() < n:
+        _COUNTERS[key] = torch.zeros(max(n, 64), dtype=torch.int32, device=like.device)
     return _COUNTERS[key]
+
+
+def batch_groups(B: int) -> tuple[int, int]:
+    """(G, number of groups): the backward sums the batch in groups of G = ceil(sqrt(B))
+    consecutive samples, then the groups (plastic_step.py)."""
+    B = int(B)
+    G = math.isqrt(B - 1) + 1 if B > 0 else 1
+    return G, -(-B // G)
 
 
 @torch.library.triton_op("hebbkern::plastic_step_triton_fwd", mutates_args=())
@@ -139,7 +149,7 @@ def plastic_step_triton_bwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns ``(du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
     dfanout_b)`` as the C++ op does; empty tensors where the rule has no such input. One launch
-    (plastic_step.py): the shared parameters' batch sums are taken by its last program."""
+    (plastic_step.py): the shared parameters' batch sums are taken by its last programs."""
     B, N = u.shape
     retro = rule == "retro"
     modulated = rule in ("neuromod", "retro", "gated")
@@ -180,6 +190,9 @@ def plastic_step_triton_bwd(
     dmb_b = u.new_empty(B) if modulated else da
     dfw_b = u.new_empty(B, N) if fan else da
     dfb_b = u.new_empty(B, N) if fan else da
+    G, n_groups = batch_groups(B)
+    pw = u.new_empty(n_groups, N, N) if w.dim() == 2 else da  # the groups' partials
+    pA = u.new_empty(n_groups, N, N) if kind == 2 else da
     clamp = u if clamp_mask is None else clamp_mask.contiguous().view(torch.uint8)
     _launch(
         plastic_step_bwd_kernel, (B,),
@@ -187,9 +200,10 @@ def plastic_step_triton_bwd(
         c(mod), clamp, c(eta), c(mod_w), c(fanout_w), c(fanout_b),
         du, dh, dhebb, delig if retro else dhebb, da, dw, dalpha, dAv, deta_b, dmw_b, dmb_b,
         dfw_b, dfb_b,
-        ticket_counter(u), deta if uses_eta else da, dmw if modulated else da,
-        dmb if modulated else da, dfw if fan else da, dfb if fan else da,
-        B, N, float(clip), n_mod,
+        ticket_counters(u, n_groups + 1), pw, pA, deta if uses_eta else da,
+        dmw if modulated else da, dmb if modulated else da, dfw if fan else da,
+        dfb if fan else da,
+        B, N, G, float(clip), n_mod,
         RULE=RULE_IDS[rule], ALPHA_KIND=kind, W_PER_SAMPLE=w.dim() == 3,
         HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, **consts, **_row_config(N),
