@@ -12,12 +12,10 @@ single-step families on the GPU), and ``nn.PlasticRNNCell`` / ``nn.DHPSoftmax`` 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -32,16 +30,11 @@ from step_triton_checks import (
     run_step,
 )
 from triton_checks import to_device
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
 
 import hebbkern
 from hebbkern import backends
 
-TESTS_DIR = Path(__file__).resolve().parent
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-HAS_CUDA = HAS_TRITON and torch.cuda.is_available()
-INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and triton")
 CUDA = torch.device("cuda")
 F32 = torch.float32
 

@@ -47,34 +47,15 @@ from .plastic_rnn import (
     _act,
     _act_grad,
     _load_alpha,
+    _load_trace,
     _modulation,
     _rule_bwd,
     _rule_fwd,
     _squash,
     _squash_grad,
+    _store_trace,
+    _tile,
 )
-
-
-@triton.jit
-def _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE: tl.constexpr, ALPHA_KIND: tl.constexpr):
-    """Row block ``i0`` of sample ``b``: rows, their mask, the tile mask, the tile's offsets inside
-    one ``[N, N]`` matrix, and the offsets of ``w`` and ``alpha`` (per sample or shared)."""
-    rows = i0 + rbase
-    rmask = rows < N
-    m2 = rmask[:, None] & cmask[None, :]
-    off = rows[:, None] * N + cols[None, :]
-    woff = b * N * N if W_PER_SAMPLE else 0
-    aoff = b * N * N if ALPHA_KIND == 3 else 0
-    return rows, rmask, m2, off, woff, aoff
-
-
-@triton.jit
-def _alpha_tile(a_ptr, aoff, rows, cols, m2, cmask, N, ALPHA_KIND: tl.constexpr):
-    if ALPHA_KIND == 3:
-        A = tl.load(a_ptr + aoff + rows[:, None] * N + cols[None, :], mask=m2, other=0.0)
-    else:
-        A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
-    return A
 
 
 @triton.jit
@@ -84,12 +65,15 @@ def _matvec_tile(
 ):  # fmt: skip
     """The operands of row block ``i0`` of sample b's mat-vec ``h (w + alpha * H)``: the tile's
     rows, masks and offsets, and H, h[rows], w and alpha there."""
-    rows, rmask, m2, off, woff, aoff = _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE,
-                                              ALPHA_KIND)  # fmt: skip
+    rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+    woff = b * N * N if W_PER_SAMPLE else 0  # w per sample or shared
     H = tl.load(hebb_ptr + b * N * N + off, mask=m2, other=0.0)
     x = tl.load(h_ptr + b * N + rows, mask=rmask, other=0.0)
     w = tl.load(w_ptr + woff + off, mask=m2, other=0.0)
-    A = _alpha_tile(a_ptr, aoff, rows, cols, m2, cmask, N, ALPHA_KIND)
+    if ALPHA_KIND == 3:  # per sample
+        A = tl.load(a_ptr + b * N * N + off, mask=m2, other=0.0)
+    else:
+        A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
     return rows, rmask, m2, off, H, x, w, A
 
 
@@ -138,17 +122,11 @@ def plastic_step_fwd_kernel(
         M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
 
     for i0 in range(0, N, BLOCK_I):
-        rows, rmask, m2, off, woff, aoff = _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE,
-                                                  ALPHA_KIND)  # fmt: skip
-        H = tl.load(hebb_ptr + b * NN + off, mask=m2, other=0.0)
-        E = H
-        if ELIG:
-            E = tl.load(elig_ptr + b * NN + off, mask=m2, other=0.0)
+        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+        H, E = _load_trace(hebb_ptr + b * NN, elig_ptr + b * NN, off, m2, ELIG)
         pre = tl.load(h_ptr + b * N + rows, mask=rmask, other=0.0)
         H, E = _rule_fwd(H, E, pre[:, None], hn[None, :], M[None, :], eta, clip, RULE, SOFT)
-        tl.store(hebbn_ptr + b * NN + off, H, mask=m2)
-        if ELIG:
-            tl.store(eligv_ptr + b * NN + off, E, mask=m2)
+        _store_trace(hebbn_ptr + b * NN, eligv_ptr + b * NN, off, m2, H, E, ELIG)
 
 
 @triton.jit
@@ -194,16 +172,13 @@ def plastic_step_bwd_kernel(
     dM = zv
     deta = tl.sum(zv, axis=0)
     for i0 in range(0, N, BLOCK_I):
-        rows, rmask, m2, off, woff, aoff = _tiles(b, i0, rbase, cols, cmask, N, W_PER_SAMPLE,
-                                                  ALPHA_KIND)  # fmt: skip
-        H = tl.load(hebb_ptr + b * NN + off, mask=m2, other=0.0)
+        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+        H, E = _load_trace(hebb_ptr + b * NN, elig_ptr + b * NN, off, m2, ELIG)
         dH = tl.zeros([BLOCK_I, BLOCK_N], dtype=post.dtype)
         if HAS_GHEBB:
             dH = tl.load(gH_ptr + b * NN + off, mask=m2, other=0.0)
-        E = H
         dE = dH
         if ELIG:
-            E = tl.load(elig_ptr + b * NN + off, mask=m2, other=0.0)
             dE = dH * 0.0
             if HAS_GELIG:
                 dE = tl.load(gE_ptr + b * NN + off, mask=m2, other=0.0)
@@ -211,9 +186,7 @@ def plastic_step_bwd_kernel(
         dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
             H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, SOFT
         )
-        tl.store(dH_ptr + b * NN + off, dH, mask=m2)
-        if ELIG:
-            tl.store(dE_ptr + b * NN + off, dE, mask=m2)
+        _store_trace(dH_ptr + b * NN, dE_ptr + b * NN, off, m2, dH, dE, ELIG)
         dpost += tl.sum(g_post, axis=0)
         if MOD:
             dM += tl.sum(g_mod, axis=0)
@@ -337,10 +310,7 @@ def _group_sums(
         b0 = g * G
         b1 = tl.minimum(b0 + G, B)
         for i0 in range(0, N, BLOCK_I):
-            rows = i0 + rbase
-            rmask = rows < N
-            m2 = rmask[:, None] & cmask[None, :]
-            off = rows[:, None] * N + cols[None, :]
+            rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
             dw = tl.zeros([BLOCK_I, BLOCK_N], dtype=pw_ptr.dtype.element_ty)
             dA = dw
             for b in range(b0, b1):
@@ -371,9 +341,7 @@ def _final_sums(
     if (not W_PER_SAMPLE) or ALPHA_KIND == 2:
         NN = N * N + tl.full([], 0, tl.int64)
         for i0 in range(0, N, BLOCK_I):
-            rows = i0 + rbase
-            m2 = (rows < N)[:, None] & cmask[None, :]
-            off = rows[:, None] * N + cols[None, :]
+            rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
             dw = tl.zeros([BLOCK_I, BLOCK_N], dtype=pw_ptr.dtype.element_ty)
             dA = dw
             for g in range(0, n_groups):
