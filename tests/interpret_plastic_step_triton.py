@@ -239,16 +239,22 @@ def test_linear_empty_batch(per_sample, nan_poison):
 OPCHECK_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor")
 
 
-@pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])
+# (inputs made for, rule run, variant code of hebbkern/_variants.py): gated with selu and sigmoid
+# squashing (2 + 8 * 1); clip with relu and the soft clip (1 + 32).
+OPCHECK_STEP_CASES = [("hebb", "hebb", 0), ("neuromod", "neuromod", 0), ("retro", "retro", 0),
+                      ("neuromod", "gated", 10), ("clip", "clip", 33)]  # fmt: skip
+
+
+@pytest.mark.parametrize("made_for, rule, variant", OPCHECK_STEP_CASES)
 @pytest.mark.parametrize("alpha_kind", ["per_connection", "per_sample"])
-def test_step_opcheck(rule, alpha_kind):
+def test_step_opcheck(made_for, rule, variant, alpha_kind):
     from hebbkern.triton.plastic_step_ops import plastic_step_triton_fwd  # noqa: F401
 
-    kw = step_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, B=2, N=3, seed=8)
+    kw = step_inputs(made_for, alpha_kind, made_for in MODULATED_RULES, True, B=2, N=3, seed=8)
     args = (
         kw["u"], kw["h"], kw["hebb"], kw.get("elig"), kw["w"], kw["alpha"], kw["clamp_mask"],
         kw.get("eta"), kw.get("mod_w"), kw.get("mod_b"), kw.get("fanout_w"), kw.get("fanout_b"),
-        rule, float(kw["clip"]),
+        rule, float(kw["clip"]), variant,
     )  # fmt: skip
     torch.library.opcheck(
         torch.ops.hebbkern.plastic_step_triton_fwd.default, args, test_utils=OPCHECK_UTILS
