@@ -7,9 +7,9 @@ the main test run does not collect this file). By hand::
 
     cd tests && TRITON_INTERPRET=1 python -m pytest interpret_plastic_step_triton.py -q
 
-The interpreter runs the per-sample kernels with row blocks of 8, the batch-sum kernel with 8 x 8
-tiles and plastic_linear with 16-wide blocks (the smallest tl.dot takes), so the odd sizes below
-cross block boundaries and end in partial blocks.
+The interpreter runs the step's kernels with row blocks of 8 (the backward's batch sums too, in
+groups of ceil(sqrt(B)) samples) and plastic_linear with 16-wide blocks (the smallest tl.dot
+takes), so the odd sizes below cross block boundaries and end in partial blocks and groups.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from step_triton_checks import (  # noqa: E402
     linear_inputs,
     run_step,
 )
+from variant_helpers import CASES, IDS, case_inputs, step_kw  # noqa: E402
 
 import hebbkern  # noqa: E402
 
@@ -56,6 +57,17 @@ def test_step_matches_reference(rule, alpha_kind, fanout, clamp, nan_poison):
     kw = step_inputs(rule, alpha_kind, fanout, clamp, B=3, N=11, dtype=F32, seed=11)
     check_step_against_reference(kw, CPU, TOL[F32])
     assert "hebbkern.triton.plastic_step_ops" in sys.modules  # the triton path ran
+
+
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_step_variants_match_reference(case, dtype, nan_poison):
+    """The variants of docs/SPEC.md section 1.1 (variant_helpers' cases: activations, modulator
+    squashing, soft clip, rule gated, a modulated fraction, combined) against the reference."""
+    kw, opts = case_inputs(case, T=1, B=3, N=11, dtype=dtype, seed=13)
+    # With no neuron modulated the modulator's parameters get no gradient.
+    check_step_against_reference({**step_kw(kw), **opts}, CPU, TOL[dtype],
+                                 require_nonzero=case[0] != "none_modulated")  # fmt: skip
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -97,8 +109,8 @@ def test_step_odd_sizes(shape, rule, alpha_kind, fanout, clamp, nan_poison):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_step_empty_batch(rule, nan_poison):
-    """B = 0: empty outputs, and the shared parameters' gradients are zeros (written by the
-    batch-sum kernel, not left as NaN-poisoned memory)."""
+    """B = 0: empty outputs, and the shared parameters' gradients are zeros (written by the op,
+    which launches no program, not left as NaN-poisoned memory)."""
     kw = step_inputs(rule, "per_neuron", rule in MODULATED_RULES, True, B=0, N=6, dtype=F32)
     ot, gt = run_step(clone_inputs(kw), "triton")
     orf, gr = run_step(clone_inputs(kw), "reference")
@@ -147,14 +159,21 @@ def test_step_low_precision_runs_in_float32(dtype):
     assert rel_err(out.h, ref.h) < 2e-2 and rel_err(out.hebb, ref.hebb) < 2e-2
 
 
-def test_step_is_deterministic():
-    """Two runs give bitwise equal outputs and gradients (no atomics anywhere)."""
-    kw = step_inputs("retro", "per_connection", True, True, B=5, N=19, dtype=F32, seed=2)
+@pytest.mark.parametrize("B", [5, 10])
+def test_step_is_deterministic(B):
+    """Two runs give bitwise equal outputs and gradients (atomics on the ticket counters only), and
+    the backward leaves its counters at 0 for the next launch. B = 10: groups of 4, 4 and 2."""
+    from hebbkern.triton.plastic_step_ops import _COUNTERS, batch_groups
+
+    assert batch_groups(B) == ((3, 2) if B == 5 else (4, 3))
+    kw = step_inputs("retro", "per_connection", True, True, B=B, N=19, dtype=F32, seed=2)
     a = run_step(clone_inputs(kw), "triton")
     b = run_step(clone_inputs(kw), "triton")
     for x, y in zip(a, b, strict=True):
         for k in x:
             assert torch.equal(x[k], y[k]), k
+    assert _COUNTERS and all(not c.any() for c in _COUNTERS.values())
+    check_step_against_reference(kw, CPU, TOL[F32])
 
 
 def test_cell_chained_matches_reference():
@@ -220,16 +239,22 @@ def test_linear_empty_batch(per_sample, nan_poison):
 OPCHECK_UTILS = ("test_schema", "test_autograd_registration", "test_faketensor")
 
 
-@pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])
+# (inputs made for, rule run, variant code of hebbkern/_variants.py): gated with selu and sigmoid
+# squashing (2 + 8 * 1); clip with relu and the soft clip (1 + 32).
+OPCHECK_STEP_CASES = [("hebb", "hebb", 0), ("neuromod", "neuromod", 0), ("retro", "retro", 0),
+                      ("neuromod", "gated", 10), ("clip", "clip", 33)]  # fmt: skip
+
+
+@pytest.mark.parametrize("made_for, rule, variant", OPCHECK_STEP_CASES)
 @pytest.mark.parametrize("alpha_kind", ["per_connection", "per_sample"])
-def test_step_opcheck(rule, alpha_kind):
+def test_step_opcheck(made_for, rule, variant, alpha_kind):
     from hebbkern.triton.plastic_step_ops import plastic_step_triton_fwd  # noqa: F401
 
-    kw = step_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, B=2, N=3, seed=8)
+    kw = step_inputs(made_for, alpha_kind, made_for in MODULATED_RULES, True, B=2, N=3, seed=8)
     args = (
         kw["u"], kw["h"], kw["hebb"], kw.get("elig"), kw["w"], kw["alpha"], kw["clamp_mask"],
         kw.get("eta"), kw.get("mod_w"), kw.get("mod_b"), kw.get("fanout_w"), kw.get("fanout_b"),
-        rule, float(kw["clip"]),
+        rule, float(kw["clip"]), variant,
     )  # fmt: skip
     torch.library.opcheck(
         torch.ops.hebbkern.plastic_step_triton_fwd.default, args, test_utils=OPCHECK_UTILS

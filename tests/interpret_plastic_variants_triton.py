@@ -40,18 +40,11 @@ def test_float32_odd_size(case):
     assert_float32_rule(kw64, opts, "triton", 4, 1e-6)
 
 
-def test_step_and_lstm_triton_refuse_variants():
-    """The Triton plastic_step and plastic_lstm kernels lack the variants: a clear error, never
-    the default rule's math."""
+def test_lstm_triton_refuses_variants():
+    """The Triton plastic_lstm kernels lack the variants: a clear error, never the default rule's
+    math (plastic_step's Triton kernels have them: interpret_plastic_step_triton.py)."""
     import hebbkern
 
-    kw, opts = case_inputs(CASES[IDS.index("combined")], T=1, B=2, N=5, seed=1)
-    step = {"u": kw["u"][0], "h": kw["h0"], "hebb": kw["hebb0"], "w": kw["w"],
-            "alpha": kw["alpha"], "rule": "gated", "mod_w": kw["mod_w"], "mod_b": kw["mod_b"]}  # fmt: skip
-    with pytest.raises(NotImplementedError, match="backend='reference'"):
-        hebbkern.plastic_step(**step, mod_squash="sigmoid", backend="triton")
-    with pytest.raises(NotImplementedError, match="backend='reference'"):
-        hebbkern.plastic_step(**dict(step, rule="neuromod"), activation="relu", backend="triton")
     N = 5
     g = torch.Generator().manual_seed(0)
     lstm = {"u": torch.randn(3, 2, 4 * N, generator=g, dtype=torch.float64),

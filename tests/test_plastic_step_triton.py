@@ -12,12 +12,10 @@ single-step families on the GPU), and ``nn.PlasticRNNCell`` / ``nn.DHPSoftmax`` 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -32,16 +30,11 @@ from step_triton_checks import (
     run_step,
 )
 from triton_checks import to_device
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
 
 import hebbkern
 from hebbkern import backends
 
-TESTS_DIR = Path(__file__).resolve().parent
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-HAS_CUDA = HAS_TRITON and torch.cuda.is_available()
-INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and triton")
 CUDA = torch.device("cuda")
 F32 = torch.float32
 
@@ -94,7 +87,7 @@ def test_interpreter_suite():
 @pytest.mark.parametrize("alpha_shape", [(), (16,), (16, 16), (3, 16, 16)], ids=str)
 @pytest.mark.parametrize("per_sample_w", [False, True], ids=["shared_w", "per_sample_w"])
 def test_step_ops_trace_with_fake_cuda_tensors(alpha_shape, per_sample_w):
-    """Without a GPU: the step's three kernels go through wrap_triton on fake CUDA tensors (the
+    """Without a GPU: the step's two kernels go through wrap_triton on fake CUDA tensors (the
     path torch.compile traces; the kernels are compiled to Triton IR to find what they write) and
     give the documented shapes."""
     from torch._subclasses.fake_tensor import FakeTensorMode

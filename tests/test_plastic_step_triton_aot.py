@@ -26,9 +26,12 @@ pytestmark = [
 ]
 
 CAPABILITIES = (80, 90)
-STEP_RULES = ("hebb", "oja", "clip", "neuromod", "retro")
+STEP_RULES = ("hebb", "oja", "clip", "neuromod", "retro", "gated")
 # (width, rules): every rule at the agent's width 128; the widest tiles for the modulated rules.
 STEP_WIDTHS = ((128, STEP_RULES), (1024, ("neuromod", "retro")))
+# The variants of SPEC.md section 1.1 at once (selu, sigmoid squashing, soft clip, half the neurons
+# modulated): the most live values of the variant code paths.
+VARIANT_CONSTS = {"SOFT": True, "ACT": 2, "SQUASH": 1, "UNMOD": True}
 
 
 def _signature(kernel, constexprs: dict) -> dict:
@@ -39,6 +42,8 @@ def _signature(kernel, constexprs: dict) -> dict:
             sig[name] = "constexpr"
         elif name == "clamp_ptr":
             sig[name] = "*u8"
+        elif name == "count_ptr":
+            sig[name] = "*i32"
         elif name.endswith(("_ptr", "_out")):
             sig[name] = "*fp32"
         elif name == "clip":
@@ -59,23 +64,21 @@ def compile_one(job: tuple) -> dict:
     from hebbkern.triton.plastic_linear_ops import GPU_BLOCKS
     from hebbkern.triton.plastic_rnn import RULE_IDS
     from hebbkern.triton.plastic_rnn_ops import configs_for
-    from hebbkern.triton.plastic_step_ops import REDUCE_TILE
 
     name, rule, width, variant, cc = job
-    if name in ("fwd", "bwd", "reduce"):
-        kernel = {"fwd": st.plastic_step_fwd_kernel, "bwd": st.plastic_step_bwd_kernel,
-                  "reduce": st.plastic_step_reduce_kernel}[name]  # fmt: skip
+    if name in ("fwd", "bwd", "fwd_variants", "bwd_variants"):
+        kernel = (
+            st.plastic_step_bwd_kernel if name.startswith("bwd") else st.plastic_step_fwd_kernel
+        )
+        cfg = configs_for(width)[-1]
         c = {"RULE": RULE_IDS[rule], "ALPHA_KIND": variant, "W_PER_SAMPLE": False,
-             "HAS_FANOUT": rule in ("neuromod", "retro")}  # fmt: skip
-        if name == "reduce":
-            c.update(BLOCK_I=REDUCE_TILE[0], BLOCK_J=REDUCE_TILE[1], BLOCK_V=width)
-            warps = 4
-        else:
-            cfg = configs_for(width)[-1]
-            c.update(HAS_CLAMP=True, BLOCK_N=width, **cfg.kwargs)
-            warps = cfg.num_warps
-            if name == "bwd":
-                c.update(HAS_GHEBB=True, HAS_GELIG=True)
+             "HAS_FANOUT": rule in ("neuromod", "retro", "gated"), "HAS_CLAMP": True,
+             "BLOCK_N": width, "USES_ETA": rule not in ("neuromod", "gated"), **cfg.kwargs}  # fmt: skip
+        warps = cfg.num_warps
+        if name.startswith("bwd"):
+            c.update(HAS_GHEBB=True, HAS_GELIG=True)
+        if name.endswith("_variants"):
+            c.update(VARIANT_CONSTS, USES_ETA=True)
     else:
         kernel = {"linear_fwd": lin.plastic_linear_fwd_kernel,
                   "linear_bwd": lin.plastic_linear_bwd_kernel}[name]  # fmt: skip
@@ -101,7 +104,8 @@ def jobs() -> list[tuple]:
             for rule in rules:
                 for name in ("fwd", "bwd"):
                     out.append((name, rule, width, 3 if rule == "retro" else 2, cc))
-                out.append(("reduce", rule, width, 2, cc))
+            for name in ("fwd_variants", "bwd_variants"):
+                out.append((name, "neuromod", width, 2, cc))
         for per_sample in (0, 1):
             for name in ("linear_fwd", "linear_bwd"):
                 out.append((name, "-", 128, per_sample, cc))  # BLOCK_K = min(max, 128)
@@ -116,7 +120,7 @@ def all_reports(workers: int = 2) -> list[dict]:
 
 def format_row(r: dict) -> str:
     return (
-        f"{r['arch']:>7} {r['kernel']:>10} {r['rule']:>8} width={r['width']:<5} "
+        f"{r['arch']:>7} {r['kernel']:>12} {r['rule']:>8} width={r['width']:<5} "
         f"variant={r['variant']} warps={r['warps']} regs={r['registers']:<4} "
         f"spill(st/ld)={r['spill_stores']}/{r['spill_loads']} B in-loops={len(r['in_loops'])}"
     )

@@ -20,6 +20,7 @@ from variant_helpers import (
     case_inputs,
     leaves,
     rnn_outputs_and_grads,
+    step_kw,
     step_outputs_and_grads,
 )
 
@@ -57,17 +58,6 @@ def test_rnn_cpu_gradcheck(case):
         return (h, st.hebb) + ((st.elig,) if st.elig is not None else ())
 
     assert torch.autograd.gradcheck(f, [kw[n] for n in names], atol=1e-6, rtol=1e-5)
-
-
-def step_kw(kw):
-    """plastic_step arguments for the first step of a plastic_rnn case."""
-    s = {k: v for k, v in kw.items() if k not in ("u", "h0", "hebb0", "elig0", "clamp_mask")}
-    s["u"], s["h"], s["hebb"] = kw["u"][0], kw["h0"], kw["hebb0"]
-    if "elig0" in kw:
-        s["elig"] = kw["elig0"]
-    if "clamp_mask" in kw:
-        s["clamp_mask"] = kw["clamp_mask"][0]
-    return s
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -129,17 +119,6 @@ def test_step_cpu_row_split(name, layout):
     kw, opts = case_inputs(case, T=1, B=1, N=260, seed=8)
     opts = dict(opts, layout=layout)
     assert_matches_reference(step_outputs_and_grads, step_kw(kw), opts, "cpu", 1e-10)
-
-
-def test_step_triton_refuses_variants(monkeypatch):
-    """The Triton plastic_step kernels lack the variants: a clear error before any launch (here
-    the backend choice is forced to 'triton' on CPU tensors; nothing of triton is imported)."""
-    monkeypatch.setattr(hebbkern.backends, "resolve", lambda *a, **k: "triton")
-    for name in ("gated", "soft_clip", "relu", "half_modulated"):
-        kw, opts = case_inputs(CASES[IDS.index(name)], B=2, N=5, seed=1)
-        for layout in ("pre_post", "post_pre"):
-            with pytest.raises(NotImplementedError, match="backend='reference'"):
-                hebbkern.plastic_step(**step_kw(kw), **opts, layout=layout)
 
 
 def test_lstm_triton_refuses_variants(monkeypatch):

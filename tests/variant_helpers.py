@@ -49,6 +49,17 @@ def case_inputs(case, *, T=5, B=3, N=7, dtype=torch.float64, seed=0):
     return kw, opts
 
 
+def step_kw(kw):
+    """plastic_step arguments for the first step of a plastic_rnn case."""
+    s = {k: v for k, v in kw.items() if k not in ("u", "h0", "hebb0", "elig0", "clamp_mask")}
+    s["u"], s["h"], s["hebb"] = kw["u"][0], kw["h0"], kw["hebb0"]
+    if "elig0" in kw:
+        s["elig"] = kw["elig0"]
+    if "clamp_mask" in kw:
+        s["clamp_mask"] = kw["clamp_mask"][0]
+    return s
+
+
 def leaves(kw):
     return {k: v for k, v in kw.items() if isinstance(v, torch.Tensor) and v.requires_grad}
 

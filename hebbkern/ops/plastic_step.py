@@ -27,6 +27,50 @@ from ..types import PlasticState
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+# The autograd formula of the fused ops (the C++ ops here, the Triton ops of
+# hebbkern/triton/plastic_step_ops.py: same arguments and outputs).
+
+
+def _setup_context(ctx, inputs, output):
+    (u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
+     clip, variant) = inputs  # fmt: skip
+    h_new, _, _, mod = output
+    ctx.save_for_backward(
+        u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
+        fanout_b,
+    )  # fmt: skip
+    ctx.rule, ctx.clip = rule, clip
+    ctx.variant = variant
+
+
+def _make_backward(bwd_op):
+    def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
+        return _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig)
+
+    return backward
+
+
+def _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig):
+    (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
+     fanout_b) = ctx.saved_tensors  # fmt: skip
+    retro = ctx.rule == "retro"
+    (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
+     dfanout_b) = bwd_op(
+        grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
+        mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.variant,
+    )  # fmt: skip
+
+    def keep(grad, given):
+        return grad if given else None
+
+    return (
+        du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
+        keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
+        keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
+        None, None,
+    )  # fmt: skip
+
+
 if _extension.available():
 
     def _plastic_step_fwd_fake(
@@ -64,43 +108,6 @@ if _extension.available():
             u.new_empty(N) if fanout_w is not None else empty(),
             u.new_empty(N) if fanout_w is not None else empty(),
         )
-
-    def _setup_context(ctx, inputs, output):
-        (u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
-         clip, variant) = inputs  # fmt: skip
-        h_new, _, _, mod = output
-        ctx.save_for_backward(
-            u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
-            fanout_b,
-        )  # fmt: skip
-        ctx.rule, ctx.clip = rule, clip
-        ctx.variant = variant
-
-    def _make_backward(bwd_op):
-        def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
-            return _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig)
-
-        return backward
-
-    def _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig):
-        (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
-         fanout_b) = ctx.saved_tensors  # fmt: skip
-        retro = ctx.rule == "retro"
-        (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
-         dfanout_b) = bwd_op(
-            grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
-            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.variant,
-        )  # fmt: skip
-
-        def keep(grad, given):
-            return grad if given else None
-
-        return (
-            du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
-            keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
-            keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
-            None, None,
-        )  # fmt: skip
 
     # The pre_post ops and their post_pre twins (same schemas; the kernels read w, alpha and the
     # traces stored [post, pre]): one fake kernel and one autograd formula for both.
@@ -186,9 +193,7 @@ def plastic_step(
             only); the eager reference and any backend without a native kernel transpose at
             the op boundary.
         activation, mod_squash, soft_clip, n_modulated: the papers' variants (docs/SPEC.md
-            section 1.1), as in :func:`hebbkern.plastic_rnn`. Rule ``"gated"`` and the
-            non-default variants run on ``backend="reference"`` and ``"cpu"``; the Triton kernels
-            raise ``NotImplementedError``.
+            section 1.1), as in :func:`hebbkern.plastic_rnn`, on every backend.
 
     Returns:
         :class:`~hebbkern.PlasticState` ``(h_new, hebb_new, elig_new)``; ``elig_new`` is ``None``
@@ -231,32 +236,25 @@ def plastic_step(
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
     if name == "triton":
-        if rule == "gated" or not v.is_default:
-            raise NotImplementedError(
-                "plastic_step: rule 'gated' and the variants of docs/SPEC.md section 1.1 "
-                "(activation, mod_squash, soft_clip, n_modulated) are not implemented by the "
-                "Triton kernels; use backend='reference' (or backend='cpu' on CPU tensors)"
-            )
         fwd = _triton_fwd()
-        extra: tuple = ()
     else:
         fwd = (
             torch.ops.hebbkern.plastic_step_fwd_post_pre
             if post_pre
             else torch.ops.hebbkern.plastic_step_fwd
         )
-        extra = (v.code,)  # the variant code (0: docs/SPEC.md section 1 exactly)
+    # v.code: the variant code (0: docs/SPEC.md section 1 exactly).
     if io_dtype not in _LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,
-            a.fanout_b, rule, a.clip, *extra,
+            a.fanout_b, rule, a.clip, v.code,
         )  # fmt: skip
         return PlasticState(h_new, hebb_new, elig_new if rule == "retro" else None)
     dt = torch.float32
     h_new, hebb_new, elig_new, _ = fwd(
         u.to(dt), a.h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
         _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
-        _to(a.fanout_b, dt), rule, a.clip, *extra,
+        _to(a.fanout_b, dt), rule, a.clip, v.code,
     )  # fmt: skip
     return PlasticState(
         h_new.to(io_dtype),

@@ -26,6 +26,18 @@ from .plastic_rnn import _load_alpha
 
 
 @triton.jit
+def _wa_tile(w_ptr, a_ptr, rows, cols, cmask, M, K, ALPHA_KIND: tl.constexpr):
+    """The tile (rows, cols) of an [M, K] matrix: the row mask, tile mask and offsets, and w and
+    alpha there."""
+    rmask = rows < M
+    m2 = rmask[:, None] & cmask[None, :]
+    off = rows[:, None] * K + cols[None, :]
+    W = tl.load(w_ptr + off, mask=m2, other=0.0)
+    A = _load_alpha(a_ptr, rows, cols, m2, cmask, K, ALPHA_KIND)
+    return rows, rmask, m2, off, W, A
+
+
+@triton.jit
 def plastic_linear_fwd_kernel(
     x_ptr, w_ptr, a_ptr, H_ptr, z_ptr, B, M, K,
     ALPHA_KIND: tl.constexpr, PER_SAMPLE: tl.constexpr, BLOCK_B: tl.constexpr,
@@ -41,12 +53,8 @@ def plastic_linear_fwd_kernel(
     if PER_SAMPLE:
         acc = tl.zeros([BLOCK_K], dtype=z_ptr.dtype.element_ty)
         for m0 in range(0, M, BLOCK_M):
-            rows = m0 + mbase
-            rmask = rows < M
-            m2 = rmask[:, None] & cmask[None, :]
-            off = rows[:, None] * K + cols[None, :]
-            W = tl.load(w_ptr + off, mask=m2, other=0.0)
-            A = _load_alpha(a_ptr, rows, cols, m2, cmask, K, ALPHA_KIND)
+            rows, rmask, m2, off, W, A = _wa_tile(w_ptr, a_ptr, m0 + mbase, cols, cmask, M, K,
+                                                  ALPHA_KIND)  # fmt: skip
             H = tl.load(H_ptr + pb * M * K + off, mask=m2, other=0.0)
             x = tl.load(x_ptr + pb * M + rows, mask=rmask, other=0.0)
             acc += tl.sum(x[:, None] * (W + A * H), axis=0)
@@ -56,12 +64,8 @@ def plastic_linear_fwd_kernel(
         bmask = bs < B
         acc = tl.zeros([BLOCK_B, BLOCK_K], dtype=z_ptr.dtype.element_ty)
         for m0 in range(0, M, BLOCK_M):
-            rows = m0 + mbase
-            rmask = rows < M
-            m2 = rmask[:, None] & cmask[None, :]
-            off = rows[:, None] * K + cols[None, :]
-            W = tl.load(w_ptr + off, mask=m2, other=0.0)
-            A = _load_alpha(a_ptr, rows, cols, m2, cmask, K, ALPHA_KIND)
+            rows, rmask, m2, off, W, A = _wa_tile(w_ptr, a_ptr, m0 + mbase, cols, cmask, M, K,
+                                                  ALPHA_KIND)  # fmt: skip
             H = tl.load(H_ptr + off, mask=m2, other=0.0)
             xt = tl.load(x_ptr + bs[:, None] * M + rows[None, :],
                          mask=bmask[:, None] & rmask[None, :], other=0.0)  # fmt: skip
@@ -89,10 +93,7 @@ def plastic_linear_bwd_kernel(
     for k0 in range(0, K, BLOCK_K):
         cols = k0 + kbase
         cmask = cols < K
-        m2 = rmask[:, None] & cmask[None, :]
-        off = rows[:, None] * K + cols[None, :]
-        W = tl.load(w_ptr + off, mask=m2, other=0.0)
-        A = _load_alpha(a_ptr, rows, cols, m2, cmask, K, ALPHA_KIND)
+        _, _, m2, off, W, A = _wa_tile(w_ptr, a_ptr, rows, cols, cmask, M, K, ALPHA_KIND)
         G = tl.zeros([BLOCK_M, BLOCK_K], dtype=dt)
         if PER_SAMPLE:
             GH = G

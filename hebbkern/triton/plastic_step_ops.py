@@ -11,23 +11,16 @@ Imported lazily (first use of ``backend="triton"``), never by ``import hebbkern`
 """
 
 # No ``from __future__ import annotations``: triton_op reads the annotations to build the schema.
+import math
+
 import torch
-import triton
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from ..ops.plastic_step import _make_backward, _setup_context
 from .plastic_rnn import RULE_IDS, interpreting
-from .plastic_rnn_ops import INTERPRETER_BLOCK_I, block_n, configs_for
-from .plastic_step import (
-    plastic_step_bwd_kernel,
-    plastic_step_fwd_kernel,
-    plastic_step_reduce_kernel,
-)
-
-# Tiles of the batch-sum kernel (rows x columns of dw / dalpha); the interpreter's are small so
-# that odd N cross tile boundaries.
-REDUCE_TILE = (32, 32)
-INTERPRETER_REDUCE_TILE = (8, 8)
+from .plastic_rnn_ops import INTERPRETER_BLOCK_I, _variant_args, block_n, configs_for
+from .plastic_step import plastic_step_bwd_kernel, plastic_step_fwd_kernel
 
 
 def _launch(kernel, grid, *args, **kwargs) -> None:
@@ -56,6 +49,34 @@ def alpha_kind(alpha: Tensor) -> int:
     return alpha.dim()
 
 
+# The backward's ticket counters (plastic_step.py, ``_ticket``), int32, per (device, stream), zero
+# between launches: each launch sets every counter it used back to 0. One set per stream, so that
+# launches on two streams never share a counter; launches on one stream run one after the other.
+_COUNTERS: dict = {}
+
+
+def ticket_counters(like: Tensor, n: int) -> Tensor:
+    """``n`` zeroed counters for a backward launch on ``like``'s device and current stream. While
+    a CUDA graph is captured, and under fake tensors (torch.compile's tracing), fresh zeroed ones
+    instead (allocated on the stream, no host sync): a cached tensor first allocated during a
+    capture would hold its zeros only once the graph replays."""
+    if is_fake(like) or (like.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return torch.zeros(n, dtype=torch.int32, device=like.device)
+    stream = torch.cuda.current_stream(like.device).cuda_stream if like.is_cuda else None
+    key = (like.device, stream)
+    if key not in _COUNTERS or _COUNTERS[key].numel() < n:
+        _COUNTERS[key] = torch.zeros(max(n, 64), dtype=torch.int32, device=like.device)
+    return _COUNTERS[key]
+
+
+def batch_groups(B: int) -> tuple[int, int]:
+    """(G, number of groups): the backward sums the batch in groups of G = ceil(sqrt(B))
+    consecutive samples, then the groups (plastic_step.py)."""
+    B = int(B)
+    G = math.isqrt(B - 1) + 1 if B > 0 else 1
+    return G, -(-B // G)
+
+
 @torch.library.triton_op("hebbkern::plastic_step_triton_fwd", mutates_args=())
 def plastic_step_triton_fwd(
     u: Tensor,
@@ -72,12 +93,14 @@ def plastic_step_triton_fwd(
     fanout_b: Tensor | None,
     rule: str,
     clip: float,
+    variant: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Returns ``(h_new, hebb_new, elig_new, mod)`` as the C++ op does (empty ``elig_new`` except
     for rule retro, empty ``mod`` for the rules without a neuromodulator)."""
     B, N = u.shape
     retro = rule == "retro"
-    modulated = rule in ("neuromod", "retro")
+    modulated = rule in ("neuromod", "retro", "gated")
+    n_mod, consts = _variant_args(rule, N, variant)
     u = u.contiguous()
 
     def c(x: Tensor | None) -> Tensor:
@@ -93,9 +116,10 @@ def plastic_step_triton_fwd(
         u, c(h), c(hebb), c(elig), c(w), c(alpha), clamp, c(eta), c(mod_w), c(mod_b),
         c(fanout_w), c(fanout_b),
         h_new, hebb_new, elig_new if retro else hebb_new, mod if modulated else h_new,
-        N, float(clip),
+        N, float(clip), n_mod,
         RULE=RULE_IDS[rule], ALPHA_KIND=alpha_kind(alpha), W_PER_SAMPLE=w.dim() == 3,
-        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fanout_w is not None, **_row_config(N),
+        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fanout_w is not None, **consts,
+        **_row_config(N),
     )  # fmt: skip
     return h_new, hebb_new, elig_new, mod
 
@@ -121,15 +145,18 @@ def plastic_step_triton_bwd(
     fanout_b: Tensor | None,
     rule: str,
     clip: float,
+    variant: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns ``(du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
-    dfanout_b)`` as the C++ op does; empty tensors where the rule has no such input."""
+    dfanout_b)`` as the C++ op does; empty tensors where the rule has no such input. One launch
+    (plastic_step.py): the shared parameters' batch sums are taken by its last programs."""
     B, N = u.shape
     retro = rule == "retro"
-    modulated = rule in ("neuromod", "retro")
+    modulated = rule in ("neuromod", "retro", "gated")
     fan = fanout_w is not None
     kind = alpha_kind(alpha)
-    w_ps = w.dim() == 3
+    n_mod, consts = _variant_args(rule, N, variant)
+    uses_eta = consts["USES_ETA"]
     grad_h = grad_h.contiguous()
 
     def c(x: Tensor | None) -> Tensor:
@@ -144,73 +171,47 @@ def plastic_step_triton_bwd(
     delig = u.new_empty(B, N, N) if retro else empty()
     dw = u.new_empty(w.shape)
     dalpha = u.new_empty(alpha.shape)
-    # Per-sample terms of the shared parameters' gradients (summed by the reduce kernel).
-    da = u.new_empty(B, N)
-    dAv = u.new_empty(B, N) if kind < 2 else da
-    deta_b = u.new_empty(B) if rule != "neuromod" else da
-    dmw_b = u.new_empty(B, N) if modulated else da
-    dmb_b = u.new_empty(B) if modulated else da
-    dfw_b = u.new_empty(B, N) if fan else da
-    dfb_b = u.new_empty(B, N) if fan else da
-    deta = u.new_empty(()) if rule != "neuromod" else empty()
+    deta = u.new_empty(()) if uses_eta else empty()
     dmw = u.new_empty(N) if modulated else empty()
     dmb = u.new_empty(()) if modulated else empty()
     dfw = u.new_empty(N) if fan else empty()
     dfb = u.new_empty(N) if fan else empty()
+    if B == 0:  # no program to run: the batch sums are zeros
+        for t in (deta, dmw, dmb, dfw, dfb) + ((dw,) if w.dim() == 2 else ()) + (
+            (dalpha,) if kind < 3 else ()
+        ):  # fmt: skip
+            t.zero_()
+        return du, dh, dhebb, delig, dw, dalpha, deta, dmw, dmb, dfw, dfb
+    # Scratch: the per-sample terms of the shared parameters' gradients (summed in the kernel).
+    da = u.new_empty(B, N)
+    dAv = u.new_empty(B, N) if kind < 2 else da
+    deta_b = u.new_empty(B) if uses_eta else da
+    dmw_b = u.new_empty(B, N) if modulated else da
+    dmb_b = u.new_empty(B) if modulated else da
+    dfw_b = u.new_empty(B, N) if fan else da
+    dfb_b = u.new_empty(B, N) if fan else da
+    G, n_groups = batch_groups(B)
+    pw = u.new_empty(n_groups, N, N) if w.dim() == 2 else da  # the groups' partials
+    pA = u.new_empty(n_groups, N, N) if kind == 2 else da
     clamp = u if clamp_mask is None else clamp_mask.contiguous().view(torch.uint8)
-    consts = {"RULE": RULE_IDS[rule], "ALPHA_KIND": kind, "W_PER_SAMPLE": w_ps}
     _launch(
         plastic_step_bwd_kernel, (B,),
         grad_h, c(grad_hebb), c(grad_elig), c(h), c(hebb), c(elig), c(w), c(alpha), c(h_new),
         c(mod), clamp, c(eta), c(mod_w), c(fanout_w), c(fanout_b),
         du, dh, dhebb, delig if retro else dhebb, da, dw, dalpha, dAv, deta_b, dmw_b, dmb_b,
         dfw_b, dfb_b,
-        N, float(clip),
-        **consts, HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
-        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, **_row_config(N),
-    )  # fmt: skip
-    bi, bj = INTERPRETER_REDUCE_TILE if interpreting() else REDUCE_TILE
-    _launch(
-        plastic_step_reduce_kernel, (triton.cdiv(N, bi), triton.cdiv(N, bj)),
-        c(h), c(hebb), da, dAv, deta_b, dmw_b, dmb_b, dfw_b, dfb_b,
-        dw, dalpha, deta if rule != "neuromod" else da, dmw if modulated else da,
-        dmb if modulated else da, dfw if fan else da, dfb if fan else da,
-        B, N,
-        **consts, HAS_FANOUT=fan, BLOCK_I=bi, BLOCK_J=bj, BLOCK_V=block_n(N),
+        ticket_counters(u, n_groups + 1), pw, pA, deta if uses_eta else da,
+        dmw if modulated else da, dmb if modulated else da, dfw if fan else da,
+        dfb if fan else da,
+        B, N, G, float(clip), n_mod,
+        RULE=RULE_IDS[rule], ALPHA_KIND=kind, W_PER_SAMPLE=w.dim() == 3,
+        HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
+        HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, **consts, **_row_config(N),
     )  # fmt: skip
     return du, dh, dhebb, delig, dw, dalpha, deta, dmw, dmb, dfw, dfb
 
 
-def _setup_context(ctx, inputs, output):
-    (u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule,
-     clip) = inputs  # fmt: skip
-    h_new, _, _, mod = output
-    ctx.save_for_backward(
-        u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b
-    )
-    ctx.rule, ctx.clip = rule, clip
-
-
-def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
-    (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
-     fanout_b) = ctx.saved_tensors  # fmt: skip
-    retro = ctx.rule == "retro"
-    if grad_h is None:
-        grad_h = torch.zeros_like(h_new)
-    (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
-     dfanout_b) = plastic_step_triton_bwd(
-        grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new, mod,
-        clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
-    )  # fmt: skip
-
-    def keep(grad, given):
-        return grad if given else None
-
-    return (
-        du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
-        keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
-        keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None, None,
-    )  # fmt: skip
-
-
-plastic_step_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
+# The autograd formula of the C++ ops (same arguments and outputs).
+plastic_step_triton_fwd.register_autograd(
+    _make_backward(plastic_step_triton_bwd), setup_context=_setup_context
+)
