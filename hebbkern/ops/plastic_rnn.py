@@ -20,7 +20,7 @@ from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap_square
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
-from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
+from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -239,16 +239,12 @@ def plastic_rnn(
             n_modulated=n_modulated,
         )  # fmt: skip
         return h, PlasticState(st.h, swap_square(st.hebb), swap_square(st.elig))
-    a = check_plastic_rnn_args(
-        u, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
-        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0,
-        elig0=elig0, clamp_mask=clamp_mask,
-    )  # fmt: skip
-    v = check_variants(
-        rule, a.shape[2], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+    a, v = check_with_variants(
+        check_plastic_rnn_args, u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
+        fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0,
+        clamp_mask=clamp_mask, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
         n_modulated=n_modulated,
     )  # fmt: skip
-    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, w=a.w, alpha=a.alpha, h0=a.h0, hebb0=a.hebb0, elig0=a.elig0, clamp_mask=a.clamp_mask
     )

@@ -21,7 +21,7 @@ from .._guards import check_materialisable
 from .._layout import check_layout
 from .._layout import swap_square as _t
 from .._validation import MODULATED_RULES, check_plastic_step_args
-from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
+from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -195,16 +195,12 @@ def plastic_step(
         except for rule ``"retro"``. Differentiable with respect to every floating tensor argument.
     """
     post_pre = check_layout(layout) == "post_pre"
-    a = check_plastic_step_args(
-        u, h, hebb, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
+    a, v = check_with_variants(
+        check_plastic_step_args, u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w,
         mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=elig,
-        clamp_mask=clamp_mask,
-    )  # fmt: skip
-    v = check_variants(
-        rule, u.shape[1], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+        clamp_mask=clamp_mask, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
         n_modulated=n_modulated,
     )  # fmt: skip
-    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
