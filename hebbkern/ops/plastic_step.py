@@ -23,9 +23,7 @@ from .._layout import swap_square as _t
 from .._validation import MODULATED_RULES, check_plastic_step_args
 from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
+from ._glue import LOW_PRECISION, differentiable, keep_given, to
 
 if _extension.available():
 
@@ -75,6 +73,8 @@ if _extension.available():
         )  # fmt: skip
         ctx.rule, ctx.clip = rule, clip
         ctx.variant = variant
+        # elig's gradient is the kernel's for rule retro only (an empty tensor otherwise).
+        ctx.given = differentiable(inputs[:3]) + (rule == "retro",) + differentiable(inputs[4:])
 
     def _make_backward(bwd_op):
         def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
@@ -85,22 +85,15 @@ if _extension.available():
     def _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig):
         (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
          fanout_b) = ctx.saved_tensors  # fmt: skip
-        retro = ctx.rule == "retro"
         (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
          dfanout_b) = bwd_op(
-            grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
-            mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.variant,
+            grad_h, grad_hebb, grad_elig if ctx.given[3] else None, u, h, hebb, elig, w, alpha,
+            h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
+            ctx.variant,
         )  # fmt: skip
-
-        def keep(grad, given):
-            return grad if given else None
-
-        return (
-            du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
-            keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
-            keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
-            None, None,
-        )  # fmt: skip
+        return keep_given(ctx.given, (
+            du, dh, dhebb, delig, dw, dalpha, None, deta, dmod_w, dmod_b, dfanout_w, dfanout_b,
+        ))  # fmt: skip
 
     # The pre_post ops and their post_pre twins (same schemas; the kernels read w, alpha and the
     # traces stored [post, pre]): one fake kernel and one autograd formula for both.
@@ -122,10 +115,7 @@ def _triton_fwd():
     return plastic_step_triton_fwd
 
 
-def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    return None if x is None else x.to(dtype)
-
-
+# plastic_rnn's keywords written out again: the public signature is what help() and IDEs show.
 def plastic_step(
     u: Tensor,
     h: Tensor,
@@ -242,7 +232,7 @@ def plastic_step(
             else torch.ops.hebbkern.plastic_step_fwd
         )
         extra = (v.code,)  # the variant code (0: docs/SPEC.md section 1 exactly)
-    if io_dtype not in _LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
+    if io_dtype not in LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,
             a.fanout_b, rule, a.clip, *extra,
@@ -250,9 +240,9 @@ def plastic_step(
         return PlasticState(h_new, hebb_new, elig_new if rule == "retro" else None)
     dt = torch.float32
     h_new, hebb_new, elig_new, _ = fwd(
-        u.to(dt), a.h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
-        _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
-        _to(a.fanout_b, dt), rule, a.clip, *extra,
+        u.to(dt), a.h.to(dt), hebb.to(dt), to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
+        to(a.eta, dt), to(a.mod_w, dt), to(a.mod_b, dt), to(a.fanout_w, dt),
+        to(a.fanout_b, dt), rule, a.clip, *extra,
     )  # fmt: skip
     return PlasticState(
         h_new.to(io_dtype),
