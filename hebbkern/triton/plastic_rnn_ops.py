@@ -92,12 +92,18 @@ def _alpha_kind(alpha: Tensor) -> int:
     return alpha.dim()  # 0 scalar, 1 per post neuron, 2 per connection
 
 
+# The modulator's squashings (tanh, sigmoid, identity) are the activations of codes 0, 3, 4: the
+# kernels take SQUASH as that code and apply _act / _act_grad.
+_SQUASH_ACT = (0, 3, 4)
+
+
 def _variant_args(rule: str, N: int, variant: int) -> tuple[int, dict]:
     """The kernels' run-time n_mod and compile-time variant constants for the variant code of
     hebbkern/_variants.py (SPEC.md section 1.1)."""
     consts = {
         "USES_ETA": uses_eta(rule, variant), "SOFT": bool((variant >> 5) & 1),
-        "ACT": variant & 7, "SQUASH": (variant >> 3) & 3, "UNMOD": (variant >> 8) > 0,
+        "ACT": variant & 7, "SQUASH": _SQUASH_ACT[(variant >> 3) & 3],
+        "UNMOD": (variant >> 8) > 0,
     }  # fmt: skip
     return int(N) - (variant >> 8), consts
 
