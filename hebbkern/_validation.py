@@ -40,6 +40,13 @@ def check_tensor(name: str, x: object, *, optional: bool = False) -> Tensor | No
     return x
 
 
+def check_positive_ints(**sizes: object) -> None:
+    """Each keyword an int ``>= 1`` (not a bool): a module's sizes, a count."""
+    for name, val in sizes.items():
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{name} must be a positive int, got {val!r}")
+
+
 def check_floating(name: str, x: object) -> Tensor:
     x = check_tensor(name, x)
     if not x.is_floating_point():

@@ -115,3 +115,19 @@ def check_lstm_variants(rule: str, clip_mode: object, post: object) -> tuple[str
             f"not {rule!r}"
         )
     return clip_mode, post
+
+
+def check_with_variants(
+    check, *tensors, rule, eta, activation, mod_squash, soft_clip, n_modulated, **keywords
+) -> tuple:
+    """``check(*tensors, rule=, eta=, **keywords)`` (plastic_rnn's or plastic_step's argument
+    checks, op and reference alike), then the variants: returns the checked arguments, their
+    ``eta`` the one the variants use (:func:`partial_eta`), and the :class:`Variants`."""
+    a = check(*tensors, rule=rule, eta=eta_for_check(rule, eta, n_modulated), **keywords)
+    u = tensors[0]
+    v = check_variants(
+        rule, u.shape[-1], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+        n_modulated=n_modulated,
+    )  # fmt: skip
+    a.eta = partial_eta(v, eta, a.eta, u)
+    return a, v

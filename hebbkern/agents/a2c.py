@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_positive_ints
+
 
 @dataclass
 class A2CConfig:
@@ -43,8 +45,7 @@ def rollout(agent: nn.Module, env, *, greedy: bool = False) -> dict[str, Tensor]
 def n_step_returns(reward: Tensor, value: Tensor, gamma: float, n: int) -> Tensor:
     """``R_t = sum_{k<n} gamma^k r_{t+k} + gamma^n V_{t+n}`` (truncated at the episode's end,
     where nothing bootstraps). ``reward``, ``value`` ``[T, B]``; the value is detached."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_positive_ints(n=n)
     T = reward.shape[0]
     R = torch.zeros_like(reward)
     for k in range(min(n, T)):

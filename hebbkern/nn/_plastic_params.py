@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip
+from .._validation import ETA_RULES, MODULATED_RULES, RULES, check_clip, check_positive_ints
 from ._checks import check_factory_dtype, check_input
 
 ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
@@ -22,9 +22,7 @@ PLASTIC_NAMES = ("alpha", "eta", "mod_w", "mod_b", "fanout_w", "fanout_b")
 
 def check_config(sizes: dict[str, object], rule: object, alpha: object) -> None:
     """Positive int sizes, a known rule and a known kind of alpha."""
-    for name, val in sizes.items():
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{name} must be a positive int, got {val!r}")
+    check_positive_ints(**sizes)
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
     if alpha not in ALPHA_KINDS:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_positive_ints
+
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -52,9 +54,7 @@ class ANML(nn.Module):
         gated: bool = True,
     ) -> None:
         super().__init__()
-        for name, v in (("in_features", in_features), ("num_classes", num_classes)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_ints(in_features=in_features, num_classes=num_classes)
         hidden, nm_hidden = tuple(hidden), tuple(nm_hidden)
         if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden + nm_hidden):
             raise ValueError(

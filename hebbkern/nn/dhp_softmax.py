@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._validation import check_positive_ints
 from ..ops.plastic_linear import plastic_linear
 from ._checks import check_factory_dtype, check_input
 
@@ -44,9 +45,7 @@ class DHPSoftmax(nn.Module):
         self, in_features: int, num_classes: int, eta_init: float = 0.001, device=None, dtype=None
     ) -> None:
         super().__init__()
-        for name, val in (("in_features", in_features), ("num_classes", num_classes)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        check_positive_ints(in_features=in_features, num_classes=num_classes)
         check_factory_dtype(dtype)
         factory = {"device": device, "dtype": dtype}
         self.in_features, self.num_classes, self.eta_init = in_features, num_classes, eta_init

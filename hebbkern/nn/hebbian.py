@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import check_hebbian_rule, conv_out_size, pair
+from .._validation import check_hebbian_rule, check_positive_ints, conv_out_size, pair
 from ..ops.hebbian import hebbian_update
 from ._checks import check_factory_dtype, check_input
 
@@ -204,11 +204,7 @@ class HebbianConv2d(_HebbianLayer):
         super().__init__()
         check_factory_dtype(dtype)
         fk = {"device": device, "dtype": dtype}
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        check_positive_ints(in_channels=in_channels, out_channels=out_channels, groups=groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible "
@@ -291,9 +287,7 @@ class HebbianLinear(_HebbianLayer):
         super().__init__()
         check_factory_dtype(dtype)
         fk = {"device": device, "dtype": dtype}
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_ints(in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **fk))
         self._init_common(rule, k, binarize, homeostasis, normalize, triangle, prune,

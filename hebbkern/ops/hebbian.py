@@ -24,8 +24,7 @@ from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import check_hebbian_args, check_hebbian_loss_args
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+from ._glue import compute_dtype
 
 
 def _channel_view(t: Tensor, ndim: int) -> Tensor:
@@ -166,7 +165,7 @@ def hebbian_update(
             groups=a.groups,
         )  # fmt: skip
     io_dtype = w.dtype
-    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    dt = compute_dtype(io_dtype)
     w_, x_, y_ = w.to(dt), x.to(dt), y.to(dt)
     if w.dim() == 2:
         dw = torch.ops.hebbkern.hebbian_update_linear(w_, x_, y_, rule)

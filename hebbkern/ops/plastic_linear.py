@@ -17,9 +17,7 @@ from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap
 from .._validation import check_plastic_linear_args
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
+from ._glue import compute_dtype
 
 if _extension.available():
 
@@ -87,7 +85,7 @@ def plastic_linear(
     if name == "reference":
         return _reference.plastic_linear(x, w, alpha, hebb)
     io_dtype = x.dtype
-    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    dt = compute_dtype(io_dtype)
     fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_linear_fwd
     z = fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
     return z.to(io_dtype)

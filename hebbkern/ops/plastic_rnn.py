@@ -20,11 +20,9 @@ from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap_square
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
-from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
+from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
+from ._glue import compute_dtype, differentiable, keep_given, to
 
 # With a symbolic T (torch.export or torch.compile with a dynamic sequence length) the interval
 # must not be computed from T: sqrt(T) would specialise T to the example's value. A fixed interval
@@ -111,7 +109,7 @@ if _extension.available():
             fanout_w, fanout_b,
         )  # fmt: skip
         ctx.rule, ctx.clip, ctx.ckpt_every, ctx.variant = rule, clip, ckpt_every, variant
-        ctx.given = (h0 is not None, hebb0 is not None, elig0 is not None)
+        ctx.given = differentiable(inputs)
 
     def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_mod):
         (u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b,
@@ -123,17 +121,9 @@ if _extension.available():
             elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
             ctx.ckpt_every, ctx.variant,
         )  # fmt: skip
-        has_h0, has_hebb0, has_elig0 = ctx.given
-
-        def keep(grad, given):
-            return grad if given else None
-
-        return (
-            du, dw, dalpha, keep(dh0, has_h0), keep(dhebb0, has_hebb0), keep(delig0, has_elig0),
-            None, keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
-            keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
-            keep(dfanout_b, fanout_b is not None), None, None, None, None,
-        )  # fmt: skip
+        return keep_given(ctx.given, (
+            du, dw, dalpha, dh0, dhebb0, delig0, None, deta, dmod_w, dmod_b, dfanout_w, dfanout_b,
+        ))  # fmt: skip
 
     torch.library.register_autograd(
         "hebbkern::plastic_rnn_fwd", _backward, setup_context=_setup_context
@@ -146,10 +136,6 @@ def _triton_fwd():
     from ..triton.plastic_rnn_ops import plastic_rnn_triton_fwd
 
     return plastic_rnn_triton_fwd
-
-
-def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    return None if x is None else x.to(dtype)
 
 
 def plastic_rnn(
@@ -239,16 +225,12 @@ def plastic_rnn(
             n_modulated=n_modulated,
         )  # fmt: skip
         return h, PlasticState(st.h, swap_square(st.hebb), swap_square(st.elig))
-    a = check_plastic_rnn_args(
-        u, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
-        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0,
-        elig0=elig0, clamp_mask=clamp_mask,
-    )  # fmt: skip
-    v = check_variants(
-        rule, a.shape[2], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+    a, v = check_with_variants(
+        check_plastic_rnn_args, u, w, alpha, rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
+        fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0, elig0=elig0,
+        clamp_mask=clamp_mask, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
         n_modulated=n_modulated,
     )  # fmt: skip
-    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, w=a.w, alpha=a.alpha, h0=a.h0, hebb0=a.hebb0, elig0=a.elig0, clamp_mask=a.clamp_mask
     )
@@ -271,7 +253,7 @@ def plastic_rnn(
     # float32 state and accumulation and come back in their own dtype. "cpu" and "cuda" are the
     # CPU and CUDA implementations of the same torch.library op.
     io_dtype = u.dtype
-    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    dt = compute_dtype(io_dtype)
     T = a.shape[0]
     # Without autograd no backward will read the checkpoints: keep only the first one.
     tensors = (a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.eta, a.mod_w, a.mod_b, a.fanout_w,
@@ -279,9 +261,9 @@ def plastic_rnn(
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     ckpt_every = checkpoint_interval(T, needs_grad)
     args = (
-        a.u.to(dt), a.w.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.hebb0, dt),
-        _to(a.elig0, dt), a.clamp_mask, _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
-        _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,
+        a.u.to(dt), a.w.to(dt), a.alpha.to(dt), to(a.h0, dt), to(a.hebb0, dt),
+        to(a.elig0, dt), a.clamp_mask, to(a.eta, dt), to(a.mod_w, dt), to(a.mod_b, dt),
+        to(a.fanout_w, dt), to(a.fanout_b, dt), rule, a.clip, ckpt_every,
     )  # fmt: skip
     fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
     h, hebb, elig, _, _, _ = fwd(*args, v.code)

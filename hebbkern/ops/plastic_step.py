@@ -21,11 +21,9 @@ from .._guards import check_materialisable
 from .._layout import check_layout
 from .._layout import swap_square as _t
 from .._validation import MODULATED_RULES, check_plastic_step_args
-from .._variants import check_variants, eta_for_check, partial_eta, uses_eta
+from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
+from ._glue import LOW_PRECISION, differentiable, keep_given, to
 
 # The autograd formula of the fused ops (the C++ ops here, the Triton ops of
 # hebbkern/triton/plastic_step_ops.py: same arguments and outputs).
@@ -41,6 +39,8 @@ def _setup_context(ctx, inputs, output):
     )  # fmt: skip
     ctx.rule, ctx.clip = rule, clip
     ctx.variant = variant
+    # elig's gradient is the kernel's for rule retro only (an empty tensor otherwise).
+    ctx.given = differentiable(inputs[:3]) + (rule == "retro",) + differentiable(inputs[4:])
 
 
 def _make_backward(bwd_op):
@@ -53,22 +53,15 @@ def _make_backward(bwd_op):
 def _backward(bwd_op, ctx, grad_h, grad_hebb, grad_elig):
     (u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w,
      fanout_b) = ctx.saved_tensors  # fmt: skip
-    retro = ctx.rule == "retro"
     (du, dh, dhebb, delig, dw, dalpha, deta, dmod_w, dmod_b, dfanout_w,
      dfanout_b) = bwd_op(
-        grad_h, grad_hebb, grad_elig if retro else None, u, h, hebb, elig, w, alpha, h_new,
-        mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.variant,
+        grad_h, grad_hebb, grad_elig if ctx.given[3] else None, u, h, hebb, elig, w, alpha,
+        h_new, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule, ctx.clip,
+        ctx.variant,
     )  # fmt: skip
-
-    def keep(grad, given):
-        return grad if given else None
-
-    return (
-        du, dh, dhebb, keep(delig, retro), dw, dalpha, None, keep(deta, eta is not None),
-        keep(dmod_w, mod_w is not None), keep(dmod_b, mod_b is not None),
-        keep(dfanout_w, fanout_w is not None), keep(dfanout_b, fanout_b is not None), None,
-        None, None,
-    )  # fmt: skip
+    return keep_given(ctx.given, (
+        du, dh, dhebb, delig, dw, dalpha, None, deta, dmod_w, dmod_b, dfanout_w, dfanout_b,
+    ))  # fmt: skip
 
 
 if _extension.available():
@@ -129,10 +122,7 @@ def _triton_fwd():
     return plastic_step_triton_fwd
 
 
-def _to(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
-    return None if x is None else x.to(dtype)
-
-
+# plastic_rnn's keywords written out again: the public signature is what help() and IDEs show.
 def plastic_step(
     u: Tensor,
     h: Tensor,
@@ -200,16 +190,12 @@ def plastic_step(
         except for rule ``"retro"``. Differentiable with respect to every floating tensor argument.
     """
     post_pre = check_layout(layout) == "post_pre"
-    a = check_plastic_step_args(
-        u, h, hebb, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
+    a, v = check_with_variants(
+        check_plastic_step_args, u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w,
         mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=elig,
-        clamp_mask=clamp_mask,
-    )  # fmt: skip
-    v = check_variants(
-        rule, u.shape[1], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+        clamp_mask=clamp_mask, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
         n_modulated=n_modulated,
     )  # fmt: skip
-    a.eta = partial_eta(v, eta, a.eta, u)
     check_materialisable(
         u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
     )
@@ -244,7 +230,7 @@ def plastic_step(
             else torch.ops.hebbkern.plastic_step_fwd
         )
     # v.code: the variant code (0: docs/SPEC.md section 1 exactly).
-    if io_dtype not in _LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
+    if io_dtype not in LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,
             a.fanout_b, rule, a.clip, v.code,
@@ -252,9 +238,9 @@ def plastic_step(
         return PlasticState(h_new, hebb_new, elig_new if rule == "retro" else None)
     dt = torch.float32
     h_new, hebb_new, elig_new, _ = fwd(
-        u.to(dt), a.h.to(dt), hebb.to(dt), _to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
-        _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt), _to(a.fanout_w, dt),
-        _to(a.fanout_b, dt), rule, a.clip, v.code,
+        u.to(dt), a.h.to(dt), hebb.to(dt), to(elig, dt), a.w.to(dt), a.alpha.to(dt), a.clamp_mask,
+        to(a.eta, dt), to(a.mod_w, dt), to(a.mod_b, dt), to(a.fanout_w, dt),
+        to(a.fanout_b, dt), rule, a.clip, v.code,
     )  # fmt: skip
     return PlasticState(
         h_new.to(io_dtype),

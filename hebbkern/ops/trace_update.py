@@ -15,9 +15,7 @@ from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import check_trace_update_args
-
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
+from ._glue import compute_dtype
 
 if _extension.available():
 
@@ -88,7 +86,7 @@ def trace_update(
     if backends.resolve(backend, trace.device, family="trace_update") == "reference":
         return _reference.trace_update(trace, pre, post, rule=rule, eta=eta, clip=clip)
     io_dtype = trace.dtype
-    dt = torch.float32 if io_dtype in _LOW_PRECISION else io_dtype
+    dt = compute_dtype(io_dtype)
     out = torch.ops.hebbkern.trace_update_fwd(
         trace.to(dt), pre.to(dt), post.to(dt), a.eta.to(dt), rule, a.clip
     )

@@ -57,14 +57,10 @@ def activate(a: Tensor, activation: str) -> Tensor:
 
 
 def squash(z: Tensor, mod_squash: str) -> Tensor:
-    """The neuromodulator's squashing function (SPEC.md section 1.1)."""
-    if mod_squash == "tanh":
-        return torch.tanh(z)
-    if mod_squash == "sigmoid":
-        return torch.sigmoid(z)
-    if mod_squash == "identity":
-        return z
-    raise ValueError(f"unknown mod_squash {mod_squash!r}")
+    """The neuromodulator's squashing function (SPEC.md section 1.1): one of the activations."""
+    if mod_squash not in ("tanh", "sigmoid", "identity"):
+        raise ValueError(f"unknown mod_squash {mod_squash!r}")
+    return activate(z, mod_squash)
 
 
 def bounded(hebb: Tensor, d: Tensor, clip: float, soft_clip: bool) -> Tensor:

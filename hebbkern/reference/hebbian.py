@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._validation import check_hebbian_args
+from ._signature import op_keywords
 
 
 def _shrink(w: Tensor, y: Tensor, rule: str) -> Tensor:
@@ -23,27 +24,18 @@ def _shrink(w: Tensor, y: Tensor, rule: str) -> Tensor:
     return w * s.reshape((-1,) + (1,) * (w.dim() - 1))
 
 
-def hebbian_update(
-    w: Tensor,
-    x: Tensor,
-    y: Tensor,
-    *,
-    rule: str = "oja",
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-    groups: int = 1,
-) -> Tensor:
-    """Same signature and result as :func:`hebbkern.hebbian_update`, through ``unfold``.
+def hebbian_update(w: Tensor, x: Tensor, y: Tensor, **options) -> Tensor:
+    """Same arguments (``options`` checked against the op's signature, ``backend`` aside) and
+    result as :func:`hebbkern.hebbian_update`, through ``unfold``.
 
     ``dw[n] = sum_b y[b, n] * (x[b] - shrink)`` with ``shrink`` 0 (hebb), ``w[n]`` (instar) or
     ``y[b, n] * w[n]`` (oja), i.e. the plain term ``sum_b y[b, n] x[b]`` minus ``w[n]`` times
     ``sum_b y[b, n]`` or ``sum_b y[b, n]^2``. For a convolution, ``b`` runs over (sample, output
     position) pairs and ``x[b]`` is the patch under that position.
     """
-    a = check_hebbian_args(
-        w, x, y, rule=rule, stride=stride, padding=padding, dilation=dilation, groups=groups
-    )
+    o = op_keywords("hebbian_update", options, drop=("backend",))
+    a = check_hebbian_args(w, x, y, **o)
+    rule = o["rule"]
     if w.dim() == 2:
         plain = torch.einsum("bn,bd->nd", y, x)
     else:

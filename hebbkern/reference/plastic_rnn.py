@@ -6,9 +6,10 @@ import torch
 from torch import Tensor
 
 from .._validation import check_plastic_rnn_args
-from .._variants import check_variants, eta_for_check, partial_eta
+from .._variants import check_with_variants
 from ..types import PlasticState
 from ._plastic_rule import activate, initial, modulation, trace_step
+from ._signature import op_keywords
 
 
 def plastic_rnn_step(
@@ -49,49 +50,29 @@ def plastic_rnn_step(
     return h_new, hebb, elig
 
 
-def plastic_rnn(
-    u: Tensor,
-    w: Tensor,
-    alpha: Tensor,
-    *,
-    rule: str = "hebb",
-    eta: float | Tensor | None = None,
-    mod_w: Tensor | None = None,
-    mod_b: float | Tensor | None = None,
-    fanout_w: Tensor | None = None,
-    fanout_b: Tensor | None = None,
-    clip: float = 1.0,
-    h0: Tensor | None = None,
-    hebb0: Tensor | None = None,
-    elig0: Tensor | None = None,
-    clamp_mask: Tensor | None = None,
-    backend: str | None = None,
-    activation: str = "tanh",
-    mod_squash: str = "tanh",
-    soft_clip: bool = False,
-    n_modulated: int | None = None,
-) -> tuple[Tensor, PlasticState]:
-    """Eager oracle of :func:`hebbkern.plastic_rnn` (same signature; ``backend`` is ignored)."""
-    a = check_plastic_rnn_args(
-        u, w, alpha, rule=rule, eta=eta_for_check(rule, eta, n_modulated), mod_w=mod_w,
-        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=hebb0,
-        elig0=elig0, clamp_mask=clamp_mask,
-    )  # fmt: skip
+def plastic_rnn(u: Tensor, w: Tensor, alpha: Tensor, **options) -> tuple[Tensor, PlasticState]:
+    """Eager oracle of :func:`hebbkern.plastic_rnn`: the op's arguments and defaults, ``layout``
+    aside (``options`` are checked against the op's signature; ``backend`` is ignored)."""
+    o = op_keywords("plastic_rnn", options, drop=("layout",), ignore=("backend",))
+    a, _ = check_with_variants(check_plastic_rnn_args, u, w, alpha, **o)
     T, B, N = a.shape
-    v = check_variants(
-        rule, N, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
-        n_modulated=n_modulated,
-    )  # fmt: skip
-    a.eta = partial_eta(v, eta, a.eta, u)
     h, hebb = initial(a.h0, u, B, N), initial(a.hebb0, u, B, N, N)
-    elig = initial(a.elig0, u, B, N, N) if rule == "retro" else None
+    elig = initial(a.elig0, u, B, N, N) if o["rule"] == "retro" else None
     outputs = []
     for t in range(T):
+        clamp_t = None if a.clamp_mask is None else a.clamp_mask[t]
         h, hebb, elig = plastic_rnn_step(
-            u[t], h, hebb, elig, w, a.alpha, rule=rule, eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b,
-            fanout_w=a.fanout_w, fanout_b=a.fanout_b, clip=a.clip,
-            clamp_t=None if a.clamp_mask is None else a.clamp_mask[t], activation=activation,
-            mod_squash=mod_squash, soft_clip=soft_clip, n_modulated=n_modulated,
-        )  # fmt: skip
+            u[t], h, hebb, elig, w, a.alpha, clamp_t=clamp_t, **step_options(a, o)
+        )
         outputs.append(h)
     return torch.stack(outputs), PlasticState(h, hebb, elig)
+
+
+def step_options(a, o: dict[str, object]) -> dict[str, object]:
+    """:func:`plastic_rnn_step`'s keywords from the checked arguments ``a`` and the rule and
+    variants in ``o`` (the op's keywords; shared with the plastic_step reference)."""
+    return dict(
+        rule=o["rule"], eta=a.eta, mod_w=a.mod_w, mod_b=a.mod_b, fanout_w=a.fanout_w,
+        fanout_b=a.fanout_b, clip=a.clip, activation=o["activation"], mod_squash=o["mod_squash"],
+        soft_clip=o["soft_clip"], n_modulated=o["n_modulated"],
+    )  # fmt: skip

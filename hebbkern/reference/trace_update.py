@@ -6,24 +6,19 @@ import torch
 from torch import Tensor
 
 from .._validation import check_trace_update_args
+from ._signature import op_keywords
 
 
-def trace_update(
-    trace: Tensor,
-    pre: Tensor,
-    post: Tensor,
-    *,
-    rule: str,
-    eta: float | Tensor,
-    clip: float | None = None,
-    backend: str | None = None,
-) -> Tensor:
-    """Eager oracle of :func:`hebbkern.trace_update` (same signature; ``backend`` is ignored).
+def trace_update(trace: Tensor, pre: Tensor, post: Tensor, **options) -> Tensor:
+    """Eager oracle of :func:`hebbkern.trace_update`: the op's arguments and defaults (``options``
+    are checked against the op's signature; ``backend`` is ignored).
 
     Per sample, with ``e = eta[b, j]`` and ``P[b, i, j] = pre[b, i] * post[b, j]``, the increment
     ``d[b]`` of each rule is written out; a shared trace takes the sum over the batch.
     """
-    a = check_trace_update_args(trace, pre, post, rule=rule, eta=eta, clip=clip)
+    o = op_keywords("trace_update", options, ignore=("backend",))
+    a = check_trace_update_args(trace, pre, post, **o)
+    rule = o["rule"]
     B, K = post.shape
     e = a.eta.reshape(-1, 1) if a.eta.dim() == 1 else a.eta
     e = e.expand(B, K).unsqueeze(1)  # [B, 1, K]

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._validation import check_positive_ints
+
 
 def _mlp(n_in: int, n_out: int, hidden: int) -> nn.Sequential:
     return nn.Sequential(
@@ -74,9 +76,7 @@ class D3G(nn.Module):
         observational: bool = False,
     ) -> None:
         super().__init__()
-        for name, v in (("state_dim", state_dim), ("action_dim", action_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_positive_ints(state_dim=state_dim, action_dim=action_dim)
         if not max_action > 0:
             raise ValueError(f"max_action must be > 0, got {max_action!r}")
         cfg = config or D3GConfig()

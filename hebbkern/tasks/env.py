@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._validation import check_positive_ints
 from .template import (
     ANY,
     N_ACTIONS,
@@ -98,9 +99,7 @@ class MetaTaskEnv:
         dims = {t.stim_dim for t in templates}
         if len(dims) != 1:
             raise ValueError(f"templates must share one stim_dim, got {sorted(dims)}")
-        for name, val in (("batch_size", batch_size), ("episode_steps", episode_steps)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        check_positive_ints(batch_size=batch_size, episode_steps=episode_steps)
         if not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
         self.templates = templates

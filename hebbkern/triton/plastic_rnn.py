@@ -18,8 +18,9 @@ the row blocks of a step are handled by different threads than the columns.
 
 Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro, 5 gated. Alpha kinds:
 0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``. The variants of SPEC.md
-section 1.1 are compile-time constants too (SOFT, ACT, SQUASH: codes of hebbkern/_variants.py),
-except the number of unmodulated neurons (a run-time argument).
+section 1.1 are compile-time constants too (SOFT, ACT: codes of hebbkern/_variants.py; SQUASH: the
+modulator's squashing as the ACT code of the same function), except the number of unmodulated
+neurons (a run-time argument).
 """
 
 from __future__ import annotations
@@ -90,28 +91,6 @@ def _act_grad(y, ACT: tl.constexpr):
         d = y * (1.0 - y)
     else:
         d = y * 0.0 + 1.0
-    return d
-
-
-@triton.jit
-def _squash(z, SQUASH: tl.constexpr):
-    if SQUASH == 0:
-        s = _tanh(z)
-    elif SQUASH == 1:
-        s = 1.0 / (1.0 + tl.exp(-z))
-    else:
-        s = z
-    return s
-
-
-@triton.jit
-def _squash_grad(s, SQUASH: tl.constexpr):
-    if SQUASH == 0:
-        d = 1.0 - s * s
-    elif SQUASH == 1:
-        d = s * (1.0 - s)
-    else:
-        d = s * 0.0 + 1.0
     return d
 
 
@@ -365,7 +344,7 @@ def plastic_rnn_fwd_kernel(
         tl.store(h_ptr + (t * B + b) * N + cols, h, mask=cmask)
         if MOD:
             mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
-            s = _squash(tl.sum(h * mw, axis=0) + tl.load(modb_ptr), SQUASH)
+            s = _act(tl.sum(h * mw, axis=0) + tl.load(modb_ptr), SQUASH)
             tl.store(mod_ptr + t * B + b, s)
             M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
         hprev = h
@@ -507,7 +486,7 @@ def plastic_rnn_bwd_kernel(
                     dfb += dM
                 else:
                     ds = tl.sum(dM, axis=0)
-                dz = ds * _squash_grad(s, SQUASH)
+                dz = ds * _act_grad(s, SQUASH)
                 dmb += dz
                 g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
                 dmw += dz * post

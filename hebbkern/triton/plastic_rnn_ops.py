@@ -18,6 +18,7 @@ from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
 from .._variants import uses_eta
+from ..ops._glue import differentiable, keep_given
 from .plastic_rnn import (
     RULE_IDS,
     interpreting,
@@ -91,12 +92,18 @@ def _alpha_kind(alpha: Tensor) -> int:
     return alpha.dim()  # 0 scalar, 1 per post neuron, 2 per connection
 
 
+# The modulator's squashings (tanh, sigmoid, identity) are the activations of codes 0, 3, 4: the
+# kernels take SQUASH as that code and apply _act / _act_grad.
+_SQUASH_ACT = (0, 3, 4)
+
+
 def _variant_args(rule: str, N: int, variant: int) -> tuple[int, dict]:
     """The kernels' run-time n_mod and compile-time variant constants for the variant code of
     hebbkern/_variants.py (SPEC.md section 1.1)."""
     consts = {
         "USES_ETA": uses_eta(rule, variant), "SOFT": bool((variant >> 5) & 1),
-        "ACT": variant & 7, "SQUASH": (variant >> 3) & 3, "UNMOD": (variant >> 8) > 0,
+        "ACT": variant & 7, "SQUASH": _SQUASH_ACT[(variant >> 3) & 3],
+        "UNMOD": (variant >> 8) > 0,
     }  # fmt: skip
     return int(N) - (variant >> 8), consts
 
@@ -247,8 +254,7 @@ def _setup_context(ctx, inputs, output):
     )
     ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
     ctx.variant = variant[0] if variant else 0
-    ctx.n_inputs = len(inputs)
-    ctx.given = (h0 is not None, hebb0 is not None, elig0 is not None, mod_b is not None)
+    ctx.given = differentiable(inputs)
 
 
 def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_mod):
@@ -263,17 +269,9 @@ def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_
         mod, clamp_mask, eta, mod_w, fanout_w, fanout_b, ctx.rule, ctx.clip, ctx.ckpt_every,
         ctx.variant,
     )  # fmt: skip
-    has_h0, has_hebb0, has_elig0, has_mod_b = ctx.given
-
-    def keep(grad, given):
-        return grad if given else None
-
-    return (
-        du, dw, dalpha, keep(dh0, has_h0), keep(dhebb0, has_hebb0), keep(delig0, has_elig0),
-        None, keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
-        keep(dmod_b, has_mod_b), keep(dfanout_w, fanout_w is not None),
-        keep(dfanout_b, fanout_b is not None), None, None, None,
-    ) + ((None,) * (ctx.n_inputs - 15))  # fmt: skip
+    return keep_given(ctx.given, (
+        du, dw, dalpha, dh0, dhebb0, delig0, None, deta, dmod_w, dmod_b, dfanout_w, dfanout_b,
+    ))  # fmt: skip
 
 
 plastic_rnn_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
