@@ -51,8 +51,6 @@ from .plastic_rnn import (
     _modulation,
     _rule_bwd,
     _rule_fwd,
-    _squash,
-    _squash_grad,
     _store_trace,
     _tile,
 )
@@ -117,7 +115,7 @@ def plastic_step_fwd_kernel(
     M = hn * 0.0
     if MOD:
         mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
-        s = _squash(tl.sum(hn * mw, axis=0) + tl.load(modb_ptr), SQUASH)
+        s = _act(tl.sum(hn * mw, axis=0) + tl.load(modb_ptr), SQUASH)
         tl.store(mod_ptr + b, s)
         M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
 
@@ -208,7 +206,7 @@ def plastic_step_bwd_kernel(
             tl.store(dfb_ptr + b * N + cols, dM, mask=cmask)
         else:
             ds = tl.sum(dM, axis=0)
-        dz = ds * _squash_grad(s, SQUASH)
+        dz = ds * _act_grad(s, SQUASH)
         tl.store(dmb_ptr + b, dz)
         g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
         tl.store(dmw_ptr + b * N + cols, dz * post, mask=cmask)
