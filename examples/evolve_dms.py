@@ -50,6 +50,10 @@ def parse(argv=None):
         help="test lifetimes per task (DMS, DNMS) for the learning measurement",
     )  # fmt: skip
     p.add_argument("--eval-seed", type=int, default=1234)
+    p.add_argument(
+        "--only", choices=("plastic", "control"), default=None,
+        help="evolve (and evaluate) one population only, e.g. to run the two in parallel",
+    )  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="a tiny run end to end (tests)")
     a = p.parse_args(argv)
     if a.full:
@@ -180,7 +184,8 @@ def main(argv=None) -> int:
     life = lifetime_config(a.trials)
     runs, means = {}, {}
     for label, plastic in (("plastic", True), ("Pi = 0 control", False)):
-        runs[label], means[label] = evolve(a, life, plastic, label)
+        if a.only in (None, "plastic" if plastic else "control"):
+            runs[label], means[label] = evolve(a, life, plastic, label)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with open(a.out.with_suffix(".csv"), "w", newline="") as f:
         rows = [dict(run=k, **h) for k, hs in runs.items() for h in hs]
