@@ -13,6 +13,13 @@ over the last ``loss_trials`` trials of each lifetime, averaged over the populat
 Writes examples/evolve_dms.csv (both runs' histories) and examples/evolve_dms.png (% correct on
 the training tasks and on DMS over generations), and checkpoints under --checkpoint-dir, so an
 interrupted run resumes where it stopped.
+
+The DMS score alone cannot tell learning from a fixed bias (a fixed network can answer DMS). After
+evolution the example therefore measures learning within the lifetime (hebbkern.evolve_eval):
+each run's mean network at every test generation, and the plastic one with Pi set to 0 at test
+time, on DMS and DNMS in paired lifetimes (same stimuli, same noise). A network that ignores the
+reward scores exactly 50% on the pair's mean; learning lifts it above 50% in the late trials.
+Writes <out>_learning.md (the table), <out>_learning.csv (every row) and <out>_learning.png.
 """
 
 from __future__ import annotations
