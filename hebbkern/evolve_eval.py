@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .evolve import finish_percent_axes, pyplot, save_figure
 from .lifetime_config import LifetimeConfig, make_trials, task_targets
 from .ops.lifetime import lifetime
 
@@ -145,14 +146,7 @@ def plot_learning(
 ) -> None:
     """Left: % correct over the test lifetime (pair mean, solid; first task alone, dotted), mean
     and SEM over lifetimes, per network. Right: the late pair mean over generations per run."""
-    try:
-        import matplotlib
-    except ImportError as e:
-        raise ImportError("plot_learning needs matplotlib: pip install matplotlib") from e
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("plot_learning")
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
     for label, res in finals.items():
         curve = 100 * res.curve(bin_trials)  # [tasks, lifetimes, bins]
@@ -162,22 +156,16 @@ def plot_learning(
         (line,) = ax.plot(x, m, "-", label=f"{label}: {' + '.join(res.tasks)} mean")
         ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2)
         ax.plot(x, curve[0].mean(0), ":", color=line.get_color(), label=f"{label}: {res.tasks[0]}")
-    ax.axhline(50, color="grey", lw=0.5)
-    ax.set_xlabel("trial of the test lifetime")
-    ax.set_ylabel(f"% correct (blocks of {bin_trials} trials)")
+    finish_percent_axes(
+        ax, "trial of the test lifetime", f"% correct (blocks of {bin_trials} trials)", 7
+    )
     ax.set_title("within one lifetime, after evolution")
-    ax.legend(fontsize=7)
     for label, rows in over_generations.items():
         g = [r[0] for r in rows]
         m = torch.tensor([r[1] for r in rows])
         s = torch.tensor([r[2] for r in rows])
         (line,) = bx.plot(g, m, "-o", markersize=3, label=label)
         bx.fill_between(g, m - s, m + s, color=line.get_color(), alpha=0.2)
-    bx.axhline(50, color="grey", lw=0.5)
-    bx.set_xlabel("generation")
-    bx.set_ylabel("DMS + DNMS mean % correct, late trials")
+    finish_percent_axes(bx, "generation", "DMS + DNMS mean % correct, late trials", 7)
     bx.set_title("learning the held-out pair, over evolution")
-    bx.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(plt, fig, path)
