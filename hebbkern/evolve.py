@@ -279,18 +279,38 @@ def write_csv(history: list[dict], path: str) -> None:
         writer.writerows(history)
 
 
-def plot_curves(runs: dict[str, list[dict]], path: str) -> None:
-    """% correct over generations: training generations and held-out test generations, per run."""
+def pyplot(what: str):
+    """matplotlib's pyplot on the Agg backend; ImportError naming ``what`` without matplotlib."""
     try:
         import matplotlib
     except ImportError as e:
         raise ImportError(
-            "png_path needs matplotlib: pip install matplotlib (or hebbkern[evolve])"
+            f"{what} needs matplotlib: pip install matplotlib (or hebbkern[evolve])"
         ) from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def finish_percent_axes(ax, xlabel: str, ylabel: str, fontsize: int = 8) -> None:
+    """A % correct panel: the 50% chance line, labels, legend."""
+    ax.axhline(50, color="grey", lw=0.5)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=fontsize)
+
+
+def save_figure(plt, fig, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(runs: dict[str, list[dict]], path: str) -> None:
+    """% correct over generations: training generations and held-out test generations, per run."""
+    plt = pyplot("png_path")
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, history in runs.items():
         for kind, style in (("train", ":"), ("test", "-o")):
@@ -303,10 +323,7 @@ def plot_curves(runs: dict[str, list[dict]], path: str) -> None:
                     markersize=3,
                     label=f"{label}: {'training tasks' if kind == 'train' else 'held-out DMS'}",
                 )
-    ax.axhline(50, color="grey", lw=0.5)
-    ax.set_xlabel("generation")
-    ax.set_ylabel("% correct (last trials of the lifetime, population mean)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    finish_percent_axes(
+        ax, "generation", "% correct (last trials of the lifetime, population mean)"
+    )
+    save_figure(plt, fig, path)
