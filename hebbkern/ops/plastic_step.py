@@ -12,6 +12,8 @@ anyway) and ``h_new``; no ``[B, N, N]`` temporary is saved.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -101,6 +103,25 @@ if _extension.available():
             u.new_empty(N) if fanout_w is not None else empty(),
             u.new_empty(N) if fanout_w is not None else empty(),
         )
+
+    class _EagerStep(torch.autograd.Function):
+        """The registered autograd of the CPU ops, without torch.library's per-call Python wrapper
+        (its ``fill_defaults`` rebuilds the schema's argument list once per argument: about 45 us
+        a step, a fifth of a small step's forward+backward; benchmarks/NOTES.md P5). Same
+        ``_setup_context`` and ``_backward``; used by eager calls only (torch.compile, opcheck and
+        functorch transforms go through the registered autograd)."""
+
+        @staticmethod
+        def forward(ctx, fwd, bwd, *inputs):
+            with torch._C._AutoDispatchBelowAutograd():  # straight to the kernel
+                out = fwd(*inputs)
+            _setup_context(ctx, inputs, out)
+            ctx.bwd_op = bwd
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
+            return (None, None, *_backward(ctx.bwd_op, ctx, grad_h, grad_hebb, grad_elig))
 
     # The pre_post ops and their post_pre twins (same schemas; the kernels read w, alpha and the
     # traces stored [post, pre]): one fake kernel and one autograd formula for both.
@@ -230,6 +251,18 @@ def plastic_step(
             else torch.ops.hebbkern.plastic_step_fwd
         )
     # v.code: the variant code (0: docs/SPEC.md section 1 exactly).
+    if (
+        name == "cpu"
+        and torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+    ):
+        bwd = (
+            torch.ops.hebbkern.plastic_step_bwd_post_pre
+            if post_pre
+            else torch.ops.hebbkern.plastic_step_bwd
+        )
+        fwd = functools.partial(_EagerStep.apply, fwd, bwd)
     if io_dtype not in LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,

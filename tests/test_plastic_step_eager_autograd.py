@@ -1,0 +1,61 @@
+"""The eager autograd path of the CPU ``plastic_step`` (``_EagerStep`` in hebbkern/ops/plastic_step.py,
+which skips torch.library's per-call Python wrapper) against the op's registered autograd, which
+torch.compile and opcheck use: same kernels, so the same bits, for every rule and both layouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers_step import run_step, step_inputs
+
+from hebbkern import _extension
+
+pytestmark = pytest.mark.skipif(not _extension.available(), reason="needs the C++ extension")
+
+
+def _grad_fn_names(kw: dict) -> set[str]:
+    import hebbkern
+
+    st = hebbkern.plastic_step(**kw, backend="cpu")
+    return {type(st.h.grad_fn).__name__}
+
+
+@pytest.mark.parametrize("layout", ["pre_post", "post_pre"])
+@pytest.mark.parametrize(
+    "rule,alpha_kind,fanout,clamp",
+    [
+        ("hebb", "per_connection", False, False),
+        ("oja", "per_neuron", False, True),
+        ("neuromod", "per_connection", True, False),
+        ("retro", "scalar", True, True),
+        ("gated", "per_sample", False, False),
+    ],
+)
+def test_eager_path_equals_registered_autograd(
+    monkeypatch, layout, rule, alpha_kind, fanout, clamp
+):
+    kw = step_inputs(rule, alpha_kind, fanout, clamp, B=3, N=9)
+    kw["layout"] = layout
+    eager_out, eager_grads = run_step(kw, "cpu")
+    assert _grad_fn_names(kw) == {"_EagerStepBackward"}
+    # torch.compile's route: plastic_step then calls the op with its registered autograd.
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert "_EagerStepBackward" not in _grad_fn_names(kw)
+    reg_out, reg_grads = run_step(kw, "cpu")
+    for k in eager_out:
+        assert torch.equal(eager_out[k], reg_out[k]), k
+    assert eager_grads.keys() == reg_grads.keys()
+    for k, g in eager_grads.items():
+        if g is None:
+            assert reg_grads[k] is None, k
+        else:
+            assert reg_grads[k] is not None and torch.equal(g, reg_grads[k]), k
+
+
+def test_eager_path_not_used_without_grad():
+    kw = step_inputs("hebb", requires_grad=False)
+    with torch.no_grad():
+        import hebbkern
+
+        st = hebbkern.plastic_step(**kw, backend="cpu")
+    assert st.h.grad_fn is None
