@@ -157,10 +157,6 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("fop_step_", &fop_step_cpu);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
-  m.impl("plastic_step_fwd", &plastic_step_fwd_cpu);
-  m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
-  m.impl("plastic_step_fwd_post_pre", &plastic_step_fwd_post_pre_cpu);
-  m.impl("plastic_step_bwd_post_pre", &plastic_step_bwd_post_pre_cpu);
   m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
   m.impl("trace_update_fwd", &trace_update_fwd_cpu);
