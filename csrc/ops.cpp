@@ -13,6 +13,7 @@
 
 namespace hebbkern {
 
+// trace_update's rule names (parse_trace_rule) are another set, with their own message.
 Rule parse_rule(const std::string& name) {
   if (name == "hebb") return Rule::Hebb;
   if (name == "oja") return Rule::Oja;

@@ -220,6 +220,8 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
                                     kElig ? dE + i * N : nullptr, adj.prev + i, adj.cur, adj.dM, N);
       }
     }
+    // The same walk as plastic_rnn_block.h's backward, kept apart: there warps share rows and
+    // column partials; here one thread owns the sample and fuses the passes row by row.
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const int64_t k = t - t0;
       const T* hc = h_at(t);
