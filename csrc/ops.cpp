@@ -10,10 +10,10 @@
 #include "plastic_lstm.h"
 #include "plastic_rnn.h"
 #include "plastic_step.h"
-#include "trace_update.h"
 
 namespace hebbkern {
 
+// trace_update's rule names (parse_trace_rule) are another set, with their own message.
 Rule parse_rule(const std::string& name) {
   if (name == "hebb") return Rule::Hebb;
   if (name == "oja") return Rule::Oja;
@@ -157,16 +157,8 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("fop_step_", &fop_step_cpu);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
-  m.impl("plastic_step_fwd", &plastic_step_fwd_cpu);
-  m.impl("plastic_step_bwd", &plastic_step_bwd_cpu);
-  m.impl("plastic_step_fwd_post_pre", &plastic_step_fwd_post_pre_cpu);
-  m.impl("plastic_step_bwd_post_pre", &plastic_step_bwd_post_pre_cpu);
   m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
-  m.impl("trace_update_fwd", &trace_update_fwd_cpu);
-  m.impl("trace_update_bwd", &trace_update_bwd_cpu);
-  m.impl("_trace_update_emulated_fwd", &trace_update_emulated_fwd);
-  m.impl("_trace_update_emulated_bwd", &trace_update_emulated_bwd);
   m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
   m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
   m.impl("lifetime_fwd", &lifetime_fwd_cpu);
@@ -174,12 +166,10 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
 }
 
 #ifdef HEBBKERN_WITH_CUDA
-// trace_update, lifetime: the block kernels of csrc/cuda/ (plastic_rnn's register in
-// csrc/plastic_rnn_simt.cpp). The hebbian kernels call ATen (cuBLAS, cuDNN's weight gradient) for
+// lifetime: the block kernel of csrc/cuda/ (plastic_rnn's and trace_update's register in
+// csrc/<family>_simt.cpp). The hebbian kernels call ATen (cuBLAS, cuDNN's weight gradient) for
 // the heavy part, so the same functions serve CUDA tensors.
 TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
-  m.impl("trace_update_fwd", &trace_update_fwd_cuda);
-  m.impl("trace_update_bwd", &trace_update_bwd_cuda);
   m.impl("lifetime_fwd", &lifetime_fwd_cuda);
   m.impl("hebbian_update_linear", &hebbian_update_linear);
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);

@@ -37,14 +37,17 @@ void check_scalar(const char* name, const std::optional<at::Tensor>& t, const at
                     " must have one element, got shape ", t->sizes());
 }
 
-Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-                 const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-                 const std::optional<at::Tensor>& elig0,
-                 const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-                 const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-                 const std::optional<at::Tensor>& fanout_w,
-                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip,
+Rule checked_rule(const std::string& rule, int64_t variant, const at::Tensor& u,
+                  int64_t ckpt_every) {
+  const Rule r = parse_rule(rule, variant, u.dim() == 3 ? u.size(2) : 0);
+  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
+  return r;
+}
+
+Prepared prepare(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, OptTensorArg hebb0,
+                 OptTensorArg elig0, const PlasticOptions& opt, Rule rule, double clip,
                  bool read_scalars, int64_t variant) {
+  const auto& [clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b] = opt;
   TORCH_CHECK_VALUE(u.dim() == 3 && u.size(0) >= 1 && u.size(2) >= 1,
                     "hebbkern::plastic_rnn: u must be [T, B, N] with T, N >= 1, got ", u.sizes());
   TORCH_CHECK_TYPE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble,
@@ -102,23 +105,19 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alp
   return p;
 }
 
-void check_backward_inputs(const std::optional<at::Tensor>& grad_h,
-                           const std::optional<at::Tensor>& grad_hebb,
-                           const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
-                           const at::Tensor& h, const at::Tensor& hebb_ckpt,
-                           const at::Tensor& elig_ckpt, const at::Tensor& mod, Rule rule,
-                           int64_t ckpt_every) {
+void check_backward_inputs(const BwdArgs& a, Rule rule) {
+  const at::Tensor& u = a.u;
   const int64_t T_ = u.size(0), B = u.size(1), N = u.size(2);
   // The saved forward outputs must be the ones plastic_rnn_fwd made with the same ckpt_every.
-  const int64_t C = (T_ + ckpt_every - 1) / ckpt_every;
+  const int64_t C = (T_ + a.ckpt_every - 1) / a.ckpt_every;
   const bool elig = has_eligibility(rule);
-  check_arg("h", h, u, {T_, B, N});
-  check_arg("hebb_ckpt", hebb_ckpt, u, {C, B, N, N});
-  if (elig) check_arg("elig_ckpt", elig_ckpt, u, {C, B, N, N});
-  if (is_modulated(rule)) check_arg("mod", mod, u, {T_, B});
-  check_opt("grad_h", grad_h, u, {T_, B, N}, true, "");
-  check_opt("grad_hebb", grad_hebb, u, {B, N, N}, true, "");
-  check_opt("grad_elig", grad_elig, u, {B, N, N}, elig, "rule 'retro'");
+  check_arg("h", a.h, u, {T_, B, N});
+  check_arg("hebb_ckpt", a.hebb_ckpt, u, {C, B, N, N});
+  if (elig) check_arg("elig_ckpt", a.elig_ckpt, u, {C, B, N, N});
+  if (is_modulated(rule)) check_arg("mod", a.mod, u, {T_, B});
+  check_opt("grad_h", a.grad_h, u, {T_, B, N}, true, "");
+  check_opt("grad_hebb", a.grad_hebb, u, {B, N, N}, true, "");
+  check_opt("grad_elig", a.grad_elig, u, {B, N, N}, elig, "rule 'retro'");
 }
 
 FwdOut allocate_forward(const at::Tensor& u, Rule rule, int64_t ckpt_every) {
@@ -163,19 +162,14 @@ BwdAccumulators allocate_backward(const Prepared& q, const at::Tensor& alpha, Ru
   return a;
 }
 
-BwdInputs contiguous_backward_inputs(const std::optional<at::Tensor>& grad_h,
-                                     const std::optional<at::Tensor>& grad_hebb,
-                                     const std::optional<at::Tensor>& grad_elig,
-                                     const at::Tensor& h, const at::Tensor& hebb_ckpt,
-                                     const at::Tensor& elig_ckpt, const at::Tensor& mod,
-                                     Rule rule) {
-  return {contiguous_or_undefined(grad_h),
-          contiguous_or_undefined(grad_hebb),
-          has_eligibility(rule) ? contiguous_or_undefined(grad_elig) : at::Tensor(),
-          h.contiguous(),
-          hebb_ckpt.contiguous(),
-          elig_ckpt.contiguous(),
-          mod.contiguous()};
+BwdInputs contiguous_backward_inputs(const BwdArgs& a, Rule rule) {
+  return {contiguous_or_undefined(a.grad_h),
+          contiguous_or_undefined(a.grad_hebb),
+          has_eligibility(rule) ? contiguous_or_undefined(a.grad_elig) : at::Tensor(),
+          a.h.contiguous(),
+          a.hebb_ckpt.contiguous(),
+          a.elig_ckpt.contiguous(),
+          a.mod.contiguous()};
 }
 
 BwdOut finish_backward(const Prepared& q, const at::Tensor& alpha, const at::Tensor& h, Rule rule,

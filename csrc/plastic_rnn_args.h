@@ -6,6 +6,7 @@
 #include <torch/types.h>
 
 #include <optional>
+#include <string>
 
 #include "hebbkern/plastic_rnn_io.h"
 #include "plastic_rnn.h"
@@ -37,16 +38,80 @@ struct Prepared {
   double eta_value = 0, mod_b_value = 0;
 };
 
+// A tensor argument of the ops (Tensor and Tensor? in the schemas of csrc/ops.cpp).
+using TensorArg = const at::Tensor&;
+using OptTensorArg = const std::optional<at::Tensor>&;
+
+// The plastic options of plastic_rnn's schemas (SPEC.md section 1.1), in schema order.
+struct PlasticOptions {
+  OptTensorArg clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b;
+};
+
+// The arguments of plastic_rnn_fwd and plastic_rnn_bwd (schema order), as every device's
+// implementation receives them from fwd_entry/bwd_entry below.
+struct FwdArgs {
+  TensorArg u, w, alpha;
+  OptTensorArg h0, hebb0, elig0;
+  PlasticOptions opt;
+  const std::string& rule;
+  double clip;
+  int64_t ckpt_every, variant;
+};
+
+struct BwdArgs {
+  OptTensorArg grad_h, grad_hebb, grad_elig;
+  TensorArg u, w, alpha;
+  OptTensorArg h0;
+  TensorArg h, hebb_ckpt, elig_ckpt, mod;
+  PlasticOptions opt;
+  const std::string& rule;
+  double clip;
+  int64_t ckpt_every, variant;
+};
+
+// The functions every device registers for the ops (m.impl): the schemas' parameter lists, written
+// once, gathered into FwdArgs/BwdArgs for `impl`. `Extra`: the parameters a device's op adds before
+// `variant` (the emulation's threads, smem_budget, reverse), passed to `impl` after the arguments.
+template <auto impl, class... Extra>
+FwdOut fwd_entry(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, OptTensorArg hebb0,
+                 OptTensorArg elig0, OptTensorArg clamp_mask, OptTensorArg eta, OptTensorArg mod_w,
+                 OptTensorArg mod_b, OptTensorArg fanout_w, OptTensorArg fanout_b,
+                 const std::string& rule, double clip, int64_t ckpt_every, Extra... extra,
+                 int64_t variant) {
+  const PlasticOptions opt{clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b};
+  return impl(FwdArgs{u, w, alpha, h0, hebb0, elig0, opt, rule, clip, ckpt_every, variant},
+              extra...);
+}
+
+template <auto impl, class... Extra>
+BwdOut bwd_entry(OptTensorArg grad_h, OptTensorArg grad_hebb, OptTensorArg grad_elig, TensorArg u,
+                 TensorArg w, TensorArg alpha, OptTensorArg h0, TensorArg h, TensorArg hebb_ckpt,
+                 TensorArg elig_ckpt, TensorArg mod, OptTensorArg clamp_mask, OptTensorArg eta,
+                 OptTensorArg mod_w, OptTensorArg mod_b, OptTensorArg fanout_w,
+                 OptTensorArg fanout_b, const std::string& rule, double clip, int64_t ckpt_every,
+                 Extra... extra, int64_t variant) {
+  const PlasticOptions opt{clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b};
+  return impl(BwdArgs{grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod,
+                      opt, rule, clip, ckpt_every, variant},
+              extra...);
+}
+
+// The rule with the variant applied (parse_rule), and ckpt_every checked: the first checks of
+// every implementation.
+Rule checked_rule(const std::string& rule, int64_t variant, const at::Tensor& u,
+                  int64_t ckpt_every);
+
 // Checks every argument against u (shape, dtype, device) and prepares them. `read_scalars`: also
 // read eta and mod_b on the host (the CPU kernels take them by value).
-Prepared prepare(const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-                 const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-                 const std::optional<at::Tensor>& elig0,
-                 const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-                 const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-                 const std::optional<at::Tensor>& fanout_w,
-                 const std::optional<at::Tensor>& fanout_b, Rule rule, double clip,
+Prepared prepare(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, OptTensorArg hebb0,
+                 OptTensorArg elig0, const PlasticOptions& opt, Rule rule, double clip,
                  bool read_scalars, int64_t variant = 0);
+
+// The backward's arguments: prepare() with the forward's initial states, which it does not take.
+inline Prepared prepare(const BwdArgs& a, Rule rule, bool read_scalars) {
+  return prepare(a.u, a.w, a.alpha, a.h0, std::nullopt, std::nullopt, a.opt, rule, a.clip,
+                 read_scalars, a.variant);
+}
 
 // The kernels' common inputs over the prepared tensors; K is capped at T.
 template <typename T>
@@ -79,12 +144,7 @@ void set_variant(RnnInputs<T>& p, int64_t variant) {
 }
 
 // The saved forward outputs and the incoming gradients of the backward op, checked against u.
-void check_backward_inputs(const std::optional<at::Tensor>& grad_h,
-                           const std::optional<at::Tensor>& grad_hebb,
-                           const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
-                           const at::Tensor& h, const at::Tensor& hebb_ckpt,
-                           const at::Tensor& elig_ckpt, const at::Tensor& mod, Rule rule,
-                           int64_t ckpt_every);
+void check_backward_inputs(const BwdArgs& a, Rule rule);
 
 // The forward outputs (see FwdOut in plastic_rnn.h), uninitialised.
 FwdOut allocate_forward(const at::Tensor& u, Rule rule, int64_t ckpt_every);
@@ -103,11 +163,7 @@ BwdAccumulators allocate_backward(const Prepared& q, const at::Tensor& alpha, Ru
 struct BwdInputs {
   at::Tensor gh, gH, gE, h, ck_h, ck_e, mod;
 };
-BwdInputs contiguous_backward_inputs(const std::optional<at::Tensor>& grad_h,
-                                     const std::optional<at::Tensor>& grad_hebb,
-                                     const std::optional<at::Tensor>& grad_elig,
-                                     const at::Tensor& h, const at::Tensor& hebb_ckpt,
-                                     const at::Tensor& elig_ckpt, const at::Tensor& mod, Rule rule);
+BwdInputs contiguous_backward_inputs(const BwdArgs& a, Rule rule);
 
 // The kernels' pointer structs over these tensors (designated initialisers: a field added to the
 // structs cannot be silently left null).

@@ -97,27 +97,20 @@ Target cuda_target(const at::Tensor& u) {
 }
 #endif
 
-FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-               const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-               const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-               const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-               const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-               const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
-               int64_t ckpt_every, int64_t variant) {
-  const Rule rule = parse_rule(rule_name, variant, u.dim() == 3 ? u.size(2) : 0);
-  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
-  check_target(tg, u);
-  TORCH_CHECK_VALUE(u.dim() != 3 || u.size(1) < (int64_t{1} << 31),
-                    "hebbkern::plastic_rnn: batch too large for one launch: ", u.size(1));
-  const Prepared q = rnn_args::prepare(u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
-                                       fanout_w, fanout_b, rule, clip, false, variant);
-  FwdOut out = rnn_args::allocate_forward(u, rule, ckpt_every);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_fwd_block", [&] {
+FwdOut forward(const Target& tg, const rnn_args::FwdArgs& a) {
+  const Rule rule = rnn_args::checked_rule(a.rule, a.variant, a.u, a.ckpt_every);
+  check_target(tg, a.u);
+  TORCH_CHECK_VALUE(a.u.dim() != 3 || a.u.size(1) < (int64_t{1} << 31),
+                    "hebbkern::plastic_rnn: batch too large for one launch: ", a.u.size(1));
+  const Prepared q = rnn_args::prepare(a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.opt, rule,
+                                       a.clip, false, a.variant);
+  FwdOut out = rnn_args::allocate_forward(a.u, rule, a.ckpt_every);
+  AT_DISPATCH_FLOATING_TYPES(a.u.scalar_type(), "plastic_rnn_fwd_block", [&] {
     using T = scalar_t;
-    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every, variant);
+    const simt::RnnParams<T> p = make_params<T>(q, a.clip, a.ckpt_every, a.variant);
     const RnnFwdOut<T> o = rnn_args::fwd_ptrs<T>(out);
     const simt::Placement pl = placement(tg, false, p, rule);
-    at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
+    at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, a.u);
     if (p.B == 0) {
       // Nothing to run (a launch of zero blocks is an error).
     } else if (tg.emulate) {
@@ -132,35 +125,21 @@ FwdOut forward(const Target& tg, const at::Tensor& u, const at::Tensor& w, const
   return out;
 }
 
-BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
-                const std::optional<at::Tensor>& grad_hebb,
-                const std::optional<at::Tensor>& grad_elig, const at::Tensor& u,
-                const at::Tensor& w, const at::Tensor& alpha, const std::optional<at::Tensor>& h0,
-                const at::Tensor& h, const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt,
-                const at::Tensor& mod, const std::optional<at::Tensor>& clamp_mask,
-                const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-                const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-                const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
-                double clip, int64_t ckpt_every, int64_t variant) {
-  const Rule rule = parse_rule(rule_name, variant, u.dim() == 3 ? u.size(2) : 0);
-  TORCH_CHECK_VALUE(ckpt_every >= 1, "hebbkern::plastic_rnn: ckpt_every must be >= 1");
-  check_target(tg, u);
-  const Prepared q =
-      rnn_args::prepare(u, w, alpha, h0, std::nullopt, std::nullopt, clamp_mask, eta, mod_w, mod_b,
-                        fanout_w, fanout_b, rule, clip, false, variant);
-  rnn_args::check_backward_inputs(grad_h, grad_hebb, grad_elig, u, h, hebb_ckpt, elig_ckpt, mod,
-                                  rule, ckpt_every);
-  const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(
-      grad_h, grad_hebb, grad_elig, h, hebb_ckpt, elig_ckpt, mod, rule);
+BwdOut backward(const Target& tg, const rnn_args::BwdArgs& a) {
+  const Rule rule = rnn_args::checked_rule(a.rule, a.variant, a.u, a.ckpt_every);
+  check_target(tg, a.u);
+  const Prepared q = rnn_args::prepare(a, rule, false);
+  rnn_args::check_backward_inputs(a, rule);
+  const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(a, rule);
   // The block kernels write every per-sample accumulator whole: no zero-filling here.
-  const rnn_args::BwdAccumulators a = rnn_args::allocate_backward(q, alpha, rule, false);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_rnn_bwd_block", [&] {
+  const rnn_args::BwdAccumulators acc = rnn_args::allocate_backward(q, a.alpha, rule, false);
+  AT_DISPATCH_FLOATING_TYPES(a.u.scalar_type(), "plastic_rnn_bwd_block", [&] {
     using T = scalar_t;
-    const simt::RnnParams<T> p = make_params<T>(q, clip, ckpt_every, variant);
-    const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(a);
+    const simt::RnnParams<T> p = make_params<T>(q, a.clip, a.ckpt_every, a.variant);
+    const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(acc);
     const RnnBwdIn<T> in = rnn_args::bwd_in_ptrs<T>(bin);
     const simt::Placement pl = placement(tg, true, p, rule);
-    at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, u);
+    at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, a.u);
     if (p.B == 0) {
       // Nothing to run.
     } else if (tg.emulate) {
@@ -172,43 +151,26 @@ BwdOut backward(const Target& tg, const std::optional<at::Tensor>& grad_h,
 #endif
     }
   });
-  return rnn_args::finish_backward(q, alpha, bin.h, rule, a);
+  return rnn_args::finish_backward(q, a.alpha, bin.h, rule, acc);
 }
 
-FwdOut plastic_rnn_emulated_fwd(
-    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every, int64_t threads, int64_t smem_budget, bool reverse, int64_t variant) {
-  const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
-  return forward(tg, u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b, fanout_w,
-                 fanout_b, rule, clip, ckpt_every, variant);
+FwdOut emulated_forward(const rnn_args::FwdArgs& a, int64_t threads, int64_t smem_budget,
+                        bool reverse) {
+  return forward({true, static_cast<int>(threads), smem_budget, reverse}, a);
 }
 
-BwdOut plastic_rnn_emulated_bwd(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
-    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
-    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every, int64_t threads, int64_t smem_budget,
-    bool reverse, int64_t variant) {
-  const Target tg{true, static_cast<int>(threads), smem_budget, reverse};
-  return backward(tg, grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt, elig_ckpt, mod,
-                  clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every,
-                  variant);
+BwdOut emulated_backward(const rnn_args::BwdArgs& a, int64_t threads, int64_t smem_budget,
+                         bool reverse) {
+  return backward({true, static_cast<int>(threads), smem_budget, reverse}, a);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
-  m.impl("_plastic_rnn_emulated_fwd", &plastic_rnn_emulated_fwd);
-  m.impl("_plastic_rnn_emulated_bwd", &plastic_rnn_emulated_bwd);
+  m.impl("_plastic_rnn_emulated_fwd",
+         &rnn_args::fwd_entry<emulated_forward, int64_t, int64_t, bool>);
+  m.impl("_plastic_rnn_emulated_bwd",
+         &rnn_args::bwd_entry<emulated_backward, int64_t, int64_t, bool>);
 }
 
 std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
@@ -224,41 +186,23 @@ std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool
 #ifdef HEBBKERN_WITH_CUDA
 namespace {
 
-FwdOut plastic_rnn_fwd_cuda(
-    const at::Tensor& u, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& hebb0,
-    const std::optional<at::Tensor>& elig0, const std::optional<at::Tensor>& clamp_mask,
-    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every, int64_t variant) {
-  TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
-  const c10::cuda::CUDAGuard guard(u.device());
-  return forward(cuda_target(u), u, w, alpha, h0, hebb0, elig0, clamp_mask, eta, mod_w, mod_b,
-                 fanout_w, fanout_b, rule, clip, ckpt_every, variant);
+FwdOut cuda_forward(const rnn_args::FwdArgs& a) {
+  TORCH_CHECK_VALUE(a.u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
+  const c10::cuda::CUDAGuard guard(a.u.device());
+  return forward(cuda_target(a.u), a);
 }
 
-BwdOut plastic_rnn_bwd_cuda(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& w,
-    const at::Tensor& alpha, const std::optional<at::Tensor>& h0, const at::Tensor& h,
-    const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every, int64_t variant) {
-  TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
-  const c10::cuda::CUDAGuard guard(u.device());
-  return backward(cuda_target(u), grad_h, grad_hebb, grad_elig, u, w, alpha, h0, h, hebb_ckpt,
-                  elig_ckpt, mod, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
-                  ckpt_every, variant);
+BwdOut cuda_backward(const rnn_args::BwdArgs& a) {
+  TORCH_CHECK_VALUE(a.u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
+  const c10::cuda::CUDAGuard guard(a.u.device());
+  return backward(cuda_target(a.u), a);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
-  m.impl("plastic_rnn_fwd", &plastic_rnn_fwd_cuda);
-  m.impl("plastic_rnn_bwd", &plastic_rnn_bwd_cuda);
+  m.impl("plastic_rnn_fwd", &rnn_args::fwd_entry<cuda_forward>);
+  m.impl("plastic_rnn_bwd", &rnn_args::bwd_entry<cuda_backward>);
 }
 #endif
 

@@ -1,5 +1,5 @@
-// Declarations of the plastic_step kernels (one step of SPEC.md section 1), shared by csrc/ops.cpp
-// (registration) and the per-device sources (csrc/cpu/plastic_step.cpp).
+// Types of the plastic_step kernels (one step of SPEC.md section 1), shared by csrc/ops.cpp and the
+// per-device sources (csrc/cpu/plastic_step.cpp).
 #pragma once
 
 #include <torch/types.h>
@@ -25,42 +25,8 @@ using StepBwdOut =
     std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-StepFwdOut plastic_step_fwd_cpu(
-    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
-    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant);
-
-StepBwdOut plastic_step_bwd_cpu(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
-    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
-    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant);
-
-// The same step with w, alpha and the traces stored [post, pre] (layout "post_pre"): the kernels
-// read that layout where it lies (no transposed copy of the trace). Same arguments and outputs.
-StepFwdOut plastic_step_fwd_post_pre_cpu(
-    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
-    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant);
-
-StepBwdOut plastic_step_bwd_post_pre_cpu(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
-    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
-    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant);
+// The CPU kernels of plastic_step_fwd/bwd and plastic_step_fwd/bwd_post_pre are registered with
+// TORCH_LIBRARY_IMPL where they are defined (csrc/cpu/plastic_step.cpp), against the schemas in
+// csrc/ops.cpp: each signature is written once, next to its body.
 
 }  // namespace hebbkern

@@ -2,6 +2,7 @@
 // implementation of hebbkern::trace_update_fwd/bwd and its CPU emulation for the tests
 // (hebbkern::_trace_update_emulated_fwd/bwd). A shared trace [M, K] takes the same ATen path
 // (GEMMs) as on the CPU.
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include <limits>
 
 #include "hebbkern/trace_update_block.h"
-#include "trace_update.h"
 #include "trace_update_common.h"
 
 #ifdef HEBBKERN_WITH_CUDA
@@ -187,8 +187,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {dH, dpre, sums.select(1, 0), trace_update_common::reduce_like(sums.select(1, 1), eta)};
 }
 
-}  // namespace
-
 at::Tensor trace_update_emulated_fwd(const at::Tensor& trace, const at::Tensor& pre,
                                      const at::Tensor& post, const at::Tensor& eta,
                                      const std::string& rule, double clip, int64_t threads,
@@ -205,13 +203,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_emulated
   return backward(tg, grad, trace, pre, post, eta, rule, clip);
 }
 
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
+  m.impl("_trace_update_emulated_fwd", &trace_update_emulated_fwd);
+  m.impl("_trace_update_emulated_bwd", &trace_update_emulated_bwd);
+}
+
 #ifdef HEBBKERN_WITH_CUDA
 namespace {
+
 Target cuda_target() {
   // The partial rows go to shared memory up to the 48 KiB a block gets without opting in.
   return {false, cuda_kernels::kTraceUpdateThreads, 0, 48 * 1024, false};
 }
-}  // namespace
 
 at::Tensor trace_update_fwd_cuda(const at::Tensor& trace, const at::Tensor& pre,
                                  const at::Tensor& post, const at::Tensor& eta,
@@ -225,6 +230,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_bwd_cuda
     const at::Tensor& eta, const std::string& rule, double clip) {
   const c10::cuda::CUDAGuard guard(trace.device());
   return backward(cuda_target(), grad, trace, pre, post, eta, rule, clip);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hebbkern, CUDA, m) {
+  m.impl("trace_update_fwd", &trace_update_fwd_cuda);
+  m.impl("trace_update_bwd", &trace_update_bwd_cuda);
 }
 #endif
 

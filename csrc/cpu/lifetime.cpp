@@ -49,6 +49,7 @@ template <typename T>
 void run_individual(const Io<T>& io, int64_t b, int64_t N, int64_t n_trials, uint64_t seed,
                     const int64_t* iv, const double* fv, std::vector<T>& weff_buf,
                     std::vector<T>& acc_buf, std::vector<T>& delta_buf) {
+  // As lifetime_block.h's set-up, kept apart: here the work rows live in per-thread buffers.
   const int64_t NN = N * N;
   const T* W = io.w + b * NN;
   const T* Pi = io.pi + b * NN;

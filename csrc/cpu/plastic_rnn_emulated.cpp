@@ -6,7 +6,6 @@
 #include <c10/util/Exception.h>
 
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "hebbkern/plastic_rnn_block.h"
@@ -14,21 +13,6 @@
 namespace hebbkern::emu {
 
 namespace {
-
-template <typename F>
-void with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(std::integral_constant<Rule, Rule::Hebb>{});
-    case Rule::Oja: return f(std::integral_constant<Rule, Rule::Oja>{});
-    case Rule::Clip: return f(std::integral_constant<Rule, Rule::Clip>{});
-    case Rule::Neuromod: return f(std::integral_constant<Rule, Rule::Neuromod>{});
-    case Rule::Retro: return f(std::integral_constant<Rule, Rule::Retro>{});
-    case Rule::Gated: return f(std::integral_constant<Rule, Rule::Gated>{});
-    case Rule::ClipSoft: return f(std::integral_constant<Rule, Rule::ClipSoft>{});
-    case Rule::NeuromodSoft: return f(std::integral_constant<Rule, Rule::NeuromodSoft>{});
-    case Rule::RetroSoft: return f(std::integral_constant<Rule, Rule::RetroSoft>{});
-  }
-}
 
 // Calls body(block, index, shared_memory) for every block of the launch's own grid
 // (simt::plastic_rnn_grid), in parallel as the blocks of a grid run.
@@ -50,7 +34,7 @@ void for_each_block(int64_t B, const simt::Placement& pl, bool reverse, F&& body
 template <typename T>
 void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse) {
-  with_rule(rule, [&](auto r) {
+  visit_rule(rule, [&](auto r) {
     for_each_block<T>(
         p.B, pl, reverse, [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
           simt::plastic_rnn_forward_kernel<decltype(r)::value>(blk, p, o, idx, pl, smem, scratch);
@@ -61,7 +45,7 @@ void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
 template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse) {
-  with_rule(rule, [&](auto r) {
+  visit_rule(rule, [&](auto r) {
     for_each_block<T>(p.B, pl, reverse,
                       [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
                         simt::plastic_rnn_backward_kernel<decltype(r)::value>(blk, p, in, o, idx,

@@ -157,57 +157,6 @@ struct Adjoints {
   }
 };
 
-// Adjoint of step t's trace update for one row, in place on (dH, dE). Adds dpre to *pre_adj, dpost
-// to post_adj[j], dmod to dM[j]; returns the row's contribution to d eta.
-template <Rule R, typename T>
-inline T rule_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ Erow, T pre,
-                          const T* __restrict__ post, const T* __restrict__ M, T eta, T clip,
-                          T* __restrict__ dHrow, T* __restrict__ dErow, T* pre_adj,
-                          T* __restrict__ post_adj, T* __restrict__ dM, int64_t N) {
-  T dpre = 0, deta = 0;
-  if constexpr (has_eligibility(R)) {
-#pragma omp simd reduction(+ : dpre, deta)
-    for (int64_t j = 0; j < N; ++j) {
-      const TraceGrad<T> g =
-          trace_backward<R>(Hrow[j], Erow[j], pre, post[j], M[j], eta, clip, dHrow[j], dErow[j]);
-      dpre += g.d_pre;
-      post_adj[j] += g.d_post;
-      dM[j] += g.d_mod;
-      deta += g.d_eta;
-    }
-  } else {
-#pragma omp simd reduction(+ : dpre, deta)
-    for (int64_t j = 0; j < N; ++j) {
-      T unused = T(0);
-      const TraceGrad<T> g =
-          trace_backward<R>(Hrow[j], T(0), pre, post[j], M[j], eta, clip, dHrow[j], unused);
-      dpre += g.d_pre;
-      post_adj[j] += g.d_post;
-      if constexpr (is_modulated(R)) dM[j] += g.d_mod;
-      deta += g.d_eta;
-    }
-  }
-  *pre_adj += dpre;
-  return deta;
-}
-
-// Adjoint of a_t = u_t + h_{t-1} (w + A * H_{t-1}) for one row: adds to dH and dA, returns the
-// row's contribution to the adjoint of h_{t-1}[i].
-template <typename T>
-inline T matvec_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ wrow,
-                            const T* __restrict__ Arow, T x, const T* __restrict__ da,
-                            T* __restrict__ dHrow, T* __restrict__ dArow, int64_t N) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t j = 0; j < N; ++j) {
-    const T xd = x * da[j];
-    dHrow[j] += Arow[j] * xd;
-    dArow[j] += xd * Hrow[j];
-    acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
-  }
-  return acc;
-}
-
 template <Rule R, typename T>
 void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o, int64_t b,
                      T* scratch) {
@@ -271,6 +220,8 @@ void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPt
                                     kElig ? dE + i * N : nullptr, adj.prev + i, adj.cur, adj.dM, N);
       }
     }
+    // The same walk as plastic_rnn_block.h's backward, kept apart: there warps share rows and
+    // column partials; here one thread owns the sample and fuses the passes row by row.
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const int64_t k = t - t0;
       const T* hc = h_at(t);

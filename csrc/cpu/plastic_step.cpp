@@ -7,6 +7,7 @@
 #include "../plastic_step.h"
 
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -161,31 +162,30 @@ Prepared prepare(const at::Tensor& u, const at::Tensor& h, const at::Tensor& heb
   return p;
 }
 
+// Designated initialisers: a field added to StepArgs cannot be silently left unset.
 template <typename T>
 StepArgs<T> make_args(const Prepared& q, double clip, int64_t variant) {
-  StepArgs<T> p{};
-  p.B = q.B;
-  p.N = q.N;
-  p.u = q.u.data_ptr<T>();
-  p.h = q.h.data_ptr<T>();
-  p.hebb = q.hebb.data_ptr<T>();
-  p.elig = ptr_or_null<T>(q.elig);
-  p.w = q.w.data_ptr<T>();
-  p.w_bstride = q.w_bstride;
-  p.A = q.A.data_ptr<T>();
-  p.a_stride = q.a_stride;
-  p.a_bstride = q.a_bstride;
-  p.clamp = q.clamp.defined() ? q.clamp.data_ptr<bool>() : nullptr;
-  p.mod_w = ptr_or_null<T>(q.mod_w);
-  p.fan_w = ptr_or_null<T>(q.fan_w);
-  p.fan_b = ptr_or_null<T>(q.fan_b);
-  p.eta = static_cast<T>(q.eta);
-  p.mod_b = static_cast<T>(q.mod_b);
-  p.clip = static_cast<T>(clip);
-  p.act = variant_act(variant);
-  p.squash = variant_squash(variant);
-  p.n_unmod = variant_unmodulated(variant);
-  return p;
+  return {.B = q.B,
+          .N = q.N,
+          .u = q.u.data_ptr<T>(),
+          .h = q.h.data_ptr<T>(),
+          .hebb = q.hebb.data_ptr<T>(),
+          .elig = ptr_or_null<T>(q.elig),
+          .w = q.w.data_ptr<T>(),
+          .w_bstride = q.w_bstride,
+          .A = q.A.data_ptr<T>(),
+          .a_stride = q.a_stride,
+          .a_bstride = q.a_bstride,
+          .clamp = q.clamp.defined() ? q.clamp.data_ptr<bool>() : nullptr,
+          .mod_w = ptr_or_null<T>(q.mod_w),
+          .fan_w = ptr_or_null<T>(q.fan_w),
+          .fan_b = ptr_or_null<T>(q.fan_b),
+          .eta = static_cast<T>(q.eta),
+          .mod_b = static_cast<T>(q.mod_b),
+          .clip = static_cast<T>(clip),
+          .act = variant_act(variant),
+          .squash = variant_squash(variant),
+          .n_unmod = variant_unmodulated(variant)};
 }
 
 at::Tensor none_like(const at::Tensor& ref) { return at::empty({0}, ref.options()); }
@@ -420,6 +420,9 @@ void run_backward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBwdIn
 
 namespace {
 
+// The ops plastic_step_fwd/bwd (post_pre false) and plastic_step_fwd/bwd_post_pre (true): w, alpha
+// and the traces stored [post, pre]; the kernels read that layout where it lies.
+template <bool post_pre>
 StepFwdOut step_fwd(const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
                     const std::optional<at::Tensor>& elig, const at::Tensor& w,
                     const at::Tensor& alpha, const std::optional<at::Tensor>& clamp_mask,
@@ -427,7 +430,7 @@ StepFwdOut step_fwd(const at::Tensor& u, const at::Tensor& h, const at::Tensor& 
                     const std::optional<at::Tensor>& mod_b,
                     const std::optional<at::Tensor>& fanout_w,
                     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name,
-                    double clip, bool post_pre, int64_t variant) {
+                    double clip, int64_t variant) {
   const Rule rule = parse_rule(rule_name, variant, u.dim() == 2 ? u.size(1) : 0);
   const Prepared q = prepare(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w,
                              fanout_b, rule, clip, post_pre, variant);
@@ -449,6 +452,7 @@ StepFwdOut step_fwd(const at::Tensor& u, const at::Tensor& h, const at::Tensor& 
   return {h_new, hebb_new, elig_new, mod};
 }
 
+template <bool post_pre>
 StepBwdOut step_bwd(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
     const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
@@ -457,7 +461,7 @@ StepBwdOut step_bwd(
     const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule_name, double clip, bool post_pre, int64_t variant) {
+    const std::string& rule_name, double clip, int64_t variant) {
   const Rule rule = parse_rule(rule_name, variant, u.dim() == 2 ? u.size(1) : 0);
   const Prepared q = prepare(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w,
                              fanout_b, rule, clip, post_pre, variant);
@@ -552,52 +556,11 @@ StepBwdOut step_bwd(
 
 }  // namespace
 
-StepFwdOut plastic_step_fwd_cpu(
-    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
-    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant) {
-  return step_fwd(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
-                  rule, clip, false, variant);
-}
-
-StepBwdOut plastic_step_bwd_cpu(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
-    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
-    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant) {
-  return step_bwd(grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask,
-                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, false, variant);
-}
-
-StepFwdOut plastic_step_fwd_post_pre_cpu(
-    const at::Tensor& u, const at::Tensor& h, const at::Tensor& hebb,
-    const std::optional<at::Tensor>& elig, const at::Tensor& w, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant) {
-  return step_fwd(u, h, hebb, elig, w, alpha, clamp_mask, eta, mod_w, mod_b, fanout_w, fanout_b,
-                  rule, clip, true, variant);
-}
-
-StepBwdOut plastic_step_bwd_post_pre_cpu(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_hebb,
-    const std::optional<at::Tensor>& grad_elig, const at::Tensor& u, const at::Tensor& h,
-    const at::Tensor& hebb, const std::optional<at::Tensor>& elig, const at::Tensor& w,
-    const at::Tensor& alpha, const at::Tensor& h_new, const at::Tensor& mod,
-    const std::optional<at::Tensor>& clamp_mask, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t variant) {
-  return step_bwd(grad_h, grad_hebb, grad_elig, u, h, hebb, elig, w, alpha, h_new, mod, clamp_mask,
-                  eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, true, variant);
+TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
+  m.impl("plastic_step_fwd", &step_fwd<false>);
+  m.impl("plastic_step_bwd", &step_bwd<false>);
+  m.impl("plastic_step_fwd_post_pre", &step_fwd<true>);
+  m.impl("plastic_step_bwd_post_pre", &step_bwd<true>);
 }
 
 }  // namespace hebbkern

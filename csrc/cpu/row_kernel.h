@@ -16,25 +16,11 @@ namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
 
-template <Rule R>
-struct RuleTag {
-  static constexpr Rule value = R;
-};
-
-// Calls f(RuleTag<r>{}): one instantiation of the kernels per rule.
+// Calls f(std::integral_constant<Rule, r>{}) (plastic_rules.h): one instantiation of the kernels
+// per rule.
 template <typename F>
 void with_rule(Rule r, F&& f) {
-  switch (r) {
-    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{});
-    case Rule::Oja: return f(RuleTag<Rule::Oja>{});
-    case Rule::Clip: return f(RuleTag<Rule::Clip>{});
-    case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
-    case Rule::Retro: return f(RuleTag<Rule::Retro>{});
-    case Rule::Gated: return f(RuleTag<Rule::Gated>{});
-    case Rule::ClipSoft: return f(RuleTag<Rule::ClipSoft>{});
-    case Rule::NeuromodSoft: return f(RuleTag<Rule::NeuromodSoft>{});
-    case Rule::RetroSoft: return f(RuleTag<Rule::RetroSoft>{});
-  }
+  visit_rule(r, f);
 }
 
 inline float tanh_any(float x) { return tanh_vec(x); }  // vectorisable (vec_math.h)
@@ -82,6 +68,57 @@ inline void activation_other(int act, const T* __restrict__ a, const T* __restri
     const T y = act_forward(act, a[j]);
     h[j] = (c && c[j]) ? u[j] : y;
   }
+}
+
+// Adjoint of step t's trace update for one row, in place on (dH, dE). Adds dpre to *pre_adj, dpost
+// to post_adj[j], dmod to dM[j]; returns the row's contribution to d eta.
+template <Rule R, typename T>
+inline T rule_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ Erow, T pre,
+                          const T* __restrict__ post, const T* __restrict__ M, T eta, T clip,
+                          T* __restrict__ dHrow, T* __restrict__ dErow, T* pre_adj,
+                          T* __restrict__ post_adj, T* __restrict__ dM, int64_t N) {
+  T dpre = 0, deta = 0;
+  if constexpr (has_eligibility(R)) {
+#pragma omp simd reduction(+ : dpre, deta)
+    for (int64_t j = 0; j < N; ++j) {
+      const TraceGrad<T> g =
+          trace_backward<R>(Hrow[j], Erow[j], pre, post[j], M[j], eta, clip, dHrow[j], dErow[j]);
+      dpre += g.d_pre;
+      post_adj[j] += g.d_post;
+      dM[j] += g.d_mod;
+      deta += g.d_eta;
+    }
+  } else {
+#pragma omp simd reduction(+ : dpre, deta)
+    for (int64_t j = 0; j < N; ++j) {
+      T unused = T(0);
+      const TraceGrad<T> g =
+          trace_backward<R>(Hrow[j], T(0), pre, post[j], M[j], eta, clip, dHrow[j], unused);
+      dpre += g.d_pre;
+      post_adj[j] += g.d_post;
+      if constexpr (is_modulated(R)) dM[j] += g.d_mod;
+      deta += g.d_eta;
+    }
+  }
+  *pre_adj += dpre;
+  return deta;
+}
+
+// Adjoint of a_t = u_t + h_{t-1} (w + A * H_{t-1}) for one row: adds to dH and dA, returns the
+// row's contribution to the adjoint of h_{t-1}[i].
+template <typename T>
+inline T matvec_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ wrow,
+                            const T* __restrict__ Arow, T x, const T* __restrict__ da,
+                            T* __restrict__ dHrow, T* __restrict__ dArow, int64_t N) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < N; ++j) {
+    const T xd = x * da[j];
+    dHrow[j] += Arow[j] * xd;
+    dArow[j] += xd * Hrow[j];
+    acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
+  }
+  return acc;
 }
 
 }  // namespace

@@ -4,9 +4,8 @@
 // hebbkern/plastic_rules.h (the same functions plastic_rnn and plastic_step use; "add" is the
 // clipped rule with an infinite bound), batch-parallel. Shared trace [M, K]: the batch enters
 // through sums over samples, which are GEMMs (pre^T (eta * post)); the rest is element-wise.
-#include "../trace_update.h"
-
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -55,12 +54,14 @@ void run_forward(Rule r, const T* H, const T* pre, const T* post, const T* E, T*
 
 template <typename T>
 void run_backward(Rule r, const T* G, const T* H, const T* pre, const T* post, const T* E, T* dH,
-                  T* dpre, T* dpost, T* dE, T clip, int64_t M, int64_t K, int64_t b0, int64_t b1) {
-  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, trace_update_backward, r, G, H, pre, post, E, dH,
-                        dpre, dpost, dE, clip, M, K, b0, b1)
-}
+                  T* dpre, T* dpost, T* dE, T clip, int64_t M, int64_t K, int64_t b0, int64_t b1){
+    HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, trace_update_backward, r, G, H, pre, post, E, dH,
+                          dpre, dpost, dE, clip, M, K, b0, b1)}
 
-}  // namespace
+// Samples per task: about at::internal::GRAIN_SIZE trace elements of [M, K].
+int64_t sample_grain(int64_t M, int64_t K) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, M * K));
+}
 
 at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
                                 const at::Tensor& post, const at::Tensor& eta,
@@ -74,12 +75,10 @@ at::Tensor trace_update_fwd_cpu(const at::Tensor& trace, const at::Tensor& pre,
   at::Tensor out = at::empty({B, M, K}, trace.options());
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_fwd_cpu", [&] {
     using T = scalar_t;
-    at::parallel_for(
-        0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, M * K)),
-        [&](int64_t b0, int64_t b1) {
-          run_forward<T>(kernel_rule(r), H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
-                         E.data_ptr<T>(), out.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
-        });
+    at::parallel_for(0, B, sample_grain(M, K), [&](int64_t b0, int64_t b1) {
+      run_forward<T>(kernel_rule(r), H.data_ptr<T>(), x.data_ptr<T>(), y.data_ptr<T>(),
+                     E.data_ptr<T>(), out.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
+    });
   });
   return out;
 }
@@ -104,15 +103,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> trace_update_bwd_cpu(
   at::Tensor dE = at::empty({B, K}, trace.options());
   AT_DISPATCH_FLOATING_TYPES(trace.scalar_type(), "trace_update_bwd_cpu", [&] {
     using T = scalar_t;
-    at::parallel_for(
-        0, B, std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, M * K)),
-        [&](int64_t b0, int64_t b1) {
-          run_backward<T>(kernel_rule(r), G.data_ptr<T>(), H.data_ptr<T>(), x.data_ptr<T>(),
-                          y.data_ptr<T>(), E.data_ptr<T>(), dH.data_ptr<T>(), dpre.data_ptr<T>(),
-                          dpost.data_ptr<T>(), dE.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
-        });
+    at::parallel_for(0, B, sample_grain(M, K), [&](int64_t b0, int64_t b1) {
+      run_backward<T>(kernel_rule(r), G.data_ptr<T>(), H.data_ptr<T>(), x.data_ptr<T>(),
+                      y.data_ptr<T>(), E.data_ptr<T>(), dH.data_ptr<T>(), dpre.data_ptr<T>(),
+                      dpost.data_ptr<T>(), dE.data_ptr<T>(), static_cast<T>(c), M, K, b0, b1);
+    });
   });
   return {dH, dpre, dpost, reduce_like(dE, eta)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
+  m.impl("trace_update_fwd", &trace_update_fwd_cpu);
+  m.impl("trace_update_bwd", &trace_update_bwd_cpu);
 }
 
 }  // namespace hebbkern

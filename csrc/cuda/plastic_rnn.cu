@@ -59,28 +59,30 @@ cudaError_t grid_of(int64_t B, dim3* g) {
   return cudaSuccess;
 }
 
+// Launches `kernel` on plastic_rnn's grid for B samples, with the placement's threads and shared
+// memory; `opted`: the kernel's record for allow_smem.
+template <typename Kernel, typename... Args>
+cudaError_t launch(Kernel kernel, std::atomic<int64_t>* opted, int64_t B, const simt::Placement& pl,
+                   cudaStream_t stream, const Args&... args) {
+  dim3 g;
+  if (const cudaError_t e = grid_of(B, &g); e != cudaSuccess) return e;
+  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted); e != cudaSuccess) return e;
+  kernel<<<g, pl.threads, pl.smem_bytes, stream>>>(args...);
+  return cudaGetLastError();
+}
+
 template <Rule R, typename T>
 cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                          const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   static std::atomic<int64_t> opted[kMaxDevices];
-  const auto kernel = plastic_rnn_fwd_kernel<R, T>;
-  dim3 g;
-  if (const cudaError_t e = grid_of(p.B, &g); e != cudaSuccess) return e;
-  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted); e != cudaSuccess) return e;
-  kernel<<<g, pl.threads, pl.smem_bytes, stream>>>(p, o, pl, scratch);
-  return cudaGetLastError();
+  return launch(plastic_rnn_fwd_kernel<R, T>, opted, p.B, pl, stream, p, o, pl, scratch);
 }
 
 template <Rule R, typename T>
 cudaError_t backward_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                           const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   static std::atomic<int64_t> opted[kMaxDevices];
-  const auto kernel = plastic_rnn_bwd_kernel<R, T>;
-  dim3 g;
-  if (const cudaError_t e = grid_of(p.B, &g); e != cudaSuccess) return e;
-  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted); e != cudaSuccess) return e;
-  kernel<<<g, pl.threads, pl.smem_bytes, stream>>>(p, in, o, pl, scratch);
-  return cudaGetLastError();
+  return launch(plastic_rnn_bwd_kernel<R, T>, opted, p.B, pl, stream, p, in, o, pl, scratch);
 }
 
 }  // namespace
@@ -102,37 +104,20 @@ int64_t smem_budget(int device) {
 template <typename T>
 cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                            const simt::Placement& pl, T* scratch, cudaStream_t stream) {
-  switch (rule) {
-    case Rule::Hebb: return forward_rule<Rule::Hebb>(p, o, pl, scratch, stream);
-    case Rule::Oja: return forward_rule<Rule::Oja>(p, o, pl, scratch, stream);
-    case Rule::Clip: return forward_rule<Rule::Clip>(p, o, pl, scratch, stream);
-    case Rule::Neuromod: return forward_rule<Rule::Neuromod>(p, o, pl, scratch, stream);
-    case Rule::Retro: return forward_rule<Rule::Retro>(p, o, pl, scratch, stream);
-    case Rule::Gated: return forward_rule<Rule::Gated>(p, o, pl, scratch, stream);
-    case Rule::ClipSoft: return forward_rule<Rule::ClipSoft>(p, o, pl, scratch, stream);
-    case Rule::NeuromodSoft: return forward_rule<Rule::NeuromodSoft>(p, o, pl, scratch, stream);
-    case Rule::RetroSoft: return forward_rule<Rule::RetroSoft>(p, o, pl, scratch, stream);
-  }
-  return cudaErrorInvalidValue;
+  cudaError_t e = cudaErrorInvalidValue;
+  visit_rule(rule,
+             [&](auto r) { e = forward_rule<decltype(r)::value>(p, o, pl, scratch, stream); });
+  return e;
 }
 
 template <typename T>
 cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                             const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch,
                             cudaStream_t stream) {
-  switch (rule) {
-    case Rule::Hebb: return backward_rule<Rule::Hebb>(p, in, o, pl, scratch, stream);
-    case Rule::Oja: return backward_rule<Rule::Oja>(p, in, o, pl, scratch, stream);
-    case Rule::Clip: return backward_rule<Rule::Clip>(p, in, o, pl, scratch, stream);
-    case Rule::Neuromod: return backward_rule<Rule::Neuromod>(p, in, o, pl, scratch, stream);
-    case Rule::Retro: return backward_rule<Rule::Retro>(p, in, o, pl, scratch, stream);
-    case Rule::Gated: return backward_rule<Rule::Gated>(p, in, o, pl, scratch, stream);
-    case Rule::ClipSoft: return backward_rule<Rule::ClipSoft>(p, in, o, pl, scratch, stream);
-    case Rule::NeuromodSoft:
-      return backward_rule<Rule::NeuromodSoft>(p, in, o, pl, scratch, stream);
-    case Rule::RetroSoft: return backward_rule<Rule::RetroSoft>(p, in, o, pl, scratch, stream);
-  }
-  return cudaErrorInvalidValue;
+  cudaError_t e = cudaErrorInvalidValue;
+  visit_rule(rule,
+             [&](auto r) { e = backward_rule<decltype(r)::value>(p, in, o, pl, scratch, stream); });
+  return e;
 }
 
 #define HEBBKERN_INSTANTIATE(T)                                                                \

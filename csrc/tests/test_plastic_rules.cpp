@@ -100,28 +100,32 @@ void check_forward_values() {
   check(close(E, 0.9 * 0.25 + 0.1 * 6.0, 1e-15), "retro eligibility", "retro", E, 0.825);
 }
 
+// f'(x) read from the output y = f(x) by `grad`, against a central finite difference of f.
+template <typename F, typename G>
+void check_derivative(F f, G grad, const char* what, const char* name) {
+  const double xs[] = {-2.3, -0.7, -0.01, 0.02, 0.4, 1.9};
+  const double eps = 1e-6;
+  for (double x : xs) {
+    const double fd = (f(x + eps) - f(x - eps)) / (2 * eps);
+    const double got = grad(f(x));
+    check(close(got, fd, 1e-7), what, name, got, fd);
+  }
+}
+
 // The activations and modulator squashes of SPEC.md section 1.1: the derivative read from the
 // output against a finite difference of the function, away from relu's and selu's kink at 0.
 void check_activations() {
   const char* acts[] = {"tanh", "relu", "selu", "sigmoid", "identity"};
   const char* squashes[] = {"tanh", "sigmoid", "identity"};
-  const double xs[] = {-2.3, -0.7, -0.01, 0.02, 0.4, 1.9};
-  const double eps = 1e-6;
   for (int a = 0; a < 5; ++a) {
-    for (double x : xs) {
-      const double fd =
-          (hebbkern::act_forward(a, x + eps) - hebbkern::act_forward(a, x - eps)) / (2 * eps);
-      const double got = hebbkern::act_grad_from_output(a, hebbkern::act_forward(a, x));
-      check(close(got, fd, 1e-7), "activation derivative", acts[a], got, fd);
-    }
+    check_derivative([a](double x) { return hebbkern::act_forward(a, x); },
+                     [a](double y) { return hebbkern::act_grad_from_output(a, y); },
+                     "activation derivative", acts[a]);
   }
   for (int q = 0; q < 3; ++q) {
-    for (double x : xs) {
-      const double fd =
-          (hebbkern::squash_forward(q, x + eps) - hebbkern::squash_forward(q, x - eps)) / (2 * eps);
-      const double got = hebbkern::squash_grad_from_output(q, hebbkern::squash_forward(q, x));
-      check(close(got, fd, 1e-7), "squash derivative", squashes[q], got, fd);
-    }
+    check_derivative([q](double x) { return hebbkern::squash_forward(q, x); },
+                     [q](double s) { return hebbkern::squash_grad_from_output(q, s); },
+                     "squash derivative", squashes[q]);
   }
   // torch's conventions at 0: relu' = 0, selu' = scale * alpha (the negative branch).
   check(hebbkern::act_grad_from_output(1, hebbkern::act_forward(1, 0.0)) == 0.0, "relu'(0) = 0",

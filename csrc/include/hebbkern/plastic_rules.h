@@ -12,6 +12,7 @@
 #endif
 
 #include <cstdint>
+#include <type_traits>
 #if !defined(__CUDACC__) && !defined(__HIPCC__)
 #include <cmath>
 #endif
@@ -53,6 +54,23 @@ enum class Rule : int {
   NeuromodSoft = 7,
   RetroSoft = 8
 };
+
+// Calls f(std::integral_constant<Rule, r>{}): one instantiation of a kernel per rule, the rule
+// chosen at run time (host code: the launches and the block emulation).
+template <typename F>
+void visit_rule(Rule r, F&& f) {
+  switch (r) {
+    case Rule::Hebb: return f(std::integral_constant<Rule, Rule::Hebb>{});
+    case Rule::Oja: return f(std::integral_constant<Rule, Rule::Oja>{});
+    case Rule::Clip: return f(std::integral_constant<Rule, Rule::Clip>{});
+    case Rule::Neuromod: return f(std::integral_constant<Rule, Rule::Neuromod>{});
+    case Rule::Retro: return f(std::integral_constant<Rule, Rule::Retro>{});
+    case Rule::Gated: return f(std::integral_constant<Rule, Rule::Gated>{});
+    case Rule::ClipSoft: return f(std::integral_constant<Rule, Rule::ClipSoft>{});
+    case Rule::NeuromodSoft: return f(std::integral_constant<Rule, Rule::NeuromodSoft>{});
+    case Rule::RetroSoft: return f(std::integral_constant<Rule, Rule::RetroSoft>{});
+  }
+}
 
 // Rules whose trace moves by the per-sample neuromodulator m_t.
 HK_HOST_DEVICE constexpr bool is_modulated(Rule r) {
@@ -123,22 +141,19 @@ HK_HOST_DEVICE T act_grad_from_output(int act, T y) {
     default: return T(1) - y * y;
   }
 }
-// The neuromodulator's squashing g(z) and g'(z) read from s = g(z).
+// The neuromodulator's squashing g(z) and g'(z) read from s = g(z): the activation of that name.
+HK_HOST_DEVICE constexpr int squash_act(int sq) {
+  return sq == static_cast<int>(Squash::Sigmoid)    ? static_cast<int>(Act::Sigmoid)
+         : sq == static_cast<int>(Squash::Identity) ? static_cast<int>(Act::Identity)
+                                                    : static_cast<int>(Act::Tanh);
+}
 template <typename T>
 HK_HOST_DEVICE T squash_forward(int sq, T z) {
-  switch (sq) {
-    case static_cast<int>(Squash::Sigmoid): return T(1) / (T(1) + rule_exp(-z));
-    case static_cast<int>(Squash::Identity): return z;
-    default: return rule_tanh(z);
-  }
+  return act_forward(squash_act(sq), z);
 }
 template <typename T>
 HK_HOST_DEVICE T squash_grad_from_output(int sq, T s) {
-  switch (sq) {
-    case static_cast<int>(Squash::Sigmoid): return s * (T(1) - s);
-    case static_cast<int>(Squash::Identity): return T(1);
-    default: return T(1) - s * s;
-  }
+  return act_grad_from_output(squash_act(sq), s);
 }
 
 // Written with comparisons (not fmin/fmax) so that NaN propagates exactly as torch.clamp does.
@@ -180,6 +195,20 @@ HK_HOST_DEVICE T soft_step_backward(T hebb, T d, T clip, T inv, T g, T& d_hebb_o
   d_hebb_out = gg * (T(1) - a * inv);
   const T slope = d > T(0) ? T(1) - s : (d < T(0) ? T(1) + s : T(2));
   return gg * slope;
+}
+
+// Adjoint of the clipped step clamp(hebb + d, -c, c), or with the soft clip (kSoft) of
+// clamp(soft_step(hebb, d, 1 / c), -c, c), for the adjoint g of the result: writes the adjoint of
+// hebb to d_hebb_out (g may alias it) and returns that of d.
+template <bool kSoft, typename T>
+HK_HOST_DEVICE T clipped_step_backward(T hebb, T d, T clip, T inv, T g, T& d_hebb_out) {
+  if constexpr (kSoft) {
+    return soft_step_backward(hebb, d, clip, inv, g, d_hebb_out);
+  } else {
+    const T gg = clamp_passes(hebb + d, clip) ? g : T(0);
+    d_hebb_out = gg;
+    return gg;
+  }
 }
 
 // One element of the trace update. `pre` = h_{t-1}[i], `post` = h_t[j], `mod` = m_t[j] (only read
@@ -245,57 +274,29 @@ HK_HOST_DEVICE TraceGrad<T> trace_backward_inv(T hebb, T elig, T pre, T post, T 
     g.d_pre = d * eta * post;
     g.d_post = d * eta * (pre - T(2) * post * hebb);
     g.d_eta = d * post * (pre - post * hebb);
-  } else if constexpr (R == Rule::Clip) {
-    const T d = clamp_passes(hebb + eta * prod, clip) ? d_hebb : T(0);
-    d_hebb = d;
-    g.d_pre = d * eta * post;
-    g.d_post = d * eta * pre;
-    g.d_eta = d * prod;
-  } else if constexpr (R == Rule::Neuromod) {
-    const T d = clamp_passes(hebb + mod * prod, clip) ? d_hebb : T(0);
-    d_hebb = d;
-    g.d_pre = d * mod * post;
-    g.d_post = d * mod * pre;
-    g.d_mod = d * prod;
-  } else if constexpr (R == Rule::Retro) {
-    const T d = clamp_passes(hebb + mod * elig, clip) ? d_hebb : T(0);
-    const T de = d_elig;
-    d_hebb = d;
-    d_elig = d * mod + (T(1) - eta) * de;
-    g.d_mod = d * elig;
-    g.d_pre = eta * de * post;
-    g.d_post = eta * de * pre;
-    g.d_eta = de * (prod - elig);
   } else if constexpr (R == Rule::Gated) {
     const T d = d_hebb;
     d_hebb = (T(1) - mod) * d;
     g.d_pre = d * mod * post;
     g.d_post = d * mod * pre;
     g.d_mod = d * (prod - hebb);
-  } else if constexpr (R == Rule::ClipSoft) {
-    T dh;
-    const T dd = soft_step_backward(hebb, eta * prod, clip, inv_clip, d_hebb, dh);
-    d_hebb = dh;
-    g.d_pre = dd * eta * post;
-    g.d_post = dd * eta * pre;
-    g.d_eta = dd * prod;
-  } else if constexpr (R == Rule::NeuromodSoft) {
-    T dh;
-    const T dd = soft_step_backward(hebb, mod * prod, clip, inv_clip, d_hebb, dh);
-    d_hebb = dh;
-    g.d_pre = dd * mod * post;
-    g.d_post = dd * mod * pre;
-    g.d_mod = dd * prod;
-  } else {  // RetroSoft
-    T dh;
-    const T dd = soft_step_backward(hebb, mod * elig, clip, inv_clip, d_hebb, dh);
+  } else if constexpr (R == Rule::Retro || R == Rule::RetroSoft) {
+    // The trace moved by mod * elig (the eligibility before this step's product).
     const T de = d_elig;
-    d_hebb = dh;
-    d_elig = dd * mod + (T(1) - eta) * de;
-    g.d_mod = dd * elig;
+    const T d = clipped_step_backward<is_soft(R)>(hebb, mod * elig, clip, inv_clip, d_hebb, d_hebb);
+    d_elig = d * mod + (T(1) - eta) * de;
+    g.d_mod = d * elig;
     g.d_pre = eta * de * post;
     g.d_post = eta * de * pre;
     g.d_eta = de * (prod - elig);
+  } else {  // Clip, Neuromod and their soft clips: the trace moved by m * prod
+    // Clip is Neuromod with eta in place of the modulation.
+    constexpr bool kEta = R == Rule::Clip || R == Rule::ClipSoft;
+    const T m = kEta ? eta : mod;
+    const T d = clipped_step_backward<is_soft(R)>(hebb, m * prod, clip, inv_clip, d_hebb, d_hebb);
+    g.d_pre = d * m * post;
+    g.d_post = d * m * pre;
+    (kEta ? g.d_eta : g.d_mod) = d * prod;
   }
   return g;
 }
