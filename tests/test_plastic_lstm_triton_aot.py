@@ -50,7 +50,8 @@ def compile_one(
     from hebbkern.triton import plastic_lstm_ops as ops
 
     kernel = getattr(k, f"plastic_lstm_{name}_kernel")
-    constexprs = {"RULE": ops.RULE_IDS[rule], "BLOCK_I": ops.BLOCK_I, "BLOCK_J": ops.BLOCK_J,
+    block_i = ops.bwd_block_i(rule, int(read) + 2 * post) if name == "bwd_step" else ops.BLOCK_I
+    constexprs = {"RULE": ops.RULE_IDS[rule], "BLOCK_I": block_i, "BLOCK_J": ops.BLOCK_J,
                   "HAS_FANOUT": rule in ("neuromod", "retro"), **_flags(name)}  # fmt: skip
     if "ALPHA_KIND" in kernel.arg_names:
         constexprs["ALPHA_KIND"] = alpha_kind

@@ -38,7 +38,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .plastic_rnn import _clamp, _load_alpha, _modulation, _passes, _rule_bwd, _rule_fwd, _tanh
+from .plastic_rnn import _clamp, _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
 
 # plastic_rnn's helpers carry the variants of docs/SPEC.md section 1.1 (SOFT; n_mod and eta of the
 # unmodulated neurons). These kernels compute section 1 only: SOFT and UNMOD False (every neuron
@@ -356,8 +356,8 @@ def plastic_lstm_bwd_step_kernel(
             x = tl.load(hp_ptr + b * N + rows, mask=rmask, other=0.0)
             A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
             xda = x[:, None] * da[None, :]
-            if READ:  # the candidate read clamp(H): torch.clamp's gradient
-                dH += tl.where(_passes(H, rclip), A * xda, 0.0)
+            if READ:  # the candidate read clamp(H): torch.clamp's gradient (NaN blocks it)
+                dH += tl.where(tl.abs(H) <= rclip, A * xda, 0.0)
                 H = _clamp(H, rclip)
             else:
                 dH += A * xda
