@@ -122,7 +122,9 @@ def run_lstm(kw: dict, backend: str | None, loss_on=LSTM_OUTPUTS, seed: int = 1)
     wts = {
         k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in sorted(outs.items())
     }
-    loss = sum((outs[k] * wts[k].to(outs[k].dtype)).sum() for k in loss_on if k in outs)
+    loss = sum(
+        (outs[k] * wts[k].to(outs[k].device, outs[k].dtype)).sum() for k in loss_on if k in outs
+    )
     names = [k for k, v in kw.items() if isinstance(v, Tensor) and v.requires_grad]
     grads = dict(
         zip(
