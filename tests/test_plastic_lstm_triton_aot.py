@@ -5,11 +5,11 @@ step, recomputation and backward step kernels, every optional part switched on (
 registers), compiled by ``triton.compile`` for sm_80 and sm_90; the machine code must have no local-memory
 access inside the kernels' loops, and ``ptxas -v`` at most a few spilled bytes outside them.
 
-Measured (triton 3.8, BLOCK_I x BLOCK_J = 16 x 64, 4 warps): sm_80's retro backward step took 168
-registers and spilled 8 bytes (outside the loops) until its gates row offset became b * (4N)
-(plastic_lstm.py): 162 registers, no spill. Its variants (READ, POST) then spilled 8-12 bytes at
-168: they walk 8-row tiles (plastic_lstm_ops.bwd_block_i), 96 registers. Every case must compile
-without any spill. With 32-row tiles the kernels took 220-255 registers.
+Measured (triton 3.8, BLOCK_I x BLOCK_J = 16 x 64, 4 warps): 62-148 registers, no spill, but for
+sm_80's retro backward step, which sat at the 168-register cap and spilled 8 bytes (12 with a
+variant) outside the loops: it walks 8-row tiles (plastic_lstm_ops.bwd_block_i), 96 registers.
+Every case must now compile without any spill. With 32-row tiles the kernels took 220-255
+registers.
 
 Also a script: ``python tests/test_plastic_lstm_triton_aot.py``.
 """

@@ -304,8 +304,6 @@ def plastic_lstm_bwd_step_kernel(
             hc = tl.load(hc_ptr + vo, mask=cmask, other=0.0)
             tl.store(dmw_ptr + vo, tl.load(dmw_ptr + vo, mask=cmask) + dz * hc, mask=cmask)
             tl.store(dmb_ptr + b, tl.load(dmb_ptr + b) + dz, mask=jb == 0)
-        # b (int64) times the 32-bit row length, not (b * 4) * N: on sm_80 (triton 3.8) the retro
-        # step's 64-bit products took it to the 168-register cap and an 8-byte spill; 162 this way.
         gb = gtc_ptr + b * _gates_width(N, POST) + cols
         i = tl.load(gb, mask=cmask, other=0.0)
         f = tl.load(gb + N, mask=cmask, other=0.0)

@@ -43,16 +43,17 @@ BLOCK_I, BLOCK_J, NUM_WARPS = 16, 64, 4
 INTERPRETER_BLOCKS = (4, 8)
 
 
-# The retro backward step with a variant of docs/SPEC.md section 2.1 (READ or POST) holds a value
-# or two more than the default, which sits just under sm_80's 168-register cap for 4 warps (162):
-# with 16-row tiles it spilled 8-12 bytes on sm_80. Its specialisation walks 8-row tiles
-# (tests/test_plastic_lstm_triton_aot.py).
-VARIANT_RETRO_BWD_BLOCK_I = 8
+# The retro backward step holds the most live tiles (trace, eligibility and their adjoints): with
+# 16-row tiles ptxas (triton 3.8) put it at sm_80's 168-register cap for 4 warps and spilled 8 bytes
+# (12 with a variant of docs/SPEC.md section 2.1). 8-row tiles: 96 registers, no spill, more
+# blocks per SM (tests/test_plastic_lstm_triton_aot.py). Speed on a GPU unmeasured.
+RETRO_BWD_BLOCK_I = 8
 
 
-def bwd_block_i(rule: str, variant: int) -> int:
-    """The backward step's tile height for ``rule`` and the variant code."""
-    return VARIANT_RETRO_BWD_BLOCK_I if rule == "retro" and variant else BLOCK_I
+def bwd_block_i(rule: str, variant: int = 0) -> int:
+    """The backward step's tile height for ``rule`` (and the variant code, which does not change
+    it today)."""
+    return RETRO_BWD_BLOCK_I if rule == "retro" else BLOCK_I
 
 
 def blocks() -> tuple[int, int]:
