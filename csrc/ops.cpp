@@ -128,14 +128,15 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "plastic_lstm_fwd(Tensor u, Tensor wh, Tensor alpha, Tensor? h0, Tensor? c0, Tensor? hebb0, "
       "Tensor? elig0, Tensor? eta, Tensor? mod_w, Tensor? mod_b, Tensor? fanout_w, "
-      "Tensor? fanout_b, str rule, float clip, int ckpt_every) "
+      "Tensor? fanout_b, str rule, float clip, int ckpt_every, int variant=0) "
       "-> (Tensor h, Tensor c, Tensor gates, Tensor hebb, Tensor elig, Tensor hebb_ckpt, "
       "Tensor elig_ckpt, Tensor mod)");
   m.def(
       "plastic_lstm_bwd(Tensor? grad_h, Tensor? grad_c, Tensor? grad_hebb, Tensor? grad_elig, "
       "Tensor wh, Tensor alpha, Tensor? h0, Tensor? c0, Tensor h, Tensor c, Tensor gates, "
       "Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod, Tensor? eta, Tensor? mod_w, Tensor? mod_b, "
-      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every) "
+      "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, "
+      "int variant=0) "
       "-> (Tensor du, Tensor dwh, Tensor dalpha, Tensor dh0, Tensor dc0, Tensor dhebb0, "
       "Tensor delig0, Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, "
       "Tensor dfanout_b)");

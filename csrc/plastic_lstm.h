@@ -14,7 +14,14 @@ namespace hebbkern {
 
 Rule parse_rule(const std::string& name);  // csrc/ops.cpp
 
-// Outputs: h [T,B,N], c [T,B,N], gates [T,B,4N] (activated i, f, g, o), hebb_T [B,N,N],
+// The plastic LSTM's variants of SPEC.md section 2.1 as one int (hebbkern/ops/plastic_lstm.py
+// writes it; 0 is section 2): 1 * (clip_mode == "read") + 2 * post, post numbered as below.
+enum class LstmPost : int { Candidate = 0, Drive = 1, Cell = 2, Hidden = 3 };
+constexpr bool lstm_read_clip(int64_t variant) { return (variant & 1) != 0; }
+constexpr LstmPost lstm_post(int64_t variant) { return static_cast<LstmPost>((variant >> 1) & 3); }
+
+// Outputs: h [T,B,N], c [T,B,N], gates [T,B,4N] (activated i, f, g, o; post "drive": [T,B,5N],
+// the fifth block the drive), hebb_T [B,N,N],
 // elig_T ([B,N,N] for retro, else [0]), hebb_ckpt [C,B,N,N] (trace before steps 0, K, 2K, ...),
 // elig_ckpt (same, retro only, else [0]), mod [T,B] (tanh(h_t . mod_w + mod_b), modulated rules).
 using LstmFwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -33,7 +40,7 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every);
+    int64_t ckpt_every, int64_t variant);
 
 LstmBwdOut plastic_lstm_bwd_cpu(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_c,
@@ -44,6 +51,6 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     const at::Tensor& mod, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every);
+    const std::string& rule, double clip, int64_t ckpt_every, int64_t variant);
 
 }  // namespace hebbkern

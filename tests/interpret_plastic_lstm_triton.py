@@ -22,8 +22,8 @@ import torch
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("needs TRITON_INTERPRET=1 set before triton is imported", allow_module_level=True)
 
-from helpers import ETA_RULES, MODULATED_RULES, RULES, rel_err  # noqa: E402
-from lstm_helpers import clone_kw, make_lstm_inputs, run_lstm  # noqa: E402
+from helpers import ETA_RULES, RULES, rel_err  # noqa: E402
+from lstm_helpers import clone_kw, lstm_cases, make_lstm_inputs, run_lstm  # noqa: E402
 from lstm_triton_checks import TOL, check_lstm_triton_against_reference  # noqa: E402
 
 import hebbkern  # noqa: E402
@@ -31,32 +31,32 @@ from hebbkern.ops.plastic_rnn import checkpoint_interval  # noqa: E402
 
 CPU = torch.device("cpu")
 F32, F64 = torch.float32, torch.float64
-ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
 
 
-def cases():
-    for rule in RULES:
-        for ak in ALPHA_KINDS:
-            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
-                yield pytest.param(
-                    rule, ak, fanout, id=f"{rule}-{ak}-{'fan' if fanout else 'nofan'}"
-                )
-
-
-@pytest.mark.parametrize("rule, alpha_kind, fanout", list(cases()))
-def test_matches_reference(rule, alpha_kind, fanout, nan_poison):
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clip_mode, post", list(lstm_cases()))
+def test_matches_reference(rule, alpha_kind, fanout, clip_mode, post, nan_poison):
     """T = 5 (K = 3: chunks of 3 and 2 steps), N = 11 (two column blocks, the second partial)."""
-    kw = make_lstm_inputs(rule, alpha_kind, fanout, T=5, B=2, N=11, dtype=F32, seed=11)
+    kw = make_lstm_inputs(
+        rule, alpha_kind, fanout, T=5, B=2, N=11, dtype=F32, seed=11, clip_mode=clip_mode,
+        post=post,
+    )  # fmt: skip
     check_lstm_triton_against_reference(kw, CPU, TOL[F32])
 
 
 @pytest.mark.parametrize(
-    "rule, alpha_kind, fanout",
-    [("neuromod", "per_neuron", True), ("retro", "per_connection", True), ("oja", "scalar", False)],
+    "rule, alpha_kind, fanout, clip_mode, post",
+    [("neuromod", "per_neuron", True, "update", "candidate"),
+     ("retro", "per_connection", True, "update", "candidate"),
+     ("oja", "scalar", False, "update", "candidate"),
+     ("retro", "per_neuron", True, "read", "drive"),
+     ("neuromod", "per_connection", False, "read", "cell"),
+     ("gated", "per_connection", True, "update", "hidden")],
 )  # fmt: skip
-def test_float64_tight(rule, alpha_kind, fanout, nan_poison):
+def test_float64_tight(rule, alpha_kind, fanout, clip_mode, post, nan_poison):
     """The kernels are dtype-generic: in float64 they match the reference to 1e-8."""
-    kw = make_lstm_inputs(rule, alpha_kind, fanout, T=6, B=2, N=10, seed=3)
+    kw = make_lstm_inputs(
+        rule, alpha_kind, fanout, T=6, B=2, N=10, seed=3, clip_mode=clip_mode, post=post
+    )
     check_lstm_triton_against_reference(kw, CPU, TOL[F64])
 
 
@@ -71,11 +71,17 @@ ODD_SHAPES = [
 
 @pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "T{}-B{}-N{}".format(*s))
 @pytest.mark.parametrize(
-    "rule, alpha_kind", [("neuromod", "per_neuron"), ("retro", "per_connection")]
-)
-def test_odd_sizes(shape, rule, alpha_kind, nan_poison):
+    "rule, alpha_kind, clip_mode, post",
+    [("neuromod", "per_neuron", "update", "candidate"),
+     ("retro", "per_connection", "update", "candidate"),
+     ("clip", "per_neuron", "read", "drive"), ("gated", "per_connection", "update", "cell")],
+)  # fmt: skip
+def test_odd_sizes(shape, rule, alpha_kind, clip_mode, post, nan_poison):
     T, B, N = shape
-    kw = make_lstm_inputs(rule, alpha_kind, True, T=T, B=B, N=N, dtype=F32, seed=T + N)
+    kw = make_lstm_inputs(
+        rule, alpha_kind, True, T=T, B=B, N=N, dtype=F32, seed=T + N, clip_mode=clip_mode,
+        post=post,
+    )  # fmt: skip
     check_lstm_triton_against_reference(kw, CPU, TOL[F32], require_nonzero=False)
 
 

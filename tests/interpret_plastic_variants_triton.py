@@ -12,7 +12,6 @@ Run by test_plastic_variants.py::test_triton_interpreter_suite in its own proces
 from __future__ import annotations
 
 import pytest
-import torch
 from triton_env import needs_interpreter
 from variant_helpers import (
     CASES,
@@ -38,18 +37,3 @@ def test_float32_odd_size(case):
     # The low-precision rule: the kernel's error against the float64 reference within a small
     # multiple of the float32 reference's own (some cases, relu's, are ill-conditioned).
     assert_float32_rule(kw64, opts, "triton", 4, 1e-6)
-
-
-def test_lstm_triton_refuses_variants():
-    """The Triton plastic_lstm kernels lack the variants: a clear error, never the default rule's
-    math (plastic_step's Triton kernels have them: interpret_plastic_step_triton.py)."""
-    import hebbkern
-
-    N = 5
-    g = torch.Generator().manual_seed(0)
-    lstm = {"u": torch.randn(3, 2, 4 * N, generator=g, dtype=torch.float64),
-            "wh": torch.randn(N, 4 * N, generator=g, dtype=torch.float64),
-            "alpha": torch.randn(N, generator=g, dtype=torch.float64),
-            "mod_w": torch.randn(N, generator=g, dtype=torch.float64)}  # fmt: skip
-    with pytest.raises(NotImplementedError, match="backend='reference'"):
-        hebbkern.plastic_lstm(**lstm, post="hidden", backend="triton")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from helpers import (
+    MODULATED_RULES,
+    RULES,
     add_rule_inputs,
     alpha_shape,
     assert_grads_close,
@@ -31,8 +34,11 @@ def make_lstm_inputs(
     seed: int = 0,
     clip: float = 0.4,
     requires_grad: bool = True,
+    clip_mode: str = "update",
+    post: str = "candidate",
 ) -> dict:
-    """Keyword arguments for ``hebbkern.plastic_lstm(**kw)`` with every optional input present.
+    """Keyword arguments for ``hebbkern.plastic_lstm(**kw)`` with every optional input present
+    (and the variants of docs/SPEC.md section 2.1 when not the defaults).
 
     The clip (0.4, with ``hebb0 ~ 0.3 randn``) bites for a fair share of the trace entries, and the
     alpha scale makes the plastic term matter in the candidate's pre-activation.
@@ -52,7 +58,52 @@ def make_lstm_inputs(
         kw[k] = v.to(dtype).requires_grad_(requires_grad)
     kw["rule"] = rule
     kw["clip"] = clip
+    if clip_mode != "update":
+        kw["clip_mode"] = clip_mode
+    if post != "candidate":
+        kw["post"] = post
     return kw
+
+
+# The variants of docs/SPEC.md section 2.1 and the gated rule (section 1.1) the fused paths run:
+# (rule, clip_mode, post), each post with a clipped and an unclipped rule, the read-out clip with
+# every clipped rule.
+LSTM_VARIANTS = (
+    ("gated", "update", "candidate"),
+    ("neuromod", "read", "candidate"),
+    ("clip", "read", "hidden"),
+    ("retro", "read", "drive"),
+    ("neuromod", "update", "drive"),
+    ("hebb", "update", "cell"),
+    ("retro", "update", "cell"),
+    ("gated", "update", "hidden"),
+    ("oja", "update", "drive"),
+)
+
+
+ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
+
+
+def variant_id(rule: str, clip_mode: str, post: str) -> str:
+    return "-".join(x for x in (rule, clip_mode, post) if x not in ("update", "candidate"))
+
+
+def lstm_cases():
+    """``(rule, alpha_kind, fanout, clip_mode, post)``: every rule and alpha kind (with and
+    without fan-out for the modulated rules), then LSTM_VARIANTS over the alpha kinds in turn."""
+    for rule in RULES:
+        for ak in ALPHA_KINDS:
+            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
+                yield pytest.param(
+                    rule, ak, fanout, "update", "candidate",
+                    id=f"{rule}-{ak}-{'fan' if fanout else 'nofan'}",
+                )  # fmt: skip
+    for n, (rule, clip_mode, post) in enumerate(LSTM_VARIANTS):
+        ak = ALPHA_KINDS[n % 3]
+        fanout = rule in MODULATED_RULES + ("gated",) and n % 2 == 0
+        yield pytest.param(
+            rule, ak, fanout, clip_mode, post, id=f"{variant_id(rule, clip_mode, post)}-{ak}"
+        )
 
 
 def lstm_outputs(h: Tensor, state) -> dict:
@@ -71,7 +122,9 @@ def run_lstm(kw: dict, backend: str | None, loss_on=LSTM_OUTPUTS, seed: int = 1)
     wts = {
         k: torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in sorted(outs.items())
     }
-    loss = sum((outs[k] * wts[k].to(outs[k].dtype)).sum() for k in loss_on if k in outs)
+    loss = sum(
+        (outs[k] * wts[k].to(outs[k].device, outs[k].dtype)).sum() for k in loss_on if k in outs
+    )
     names = [k for k, v in kw.items() if isinstance(v, Tensor) and v.requires_grad]
     grads = dict(
         zip(

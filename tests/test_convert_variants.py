@@ -27,7 +27,6 @@ from convert_helpers import (
 )
 
 import hebbkern
-from hebbkern.backends import use_backend
 from hebbkern.convert import from_backpropamine
 
 LAYOUTS = ("pre_post", "post_pre")
@@ -163,14 +162,6 @@ LSTM_CASES = [
 ]
 
 
-def _run(net, *args):
-    try:
-        return net(*args)
-    except NotImplementedError:  # a fused LSTM kernel without this variant (README): reference
-        with use_backend("reference"):
-            return net(*args)
-
-
 @pytest.mark.parametrize(
     "modulout,cliptype,hebboutput,rule", LSTM_CASES,
     ids=[f"{m}-{c}-{h}" for m, c, h, _ in LSTM_CASES],
@@ -187,7 +178,7 @@ def test_plastic_lstm_options(modulout, cliptype, hebboutput, rule):
     hebb = r(B, N, N, seed=93, scale=1.5) if cliptype == "aditya" else trace(B, N, N, seed=93)
     if cliptype == "aditya":
         assert hebb.abs().max() > 2.0
-    out, state = _run(net, xs, (h[None], c[None], hebb[None]))
+    out, state = net(xs, (h[None], c[None], hebb[None]))
     for t in range(T):
         h, c, hebb = lstm_step(sd, xs[t], h, c, hebb, cliptype=cliptype, hebboutput=hebboutput)
         torch.testing.assert_close(out[t], h, **TOL)

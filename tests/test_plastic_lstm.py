@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import MODULATED_RULES, RULES, rel_err
-from lstm_helpers import clone_kw, compare_lstm, make_lstm_inputs, run_lstm
+from helpers import RULES, rel_err
+from lstm_helpers import clone_kw, compare_lstm, lstm_cases, make_lstm_inputs, run_lstm
 
 import hebbkern
 from hebbkern.ops.plastic_rnn import checkpoint_interval
 
 TOL = {torch.float64: 1e-8, torch.float32: 1e-4}
-ALPHA_KINDS = ("per_connection", "per_neuron", "scalar")
-
-
-def cases():
-    for rule in RULES:
-        for ak in ALPHA_KINDS:
-            for fanout in (False, True) if rule in MODULATED_RULES else (False,):
-                yield pytest.param(
-                    rule, ak, fanout, id=f"{rule}-{ak}-{'fan' if fanout else 'nofan'}"
-                )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("rule, alpha_kind, fanout", list(cases()))
-def test_matches_reference(rule, alpha_kind, fanout, dtype, nan_poison):
-    kw = make_lstm_inputs(rule, alpha_kind, fanout, T=7, B=3, N=9, dtype=dtype, seed=3)
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clip_mode, post", list(lstm_cases()))
+def test_matches_reference(rule, alpha_kind, fanout, clip_mode, post, dtype, nan_poison):
+    kw = make_lstm_inputs(
+        rule, alpha_kind, fanout, T=7, B=3, N=9, dtype=dtype, seed=3, clip_mode=clip_mode,
+        post=post,
+    )  # fmt: skip
     compare_lstm(kw, TOL[dtype])
 
 
@@ -39,9 +32,16 @@ def test_matches_reference(rule, alpha_kind, fanout, dtype, nan_poison):
     [(1, 1, 1), (1, 2, 7), (5, 1, 33), (35, 2, 7), (4, 2, 100), (3, 1, 129)],
     ids=lambda v: str(v),
 )
-@pytest.mark.parametrize("rule", ["neuromod", "retro", "hebb"])
-def test_odd_sizes(T, B, N, rule, nan_poison):
-    kw = make_lstm_inputs(rule, "per_neuron", True, T=T, B=B, N=N, seed=T + N)
+@pytest.mark.parametrize(
+    "rule, clip_mode, post",
+    [("neuromod", "update", "candidate"), ("retro", "update", "candidate"),
+     ("hebb", "update", "candidate"), ("retro", "read", "drive"), ("gated", "update", "hidden")],
+    ids=lambda v: str(v),
+)  # fmt: skip
+def test_odd_sizes(T, B, N, rule, clip_mode, post, nan_poison):
+    kw = make_lstm_inputs(
+        rule, "per_neuron", True, T=T, B=B, N=N, seed=T + N, clip_mode=clip_mode, post=post
+    )
     compare_lstm(kw, TOL[torch.float64])
 
 
@@ -64,7 +64,7 @@ def test_each_output_alone(rule, loss_on, nan_poison):
 
 
 def test_optional_inputs_absent(nan_poison):
-    for rule in RULES:
+    for rule in RULES + ("gated",):
         kw = make_lstm_inputs(rule, "per_neuron", False, T=6, B=2, N=5, seed=4)
         for k in ("h0", "c0", "hebb0", "elig0", "mod_b"):
             kw.pop(k, None)
@@ -88,8 +88,10 @@ def test_non_contiguous(nan_poison):
         assert rel_err(gc[k], gr[k]) < 1e-8, k
 
 
-def test_checkpoint_interval_does_not_change_gradients(nan_poison):
-    """The raw backward op at several checkpoint intervals, including none (K = T) and every step."""
+@pytest.mark.parametrize("variant", [0, 3, 5], ids=["default", "read-drive", "read-cell"])
+def test_checkpoint_interval_does_not_change_gradients(variant, nan_poison):
+    """The raw backward op at several checkpoint intervals, including none (K = T) and every step
+    (variant: hebbkern/ops/plastic_lstm.py's code of SPEC.md section 2.1's options)."""
     kw = make_lstm_inputs("retro", "per_neuron", True, T=10, B=2, N=5, seed=8, requires_grad=False)
     args = (
         kw["u"], kw["wh"], kw["alpha"], kw["h0"], kw["c0"], kw["hebb0"], kw["elig0"], kw["eta"],
@@ -99,12 +101,14 @@ def test_checkpoint_interval_does_not_change_gradients(nan_poison):
     gh = torch.randn(10, 2, 5, generator=g, dtype=torch.float64)
     results = []
     for K in (1, 3, 4, 10, 50):
-        h, c, gates, hebb, elig, ck, eck, mod = torch.ops.hebbkern.plastic_lstm_fwd(*args, K)
+        h, c, gates, hebb, elig, ck, eck, mod = torch.ops.hebbkern.plastic_lstm_fwd(
+            *args, K, variant
+        )
         assert ck.shape[0] == -(-10 // min(K, 10))
         grads = torch.ops.hebbkern.plastic_lstm_bwd(
             gh, None, None, None, kw["wh"], kw["alpha"], kw["h0"], kw["c0"], h, c, gates, ck, eck,
             mod, kw["eta"], kw["mod_w"], kw["mod_b"], kw["fanout_w"], kw["fanout_b"], "retro",
-            kw["clip"], K,
+            kw["clip"], K, variant,
         )  # fmt: skip
         results.append(grads)
     for other in results[1:]:
@@ -120,9 +124,19 @@ def test_no_grad_matches_grad_mode():
     assert torch.equal(h1.detach(), h2) and torch.equal(s1.hebb.detach(), s2.hebb)
 
 
-@pytest.mark.parametrize("rule", ["neuromod", "retro", "hebb"])
-def test_gradcheck(rule):
-    kw = make_lstm_inputs(rule, "per_neuron", True, T=4, B=2, N=3, seed=6, clip=10.0)
+@pytest.mark.parametrize(
+    "rule, clip_mode, post, clip",
+    [("neuromod", "update", "candidate", 10.0), ("retro", "update", "candidate", 10.0),
+     ("hebb", "update", "candidate", 10.0), ("gated", "update", "cell", 10.0),
+     # The read-out clip never leaves the trace on its bound: it can bite without a kink.
+     ("neuromod", "read", "drive", 0.4), ("retro", "read", "hidden", 0.4),
+     ("oja", "update", "drive", 10.0)],
+    ids=lambda v: str(v),
+)  # fmt: skip
+def test_gradcheck(rule, clip_mode, post, clip):
+    kw = make_lstm_inputs(
+        rule, "per_neuron", True, T=4, B=2, N=3, seed=6, clip=clip, clip_mode=clip_mode, post=post
+    )
     names = [k for k, v in kw.items() if isinstance(v, torch.Tensor)]
     rest = {k: v for k, v in kw.items() if k not in names}
 
@@ -135,13 +149,15 @@ def test_gradcheck(rule):
     assert torch.autograd.gradcheck(fn, [kw[k] for k in names])
 
 
-@pytest.mark.parametrize("rule", ["neuromod", "retro", "oja"])
-def test_opcheck(rule):
+@pytest.mark.parametrize(
+    "rule, variant", [("neuromod", 0), ("retro", 0), ("oja", 0), ("retro", 3), ("gated", 6)]
+)
+def test_opcheck(rule, variant):
     kw = make_lstm_inputs(rule, "per_connection", rule != "oja", T=4, B=2, N=3, seed=7)
     args = (
         kw["u"], kw["wh"], kw["alpha"], kw["h0"], kw["c0"], kw["hebb0"], kw.get("elig0"),
         kw.get("eta"), kw.get("mod_w"), kw.get("mod_b"), kw.get("fanout_w"), kw.get("fanout_b"),
-        rule, kw["clip"], 2,
+        rule, kw["clip"], 2, variant,
     )  # fmt: skip
     torch.library.opcheck(torch.ops.hebbkern.plastic_lstm_fwd.default, args)
     with torch.no_grad():
@@ -151,7 +167,7 @@ def test_opcheck(rule):
         torch.randn_like(h), torch.randn_like(c), torch.randn_like(hebb),
         torch.randn_like(elig) if rule == "retro" else None, d["wh"], d["alpha"], d["h0"],
         d["c0"], h, c, gates, ck, eck, mod, d.get("eta"), d.get("mod_w"), d.get("mod_b"),
-        d.get("fanout_w"), d.get("fanout_b"), rule, kw["clip"], 2,
+        d.get("fanout_w"), d.get("fanout_b"), rule, kw["clip"], 2, variant,
     )  # fmt: skip
     torch.library.opcheck(torch.ops.hebbkern.plastic_lstm_bwd.default, bargs)
 
@@ -191,15 +207,20 @@ def test_low_precision_runs_in_float32():
 
 
 @pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
-@pytest.mark.parametrize("rule, alpha_kind", [("neuromod", "per_neuron"), ("retro", "per_connection"),
-                                              ("clip", "scalar")])  # fmt: skip
-def test_every_instruction_set(rule, alpha_kind, isa, monkeypatch, nan_poison):
+@pytest.mark.parametrize("rule, alpha_kind, clip_mode, post",
+                         [("neuromod", "per_neuron", "update", "candidate"),
+                          ("retro", "per_connection", "update", "candidate"),
+                          ("clip", "scalar", "update", "candidate"),
+                          ("neuromod", "per_connection", "read", "drive"),
+                          ("gated", "per_neuron", "update", "cell")])  # fmt: skip
+def test_every_instruction_set(rule, alpha_kind, clip_mode, post, isa, monkeypatch, nan_poison):
     """The per-sample kernels are built once per instruction set; HEBBKERN_CPU_ISA caps the
     choice (an ISA the CPU lacks falls back to the best it has)."""
     monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
-    kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, seed=12)
+    v = {"clip_mode": clip_mode, "post": post}
+    kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, seed=12, **v)
     compare_lstm(kw, TOL[torch.float64])
-    kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, dtype=torch.float32, seed=12)
+    kw = make_lstm_inputs(rule, alpha_kind, True, T=8, B=2, N=21, dtype=torch.float32, seed=12, **v)
     compare_lstm(kw, TOL[torch.float32])
 
 

@@ -11,7 +11,6 @@ kernels, hebbkern/triton/plastic_lstm*.py).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,19 +19,14 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import rel_err
-from lstm_helpers import clone_kw, lstm_outputs, make_lstm_inputs, run_lstm
+from lstm_helpers import LSTM_VARIANTS, clone_kw, lstm_outputs, make_lstm_inputs, run_lstm
 from lstm_triton_checks import TOL, check_lstm_triton_against_reference
 from triton_checks import to_device
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
 
 import hebbkern
 from hebbkern import backends
 
-TESTS_DIR = Path(__file__).resolve().parent
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-HAS_CUDA = HAS_TRITON and torch.cuda.is_available()
-INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU and triton")
 CUDA = torch.device("cuda")
 F32 = torch.float32
 
@@ -161,6 +155,17 @@ CUDA_CASES = [
 def test_cuda_matches_reference(rule, alpha_kind, fanout, N, nan_poison):
     kw = make_lstm_inputs(rule, alpha_kind, fanout, T=9, B=3, N=N, dtype=F32, seed=N)
     check_lstm_triton_against_reference(kw, CUDA, TOL[F32], require_nonzero=N > 1)
+
+
+@needs_cuda
+@pytest.mark.parametrize("rule, clip_mode, post", LSTM_VARIANTS)
+def test_cuda_variants_match_reference(rule, clip_mode, post, nan_poison):
+    """Rule gated and the options of docs/SPEC.md section 2.1 (constexpr specialisations)."""
+    kw = make_lstm_inputs(
+        rule, "per_connection", True, T=9, B=3, N=65, dtype=F32, seed=7, clip_mode=clip_mode,
+        post=post,
+    )  # fmt: skip
+    check_lstm_triton_against_reference(kw, CUDA, TOL[F32])
 
 
 @needs_cuda

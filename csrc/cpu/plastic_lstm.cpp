@@ -143,7 +143,7 @@ T* ptr(const at::Tensor& t) {
 }
 
 template <typename T>
-LstmArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
+LstmArgs<T> make_args(const Prepared& q, double clip, int64_t K, int64_t variant) {
   LstmArgs<T> p{};
   p.T_ = q.T_;
   p.B = q.B;
@@ -156,7 +156,11 @@ LstmArgs<T> make_args(const Prepared& q, double clip, int64_t K) {
   p.fan_b = ptr<T>(q.fan_b);
   p.eta = static_cast<T>(q.eta);
   p.mod_b = static_cast<T>(q.mod_b);
-  p.clip = static_cast<T>(clip);
+  // The read-out clip moves the bound from the update (made infinite) to the read.
+  p.read = lstm_read_clip(variant);
+  p.read_clip = static_cast<T>(clip);
+  p.clip = p.read ? static_cast<T>(INFINITY) : static_cast<T>(clip);
+  p.post = static_cast<int>(lstm_post(variant));
   return p;
 }
 
@@ -171,13 +175,24 @@ constexpr int64_t kGemmRows = 2;
 int64_t gemm_blocks(int64_t B) { return (B + kGemmRows - 1) / kGemmRows; }
 
 // rows[r0, r1) of out = beta * self + mat1 @ mat2, in the fixed blocks (r0 is a block start).
+// beta = 0 ignores self (post "drive" keeps h wh apart from u).
 void blocked_addmm(at::Tensor& out, const at::Tensor& self, const at::Tensor& mat1,
-                   const at::Tensor& mat2, int64_t r0, int64_t r1) {
+                   const at::Tensor& mat2, int64_t r0, int64_t r1, double beta = 1.0) {
   for (int64_t r = r0; r < r1; r += kGemmRows) {
     const int64_t n = std::min(kGemmRows, r1 - r);
     at::Tensor o = out.narrow(0, r, n);
-    at::addmm_out(o, self.narrow(0, r, n), mat1.narrow(0, r, n), mat2);
+    at::addmm_out(o, self.narrow(0, r, n), mat1.narrow(0, r, n), mat2, beta);
   }
+}
+
+// Checks the variant code against the rule; returns the gates' width per sample (4N, or 5N with
+// the drive kept for the backward).
+int64_t check_variant(Rule rule, int64_t variant, int64_t N) {
+  TORCH_CHECK_VALUE(variant >= 0 && variant < 8, kName, "invalid variant code ", variant,
+                    " (hebbkern/ops/plastic_lstm.py)");
+  TORCH_CHECK_VALUE(!lstm_read_clip(variant) || is_clipped(rule), kName,
+                    "the read-out clip applies to the clipped rules only");
+  return lstm_post(variant) == LstmPost::Drive ? 5 * N : 4 * N;
 }
 
 }  // namespace
@@ -189,11 +204,8 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
-    int64_t ckpt_every) {
+    int64_t ckpt_every, int64_t variant) {
   const Rule rule = parse_rule(rule_name);
-  // The LSTM kernels implement SPEC.md section 2's rules, not the variants of section 1.1.
-  TORCH_CHECK_NOT_IMPLEMENTED(static_cast<int>(rule) <= static_cast<int>(Rule::Retro), kName,
-                              "rule '", rule_name, "' is not implemented by the LSTM kernels");
   TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
   TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
   TORCH_CHECK_VALUE(u.dim() == 3, kName, "u must be [T, B, 4N], got ", u.sizes());
@@ -205,6 +217,8 @@ LstmFwdOut plastic_lstm_fwd_cpu(
   const Prepared q = prepare(rule, T_, B, u.size(2) / 4, u, wh, alpha, h0, c0, eta, mod_w, mod_b,
                              fanout_w, fanout_b);
   const int64_t N = q.N;
+  const int64_t GW = check_variant(rule, variant, N);
+  const bool drive = GW != 4 * N;
   const at::Tensor uc = u.contiguous();
   const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
   const at::Tensor H0 = opt(hebb0, {B, N, N}, u, "hebb0");
@@ -213,7 +227,7 @@ LstmFwdOut plastic_lstm_fwd_cpu(
   const int64_t C = (T_ + K - 1) / K;
   const auto opts = u.options();
   at::Tensor h = at::empty({T_, B, N}, opts), c = at::empty({T_, B, N}, opts);
-  at::Tensor gates = at::empty({T_, B, 4 * N}, opts);
+  at::Tensor gates = at::empty({T_, B, GW}, opts);
   at::Tensor H = H0.defined() ? H0.clone() : at::zeros({B, N, N}, opts);
   at::Tensor E = elig ? (E0.defined() ? E0.clone() : at::zeros({B, N, N}, opts)) : none_like(u);
   at::Tensor ck_h = at::empty({C, B, N, N}, opts);
@@ -223,7 +237,8 @@ LstmFwdOut plastic_lstm_fwd_cpu(
 
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "plastic_lstm_fwd_cpu", [&] {
     using T = scalar_t;
-    const LstmArgs<T> p = make_args<T>(q, clip, ckpt_every);
+    const LstmArgs<T> p = make_args<T>(q, clip, ckpt_every, variant);
+    const T* uP = uc.data_ptr<T>();
     T *hP = h.data_ptr<T>(), *cP = c.data_ptr<T>(), *GP = gates.data_ptr<T>();
     T *HP = H.data_ptr<T>(), *EP = ptr<T>(E), *ckH = ck_h.data_ptr<T>(), *ckE = ptr<T>(ck_e);
     T *modP = ptr<T>(mod), *qP = qbuf.data_ptr<T>();
@@ -242,8 +257,8 @@ LstmFwdOut plastic_lstm_fwd_cpu(
       for (int64_t b = b0; b < b1; ++b) plastic_term(isa, p, h0P + b * N, HP + b * NN, qP + b * N);
       for (int64_t t = 0; t < T_; ++t) {
         const at::Tensor hprev = t == 0 ? q.h0 : h.select(0, t - 1);
-        at::Tensor gt = gates.select(0, t);
-        blocked_addmm(gt, uc.select(0, t), hprev, q.wh, b0, b1);
+        at::Tensor gt = gates.select(0, t).narrow(1, 0, 4 * N);
+        blocked_addmm(gt, uc.select(0, t), hprev, q.wh, b0, b1, drive ? 0.0 : 1.0);
         for (int64_t b = b0; b < b1; ++b) {
           T* Hb = HP + b * NN;
           T* Eb = elig ? EP + b * NN : nullptr;
@@ -252,7 +267,8 @@ LstmFwdOut plastic_lstm_fwd_cpu(
             if (elig) std::copy(Eb, Eb + NN, ckE + ((t / K) * B + b) * NN);
           }
           LstmFwdStep<T> s{};
-          s.G = GP + (t * B + b) * 4 * N;
+          s.G = GP + (t * B + b) * GW;
+          s.u = drive ? uP + (t * B + b) * 4 * N : nullptr;
           s.q = qP + b * N;
           s.hp = t == 0 ? h0P + b * N : hP + ((t - 1) * B + b) * N;
           s.cp = t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
@@ -280,11 +296,8 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     const at::Tensor& mod, const std::optional<at::Tensor>& eta,
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule_name, double clip, int64_t ckpt_every) {
+    const std::string& rule_name, double clip, int64_t ckpt_every, int64_t variant) {
   const Rule rule = parse_rule(rule_name);
-  // The LSTM kernels implement SPEC.md section 2's rules, not the variants of section 1.1.
-  TORCH_CHECK_NOT_IMPLEMENTED(static_cast<int>(rule) <= static_cast<int>(Rule::Retro), kName,
-                              "rule '", rule_name, "' is not implemented by the LSTM kernels");
   TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
   TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
   TORCH_CHECK_VALUE(h.dim() == 3, kName, "h must be [T, B, N], got ", h.sizes());
@@ -295,13 +308,15 @@ LstmBwdOut plastic_lstm_bwd_cpu(
   const Prepared q =
       prepare(rule, T_, B, h.size(2), h, wh, alpha, h0, c0, eta, mod_w, mod_b, fanout_w, fanout_b);
   const int64_t N = q.N;
+  const int64_t GW = check_variant(rule, variant, N);
+  const LstmPost post = lstm_post(variant);
   const bool elig = has_eligibility(rule), modulated = is_modulated(rule);
   const bool fan = q.fan_w.defined();
   const int64_t K = std::min(ckpt_every, T_);
   const int64_t C = (T_ + K - 1) / K;
   check_tensor(h, {T_, B, N}, h, "h");
   check_tensor(c, {T_, B, N}, h, "c");
-  check_tensor(gates, {T_, B, 4 * N}, h, "gates");
+  check_tensor(gates, {T_, B, GW}, h, "gates");
   check_tensor(hebb_ckpt, {C, B, N, N}, h, "hebb_ckpt");
   if (elig) check_tensor(elig_ckpt, {C, B, N, N}, h, "elig_ckpt");
   if (modulated) check_tensor(mod, {T_, B}, h, "mod");
@@ -320,6 +335,8 @@ LstmBwdOut plastic_lstm_bwd_cpu(
   at::Tensor dE = elig ? (gE.defined() ? gE.clone() : at::zeros({B, N, N}, opts)) : none_like(h);
   at::Tensor dh_next = at::zeros({B, N}, opts), dc = at::zeros({B, N}, opts);
   at::Tensor dpre = at::empty({B, N}, opts);
+  // Post "drive": u's adjoint in the candidate block (du's own adds the drive's adjoint).
+  at::Tensor dug = post == LstmPost::Drive ? at::empty({T_, B, N}, opts) : at::Tensor();
   // Traces before steps 1..K-1 of a chunk (step 0's is the checkpoint itself).
   at::Tensor Hs = at::empty({B, std::max<int64_t>(K - 1, 1), N, N}, opts);
   at::Tensor Es = elig ? at::empty({B, std::max<int64_t>(K - 1, 1), N, N}, opts) : at::Tensor();
@@ -331,8 +348,9 @@ LstmBwdOut plastic_lstm_bwd_cpu(
 
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "plastic_lstm_bwd_cpu", [&] {
     using T = scalar_t;
-    const LstmArgs<T> p = make_args<T>(q, clip, ckpt_every);
+    const LstmArgs<T> p = make_args<T>(q, clip, ckpt_every, variant);
     const int64_t NN = N * N;
+    T* dugP = ptr<T>(dug);
     const T *hP = hC.data_ptr<T>(), *cP = cC.data_ptr<T>(), *GP = GC.data_ptr<T>();
     const T *h0P = q.h0.data_ptr<T>(), *c0P = q.c0.data_ptr<T>();
     const T *ckHP = ckH.data_ptr<T>(), *ckEP = ptr<T>(ckE), *modP = ptr<T>(modC);
@@ -358,6 +376,16 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     auto cprev = [&](int64_t t, int64_t b) {
       return t == 0 ? c0P + b * N : cP + ((t - 1) * B + b) * N;
     };
+    // The post-synaptic term of step t (SPEC.md section 2.1).
+    auto post_of = [&](int64_t t, int64_t b) -> const T* {
+      const int64_t r = t * B + b;
+      switch (post) {
+        case LstmPost::Drive: return GP + r * GW + 4 * N;
+        case LstmPost::Cell: return cP + r * N;
+        case LstmPost::Hidden: return hP + r * N;
+        default: return GP + r * GW + 2 * N;
+      }
+    };
     const Isa isa = cpu::active_isa();
     // One region for the whole backward: each thread walks every chunk and step for its block of
     // samples, with its own rows of the dh_{t-1} GEMM, so no barrier separates the steps.
@@ -374,7 +402,7 @@ LstmBwdOut plastic_lstm_bwd_cpu(
         for (int64_t b = b0; b < b1; ++b) {
           for (int64_t t = t0; t + 1 < t1; ++t) {
             if (modulated) modulation(p, modP[t * B + b], scratch.data());
-            trace_step(isa, rule, p, hprev(t, b), GP + (t * B + b) * 4 * N + 2 * N, scratch.data(),
+            trace_step(isa, rule, p, hprev(t, b), post_of(t, b), scratch.data(),
                        trace_before(ci, t - t0, b), elig ? elig_before(ci, t - t0, b) : nullptr,
                        HsP + (b * KS + t - t0) * NN, elig ? EsP + (b * KS + t - t0) * NN : nullptr);
           }
@@ -389,7 +417,8 @@ LstmBwdOut plastic_lstm_bwd_cpu(
             s.cp = cprev(t, b);
             s.hc = hP + (t * B + b) * N;
             s.cc = cP + (t * B + b) * N;
-            s.G = GP + (t * B + b) * 4 * N;
+            s.G = GP + (t * B + b) * GW;
+            s.y = post_of(t, b);
             s.m = modulated ? modP[t * B + b] : T(0);
             s.gh = ghP ? ghP + (t * B + b) * N : nullptr;
             s.gc = gcP ? gcP + (t * B + b) * N : nullptr;
@@ -399,6 +428,7 @@ LstmBwdOut plastic_lstm_bwd_cpu(
             s.dc = dcP + b * N;
             s.du = duP + (t * B + b) * 4 * N;
             s.dpre = dpreP + b * N;
+            s.dug = dugP ? dugP + (t * B + b) * N : nullptr;
             s.dA = dAP + b * dA_size;
             s.deta = detaP + b;
             s.dmw = dmwP + b * N;
@@ -427,6 +457,10 @@ LstmBwdOut plastic_lstm_bwd_cpu(
   at::Tensor dmb = modulated ? dmb_ps.sum() : none_like(h);
   at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(h);
   at::Tensor dfb = fan ? dfb_ps.sum(0) : none_like(h);
+  if (dug.defined()) {  // u's adjoint: du without the drive's part in the candidate block
+    du = du.clone();
+    du.narrow(2, 2 * N, N).copy_(dug);
+  }
   return {du, dwh, dalpha, dh_next, dc, dH, elig ? dE : none_like(h), deta, dmw, dmb, dfw, dfb};
 }
 

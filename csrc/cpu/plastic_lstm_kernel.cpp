@@ -43,8 +43,18 @@ void modulation(const LstmArgs<T>& p, T m, T* mm) {
   }
 }
 
+// The trace as the candidate reads it: clamped with the read-out clip (READ), else as it is.
+template <bool READ, typename T>
+inline T read_trace(const LstmArgs<T>& p, T H) {
+  if constexpr (READ) {
+    return clamp_sym(H, p.read_clip);
+  } else {
+    return H;
+  }
+}
+
 // q[j] = sum_i h[i] * alpha[i, j] * H[i, j]: the plastic part of the candidate's pre-activation.
-template <typename T>
+template <bool READ, typename T>
 void plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {
   const int64_t N = p.N;
   zero(q, N);
@@ -53,7 +63,7 @@ void plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {
     const T* Ar = p.A + i * p.a_stride;
     const T hi = h[i];
 #pragma omp simd
-    for (int64_t j = 0; j < N; ++j) q[j] += hi * Ar[j] * Hr[j];
+    for (int64_t j = 0; j < N; ++j) q[j] += hi * Ar[j] * read_trace<READ>(p, Hr[j]);
   }
 }
 
@@ -81,10 +91,25 @@ inline void update_row(const LstmArgs<T>& p, T pre, const T* g, const T* mm, con
   }
 }
 
-template <Rule R, typename T>
+// The step's post-synaptic term (SPEC.md section 2.1): g_t, the drive (G[4N, 5N)), c_t or h_t.
+template <typename T>
+const T* post_term(const LstmArgs<T>& p, const T* G, const T* c, const T* h) {
+  switch (p.post) {
+    case 1: return G + 4 * p.N;
+    case 2: return c;
+    case 3: return h;
+    default: return G + 2 * p.N;
+  }
+}
+
+template <Rule R, bool READ, typename T>
 void forward_step(const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
   const int64_t N = p.N;
   T* G = s.G;
+  if (s.u) {  // post "drive": G holds h_{t-1} wh; the drive, then the inputs joined as u + h wh
+    for (int64_t j = 0; j < N; ++j) G[4 * N + j] = G[2 * N + j] + s.q[j];
+    for (int64_t k = 0; k < 4 * N; ++k) G[k] = s.u[k] + G[k];
+  }
   for (int64_t j = 0; j < N; ++j) {
     const T i = sigmoid(G[j]), f = sigmoid(G[N + j]);
     const T g = tanh_(G[2 * N + j] + s.q[j]), o = sigmoid(G[3 * N + j]);
@@ -103,7 +128,7 @@ void forward_step(const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
     *s.mod_out = m;
     modulation(p, m, s.mm);
   }
-  const T* g = G + 2 * N;
+  const T* g = post_term(p, G, s.co, s.ho);
   if (s.need_q) zero(s.q, N);
   // One pass over the trace: row i is updated, then (still in L1) feeds the next step's plastic
   // term with h_t[i].
@@ -116,7 +141,7 @@ void forward_step(const LstmArgs<T>& p, const LstmFwdStep<T>& s) {
       const T hn = s.ho[i];
       T* q = s.q;
 #pragma omp simd
-      for (int64_t j = 0; j < N; ++j) q[j] += hn * Ar[j] * Hr[j];
+      for (int64_t j = 0; j < N; ++j) q[j] += hn * Ar[j] * read_trace<READ>(p, Hr[j]);
     }
   }
 }
@@ -133,10 +158,10 @@ void trace_step(const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, cons
   }
 }
 
-template <Rule R, typename T>
+template <Rule R, bool READ, typename T>
 void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
   const int64_t N = p.N;
-  const T* g = s.G + 2 * N;
+  const T* g = s.y;  // the post-synaptic term of the trace update
   if constexpr (is_modulated(R)) modulation(p, s.m, s.mm);
   T* dpost = s.dpost;
   T* dmm = s.dmm;
@@ -194,19 +219,26 @@ void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
     for (int64_t j = 0; j < N; ++j) s.dmw[j] += dz * s.hc[j];
     *s.dmb += dz;
   }
-  // 3. Through the cell.
+  // 3. Through the cell; the trace's adjoint of the post-synaptic term joins where that term is.
+  const int post = p.post;
   for (int64_t j = 0; j < N; ++j) {
     T dh = s.dh_next[j] + (s.gh ? s.gh[j] : T(0));
     if constexpr (is_modulated(R)) dh += dz * p.mod_w[j];
+    if (post == 3) dh += dpost[j];
     const T i = s.G[j], f = s.G[N + j], gg = s.G[2 * N + j], o = s.G[3 * N + j];
     const T tc = tanh_(s.cc[j]);
-    const T dc = s.dc[j] + (s.gc ? s.gc[j] : T(0)) + dh * o * (T(1) - tc * tc);
-    const T dg = dc * i + dpost[j];
+    T dc = s.dc[j] + (s.gc ? s.gc[j] : T(0)) + dh * o * (T(1) - tc * tc);
+    if (post == 2) dc += dpost[j];
+    const T dg = post == 0 ? dc * i + dpost[j] : dc * i;
     s.dc[j] = dc * f;
     s.du[j] = dc * gg * i * (T(1) - i);
     s.du[N + j] = dc * s.cp[j] * f * (T(1) - f);
     s.du[2 * N + j] = dg * (T(1) - gg * gg);
     s.du[3 * N + j] = dh * tc * o * (T(1) - o);
+    if (post == 1) {  // the drive h_{t-1} wh_g + q reaches wh and h_{t-1}, not u
+      s.dug[j] = s.du[2 * N + j];
+      s.du[2 * N + j] += dpost[j];
+    }
   }
   // 4. Through the plastic term h_{t-1} (alpha * H_{t-1}) of the candidate.
   const T* dag = s.du + 2 * N;
@@ -219,10 +251,15 @@ void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
     T acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < N; ++j) {
-      const T x = dag[j] * Hr[j];
+      const T x = dag[j] * read_trace<READ>(p, Hr[j]);
       acc += Ar[j] * x;
       dAr[j] += pre * x;
-      dHr[j] += pre * Ar[j] * dag[j];
+      if constexpr (READ) {
+        // torch.clamp's gradient: passes within [-c, c], bounds included.
+        dHr[j] += clamp_passes(Hr[j], p.read_clip) ? pre * Ar[j] * dag[j] : T(0);
+      } else {
+        dHr[j] += pre * Ar[j] * dag[j];
+      }
     }
     s.dpre[i] += acc;
   }
@@ -236,34 +273,52 @@ struct RuleTag {
   static constexpr Rule value = R;
 };
 
-// Calls f(RuleTag<r>{}): one instantiation of the kernels per rule.
+template <bool B>
+struct ReadTag {
+  static constexpr bool value = B;
+};
+
+// Calls f(RuleTag<r>{}, ReadTag<read>{}): one instantiation of the kernels per rule, and one
+// more per clipped rule with the read-out clip (SPEC.md section 2.1).
 template <typename F>
-void with_rule(Rule r, F&& f) {
+void with_rule(Rule r, bool read, F&& f) {
+  constexpr ReadTag<false> upd{};
+  constexpr ReadTag<true> rd{};
   switch (r) {
-    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{});
-    case Rule::Oja: return f(RuleTag<Rule::Oja>{});
-    case Rule::Clip: return f(RuleTag<Rule::Clip>{});
-    case Rule::Neuromod: return f(RuleTag<Rule::Neuromod>{});
-    default: return f(RuleTag<Rule::Retro>{});
+    case Rule::Hebb: return f(RuleTag<Rule::Hebb>{}, upd);
+    case Rule::Oja: return f(RuleTag<Rule::Oja>{}, upd);
+    case Rule::Clip: return read ? f(RuleTag<Rule::Clip>{}, rd) : f(RuleTag<Rule::Clip>{}, upd);
+    case Rule::Neuromod:
+      return read ? f(RuleTag<Rule::Neuromod>{}, rd) : f(RuleTag<Rule::Neuromod>{}, upd);
+    case Rule::Gated: return f(RuleTag<Rule::Gated>{}, upd);
+    default: return read ? f(RuleTag<Rule::Retro>{}, rd) : f(RuleTag<Rule::Retro>{}, upd);
   }
 }
 
 }  // namespace
 
-#define HK_LSTM_ENTRY_POINTS(T)                                                                   \
-  void lstm_plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {                    \
-    plastic_term(p, h, H, q);                                                                     \
-  }                                                                                               \
-  void lstm_forward_step(Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s) {                 \
-    with_rule(r, [&](auto tag) { forward_step<decltype(tag)::value, T>(p, s); });                 \
-  }                                                                                               \
-  void lstm_trace_step(Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm,        \
-                       const T* Hi, const T* Ei, T* Ho, T* Eo) {                                  \
-    with_rule(                                                                                    \
-        r, [&](auto tag) { trace_step<decltype(tag)::value, T>(p, hp, g, mm, Hi, Ei, Ho, Eo); }); \
-  }                                                                                               \
-  void lstm_backward_step(Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {                \
-    with_rule(r, [&](auto tag) { backward_step<decltype(tag)::value, T>(p, s); });                \
+#define HK_LSTM_ENTRY_POINTS(T)                                                            \
+  void lstm_plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {             \
+    if (p.read)                                                                            \
+      plastic_term<true>(p, h, H, q);                                                      \
+    else                                                                                   \
+      plastic_term<false>(p, h, H, q);                                                     \
+  }                                                                                        \
+  void lstm_forward_step(Rule r, const LstmArgs<T>& p, const LstmFwdStep<T>& s) {          \
+    with_rule(r, p.read, [&](auto tag, auto rd) {                                          \
+      forward_step<decltype(tag)::value, decltype(rd)::value, T>(p, s);                    \
+    });                                                                                    \
+  }                                                                                        \
+  void lstm_trace_step(Rule r, const LstmArgs<T>& p, const T* hp, const T* g, const T* mm, \
+                       const T* Hi, const T* Ei, T* Ho, T* Eo) {                           \
+    with_rule(r, false, [&](auto tag, auto) {                                              \
+      trace_step<decltype(tag)::value, T>(p, hp, g, mm, Hi, Ei, Ho, Eo);                   \
+    });                                                                                    \
+  }                                                                                        \
+  void lstm_backward_step(Rule r, const LstmArgs<T>& p, const LstmBwdStep<T>& s) {         \
+    with_rule(r, p.read, [&](auto tag, auto rd) {                                          \
+      backward_step<decltype(tag)::value, decltype(rd)::value, T>(p, s);                   \
+    });                                                                                    \
   }
 
 HK_LSTM_ENTRY_POINTS(float)

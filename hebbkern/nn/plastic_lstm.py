@@ -53,8 +53,7 @@ class PlasticLSTM(nn.Module):
         clip: bound of the clipped rules (2 in the paper).
         batch_first: input and output are ``[B, T, *]``.
         clip_mode, post: the language model's read-out clip and post-synaptic term (SPEC.md
-            section 2.1, as in :func:`hebbkern.plastic_lstm`); other than their defaults they
-            run on ``backend="reference"`` only (``hebbkern.use_backend("reference")``).
+            section 2.1, as in :func:`hebbkern.plastic_lstm`), on every backend.
 
     Shapes: ``forward(x, state=None) -> (output, state)``; ``x`` ``[T, B, input_size]`` (or
     ``[B, T, input_size]`` with ``batch_first``, or unbatched ``[T, input_size]``), ``output``

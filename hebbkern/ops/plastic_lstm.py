@@ -21,18 +21,73 @@ from .. import _extension, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_lstm_args
-from .._variants import check_lstm_variants
+from .._variants import LSTM_POSTS, check_lstm_variants, uses_eta
 from ..types import PlasticLSTMState
 from .plastic_rnn import checkpoint_count, checkpoint_interval
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def lstm_variant_code(clip_mode: str, post: str) -> int:
+    """The kernels' ``variant`` argument for the options of docs/SPEC.md section 2.1 (checked):
+    ``1 * (clip_mode == "read") + 2 * post`` with ``post`` numbered as ``LSTM_POSTS``
+    (csrc/plastic_lstm.h decodes it; 0 is section 2)."""
+    return int(clip_mode == "read") + 2 * LSTM_POSTS.index(post)
+
+
+def gates_width(N: int, variant: int) -> int:
+    """Width of the saved gates per sample: ``4N``, or ``5N`` with post ``"drive"`` (the drive)."""
+    return 5 * N if variant >> 1 == LSTM_POSTS.index("drive") else 4 * N
+
+
+def lstm_autograd(bwd):
+    """``(backward, setup_context)`` of a plastic_lstm forward op whose backward op is ``bwd``:
+    the C++ op's here, the Triton op's in hebbkern/triton/plastic_lstm_ops.py (same arguments and
+    outputs)."""
+
+    def setup_context(ctx, inputs, output):
+        (u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
+         ckpt_every, *variant) = inputs  # fmt: skip
+        h, c, gates, _, _, hebb_ckpt, elig_ckpt, mod = output
+        ctx.save_for_backward(
+            wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b,
+            fanout_w, fanout_b,
+        )  # fmt: skip
+        ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
+        ctx.variant, ctx.n_variant = (variant[0] if variant else 0), len(variant)
+        ctx.given = tuple(x is not None for x in (h0, c0, hebb0, elig0))
+
+    def backward(ctx, grad_h, grad_c, _g_gates, grad_hebb, grad_elig, _g_ck, _g_eck, _g_mod):
+        (wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w,
+         fanout_b) = ctx.saved_tensors  # fmt: skip
+        retro = ctx.rule == "retro"
+        (du, dwh, dalpha, dh0, dc0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
+         dfanout_b) = bwd(
+            grad_h, grad_c, grad_hebb, grad_elig if retro else None, wh, alpha, h0, c0, h, c,
+            gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule,
+            ctx.clip, ctx.ckpt_every, ctx.variant,
+        )  # fmt: skip
+        has_h0, has_c0, has_hebb0, has_elig0 = ctx.given
+
+        def keep(grad, given):
+            return grad if given else None
+
+        return (
+            du, dwh, dalpha, keep(dh0, has_h0), keep(dc0, has_c0), keep(dhebb0, has_hebb0),
+            keep(delig0, has_elig0), keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
+            keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
+            keep(dfanout_b, fanout_b is not None), None, None, None,
+        ) + (None,) * ctx.n_variant  # fmt: skip
+
+    return backward, setup_context
+
 
 if _extension.available():
 
     @torch.library.register_fake("hebbkern::plastic_lstm_fwd")
     def _plastic_lstm_fwd_fake(
         u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
-        ckpt_every,
+        ckpt_every, variant=0,
     ):  # fmt: skip
         T, B, G = u.shape
         N = G // 4
@@ -41,7 +96,7 @@ if _extension.available():
         return (
             u.new_empty(T, B, N),
             u.new_empty(T, B, N),
-            u.new_empty(T, B, G),
+            u.new_empty(T, B, gates_width(N, variant)),
             u.new_empty(B, N, N),
             u.new_empty(B, N, N) if retro else u.new_empty(0),
             u.new_empty(C, B, N, N),
@@ -52,7 +107,7 @@ if _extension.available():
     @torch.library.register_fake("hebbkern::plastic_lstm_bwd")
     def _plastic_lstm_bwd_fake(
         grad_h, grad_c, grad_hebb, grad_elig, wh, alpha, h0, c0, h, c, gates, hebb_ckpt,
-        elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every,
+        elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip, ckpt_every, variant=0,
     ):  # fmt: skip
         T, B, N = h.shape
         modulated = rule in MODULATED_RULES
@@ -68,46 +123,14 @@ if _extension.available():
             h.new_empty(B, N),
             h.new_empty(B, N, N),
             h.new_empty(B, N, N) if rule == "retro" else empty(),
-            h.new_empty(()) if rule != "neuromod" else empty(),
+            h.new_empty(()) if uses_eta(rule, 0) else empty(),
             h.new_empty(N) if modulated else empty(),
             h.new_empty(()) if modulated else empty(),
             h.new_empty(N) if fanout_w is not None else empty(),
             h.new_empty(N) if fanout_w is not None else empty(),
         )
 
-    def _setup_context(ctx, inputs, output):
-        (u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
-         ckpt_every) = inputs  # fmt: skip
-        h, c, gates, _, _, hebb_ckpt, elig_ckpt, mod = output
-        ctx.save_for_backward(
-            wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b,
-            fanout_w, fanout_b,
-        )  # fmt: skip
-        ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
-        ctx.given = tuple(x is not None for x in (h0, c0, hebb0, elig0))
-
-    def _backward(ctx, grad_h, grad_c, _g_gates, grad_hebb, grad_elig, _g_ck, _g_eck, _g_mod):
-        (wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w,
-         fanout_b) = ctx.saved_tensors  # fmt: skip
-        retro = ctx.rule == "retro"
-        (du, dwh, dalpha, dh0, dc0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
-         dfanout_b) = torch.ops.hebbkern.plastic_lstm_bwd(
-            grad_h, grad_c, grad_hebb, grad_elig if retro else None, wh, alpha, h0, c0, h, c,
-            gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule,
-            ctx.clip, ctx.ckpt_every,
-        )  # fmt: skip
-        has_h0, has_c0, has_hebb0, has_elig0 = ctx.given
-
-        def keep(grad, given):
-            return grad if given else None
-
-        return (
-            du, dwh, dalpha, keep(dh0, has_h0), keep(dc0, has_c0), keep(dhebb0, has_hebb0),
-            keep(delig0, has_elig0), keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
-            keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
-            keep(dfanout_b, fanout_b is not None), None, None, None,
-        )  # fmt: skip
-
+    _backward, _setup_context = lstm_autograd(torch.ops.hebbkern.plastic_lstm_bwd)
     torch.library.register_autograd(
         "hebbkern::plastic_lstm_fwd", _backward, setup_context=_setup_context
     )
@@ -181,9 +204,8 @@ def plastic_lstm(
         post: the post-synaptic term of the trace product: ``"candidate"`` (``g_t``, default),
             ``"drive"``, ``"cell"`` or ``"hidden"`` (docs/SPEC.md section 2.1).
 
-        Rule ``"gated"``, ``clip_mode="read"`` and ``post`` other than ``"candidate"`` run on
-        ``backend="reference"`` only: the fused LSTM kernels (CPU and Triton) raise
-        ``NotImplementedError``.
+        Rule ``"gated"`` (docs/SPEC.md section 1.1), ``clip_mode`` and ``post`` run on every
+        backend.
 
     Returns:
         ``(h, state)``: the outputs ``[T, B, N]`` and :class:`~hebbkern.PlasticLSTMState`
@@ -205,11 +227,6 @@ def plastic_lstm(
             fanout_b=fanout_b, clip=clip, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0,
             clip_mode=clip_mode, post=post,
         )  # fmt: skip
-    if rule == "gated" or clip_mode != "update" or post != "candidate":
-        raise NotImplementedError(
-            "plastic_lstm: rule 'gated', clip_mode='read' and post other than 'candidate' "
-            "(docs/SPEC.md section 2.1) are implemented by backend='reference' only"
-        )
 
     # The C++ and Triton kernels compute in float32 or float64; half inputs run in float32 (state
     # and accumulation) and come back in their own dtype.
@@ -226,6 +243,7 @@ def plastic_lstm(
         a.u.to(dt), a.wh.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.c0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),
         _to(a.fanout_w, dt), _to(a.fanout_b, dt), rule, a.clip, ckpt_every,
+        lstm_variant_code(clip_mode, post),
     )  # fmt: skip
     h, c = h.to(io_dtype), c.to(io_dtype)
     elig_out = elig.to(io_dtype) if rule == "retro" else None

@@ -25,6 +25,12 @@ of the trace update (``bwd_trace``) and one for the adjoint of the cell and of t
 
 Rules are compile-time constants as in plastic_rnn.py; alpha kinds 0 scalar, 1 per post-synaptic
 neuron ``[N]``, 2 per connection ``[N, N]``. Gates in torch.nn.LSTM's order (i, f, g, o).
+
+The variants of SPEC.md section 2.1 are compile-time constants too, so that the default's code is
+unchanged: READ (the read-out clip: the update runs with ``clip`` infinite, the host's choice, and
+the plastic term reads the trace clamped to ``rclip``) and POST (the post-synaptic term: 0 the
+candidate, 1 the drive, kept in a fifth block of the saved gates ``[.., 5N]``, 2 the cell, 3 the
+output).
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .plastic_rnn import _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
+from .plastic_rnn import _clamp, _load_alpha, _modulation, _rule_bwd, _rule_fwd, _tanh
 
 # plastic_rnn's helpers carry the variants of docs/SPEC.md section 1.1 (SOFT; n_mod and eta of the
 # unmodulated neurons). These kernels compute section 1 only: SOFT and UNMOD False (every neuron
-# modulated); the op raises NotImplementedError for a variant before any launch.
+# modulated): plastic_lstm has no such options. Its own variants (SPEC.md section 2.1) are the
+# READ and POST constants below.
 
 
 @triton.jit
@@ -54,7 +61,8 @@ def _program(eta_ptr, N, RULE: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.
     cols = jb * BLOCK_J + tl.arange(0, BLOCK_J)
     eta = 0.0
     if RULE != 3:
-        eta = tl.load(eta_ptr)
+        if RULE != 5:  # neuromod and gated have no eta
+            eta = tl.load(eta_ptr)
     return b, jb, cols, cols < N, tl.arange(0, BLOCK_I), N * N, eta
 
 
@@ -73,18 +81,45 @@ def _neuromodulator(h_ptr, modw_ptr, modb_ptr, b, N, BLOCK_J: tl.constexpr):
 
 
 @triton.jit
+def _gates_width(N, POST: tl.constexpr):
+    """Row length of the saved gates: 4N, or 5N with the drive (POST 1)."""
+    if POST == 1:
+        gw = 5 * N
+    else:
+        gw = 4 * N
+    return gw
+
+
+@triton.jit
+def _post_of(gates_ptr, c_ptr, h_ptr, r, N, cols, cmask, POST: tl.constexpr):
+    """Row r's post-synaptic term of one step (SPEC.md section 2.1): from the step's saved gates
+    (the candidate, or the drive in the fifth block), its c_t or its h_t."""
+    if POST == 0:
+        y = tl.load(gates_ptr + r * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
+    elif POST == 1:
+        y = tl.load(gates_ptr + r * 5 * N + 4 * N + cols, mask=cmask, other=0.0)
+    elif POST == 2:
+        y = tl.load(c_ptr + r * N + cols, mask=cmask, other=0.0)
+    else:
+        y = tl.load(h_ptr + r * N + cols, mask=cmask, other=0.0)
+    return y
+
+
+@triton.jit
 def plastic_lstm_fwd_step_kernel(
     g_ptr, hp_ptr, cp_ptr, hpp_ptr, gp_ptr, a_ptr, eta_ptr, modw_ptr, modb_ptr, fw_ptr, fb_ptr,
-    H_ptr, E_ptr, ckh_ptr, cke_ptr, h_ptr, c_ptr, go_ptr, mod_ptr,
-    N, clip,
+    H_ptr, E_ptr, ckh_ptr, cke_ptr, h_ptr, c_ptr, go_ptr, mod_ptr, hw_ptr,
+    N, clip, rclip,
     RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_FANOUT: tl.constexpr,
     PENDING: tl.constexpr, STEP: tl.constexpr, CKPT: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, READ: tl.constexpr = False,
+    POST: tl.constexpr = 0,
 ):  # fmt: skip
     """Step t. In: g [B, 4N] = u_t + h_{t-1} wh; h_{t-1}, c_{t-1}, h_{t-2} [B, N]; the activated
-    gates of step t-1 [B, 4N] (post of the pending update: its candidate block). State H (E)
-    [B, N, N] advanced in place. Out: checkpoint slot [B, N, N] (CKPT), h_t, c_t [B, N], activated
-    gates [B, 4N] (STEP), m_{t-1} [B] (PENDING, modulated rules)."""
+    gates of step t-1 [B, 4N] (post of the pending update: its candidate block, or with POST its
+    drive, c_{t-1} or h_{t-1}); POST 1: hw [B, 4N] = h_{t-1} wh. State H (E) [B, N, N] advanced
+    in place. Out: checkpoint slot [B, N, N] (CKPT), h_t, c_t [B, N], activated gates [B, 4N]
+    (5N with the drive) (STEP), m_{t-1} [B] (PENDING, modulated rules)."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
     b, jb, cols, cmask, rbase, NN, eta = _program(eta_ptr, N, RULE, BLOCK_I, BLOCK_J)
@@ -92,11 +127,12 @@ def plastic_lstm_fwd_step_kernel(
     state = H_ptr + b * NN
     estate = E_ptr + b * NN
     G4 = 4 * N
+    GW = _gates_width(N, POST)
 
     M = tl.zeros([BLOCK_J], dtype=dt)
     post = M
     if PENDING:
-        post = tl.load(gp_ptr + b * G4 + 2 * N + cols, mask=cmask, other=0.0)
+        post = _post_of(gp_ptr, cp_ptr, hp_ptr, b, N, cols, cmask, POST)
         if MOD:
             s = _neuromodulator(hp_ptr, modw_ptr, modb_ptr, b, N, BLOCK_J)
             tl.store(mod_ptr + b, s, mask=jb == 0)
@@ -125,7 +161,10 @@ def plastic_lstm_fwd_step_kernel(
         if STEP:
             x = tl.load(hp_ptr + b * N + rows, mask=rmask, other=0.0)
             A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
-            q += tl.sum(x[:, None] * (A * H), axis=0)
+            if READ:
+                q += tl.sum(x[:, None] * (A * _clamp(H, rclip)), axis=0)
+            else:
+                q += tl.sum(x[:, None] * (A * H), axis=0)
 
     if STEP:
         gb = g_ptr + b * G4 + cols
@@ -137,21 +176,26 @@ def plastic_lstm_fwd_step_kernel(
         h = o * _tanh(c)
         tl.store(c_ptr + b * N + cols, c, mask=cmask)
         tl.store(h_ptr + b * N + cols, h, mask=cmask)
-        ob = go_ptr + b * G4 + cols
+        ob = go_ptr + b * GW + cols
         tl.store(ob, i, mask=cmask)
         tl.store(ob + N, f, mask=cmask)
         tl.store(ob + 2 * N, g, mask=cmask)
         tl.store(ob + 3 * N, o, mask=cmask)
+        if POST == 1:  # the drive h_{t-1} wh_g + q, before the input and the tanh
+            hw = tl.load(hw_ptr + b * G4 + 2 * N + cols, mask=cmask, other=0.0)
+            tl.store(ob + 4 * N, hw + q, mask=cmask)
 
 
 @triton.jit
 def plastic_lstm_recompute_kernel(
-    ws_h_ptr, ws_e_ptr, h_ptr, h0_ptr, gates_ptr, mod_ptr, eta_ptr, fw_ptr, fb_ptr,
+    ws_h_ptr, ws_e_ptr, h_ptr, h0_ptr, gates_ptr, mod_ptr, eta_ptr, fw_ptr, fb_ptr, c_ptr,
     t0, L, B, N, clip,
     RULE: tl.constexpr, HAS_FANOUT: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+    POST: tl.constexpr = 0,
 ):  # fmt: skip
     """Traces before steps t0 + 1 .. t0 + L - 1 into ws[1 .. L-1] [K, B, N, N], from ws[0] (the
-    chunk's checkpoint). h [T, B, N] (h0 [B, N] before step 0), gates [T, B, 4N], mod [T, B]."""
+    chunk's checkpoint). h, c [T, B, N] (h0 [B, N] before step 0), gates [T, B, 4N] (5N with the
+    drive), mod [T, B]."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
     b, jb, cols, cmask, rbase, NN, eta = _program(eta_ptr, N, RULE, BLOCK_I, BLOCK_J)
@@ -159,7 +203,7 @@ def plastic_lstm_recompute_kernel(
     BNN = B * NN
     for k in range(1, L):
         t = t0 + k - 1  # the step whose update gives the trace before step t + 1
-        post = tl.load(gates_ptr + (t * B + b) * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
+        post = _post_of(gates_ptr, c_ptr, h_ptr, t * B + b, N, cols, cmask, POST)
         M = tl.zeros([BLOCK_J], dtype=dt)
         if MOD:
             M = _modulation(
@@ -197,10 +241,13 @@ def plastic_lstm_bwd_step_kernel(
     dfb_ptr,
     # shared
     dH_ptr, dE_ptr, a_ptr, eta_ptr, modw_ptr, fw_ptr, fb_ptr,
-    N, NB, clip,
+    # the variants: step s's c_s and h_s (POST 2, 3), step t's u-side candidate adjoint (POST 1)
+    cs_ptr, hs_ptr, dug_ptr,
+    N, NB, clip, rclip,
     RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_FANOUT: tl.constexpr,
     HAS_GH: tl.constexpr, HAS_GC: tl.constexpr, CELL: tl.constexpr, TRACE: tl.constexpr,
-    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, READ: tl.constexpr = False,
+    POST: tl.constexpr = 0,
 ):  # fmt: skip
     """One pass over the adjoint dH [B, N, N] for two consecutive pieces of the backward.
 
@@ -220,6 +267,11 @@ def plastic_lstm_bwd_step_kernel(
 
     dH (dE) end as the adjoint of the state before the last phase run. With both phases, the
     trace tiles of two steps are read once each and dH is read and written once per row tile.
+
+    Variants (SPEC.md section 2.1): the adjoint dpost of the post-synaptic term joins that of g_t
+    (POST 0), of the drive (1: du's candidate block, which feeds the plastic term and the GEMMs,
+    while dug gets u's own, without it), of c_t (2) or of h_t (3). READ: the plastic term reads
+    clamp(H, rclip); the trace phase's update bound ``clip`` is infinite (the host's).
     """
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
@@ -240,6 +292,8 @@ def plastic_lstm_bwd_step_kernel(
         dh = tl.load(dhn_ptr + vo, mask=cmask, other=0.0)
         if HAS_GH:
             dh += tl.load(gh_ptr + vo, mask=cmask, other=0.0)
+        if POST == 3:
+            dh += tl.load(dpostc_ptr + vo, mask=cmask, other=0.0)
         if MOD:
             acc = zv
             for q0 in range(0, NB, BLOCK_J):
@@ -251,7 +305,7 @@ def plastic_lstm_bwd_step_kernel(
             hc = tl.load(hc_ptr + vo, mask=cmask, other=0.0)
             tl.store(dmw_ptr + vo, tl.load(dmw_ptr + vo, mask=cmask) + dz * hc, mask=cmask)
             tl.store(dmb_ptr + b, tl.load(dmb_ptr + b) + dz, mask=jb == 0)
-        gb = gtc_ptr + b * 4 * N + cols
+        gb = gtc_ptr + b * _gates_width(N, POST) + cols
         i = tl.load(gb, mask=cmask, other=0.0)
         f = tl.load(gb + N, mask=cmask, other=0.0)
         g = tl.load(gb + 2 * N, mask=cmask, other=0.0)
@@ -260,13 +314,21 @@ def plastic_lstm_bwd_step_kernel(
         dct = tl.load(dc_ptr + vo, mask=cmask, other=0.0) + dh * o * (1.0 - tc * tc)
         if HAS_GC:
             dct += tl.load(gcell_ptr + vo, mask=cmask, other=0.0)
-        dg = dct * i + tl.load(dpostc_ptr + vo, mask=cmask, other=0.0)
+        if POST == 2:
+            dct += tl.load(dpostc_ptr + vo, mask=cmask, other=0.0)
+        if POST == 0:
+            dg = dct * i + tl.load(dpostc_ptr + vo, mask=cmask, other=0.0)
+        else:
+            dg = dct * i
         tl.store(dc_ptr + vo, dct * f, mask=cmask)
         ub = du_ptr + b * 4 * N + cols
         tl.store(ub, dct * g * i * (1.0 - i), mask=cmask)
         cprev = tl.load(cp_ptr + vo, mask=cmask, other=0.0)
         tl.store(ub + N, dct * cprev * f * (1.0 - f), mask=cmask)
         da = tl.where(cmask, dg * (1.0 - g * g), 0.0)  # adjoint of the candidate pre-activation
+        if POST == 1:  # the drive's adjoint reaches the plastic term and wh, not u
+            tl.store(dug_ptr + vo, da, mask=cmask)
+            da += tl.load(dpostc_ptr + vo, mask=cmask, other=0.0)
         tl.store(ub + 2 * N, da, mask=cmask)
         tl.store(ub + 3 * N, dh * tc * o * (1.0 - o), mask=cmask)
 
@@ -274,7 +336,7 @@ def plastic_lstm_bwd_step_kernel(
     M = zv
     post = zv
     if TRACE:
-        post = tl.load(gs_ptr + b * 4 * N + 2 * N + cols, mask=cmask, other=0.0)
+        post = _post_of(gs_ptr, cs_ptr, hs_ptr, b, N, cols, cmask, POST)
         if MOD:
             s_s = tl.load(mods_ptr + b)
             M = _modulation(s_s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, N, 0.0, False)
@@ -295,7 +357,11 @@ def plastic_lstm_bwd_step_kernel(
             x = tl.load(hp_ptr + b * N + rows, mask=rmask, other=0.0)
             A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
             xda = x[:, None] * da[None, :]
-            dH += A * xda
+            if READ:  # the candidate read clamp(H): torch.clamp's gradient (NaN blocks it)
+                dH += tl.where(tl.abs(H) <= rclip, A * xda, 0.0)
+                H = _clamp(H, rclip)
+            else:
+                dH += A * xda
             gA = xda * H
             if ALPHA_KIND == 2:
                 tl.store(dA2_ptr + off, tl.load(dA2_ptr + off, mask=m2, other=0.0) + gA, mask=m2)
@@ -323,7 +389,8 @@ def plastic_lstm_bwd_step_kernel(
             if MOD:
                 dM += tl.sum(g_mod, axis=0)
             if RULE != 3:
-                deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
+                if RULE != 5:
+                    deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
             rs = rps_ptr + (b * NB + jb) * N + rows
             tl.store(rs, tl.sum(g_pre, axis=1), mask=rmask)
         tl.store(dH_ptr + off, dH, mask=m2)
@@ -334,8 +401,9 @@ def plastic_lstm_bwd_step_kernel(
     if TRACE:
         tl.store(dposts_ptr + vo, dpost, mask=cmask)
         if RULE != 3:
-            slot = deta_ptr + b * NB + jb
-            tl.store(slot, tl.load(slot) + deta)
+            if RULE != 5:
+                slot = deta_ptr + b * NB + jb
+                tl.store(slot, tl.load(slot) + deta)
         if MOD:
             if HAS_FANOUT:
                 fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)

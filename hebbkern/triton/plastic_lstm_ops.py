@@ -21,6 +21,9 @@ import triton
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from .._validation import MODULATED_RULES
+from .._variants import uses_eta
+from ..ops.plastic_lstm import gates_width, lstm_autograd
 from .plastic_lstm import (
     plastic_lstm_bwd_step_kernel,
     plastic_lstm_fwd_step_kernel,
@@ -40,14 +43,28 @@ BLOCK_I, BLOCK_J, NUM_WARPS = 16, 64, 4
 INTERPRETER_BLOCKS = (4, 8)
 
 
+# The retro backward step holds the most live tiles (trace, eligibility and their adjoints): with
+# 16-row tiles ptxas (triton 3.8) put it at sm_80's 168-register cap for 4 warps and spilled 8 bytes
+# (12 with a variant of docs/SPEC.md section 2.1). 8-row tiles: 96 registers, no spill, more
+# blocks per SM (tests/test_plastic_lstm_triton_aot.py). Speed on a GPU unmeasured.
+RETRO_BWD_BLOCK_I = 8
+
+
+def bwd_block_i(rule: str, variant: int = 0) -> int:
+    """The backward step's tile height for ``rule`` (and the variant code, which does not change
+    it today)."""
+    return RETRO_BWD_BLOCK_I if rule == "retro" else BLOCK_I
+
+
 def blocks() -> tuple[int, int]:
     return INTERPRETER_BLOCKS if interpreting() else (BLOCK_I, BLOCK_J)
 
 
-def _launch(kernel, grid, *args, **kwargs) -> None:
+def _launch(kernel, grid, *args, block_i: int = BLOCK_I, **kwargs) -> None:
     if grid[0] == 0:
         return
     bi, bj = blocks()
+    bi = bi if interpreting() else block_i
     if interpreting():
         # The interpreter's kernels are not JITFunctions, so wrap_triton cannot trace them: under
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
@@ -64,12 +81,21 @@ def _grid(B, N) -> tuple[int, int]:
     return (int(B), triton.cdiv(int(N), blocks()[1]))
 
 
+def _variant_flags(variant: int, clip: float) -> tuple[bool, int, float]:
+    """(READ, POST, the update's bound) of the variant code (hebbkern/ops/plastic_lstm.py): the
+    read-out clip moves the bound from the update (made infinite) to the read."""
+    read = bool(variant & 1)
+    return read, int(variant) >> 1, float("inf") if read else float(clip)
+
+
 def _interval(T, ckpt_every: int) -> tuple[int, int]:
     """(K, C): the steps per chunk and the number of checkpoints, as the C++ kernel counts them."""
     K = min(int(ckpt_every), int(T))
     return K, (int(T) + K - 1) // K
 
 
+# The argument lists are written out in full, as in the other *_ops.py: triton_op builds each op's
+# schema from its annotations.
 def plastic_lstm_fwd_body(
     u: Tensor,
     wh: Tensor,
@@ -86,13 +112,15 @@ def plastic_lstm_fwd_body(
     rule: str,
     clip: float,
     ckpt_every: int,
+    variant: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Returns ``(h, c, gates, hebb, elig, hebb_ckpt, elig_ckpt, mod)`` as the C++ op does."""
     T, B, G = u.shape
     N = G // 4
     K, C = _interval(T, ckpt_every)
     retro = rule == "retro"
-    modulated = rule in ("neuromod", "retro")
+    modulated = rule in MODULATED_RULES
+    read, post, uclip = _variant_flags(variant, clip)
     u = u.contiguous()
     wh = wh.contiguous()
 
@@ -101,7 +129,7 @@ def plastic_lstm_fwd_body(
 
     h = u.new_empty(T, B, N)
     c = u.new_empty(T, B, N)
-    gates = u.new_empty(T, B, G)
+    gates = u.new_empty(T, B, gates_width(N, variant))
     hebb = hebb0.clone(memory_format=torch.contiguous_format) if hebb0 is not None else None
     hebb = u.new_zeros(B, N, N) if hebb is None else hebb
     elig = u.new_empty(0)
@@ -120,8 +148,14 @@ def plastic_lstm_fwd_body(
         step = t < T
         hp = h[t - 1] if t >= 1 else hm1  # h_{t-1}
         hpp = h[t - 2] if t >= 2 else hm1  # h_{t-2}, pre of step t-1's update
-        # The dense part of the gates, one GEMM over the samples: u_t + h_{t-1} wh.
-        g = torch.addmm(u[t], hp, wh) if step else u[0]
+        # The dense part of the gates, one GEMM over the samples: u_t + h_{t-1} wh (the drive
+        # needs h_{t-1} wh alone).
+        g = hw = u[0]
+        if step and post == 1:
+            hw = hp @ wh
+            g = u[t] + hw
+        elif step:
+            g = torch.addmm(u[t], hp, wh)
         ckpt = step and t % K == 0
         slot = t // K if ckpt else 0
         _launch(
@@ -130,10 +164,10 @@ def plastic_lstm_fwd_body(
             c_(alpha), c_(eta), c_(mod_w), c_(mod_b), c_(fanout_w), c_(fanout_b),
             hebb, elig if retro else hebb, hebb_ckpt[slot], elig_ckpt[slot] if retro else hebb,
             h[t] if step else h[0], c[t] if step else c[0], gates[t] if step else gates[0],
-            mod[t - 1] if (modulated and t >= 1) else h,
-            N, float(clip),
+            mod[t - 1] if (modulated and t >= 1) else h, hw,
+            N, uclip, float(clip),
             RULE=RULE_IDS[rule], ALPHA_KIND=alpha.dim(), HAS_FANOUT=fanout_w is not None,
-            PENDING=t >= 1, STEP=step, CKPT=ckpt,
+            PENDING=t >= 1, STEP=step, CKPT=ckpt, READ=read, POST=post,
         )  # fmt: skip
     return h, c, gates, hebb, elig, hebb_ckpt, elig_ckpt, mod
 
@@ -161,6 +195,7 @@ def plastic_lstm_bwd_body(
     rule: str,
     clip: float,
     ckpt_every: int,
+    variant: int = 0,
 ) -> tuple[
     Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor
 ]:
@@ -169,7 +204,8 @@ def plastic_lstm_bwd_body(
     T, B, N = h.shape
     K, C = _interval(T, ckpt_every)
     retro = rule == "retro"
-    modulated = rule in ("neuromod", "retro")
+    modulated = rule in MODULATED_RULES
+    read, post, uclip = _variant_flags(variant, clip)
     fan = fanout_w is not None
     kind = alpha.dim()
     h, c, gates = h.contiguous(), c.contiguous(), gates.contiguous()
@@ -208,12 +244,18 @@ def plastic_lstm_bwd_body(
     dfb = h.new_zeros(B, N)
     dA = h.new_zeros(B, N, N) if kind == 2 else h.new_zeros(B, N)
     du = h.new_empty(T, B, 4 * N)
+    # Post "drive": u's adjoint in the candidate block (du's own adds the drive's adjoint).
+    dug = h.new_empty(T, B, N) if post == 1 else h
     gh = None if grad_h is None else grad_h.contiguous()
     gc = None if grad_c is None else grad_c.contiguous()
     whT = wh.t()
     shared = (dH, dE if retro else dH, c_(alpha), c_(eta), c_(mod_w), c_(fanout_w), c_(fanout_b))
     flags = dict(RULE=RULE_IDS[rule], ALPHA_KIND=kind, HAS_FANOUT=fan, HAS_GH=gh is not None,
-                 HAS_GC=gc is not None)  # fmt: skip
+                 HAS_GC=gc is not None, READ=read, POST=post)  # fmt: skip
+
+    def variant_args(t: int, s: int) -> tuple:
+        """Step s's c_s, h_s (the trace phase's post, POST 2 and 3) and step t's dug (POST 1)."""
+        return (c[s] if s >= 0 else c, h[s] if s >= 0 else h, dug[t] if post == 1 and t >= 0 else h)
 
     def cell_args(t: int, k: int) -> tuple:
         """Step t's cell phase; k: the index of H_{t-1} in the chunk's workspace."""
@@ -247,15 +289,16 @@ def plastic_lstm_bwd_body(
             _launch(
                 plastic_lstm_recompute_kernel, grid,
                 ws_h, ws_e, h, hm1, gates, c_(mod if modulated else None), c_(eta),
-                c_(fanout_w), c_(fanout_b),
-                t0, t1 - t0, B, N, float(clip), HAS_FANOUT=fan, RULE=RULE_IDS[rule],
+                c_(fanout_w), c_(fanout_b), c,
+                t0, t1 - t0, B, N, uclip, HAS_FANOUT=fan, RULE=RULE_IDS[rule], POST=post,
             )  # fmt: skip
         # The trace phase of the chunk's last step alone (its step after is in the next chunk,
         # whose workspace is gone); then each launch: step t's cell and step t-1's trace.
         _launch(
             plastic_lstm_bwd_step_kernel, grid,
             *cell_args(-1, 0), *trace_args(t1 - 1, t1 - 1 - t0), *shared,
-            N, NB, float(clip), CELL=False, TRACE=True, **flags,
+            *variant_args(-1, t1 - 1), N, NB, uclip, float(clip), CELL=False, TRACE=True,
+            block_i=bwd_block_i(rule, variant), **flags,
         )  # fmt: skip
         for t in range(t1 - 1, t0 - 1, -1):
             k = t - t0
@@ -263,7 +306,8 @@ def plastic_lstm_bwd_body(
             _launch(
                 plastic_lstm_bwd_step_kernel, grid,
                 *cell_args(t, k), *trace_args(t - 1 if both else -1, k - 1 if both else 0),
-                *shared, N, NB, float(clip), CELL=True, TRACE=both, **flags,
+                *shared, *variant_args(t, t - 1 if both else -1), N, NB, uclip, float(clip),
+                CELL=True, TRACE=both, block_i=bwd_block_i(rule, variant), **flags,
             )  # fmt: skip
             # Adjoint of h_{t-1}: through the gates' GEMM, plus the plastic term's and the trace
             # update's per-block parts (summed in block order: deterministic).
@@ -272,9 +316,12 @@ def plastic_lstm_bwd_body(
     h_prev = torch.cat([hm1.unsqueeze(0), h[:-1]], dim=0).reshape(T * B, N)
     dwh = h_prev.t() @ du.reshape(T * B, 4 * N)
     dalpha = dA.sum(0) if kind else dA.sum()
+    if post == 1:  # u's adjoint: du without the drive's part in the candidate block
+        du = du.clone()
+        du[:, :, 2 * N : 3 * N] = dug
     return (
         du, dwh, dalpha, dh, dc, dH, dE if retro else empty(),
-        deta.sum() if rule != "neuromod" else empty(),
+        deta.sum() if uses_eta(rule, 0) else empty(),
         dmw.sum(0) if modulated else empty(), dmb.sum() if modulated else empty(),
         dfw.sum(0) if fan else empty(), dfb.sum(0) if fan else empty(),
     )  # fmt: skip
@@ -290,39 +337,5 @@ plastic_lstm_triton_bwd = torch.library.triton_op(
 )(plastic_lstm_bwd_body)
 
 
-def _setup_context(ctx, inputs, output):
-    (u, wh, alpha, h0, c0, hebb0, elig0, eta, mod_w, mod_b, fanout_w, fanout_b, rule, clip,
-     ckpt_every) = inputs  # fmt: skip
-    h, c, gates, _, _, hebb_ckpt, elig_ckpt, mod = output
-    ctx.save_for_backward(
-        wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b,
-        fanout_w, fanout_b,
-    )  # fmt: skip
-    ctx.rule, ctx.clip, ctx.ckpt_every = rule, clip, ckpt_every
-    ctx.given = tuple(x is not None for x in (h0, c0, hebb0, elig0))
-
-
-def _backward(ctx, grad_h, grad_c, _g_gates, grad_hebb, grad_elig, _g_ck, _g_eck, _g_mod):
-    (wh, alpha, h0, c0, h, c, gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w,
-     fanout_b) = ctx.saved_tensors  # fmt: skip
-    retro = ctx.rule == "retro"
-    (du, dwh, dalpha, dh0, dc0, dhebb0, delig0, deta, dmod_w, dmod_b, dfanout_w,
-     dfanout_b) = plastic_lstm_triton_bwd(
-        grad_h, grad_c, grad_hebb, grad_elig if retro else None, wh, alpha, h0, c0, h, c,
-        gates, hebb_ckpt, elig_ckpt, mod, eta, mod_w, mod_b, fanout_w, fanout_b, ctx.rule,
-        ctx.clip, ctx.ckpt_every,
-    )  # fmt: skip
-    has_h0, has_c0, has_hebb0, has_elig0 = ctx.given
-
-    def keep(grad, given):
-        return grad if given else None
-
-    return (
-        du, dwh, dalpha, keep(dh0, has_h0), keep(dc0, has_c0), keep(dhebb0, has_hebb0),
-        keep(delig0, has_elig0), keep(deta, eta is not None), keep(dmod_w, mod_w is not None),
-        keep(dmod_b, mod_b is not None), keep(dfanout_w, fanout_w is not None),
-        keep(dfanout_b, fanout_b is not None), None, None, None,
-    )  # fmt: skip
-
-
+_backward, _setup_context = lstm_autograd(plastic_lstm_triton_bwd)
 plastic_lstm_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
