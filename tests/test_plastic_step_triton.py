@@ -163,6 +163,7 @@ def test_linear_ops_trace_with_fake_cuda_tensors(alpha_shape, per_sample):
 # ---------------------------------------------------------------------------------------------
 # CUDA GPU.
 
+# test_plastic_rnn_triton's CUDA_CASES but with alpha per sample (the step's own kind) twice.
 STEP_CUDA_CASES = [
     ("hebb", "per_connection", False, True),
     ("oja", "per_neuron", False, False),
