@@ -392,6 +392,7 @@ def plastic_rnn_fwd_kernel(
         _store_trace(state, estate, off, m2, H, E, ELIG)
 
 
+# A Triton kernel takes no *args/**kwargs, so each kernel's parameters are written out.
 @triton.jit
 def plastic_rnn_bwd_kernel(
     gh_ptr, gH_ptr, gE_ptr, w_ptr, a_ptr, h_ptr, h0_ptr, ckh_ptr, cke_ptr, mod_ptr, clamp_ptr,
