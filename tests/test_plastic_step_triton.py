@@ -12,7 +12,6 @@ single-step families on the GPU), and ``nn.PlasticRNNCell`` / ``nn.DHPSoftmax`` 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
@@ -30,7 +29,7 @@ from step_triton_checks import (
     run_step,
 )
 from triton_checks import assert_compiled_grads_match, to_device
-from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton, run_interpreter_suite
 
 import hebbkern
 from hebbkern import backends
@@ -71,15 +70,7 @@ def test_import_hebbkern_does_not_import_triton():
 def test_interpreter_suite():
     """interpret_plastic_step_triton.py in its own pytest process, TRITON_INTERPRET=1 set before
     triton is imported (a few minutes on 2 cores)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", "interpret_plastic_step_triton.py", "-q",
-           "-p", "no:cacheprovider", "-x"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=TESTS_DIR,
-                          timeout=1200)  # fmt: skip
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    print("interpreter suite:", summary)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in summary and "skipped" not in summary, summary
+    run_interpreter_suite("interpret_plastic_step_triton.py", timeout=1200)
 
 
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be traced")
