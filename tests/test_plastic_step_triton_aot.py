@@ -11,16 +11,7 @@ Also a script: ``python tests/test_plastic_step_triton_aot.py``.
 
 from __future__ import annotations
 
-from triton_aot import (
-    CAPABILITIES,
-    compile_all,
-    compile_kernel,
-    per_step_local_memory,
-    print_and_check,
-    ptxas_columns,
-    ptxas_report,
-    signature,
-)
+import triton_aot as aot
 from triton_env import AOT_MARKS
 
 pytestmark = AOT_MARKS
@@ -37,7 +28,7 @@ def _signature(kernel, constexprs: dict) -> dict:
     """float32 tensors, the clamp mask as uint8, the ticket counters as int32, i32 sizes, fp32
     clip."""
     types = {"clamp_ptr": "*u8", "count_ptr": "*i32", "clip": "fp32"}
-    return signature(kernel, constexprs, pointers=("_ptr", "_out"), types=types)
+    return aot.signature(kernel, constexprs, pointers=("_ptr", "_out"), types=types)
 
 
 def compile_one(job: tuple) -> dict:
@@ -67,16 +58,16 @@ def compile_one(job: tuple) -> dict:
         bb, bm, bk, warps = GPU_BLOCKS
         c = {"ALPHA_KIND": 2, "PER_SAMPLE": bool(variant), "BLOCK_B": bb, "BLOCK_M": bm,
              "BLOCK_K": min(bk, width)}  # fmt: skip
-    compiled = compile_kernel(kernel, c, _signature(kernel, c), cc, num_warps=warps)
-    rep = ptxas_report(compiled.asm["ptx"])
-    rep["in_loops"] = per_step_local_memory(compiled.asm["cubin"])
+    compiled = aot.compile_kernel(kernel, c, _signature(kernel, c), cc, num_warps=warps)
+    rep = aot.ptxas_report(compiled.asm["ptx"])
+    rep["in_loops"] = aot.per_step_local_memory(compiled.asm["cubin"])
     rep.update(kernel=name, rule=rule, width=width, variant=variant, warps=warps)
     return rep
 
 
 def jobs() -> list[tuple]:
     out = []
-    for cc in CAPABILITIES:
+    for cc in aot.CAPABILITIES:
         for width, rules in STEP_WIDTHS:
             for rule in rules:
                 for name in ("fwd", "bwd"):
@@ -90,20 +81,20 @@ def jobs() -> list[tuple]:
 
 
 def all_reports(workers: int = 2) -> list[dict]:
-    return compile_all(compile_one, jobs(), workers)
+    return aot.compile_all(compile_one, jobs(), workers)
 
 
 def format_row(r: dict) -> str:
     return (
         f"{r['arch']:>7} {r['kernel']:>12} {r['rule']:>8} width={r['width']:<5} "
-        f"variant={r['variant']} warps={r['warps']} {ptxas_columns(r)} "
+        f"variant={r['variant']} warps={r['warps']} {aot.ptxas_columns(r)} "
         f"in-loops={len(r['in_loops'])}"
     )
 
 
 def test_single_step_kernels_compile_for_sm80_sm90_without_spills_in_loops():
-    print_and_check(all_reports(), format_row, lambda r: r["in_loops"],
-                    "local memory inside loops", lambda r: r["in_loops"])  # fmt: skip
+    aot.print_and_check(all_reports(), format_row, lambda r: r["in_loops"],
+                        "local memory inside loops", lambda r: r["in_loops"])  # fmt: skip
 
 
 if __name__ == "__main__":
