@@ -421,6 +421,7 @@ def check_plastic_lstm_args(
 # ---------------------------------------------------------------------------------------------
 
 
+# Each family's Args names its own kernel's tensors, so the dataclasses look alike but differ.
 @dataclass
 class PlasticStepArgs(RuleArgs):
     """Normalised arguments of ``plastic_step``: scalars as 0-dim tensors, the mask as bool."""

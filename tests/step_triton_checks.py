@@ -5,7 +5,13 @@ Triton interpreter (interpret_plastic_step_triton.py, its own process with TRITO
 from __future__ import annotations
 
 import torch
-from helpers import clone_inputs, grad_names, loss_weights, on_device, rel_err, zero_if_none
+from helpers import (
+    assert_grads_close,
+    assert_outputs_close,
+    clone_inputs,
+    grad_names,
+    loss_weights,
+)
 from helpers_step import STEP_OUTPUTS, step_outputs
 from triton_checks import to_device
 
@@ -30,25 +36,10 @@ def run_step(kw: dict, backend: str | None, loss_on=STEP_OUTPUTS, seed: int = 1)
 def compare(outs, grads, outs_ref, grads_ref, kw, kr, device, tol, require_nonzero=True):
     """Every output and the gradient of every input of a run against the reference run's."""
     dtype = next(v for v in kw.values() if isinstance(v, torch.Tensor)).dtype
-    assert outs.keys() == outs_ref.keys()
-    for name, ref in outs_ref.items():
-        got = outs[name]
-        assert got.dtype == dtype and got.shape == ref.shape and on_device(got, device), name
-        assert torch.isfinite(got).all(), f"non-finite values in output {name}"
-        err = rel_err(got.cpu(), ref)
-        assert err < tol, f"output {name}: relative error {err:.3g} >= {tol:g}"
-    for name in grad_names(kw):
-        ref = zero_if_none(grads_ref[name], kr[name])
-        got = grads[name]
-        if require_nonzero:
-            assert ref.norm() > 0, f"reference gradient of {name} is zero: the test is vacuous"
-        if got is None:
-            assert ref.norm() == 0, f"triton backend gave no gradient for {name}"
-            continue
-        assert got.dtype == dtype and got.shape == kw[name].shape and on_device(got, device), name
-        assert torch.isfinite(got).all(), f"non-finite values in the gradient of {name}"
-        err = rel_err(got.cpu(), ref)
-        assert err < tol, f"gradient of {name}: relative error {err:.3g} >= {tol:g}"
+    assert_outputs_close(outs, outs_ref, dtype, tol, device)
+    assert_grads_close(
+        grads, grads_ref, kw, kr, grad_names(kw), tol, "triton", require_nonzero, device
+    )
 
 
 def check_step_against_reference(kw, device, tol, loss_on=("h", "hebb", "elig"), **kwargs):

@@ -30,7 +30,7 @@ from triton_aot import (
 )
 from triton_env import AOT_MARKS
 
-# test_plastic_step_triton_aot.py and test_plastic_lstm_triton_aot.py import these from here.
+# test_plastic_lstm_triton_aot.py imports these from here.
 __all__ = ["_signature", "per_step_local_memory", "ptxas_report"]
 
 pytestmark = [

@@ -12,7 +12,6 @@ single-step families on the GPU), and ``nn.PlasticRNNCell`` / ``nn.DHPSoftmax`` 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
@@ -29,8 +28,8 @@ from step_triton_checks import (
     run_linear,
     run_step,
 )
-from triton_checks import to_device
-from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
+from triton_checks import assert_compiled_grads_match, to_device
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton, run_interpreter_suite
 
 import hebbkern
 from hebbkern import backends
@@ -71,15 +70,7 @@ def test_import_hebbkern_does_not_import_triton():
 def test_interpreter_suite():
     """interpret_plastic_step_triton.py in its own pytest process, TRITON_INTERPRET=1 set before
     triton is imported (a few minutes on 2 cores)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", "interpret_plastic_step_triton.py", "-q",
-           "-p", "no:cacheprovider", "-x"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=TESTS_DIR,
-                          timeout=1200)  # fmt: skip
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    print("interpreter suite:", summary)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in summary and "skipped" not in summary, summary
+    run_interpreter_suite("interpret_plastic_step_triton.py", timeout=1200)
 
 
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be traced")
@@ -163,6 +154,7 @@ def test_linear_ops_trace_with_fake_cuda_tensors(alpha_shape, per_sample):
 # ---------------------------------------------------------------------------------------------
 # CUDA GPU.
 
+# test_plastic_rnn_triton's CUDA_CASES but with alpha per sample (the step's own kind) twice.
 STEP_CUDA_CASES = [
     ("hebb", "per_connection", False, True),
     ("oja", "per_neuron", False, False),
@@ -242,21 +234,11 @@ def test_cuda_linear_low_precision(per_sample, dtype):
 def test_cuda_step_torch_compile_fullgraph(rule):
     kw = to_device(step_inputs(rule, "per_neuron", rule == "retro", True, B=4, N=16, dtype=F32,
                                seed=3), CUDA)  # fmt: skip
-    names = grad_names(kw)
-    fixed = {k: v for k, v in kw.items() if k not in names}
-
-    def f(*tensors):
-        st = hebbkern.plastic_step(**dict(zip(names, tensors, strict=True)), **fixed,
-                                   backend="triton")  # fmt: skip
-        return st.h.square().sum() + st.hebb.square().sum()
-
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True)
-    leaves = [kw[k] for k in names]
-    g_c = torch.autograd.grad(compiled(*leaves), leaves)
-    g_e = torch.autograd.grad(f(*leaves), leaves)
-    for name, a, b in zip(names, g_c, g_e, strict=True):
-        assert rel_err(a.cpu(), b.cpu()) < 1e-5, name
+    # plastic_step returns the state alone: None stands for the sequence ops' output.
+    assert_compiled_grads_match(
+        lambda **k: (None, hebbkern.plastic_step(**k)), kw,
+        lambda _, st: {"h": st.h, "hebb": st.hebb},
+    )  # fmt: skip
 
 
 @needs_cuda

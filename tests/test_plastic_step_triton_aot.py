@@ -1,31 +1,21 @@
 """Ahead-of-time compilation of the single-step Triton kernels (``plastic_step``,
 ``plastic_linear``) for sm_80 and sm_90 on a machine without a GPU, as
-test_plastic_rnn_triton_aot.py does for ``plastic_rnn`` (whose ptxas and cuobjdump helpers this
-file uses): the shipped launch configuration of every kernel, with every optional input present
-(the most live registers), must compile with no local-memory access (spill) inside a loop of the
-machine code; ``ptxas -v``'s spill bytes outside loops are printed (once per launch, harmless).
+test_plastic_rnn_triton_aot.py does for ``plastic_rnn`` (both with triton_aot.py's ptxas and
+cuobjdump helpers): the shipped launch configuration of every kernel, with every optional input
+present (the most live registers), must compile with no local-memory access (spill) inside a loop
+of the machine code; ``ptxas -v``'s spill bytes outside loops are printed (once per launch,
+harmless).
 
 Also a script: ``python tests/test_plastic_step_triton_aot.py``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import importlib.util
-import multiprocessing
-import os
+import triton_aot as aot
+from triton_env import AOT_MARKS
 
-import pytest
+pytestmark = AOT_MARKS
 
-pytestmark = [
-    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
-        reason="TRITON_INTERPRET is set: kernels are interpreted, not compiled",
-    ),
-]
-
-CAPABILITIES = (80, 90)
 STEP_RULES = ("hebb", "oja", "clip", "neuromod", "retro", "gated")
 # (width, rules): every rule at the agent's width 128; the widest tiles for the modulated rules.
 STEP_WIDTHS = ((128, STEP_RULES), (1024, ("neuromod", "retro")))
@@ -35,30 +25,13 @@ VARIANT_CONSTS = {"SOFT": True, "ACT": 2, "SQUASH": 1, "UNMOD": True}
 
 
 def _signature(kernel, constexprs: dict) -> dict:
-    """float32 tensors, the clamp mask as uint8, i32 sizes, fp32 clip."""
-    sig = {}
-    for name in kernel.arg_names:
-        if name in constexprs:
-            sig[name] = "constexpr"
-        elif name == "clamp_ptr":
-            sig[name] = "*u8"
-        elif name == "count_ptr":
-            sig[name] = "*i32"
-        elif name.endswith(("_ptr", "_out")):
-            sig[name] = "*fp32"
-        elif name == "clip":
-            sig[name] = "fp32"
-        else:
-            sig[name] = "i32"
-    return sig
+    """float32 tensors, the clamp mask as uint8, the ticket counters as int32, i32 sizes, fp32
+    clip."""
+    types = {"clamp_ptr": "*u8", "count_ptr": "*i32", "clip": "fp32"}
+    return aot.signature(kernel, constexprs, pointers=("_ptr", "_out"), types=types)
 
 
 def compile_one(job: tuple) -> dict:
-    import triton
-    from test_plastic_rnn_triton_aot import per_step_local_memory, ptxas_report
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from hebbkern.triton import plastic_linear as lin
     from hebbkern.triton import plastic_step as st
     from hebbkern.triton.plastic_linear_ops import GPU_BLOCKS
@@ -85,21 +58,16 @@ def compile_one(job: tuple) -> dict:
         bb, bm, bk, warps = GPU_BLOCKS
         c = {"ALPHA_KIND": 2, "PER_SAMPLE": bool(variant), "BLOCK_B": bb, "BLOCK_M": bm,
              "BLOCK_K": min(bk, width)}  # fmt: skip
-    src = ASTSource(
-        fn=kernel,
-        signature=_signature(kernel, c),
-        constexprs={(kernel.arg_names.index(n),): v for n, v in c.items()},
-    )
-    compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
-    rep = ptxas_report(compiled.asm["ptx"])
-    rep["in_loops"] = per_step_local_memory(compiled.asm["cubin"])
+    compiled = aot.compile_kernel(kernel, c, _signature(kernel, c), cc, num_warps=warps)
+    rep = aot.ptxas_report(compiled.asm["ptx"])
+    rep["in_loops"] = aot.per_step_local_memory(compiled.asm["cubin"])
     rep.update(kernel=name, rule=rule, width=width, variant=variant, warps=warps)
     return rep
 
 
 def jobs() -> list[tuple]:
     out = []
-    for cc in CAPABILITIES:
+    for cc in aot.CAPABILITIES:
         for width, rules in STEP_WIDTHS:
             for rule in rules:
                 for name in ("fwd", "bwd"):
@@ -113,31 +81,22 @@ def jobs() -> list[tuple]:
 
 
 def all_reports(workers: int = 2) -> list[dict]:
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        return list(pool.map(compile_one, jobs()))
+    return aot.compile_all(compile_one, jobs(), workers)
 
 
 def format_row(r: dict) -> str:
     return (
         f"{r['arch']:>7} {r['kernel']:>12} {r['rule']:>8} width={r['width']:<5} "
-        f"variant={r['variant']} warps={r['warps']} regs={r['registers']:<4} "
-        f"spill(st/ld)={r['spill_stores']}/{r['spill_loads']} B in-loops={len(r['in_loops'])}"
+        f"variant={r['variant']} warps={r['warps']} {aot.ptxas_columns(r)} "
+        f"in-loops={len(r['in_loops'])}"
     )
 
 
 def test_single_step_kernels_compile_for_sm80_sm90_without_spills_in_loops():
-    reports = all_reports()
-    for r in reports:
-        print(format_row(r))
-    bad = [format_row(r) for r in reports if r["in_loops"]]
-    assert not bad, "local memory inside loops:\n" + "\n".join(bad)
+    aot.print_and_check(all_reports(), format_row, lambda r: r["in_loops"],
+                        "local memory inside loops", lambda r: r["in_loops"])  # fmt: skip
 
 
 if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     for r in all_reports():
         print(format_row(r))

@@ -269,6 +269,7 @@ class HebbianLinear(_HebbianLayer):
     ``out_features``.
     """
 
+    # HebbianConv2d's options written out (as torch.nn does): the signature help() shows.
     def __init__(
         self,
         in_features: int,

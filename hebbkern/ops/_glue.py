@@ -1,7 +1,9 @@
-"""What the op files share around their kernels: the compute dtype of half inputs, and the
-gradient tuple autograd expects back."""
+"""What the op files share around their kernels: the compute dtype of half inputs, the
+gradient tuple autograd expects back, and the lazily imported Triton forward ops."""
 
 from __future__ import annotations
+
+import importlib
 
 import torch
 from torch import Tensor
@@ -30,3 +32,11 @@ def keep_given(given: tuple[bool, ...], grads: tuple) -> tuple:
     (:func:`differentiable`), ``None`` elsewhere and for the inputs past ``grads``."""
     padded = grads + (None,) * (len(given) - len(grads))
     return tuple(g if k else None for g, k in zip(padded, given, strict=True))
+
+
+def triton_fwd(family: str):
+    """The Triton forward op ``hebbkern/triton/<family>_ops.py:<family>_triton_fwd``, imported on
+    first use so that ``import hebbkern`` never imports triton (TRITON_INTERPRET must be set
+    before triton's first import)."""
+    module = importlib.import_module(f"hebbkern.triton.{family}_ops")
+    return getattr(module, f"{family}_triton_fwd")

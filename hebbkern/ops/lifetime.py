@@ -33,6 +33,7 @@ if _extension.available():
         )
 
 
+# The reference's signature plus backend, written out: the public signature help() shows.
 def lifetime(
     w: Tensor,
     pi: Tensor,

@@ -17,7 +17,7 @@ from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap
 from .._validation import check_plastic_linear_args
-from ._glue import compute_dtype
+from ._glue import compute_dtype, triton_fwd
 
 if _extension.available():
 
@@ -40,14 +40,6 @@ if _extension.available():
     torch.library.register_autograd(
         "hebbkern::plastic_linear_fwd", _backward, setup_context=_setup_context
     )
-
-
-def _triton_fwd():
-    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
-    triton (TRITON_INTERPRET must be set before triton's first import)."""
-    from ..triton.plastic_linear_ops import plastic_linear_triton_fwd
-
-    return plastic_linear_triton_fwd
 
 
 def plastic_linear(
@@ -86,6 +78,8 @@ def plastic_linear(
         return _reference.plastic_linear(x, w, alpha, hebb)
     io_dtype = x.dtype
     dt = compute_dtype(io_dtype)
-    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_linear_fwd
+    fwd = (
+        triton_fwd("plastic_linear") if name == "triton" else torch.ops.hebbkern.plastic_linear_fwd
+    )
     z = fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
     return z.to(io_dtype)

@@ -22,7 +22,7 @@ from .._layout import check_layout, swap_square
 from .._validation import MODULATED_RULES, check_plastic_rnn_args
 from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
-from ._glue import compute_dtype, differentiable, keep_given, to
+from ._glue import compute_dtype, differentiable, keep_given, to, triton_fwd
 
 # With a symbolic T (torch.export or torch.compile with a dynamic sequence length) the interval
 # must not be computed from T: sqrt(T) would specialise T to the example's value. A fixed interval
@@ -128,14 +128,6 @@ if _extension.available():
     torch.library.register_autograd(
         "hebbkern::plastic_rnn_fwd", _backward, setup_context=_setup_context
     )
-
-
-def _triton_fwd():
-    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
-    triton (TRITON_INTERPRET must be set before triton's first import)."""
-    from ..triton.plastic_rnn_ops import plastic_rnn_triton_fwd
-
-    return plastic_rnn_triton_fwd
 
 
 def plastic_rnn(
@@ -265,7 +257,7 @@ def plastic_rnn(
         to(a.elig0, dt), a.clamp_mask, to(a.eta, dt), to(a.mod_w, dt), to(a.mod_b, dt),
         to(a.fanout_w, dt), to(a.fanout_b, dt), rule, a.clip, ckpt_every,
     )  # fmt: skip
-    fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
+    fwd = triton_fwd("plastic_rnn") if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
     h, hebb, elig, _, _, _ = fwd(*args, v.code)
     h = h.to(io_dtype)
     state = PlasticState(h[-1], hebb.to(io_dtype), elig.to(io_dtype) if rule == "retro" else None)

@@ -25,7 +25,7 @@ from .._layout import swap_square as _t
 from .._validation import MODULATED_RULES, check_plastic_step_args
 from .._variants import check_with_variants, uses_eta
 from ..types import PlasticState
-from ._glue import LOW_PRECISION, differentiable, keep_given, to
+from ._glue import LOW_PRECISION, differentiable, keep_given, to, triton_fwd
 
 # The autograd formula of the fused ops (the C++ ops here, the Triton ops of
 # hebbkern/triton/plastic_step_ops.py: same arguments and outputs).
@@ -135,14 +135,6 @@ if _extension.available():
         )
 
 
-def _triton_fwd():
-    """The Triton forward op, imported on first use so that ``import hebbkern`` never imports
-    triton (TRITON_INTERPRET must be set before triton's first import)."""
-    from ..triton.plastic_step_ops import plastic_step_triton_fwd
-
-    return plastic_step_triton_fwd
-
-
 # plastic_rnn's keywords written out again: the public signature is what help() and IDEs show.
 def plastic_step(
     u: Tensor,
@@ -243,7 +235,7 @@ def plastic_step(
     if rule == "retro" and elig is None:
         elig = hebb.new_zeros(hebb.shape)
     if name == "triton":
-        fwd = _triton_fwd()
+        fwd = triton_fwd("plastic_step")
     else:
         fwd = (
             torch.ops.hebbkern.plastic_step_fwd_post_pre

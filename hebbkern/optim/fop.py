@@ -284,6 +284,7 @@ def _hyper(group: dict[str, Any]) -> dict[str, Any]:
     return {k: group[k] for k in keys}
 
 
+# reference.fop.fop_param_step's keywords: both are called with a group's options.
 @torch.no_grad()
 def foreach_step(
     params: list[Tensor],

@@ -29,6 +29,7 @@ class MetaTaskVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
+    # MetaTaskEnv's arguments written out (num_envs, numpy): the signature help() shows.
     def __init__(
         self,
         templates: Template | Sequence[Template],

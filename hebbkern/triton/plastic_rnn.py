@@ -264,6 +264,39 @@ def _modulation(
 
 
 @triton.jit
+def _mod_adjoint(
+    dM, s, deta, fw_ptr, cols, cmask, n_mod, HAS_FANOUT: tl.constexpr, UNMOD: tl.constexpr,
+    SQUASH: tl.constexpr,
+):  # fmt: skip
+    """Adjoint of ``_modulation`` from dM (the gradient of m_t per post neuron): dM with the
+    unmodulated neurons' part moved to deta (UNMOD), the adjoint dz of the neuromodulator's
+    pre-squash value, and deta."""
+    if UNMOD:  # the unmodulated neurons' modulation is eta (SPEC.md section 1.1)
+        unmod = cols >= n_mod
+        deta += tl.sum(tl.where(unmod, dM, 0.0), axis=0)
+        dM = tl.where(unmod, 0.0, dM)
+    if HAS_FANOUT:
+        fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
+        ds = tl.sum(dM * fw, axis=0)
+    else:
+        ds = tl.sum(dM, axis=0)
+    return dM, ds * _act_grad(s, SQUASH), deta
+
+
+@triton.jit
+def _drive_adjoint(g, post, clamp_row, cols, cmask, HAS_CLAMP: tl.constexpr, ACT: tl.constexpr):
+    """(du, da) from g, the gradient of h = f(a) (``post``): clamped neurons (h = u) pass g to u
+    and none to a; da is zero outside the N columns."""
+    da = g * _act_grad(post, ACT)
+    du = da
+    if HAS_CLAMP:
+        cl = tl.load(clamp_row + cols, mask=cmask, other=0) != 0
+        da = tl.where(cl, 0.0, da)
+        du = tl.where(cl, g, da)
+    return du, tl.where(cmask, da, 0.0)
+
+
+@triton.jit
 def _sample_program(
     eta_ptr, N, USES_ETA: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr
 ):
@@ -359,6 +392,7 @@ def plastic_rnn_fwd_kernel(
         _store_trace(state, estate, off, m2, H, E, ELIG)
 
 
+# A Triton kernel takes no *args/**kwargs, so each kernel's parameters are written out.
 @triton.jit
 def plastic_rnn_bwd_kernel(
     gh_ptr, gH_ptr, gE_ptr, w_ptr, a_ptr, h_ptr, h0_ptr, ckh_ptr, cke_ptr, mod_ptr, clamp_ptr,
@@ -475,28 +509,17 @@ def plastic_rnn_bwd_kernel(
             # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
             g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
             if MOD:
-                if UNMOD:  # the unmodulated neurons' modulation is eta (SPEC.md section 1.1)
-                    unmod = cols >= n_mod
-                    deta += tl.sum(tl.where(unmod, dM, 0.0), axis=0)
-                    dM = tl.where(unmod, 0.0, dM)
+                dM, dz, deta = _mod_adjoint(dM, s, deta, fw_ptr, cols, cmask, n_mod, HAS_FANOUT,
+                                            UNMOD, SQUASH)  # fmt: skip
                 if HAS_FANOUT:
-                    fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
-                    ds = tl.sum(dM * fw, axis=0)
                     dfw += dM * s
                     dfb += dM
-                else:
-                    ds = tl.sum(dM, axis=0)
-                dz = ds * _act_grad(s, SQUASH)
                 dmb += dz
                 g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
                 dmw += dz * post
-            da = g * _act_grad(post, ACT)
-            du = da
-            if HAS_CLAMP:
-                cl = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0) != 0
-                da = tl.where(cl, 0.0, da)
-                du = tl.where(cl, g, da)
-            da = tl.where(cmask, da, 0.0)
+            du, da = _drive_adjoint(
+                g, post, clamp_ptr + (t * B + b) * N, cols, cmask, HAS_CLAMP, ACT
+            )
             tl.store(du_ptr + (t * B + b) * N + cols, du, mask=cmask)
             tl.store(da_ptr + (t * B + b) * N + cols, da, mask=cmask)
             tl.debug_barrier()

@@ -111,6 +111,7 @@ def _variant_args(rule: str, N: int, variant: int) -> tuple[int, dict]:
 _MODULATED = ("neuromod", "retro", "gated")
 
 
+# The op's schema is read from these annotations, so each op's arguments are written out.
 @torch.library.triton_op("hebbkern::plastic_rnn_triton_fwd", mutates_args=())
 def plastic_rnn_triton_fwd(
     u: Tensor,
@@ -164,6 +165,7 @@ def plastic_rnn_triton_fwd(
     return h, hebb, elig, hebb_ckpt, elig_ckpt, mod
 
 
+# The op's schema is read from these annotations, so each op's arguments are written out.
 @torch.library.triton_op("hebbkern::plastic_rnn_triton_bwd", mutates_args=())
 def plastic_rnn_triton_bwd(
     grad_h: Tensor,

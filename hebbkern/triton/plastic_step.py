@@ -45,12 +45,14 @@ import triton.language as tl
 
 from .plastic_rnn import (
     _act,
-    _act_grad,
+    _drive_adjoint,
     _load_alpha,
     _load_trace,
+    _mod_adjoint,
     _modulation,
     _rule_bwd,
     _rule_fwd,
+    _sample_program,
     _store_trace,
     _tile,
 )
@@ -90,14 +92,7 @@ def plastic_step_fwd_kernel(
     u), the neuromodulator, then the trace (and eligibility) update into new tensors."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
-    b = tl.program_id(0).to(tl.int64)
-    NN = N * N
-    cols = tl.arange(0, BLOCK_N)
-    cmask = cols < N
-    rbase = tl.arange(0, BLOCK_I)
-    eta = 0.0
-    if USES_ETA:
-        eta = tl.load(eta_ptr)
+    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, USES_ETA, BLOCK_N, BLOCK_I)
 
     u = tl.load(u_ptr + b * N + cols, mask=cmask, other=0.0)
     acc = u
@@ -149,14 +144,7 @@ def plastic_step_bwd_kernel(
     [B], dmw, dfw, dfb [B, N]."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
-    b = tl.program_id(0).to(tl.int64)
-    NN = N * N
-    cols = tl.arange(0, BLOCK_N)
-    cmask = cols < N
-    rbase = tl.arange(0, BLOCK_I)
-    eta = 0.0
-    if USES_ETA:
-        eta = tl.load(eta_ptr)
+    b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, USES_ETA, BLOCK_N, BLOCK_I)
     post = tl.load(hn_ptr + b * N + cols, mask=cmask, other=0.0)
     zv = post * 0.0
     s = 0.0
@@ -195,30 +183,17 @@ def plastic_step_bwd_kernel(
     # Adjoint of h_new: its output gradient, the trace update and the neuromodulator.
     g = tl.load(gh_ptr + b * N + cols, mask=cmask, other=0.0) + dpost
     if MOD:
-        if UNMOD:  # the unmodulated neurons' modulation is eta (SPEC.md section 1.1)
-            unmod = cols >= n_mod
-            deta += tl.sum(tl.where(unmod, dM, 0.0), axis=0)
-            dM = tl.where(unmod, 0.0, dM)
+        dM, dz, deta = _mod_adjoint(dM, s, deta, fw_ptr, cols, cmask, n_mod, HAS_FANOUT, UNMOD,
+                                    SQUASH)  # fmt: skip
         if HAS_FANOUT:
-            fw = tl.load(fw_ptr + cols, mask=cmask, other=0.0)
-            ds = tl.sum(dM * fw, axis=0)
             tl.store(dfw_ptr + b * N + cols, dM * s, mask=cmask)
             tl.store(dfb_ptr + b * N + cols, dM, mask=cmask)
-        else:
-            ds = tl.sum(dM, axis=0)
-        dz = ds * _act_grad(s, SQUASH)
         tl.store(dmb_ptr + b, dz)
         g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
         tl.store(dmw_ptr + b * N + cols, dz * post, mask=cmask)
     if USES_ETA:
         tl.store(deta_ptr + b, deta)
-    da = g * _act_grad(post, ACT)
-    du = da
-    if HAS_CLAMP:
-        cl = tl.load(clamp_ptr + b * N + cols, mask=cmask, other=0) != 0
-        da = tl.where(cl, 0.0, da)
-        du = tl.where(cl, g, da)
-    da = tl.where(cmask, da, 0.0)
+    du, da = _drive_adjoint(g, post, clamp_ptr + b * N, cols, cmask, HAS_CLAMP, ACT)
     tl.store(du_ptr + b * N + cols, du, mask=cmask)
     tl.store(da_ptr + b * N + cols, da, mask=cmask)
     tl.debug_barrier()  # pass A's dh and d hebb, re-read below by other threads

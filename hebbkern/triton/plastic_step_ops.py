@@ -77,6 +77,7 @@ def batch_groups(B: int) -> tuple[int, int]:
     return G, -(-B // G)
 
 
+# The op's schema is read from these annotations, so each op's arguments are written out.
 @torch.library.triton_op("hebbkern::plastic_step_triton_fwd", mutates_args=())
 def plastic_step_triton_fwd(
     u: Tensor,
@@ -124,6 +125,7 @@ def plastic_step_triton_fwd(
     return h_new, hebb_new, elig_new, mod
 
 
+# The op's schema is read from these annotations, so each op's arguments are written out.
 @torch.library.triton_op("hebbkern::plastic_step_triton_bwd", mutates_args=())
 def plastic_step_triton_bwd(
     grad_h: Tensor,
