@@ -95,6 +95,7 @@ void fwd_finish(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, const T
 }
 
 // Sample b's h_{t-1}, H_{t-1} and (rules with eligibility) E_{t-1}, read by the trace passes.
+// Each pass keeps its own output pointers: they are different arrays (new traces, adjoints).
 template <typename T>
 struct TraceInputs {
   const T* h;
