@@ -3,6 +3,8 @@
 // Python dependency, so libtorch users link the same registrations (CMakeLists.txt).
 #include <torch/library.h>
 
+#include <utility>
+
 #include "fop.h"
 #include "hebbian.h"
 #include "lifetime.h"
@@ -15,12 +17,12 @@ namespace hebbkern {
 
 // trace_update's rule names (parse_trace_rule) are another set, with their own message.
 Rule parse_rule(const std::string& name) {
-  if (name == "hebb") return Rule::Hebb;
-  if (name == "oja") return Rule::Oja;
-  if (name == "clip") return Rule::Clip;
-  if (name == "neuromod") return Rule::Neuromod;
-  if (name == "retro") return Rule::Retro;
-  if (name == "gated") return Rule::Gated;
+  static constexpr std::pair<const char*, Rule> kNames[] = {
+      {"hebb", Rule::Hebb},         {"oja", Rule::Oja},     {"clip", Rule::Clip},
+      {"neuromod", Rule::Neuromod}, {"retro", Rule::Retro}, {"gated", Rule::Gated}};
+  for (const auto& [rule_name, rule] : kNames) {
+    if (name == rule_name) return rule;
+  }
   TORCH_CHECK_VALUE(false, "hebbkern: unknown rule '", name,
                     "' (expected one of hebb, oja, clip, neuromod, retro, gated)");
 }

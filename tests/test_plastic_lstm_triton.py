@@ -21,8 +21,8 @@ import torch
 from helpers import rel_err
 from lstm_helpers import LSTM_VARIANTS, clone_kw, lstm_outputs, make_lstm_inputs, run_lstm
 from lstm_triton_checks import TOL, check_lstm_triton_against_reference
-from triton_checks import to_device
-from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton
+from triton_checks import assert_compiled_grads_match, to_device
+from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton, run_interpreter_suite
 
 import hebbkern
 from hebbkern import backends
@@ -70,15 +70,7 @@ def test_bad_arguments_raise_before_any_kernel(change, exc, match):
 def test_interpreter_suite():
     """interpret_plastic_lstm_triton.py in its own pytest process, TRITON_INTERPRET=1 set before
     triton is imported (small sizes; several minutes on 2 cores)."""
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    cmd = [sys.executable, "-m", "pytest", "interpret_plastic_lstm_triton.py", "-q",
-           "-p", "no:cacheprovider", "-x"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=TESTS_DIR,
-                          timeout=1800)  # fmt: skip
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    print("interpreter suite:", summary)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in summary and "skipped" not in summary, summary
+    run_interpreter_suite("interpret_plastic_lstm_triton.py", timeout=1800)
 
 
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter's kernels cannot be traced")
@@ -129,10 +121,7 @@ def test_ops_trace_with_fake_cuda_tensors(rule, fanout):
         (N,) if fanout else e, (N,) if fanout else e,
     ]  # fmt: skip
     ops = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
-    assert {
-        "hebbkern.plastic_lstm_triton_fwd.default",
-        "hebbkern.plastic_lstm_triton_bwd.default",
-    } <= ops
+    assert {f"hebbkern.plastic_lstm_triton_{d}.default" for d in ("fwd", "bwd")} <= ops
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,21 +197,7 @@ def test_cuda_low_precision(rule, dtype):
 def test_cuda_torch_compile_fullgraph(rule):
     kw = to_device(make_lstm_inputs(rule, "per_neuron", True, T=6, B=2, N=16, dtype=F32, seed=3),
                    CUDA)  # fmt: skip
-    names = [k for k, v in kw.items() if isinstance(v, torch.Tensor) and v.requires_grad]
-    fixed = {k: v for k, v in kw.items() if k not in names}
-
-    def f(*tensors):
-        h, state = hebbkern.plastic_lstm(**dict(zip(names, tensors, strict=True)), **fixed,
-                                         backend="triton")  # fmt: skip
-        return sum(v.square().sum() for v in lstm_outputs(h, state).values())
-
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True)
-    leaves = [kw[k] for k in names]
-    g_c = torch.autograd.grad(compiled(*leaves), leaves)
-    g_e = torch.autograd.grad(f(*leaves), leaves)
-    for name, a, b in zip(names, g_c, g_e, strict=True):
-        assert rel_err(a.cpu(), b.cpu()) < 1e-5, name
+    assert_compiled_grads_match(hebbkern.plastic_lstm, kw, lstm_outputs)
 
 
 @needs_cuda

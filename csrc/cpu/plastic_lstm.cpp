@@ -55,6 +55,20 @@ void modulation(const LstmArgs<T>& p, T m, T* mm) {
 
 constexpr const char* kName = "hebbkern::plastic_lstm: ";
 
+// The rule and the scalar arguments the forward and the backward both check.
+Rule parse_scalars(const std::string& rule_name, double clip, int64_t ckpt_every) {
+  const Rule rule = parse_rule(rule_name);
+  TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
+  TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
+  return rule;
+}
+
+// x must be float32 or float64 (the error names it).
+void check_float(const at::Tensor& x, const char* name) {
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, kName, name,
+                    " must be float32 or float64, got ", x.scalar_type());
+}
+
 void check_tensor(const at::Tensor& t, at::IntArrayRef shape, const at::Tensor& ref,
                   const char* name) {
   TORCH_CHECK_VALUE(t.sizes() == shape, kName, name, " must have shape ", shape, ", got ",
@@ -205,12 +219,9 @@ LstmFwdOut plastic_lstm_fwd_cpu(
     const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
     const std::optional<at::Tensor>& fanout_b, const std::string& rule_name, double clip,
     int64_t ckpt_every, int64_t variant) {
-  const Rule rule = parse_rule(rule_name);
-  TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
-  TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
+  const Rule rule = parse_scalars(rule_name, clip, ckpt_every);
   TORCH_CHECK_VALUE(u.dim() == 3, kName, "u must be [T, B, 4N], got ", u.sizes());
-  TORCH_CHECK_VALUE(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble, kName,
-                    "u must be float32 or float64, got ", u.scalar_type());
+  check_float(u, "u");
   TORCH_CHECK_VALUE(u.size(2) >= 4 && u.size(2) % 4 == 0, kName,
                     "u must be [T, B, 4N] with N >= 1 (the gate inputs), got ", u.sizes());
   const int64_t T_ = u.size(0), B = u.size(1);
@@ -297,12 +308,9 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
     const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
     const std::string& rule_name, double clip, int64_t ckpt_every, int64_t variant) {
-  const Rule rule = parse_rule(rule_name);
-  TORCH_CHECK_VALUE(ckpt_every >= 1, kName, "ckpt_every must be >= 1");
-  TORCH_CHECK_VALUE(clip > 0, kName, "clip must be > 0");
+  const Rule rule = parse_scalars(rule_name, clip, ckpt_every);
   TORCH_CHECK_VALUE(h.dim() == 3, kName, "h must be [T, B, N], got ", h.sizes());
-  TORCH_CHECK_VALUE(h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble, kName,
-                    "h must be float32 or float64, got ", h.scalar_type());
+  check_float(h, "h");
   TORCH_CHECK_VALUE(h.size(2) >= 1, kName, "h must be [T, B, N] with N >= 1, got ", h.sizes());
   const int64_t T_ = h.size(0), B = h.size(1);
   const Prepared q =

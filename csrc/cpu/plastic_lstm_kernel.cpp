@@ -13,6 +13,7 @@
 
 // Everything below is compiled for this compilation's instruction set (isa_target.h).
 #include "isa_target.h"
+#include "trace_adjoint_row.h"
 
 namespace hebbkern {
 namespace cpu {
@@ -69,6 +70,8 @@ void plastic_term(const LstmArgs<T>& p, const T* h, const T* H, T* q) {
 
 // Row i of the trace update H_{t-1} -> H_t (and E): reads Hi, Ei and writes Ho, Eo, which may be
 // the same rows (in place, the forward) or the next slot of the recomputation scratch.
+// Kept apart from plastic_rnn_kernel.cpp's update_row (in place only) and plastic_step_kernel.cpp's
+// fwd_update (pre_post/post_pre indexing): this one reads and writes different slots.
 template <Rule R, typename T>
 inline void update_row(const LstmArgs<T>& p, T pre, const T* g, const T* mm, const T* Hi,
                        const T* Ei, T* Ho, T* Eo) {
@@ -172,33 +175,10 @@ void backward_step(const LstmArgs<T>& p, const LstmBwdStep<T>& s) {
   for (int64_t i = 0; i < N; ++i) {
     const T* Hr = s.Hp + i * N;
     T* dHr = s.dH + i * N;
-    const T pre = s.hp[i];
     T dpre = 0;
-    if constexpr (has_eligibility(R)) {
-      const T* Er = s.Ep + i * N;
-      T* dEr = s.dE + i * N;
-#pragma omp simd reduction(+ : dpre, deta)
-      for (int64_t j = 0; j < N; ++j) {
-        const TraceGrad<T> gr =
-            trace_backward<R, T>(Hr[j], Er[j], pre, g[j], s.mm[j], p.eta, p.clip, dHr[j], dEr[j]);
-        dpre += gr.d_pre;
-        dpost[j] += gr.d_post;
-        dmm[j] += gr.d_mod;
-        deta += gr.d_eta;
-      }
-    } else {
-#pragma omp simd reduction(+ : dpre, deta)
-      for (int64_t j = 0; j < N; ++j) {
-        T unused = T(0);
-        const TraceGrad<T> gr =
-            trace_backward<R, T>(Hr[j], T(0), pre, g[j], is_modulated(R) ? s.mm[j] : T(0), p.eta,
-                                 p.clip, dHr[j], unused);
-        dpre += gr.d_pre;
-        dpost[j] += gr.d_post;
-        if constexpr (is_modulated(R)) dmm[j] += gr.d_mod;
-        deta += gr.d_eta;
-      }
-    }
+    deta += rule_adjoint_row<R>(Hr, has_eligibility(R) ? s.Ep + i * N : nullptr, s.hp[i], g, s.mm,
+                                p.eta, p.clip, dHr, has_eligibility(R) ? s.dE + i * N : nullptr,
+                                &dpre, dpost, dmm, N);
     s.dpre[i] = dpre;
   }
   if constexpr (uses_eta(R)) *s.deta += deta;

@@ -94,16 +94,29 @@ void fwd_finish(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, const T
   }
 }
 
+// Sample b's h_{t-1}, H_{t-1} and (rules with eligibility) E_{t-1}, read by the trace passes.
+// Each pass keeps its own output pointers: they are different arrays (new traces, adjoints).
+template <typename T>
+struct TraceInputs {
+  const T* h;
+  const T* H;
+  const T* E;
+};
+
+template <bool ELIG, typename T>
+inline TraceInputs<T> trace_inputs(const StepArgs<T>& p, int64_t b) {
+  const int64_t N = p.N, NN = N * N;
+  return {p.h + b * N, p.hebb + b * NN, ELIG ? p.elig + b * NN : nullptr};
+}
+
 // The new trace (and eligibility) of rows [r0, r1).
 template <Rule R, bool PP, typename T>
 void fwd_update(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, int64_t r0, int64_t r1,
                 const T* M) {
   constexpr bool kElig = has_eligibility(R);
   const int64_t N = p.N, NN = N * N;
-  const T* h = p.h + b * N;
+  const auto [h, H, E] = trace_inputs<kElig>(p, b);
   const T* hn = o.h_new + b * N;
-  const T* H = p.hebb + b * NN;
-  const T* E = kElig ? p.elig + b * NN : nullptr;
   T* Hn = o.hebb_new + b * NN;
   T* En = kElig ? o.elig_new + b * NN : nullptr;
   for (int64_t r = r0; r < r1; ++r) {
@@ -145,10 +158,8 @@ void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N;
-  const T* h = p.h + b * N;
+  const auto [h, H, E] = trace_inputs<kElig>(p, b);
   const T* hn = in.h_new + b * N;
-  const T* H = p.hebb + b * NN;
-  const T* E = kElig ? p.elig + b * NN : nullptr;
   T* dH = o.dH + b * NN;
   T* dE = kElig ? o.dE + b * NN : nullptr;
   T* dh = o.dh + b * N;
@@ -272,25 +283,8 @@ void bwd_matvec(const StepArgs<T>& p, const StepBwdOut<T>& o, int64_t b, int64_t
     T* __restrict__ dWrow = dW + r * N;
     if constexpr (!PP) {
       const T x = h[r];
-      T acc = 0;
-      if (first_of_group) {
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < N; ++j) {
-          const T xd = x * da[j];
-          dHrow[j] += Arow[j] * xd;
-          dArow[j] = xd * Hrow[j];
-          acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
-        }
-      } else {
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < N; ++j) {
-          const T xd = x * da[j];
-          dHrow[j] += Arow[j] * xd;
-          dArow[j] += xd * Hrow[j];
-          acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
-        }
-      }
-      dh[r] += acc;
+      dh[r] += first_of_group ? matvec_adjoint_row<true>(Hrow, wrow, Arow, x, da, dHrow, dArow, N)
+                              : matvec_adjoint_row(Hrow, wrow, Arow, x, da, dHrow, dArow, N);
       // d w[i, :] += h[i] * da: the slice of this sample's group (or of the sample, per-sample w).
       if (first_w) {
 #pragma omp simd

@@ -11,6 +11,8 @@
 #error "include isa_target.h before row_kernel.h"
 #endif
 
+#include "trace_adjoint_row.h"
+
 namespace hebbkern {
 namespace cpu {
 namespace HEBBKERN_CPU_ISA {
@@ -70,43 +72,10 @@ inline void activation_other(int act, const T* __restrict__ a, const T* __restri
   }
 }
 
-// Adjoint of step t's trace update for one row, in place on (dH, dE). Adds dpre to *pre_adj, dpost
-// to post_adj[j], dmod to dM[j]; returns the row's contribution to d eta.
-template <Rule R, typename T>
-inline T rule_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ Erow, T pre,
-                          const T* __restrict__ post, const T* __restrict__ M, T eta, T clip,
-                          T* __restrict__ dHrow, T* __restrict__ dErow, T* pre_adj,
-                          T* __restrict__ post_adj, T* __restrict__ dM, int64_t N) {
-  T dpre = 0, deta = 0;
-  if constexpr (has_eligibility(R)) {
-#pragma omp simd reduction(+ : dpre, deta)
-    for (int64_t j = 0; j < N; ++j) {
-      const TraceGrad<T> g =
-          trace_backward<R>(Hrow[j], Erow[j], pre, post[j], M[j], eta, clip, dHrow[j], dErow[j]);
-      dpre += g.d_pre;
-      post_adj[j] += g.d_post;
-      dM[j] += g.d_mod;
-      deta += g.d_eta;
-    }
-  } else {
-#pragma omp simd reduction(+ : dpre, deta)
-    for (int64_t j = 0; j < N; ++j) {
-      T unused = T(0);
-      const TraceGrad<T> g =
-          trace_backward<R>(Hrow[j], T(0), pre, post[j], M[j], eta, clip, dHrow[j], unused);
-      dpre += g.d_pre;
-      post_adj[j] += g.d_post;
-      if constexpr (is_modulated(R)) dM[j] += g.d_mod;
-      deta += g.d_eta;
-    }
-  }
-  *pre_adj += dpre;
-  return deta;
-}
-
 // Adjoint of a_t = u_t + h_{t-1} (w + A * H_{t-1}) for one row: adds to dH and dA, returns the
-// row's contribution to the adjoint of h_{t-1}[i].
-template <typename T>
+// row's contribution to the adjoint of h_{t-1}[i]. SET_DA: writes dA's row instead of adding to it
+// (the first sample of a group in plastic_step_kernel.cpp).
+template <bool SET_DA = false, typename T>
 inline T matvec_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ wrow,
                             const T* __restrict__ Arow, T x, const T* __restrict__ da,
                             T* __restrict__ dHrow, T* __restrict__ dArow, int64_t N) {
@@ -115,7 +84,11 @@ inline T matvec_adjoint_row(const T* __restrict__ Hrow, const T* __restrict__ wr
   for (int64_t j = 0; j < N; ++j) {
     const T xd = x * da[j];
     dHrow[j] += Arow[j] * xd;
-    dArow[j] += xd * Hrow[j];
+    if constexpr (SET_DA) {
+      dArow[j] = xd * Hrow[j];
+    } else {
+      dArow[j] += xd * Hrow[j];
+    }
     acc += (wrow[j] + Arow[j] * Hrow[j]) * da[j];
   }
   return acc;
