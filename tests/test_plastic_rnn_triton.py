@@ -29,6 +29,7 @@ from triton_checks import (
     to_device,
 )
 from triton_env import (
+    CUDA_CASES,
     INTERPRETING,
     assert_import_leaves_triton_alone,
     needs_cuda,
@@ -172,17 +173,6 @@ def test_ops_trace_with_fake_cuda_tensors(autotune, monkeypatch):
 def one_config(monkeypatch):
     """One kernel configuration per case instead of autotuning: one compile per specialisation."""
     monkeypatch.setenv("HEBBKERN_TRITON_AUTOTUNE", "0")
-
-
-CUDA_CASES = [
-    ("hebb", "per_connection", False, True),
-    ("oja", "per_neuron", False, False),
-    ("clip", "scalar", False, True),
-    ("neuromod", "per_connection", True, True),
-    ("neuromod", "scalar", False, False),
-    ("retro", "per_neuron", True, True),
-    ("retro", "per_connection", False, False),
-]
 
 
 @needs_cuda

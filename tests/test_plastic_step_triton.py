@@ -29,7 +29,14 @@ from step_triton_checks import (
     run_step,
 )
 from triton_checks import assert_compiled_grads_match, to_device
-from triton_env import INTERPRETING, TESTS_DIR, needs_cuda, needs_triton, run_interpreter_suite
+from triton_env import (
+    CUDA_CASES,
+    INTERPRETING,
+    TESTS_DIR,
+    needs_cuda,
+    needs_triton,
+    run_interpreter_suite,
+)
 
 import hebbkern
 from hebbkern import backends
@@ -154,15 +161,10 @@ def test_linear_ops_trace_with_fake_cuda_tensors(alpha_shape, per_sample):
 # ---------------------------------------------------------------------------------------------
 # CUDA GPU.
 
-# test_plastic_rnn_triton's CUDA_CASES but with alpha per sample (the step's own kind) twice.
+# plastic_rnn's CUDA_CASES with alpha per sample (the step's own kind) in two of them.
 STEP_CUDA_CASES = [
-    ("hebb", "per_connection", False, True),
-    ("oja", "per_neuron", False, False),
-    ("clip", "scalar", False, True),
-    ("neuromod", "per_connection", True, True),
-    ("neuromod", "per_sample", False, False),
-    ("retro", "per_neuron", True, True),
-    ("retro", "per_sample", False, False),
+    (rule, "per_sample" if i in (4, 6) else kind, fanout, clamp)
+    for i, (rule, kind, fanout, clamp) in enumerate(CUDA_CASES)
 ]
 
 

@@ -25,6 +25,18 @@ needs_interpreter = pytest.mark.skipif(
     os.environ.get("TRITON_INTERPRET") != "1",
     reason="needs TRITON_INTERPRET=1 set before triton is imported",
 )
+# The GPU tests' (rule, alpha kind, fan-out, clamp mask) cases for plastic_rnn; plastic_step's add
+# its own alpha kind (per sample) in place of two of them.
+CUDA_CASES = [
+    ("hebb", "per_connection", False, True),
+    ("oja", "per_neuron", False, False),
+    ("clip", "scalar", False, True),
+    ("neuromod", "per_connection", True, True),
+    ("neuromod", "scalar", False, False),
+    ("retro", "per_neuron", True, True),
+    ("retro", "per_connection", False, False),
+]
+
 # Ahead-of-time compilation (the *_triton_aot.py tests): triton installed, kernels compiled rather
 # than interpreted.
 AOT_MARKS = [
