@@ -3,14 +3,18 @@
 test_plastic_rnn_triton_aot.py does for ``plastic_rnn`` (both with triton_aot.py's ptxas and
 cuobjdump helpers): the shipped launch configuration of every kernel, with every optional input
 present (the most live registers), must compile with no local-memory access (spill) inside a loop
-of the machine code; ``ptxas -v``'s spill bytes outside loops are printed (once per launch,
-harmless).
+of the machine code; under the pinned triton (requirements/test.txt, 3.8) the ``plastic_step``
+kernels with no spill byte at all (``ptxas -v``), in or outside loops. Spill bytes outside loops
+(once per launch) are otherwise printed only: ``plastic_linear``'s, and under triton 3.6 (the
+oldest-torch stage) plastic_step's backward at width 128 (12-20 bytes stored; ptxas keeps 128
+registers there).
 
 Also a script: ``python tests/test_plastic_step_triton_aot.py``.
 """
 
 from __future__ import annotations
 
+import triton
 import triton_aot as aot
 from triton_env import AOT_MARKS
 
@@ -36,7 +40,7 @@ def compile_one(job: tuple) -> dict:
     from hebbkern.triton import plastic_step as st
     from hebbkern.triton.plastic_linear_ops import GPU_BLOCKS
     from hebbkern.triton.plastic_rnn import RULE_IDS
-    from hebbkern.triton.plastic_rnn_ops import configs_for
+    from hebbkern.triton.plastic_rnn_ops import _variant_args, configs_for
 
     name, rule, width, variant, cc = job
     if name in ("fwd", "bwd", "fwd_variants", "bwd_variants"):
@@ -46,7 +50,10 @@ def compile_one(job: tuple) -> dict:
         cfg = configs_for(width)[-1]
         c = {"RULE": RULE_IDS[rule], "ALPHA_KIND": variant, "W_PER_SAMPLE": False,
              "HAS_FANOUT": rule in ("neuromod", "retro", "gated"), "HAS_CLAMP": True,
-             "BLOCK_N": width, "USES_ETA": rule not in ("neuromod", "gated"), **cfg.kwargs}  # fmt: skip
+             "BLOCK_N": width, **_variant_args(rule, width, 0)[1], **cfg.kwargs}  # fmt: skip
+        # The variant constants (SOFT, ACT, SQUASH, UNMOD) are compile-time constants at every
+        # launch (plastic_step_ops.py passes _variant_args's); left out here they would compile
+        # as run-time integers, a kernel never launched (one spilled a predicate on sm_90a).
         warps = cfg.num_warps
         if name.startswith("bwd"):
             c.update(HAS_GHEBB=True, HAS_GELIG=True)
@@ -92,9 +99,20 @@ def format_row(r: dict) -> str:
     )
 
 
-def test_single_step_kernels_compile_for_sm80_sm90_without_spills_in_loops():
-    aot.print_and_check(all_reports(), format_row, lambda r: r["in_loops"],
-                        "local memory inside loops", lambda r: r["in_loops"])  # fmt: skip
+def _triton_version() -> tuple[int, int]:
+    return tuple(int(x) for x in triton.__version__.split(".")[:2])
+
+
+def _spills(r: dict) -> bool:
+    """Local memory inside a loop (any kernel), or any spill byte (plastic_step, triton >= 3.8)."""
+    step = not r["kernel"].startswith("linear") and _triton_version() >= (3, 8)
+    return bool(r["in_loops"]) or (step and (r["spill_stores"] or r["spill_loads"]) > 0)
+
+
+def test_single_step_kernels_compile_for_sm80_sm90_without_spills():
+    aot.print_and_check(all_reports(), format_row, _spills,
+                        "spills (inside loops; any in plastic_step under triton >= 3.8)",
+                        lambda r: r["in_loops"])  # fmt: skip
 
 
 if __name__ == "__main__":

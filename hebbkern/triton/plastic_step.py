@@ -129,7 +129,7 @@ def plastic_step_bwd_kernel(
     du_ptr, dh_ptr, dH_ptr, dE_ptr, da_ptr, dw_ptr, dA_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr,
     dfw_ptr, dfb_ptr,
     count_ptr, pw_ptr, pA_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out,
-    B, N, G, clip, n_mod,
+    B, N, G, n_groups, clip, n_mod,
     RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, W_PER_SAMPLE: tl.constexpr,
     HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
@@ -139,7 +139,9 @@ def plastic_step_bwd_kernel(
     """One program per sample b. Final per-sample gradients: du, dh [B, N], d hebb, d elig
     [B, N, N], dw [B, N, N] (w per sample), dA [B, N, N] (alpha per sample). Per-sample terms of
     the shared parameters' gradients, written to scratch and summed over the batch by the last
-    programs (``_ticket``; group partials pw, pA [n_groups, N, N]): da [B, N] (the
+    programs (``_ticket``; n_groups = ceil(B / G) groups of G samples, an argument rather than
+    a value computed here and kept live through the sums, where ptxas spilled it; group partials
+    pw, pA [n_groups, N, N]): da [B, N] (the
     pre-activation's adjoint: dw = h^T da), dAv [B, N] (alpha per neuron or scalar), deta, dmb
     [B], dmw, dfw, dfb [B, N]."""
     ELIG: tl.constexpr = RULE == 4
@@ -220,20 +222,22 @@ def plastic_step_bwd_kernel(
         tl.store(dAv_ptr + b * N + cols, dA_vec, mask=cmask)
 
     # The batch sums, two levels of "last program" (module docstring, ``_ticket``).
+    # Each counter is set back to 0 as soon as its last ticket is drawn (no program of this launch
+    # touches it again), before the sums: its address is then not kept live across them (the AOT
+    # check found it spilled to local memory there).
     g = b // G
     if _ticket(count_ptr + g, tl.minimum(G, B - g * G)):
+        tl.store(count_ptr + g, 0)  # the group's programs all drew their tickets
         _group_sums(h_ptr, hebb_ptr, da_ptr, pw_ptr, pA_ptr, g, G, B, N, cols, cmask, rbase,
                     ALPHA_KIND, W_PER_SAMPLE, BLOCK_I, BLOCK_N)  # fmt: skip
-        tl.store(count_ptr + g, 0)  # the group's programs all drew their tickets
-        n_groups = (B + G - 1) // G
         if _ticket(count_ptr + n_groups, n_groups):
+            tl.store(count_ptr + n_groups, 0)
             _final_sums(
                 pw_ptr, pA_ptr, dAv_ptr, deta_ptr, dmw_ptr, dmb_ptr, dfw_ptr, dfb_ptr, dw_ptr,
                 dA_ptr, deta_out, dmw_out, dmb_out, dfw_out, dfb_out, n_groups, B, N, cols,
                 cmask, rbase, RULE, ALPHA_KIND, W_PER_SAMPLE, HAS_FANOUT, USES_ETA, BLOCK_I,
                 BLOCK_N,
             )  # fmt: skip
-            tl.store(count_ptr + n_groups, 0)
 
 
 @triton.jit

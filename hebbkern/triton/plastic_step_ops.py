@@ -205,7 +205,7 @@ def plastic_step_triton_bwd(
         ticket_counters(u, n_groups + 1), pw, pA, deta if uses_eta else da,
         dmw if modulated else da, dmb if modulated else da, dfw if fan else da,
         dfb if fan else da,
-        B, N, G, float(clip), n_mod,
+        B, N, G, n_groups, float(clip), n_mod,
         RULE=RULE_IDS[rule], ALPHA_KIND=kind, W_PER_SAMPLE=w.dim() == 3,
         HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, **consts, **_row_config(N),
