@@ -21,10 +21,11 @@ int main() {
               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
               const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-              const std::optional<at::Tensor>&, const std::string&, double, int64_t)>();
+              const std::optional<at::Tensor>&, const std::string&, double, int64_t, int64_t)>();
   auto out =
       op.call(u, w, alpha, std::nullopt, std::nullopt, std::nullopt, std::nullopt, eta,
-              std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::string("hebb"), 1.0, 2);
+              std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::string("hebb"), 1.0, 2,
+              /*variant=*/0);
   auto h_kernel = std::get<0>(out);
   auto hebb_kernel = std::get<1>(out);
 
