@@ -19,9 +19,10 @@ OLDEST_WHEELS ?= $(HOME)/.cache/hebbkern/wheels-torch$(OLDEST_TORCH)
 # Both found by this stage (2026-12-04) and not fixed yet; the GPU image runs triton 3.6. The FOP
 # Triton kernels' interpreter suite stops in 3.6's interpreter with the same error, and so do
 # plastic_lstm's, the variants' (interpret_plastic_variants_triton.py) and plastic_step /
-# plastic_linear's (at `range(0, N, BLOCK_I)`: 3.6's interpreter hands the int argument N to
-# range() as a 1-element array; checked with the cached triton-3.6.0 wheel; their fake-CUDA traces, which compile the kernels, pass there). plastic_step's AOT check
-# passes under 3.6 since its backward became one launch (no spill inside a loop; NOTES.md G3).
+# plastic_linear's (at `range(0, N, BLOCK_I)`: 3.6's interpreter hands the int argument N to range()
+# as a 1-element array; checked with the cached triton-3.6.0 wheel; their fake-CUDA traces, which
+# compile the kernels, pass there). plastic_step's AOT check passes under 3.6 since its backward
+# became one launch (no spill inside a loop; NOTES.md G3).
 OLDEST_DESELECT ?= --deselect tests/test_plastic_rnn_triton.py::test_interpreter_suite \
 	--deselect tests/test_fop_triton.py::test_interpreter_suite \
 	--deselect tests/test_plastic_lstm_triton.py::test_interpreter_suite \
