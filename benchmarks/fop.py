@@ -134,7 +134,7 @@ def _use_compiled_reference(opt: FOP) -> None:
     @torch.no_grad()
     def step(params, grads, states, **kw):
         for p, g, s in zip(params, grads, states, strict=True):
-            compiled(p, g, s, **kw)
+            compiled(p, g, s, ref.FOPHyper(**kw))
 
     opt._reference_step = step
 

@@ -192,9 +192,9 @@ class FOP(torch.optim.Optimizer):
                 if backend in ("cpu", "triton"):
                     self._step_kernel(params, grads, states, group, backend)
                 elif backend == "foreach":
-                    foreach_step(params, grads, states, **_hyper(group))
+                    foreach_step(params, grads, states, _hyper(group))
                 else:
-                    self._reference_step(params, grads, states, **_hyper(group))
+                    self._reference_step(params, grads, states, **_hyper(group)._asdict())
         return loss
 
     def _resolve(self, device: torch.device, dtype: torch.dtype) -> str:
@@ -279,30 +279,18 @@ class FOP(torch.optim.Optimizer):
         )  # fmt: skip
 
 
-def _hyper(group: dict[str, Any]) -> dict[str, Any]:
-    keys = ("base", "lr", "hyper_lr", "momentum", "betas", "eps", "weight_decay")
-    return {k: group[k] for k in keys}
+def _hyper(group: dict[str, Any]) -> _ref.FOPHyper:
+    return _ref.FOPHyper(*(group[k] for k in _ref.FOPHyper._fields))
 
 
-# reference.fop.fop_param_step's keywords: both are called with a group's options.
 @torch.no_grad()
 def foreach_step(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Tensor]],
-    *,
-    base: str,
-    lr: float,
-    hyper_lr: float,
-    momentum: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
+    params: list[Tensor], grads: list[Tensor], states: list[dict[str, Tensor]], hyper: _ref.FOPHyper
 ) -> None:
     """The FOP step of a group on any device: elementwise work as multi-tensor ``torch._foreach``
     ops, and per preconditioned weight the two small products (``D^T G`` and ``D P``) as matmuls.
     """
-    beta1, beta2 = betas
+    base, lr, hyper_lr, momentum, (beta1, beta2), eps, weight_decay = hyper
     steps = [s["step"] for s in states]
     torch._foreach_add_(steps, 1.0)
     ts = [int(s.item()) for s in steps]

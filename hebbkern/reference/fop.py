@@ -21,6 +21,7 @@ resumes in another.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -88,21 +89,22 @@ def adam_direction(
     return (exp_avg / bc1) / (exp_avg_sq.sqrt() / math.sqrt(bc2) + eps)
 
 
-def fop_param_step(
-    param: Tensor,
-    grad: Tensor,
-    state: dict[str, Tensor],
-    *,
-    base: str,
-    lr: float,
-    hyper_lr: float,
-    momentum: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-) -> None:
+class FOPHyper(NamedTuple):
+    """A parameter group's options as the FOP steps take them (the reference's per-parameter step
+    and the optimiser's multi-tensor step): one definition for both."""
+
+    base: str
+    lr: float
+    hyper_lr: float
+    momentum: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+
+
+def fop_param_step(param: Tensor, grad: Tensor, state: dict[str, Tensor], hyper: FOPHyper) -> None:
     """One FOP step of one parameter, in place on ``param`` and ``state`` (see the module doc)."""
-    beta1, beta2 = betas
+    base, lr, hyper_lr, momentum, (beta1, beta2), eps, weight_decay = hyper
     sd = state_dtype(param.dtype)
     g = grad.to(sd) if weight_decay == 0 else grad.to(sd) + weight_decay * param.to(sd)
     state["step"] += 1
@@ -155,8 +157,6 @@ def fop_step(
     weight_decay: float = 0.0,
 ) -> None:
     """The FOP step of a group of parameters, one after another (states from :func:`init_state`)."""
+    hyper = FOPHyper(base, lr, hyper_lr, momentum, tuple(betas), eps, weight_decay)
     for p, g, s in zip(params, grads, states, strict=True):
-        fop_param_step(
-            p, g, s, base=base, lr=lr, hyper_lr=hyper_lr, momentum=momentum, betas=betas,
-            eps=eps, weight_decay=weight_decay,
-        )  # fmt: skip
+        fop_param_step(p, g, s, hyper)
