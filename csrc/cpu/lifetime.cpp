@@ -63,18 +63,11 @@ void run_individual(const Io<T>& io, int64_t b, int64_t N, int64_t n_trials, uin
   T* delta = delta_buf.data();
   const uint32_t key = static_cast<uint32_t>(io.keys[b]);
 
-  const int64_t steps = iv[kSteps];
-  const int64_t ra = iv[kRespStart], rb = iv[kRespEnd], fa = iv[kFeedStart], fb = iv[kFeedEnd];
-  const T dt_tau = T(fv[kDtTau]), decay = T(fv[kEligDecay]), eta = T(fv[kEta]);
-  const T max_dp = T(fv[kMaxDp]), loss_decay = T(fv[kLossDecay]);
-  const T loss_gain = T(1 - fv[kLossDecay]);
-  const T stim_size = T(fv[kStimSize]), reward_size = T(fv[kRewardSize]);
-  const T signal_size = T(fv[kSignalSize]), bias = T(fv[kBias]);
-  const T window = T(rb - ra);
+  const Schedule<T> cf(iv, fv);
 
   for (int64_t j = 0; j < N; ++j) x[j] = j < 5 ? T(0) : T(0.1);
   for (int64_t j = 0; j < N; ++j) r[j] = x[j];
-  r[4] = bias;
+  r[4] = cf.bias;
   std::fill(P, P + NN, T(0));
   std::fill(E, E + NN, T(0));
   std::fill(lbar, lbar + 4, T(0));
@@ -84,13 +77,12 @@ void run_individual(const Io<T>& io, int64_t b, int64_t N, int64_t n_trials, uin
   for (int64_t t = 0; t < n_trials; ++t) {
     const T s1 = io.stimuli[(b * n_trials + t) * 2], s2 = io.stimuli[(b * n_trials + t) * 2 + 1];
     const T y = io.targets[b * n_trials + t];
-    const T ytil =
-        y < T(fv[kTargetLo]) ? T(fv[kTargetLo]) : (y > T(fv[kTargetHi]) ? T(fv[kTargetHi]) : y);
+    const T ytil = y < cf.lo ? cf.lo : (y > cf.hi ? cf.hi : y);
     const T tgt0 = T(1) - ytil, tgt1 = ytil;
     const int combo = (s1 > T(0.5) ? 2 : 0) + (s2 > T(0.5) ? 1 : 0);
     const bool noisy = t < n_trials - iv[kQuietTrials];
     T L = 0, R0 = 0, R1 = 0;
-    for (int64_t s = 0; s < steps; ++s) {
+    for (int64_t s = 0; s < cf.steps; ++s) {
       // x <- x + dt/tau (r (W + Pi P) - x)
       std::fill(acc, acc + N, T(0));
       for (int64_t i = 0; i < N; ++i) {
@@ -98,10 +90,10 @@ void run_individual(const Io<T>& io, int64_t b, int64_t N, int64_t n_trials, uin
         const T* row = weff + i * N;
         for (int64_t j = 0; j < N; ++j) acc[j] += ri * row[j];
       }
-      for (int64_t j = 0; j < N; ++j) x[j] = x[j] + dt_tau * (acc[j] - x[j]);
+      for (int64_t j = 0; j < N; ++j) x[j] = x[j] + cf.dt_tau * (acc[j] - x[j]);
       bool any = false;
       if (noisy && s >= iv[kNoiseFromStep]) {
-        const uint32_t k = static_cast<uint32_t>(t * steps + s);
+        const uint32_t k = static_cast<uint32_t>(t * cf.steps + s);
         for (int64_t jp = 0; 2 * jp < N; ++jp) {
           T d0, d1;
           perturbation_pair<T>(seed, key, k, static_cast<uint32_t>(jp), fv[kNoiseProb],
@@ -117,11 +109,11 @@ void run_individual(const Io<T>& io, int64_t b, int64_t N, int64_t n_trials, uin
         for (int64_t i = 0; i < N; ++i) {
           const T ri = r[i];
           T* erow = E + i * N;
-          for (int64_t j = 0; j < N; ++j) erow[j] = (erow[j] + ri * delta[j]) * decay;
+          for (int64_t j = 0; j < N; ++j) erow[j] = (erow[j] + ri * delta[j]) * cf.decay;
         }
       } else {
         // Adding a zero perturbation leaves E unchanged: only the decay.
-        for (int64_t q = 0; q < NN; ++q) E[q] = E[q] * decay;
+        for (int64_t q = 0; q < NN; ++q) E[q] = E[q] * cf.decay;
       }
       for (int64_t j = 0; j < N - 2; ++j) r[j] = std::tanh(x[j]);
       for (int64_t j = N - 2; j < N; ++j) r[j] = T(1) / (T(1) + std::exp(-x[j]));
@@ -131,33 +123,33 @@ void run_individual(const Io<T>& io, int64_t b, int64_t N, int64_t n_trials, uin
       } else if (s < iv[kStimClampEnd] && iv[kStim2Start] <= s && s < iv[kStim2End]) {
         v = 2 * s2 - 1;
       }
-      r[0] = stim_size * v;
-      r[1] = -(stim_size * v);
-      r[4] = bias;
-      if (ra <= s && s < rb) {
+      r[0] = cf.stim_size * v;
+      r[1] = -(cf.stim_size * v);
+      r[4] = cf.bias;
+      if (cf.ra <= s && s < cf.rb) {
         R0 = R0 + r[N - 2];
         R1 = R1 + r[N - 1];
         const T d0 = r[N - 2] - tgt0, d1 = r[N - 1] - tgt1;
-        L = L + (d0 * d0 + d1 * d1) / window;
+        L = L + (d0 * d0 + d1 * d1) / cf.window;
       } else {
         r[N - 2] = 0;
         r[N - 1] = 0;
       }
-      if (s == fa) {
+      if (s == cf.fa) {
         resp = R1 > R0 ? 1 : 0;
         const T lb = lbar[combo];
         if (t > iv[kPlasticAfterTrial]) {
           const T m = lb * (L - lb);
-          for (int64_t q = 0; q < NN; ++q) P[q] = P[q] + clamp_sym(-(eta * E[q] * m), max_dp);
+          for (int64_t q = 0; q < NN; ++q) P[q] = P[q] + clamp_sym(-(cf.eta * E[q] * m), cf.max_dp);
           for (int64_t q = 0; q < NN; ++q) weff[q] = W[q] + Pi[q] * P[q];
         }
-        lbar[combo] = loss_decay * lb + loss_gain * L;
+        lbar[combo] = cf.loss_decay * lb + cf.loss_gain * L;
       }
-      if (fa <= s && s < fb) {
-        const T rew = reward_size * L;
+      if (cf.fa <= s && s < cf.fb) {
+        const T rew = cf.reward_size * L;
         r[2] = r[3] = rew < T(0) ? T(0) : rew;
-        r[5] = resp == 0 ? signal_size : T(0);
-        r[6] = resp == 1 ? signal_size : T(0);
+        r[5] = resp == 0 ? cf.signal_size : T(0);
+        r[6] = resp == 1 ? cf.signal_size : T(0);
       } else {
         r[2] = r[3] = r[5] = r[6] = 0;
       }

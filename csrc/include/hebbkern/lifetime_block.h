@@ -83,19 +83,11 @@ HK_DEVICE void lifetime_block(const Block& blk, const LifetimeArgs<T>& a, int64_
   T* sc = a.scalars + b * kLifetimeScalars;  // 0 L, 1 R0, 2 R1, 3 resp, 4 m
   T* lbar = a.mean_loss + b * 4;
   const uint32_t key = static_cast<uint32_t>(a.keys[b]);
-  const int64_t steps = a.iv[kSteps];
-  const int64_t ra = a.iv[kRespStart], rb = a.iv[kRespEnd];
-  const int64_t fa = a.iv[kFeedStart], fb = a.iv[kFeedEnd];
-  const T dt_tau = T(a.fv[kDtTau]), decay = T(a.fv[kEligDecay]), eta = T(a.fv[kEta]);
-  const T max_dp = T(a.fv[kMaxDp]), loss_decay = T(a.fv[kLossDecay]);
-  const T loss_gain = T(1 - a.fv[kLossDecay]);
-  const T stim_size = T(a.fv[kStimSize]), reward_size = T(a.fv[kRewardSize]);
-  const T signal_size = T(a.fv[kSignalSize]), bias = T(a.fv[kBias]);
-  const T lo = T(a.fv[kTargetLo]), hi = T(a.fv[kTargetHi]);
+  const Schedule<T> cf(a.iv, a.fv);
 
   blk.for_each(N, [&](int64_t j) {
     x[j] = j < 5 ? T(0) : T(0.1);
-    r[j] = j == 4 ? bias : x[j];
+    r[j] = j == 4 ? cf.bias : x[j];
   });
   blk.for_each(NN, [&](int64_t q) {
     P[q] = T(0);
@@ -111,20 +103,20 @@ HK_DEVICE void lifetime_block(const Block& blk, const LifetimeArgs<T>& a, int64_
   for (int64_t t = 0; t < nt; ++t) {
     const T s1 = a.stimuli[(b * nt + t) * 2], s2 = a.stimuli[(b * nt + t) * 2 + 1];
     const T y = a.targets[b * nt + t];
-    const T ytil = y < lo ? lo : (y > hi ? hi : y);
+    const T ytil = y < cf.lo ? cf.lo : (y > cf.hi ? cf.hi : y);
     const T tgt0 = T(1) - ytil, tgt1 = ytil;
     const int combo = (s1 > T(0.5) ? 2 : 0) + (s2 > T(0.5) ? 1 : 0);
     const bool noisy = t < nt - a.iv[kQuietTrials];
     blk.single([&] { sc[0] = sc[1] = sc[2] = T(0); });
     blk.sync();
-    for (int64_t s = 0; s < steps; ++s) {
+    for (int64_t s = 0; s < cf.steps; ++s) {
       const bool perturb = noisy && s >= a.iv[kNoiseFromStep];
-      const uint32_t k = static_cast<uint32_t>(t * steps + s);
+      const uint32_t k = static_cast<uint32_t>(t * cf.steps + s);
       // Mat-vec, leak and perturbation of neuron j; r is not written in this phase.
       blk.for_each(N, [&](int64_t j) {
         T acc = T(0);
         for (int64_t i = 0; i < N; ++i) acc += r[i] * Wf[i * N + j];
-        T xj = x[j] + dt_tau * (acc - x[j]);
+        T xj = x[j] + cf.dt_tau * (acc - x[j]);
         T d = T(0);
         if (perturb) {
           T d0, d1;
@@ -139,9 +131,9 @@ HK_DEVICE void lifetime_block(const Block& blk, const LifetimeArgs<T>& a, int64_
       blk.sync();
       // Eligibility with the previous step's rates (a zero perturbation adds exactly zero).
       if (perturb) {
-        blk.for_each(NN, [&](int64_t q) { E[q] = (E[q] + r[q / N] * delta[q % N]) * decay; });
+        blk.for_each(NN, [&](int64_t q) { E[q] = (E[q] + r[q / N] * delta[q % N]) * cf.decay; });
       } else {
-        blk.for_each(NN, [&](int64_t q) { E[q] = E[q] * decay; });
+        blk.for_each(NN, [&](int64_t q) { E[q] = E[q] * cf.decay; });
       }
       blk.sync();
       T v = T(0);
@@ -152,36 +144,36 @@ HK_DEVICE void lifetime_block(const Block& blk, const LifetimeArgs<T>& a, int64_
       }
       blk.for_each(N, [&](int64_t j) {
         T rj = j >= N - 2 ? lifetime_sigmoid(x[j]) : lifetime_tanh(x[j]);
-        if (j == 0) rj = stim_size * v;
-        if (j == 1) rj = -(stim_size * v);
-        if (j == 4) rj = bias;
+        if (j == 0) rj = cf.stim_size * v;
+        if (j == 1) rj = -(cf.stim_size * v);
+        if (j == 4) rj = cf.bias;
         r[j] = rj;
       });
       blk.sync();
-      const bool learn = s == fa && t > a.iv[kPlasticAfterTrial];
+      const bool learn = s == cf.fa && t > a.iv[kPlasticAfterTrial];
       blk.single([&] {
         T L = sc[0];
-        if (ra <= s && s < rb) {
+        if (cf.ra <= s && s < cf.rb) {
           sc[1] = sc[1] + r[N - 2];
           sc[2] = sc[2] + r[N - 1];
           const T d0 = r[N - 2] - tgt0, d1 = r[N - 1] - tgt1;
-          L = L + (d0 * d0 + d1 * d1) / T(rb - ra);
+          L = L + (d0 * d0 + d1 * d1) / cf.window;
           sc[0] = L;
         } else {
           r[N - 2] = T(0);
           r[N - 1] = T(0);
         }
-        if (s == fa) {
+        if (s == cf.fa) {
           sc[3] = sc[2] > sc[1] ? T(1) : T(0);
           const T lb = lbar[combo];
           sc[4] = lb * (L - lb);
-          lbar[combo] = loss_decay * lb + loss_gain * L;
+          lbar[combo] = cf.loss_decay * lb + cf.loss_gain * L;
         }
-        if (fa <= s && s < fb) {
-          const T rew = reward_size * L;
+        if (cf.fa <= s && s < cf.fb) {
+          const T rew = cf.reward_size * L;
           r[2] = r[3] = rew < T(0) ? T(0) : rew;
-          r[5] = sc[3] == T(0) ? signal_size : T(0);
-          r[6] = sc[3] == T(1) ? signal_size : T(0);
+          r[5] = sc[3] == T(0) ? cf.signal_size : T(0);
+          r[6] = sc[3] == T(1) ? cf.signal_size : T(0);
         } else {
           r[2] = r[3] = r[5] = r[6] = T(0);
         }
@@ -190,8 +182,8 @@ HK_DEVICE void lifetime_block(const Block& blk, const LifetimeArgs<T>& a, int64_
       if (learn) {
         const T m = sc[4];
         blk.for_each(NN, [&](int64_t q) {
-          const T dp = -(eta * E[q] * m);
-          P[q] = P[q] + (dp < -max_dp ? -max_dp : (dp > max_dp ? max_dp : dp));
+          const T dp = -(cf.eta * E[q] * m);
+          P[q] = P[q] + (dp < -cf.max_dp ? -cf.max_dp : (dp > cf.max_dp ? cf.max_dp : dp));
           Wf[q] = W[q] + Pi[q] * P[q];
         });
         blk.sync();

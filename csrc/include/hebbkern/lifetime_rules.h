@@ -46,6 +46,35 @@ enum FloatSlot : int {
   kNumFloats
 };
 
+// The schedule's windows and the step's constants in the kernel's type, read once from the op's
+// lists: one reading for the CPU kernel and the device block, whose results must agree to rounding.
+template <typename T>
+struct Schedule {
+  int64_t steps, ra, rb, fa, fb;  // steps per trial; response [ra, rb) and feedback [fa, fb)
+  T dt_tau, decay, eta, max_dp, loss_decay, loss_gain;
+  T stim_size, reward_size, signal_size, bias, lo, hi, window;
+
+  HK_PHILOX_HD Schedule(const int64_t* iv, const double* fv)
+      : steps(iv[kSteps]),
+        ra(iv[kRespStart]),
+        rb(iv[kRespEnd]),
+        fa(iv[kFeedStart]),
+        fb(iv[kFeedEnd]),
+        dt_tau(T(fv[kDtTau])),
+        decay(T(fv[kEligDecay])),
+        eta(T(fv[kEta])),
+        max_dp(T(fv[kMaxDp])),
+        loss_decay(T(fv[kLossDecay])),
+        loss_gain(T(1 - fv[kLossDecay])),
+        stim_size(T(fv[kStimSize])),
+        reward_size(T(fv[kRewardSize])),
+        signal_size(T(fv[kSignalSize])),
+        bias(T(fv[kBias])),
+        lo(T(fv[kTargetLo])),
+        hi(T(fv[kTargetHi])),
+        window(T(iv[kRespEnd] - iv[kRespStart])) {}
+};
+
 // Perturbations of neurons 2 jp and 2 jp + 1 at global step k for noise key `key`:
 // counter (jp, k, key, 0), key (seed lo, seed hi); words 0, 1 for the even neuron, 2, 3 for the
 // odd.
