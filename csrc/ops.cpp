@@ -162,8 +162,6 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("hebbian_update_conv2d", &hebbian_update_conv2d);
   m.impl("plastic_linear_fwd", &plastic_linear_fwd_cpu);
   m.impl("plastic_linear_bwd", &plastic_linear_bwd_cpu);
-  m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
-  m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
   m.impl("lifetime_fwd", &lifetime_fwd_cpu);
   m.impl("_lifetime_emulated_fwd", &lifetime_emulated_fwd);
 }

@@ -1,5 +1,5 @@
-// Declarations of the plastic_lstm kernels (SPEC.md section 2), shared by csrc/ops.cpp
-// (registration) and the per-device sources (csrc/cpu/plastic_lstm.cpp).
+// Types of the plastic_lstm ops (SPEC.md section 2) shared by csrc/ops.cpp and the per-device
+// sources; the CPU kernels register where they are defined (csrc/cpu/plastic_lstm.cpp).
 #pragma once
 
 #include <torch/types.h>
@@ -32,25 +32,5 @@ using LstmFwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at
 using LstmBwdOut =
     std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-
-LstmFwdOut plastic_lstm_fwd_cpu(
-    const at::Tensor& u, const at::Tensor& wh, const at::Tensor& alpha,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& c0,
-    const std::optional<at::Tensor>& hebb0, const std::optional<at::Tensor>& elig0,
-    const std::optional<at::Tensor>& eta, const std::optional<at::Tensor>& mod_w,
-    const std::optional<at::Tensor>& mod_b, const std::optional<at::Tensor>& fanout_w,
-    const std::optional<at::Tensor>& fanout_b, const std::string& rule, double clip,
-    int64_t ckpt_every, int64_t variant);
-
-LstmBwdOut plastic_lstm_bwd_cpu(
-    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_c,
-    const std::optional<at::Tensor>& grad_hebb, const std::optional<at::Tensor>& grad_elig,
-    const at::Tensor& wh, const at::Tensor& alpha, const std::optional<at::Tensor>& h0,
-    const std::optional<at::Tensor>& c0, const at::Tensor& h, const at::Tensor& c,
-    const at::Tensor& gates, const at::Tensor& hebb_ckpt, const at::Tensor& elig_ckpt,
-    const at::Tensor& mod, const std::optional<at::Tensor>& eta,
-    const std::optional<at::Tensor>& mod_w, const std::optional<at::Tensor>& mod_b,
-    const std::optional<at::Tensor>& fanout_w, const std::optional<at::Tensor>& fanout_b,
-    const std::string& rule, double clip, int64_t ckpt_every, int64_t variant);
 
 }  // namespace hebbkern

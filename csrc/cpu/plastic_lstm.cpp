@@ -9,6 +9,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ThreadLocalState.h>
+#include <torch/library.h>
 #include <torch/types.h>
 
 #include <algorithm>
@@ -208,8 +209,6 @@ int64_t check_variant(Rule rule, int64_t variant, int64_t N) {
                     "the read-out clip applies to the clipped rules only");
   return lstm_post(variant) == LstmPost::Drive ? 5 * N : 4 * N;
 }
-
-}  // namespace
 
 LstmFwdOut plastic_lstm_fwd_cpu(
     const at::Tensor& u, const at::Tensor& wh, const at::Tensor& alpha,
@@ -470,6 +469,14 @@ LstmBwdOut plastic_lstm_bwd_cpu(
     du.narrow(2, 2 * N, N).copy_(dug);
   }
   return {du, dwh, dalpha, dh_next, dc, dH, elig ? dE : none_like(h), deta, dmw, dmb, dfw, dfb};
+}
+
+}  // namespace
+
+// Registered where defined (as plastic_rnn and plastic_step): no declaration to keep in step.
+TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
+  m.impl("plastic_lstm_fwd", &plastic_lstm_fwd_cpu);
+  m.impl("plastic_lstm_bwd", &plastic_lstm_bwd_cpu);
 }
 
 }  // namespace hebbkern
