@@ -26,7 +26,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path
@@ -138,10 +139,12 @@ class StepCode:
     hot_len: int  # the hot loop's body
     hot_unroll: int  # elements per hot-loop iteration
     hot_classes: dict
+    hot_ops: dict  # opcode (without modifiers) -> count, in the hot loop
     parent_rest: int  # the hot loop's enclosing loop, less the hot loop (per row / item)
     vector_loops: int  # other inner loops of the step: over a vector of N (or W, G) elements
     recompute_len: int = 0  # backward: the chunk's trace recomputation (one per step)
     recompute_unroll: int = 1
+    recompute_classes: dict = field(default_factory=dict)
 
 
 def analyse(text: str) -> StepCode:
@@ -163,7 +166,7 @@ def analyse(text: str) -> StepCode:
 
     in_loops = {i.addr for lp in top for i in sass.body(ins, lp)}
     step_body = sass.body(ins, step)
-    rec_len, rec_unroll = 0, 1
+    rec_len, rec_unroll, rec_classes = 0, 1, {}
     enclosing = [lp for lp in loops if lp != step and lp[0] <= step[0] and step[1] <= lp[1]]
     if enclosing:  # backward: the recomputation loop holds exactly one barrier
         outer = min(enclosing, key=lambda lp: lp[1] - lp[0])
@@ -176,6 +179,7 @@ def analyse(text: str) -> StepCode:
             leaf = sass.hot_loop(ins, rec[0], loops) if sass.inner_loops(rec[0], loops) else rec[0]
             rec_len = len(sass.body(ins, leaf))
             rec_unroll = sass.unroll_factor(sass.body(ins, leaf))
+            rec_classes = dict(sass.class_counts(sass.body(ins, leaf)))
     return StepCode(
         step_len=len(step_body),
         barriers=sass.barriers(step_body),
@@ -183,12 +187,14 @@ def analyse(text: str) -> StepCode:
         hot_len=len(hot_body),
         hot_unroll=sass.unroll_factor(hot_body),
         hot_classes=dict(sass.class_counts(hot_body)),
+        hot_ops=dict(Counter(i.base for i in hot_body)),
         parent_rest=len(sass.body(ins, parent)) - len(hot_body),
         vector_loops=sum(
             len(sass.body(ins, lp)) for lp in top if lp != parent and not is_variant(lp)
         ),
         recompute_len=rec_len,
         recompute_unroll=rec_unroll,
+        recompute_classes=rec_classes,
     )
 
 
@@ -200,22 +206,47 @@ def fwd_groups(N: int, threads: int = THREADS) -> int:
     return max(1, min(threads // N, N))  # plastic_rnn_block.h
 
 
-def warp_instructions(code: StepCode, kernel: str, N: int) -> float:
-    """Warp-instructions one block issues per step at width N."""
+def executions(code: StepCode, kernel: str, N: int) -> dict[str, float]:
+    """Per step, warp-level executions of: the hot loop's body ('hot'), its enclosing loop's rest
+    ('parent'), the recomputation loop's body ('recompute'); and 'fixed', the warp-instructions
+    of the rest of the step (straight-line code in every warp, vector loops in the warps that
+    cover N)."""
     vec_warps = min(WARPS, math.ceil(N / 32))
-    fixed = code.straight * WARPS + code.vector_loops * vec_warps
+    out = {"fixed": code.straight * WARPS + code.vector_loops * vec_warps, "recompute": 0.0}
     if kernel == "fwd":  # thread (g, j) walks the rows of group g in column j
         G = fwd_groups(N)
         items = G * N
         passes = math.ceil(items / THREADS)  # items per thread
         warps = min(WARPS, math.ceil(items / 32))
         iters = math.ceil(math.ceil(N / G) / code.hot_unroll)
-        return fixed + passes * warps * (iters * code.hot_len + code.parent_rest)
-    # backward: warp w walks rows w, w + 16, ...; the lanes stride along the row
-    iters = math.ceil(N / (32 * code.hot_unroll))
-    rows = N * (iters * code.hot_len + code.parent_rest)
-    recompute = math.ceil(N * N / (THREADS * code.recompute_unroll)) * WARPS * code.recompute_len
-    return fixed + rows + recompute
+        out["hot"], out["parent"] = passes * warps * iters, passes * warps
+    else:  # warp w walks rows w, w + 16, ...; the lanes stride along the row
+        out["hot"], out["parent"] = N * math.ceil(N / (32 * code.hot_unroll)), N
+        out["recompute"] = math.ceil(N * N / (THREADS * code.recompute_unroll)) * WARPS
+    return out
+
+
+def warp_instructions(code: StepCode, kernel: str, N: int) -> float:
+    """Warp-instructions one block issues per step at width N."""
+    x = executions(code, kernel, N)
+    return (
+        x["fixed"]
+        + x["hot"] * code.hot_len
+        + x["parent"] * code.parent_rest
+        + x["recompute"] * code.recompute_len
+    )
+
+
+def step_profile(code: StepCode, kernel: str, N: int) -> dict[str, float]:
+    """Warp-instructions per step by class: the hot and recomputation loops' by their classes,
+    the rest of the step as 'rest of the step'."""
+    x = executions(code, kernel, N)
+    prof: dict[str, float] = {}
+    for loop, n in ((code.hot_classes, x["hot"]), (code.recompute_classes, x["recompute"])):
+        for cls, k in loop.items():
+            prof[cls] = prof.get(cls, 0.0) + k * n
+    prof["rest of the step"] = x["fixed"] + x["parent"] * code.parent_rest
+    return prof
 
 
 def bytes_per_step(kernel: str, N: int, elig: bool, state_on_chip: bool) -> dict[str, float]:
@@ -516,11 +547,25 @@ def report(codes: dict, hw: Hardware = H200) -> str:
     out = ["Step-loop code (sm_90, float32), static instructions:"]
     for rule, ks in codes.items():
         for k, c in ks.items():
+            ops = ", ".join(f"{o} {n}" for o, n in sorted(c.hot_ops.items(), key=lambda x: -x[1]))
             out.append(
-                f"  {rule:8} {k}: step loop {c.step_len} instrs, {c.barriers} BAR, hot loop "
-                f"{c.hot_len} instrs / {c.hot_unroll} elements "
-                f"({c.hot_len / c.hot_unroll:.1f} per element), classes {c.hot_classes}; "
-                f"recompute loop {c.recompute_len}"
+                f"  {rule:8} {k}: step loop {c.step_len} instrs, {c.barriers} BAR; hot loop "
+                f"{c.hot_len} instrs per {c.hot_unroll} elements "
+                f"({c.hot_len / c.hot_unroll:.1f} per element): {ops}; recompute loop "
+                f"{c.recompute_len} per {c.recompute_unroll}"
+            )
+    for rule, N in (("neuromod", 128), ("hebb", 1025)):
+        for k in ("fwd", "bwd"):
+            code = codes[rule][k]
+            prof = step_profile(code, k, N)
+            by = bytes_per_step(k, N, rule in ELIG, on_chip_today(N, rule in ELIG, k))
+            out.append(
+                f"  per step, {rule} {k} N={N} (one block): "
+                f"{warp_instructions(code, k, N):,.0f} warp-instructions ("
+                + ", ".join(f"{cls} {n:,.0f}" for cls, n in prof.items())
+                + f"); {code.barriers} block-wide barriers; bytes {by['smem'] / 1e3:,.0f} kB "
+                f"shared memory (the generic loads and stores above), {by['global'] / 1e3:,.0f}"
+                " kB global (L2 or DRAM)"
             )
     out.append("Check of the count against Nsight Compute (issue case, N=128):")
     for k in ("fwd", "bwd"):
@@ -555,8 +600,8 @@ def report(codes: dict, hw: Hardware = H200) -> str:
         us, bound = step_us(codes["neuromod"][k], k, 128, False, cal, hw, 32, 50)
         pred = us * 50 / 1e3
         out.append(
-            f"  {k} kernel: measured {ms:.3f} ms, model {pred:.3f} ms "
-            f"({100 * (pred - ms) / ms:+.0f}%, {bound})"
+            f"  {k} kernel: measured {ms:.3f} ms ({ms * 20:.1f} us per step), model {pred:.3f} ms "
+            f"({us:.1f} us per step, {100 * (pred - ms) / ms:+.0f}%, {bound})"
         )
     out.append("")
     out.append("issue 13 targets, forward+backward: PREDICTIONS (unmeasured)")

@@ -130,6 +130,7 @@ def test_warp_instructions_follow_the_work_split():
         hot_len=20,
         hot_unroll=4,
         hot_classes={},
+        hot_ops={},
         parent_rest=6,
         vector_loops=8,
     )
@@ -264,3 +265,13 @@ def test_model_on_the_compiled_kernels():
         assert got == pytest.approx(pm.MEASURED[key], rel=0.02)
     text = pm.report(codes)
     assert "PREDICTIONS" in text and "hebb 8 1025 201" in text
+
+
+def test_step_profile_adds_up_to_the_count(kernels):
+    code = pm.analyse(list(sass.split_functions(EXCERPT).values())[1])
+    for n in (64, 128, 1025):
+        prof = pm.step_profile(code, "bwd", n)
+        assert sum(prof.values()) == pytest.approx(pm.warp_instructions(code, "bwd", n))
+        assert prof["ldg"] == code.hot_classes["ldg"] * pm.executions(code, "bwd", n)["hot"] + (
+            code.recompute_classes["ldg"] * pm.executions(code, "bwd", n)["recompute"]
+        )
