@@ -492,7 +492,8 @@ def planned_step_us(
 ) -> tuple[float, str]:
     elig = rule in ELIG
     plan = plan_launch(B, N, 4, hw.sm_count, hw.smem_per_sm, hw.cluster_max, elig)
-    c, per_sm = plan.blocks_per_sample, plan.blocks_per_sm  # blocks sharing an SM share it
+    c = plan.blocks_per_sample
+    per_sm = min(plan.blocks_per_sm, math.ceil(B * c / hw.sm_count))  # blocks sharing an SM
     code = codes[rule][kernel]
     clk = hw.clock_ghz * 1e3
     wave = min(B, hw.sm_count * per_sm // c)  # samples running at once
@@ -509,7 +510,9 @@ def planned_step_us(
     bound = max(terms, key=terms.get)
     bars = 2 if kernel == "fwd" else 3  # issue 13 item 1: at most two on the forward's path
     sync = (1 if kernel == "fwd" else 2) * hw.cluster_sync_us if c > 1 else 0.0
-    return terms[bound] + bars * cal.barrier_fwd_us + sync, bound
+    waits = bars * cal.barrier_fwd_us + sync
+    # Barriers and cluster syncs add to the bound term; name them when they outweigh it.
+    return terms[bound] + waits, ("sync" if waits > terms[bound] else bound)
 
 
 def planned_call_ms(
