@@ -273,7 +273,7 @@ def working_set(kernel: str, B: int, N: int, T: int, elig: bool) -> float:
     the state where it is off chip, and in the backward each sample's K recomputed traces and
     its d alpha (K = ceil(sqrt(T)), hebbkern/ops/plastic_rnn.py)."""
     n2, k = N * N * 4, 2 if elig else 1
-    per_sample = 0 if on_chip_today(N, elig, kernel) else 2 * k * n2
+    per_sample = 0 if on_chip_today(N, elig, kernel) else k * n2
     if kernel == "bwd":
         per_sample += math.ceil(math.sqrt(T)) * k * n2 + n2
     return 2 * n2 + B * per_sample
@@ -339,12 +339,14 @@ def step_us(
     by = bytes_per_step(kernel, N, elig, on_chip_today(N, elig, kernel))
     active = min(B, hw.sm_count)
     gbs = min(cal.sm_global_gbs, hw.l2_gbs / active)
+    where = "global (L2)"
     if working_set(kernel, B, N, T, elig) > 0.8 * hw.l2_bytes:  # streamed from DRAM
         gbs = min(cal.sm_global_gbs * hw.l2_over_dram_latency, hw.hbm_gbs / active)
+        where = "global (DRAM)"
     terms = {
         "issue": warp_instructions(code, kernel, N) / (cal.ipc(kernel) * clk),
         "smem": by["smem"] / (hw.smem_bytes_per_clk * clk),
-        "global": by["global"] / (gbs * 1e3),
+        where: by["global"] / (gbs * 1e3),
     }
     bound = max(terms, key=terms.get)
     return terms[bound] + code.barriers * cal.barrier_us(kernel), bound
