@@ -275,3 +275,32 @@ def test_step_profile_adds_up_to_the_count(kernels):
         assert prof["ldg"] == code.hot_classes["ldg"] * pm.executions(code, "bwd", n)["hot"] + (
             code.recompute_classes["ldg"] * pm.executions(code, "bwd", n)["recompute"]
         )
+
+
+def test_bytes_per_step_follow_the_placement():
+    n2 = 128 * 128 * 4
+    assert pm.bytes_per_step("fwd", 128, False, True) == {"smem": 2 * n2, "global": 2 * n2}
+    # Off chip the trace's read and write join w and alpha in global memory.
+    assert pm.bytes_per_step("fwd", 128, False, False) == {"smem": 0.0, "global": 4 * n2}
+    # Backward: adjoint in shared memory; two recomputed traces, d alpha, w, alpha, the
+    # recomputation's read and write in global memory.
+    assert pm.bytes_per_step("bwd", 128, False, True) == {"smem": 2 * n2, "global": 8 * n2}
+    assert pm.bytes_per_step("bwd", 128, True, True)["smem"] == 4 * n2
+
+
+def test_on_chip_limits_match_the_build_test():
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_cuda_build import ON_CHIP
+
+    for (arch, elig, backward), n in ON_CHIP.items():
+        if arch == "sm_90":
+            k = "bwd" if backward else "fwd"
+            assert pm.on_chip_today(n, elig, k) and not pm.on_chip_today(n + 1, elig, k)
+
+
+def test_working_set_decides_l2_or_dram():
+    l2 = 0.8 * pm.H200.l2_bytes
+    assert pm.working_set("bwd", 32, 128, 50, False) < l2  # K = 8 traces of 64 KiB per sample
+    assert pm.working_set("bwd", 64, 256, 100, False) > l2
+    assert pm.working_set("fwd", 8, 1025, 201, False) < l2  # 8 traces + w, alpha: 42 MB
+    assert pm.working_set("bwd", 8, 1025, 201, False) > l2
