@@ -1,0 +1,104 @@
+"""The launch rule of issue 13 item 2, as a pure function: how many thread blocks (SMs) one sample
+of plastic_rnn spans, the block size, and where w, alpha and the trace live.
+
+Written down before any GPU run of the new layouts (benchmarks/NOTES.md, section M); the
+performance model (benchmarks/perf_model.py) predicts every case from it. The kernel that will
+implement it chooses in C++ (plastic_rnn_block.h's ``place``); this is the rule that C++ must
+follow, with its boundaries tested (tests/test_perf_model.py).
+
+The rule, in order:
+1. Per-SM working set of one sample split over c blocks (rows of the trace split evenly):
+   trace (x2 with an eligibility trace) + w + alpha, each N^2/c elements, plus the vectors.
+2. c = the smallest power of two in 1..cluster_max whose slice fits one SM's shared memory:
+   everything on chip ("smem"). With the B*c blocks the batch needs not filling the GPU, c grows
+   (within the cluster limit) while B*c <= sm_count, so that small batches use the whole GPU.
+3. If no cluster fits w, alpha and the trace, w and alpha leave first (they are read-only and
+   shared by the batch: the L2 serves them to every sample), then the trace: c = cluster_max,
+   and what does not fit streams from L2 ("l2"), the trace in the cluster's shared memory if it
+   fits there alone.
+4. Without clusters (cluster_max = 1, sm_80) the same split is made of blocks that synchronise
+   through global memory (``grid_sync``), up to 16 of them.
+5. Threads per block: 512 (one block per SM when a sample spans several); for a sample on one
+   block, fewer when its trace is small (at least 8 elements per thread, at least 64 threads),
+   so that several samples share an SM: blocks_per_sm = what threads (2048 per SM)
+   and shared memory allow, and waves = ceil(B * c / (sm_count * blocks_per_sm)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+THREADS = 512  # plastic_rnn's block size today (csrc/cuda/plastic_rnn_launch.h)
+THREADS_PER_SM = 2048  # sm_80 and sm_90
+VEC_ELEMS_PER_N = 8 + 3 * (THREADS // 32)  # bwd_vec_elems / N: the backward's vectors, per N
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    blocks_per_sample: int  # c: thread blocks (SMs) one sample spans
+    threads: int  # per block
+    grid_sync: bool  # c > 1 without clusters: blocks synchronise through global memory
+    w_alpha_in: str  # "smem" (loaded once per block) or "l2" (re-read every step)
+    trace_in: str  # "smem" or "l2"
+    blocks_per_sm: int  # resident blocks per SM (threads and shared memory allowing)
+    waves: int  # ceil(B * c / (sm_count * blocks_per_sm)): rounds of blocks, one after another
+    smem_bytes: int  # per block
+
+
+def slice_bytes(N: int, c: int, dtype_bytes: int, elig: bool, with_w_alpha: bool) -> int:
+    """Shared memory one of c blocks needs: its rows of the trace (and eligibility), of w and
+    alpha if they stay on chip, and the backward's vectors (the larger pass decides)."""
+    rows = -(-N // c)
+    state = (2 if elig else 1) * rows * N
+    if with_w_alpha:
+        state += 2 * rows * N
+    return (state + VEC_ELEMS_PER_N * N) * dtype_bytes
+
+
+def plan_launch(
+    B: int,
+    N: int,
+    dtype_bytes: int,
+    sm_count: int,
+    smem_per_sm: int,
+    cluster_max: int,
+    elig: bool = False,
+) -> LaunchPlan:
+    """The split of issue 13 item 2 for B samples of width N (see the module's docstring)."""
+    if B < 1 or N < 1:
+        raise ValueError(f"B and N must be positive, got B={B}, N={N}")
+    if dtype_bytes not in (2, 4, 8):
+        raise ValueError(f"dtype_bytes must be 2, 4 or 8, got {dtype_bytes}")
+    if sm_count < 1 or smem_per_sm < 1 or cluster_max < 1:
+        raise ValueError("sm_count, smem_per_sm and cluster_max must be positive")
+    # Powers of two up to the cluster limit; without clusters the same sizes as grid-synchronised
+    # blocks (up to 16, the sm_90 non-portable cluster limit, so that both paths split alike).
+    limit = cluster_max if cluster_max > 1 else 16
+    sizes = [c for c in (1, 2, 4, 8, 16) if c <= limit]
+
+    def plan(c: int, w_in: str, t_in: str, with_w: bool) -> LaunchPlan:
+        if t_in == "l2":  # only the vectors on chip (the column partials may leave too)
+            smem = min(VEC_ELEMS_PER_N * N * dtype_bytes, smem_per_sm)
+        else:
+            smem = slice_bytes(N, c, dtype_bytes, elig, with_w)
+        elems = -(-N // c) * N
+        threads = THREADS
+        while c == 1 and threads > 64 and elems < 8 * threads:
+            threads //= 2
+        per_sm = max(1, min(THREADS_PER_SM // threads, smem_per_sm // max(smem, 1)))
+        waves = -(-B * c // (sm_count * per_sm))
+        return LaunchPlan(c, threads, c > 1 and cluster_max == 1, w_in, t_in, per_sm, waves, smem)
+
+    fits = [c for c in sizes if slice_bytes(N, c, dtype_bytes, elig, True) <= smem_per_sm]
+    if fits:
+        c = fits[0]
+        while 2 * c in sizes and B * 2 * c <= sm_count:  # idle SMs: spread the sample wider
+            c *= 2
+        return plan(c, "smem", "smem", True)
+    fits = [c for c in sizes if slice_bytes(N, c, dtype_bytes, elig, False) <= smem_per_sm]
+    if fits:
+        c = fits[0]
+        while 2 * c in sizes and B * 2 * c <= sm_count:
+            c *= 2
+        return plan(c, "l2", "smem", False)
+    return plan(sizes[-1], "l2", "l2", False)
