@@ -37,6 +37,10 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
         for _ in range(3):  # test, train, train
             evo.step()
         torch.save(dict(w=evo.w, pi=evo.pi, loss=evo.last["loss"]), f"{out}.{rank}")
+        # Neither rank tears its connections down while the other may still be finishing the last
+        # all-gather: a peer closing first can abort gloo's I/O thread ("terminate called without
+        # an active exception", seen once under torch 2.11).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
