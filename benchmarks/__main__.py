@@ -9,7 +9,7 @@ import runpy
 import sys
 
 FAMILIES = ("plastic_rnn", "plastic_step", "trace_update", "plastic_linear", "plastic_lstm",
-            "hebbian", "fop", "tasks", "lifetime")  # fmt: skip
+            "hebbian", "fop", "tasks", "lifetime", "population")  # fmt: skip
 
 if len(sys.argv) > 1 and sys.argv[1] in FAMILIES and sys.argv[1] != "plastic_rnn":
     family = sys.argv.pop(1)

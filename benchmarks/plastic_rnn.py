@@ -95,9 +95,14 @@ class Inputs:
     grad_outputs: tuple[Tensor, Tensor] | None = None  # cotangents of h and the final trace
 
 
-def make_inputs(case: Case, requires_grad: bool, seed: int = 0) -> Inputs:
+def make_inputs(case: Case, requires_grad: bool, seed: int = 0, population: bool = False) -> Inputs:
     """Inputs initialised like ``hebbkern.nn.PlasticRNN`` for the rule, drawn in float32 on the CPU
-    from ``seed`` (the same values for every provider, device and dtype), then cast."""
+    from ``seed`` (the same values for every provider, device and dtype), then cast.
+
+    ``population`` (SPEC.md section 1.2, ``benchmarks/population.py``): every sample its own
+    network, ``w`` and ``alpha`` ``[B, N, N]`` and ``eta`` ``[B]``; for ``neuromod`` eta is the rate
+    of the unmodulated half (``n_modulated = N // 2``, Backpropamine's ``fm = 0``), so that all
+    three per-sample parameters enter the math."""
     T, B, N, rule = case.T, case.B, case.N, case.rule
     g = torch.Generator().manual_seed(seed)
 
@@ -105,10 +110,11 @@ def make_inputs(case: Case, requires_grad: bool, seed: int = 0) -> Inputs:
         return torch.rand(shape, generator=g) * (hi - lo) + lo
 
     u = torch.randn(T, B, N, generator=g)
+    shape = (B, N, N) if population else (N, N)
     if rule in MODULATED_RULES:  # Backpropamine
-        w, alpha = uniform((N, N), 0, 0.001), uniform((N, N), 0, 0.001)
+        w, alpha = uniform(shape, 0, 0.001), uniform(shape, 0, 0.001)
     else:  # differentiable plasticity
-        w, alpha = 0.01 * torch.randn(N, N, generator=g), 0.01 * torch.randn(N, N, generator=g)
+        w, alpha = 0.01 * torch.randn(shape, generator=g), 0.01 * torch.randn(shape, generator=g)
     named = {"u": u, "w": w, "alpha": alpha}
     if rule in ETA_RULES:
         named["eta"] = torch.tensor(0.01)
@@ -117,6 +123,8 @@ def make_inputs(case: Case, requires_grad: bool, seed: int = 0) -> Inputs:
         named["mod_w"], named["mod_b"] = uniform((N,), -b, b), uniform((), -b, b)
         named["fanout_w"], named["fanout_b"] = uniform((N,), -1, 1), uniform((N,), -1, 1)
     gh, ghebb = torch.randn(T, B, N, generator=g), torch.randn(B, N, N, generator=g)
+    if population:  # drawn last: the shared case's values do not change
+        named["eta"] = uniform((B,), 0.005, 0.05)
 
     def cast(x: Tensor, grad: bool) -> Tensor:
         return x.to(device=case.device, dtype=case.dtype).detach().requires_grad_(grad)
@@ -124,6 +132,8 @@ def make_inputs(case: Case, requires_grad: bool, seed: int = 0) -> Inputs:
     named = {k: cast(v, requires_grad) for k, v in named.items()}
     kwargs = {k: named.get(k) for k in ("eta", "mod_w", "mod_b", "fanout_w", "fanout_b")}
     kwargs.update(rule=rule, clip=1.0)
+    if population and rule == "neuromod":
+        kwargs["n_modulated"] = N // 2
     return Inputs(
         named["u"], named["w"], named["alpha"], kwargs,
         leaves=list(named.values()) if requires_grad else [],
@@ -184,8 +194,11 @@ def provider_fn(provider: str):
 
 
 @functools.cache
-def provider_unavailable(provider: str, device: torch.device, dtype: torch.dtype) -> str | None:
-    """None when ``provider`` runs on ``device`` in ``dtype``, else the reason it does not."""
+def provider_unavailable(
+    provider: str, device: torch.device, dtype: torch.dtype, population: bool = False
+) -> str | None:
+    """None when ``provider`` runs on ``device`` in ``dtype``, else the reason it does not
+    (``population``: with per-sample parameters, see :func:`make_inputs`)."""
     if provider in CUDA_ONLY_PROVIDERS and device.type != "cuda":
         return "CUDA only (CUDA graphs)"
     if provider.startswith("compile") and device.type == "cuda":
@@ -198,7 +211,8 @@ def provider_unavailable(provider: str, device: torch.device, dtype: torch.dtype
     if provider not in backend_providers():
         return f"not a hebbkern backend ({', '.join(hebbkern.BACKENDS)})"
     try:  # a tiny forward and backward on the device
-        x = make_inputs(Case("neuromod", 2, 2, 8, dtype, device), requires_grad=True)
+        case = Case("neuromod", 2, 2, 8, dtype, device)
+        x = make_inputs(case, requires_grad=True, population=population)
         h, state = hebbkern.plastic_rnn(x.u, x.w, x.alpha, backend=provider, **x.kwargs)
         torch.autograd.grad((h, state.hebb), x.leaves, x.grad_outputs, allow_unused=True)
     except Exception as e:  # noqa: BLE001  (any failure means: skip this provider here)
@@ -209,15 +223,19 @@ def provider_unavailable(provider: str, device: torch.device, dtype: torch.dtype
 
 class Bench:
     """One (case, provider, mode): ``run()`` is what is timed; ``forward()`` is the forward alone
-    (with the inputs of ``run``), for measuring what autograd saves."""
+    (with the inputs of ``run``), for measuring what autograd saves. ``population`` and ``fn``:
+    per-sample inputs (:func:`make_inputs`) and the provider's function, for other families that
+    call the op the same way (``benchmarks/population.py``)."""
 
-    def __init__(self, case: Case, provider: str, mode: str, seed: int = 0) -> None:
+    def __init__(
+        self, case: Case, provider: str, mode: str, seed: int = 0, population: bool = False, fn=None
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.case, self.provider, self.mode = case, provider, mode
         self.grad = mode == "fwd+bwd"
-        self.x = make_inputs(case, requires_grad=self.grad, seed=seed)
-        self.fn = provider_fn(provider)
+        self.x = make_inputs(case, requires_grad=self.grad, seed=seed, population=population)
+        self.fn = fn if fn is not None else provider_fn(provider)
         self._graphed = CudaGraphed(self._call) if provider == "graph" else None
 
     def forward(self):

@@ -27,8 +27,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`: import as the `benc
 
 import torch  # noqa: E402
 
-from benchmarks import common  # noqa: E402
-from benchmarks import plastic_rnn as family  # noqa: E402
+from benchmarks import common, plastic_rnn  # noqa: E402
 from hebbkern._validation import RULES  # noqa: E402
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
@@ -36,26 +35,41 @@ SPEEDUP_BASES = ("eager", "compile", "compile-ro", "graph")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+PLASTIC_RNN_DESCRIPTION = (
+    "Compare hebbkern.plastic_rnn providers in one run: eager (the reference), compile "
+    "(its step under torch.compile), on CUDA compile-ro (mode='reduce-overhead') and "
+    "graph (the reference's whole call captured once in a CUDA graph and replayed), and "
+    "the hebbkern backends. Speed-ups are reported against eager, compile, compile-ro "
+    "and graph."
+)
+
+
+def parse_args(argv=None, family=plastic_rnn) -> argparse.Namespace:
+    """The runner's arguments for ``family``, a module with plastic_rnn.py's interface (``NAME``,
+    ``MODES``, the three grids, ``all_providers``, ``make_cases``, ``provider_unavailable``,
+    ``Bench``, ``nominal_bytes``; optionally ``PROG``, ``DESCRIPTION`` and ``RULES``)."""
     p = argparse.ArgumentParser(
-        prog="python -m benchmarks",
-        description=(
-            "Compare hebbkern.plastic_rnn providers in one run: eager (the reference), compile "
-            "(its step under torch.compile), on CUDA compile-ro (mode='reduce-overhead') and "
-            "graph (the reference's whole call captured once in a CUDA graph and replayed), and "
-            "the hebbkern backends. Speed-ups are reported against eager, compile, compile-ro "
-            "and graph."
-        ),
+        prog=getattr(family, "PROG", "python -m benchmarks"),
+        description=getattr(family, "DESCRIPTION", PLASTIC_RNN_DESCRIPTION),
     )
+    default, issue = family.DEFAULT_GRID, family.ISSUE_GRID
+
+    def listed(key):
+        return " ".join(map(str, default[key]))
+
     g = p.add_argument_group("cases (lists; defaults: the default grid, see --quick, --issue-case)")
-    g.add_argument("--rules", nargs="+", choices=RULES, help="default: neuromod")
-    g.add_argument("--N", nargs="+", type=int, help="neurons (default: 64 128 256)")
-    g.add_argument("--T", nargs="+", type=int, help="time steps (default: 20 100)")
-    g.add_argument("--B", nargs="+", type=int, help="batch sizes (default: 1 32)")
+    rules = getattr(family, "RULES", RULES)
+    g.add_argument("--rules", nargs="+", choices=rules, help=f"default: {listed('rules')}")
+    g.add_argument("--N", nargs="+", type=int, help=f"neurons (default: {listed('N')})")
+    g.add_argument("--T", nargs="+", type=int, help=f"time steps (default: {listed('T')})")
+    g.add_argument("--B", nargs="+", type=int, help=f"batch sizes (default: {listed('B')})")
     g.add_argument("--dtype", nargs="+", choices=DTYPES, default=["float32"])
     g.add_argument("--device", help="cpu or cuda[:i] (default: cuda if available, else cpu)")
     g.add_argument("--quick", action="store_true", help="one small case per provider (smoke test)")
-    g.add_argument("--issue-case", action="store_true", help="neuromod, N=128, T=50, B=32")
+    g.add_argument(
+        "--issue-case", action="store_true",
+        help=", ".join(f"{k}={' '.join(map(str, v))}" for k, v in issue.items()),
+    )  # fmt: skip
     p.add_argument(
         "--providers", "--backends", nargs="+", metavar="NAME",
         help=f"subset of: {', '.join(family.all_providers())} (default: all available)",
@@ -110,7 +124,9 @@ def first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg.splitlines()[0]}" if msg else type(e).__name__
 
 
-def measure_one(case, provider: str, mode: str, args, copy_bw: float | None) -> dict:
+def measure_one(
+    case, provider: str, mode: str, args, copy_bw: float | None, family=plastic_rnn
+) -> dict:
     """Times one (case, provider, mode) and measures its memory; returns the measured fields."""
     bench = family.Bench(case, provider, mode, seed=args.seed)
     row: dict = {}
@@ -175,8 +191,9 @@ def table_columns(rows: list[dict], gpu: bool) -> list[tuple]:
     return cols
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv=None, family=plastic_rnn) -> int:
+    """Runs ``family``'s grid (plastic_rnn's by default; see :func:`parse_args`)."""
+    args = parse_args(argv, family)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
@@ -228,7 +245,7 @@ def main(argv=None) -> int:
                     row["status"] = "skipped: time budget"
                 else:
                     try:
-                        row.update(measure_one(case, provider, mode, args, copy_bw))
+                        row.update(measure_one(case, provider, mode, args, copy_bw, family))
                         row["status"] = "ok"
                     except Exception as e:  # noqa: BLE001  (record it; go on with the next one)
                         row["status"] = f"error: {first_line(e)}"
@@ -251,7 +268,7 @@ def main(argv=None) -> int:
             for dtype in dtypes:
                 name = str(dtype).removeprefix("torch.")
                 sel = [r for r in rows if r["rule"] == rule and r["dtype"] == name]
-                title = (f"hebbkern.plastic_rnn, {rule}, {name}\n{info.get('gpu', info['cpu'])}, "
+                title = (f"hebbkern.{family.NAME}, {rule}, {name}\n{info.get('gpu', info['cpu'])}, "
                          f"{info['threads']} threads, torch {info['torch']}")  # fmt: skip
                 try:
                     png = common.plot_speedup(sel, Path(f"{base}_{rule}_{name}.png"), title)
