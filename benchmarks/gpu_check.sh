@@ -22,6 +22,10 @@
 #               and on trace_update's CUDA kernels (and plastic_lstm's Triton path)
 #   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
 #               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
+#   population  python -m benchmarks population: issue 13's population row (1024 individuals with
+#               per-sample w/alpha/eta, neuromod, N = 32, T = 100) against the batched eager loop,
+#               it in a CUDA graph, and torch.compile of its step; fwd+bwd first, the peers that
+#               compile last (a cut run keeps the others)
 #   families    python -m benchmarks.gpu_families: trace_update, plastic_step, plastic_lstm, hebbian
 #   lstm        python -m benchmarks plastic_lstm --device cuda: the issue-14 language model (3 layers,
 #               hidden 1149, BPTT 70, batch 64 and 16) against eager, CUDA-graphed eager, compile
@@ -55,7 +59,7 @@ BUDGET=${GPU_CHECK_BUDGET_S:-480}
 KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 QUICK=${GPU_CHECK_QUICK:-0}
-ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench families agent lstm fop lifetime dispatch"
+ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench population families agent lstm fop lifetime dispatch"
 STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -234,6 +238,16 @@ stage bench-sweep 100 "$WORK/bench.log" \
         --time-budget "$4" --out "$5" >"$5/plastic_rnn_sweep.txt"' \
     _ "$PY" "$DEVICE" "$BENCH_MIN" "$(bench_budget 60)" "$WORK" "${SWEEP[@]}"
 
+if [[ $QUICK == 1 ]]; then
+    POPULATION=(--quick --providers eager graph cuda triton)
+else
+    POPULATION=(--issue-case --tag issue --providers eager graph cuda triton compile compile-ro)
+fi
+stage population 90 "$WORK/population.log" \
+    bash -c '"$1" -m benchmarks population --device "$2" "${@:6}" --modes fwd+bwd fwd \
+        --min-time "$3" --time-budget "$4" --no-plot --out "$5" >"$5/population.txt"' \
+    _ "$PY" "$DEVICE" "$BENCH_MIN" "$(bench_budget 60)" "$WORK" "${POPULATION[@]}"
+
 FAMILY_ARGS=(--min-time "$BENCH_MIN")
 [[ $QUICK == 1 ]] && FAMILY_ARGS+=(--quick)
 stage families 60 "$WORK/families.log" \
@@ -278,7 +292,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt population.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"
