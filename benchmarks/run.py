@@ -8,6 +8,9 @@
 Prints a progress bar (stderr), then a machine line and a table (stdout); writes
 ``<out>/plastic_rnn_<device>[_<tag>].csv/.json`` (rows and metadata, rewritten after every case, so
 an interrupted run keeps what it measured) and a PNG of speed-up against N per rule and dtype.
+
+``main(argv, family)`` runs another family with plastic_rnn.py's interface the same way
+(``python -m benchmarks population``: benchmarks/population.py).
 """
 
 from __future__ import annotations
