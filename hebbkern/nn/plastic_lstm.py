@@ -62,6 +62,7 @@ class PlasticLSTM(nn.Module):
     truncated BPTT, detach the state between segments and pass it back in.
     """
 
+    # torch.nn.LSTM's arguments and the plastic options written out (as torch.nn does) for help().
     def __init__(
         self,
         input_size: int,

@@ -11,6 +11,8 @@ from ..types import PlasticLSTMState
 from ._plastic_rule import initial, modulation, trace_step
 
 
+# Its keywords are plastic_rnn_step's (the shared plastic options), written out: the tensors differ
+# (c, wh) and the rule math they share is in _plastic_rule.py, not here.
 def plastic_lstm_step(
     u_t: Tensor,
     h: Tensor,
