@@ -4,6 +4,9 @@ kernels (``torch.library.triton_op``: the fake kernel is derived from the body, 
 
 Same argument lists as the C++ ops ``hebbkern::plastic_rnn_fwd`` / ``plastic_rnn_bwd`` (without
 the inputs the backward does not need), so ``hebbkern.ops.plastic_rnn`` dispatches to either.
+Parameters per sample (a population) come in the raw ops' canonical forms, which the public op
+makes: ``w`` ``[B, N, N]``; ``alpha`` ``[B, N, N]`` / ``[B, 1, N]`` / ``[B, 1, 1]``; ``eta``
+``[B]``. Their gradients come back in the same forms (not summed over the batch).
 
 Imported lazily (first use of ``backend="triton"``), never by ``import hebbkern``.
 """
@@ -89,7 +92,21 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
 
 
 def _alpha_kind(alpha: Tensor) -> int:
-    return alpha.dim()  # 0 scalar, 1 per post neuron, 2 per connection
+    """0 scalar, 1 per post neuron, 2 per connection: the number of dimensions of a shared alpha
+    (``[]``, ``[N]``, ``[N, N]``), the last two sizes of a per-sample one (``[B, 1, 1]``,
+    ``[B, 1, N]``, ``[B, N, N]``; at N = 1 all three are one value per sample, kind 0)."""
+    if alpha.dim() < 3:
+        return alpha.dim()
+    return 2 if alpha.shape[1] != 1 else int(alpha.shape[2] != 1)
+
+
+def _per_sample(w: Tensor, alpha: Tensor, eta: Tensor | None) -> dict:
+    """The kernels' compile-time flags for parameters given per sample (canonical forms)."""
+    return {
+        "W_PER_SAMPLE": w.dim() == 3,
+        "A_PER_SAMPLE": alpha.dim() == 3,
+        "ETA_PER_SAMPLE": eta is not None and eta.dim() == 1,
+    }
 
 
 # The modulator's squashings (tanh, sigmoid, identity) are the activations of codes 0, 3, 4: the
@@ -160,7 +177,7 @@ def plastic_rnn_triton_fwd(
         RULE=RULE_IDS[rule], ALPHA_KIND=_alpha_kind(alpha), HAS_H0=h0 is not None,
         HAS_HEBB0=hebb0 is not None, HAS_ELIG0=elig0 is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fanout_w is not None, BLOCK_N=block_n(N),
-        **consts,
+        **consts, **_per_sample(w, alpha, eta),
     )  # fmt: skip
     return h, hebb, elig, hebb_ckpt, elig_ckpt, mod
 
@@ -197,6 +214,7 @@ def plastic_rnn_triton_bwd(
     n_mod, consts = _variant_args(rule, N, variant)
     fan = fanout_w is not None
     kind = _alpha_kind(alpha)
+    per_sample = _per_sample(w, alpha, eta)
     h = h.contiguous()
     grad_h = grad_h.contiguous()
 
@@ -234,14 +252,25 @@ def plastic_rnn_triton_bwd(
         RULE=RULE_IDS[rule], ALPHA_KIND=kind, HAS_H0=h0 is not None,
         HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, BLOCK_N=block_n(N), **consts,
+        **per_sample,
     )  # fmt: skip
-    # The weight gradient is a GEMM over all steps and samples: dw = sum_t h_{t-1}^T da_t.
+    # The weight gradient is a GEMM over all steps (and samples, when w is shared):
+    # dw = sum_t h_{t-1}^T da_t.
     first = h0 if h0 is not None else h.new_zeros(1, B, N)[0]
     h_prev = torch.cat([first.reshape(1, B, N), h[:-1]], dim=0)
-    dw = h_prev.reshape(T * B, N).transpose(0, 1) @ da.reshape(T * B, N)
-    dalpha = dA.sum(0) if kind else dA.sum()
+    if per_sample["W_PER_SAMPLE"]:
+        dw = torch.bmm(h_prev.permute(1, 2, 0), da.transpose(0, 1))
+    else:
+        dw = h_prev.reshape(T * B, N).transpose(0, 1) @ da.reshape(T * B, N)
+    # The kernel's per-sample partial sums are a per-sample alpha's and eta's gradients.
+    if per_sample["A_PER_SAMPLE"]:
+        dalpha = (dA.sum(1) if kind == 0 else dA).reshape(alpha.shape)
+    else:
+        dalpha = dA.sum(0) if kind else dA.sum()
+    if consts["USES_ETA"]:
+        deta = deta if per_sample["ETA_PER_SAMPLE"] else deta.sum()
     return (
-        du, dw, dalpha, dh0, dH, dE, deta.sum() if consts["USES_ETA"] else empty(),
+        du, dw, dalpha, dh0, dH, dE, deta if consts["USES_ETA"] else empty(),
         dmw.sum(0) if modulated else empty(), dmb.sum() if modulated else empty(),
         dfw.sum(0) if fan else empty(), dfb.sum(0) if fan else empty(),
     )  # fmt: skip
