@@ -21,6 +21,7 @@ from triton_checks import TOL
 from triton_env import needs_interpreter
 
 import hebbkern
+from hebbkern._variants import check_variants
 from hebbkern.ops.plastic_rnn import checkpoint_interval
 
 pytestmark = needs_interpreter
@@ -97,7 +98,7 @@ def oracle(kw: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         w = kw["w"][b] if kw["w"].dim() == 3 else kw["w"]
         h, st = hebbkern.reference.plastic_rnn(
             kw["u"][:, b : b + 1], w, _sample_alpha(kw["alpha"], b), rule=kw["rule"],
-            clip=kw["clip"], **one,
+            clip=kw["clip"], **one, **kw.get("variants", {}),
         )  # fmt: skip
         hs.append(h)
         hebbs.append(st.hebb)
@@ -110,10 +111,11 @@ def triton_raw(kw: dict, ckpt_every: int | None = None):
     """The raw Triton forward on the canonical inputs: (h, hebb, elig or None)."""
     from hebbkern.triton.plastic_rnn_ops import plastic_rnn_triton_fwd
 
-    T = kw["u"].shape[0]
+    T, _, N = kw["u"].shape
     args = [kw.get(k) for k in RAW_ORDER]
+    code = check_variants(kw["rule"], N, **kw.get("variants", {})).code
     h, hebb, elig, _, _, _ = plastic_rnn_triton_fwd(
-        *args, kw["rule"], float(kw["clip"]), ckpt_every or checkpoint_interval(T)
+        *args, kw["rule"], float(kw["clip"]), ckpt_every or checkpoint_interval(T), code
     )
     return h, hebb, elig if kw["rule"] == "retro" else None
 
@@ -209,6 +211,24 @@ def test_float64(rule, alpha_kind, nan_poison):
 def test_odd_sizes(shape, rule, alpha_kind, nan_poison):
     T, B, N = shape
     kw = population_inputs(rule, alpha_kind, rule == "retro", True, T=T, B=B, N=N, seed=T + N)
+    check_population(kw, TOL[F32])
+
+
+@pytest.mark.parametrize(
+    "rule, variants",
+    [("neuromod", {"n_modulated": 6, "soft_clip": True, "activation": "selu",
+                   "mod_squash": "sigmoid"}),
+     ("retro", {"soft_clip": True, "activation": "sigmoid", "mod_squash": "identity"}),
+     ("hebb", {"activation": "relu"})],
+)  # fmt: skip
+def test_variants(rule, variants, nan_poison):
+    """The variants of SPEC.md section 1.1 with per-sample parameters; neuromod with unmodulated
+    neurons takes eta (per sample here) as their rate."""
+    kw = population_inputs(rule, "per_neuron", rule != "hebb", True, T=5, B=3, N=9, seed=6)
+    if "n_modulated" in variants:
+        g = torch.Generator().manual_seed(6)
+        kw["eta"] = (0.1 + 0.4 * torch.rand(3, generator=g)).requires_grad_()
+    kw["variants"] = variants
     check_population(kw, TOL[F32])
 
 

@@ -35,6 +35,13 @@ from .plastic_rnn import (
 # a few values) for 2 and 4 warps with 8-16 floats per thread, and 4096 elements on 8 warps reach
 # 255 registers; those shapes spilled inside the step loops and are not shipped (NOTES.md).
 TILE_CONFIGS = ((512, 4), (2048, 8))
+# With per-sample parameters, at the narrow widths ptxas's own register budget left one or two
+# 4-8 byte values spilled inside the step loop of the backward (sm_80: retro on 8 warps, sm_90:
+# neuromod on 4 warps, BLOCK_N = 32); a budget of 96 registers (.maxnreg) compiles every narrow
+# per-sample backward without spill (tests/test_plastic_rnn_population_triton_aot.py; 128 did
+# too, at up to 128 registers: fewer programs per SM for a large population). The forward and
+# the shared kernels keep ptxas's choice. {widest BLOCK_N: registers}.
+PER_SAMPLE_BWD_MAXNREG = {32: 96}
 _KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
 # The interpreter runs one small row block, so that odd N exercise several blocks and a partial one.
 INTERPRETER_BLOCK_I = 8
@@ -48,22 +55,26 @@ def block_n(N) -> int:
     return triton.next_power_of_2(int(N))
 
 
-def configs_for(BN: int) -> list:
-    """The autotuning configurations shipped for a padded width ``BN`` (deduplicated)."""
+def configs_for(BN: int, per_sample_bwd: bool = False) -> list:
+    """The autotuning configurations shipped for a padded width ``BN`` (deduplicated); for the
+    backward kernel with some parameter per sample if ``per_sample_bwd``."""
     BN = int(BN)
+    maxnreg = next((r for w, r in PER_SAMPLE_BWD_MAXNREG.items() if BN <= w), None)
     seen, out = set(), []
     for elems, warps in TILE_CONFIGS:
         bi = max(1, min(BN, elems // BN))
         if (bi, warps) not in seen:
             seen.add((bi, warps))
-            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps))
+            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps,
+                                     maxnreg=maxnreg if per_sample_bwd else None))  # fmt: skip
     return out
 
 
 @functools.cache
-def _tuned(kernel_name: str, BN: int):
-    """The kernel autotuned over ``configs_for(BN)``; the choice is cached per (N, B)."""
-    return triton.autotune(configs=configs_for(BN), key=["N", "B"])(_KERNELS[kernel_name])
+def _tuned(kernel_name: str, BN: int, per_sample: bool):
+    """The kernel autotuned over its shipped configurations; the choice is cached per (N, B)."""
+    configs = configs_for(BN, per_sample and kernel_name == "bwd")
+    return triton.autotune(configs=configs, key=["N", "B"])(_KERNELS[kernel_name])
 
 
 def autotuning() -> bool:
@@ -73,9 +84,10 @@ def autotuning() -> bool:
 
 def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
     BN = kwargs["BLOCK_N"]
+    per_sample = any(kwargs[f] for f in ("W_PER_SAMPLE", "A_PER_SAMPLE", "ETA_PER_SAMPLE"))
     # Every path, the interpreter's too, derives its configurations first, so the CPU tests run
     # the same Python on fake tensors as a GPU does.
-    configs = configs_for(BN)
+    configs = configs_for(BN, per_sample and kernel_name == "bwd")
     if interpreting():
         # The interpreter's kernels are not JITFunctions, so wrap_triton cannot trace them: under
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
@@ -84,11 +96,12 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
         _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
     elif not autotuning():
         cfg = configs[-1]
+        regs = {} if cfg.maxnreg is None else {"maxnreg": cfg.maxnreg}
         torch.library.wrap_triton(_KERNELS[kernel_name])[grid](
-            *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps
+            *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps, **regs
         )
     else:
-        torch.library.wrap_triton(_tuned(kernel_name, BN))[grid](*args, **kwargs)
+        torch.library.wrap_triton(_tuned(kernel_name, BN, per_sample))[grid](*args, **kwargs)
 
 
 def _alpha_kind(alpha: Tensor) -> int:
