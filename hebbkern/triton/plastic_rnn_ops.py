@@ -110,7 +110,7 @@ def _alpha_kind(alpha: Tensor) -> int:
     ``[B, 1, N]``, ``[B, N, N]``; at N = 1 all three are one value per sample, kind 0)."""
     if alpha.dim() < 3:
         return alpha.dim()
-    return 2 if alpha.shape[1] != 1 else int(alpha.shape[2] != 1)
+    return 2 if alpha.shape[1] != 1 else (1 if alpha.shape[2] != 1 else 0)
 
 
 def _per_sample(w: Tensor, alpha: Tensor, eta: Tensor | None) -> dict:
