@@ -264,3 +264,20 @@ def test_opcheck(rule):
         args,
         test_utils=("test_schema", "test_autograd_registration", "test_faketensor"),
     )
+
+
+@pytest.mark.parametrize("rule, alpha_kind", [("retro", "per_neuron"), ("clip", "scalar")])
+def test_gradcheck_float64(rule, alpha_kind):
+    """torch.autograd.gradcheck of the raw ops (forward and registered backward) in float64 with
+    u, w, alpha and eta per sample as the differentiated inputs (small sizes: the interpreter)."""
+    kw = population_inputs(rule, alpha_kind, rule == "retro", True, T=3, B=2, N=3, dtype=F64,
+                           seed=12)  # fmt: skip
+    names = ("u", "w", "alpha", "eta")
+    fixed = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
+
+    def f(*xs):
+        h, hebb, elig = triton_raw({**fixed, **dict(zip(names, xs, strict=True))})
+        return (h, hebb) if elig is None else (h, hebb, elig)
+
+    leaves = [kw[k].detach().clone().requires_grad_() for k in names]
+    assert torch.autograd.gradcheck(f, leaves, fast_mode=True)
