@@ -32,8 +32,20 @@ def signature(kernel, constexprs: dict, pointers=("_ptr",), types=None, other="i
     return sig
 
 
-def compile_kernel(kernel, constexprs: dict, sig: dict, cc: int, **options):
-    """``triton.compile`` of ``kernel`` specialised on ``constexprs`` for ``sm_<cc>``."""
+def launch_attrs(kernel, sig: dict, divisible=()) -> dict:
+    """The divisibility attributes a launch gives (triton's JIT specialises every pointer argument
+    that is 16-byte aligned, as torch's allocations are, and every integer argument that is a
+    multiple of 16): all pointers, and the integer arguments named in ``divisible``."""
+    return {
+        (i,): [["tt.divisibility", 16]]
+        for i, n in enumerate(kernel.arg_names)
+        if sig[n].startswith("*") or n in divisible
+    }
+
+
+def compile_kernel(kernel, constexprs: dict, sig: dict, cc: int, attrs=None, **options):
+    """``triton.compile`` of ``kernel`` specialised on ``constexprs`` (and the divisibility
+    ``attrs`` of launch_attrs, if given) for ``sm_<cc>``."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -42,6 +54,7 @@ def compile_kernel(kernel, constexprs: dict, sig: dict, cc: int, **options):
         fn=kernel,
         signature=sig,
         constexprs={(kernel.arg_names.index(n),): v for n, v in constexprs.items()},
+        attrs=attrs,
     )
     return triton.compile(src, target=GPUTarget("cuda", cc, 32), options=options)
 

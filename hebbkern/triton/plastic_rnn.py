@@ -17,7 +17,12 @@ Vectors shared across rows (h_t, adjoints) are exchanged through global memory w
 the row blocks of a step are handled by different threads than the columns.
 
 Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro, 5 gated. Alpha kinds:
-0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``. The variants of SPEC.md
+0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``. A population (issue 13
+item 3) gives ``w``, ``alpha`` or ``eta`` per sample (``[B, N, N]``; ``[B, N, N]`` / ``[B, 1, N]`` /
+``[B, 1, 1]``; ``[B]``): compile-time flags (W_PER_SAMPLE, A_PER_SAMPLE, ETA_PER_SAMPLE) move the
+program's pointer to its sample's slab once, so the shared kernels compile to the same code as
+without them and a per-sample one reads the same amount per step (its own slab instead of the
+shared one). The variants of SPEC.md
 section 1.1 are compile-time constants too (SOFT, ACT: codes of hebbkern/_variants.py; SQUASH: the
 modulator's squashing as the ACT code of the same function), except the number of unmodulated
 neurons (a run-time argument).
@@ -297,6 +302,29 @@ def _drive_adjoint(g, post, clamp_row, cols, cmask, HAS_CLAMP: tl.constexpr, ACT
 
 
 @triton.jit
+def _sample_slab(ptr, b, N, KIND: tl.constexpr, PER_SAMPLE: tl.constexpr):
+    """``ptr`` moved to sample b's slab of a per-sample parameter (KIND 2: ``[B, N, N]``, 1:
+    ``[B, 1, N]``, 0: ``[B]`` or ``[B, 1, 1]``); ``ptr`` itself when the parameter is shared."""
+    if PER_SAMPLE:
+        if KIND == 2:
+            ptr += b * N * N
+        elif KIND == 1:
+            ptr += b * N
+        else:
+            ptr += b
+    return ptr
+
+
+@triton.jit
+def _sample_eta(eta_ptr, PER_SAMPLE: tl.constexpr):
+    """Where this program's eta is: ``eta[b]`` when per sample (``[B]``), else the shared one.
+    (The program id is read only when per sample, so the shared kernels are unchanged.)"""
+    if PER_SAMPLE:
+        eta_ptr += tl.program_id(0)
+    return eta_ptr
+
+
+@triton.jit
 def _sample_program(
     eta_ptr, N, USES_ETA: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr
 ):
@@ -320,14 +348,18 @@ def plastic_rnn_fwd_kernel(
     HAS_HEBB0: tl.constexpr, HAS_ELIG0: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
     USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
-    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False,
+    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False, W_PER_SAMPLE: tl.constexpr = False,
+    A_PER_SAMPLE: tl.constexpr = False, ETA_PER_SAMPLE: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample: the whole sequence. Writes h [T, B, N], the final trace (and
     eligibility) [B, N, N] in place, the trace before every K-th step into the checkpoints
     [C, B, N, N] and the neuromodulator m_t [T, B]."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
+    eta_ptr = _sample_eta(eta_ptr, ETA_PER_SAMPLE)
     b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, USES_ETA, BLOCK_N, BLOCK_I)
+    w_ptr = _sample_slab(w_ptr, b, N, 2, W_PER_SAMPLE)
+    a_ptr = _sample_slab(a_ptr, b, N, ALPHA_KIND, A_PER_SAMPLE)
     dt = u_ptr.dtype.element_ty
     state = hebb_ptr + b * NN
     estate = elig_ptr + b * NN
@@ -404,15 +436,20 @@ def plastic_rnn_bwd_kernel(
     HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
     HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_I: tl.constexpr,
     USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
-    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False,
+    SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False, W_PER_SAMPLE: tl.constexpr = False,
+    A_PER_SAMPLE: tl.constexpr = False, ETA_PER_SAMPLE: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample, chunks of K steps last to first. Per-sample outputs (summed over
-    the batch by the caller): dA [B, N, N] (alpha per connection) or [B, N], deta [B], dmw [B, N],
-    dmb [B], dfw / dfb [B, N]; plus du, da [T, B, N], dh0 [B, N] and d hebb0 / d elig0 [B, N, N]
-    (dH / dE, which hold the running adjoint of the trace)."""
+    the batch by the caller where the parameter is shared; already the gradient of a per-sample
+    alpha or eta): dA [B, N, N] (alpha per connection) or [B, N], deta [B], dmw [B, N], dmb [B],
+    dfw / dfb [B, N]; plus du, da [T, B, N], dh0 [B, N] and d hebb0 / d elig0 [B, N, N] (dH / dE,
+    which hold the running adjoint of the trace)."""
     ELIG: tl.constexpr = RULE == 4
     MOD: tl.constexpr = RULE >= 3
+    eta_ptr = _sample_eta(eta_ptr, ETA_PER_SAMPLE)
     b, NN, cols, cmask, rbase, eta = _sample_program(eta_ptr, N, USES_ETA, BLOCK_N, BLOCK_I)
+    w_ptr = _sample_slab(w_ptr, b, N, 2, W_PER_SAMPLE)
+    a_ptr = _sample_slab(a_ptr, b, N, ALPHA_KIND, A_PER_SAMPLE)
     dt = gh_ptr.dtype.element_ty
     dstate = dH_ptr + b * NN
     destate = dE_ptr + b * NN

@@ -4,6 +4,9 @@ kernels (``torch.library.triton_op``: the fake kernel is derived from the body, 
 
 Same argument lists as the C++ ops ``hebbkern::plastic_rnn_fwd`` / ``plastic_rnn_bwd`` (without
 the inputs the backward does not need), so ``hebbkern.ops.plastic_rnn`` dispatches to either.
+Parameters per sample (a population) come in the raw ops' canonical forms, which the public op
+makes: ``w`` ``[B, N, N]``; ``alpha`` ``[B, N, N]`` / ``[B, 1, N]`` / ``[B, 1, 1]``; ``eta``
+``[B]``. Their gradients come back in the same forms (not summed over the batch).
 
 Imported lazily (first use of ``backend="triton"``), never by ``import hebbkern``.
 """
@@ -32,6 +35,13 @@ from .plastic_rnn import (
 # a few values) for 2 and 4 warps with 8-16 floats per thread, and 4096 elements on 8 warps reach
 # 255 registers; those shapes spilled inside the step loops and are not shipped (NOTES.md).
 TILE_CONFIGS = ((512, 4), (2048, 8))
+# With per-sample parameters, at the narrow widths ptxas's own register budget left one or two
+# 4-8 byte values spilled inside the step loop of the backward (sm_80: retro on 8 warps, sm_90:
+# neuromod on 4 warps, BLOCK_N = 32); a budget of 96 registers (.maxnreg) compiles every narrow
+# per-sample backward without spill (tests/test_plastic_rnn_population_triton_aot.py; 128 did
+# too, at up to 128 registers: fewer programs per SM for a large population). The forward and
+# the shared kernels keep ptxas's choice. {widest BLOCK_N: registers}.
+PER_SAMPLE_BWD_MAXNREG = {32: 96}
 _KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
 # The interpreter runs one small row block, so that odd N exercise several blocks and a partial one.
 INTERPRETER_BLOCK_I = 8
@@ -45,22 +55,26 @@ def block_n(N) -> int:
     return triton.next_power_of_2(int(N))
 
 
-def configs_for(BN: int) -> list:
-    """The autotuning configurations shipped for a padded width ``BN`` (deduplicated)."""
+def configs_for(BN: int, per_sample_bwd: bool = False) -> list:
+    """The autotuning configurations shipped for a padded width ``BN`` (deduplicated); for the
+    backward kernel with some parameter per sample if ``per_sample_bwd``."""
     BN = int(BN)
+    maxnreg = next((r for w, r in PER_SAMPLE_BWD_MAXNREG.items() if BN <= w), None)
     seen, out = set(), []
     for elems, warps in TILE_CONFIGS:
         bi = max(1, min(BN, elems // BN))
         if (bi, warps) not in seen:
             seen.add((bi, warps))
-            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps))
+            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps,
+                                     maxnreg=maxnreg if per_sample_bwd else None))  # fmt: skip
     return out
 
 
 @functools.cache
-def _tuned(kernel_name: str, BN: int):
-    """The kernel autotuned over ``configs_for(BN)``; the choice is cached per (N, B)."""
-    return triton.autotune(configs=configs_for(BN), key=["N", "B"])(_KERNELS[kernel_name])
+def _tuned(kernel_name: str, BN: int, per_sample: bool):
+    """The kernel autotuned over its shipped configurations; the choice is cached per (N, B)."""
+    configs = configs_for(BN, per_sample and kernel_name == "bwd")
+    return triton.autotune(configs=configs, key=["N", "B"])(_KERNELS[kernel_name])
 
 
 def autotuning() -> bool:
@@ -70,9 +84,10 @@ def autotuning() -> bool:
 
 def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
     BN = kwargs["BLOCK_N"]
+    per_sample = any(kwargs[f] for f in ("W_PER_SAMPLE", "A_PER_SAMPLE", "ETA_PER_SAMPLE"))
     # Every path, the interpreter's too, derives its configurations first, so the CPU tests run
     # the same Python on fake tensors as a GPU does.
-    configs = configs_for(BN)
+    configs = configs_for(BN, per_sample and kernel_name == "bwd")
     if interpreting():
         # The interpreter's kernels are not JITFunctions, so wrap_triton cannot trace them: under
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
@@ -81,15 +96,30 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
         _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
     elif not autotuning():
         cfg = configs[-1]
+        regs = {} if cfg.maxnreg is None else {"maxnreg": cfg.maxnreg}
         torch.library.wrap_triton(_KERNELS[kernel_name])[grid](
-            *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps
+            *args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps, **regs
         )
     else:
-        torch.library.wrap_triton(_tuned(kernel_name, BN))[grid](*args, **kwargs)
+        torch.library.wrap_triton(_tuned(kernel_name, BN, per_sample))[grid](*args, **kwargs)
 
 
 def _alpha_kind(alpha: Tensor) -> int:
-    return alpha.dim()  # 0 scalar, 1 per post neuron, 2 per connection
+    """0 scalar, 1 per post neuron, 2 per connection: the number of dimensions of a shared alpha
+    (``[]``, ``[N]``, ``[N, N]``), the last two sizes of a per-sample one (``[B, 1, 1]``,
+    ``[B, 1, N]``, ``[B, N, N]``; at N = 1 all three are one value per sample, kind 0)."""
+    if alpha.dim() < 3:
+        return alpha.dim()
+    return 2 if alpha.shape[1] != 1 else (1 if alpha.shape[2] != 1 else 0)
+
+
+def _per_sample(w: Tensor, alpha: Tensor, eta: Tensor | None) -> dict:
+    """The kernels' compile-time flags for parameters given per sample (canonical forms)."""
+    return {
+        "W_PER_SAMPLE": w.dim() == 3,
+        "A_PER_SAMPLE": alpha.dim() == 3,
+        "ETA_PER_SAMPLE": eta is not None and eta.dim() == 1,
+    }
 
 
 # The modulator's squashings (tanh, sigmoid, identity) are the activations of codes 0, 3, 4: the
@@ -160,7 +190,7 @@ def plastic_rnn_triton_fwd(
         RULE=RULE_IDS[rule], ALPHA_KIND=_alpha_kind(alpha), HAS_H0=h0 is not None,
         HAS_HEBB0=hebb0 is not None, HAS_ELIG0=elig0 is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fanout_w is not None, BLOCK_N=block_n(N),
-        **consts,
+        **consts, **_per_sample(w, alpha, eta),
     )  # fmt: skip
     return h, hebb, elig, hebb_ckpt, elig_ckpt, mod
 
@@ -197,6 +227,7 @@ def plastic_rnn_triton_bwd(
     n_mod, consts = _variant_args(rule, N, variant)
     fan = fanout_w is not None
     kind = _alpha_kind(alpha)
+    per_sample = _per_sample(w, alpha, eta)
     h = h.contiguous()
     grad_h = grad_h.contiguous()
 
@@ -234,14 +265,25 @@ def plastic_rnn_triton_bwd(
         RULE=RULE_IDS[rule], ALPHA_KIND=kind, HAS_H0=h0 is not None,
         HAS_GHEBB=grad_hebb is not None, HAS_GELIG=grad_elig is not None,
         HAS_CLAMP=clamp_mask is not None, HAS_FANOUT=fan, BLOCK_N=block_n(N), **consts,
+        **per_sample,
     )  # fmt: skip
-    # The weight gradient is a GEMM over all steps and samples: dw = sum_t h_{t-1}^T da_t.
+    # The weight gradient is a GEMM over all steps (and samples, when w is shared):
+    # dw = sum_t h_{t-1}^T da_t.
     first = h0 if h0 is not None else h.new_zeros(1, B, N)[0]
     h_prev = torch.cat([first.reshape(1, B, N), h[:-1]], dim=0)
-    dw = h_prev.reshape(T * B, N).transpose(0, 1) @ da.reshape(T * B, N)
-    dalpha = dA.sum(0) if kind else dA.sum()
+    if per_sample["W_PER_SAMPLE"]:
+        dw = torch.bmm(h_prev.permute(1, 2, 0), da.transpose(0, 1))
+    else:
+        dw = h_prev.reshape(T * B, N).transpose(0, 1) @ da.reshape(T * B, N)
+    # The kernel's per-sample partial sums are a per-sample alpha's and eta's gradients.
+    if per_sample["A_PER_SAMPLE"]:
+        dalpha = (dA.sum(1) if kind == 0 else dA).reshape(alpha.shape)
+    else:
+        dalpha = dA.sum(0) if kind else dA.sum()
+    if consts["USES_ETA"]:
+        deta = deta if per_sample["ETA_PER_SAMPLE"] else deta.sum()
     return (
-        du, dw, dalpha, dh0, dH, dE, deta.sum() if consts["USES_ETA"] else empty(),
+        du, dw, dalpha, dh0, dH, dE, deta if consts["USES_ETA"] else empty(),
         dmw.sum(0) if modulated else empty(), dmb.sum() if modulated else empty(),
         dfw.sum(0) if fan else empty(), dfb.sum(0) if fan else empty(),
     )  # fmt: skip
