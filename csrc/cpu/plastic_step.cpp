@@ -475,8 +475,11 @@ StepBwdOut step_bwd(
   if (retro && given(grad_elig)) check_shape(*grad_elig, u, {B, N, N}, "grad_elig");
   const auto opts = u.options();
   at::Tensor gh = contiguous_or_undefined(grad_h);
-  at::Tensor gH = contiguous_or_undefined(grad_hebb);
-  at::Tensor gE = retro ? contiguous_or_undefined(grad_elig) : at::Tensor();
+  // Absent trace adjoints as zeros: the kernel reads them in place (plastic_step_kernel.cpp).
+  at::Tensor gH = given(grad_hebb) ? grad_hebb->contiguous() : at::zeros({B, N, N}, opts);
+  at::Tensor gE = !retro             ? at::Tensor()
+                  : given(grad_elig) ? grad_elig->contiguous()
+                                     : at::zeros({B, N, N}, opts);
   at::Tensor hn = h_new.contiguous(), mod_c = mod.contiguous();
 
   // Per connection also when post_pre expanded a per-neuron or scalar alpha (prepare).

@@ -169,16 +169,10 @@ void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>
   for (int64_t r = r0; r < r1; ++r) {
     T* __restrict__ dHrow = dH + r * N;
     T* __restrict__ dErow = kElig ? dE + r * N : nullptr;
-    if (in.gH)
-      std::memcpy(dHrow, in.gH + b * NN + r * N, sizeof(T) * N);
-    else
-      std::memset(dHrow, 0, sizeof(T) * N);
-    if constexpr (kElig) {
-      if (in.gE)
-        std::memcpy(dErow, in.gE + b * NN + r * N, sizeof(T) * N);
-      else
-        std::memset(dErow, 0, sizeof(T) * N);
-    }
+    // The incoming adjoints read where they lie, not copied into dH first (NOTES P6); the caller
+    // passes zeros for an absent one.
+    const T* __restrict__ gHrow = in.gH + b * NN + r * N;
+    const T* __restrict__ gErow = kElig ? in.gE + b * NN + r * N : nullptr;
     const T* __restrict__ Hrow = H + r * N;
     const T* __restrict__ Erow = kElig ? E + r * N : nullptr;
     T rsum = 0, rmod = 0, drow = 0;
@@ -186,10 +180,11 @@ void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>
       const T pre = h[r];
 #pragma omp simd reduction(+ : rsum, drow)
       for (int64_t k = 0; k < N; ++k) {
-        T unused = T(0);
-        const TraceGrad<T> g =
-            trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), pre, hn[k], M[k], p.eta, p.clip,
-                              dHrow[k], kElig ? dErow[k] : unused);
+        T dhv = gHrow[k], dev = kElig ? gErow[k] : T(0);
+        const TraceGrad<T> g = trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), pre, hn[k], M[k],
+                                                 p.eta, p.clip, dhv, dev);
+        dHrow[k] = dhv;
+        if constexpr (kElig) dErow[k] = dev;
         rsum += g.d_pre;
         col0[k] += g.d_post;
         if constexpr (kMod) col1[k] += g.d_mod;
@@ -200,10 +195,11 @@ void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>
       const T post = hn[r], m = M[r];
 #pragma omp simd reduction(+ : rsum, rmod, drow)
       for (int64_t k = 0; k < N; ++k) {
-        T unused = T(0);
-        const TraceGrad<T> g =
-            trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), h[k], post, m, p.eta, p.clip,
-                              dHrow[k], kElig ? dErow[k] : unused);
+        T dhv = gHrow[k], dev = kElig ? gErow[k] : T(0);
+        const TraceGrad<T> g = trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), h[k], post, m,
+                                                 p.eta, p.clip, dhv, dev);
+        dHrow[k] = dhv;
+        if constexpr (kElig) dErow[k] = dev;
         col0[k] += g.d_pre;
         rsum += g.d_post;
         rmod += g.d_mod;
