@@ -71,13 +71,6 @@ simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K, int64_
   return p;
 }
 
-// Populations (per-sample w, alpha, eta) are not in the block kernels yet.
-void check_shared_parameters(const Prepared& q) {
-  TORCH_CHECK_VALUE(q.w_bstride == 0 && q.a_bstride == 0 && q.eta_bstride == 0,
-                    "hebbkern::plastic_rnn: per-sample w, alpha or eta are not supported by the "
-                    "CUDA kernels yet");
-}
-
 template <typename T>
 simt::Placement placement(const Target& tg, bool backward, const simt::RnnParams<T>& p, Rule rule) {
   return simt::place(backward, p.N, p.K, has_eligibility(rule), tg.threads, tg.smem_budget,
@@ -111,7 +104,6 @@ FwdOut forward(const Target& tg, const rnn_args::FwdArgs& a) {
                     "hebbkern::plastic_rnn: batch too large for one launch: ", a.u.size(1));
   const Prepared q = rnn_args::prepare(a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.opt, rule,
                                        a.clip, false, a.variant);
-  check_shared_parameters(q);
   FwdOut out = rnn_args::allocate_forward(a.u, rule, a.ckpt_every);
   AT_DISPATCH_FLOATING_TYPES(a.u.scalar_type(), "plastic_rnn_fwd_block", [&] {
     using T = scalar_t;
@@ -137,7 +129,6 @@ BwdOut backward(const Target& tg, const rnn_args::BwdArgs& a) {
   const Rule rule = rnn_args::checked_rule(a.rule, a.variant, a.u, a.ckpt_every);
   check_target(tg, a.u);
   const Prepared q = rnn_args::prepare(a, rule, false);
-  check_shared_parameters(q);
   rnn_args::check_backward_inputs(a, rule);
   const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(a, rule);
   // The block kernels write every per-sample accumulator whole: no zero-filling here.
