@@ -357,6 +357,21 @@ def check_clamp_mask(
     return clamp_mask_bool(clamp_mask)
 
 
+def check_recurrent(alpha, scalars, states: dict, hebb0, elig0, u, B: int, N: int, **plasticity):
+    """What the sequence families (plastic_rnn, plastic_lstm) check after their weights, in this
+    order: alpha and the rule's arguments (``scalars``: rule, eta, mod_w, mod_b, fanout_w,
+    fanout_b, clip; ``plasticity``: :func:`check_plasticity`'s options), the initial activities
+    ``states`` (name -> tensor, each ``[B, N]``), the initial trace and eligibility trace.
+    Returns ``(alpha, RuleArgs fields, hebb0, elig0)``, normalised."""
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N, **plasticity)
+    for name, val in states.items():
+        check_state(name, val, u, (B, N))
+    hebb0 = check_trace("hebb0", hebb0, u, B, N)
+    check_elig("elig0", elig0, scalars[0], u, None)
+    elig0 = check_trace("elig0", elig0, u, B, N)
+    return alpha, rule_args, hebb0, elig0
+
+
 @dataclass
 class RuleArgs:
     """The normalised per-rule arguments the plastic families share (``check_rule_scalars``)."""
@@ -420,14 +435,10 @@ def check_plastic_rnn_args(
             f"sample, a population), got {list(w.shape)}"
         )
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
-    population = w.dim() == 3
-    alpha, rule_args = check_plasticity(
-        alpha, *scalars, u, N, batch=B, population=population, eta_batch=B
-    )
-    check_state("h0", h0, u, (B, N))
-    hebb0 = check_trace("hebb0", hebb0, u, B, N)
-    check_elig("elig0", elig0, rule, u, None)
-    elig0 = check_trace("elig0", elig0, u, B, N)
+    alpha, rule_args, hebb0, elig0 = check_recurrent(
+        alpha, scalars, {"h0": h0}, hebb0, elig0, u, B, N,
+        batch=B, population=w.dim() == 3, eta_batch=B,
+    )  # fmt: skip
     clamp_mask = check_clamp_mask(clamp_mask, u, (T, B, N), "[T, B, N]")
     return PlasticRNNArgs(
         u=u, w=w, alpha=alpha, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, **rule_args
@@ -474,12 +485,9 @@ def check_plastic_lstm_args(
     wh = check_tensor("wh", wh)
     check_like("wh", wh, u, "u", (N, 4 * N))
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
-    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
-    for name, val, shape in (("h0", h0, (B, N)), ("c0", c0, (B, N))):
-        check_state(name, val, u, shape)
-    hebb0 = check_trace("hebb0", hebb0, u, B, N)
-    check_elig("elig0", elig0, rule, u, None)
-    elig0 = check_trace("elig0", elig0, u, B, N)
+    alpha, rule_args, hebb0, elig0 = check_recurrent(
+        alpha, scalars, {"h0": h0, "c0": c0}, hebb0, elig0, u, B, N
+    )
     return PlasticLSTMArgs(
         u=u, wh=wh, alpha=alpha, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0, **rule_args
     )

@@ -32,24 +32,16 @@ def pop_alpha_shape(kind: str, B: int, N: int) -> tuple:
 
 
 def make_population(
-    rule: str,
-    alpha_kind: str = "per_sample_connection",
-    fanout: bool = False,
-    clamp: bool = False,
-    T: int = 5,
-    B: int = 3,
-    N: int = 7,
-    dtype: torch.dtype = torch.float64,
-    *,
-    seed: int = 0,
-    per_sample_w: bool = True,
-    per_sample_eta: bool = True,
-    clip: float = 0.5,
-) -> dict:
-    """``make_inputs`` with ``w`` ``[B, N, N]`` (``per_sample_w``), alpha of ``alpha_kind`` and, for
-    the eta rules, ``eta`` ``[B]`` (``per_sample_eta``): every sample its own network, drawn
-    distinct so that a mix-up of samples shows."""
-    kw = make_inputs(rule, "scalar", fanout, clamp, T=T, B=B, N=N, seed=seed, clip=clip)
+    rule: str, alpha_kind: str = "per_sample_connection", *flags: bool, per_sample_w: bool = True,
+    per_sample_eta: bool = True, dtype: torch.dtype = torch.float64, **sizes,
+) -> dict:  # fmt: skip
+    """``make_inputs(rule, "scalar", *flags, **sizes)`` (flags: fan-out, clamp; sizes: T, B, N,
+    seed, clip; defaults T=5, B=3, N=7) with ``w`` ``[B, N, N]`` (``per_sample_w``), alpha of
+    ``alpha_kind`` and, for the eta rules, ``eta`` ``[B]`` (``per_sample_eta``): every sample its
+    own network, drawn distinct so that a mix-up of samples shows."""
+    sizes = {"T": 5, "B": 3, "N": 7, "seed": 0, "clip": 0.5, **sizes}
+    kw = make_inputs(rule, "scalar", *flags, **sizes)
+    B, N, seed = sizes["B"], sizes["N"], sizes["seed"]
     _, rnd = random_source(seed + 1000)
     s = 1.0 / math.sqrt(N)
     if per_sample_w:
