@@ -56,9 +56,27 @@ Prepared prepare(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, Opt
   TORCH_CHECK_VALUE(clip > 0, "hebbkern::plastic_rnn: clip must be > 0, got ", clip);
   const int64_t B = u.size(1), N = u.size(2);
   const bool modulated = is_modulated(rule), retro = has_eligibility(rule);
-  check_arg("w", w, u, {N, N});
-  TORCH_CHECK_VALUE(alpha.dim() <= 2, "hebbkern::plastic_rnn: alpha must be [N, N], [N] or 0-dim");
-  if (alpha.dim() == 2)
+  // Per-sample parameters (a population): w [B, N, N], alpha [B, N, N] / [B, 1, N] / [B, 1, 1],
+  // eta [B]; each independently of the others.
+  if (w.dim() == 3)
+    check_arg("w", w, u, {B, N, N});
+  else
+    check_arg("w", w, u, {N, N});
+  TORCH_CHECK_VALUE(alpha.dim() <= 3,
+                    "hebbkern::plastic_rnn: alpha must be [N, N], [N], 0-dim, [B, N, N], "
+                    "[B, 1, N] or [B, 1, 1]");
+  const bool alpha_per_sample = alpha.dim() == 3;
+  // Per connection: [N, N] or [B, N, N] (at N = 1 every kind is the same one number).
+  const bool alpha_per_connection =
+      alpha.dim() == 2 || (alpha_per_sample && alpha.size(1) == N && alpha.size(2) == N);
+  if (alpha.dim() == 3) {
+    const int64_t a1 = alpha_per_connection ? N : 1, a2 = alpha.size(2) == N ? N : 1;
+    TORCH_CHECK_VALUE(alpha.size(0) == B && alpha.size(1) == a1 && alpha.size(2) == a2,
+                      "hebbkern::plastic_rnn: alpha must be [N, N], [N] or 0-dim, or per sample "
+                      "[B, N, N], [B, 1, N] or [B, 1, 1] with B = ",
+                      B, ", N = ", N, ", got ", alpha.sizes());
+    check_arg("alpha", alpha, u, alpha.sizes());
+  } else if (alpha.dim() == 2)
     check_arg("alpha", alpha, u, {N, N});
   else if (alpha.dim() == 1)
     check_arg("alpha", alpha, u, {N});
@@ -75,7 +93,18 @@ Prepared prepare(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, Opt
   // Unmodulated neurons (SPEC.md section 1.1's n_modulated) follow the clipped rule with eta.
   const bool eta_used = uses_eta(rule) || variant_unmodulated(variant) > 0;
   TORCH_CHECK_VALUE(!eta_used || given(eta), "hebbkern::plastic_rnn: this rule needs eta");
-  check_scalar("eta", eta, u, eta_used, "the rules hebb, oja, clip and retro");
+  // eta [B] per sample; a one-element eta is shared (at B = 1 the two are the same).
+  const bool eta_per_sample = given(eta) && eta->dim() == 1 && eta->numel() != 1;
+  if (eta_per_sample) {
+    TORCH_CHECK_VALUE(eta_used,
+                      "hebbkern::plastic_rnn: eta is only used by the rules hebb, oja, "
+                      "clip and retro");
+    TORCH_CHECK_VALUE(eta->size(0) == B, "hebbkern::plastic_rnn: eta must have one element or ",
+                      "one per sample ([B] = [", B, "]), got shape ", eta->sizes());
+    check_arg("eta", *eta, u, {B});
+  } else {
+    check_scalar("eta", eta, u, eta_used, "the rules hebb, oja, clip and retro");
+  }
   TORCH_CHECK_VALUE(!modulated || given(mod_w), "hebbkern::plastic_rnn: this rule needs mod_w");
   check_opt("mod_w", mod_w, u, {N}, modulated, "the rules neuromod and retro");
   check_scalar("mod_b", mod_b, u, modulated, "the rules neuromod and retro");
@@ -87,9 +116,18 @@ Prepared prepare(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, Opt
   Prepared p;
   p.u = u.contiguous();
   p.w = w.contiguous();
+  p.w_bstride = w.dim() == 3 ? N * N : 0;
   // Per-connection alpha is read row by row; per-neuron and scalar alpha become one shared row
-  // (row stride 0), which stays in L1 instead of streaming an [N, N] copy every step.
-  p.A = alpha.dim() == 2 ? alpha.contiguous() : alpha.expand({N}).contiguous();
+  // (row stride 0), which stays in L1 instead of streaming an [N, N] copy every step. Per sample
+  // the same, one [N, N] block or one row per sample.
+  if (alpha_per_connection)
+    p.A = alpha.contiguous();
+  else if (alpha_per_sample)
+    p.A = alpha.expand({B, 1, N}).reshape({B, N}).contiguous();
+  else
+    p.A = alpha.expand({N}).contiguous();
+  p.a_stride = alpha_per_connection ? N : 0;
+  p.a_bstride = alpha_per_sample ? (alpha_per_connection ? N * N : N) : 0;
   p.h0 = contiguous_or_undefined(h0);
   p.hebb0 = contiguous_or_undefined(hebb0);
   p.elig0 = contiguous_or_undefined(elig0);
@@ -100,7 +138,8 @@ Prepared prepare(TensorArg u, TensorArg w, TensorArg alpha, OptTensorArg h0, Opt
   p.fan_b = contiguous_or_undefined(fanout_b);
   if (eta_used) p.eta = eta->contiguous();
   if (given(mod_b)) p.mod_b = mod_b->contiguous();
-  if (read_scalars && p.eta.defined()) p.eta_value = p.eta.item<double>();
+  p.eta_bstride = eta_per_sample ? 1 : 0;
+  if (read_scalars && p.eta.defined() && !eta_per_sample) p.eta_value = p.eta.item<double>();
   if (read_scalars && p.mod_b.defined()) p.mod_b_value = p.mod_b.item<double>();
   return p;
 }
@@ -146,7 +185,7 @@ BwdAccumulators allocate_backward(const Prepared& q, const at::Tensor& alpha, Ru
   a.du = at::empty({T_, B, N}, opts);
   a.da = at::empty({T_, B, N}, opts);
   // d alpha per sample: [N, N], or one [N] row when alpha is per neuron or scalar.
-  a.dA = alpha.dim() == 2 ? acc({B, N, N}) : acc({B, N});
+  a.dA = q.a_stride != 0 ? acc({B, N, N}) : acc({B, N});
   a.deta = acc({B});
   if (modulated) {
     a.dmw = acc({B, N});
@@ -177,13 +216,22 @@ BwdOut finish_backward(const Prepared& q, const at::Tensor& alpha, const at::Ten
   const int64_t T_ = q.u.size(0), B = q.u.size(1), N = q.u.size(2);
   const auto opts = q.u.options();
   const bool modulated = is_modulated(rule), fan = q.fan_w.defined();
-  // dw = sum_t h_{t-1}^T da_t: one GEMM over all steps and samples.
+  // dw = sum_t h_{t-1}^T da_t: one GEMM over all steps and samples (per sample: one per sample).
   at::Tensor h_prev = at::cat(
       {q.h0.defined() ? q.h0.unsqueeze(0) : at::zeros({1, B, N}, opts), h.narrow(0, 0, T_ - 1)});
-  at::Tensor dw = h_prev.reshape({T_ * B, N}).t().mm(a.da.reshape({T_ * B, N}));
-  at::Tensor dalpha = alpha.dim() == 0 ? a.dA.sum() : a.dA.sum(0);
+  at::Tensor dw = q.w_bstride != 0 ? at::bmm(h_prev.permute({1, 2, 0}), a.da.permute({1, 0, 2}))
+                                   : h_prev.reshape({T_ * B, N}).t().mm(a.da.reshape({T_ * B, N}));
+  at::Tensor dalpha;
+  if (alpha.dim() == 3)  // per sample: the accumulator itself, in alpha's canonical shape
+    dalpha = q.a_stride != 0      ? a.dA
+             : alpha.size(2) == N ? a.dA.view({B, 1, N})
+                                  : a.dA.sum(1).view({B, 1, 1});
+  else
+    dalpha = alpha.dim() == 0 ? a.dA.sum() : a.dA.sum(0);
   // Each unused gradient is its own empty tensor: outputs of a custom op must not alias each other.
-  at::Tensor deta = q.eta.defined() ? a.deta.sum() : empty_like_opts(q.u);
+  at::Tensor deta = !q.eta.defined()     ? empty_like_opts(q.u)
+                    : q.eta_bstride != 0 ? a.deta
+                                         : a.deta.sum();
   at::Tensor dmw = modulated ? a.dmw.sum(0) : empty_like_opts(q.u);
   at::Tensor dmb = modulated ? a.dmb.sum() : empty_like_opts(q.u);
   at::Tensor dfw = fan ? a.dfw.sum(0) : empty_like_opts(q.u);

@@ -35,7 +35,9 @@ void check_opt(const char* name, const std::optional<at::Tensor>& t, const at::T
 // the device, without a host sync); `eta_value`/`mod_b_value` are read only where asked.
 struct Prepared {
   at::Tensor u, w, A, h0, hebb0, elig0, clamp, mod_w, fan_w, fan_b, eta, mod_b;
-  double eta_value = 0, mod_b_value = 0;
+  double eta_value = 0, mod_b_value = 0;  // eta_value: shared eta only
+  // See RnnInputs: alpha's row stride and the per-sample strides (0: shared by the batch).
+  int64_t a_stride = 0, w_bstride = 0, a_bstride = 0, eta_bstride = 0;
 };
 
 // A tensor argument of the ops (Tensor and Tensor? in the schemas of csrc/ops.cpp).
@@ -123,7 +125,10 @@ void fill_inputs(RnnInputs<T>& p, const Prepared& q, double clip, int64_t K) {
   p.u = q.u.data_ptr<T>();
   p.w = q.w.data_ptr<T>();
   p.A = q.A.data_ptr<T>();
-  p.a_stride = q.A.dim() == 2 ? p.N : 0;
+  p.a_stride = q.a_stride;
+  p.w_bstride = q.w_bstride;
+  p.a_bstride = q.a_bstride;
+  p.eta_bstride = q.eta_bstride;
   p.h0 = ptr_or_null<T>(q.h0);
   p.hebb0 = ptr_or_null<T>(q.hebb0);
   p.elig0 = ptr_or_null<T>(q.elig0);
@@ -205,7 +210,9 @@ RnnBwdOut<T> bwd_out_ptrs(const BwdAccumulators& a) {
 }
 
 // dw as one GEMM over all steps and samples, the per-sample accumulators summed over the batch in a
-// fixed order (deterministic on every device), unused gradients as separate empty tensors.
+// fixed order (deterministic on every device), unused gradients as separate empty tensors. A
+// per-sample parameter keeps its per-sample gradient (dw one GEMM per sample, no batch sum), in the
+// canonical shape it was given in.
 BwdOut finish_backward(const Prepared& q, const at::Tensor& alpha, const at::Tensor& h, Rule rule,
                        const BwdAccumulators& acc);
 

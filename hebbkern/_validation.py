@@ -193,15 +193,62 @@ def check_alpha(alpha: object, u: Tensor, N: int, *, batch: int | None = None) -
     return alpha
 
 
-def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u: Tensor, N: int):
+def population_alpha(alpha: object, u: Tensor, B: int, N: int) -> Tensor:
+    """``alpha`` of a population (``w`` per sample, SPEC.md section 1): ``[B, N, N]``, ``[B, N]``
+    (per post-synaptic neuron), ``[B]`` (one per sample) or one shared scalar, returned in the
+    kernels' canonical form (views): ``[B, N, N]``, ``[B, 1, N]``, ``[B, 1, 1]`` or ``[]``. A shared
+    ``[N, N]`` or ``[N]`` alpha is refused: its shape reads as ``[B, N]`` or ``[B]`` when B == N."""
+    alpha = check_tensor("alpha", alpha)
+    if shape_in(alpha, ((B, N, N),)):
+        canonical = alpha
+    elif shape_in(alpha, ((B, N),)):
+        canonical = alpha.unsqueeze(1)
+    elif shape_in(alpha, ((B,),)):
+        canonical = alpha[:, None, None]
+    elif shape_in(alpha, ((), (1,))):
+        canonical = alpha.reshape(())
+    elif shape_in(alpha, ((N, N), (N,), (1, 1, N))):
+        raise ValueError(
+            f"alpha must be per sample ([B, N, N], [B, N] or [B]) or one scalar when w is per "
+            f"sample ([B, N, N]); a shared alpha of shape {list(alpha.shape)} is ambiguous: "
+            f"expand it, e.g. alpha.expand({B}, *alpha.shape)"
+        )
+    else:
+        raise ValueError(
+            f"alpha must have shape [B, N, N] (per sample and connection), [B, N] (per sample and "
+            f"post-synaptic neuron), [B] (one per sample) or [] or [1] (shared) with per-sample w, "
+            f"B={B}, N={N}, got {list(alpha.shape)}"
+        )
+    check_same("alpha", alpha, u, "u")
+    return canonical
+
+
+def eta_arg(eta: object, u: Tensor, batch: int | None) -> Tensor:
+    """:func:`scalar_arg` for ``eta``, or with ``batch`` (the families that take per-sample
+    parameters) also a ``[B]`` tensor, one rate per sample (a population). At B = 1 a
+    one-element eta is the shared one."""
+    if batch is None or not isinstance(eta, Tensor) or eta.numel() == 1 or batch == 1:
+        return scalar_arg("eta", eta, u)
+    if not shape_in(eta, ((batch,),)):
+        raise ValueError(
+            f"eta must be a 0-dim tensor (or shape [1]) or [B] = [{batch}] (one per sample), "
+            f"got shape {list(eta.shape)}"
+        )
+    check_same("eta", eta, u, "u")
+    return eta
+
+
+def check_rule_scalars(
+    rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u: Tensor, N: int, eta_batch=None
+):
     """The per-rule arguments of the plastic families (SPEC.md section 1): ``eta`` for the
-    eta rules, the neuromodulator (``mod_w``, ``mod_b``, ``fanout_*``) for the modulated ones, and
-    nothing a rule does not use. Returns the fields of ``RuleArgs``, normalised (``clip`` checked
-    by the caller, in its argument order)."""
+    eta rules (with ``eta_batch`` also one per sample, ``[B]``), the neuromodulator (``mod_w``,
+    ``mod_b``, ``fanout_*``) for the modulated ones, and nothing a rule does not use. Returns the
+    fields of ``RuleArgs``, normalised (``clip`` checked by the caller, in its argument order)."""
     if rule in ETA_RULES:
         if eta is None:
             raise ValueError(f"rule {rule!r} needs eta (a float or 0-dim tensor)")
-        eta = scalar_arg("eta", eta, u)
+        eta = eta_arg(eta, u, eta_batch)
     elif eta is not None:
         raise ValueError(f"eta is not used by rule {rule!r}; pass eta=None")
 
@@ -234,11 +281,20 @@ def check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u: Ten
     )  # fmt: skip
 
 
-def check_plasticity(alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N, batch=None):
-    """``alpha``, ``clip`` and the per-rule scalars, in that order: ``(alpha, RuleArgs fields)``."""
-    alpha = check_alpha(alpha, u, N, batch=batch)
+def check_plasticity(
+    alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N, batch=None, population=False,
+    eta_batch=None,
+):  # fmt: skip
+    """``alpha``, ``clip`` and the per-rule scalars, in that order: ``(alpha, RuleArgs fields)``.
+    ``batch``: alpha may also be ``[B, N, N]``; ``population`` (``w`` per sample): alpha in
+    :func:`population_alpha`'s forms; ``eta_batch``: eta may be ``[B]``."""
+    if population:
+        alpha = population_alpha(alpha, u, batch, N)
+    else:
+        alpha = check_alpha(alpha, u, N, batch=batch)
     clip = check_clip(clip)
-    return alpha, check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N)
+    scalars = check_rule_scalars(rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, u, N, eta_batch)
+    return alpha, scalars
 
 
 def check_state(name: str, x: object, u: Tensor, shape: tuple[int, ...]) -> None:
@@ -301,6 +357,21 @@ def check_clamp_mask(
     return clamp_mask_bool(clamp_mask)
 
 
+def check_recurrent(alpha, scalars, states: dict, hebb0, elig0, u, B: int, N: int, **plasticity):
+    """What the sequence families (plastic_rnn, plastic_lstm) check after their weights, in this
+    order: alpha and the rule's arguments (``scalars``: rule, eta, mod_w, mod_b, fanout_w,
+    fanout_b, clip; ``plasticity``: :func:`check_plasticity`'s options), the initial activities
+    ``states`` (name -> tensor, each ``[B, N]``), the initial trace and eligibility trace.
+    Returns ``(alpha, RuleArgs fields, hebb0, elig0)``, normalised."""
+    alpha, rule_args = check_plasticity(alpha, *scalars, u, N, **plasticity)
+    for name, val in states.items():
+        check_state(name, val, u, (B, N))
+    hebb0 = check_trace("hebb0", hebb0, u, B, N)
+    check_elig("elig0", elig0, scalars[0], u, None)
+    elig0 = check_trace("elig0", elig0, u, B, N)
+    return alpha, rule_args, hebb0, elig0
+
+
 @dataclass
 class RuleArgs:
     """The normalised per-rule arguments the plastic families share (``check_rule_scalars``)."""
@@ -336,6 +407,11 @@ class PlasticRNNArgs(RuleArgs):
         T, B, N = self.u.shape
         return T, B, N
 
+    @property
+    def eta_batch(self) -> int:
+        """eta may be given per sample, ``[B]`` (:func:`eta_arg`)."""
+        return self.u.shape[1]
+
 
 def check_plastic_rnn_args(
     u, w, alpha, *, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, hebb0, elig0, clamp_mask
@@ -352,13 +428,17 @@ def check_plastic_rnn_args(
         )
     rule = check_rule(rule)
     w = check_tensor("w", w)
-    check_like("w", w, u, "u", (N, N))
+    check_same("w", w, u, "u")
+    if not shape_in(w, ((N, N), (B, N, N))):
+        raise ValueError(
+            f"w must have shape {[N, N]} (shared) or {[B, N, N]} ([B, N, N]: one network per "
+            f"sample, a population), got {list(w.shape)}"
+        )
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
-    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
-    check_state("h0", h0, u, (B, N))
-    hebb0 = check_trace("hebb0", hebb0, u, B, N)
-    check_elig("elig0", elig0, rule, u, None)
-    elig0 = check_trace("elig0", elig0, u, B, N)
+    alpha, rule_args, hebb0, elig0 = check_recurrent(
+        alpha, scalars, {"h0": h0}, hebb0, elig0, u, B, N,
+        batch=B, population=w.dim() == 3, eta_batch=B,
+    )  # fmt: skip
     clamp_mask = check_clamp_mask(clamp_mask, u, (T, B, N), "[T, B, N]")
     return PlasticRNNArgs(
         u=u, w=w, alpha=alpha, h0=h0, hebb0=hebb0, elig0=elig0, clamp_mask=clamp_mask, **rule_args
@@ -405,12 +485,9 @@ def check_plastic_lstm_args(
     wh = check_tensor("wh", wh)
     check_like("wh", wh, u, "u", (N, 4 * N))
     scalars = (rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip)
-    alpha, rule_args = check_plasticity(alpha, *scalars, u, N)
-    for name, val, shape in (("h0", h0, (B, N)), ("c0", c0, (B, N))):
-        check_state(name, val, u, shape)
-    hebb0 = check_trace("hebb0", hebb0, u, B, N)
-    check_elig("elig0", elig0, rule, u, None)
-    elig0 = check_trace("elig0", elig0, u, B, N)
+    alpha, rule_args, hebb0, elig0 = check_recurrent(
+        alpha, scalars, {"h0": h0, "c0": c0}, hebb0, elig0, u, B, N
+    )
     return PlasticLSTMArgs(
         u=u, wh=wh, alpha=alpha, h0=h0, c0=c0, hebb0=hebb0, elig0=elig0, **rule_args
     )

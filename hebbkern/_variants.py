@@ -17,7 +17,7 @@ from numbers import Integral
 
 from torch import Tensor
 
-from ._validation import scalar_arg
+from ._validation import eta_arg
 
 ACTIVATIONS = ("tanh", "relu", "selu", "sigmoid", "identity")
 MOD_SQUASHES = ("tanh", "sigmoid", "identity")
@@ -91,13 +91,16 @@ def eta_for_check(rule: str, eta: object, n_modulated: object) -> object:
     return None if rule == "neuromod" and n_modulated is not None else eta
 
 
-def partial_eta(v: Variants, eta: object, checked: Tensor | None, u: Tensor) -> Tensor | None:
-    """The rate of the unmodulated neurons when there are some, else ``checked`` (the rule's)."""
+def partial_eta(
+    v: Variants, eta: object, checked: Tensor | None, u: Tensor, batch: int | None = None
+) -> Tensor | None:
+    """The rate of the unmodulated neurons when there are some, else ``checked`` (the rule's);
+    with ``batch`` it may be one per sample (:func:`eta_arg`)."""
     if v.n_unmodulated == 0:
         return checked
     if eta is None:
         raise ValueError("rule 'neuromod' with n_modulated < N needs eta (the unmodulated rate)")
-    return scalar_arg("eta", eta, u)
+    return eta_arg(eta, u, batch)
 
 
 def uses_eta(rule: str, variant: int) -> bool:
@@ -129,5 +132,5 @@ def check_with_variants(
         rule, u.shape[-1], activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
         n_modulated=n_modulated,
     )  # fmt: skip
-    a.eta = partial_eta(v, eta, a.eta, u)
+    a.eta = partial_eta(v, eta, a.eta, u, getattr(a, "eta_batch", None))
     return a, v

@@ -79,7 +79,7 @@ CASES = [
     ("eta-missing", "hebb", setter(eta=_DROP), ValueError, r"needs eta"),
     ("eta-missing-retro", "retro", setter(eta=_DROP), ValueError, r"needs eta"),
     ("eta-for-neuromod", "neuromod", setter(eta=0.1), ValueError, r"^eta is not used by rule 'neuromod'"),
-    ("eta-shape", "oja", setter(eta=randn(2)), ValueError, r"^eta must be a 0-dim tensor"),
+    ("eta-shape", "oja", setter(eta=randn(B + 1)), ValueError, r"^eta must be a 0-dim tensor"),  # [B]: per sample
     ("eta-dtype", "hebb", setter(eta=torch.tensor(0.1, dtype=torch.float32)), TypeError, r"^eta must have dtype"),
     ("eta-device", "hebb", setter(eta=torch.tensor(0.1, device=META, dtype=f64)), ValueError, r"^eta must be on cpu"),
     ("eta-str", "hebb", setter(eta="0.1"), TypeError, r"^eta must be a float"),

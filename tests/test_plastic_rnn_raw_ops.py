@@ -45,7 +45,7 @@ FWD_CASES = [
     ("elig0-for-hebb", "hebb", {ELIG0: randn(B, N, N)}, ValueError, "elig0 is only used by rule 'retro'"),
     ("clamp-size", "hebb", {CLAMP: torch.ones(T, B, 1, dtype=torch.bool)}, ValueError, "clamp_mask must be"),
     ("eta-missing", "oja", {ETA: None}, ValueError, "needs eta"),
-    ("eta-numel", "hebb", {ETA: randn(2)}, ValueError, "eta must have one element"),
+    ("eta-numel", "hebb", {ETA: randn(B + 1)}, ValueError, "eta must have one element"),  # [B]: per sample
     ("eta-empty", "retro", {ETA: randn(0)}, ValueError, "eta must have one element"),
     ("eta-for-neuromod", "neuromod", {ETA: randn()}, ValueError, "eta is only used by"),
     ("mod_w-empty", "neuromod", {MOD_W: randn(0)}, ValueError, "mod_w must have shape"),

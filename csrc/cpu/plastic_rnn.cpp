@@ -47,6 +47,7 @@ RnnArgs<T> make_args(const Prepared& q, double clip, int64_t K, int64_t variant)
   rnn_args::fill_inputs<T>(p, q, clip, K);
   rnn_args::set_variant<T>(p, variant);
   p.eta = static_cast<T>(q.eta_value);
+  p.etas = q.eta_bstride != 0 ? q.eta.data_ptr<T>() : nullptr;
   p.mod_b = static_cast<T>(q.mod_b_value);
   return p;
 }

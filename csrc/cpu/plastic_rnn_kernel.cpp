@@ -84,7 +84,8 @@ inline void update_row(T* __restrict__ H, T* __restrict__ E, T pre, const T* __r
 }
 
 template <Rule R, typename T>
-void forward_sample(const RnnArgs<T>& p, const FwdOutPtrs<T>& o, int64_t b, T* scratch) {
+void forward_sample(const RnnArgs<T>& batch_args, const FwdOutPtrs<T>& o, int64_t b, T* scratch) {
+  const RnnArgs<T> p = sample_args(batch_args, b);
   constexpr bool kElig = has_eligibility(R);
   const int64_t N = p.N, NN = N * N, B = p.B;
   T* acc = scratch;  // a_t
@@ -158,8 +159,9 @@ struct Adjoints {
 };
 
 template <Rule R, typename T>
-void backward_sample(const RnnArgs<T>& p, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o, int64_t b,
-                     T* scratch) {
+void backward_sample(const RnnArgs<T>& batch_args, const BwdInPtrs<T>& in, const BwdOutPtrs<T>& o,
+                     int64_t b, T* scratch) {
+  const RnnArgs<T> p = sample_args(batch_args, b);
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N, B = p.B, T_ = p.T_, K = p.K;

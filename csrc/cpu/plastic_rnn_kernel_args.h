@@ -17,7 +17,19 @@ namespace cpu {
 template <typename T>
 struct RnnArgs : RnnInputs<T> {
   T eta, mod_b;
+  const T* etas;  // [B]: one eta per sample (eta_bstride 1), else null and `eta` is shared
 };
+
+// Sample b's arguments: its own w, alpha and eta where they are given per sample (a population);
+// the kernels then run every sample as if its parameters were the shared ones.
+template <typename T>
+RnnArgs<T> sample_args(const RnnArgs<T>& p, int64_t b) {
+  RnnArgs<T> s = p;
+  s.w = p.w + b * p.w_bstride;
+  s.A = p.A + b * p.a_bstride;
+  if (p.etas) s.eta = p.etas[b];
+  return s;
+}
 
 // The pointer structs are shared with the CUDA kernels (hebbkern/plastic_rnn_io.h).
 template <typename T>

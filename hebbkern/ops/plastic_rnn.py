@@ -55,6 +55,12 @@ def checkpoint_count(T: int | torch.SymInt, ckpt_every: int) -> int | torch.SymI
     return (T + ckpt_every - 1) // ckpt_every
 
 
+def eta_shape(eta: Tensor) -> tuple:
+    """The shape of the raw ops' ``deta``: ``[B]`` for one eta per sample, else 0-dim (a shared
+    eta, also a one-element ``[1]`` one: csrc/plastic_rnn_args.cpp's rule)."""
+    return tuple(eta.shape) if eta.dim() == 1 and eta.numel() != 1 else ()
+
+
 if _extension.available():
 
     @torch.library.register_fake("hebbkern::plastic_rnn_fwd")
@@ -88,12 +94,12 @@ if _extension.available():
 
         return (
             u.new_empty(T, B, N),
-            u.new_empty(N, N),
+            u.new_empty(w.shape),  # [N, N], or [B, N, N] per sample
             alpha.new_empty(alpha.shape),  # contiguous, like the kernel's; never alpha's strides
             u.new_empty(B, N),
             u.new_empty(B, N, N),
             u.new_empty(B, N, N) if retro else empty(),
-            u.new_empty(()) if uses_eta(rule, variant) else empty(),
+            u.new_empty(eta_shape(eta)) if uses_eta(rule, variant) else empty(),
             u.new_empty(N) if modulated else empty(),
             u.new_empty(()) if modulated else empty(),
             u.new_empty(N) if fanout_w is not None else empty(),
@@ -162,15 +168,19 @@ def plastic_rnn(
 
     Args:
         u: input drive ``[T, B, N]`` (already projected).
-        w: fixed weights ``[N, N]``, indexed ``[pre, post]``.
+        w: fixed weights ``[N, N]``, indexed ``[pre, post]``, or ``[B, N, N]``: one network per
+            sample (a population: sample b runs ``w[b]``; ``dw`` comes back ``[B, N, N]``).
         alpha: plasticity coefficients: ``[N, N]`` (per connection), ``[N]`` or ``[1, 1, N]``
             (per post-synaptic neuron; the latter is the plastic LSTM code's) or 0-dim or ``[1]``
-            (one shared alpha, the papers' "homo"/"yoked" alpha).
+            (one shared alpha, the papers' "homo"/"yoked" alpha), or ``[B, N, N]`` per sample.
+            With ``w`` ``[B, N, N]``: ``[B, N, N]``, ``[B, N]`` (per sample and post neuron),
+            ``[B]`` (one per sample) or one shared scalar (a shared ``[N, N]`` or ``[N]`` alpha
+            must be expanded to ``[B, ...]``). Its gradient has the shape given.
         rule: ``"hebb"`` (decaying Hebb), ``"oja"``, ``"clip"`` (additive, clipped), ``"neuromod"``
             (neuromodulated, clipped) or ``"retro"`` (retroactive neuromodulation through an
             eligibility trace).
-        eta: trace (or, for ``"retro"``, eligibility) rate: float or 0-dim tensor. Not used by
-            ``"neuromod"``.
+        eta: trace (or, for ``"retro"``, eligibility) rate: float or 0-dim tensor, or ``[B]``
+            (one per sample, with shared or per-sample ``w``). Not used by ``"neuromod"``.
         mod_w, mod_b: neuromodulator ``m_t = tanh(h_t . mod_w + mod_b)``; ``mod_w`` ``[N]`` or
             ``[1, N]`` (``nn.Linear(N, 1).weight``), ``mod_b`` float, 0-dim or ``[1]``
             (``nn.Linear(N, 1).bias``).
@@ -209,11 +219,14 @@ def plastic_rnn(
         except the (boolean) clamp mask.
     """
     if check_layout(layout) == "post_pre":
+        # A population's [B, N] alpha is per post neuron, not a square matrix to transpose.
+        per_neuron = isinstance(w, Tensor) and w.dim() == 3 and isinstance(alpha, Tensor)
+        per_neuron = per_neuron and alpha.dim() == 2
         h, st = plastic_rnn(
-            u, swap_square(w), swap_square(alpha), rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
-            fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0, hebb0=swap_square(hebb0),
-            elig0=swap_square(elig0), clamp_mask=clamp_mask, backend=backend,
-            activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
+            u, swap_square(w), alpha if per_neuron else swap_square(alpha), rule=rule, eta=eta,
+            mod_w=mod_w, mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, h0=h0,
+            hebb0=swap_square(hebb0), elig0=swap_square(elig0), clamp_mask=clamp_mask,
+            backend=backend, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
             n_modulated=n_modulated,
         )  # fmt: skip
         return h, PlasticState(st.h, swap_square(st.hebb), swap_square(st.elig))

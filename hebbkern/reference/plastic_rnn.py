@@ -35,7 +35,8 @@ def plastic_rnn_step(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One step: ``(h_{t-1}, H_{t-1}, E_{t-1}) -> (h_t, H_t, E_t)``. Arguments already validated;
     the variants (SPEC.md section 1.1) default to section 1."""
-    # alpha is [N, N], [N] (per post neuron j: broadcasts over the pre index i) or a scalar.
+    # alpha is [N, N], [N] (per post neuron j: broadcasts over the pre index i) or a scalar, or
+    # per sample [B, N, N], [B, 1, N] or [B, 1, 1]; w is [N, N] or [B, N, N] (a population).
     a = u_t + torch.bmm(h.unsqueeze(1), w + alpha * hebb).squeeze(1)
     h_new = activate(a, activation)
     if clamp_t is not None:
@@ -55,6 +56,8 @@ def plastic_rnn(u: Tensor, w: Tensor, alpha: Tensor, **options) -> tuple[Tensor,
     aside (``options`` are checked against the op's signature; ``backend`` is ignored)."""
     o = op_keywords("plastic_rnn", options, drop=("layout",), ignore=("backend",))
     a, _ = check_with_variants(check_plastic_rnn_args, u, w, alpha, **o)
+    if a.eta is not None and a.eta.dim() == 1:  # one rate per sample: broadcast over its trace
+        a.eta = a.eta.view(-1, 1, 1)
     T, B, N = a.shape
     h, hebb = initial(a.h0, u, B, N), initial(a.hebb0, u, B, N, N)
     elig = initial(a.elig0, u, B, N, N) if o["rule"] == "retro" else None

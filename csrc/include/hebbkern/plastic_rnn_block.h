@@ -32,7 +32,7 @@ namespace hebbkern::simt {
 
 template <typename T>
 struct RnnParams : RnnInputs<T> {
-  const T* eta;    // one element, read by the kernel (no host sync), or null
+  const T* eta;  // one element (or [B], eta_bstride 1), read by the kernel (no host sync), or null
   const T* mod_b;  // one element or null
 };
 
@@ -112,9 +112,12 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
   T* state = red + kMaxWarps;
   T* H = pl.state_in_smem ? state : o.hebb_T + b * NN;
   T* E = kElig ? (pl.state_in_smem ? state + NN : o.elig_T + b * NN) : nullptr;
-  const T eta = p.eta ? *p.eta : T(0);
+  const T eta = p.eta ? p.eta[b * p.eta_bstride] : T(0);  // this sample's
   const T mod_b = p.mod_b ? *p.mod_b : T(0);
   const T clip = p.clip;
+  // This sample's w and alpha (per-sample strides 0 when the batch shares them).
+  const T* w = p.w + b * p.w_bstride;
+  const T* A = p.A + b * p.a_bstride;
 
   blk.for_each(NN, [&](int64_t k) {
     H[k] = p.hebb0 ? p.hebb0[b * NN + k] : T(0);
@@ -154,7 +157,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
           ckH[e] = hij;
           if constexpr (kElig) ckE[e] = E[e];
         }
-        acc += hp[i] * (p.w[e] + p.A[i * p.a_stride + j] * hij);
+        acc += hp[i] * (w[e] + A[i * p.a_stride + j] * hij);
       }
       part[k] = acc;
     });
@@ -260,9 +263,13 @@ struct RowPassFused {
 
 // One pass over the rows at step t: the mat-vec adjoint of step t and, when kFused, the
 // trace-update adjoint of step t-1. Row sums go to prev (adjoint of h_{t-1}), prev2 (of h_{t-2})
-// and the per-warp d eta; column sums to the per-warp partial rows.
-template <Rule R, bool kFused, bool kRowAlpha, typename T, typename Blk>
-HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, const T* hp,
+// and the per-warp d eta; column sums to the per-warp partial rows. kPop (w or alpha per sample, a
+// population): the w part of the mat-vec adjoint is left to w_row_dot, so that this pass keeps no
+// per-sample w pointer live (the shared w is addressed from the kernel parameter with the trace's
+// index; a per-sample one made the float64 backward spill at its 128 registers), and alpha is
+// read at this sample's offset. The shared-parameter kernels (!kPop) are the code they were.
+template <Rule R, bool kFused, bool kRowAlpha, bool kPop, typename T, typename Blk>
+HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, int64_t b, const T* Hp, const T* hp,
                         const T* da, T* dH, T* dE, T* dA, T* col_post, T* col_mod, T* col_A,
                         T* prev, T* prev2, T* deta_w, T eta, const RowPassFused<T>& f) {
   constexpr bool kElig = has_eligibility(R);
@@ -271,9 +278,10 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
   const T clip = p.clip;
   blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
     const T x = hp[i];
-    const T* Arow = p.A + i * p.a_stride;
+    // Sample b's alpha row in a population (kPop), else the shared row.
+    const T* Arow = kPop ? p.A + (b * p.a_bstride + i * p.a_stride) : p.A + i * p.a_stride;
     const T* Hrow = Hp + i * N;
-    const T* wrow = p.w + i * N;
+    const T* wrow = p.w + i * N;  // shared w only (kPop: w_row_dot)
     T* dHrow = dH + i * N;
     [[maybe_unused]] T* cpost = col_post + w * N;
     [[maybe_unused]] T* cmod = col_mod + w * N;
@@ -287,7 +295,7 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
         cA[j] += xd * hij;
       else
         dA[i * N + j] += xd * hij;
-      Vec<T, 3> v{{(wrow[j] + Arow[j] * hij) * da[j], T(0), T(0)}};
+      Vec<T, 3> v{{((kPop ? T(0) : wrow[j]) + Arow[j] * hij) * da[j], T(0), T(0)}};
       if constexpr (kFused) {
         const int64_t e = i * N + j;
         T m = T(0);
@@ -313,7 +321,45 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, const T* Hp, cons
   });
 }
 
-template <Rule R, typename T, typename Blk>
+// x, opaque to the compiler on the device: an offset computed from it is recomputed where it is
+// used instead of hoisted out of the step loop and kept live across the whole backward.
+HK_DEVICE int64_t opaque(int64_t x) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("" : "+l"(x));
+#endif
+  return x;
+}
+
+// sum_k w[b, i, k] da[k] (w of sample b, or the shared one), one thread, a plain loop.
+template <typename T>
+HK_DEVICE T w_row_dot(const RnnParams<T>& p, int64_t b, int64_t i, const T* da) {
+  const int64_t N = p.N;
+  const T* wrow = p.w + (opaque(b) * p.w_bstride + i * N);
+  T s = T(0);
+#if defined(__CUDA_ARCH__)
+#pragma unroll 1  // registers: this runs inside the backward's busiest loop nest
+#endif
+  for (int64_t k = 0; k < N; ++k) s += wrow[k] * da[k];
+  return s;
+}
+
+// row_pass with its run-time choice (alpha one row or [N, N]) as a template argument.
+template <Rule R, bool kFused, bool kPop, typename T, typename Blk>
+HK_DEVICE void row_pass_any(const Blk& blk, const RnnParams<T>& p, int64_t b, bool row_alpha,
+                            const T* Hp, const T* hp, const T* da, T* dH, T* dE, T* dA, T* col_post,
+                            T* col_mod, T* col_A, T* prev, T* prev2, T* deta_w, T eta,
+                            const RowPassFused<T>& f) {
+  if (row_alpha)
+    row_pass<R, kFused, true, kPop>(blk, p, b, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A,
+                                    prev, prev2, deta_w, eta, f);
+  else
+    row_pass<R, kFused, false, kPop>(blk, p, b, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A,
+                                     prev, prev2, deta_w, eta, f);
+}
+
+// kPop: w or alpha per sample (a population); the shared-parameter kernels (!kPop) are a separate
+// instantiation with the code they had before populations, so that neither spills registers.
+template <Rule R, bool kPop, typename T, typename Blk>
 HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnBwdIn<T>& in,
                                const RnnBwdOut<T>& o, int64_t b, const Placement& pl, T* smem,
                                T* scratch) {
@@ -346,7 +392,7 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   T* dmw = kMod ? o.dmw + b * N : nullptr;
   T* dfw = o.dfw ? o.dfw + b * N : nullptr;
   T* dfb = o.dfb ? o.dfb + b * N : nullptr;
-  const T eta = p.eta ? *p.eta : T(0);
+  const T eta = p.eta ? p.eta[b * p.eta_bstride] : T(0);  // this sample's
   const T clip = p.clip;
 
   blk.for_each(NN, [&](int64_t k) {
@@ -456,20 +502,12 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
       if (t > t0) {
         const RowPassFused<T> f{Hbuf + (s - 1) * NN, Ebuf + (s - 1) * NN, h_at(t - 2),
                                 kMod ? in.mod[(t - 1) * B + b] : T(0)};
-        if (row_alpha)
-          row_pass<R, true, true>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
-                                  prev2, deta_w, eta, f);
-        else
-          row_pass<R, true, false>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
-                                   prev2, deta_w, eta, f);
+        row_pass_any<R, true, kPop>(blk, p, b, row_alpha, Hp, hp, da, dH, dE, dA, col_post, col_mod,
+                                    col_A, prev, prev2, deta_w, eta, f);
       } else {
         const RowPassFused<T> f{nullptr, nullptr, nullptr, T(0)};
-        if (row_alpha)
-          row_pass<R, false, true>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
-                                   prev2, deta_w, eta, f);
-        else
-          row_pass<R, false, false>(blk, p, Hp, hp, da, dH, dE, dA, col_post, col_mod, col_A, prev,
-                                    prev2, deta_w, eta, f);
+        row_pass_any<R, false, kPop>(blk, p, b, row_alpha, Hp, hp, da, dH, dE, dA, col_post,
+                                     col_mod, col_A, prev, prev2, deta_w, eta, f);
       }
       blk.sync();
       // Column partials in; the adjoints of h_t and m_t are spent: zero them for their next use
@@ -493,6 +531,9 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
               col_A[w * N + j] = T(0);
             }
           }
+          // A population: the w part of the mat-vec adjoint, sum_k w[b, j, k] da[k], here rather
+          // than in row_pass (kPop), where a per-sample w pointer made ptxas spill.
+          if constexpr (kPop) sp += w_row_dot(p, b, j, da);
           prev_[j] += sp;
           if (kMod) dMp_[j] += sm;
           if (row_alpha) dAcol[j] += sa;
@@ -528,6 +569,12 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   });
 }
 
+// Whether the backward runs its population instantiation (kPop): w or alpha per sample.
+template <typename T>
+HK_HOST_DEVICE bool population(const RnnParams<T>& p) {
+  return p.w_bstride != 0 || p.a_bstride != 0;
+}
+
 // --------------------------------------------------------------------------------------------
 // Launch geometry and entry points, shared by the CUDA launch (csrc/cuda/plastic_rnn.cu) and the
 // emulation (csrc/cpu/plastic_rnn_emulated.cpp): one block per sample on a one-dimensional grid.
@@ -542,12 +589,12 @@ HK_DEVICE void plastic_rnn_forward_kernel(const Blk& blk, const RnnParams<T>& p,
   forward_sample<R>(blk, p, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
 }
 
-template <Rule R, typename T, typename Blk>
+template <Rule R, bool kPop, typename T, typename Blk>
 HK_DEVICE void plastic_rnn_backward_kernel(const Blk& blk, const RnnParams<T>& p,
                                            const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                                            const BlockIdx& idx, const Placement& pl, T* smem,
                                            T* scratch) {
-  backward_sample<R>(blk, p, in, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
+  backward_sample<R, kPop>(blk, p, in, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
 }
 
 }  // namespace hebbkern::simt

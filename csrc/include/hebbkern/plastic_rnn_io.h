@@ -13,16 +13,20 @@ template <typename T>
 struct RnnInputs {
   int64_t T_, B, N, K;  // steps, batch, neurons, checkpoint interval (K <= T_)
   const T* u;           // [T, B, N]
-  const T* w;           // [N, N]
-  const T* A;           // alpha: row i at A + i * a_stride
+  const T* w;           // [N, N], or [B, N, N] per sample: sample b's at w + b * w_bstride
+  const T* A;           // alpha: row i of sample b at A + b * a_bstride + i * a_stride
   int64_t a_stride;     // N (per connection) or 0 (per post neuron or scalar: one shared row)
-  const T* h0;          // [B, N] or null (zeros)
-  const T* hebb0;       // [B, N, N] or null
-  const T* elig0;       // [B, N, N] or null
-  const bool* clamp;    // [T, B, N] or null
-  const T* mod_w;       // [N] or null
-  const T* fan_w;       // [N] or null
-  const T* fan_b;       // [N] or null
+  // Per-sample parameters (a population, SPEC.md section 1): 0 when shared by the batch, else the
+  // distance between samples: w N * N; alpha N * N (per connection) or N (one row per sample);
+  // eta 1 (one per sample).
+  int64_t w_bstride, a_bstride, eta_bstride;
+  const T* h0;        // [B, N] or null (zeros)
+  const T* hebb0;     // [B, N, N] or null
+  const T* elig0;     // [B, N, N] or null
+  const bool* clamp;  // [T, B, N] or null
+  const T* mod_w;     // [N] or null
+  const T* fan_w;     // [N] or null
+  const T* fan_b;     // [N] or null
   T clip;
   // SPEC.md section 1.1 (zero: section 1): activation and modulator squash codes (Act, Squash of
   // plastic_rules.h), number of unmodulated post-synaptic neurons (the last ones).
