@@ -281,3 +281,42 @@ def test_gradcheck_float64(rule, alpha_kind):
 
     leaves = [kw[k].detach().clone().requires_grad_() for k in names]
     assert torch.autograd.gradcheck(f, leaves, fast_mode=True)
+
+
+@pytest.mark.parametrize("rule", ["hebb", "neuromod", "retro"])
+@pytest.mark.parametrize("alpha_form", ["[B, N, N]", "[B, N]", "[B]", "[]"])
+def test_public_op_forms(rule, alpha_form, nan_poison):
+    """The public op with backend="triton" on the user's forms (alpha [B, N, N] / [B, N] / [B] /
+    a shared scalar, eta [B], w [B, N, N]): the op turns them into the canonical forms and the
+    gradients come back in the user's shapes, equal to the reference's in float64."""
+    T, B, N = 4, 3, 5
+    g = torch.Generator().manual_seed(21)
+    shape = {"[B, N, N]": (B, N, N), "[B, N]": (B, N), "[B]": (B,), "[]": ()}[alpha_form]
+    kw = make_inputs(rule, "per_connection", rule == "retro", False, T=T, B=B, N=N, seed=21)
+    base = {
+        "u": kw["u"], "w": 0.3 * torch.randn(B, N, N, generator=g, dtype=F64),
+        "alpha": 0.2 * torch.randn(shape, generator=g, dtype=F64),
+    }  # fmt: skip
+    opts = {k: kw[k] for k in ("mod_w", "mod_b", "fanout_w", "fanout_b") if k in kw}
+    if rule in ETA_RULES:
+        opts["eta"] = 0.1 + 0.4 * torch.rand(B, generator=g, dtype=F64)
+    runs = {}
+    for backend in ("reference", "triton"):
+        leaves = {
+            k: v.detach().to(F64).clone().requires_grad_() for k, v in {**base, **opts}.items()
+        }
+        rest = {k: v for k, v in leaves.items() if k not in ("u", "w", "alpha")}
+        h, st = hebbkern.plastic_rnn(
+            leaves["u"], leaves["w"], leaves["alpha"], rule=rule, clip=kw["clip"], backend=backend,
+            **rest,
+        )  # fmt: skip
+        outs = [h, st.hebb] + ([st.elig] if rule == "retro" else [])
+        weights = [torch.linspace(-1, 1, o.numel(), dtype=F64).view_as(o) for o in outs]
+        sum((o * c).sum() for o, c in zip(outs, weights, strict=True)).backward()
+        runs[backend] = (outs, leaves)
+    (ref_o, ref_l), (tri_o, tri_l) = runs["reference"], runs["triton"]
+    for a, b in zip(ref_o, tri_o, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    for k, leaf in ref_l.items():
+        assert tri_l[k].grad.shape == leaf.shape, k  # the user's form, not the canonical one
+        torch.testing.assert_close(tri_l[k].grad, leaf.grad, rtol=1e-10, atol=1e-12, msg=k)
