@@ -472,6 +472,8 @@ class PlasticLSTMArgs(RuleArgs):
 def check_plastic_lstm_args(
     u, wh, alpha, *, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, h0, c0, hebb0, elig0
 ) -> PlasticLSTMArgs:
+    # u holds the four gates ([T, B, 4 * N]), so its checks and messages are the LSTM's own; what
+    # the recurrent families share is check_recurrent below.
     u = check_floating("u", u)
     if u.dim() != 3 or u.shape[2] % 4 != 0:
         raise ValueError(
