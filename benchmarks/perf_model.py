@@ -118,10 +118,11 @@ def compile_sass(arch: str = "sm_90") -> str:
 
 
 def kernel_text(listing: str, kernel: str, rule: str, dtype: str = "float32") -> str:
-    """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing."""
+    """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing (the backward's
+    shared-parameter instantiation, kPop = false, where it has a population one too)."""
     want = re.compile(
         rf"plastic_rnn_{kernel}_kernelILNS_4RuleE{RULE_IDS[rule]}E"
-        rf"{'f' if dtype == 'float32' else 'd'}E"
+        rf"{'f' if dtype == 'float32' else 'd'}(?:Lb0E)?E"
     )
     for name, text in sass.split_functions(listing).items():
         if want.search(name):
