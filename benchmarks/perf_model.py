@@ -118,8 +118,8 @@ def compile_sass(arch: str = "sm_90") -> str:
 
 
 def kernel_text(listing: str, kernel: str, rule: str, dtype: str = "float32") -> str:
-    """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing (the backward's shared-
-    parameter instantiation, kPop = false: a population's twin is a separate kernel)."""
+    """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing (the backward's
+    shared-parameter instantiation, kPop = false, where it has a population one too)."""
     want = re.compile(
         rf"plastic_rnn_{kernel}_kernelILNS_4RuleE{RULE_IDS[rule]}E"
         rf"{'f' if dtype == 'float32' else 'd'}(?:Lb0E)?E"
@@ -559,8 +559,22 @@ def load_codes(listing: str, rules=("neuromod", "hebb")) -> dict:
     return {r: {k: analyse(kernel_text(listing, k, r)) for k in ("fwd", "bwd")} for r in rules}
 
 
-def report(codes: dict, hw: Hardware = H200) -> str:
-    cal = calibrate(codes, hw)
+# The calibration reads the SASS of the code the 2026-12-04 run measured (commit d5033dc; its
+# neuromod float32 kernels, cut from the cuobjdump listing), so that a change to the kernels shows
+# as a change of the prediction instead of being fitted away: the measured times over the
+# measured code's counts give the rates, applied to the counts of the code compiled now.
+MEASURED_SASS = RESULTS / "plastic_rnn_sass_sm90_d5033dc_neuromod.txt"
+
+
+def load_measured_codes(path: Path = MEASURED_SASS) -> dict | None:
+    return load_codes(path.read_text(), ("neuromod",)) if path.exists() else None
+
+
+def report(codes: dict, hw: Hardware = H200, measured_codes: dict | None = None) -> str:
+    """measured_codes: the step-loop code of the measured build (calibration and its check);
+    None: the code compiled now is taken as the measured one."""
+    measured = codes if measured_codes is None else {**codes, **measured_codes}
+    cal = calibrate(measured, hw)
     out = ["Step-loop code (sm_90, float32), static instructions:"]
     for rule, ks in codes.items():
         for k, c in ks.items():
@@ -584,9 +598,17 @@ def report(codes: dict, hw: Hardware = H200) -> str:
                 f"shared memory (the generic loads and stores above), {by['global'] / 1e3:,.0f}"
                 " kB global (L2 or DRAM)"
             )
-    out.append("Check of the count against Nsight Compute (issue case, N=128):")
+    if measured_codes is not None:
+        out.append("The measured build's (d5033dc) neuromod step loops, the calibration's counts:")
+        for k, c in measured_codes["neuromod"].items():
+            out.append(
+                f"  neuromod {k}: hot loop {c.hot_len / c.hot_unroll:.1f} per element, recompute"
+                f" {c.recompute_len / c.recompute_unroll:.0f} per element; per step N=128 "
+                f"{warp_instructions(c, k, 128):,.0f} warp-instructions"
+            )
+    out.append("Check of the measured build's count against Nsight Compute (issue case, N=128):")
     for k in ("fwd", "bwd"):
-        w = warp_instructions(codes["neuromod"][k], k, NCU_CASE["N"])
+        w = warp_instructions(measured["neuromod"][k], k, NCU_CASE["N"])
         n = ncu_instructions_per_step(k)
         out.append(
             f"  neuromod {k}: {w:,.0f} warp-instructions per step counted from the SASS, "
@@ -599,26 +621,34 @@ def report(codes: dict, hw: Hardware = H200) -> str:
         f"block's global-memory bandwidth {cal.sm_global_gbs:.1f} GB/s"
     )
     out.append("")
-    out.append("today's kernel: predicted vs measured (H200, 2026-12-04)")
-    out.append(f"{'case':34} {'measured ms':>11} {'model ms':>9} {'error':>7}  bound")
+    out.append(
+        "the measured build's kernels: model vs measured (H200, 2026-12-04); 'this code': the "
+        "kernels compiled now at the same rates (PREDICTION)"
+    )
+    out.append(
+        f"{'case':34} {'measured ms':>11} {'model ms':>9} {'error':>7} {'this code':>9}  bound"
+    )
     for key, ms in MEASURED.items():
         rule, B, N, T, mode = key
-        pred, bound = call_ms(codes, rule, B, N, T, cal, mode, hw)
+        pred, bound = call_ms(measured, rule, B, N, T, cal, mode, hw)
+        now, _ = call_ms(codes, rule, B, N, T, cal, mode, hw)
         tag = " (calibration)" if key in CALIBRATION_CASES else ""
         out.append(
             f"{rule} {B} {N} {T} {mode:8}{'':{34 - len(f'{rule} {B} {N} {T} {mode:8}')}} "
-            f"{ms:11.3f} {pred:9.3f} {100 * (pred - ms) / ms:+6.0f}%  {bound}{tag}"
+            f"{ms:11.3f} {pred:9.3f} {100 * (pred - ms) / ms:+6.0f}% {now:9.3f}  {bound}{tag}"
         )
     out.append(
         "issue case, the kernels alone (Nsight Compute durations; the call's 2.77 ms also "
         "holds what runs outside them):"
     )
     for k, ms in NCU_KERNEL_MS.items():
-        us, bound = step_us(codes["neuromod"][k], k, 128, False, cal, hw, 32, 50)
+        us, bound = step_us(measured["neuromod"][k], k, 128, False, cal, hw, 32, 50)
+        now, _ = step_us(codes["neuromod"][k], k, 128, False, cal, hw, 32, 50)
         pred = us * 50 / 1e3
         out.append(
             f"  {k} kernel: measured {ms:.3f} ms ({ms * 20:.1f} us per step), model {pred:.3f} ms "
-            f"({us:.1f} us per step, {100 * (pred - ms) / ms:+.0f}%, {bound})"
+            f"({us:.1f} us per step, {100 * (pred - ms) / ms:+.0f}%, {bound}); this code "
+            f"{now * 50 / 1e3:.3f} ms ({now:.1f} us per step, PREDICTION)"
         )
     out.append("")
     out.append("issue 13 targets, forward+backward: PREDICTIONS (unmeasured)")
@@ -639,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sass", type=Path, help="a saved cuobjdump -sass listing (else compile)")
     args = ap.parse_args(argv)
     listing = args.sass.read_text() if args.sass else compile_sass("sm_90")
-    print(report(load_codes(listing)))
+    print(report(load_codes(listing), measured_codes=load_measured_codes()))
     return 0
 
 

@@ -47,6 +47,17 @@ struct Target {
   bool reverse;         // emulation only: items, warps and lanes in reverse order
 };
 
+// The block kernels index within a sample with 32-bit ints (plastic_rnn_block.h): larger N is
+// refused here, before anything is allocated or launched (the emulation shares the check).
+void check_n_fits(const at::Tensor& u) {
+  if (u.dim() != 3) return;  // prepare() names the bad shape
+  const int64_t N = u.size(2);
+  TORCH_CHECK_VALUE(
+      simt::offsets_fit_int32(N), "hebbkern::plastic_rnn: N = ", N,
+      " is too large for the block kernels (their offsets within a sample are 32-bit: "
+      "N * N must be below 2^31, N <= 46340); choose another backend");
+}
+
 void check_target(const Target& tg, const at::Tensor& u) {
   if (tg.emulate) {
     TORCH_CHECK_VALUE(u.device().is_cpu(), "hebbkern::_plastic_rnn_emulated: u must be on the CPU");
@@ -100,6 +111,7 @@ Target cuda_target(const at::Tensor& u) {
 FwdOut forward(const Target& tg, const rnn_args::FwdArgs& a) {
   const Rule rule = rnn_args::checked_rule(a.rule, a.variant, a.u, a.ckpt_every);
   check_target(tg, a.u);
+  check_n_fits(a.u);
   TORCH_CHECK_VALUE(a.u.dim() != 3 || a.u.size(1) < (int64_t{1} << 31),
                     "hebbkern::plastic_rnn: batch too large for one launch: ", a.u.size(1));
   const Prepared q = rnn_args::prepare(a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.opt, rule,
@@ -128,6 +140,7 @@ FwdOut forward(const Target& tg, const rnn_args::FwdArgs& a) {
 BwdOut backward(const Target& tg, const rnn_args::BwdArgs& a) {
   const Rule rule = rnn_args::checked_rule(a.rule, a.variant, a.u, a.ckpt_every);
   check_target(tg, a.u);
+  check_n_fits(a.u);
   const Prepared q = rnn_args::prepare(a, rule, false);
   rnn_args::check_backward_inputs(a, rule);
   const rnn_args::BwdInputs bin = rnn_args::contiguous_backward_inputs(a, rule);

@@ -239,3 +239,21 @@ def test_emulated_empty_batch():
     assert grads[0].shape == (3, 0, 5) and torch.equal(
         grads[1], torch.zeros(5, 5, dtype=grads[1].dtype)
     )
+
+
+@pytest.mark.parametrize("N, fits", [(46340, True), (46341, False)])
+def test_emulated_refuses_n_past_32bit_offsets(N, fits):
+    """The block kernels' offsets within a sample are 32-bit ints: N * N >= 2^31 is refused by
+    the launch code the emulation shares, before anything is allocated. The tensors are views of
+    one element and clip = 0 is invalid, so a call that passes the N check stops at the clip
+    check instead (a real N = 46340 run needs 8.6 GB per [N, N] array)."""
+    one = torch.zeros((), dtype=torch.float32)
+    u, w = one.expand(1, 1, N), one.expand(N, N)
+    msg = f"N = {N} is too large for the block kernels"
+    fwd = (u, w, w, None, None, None, None, None, None, None, None, None, "hebb", 0.0, 1)
+    ck = one.expand(1, 1, N, N)
+    bwd = (None, None, None, u, w, w, None, u, ck, ck, one.expand(1, 1), None, None, None, None,
+           None, None, "hebb", 0.0, 1)  # fmt: skip
+    for call, args in ((ops._plastic_rnn_emulated_fwd, fwd), (ops._plastic_rnn_emulated_bwd, bwd)):
+        with pytest.raises(ValueError, match="clip must be > 0" if fits else msg):
+            call(*args, 64, BIG, False)

@@ -19,10 +19,17 @@
 // Working set: the small vectors, and the [N, N] state (trace and eligibility, or their adjoints),
 // live in shared memory when they fit (Placement), else in global memory (per-sample scratch or the
 // output tensors themselves). The code is the same either way; only the pointers differ.
+//
+// Offsets within a sample (i * N + j, an element k of the [N, N] state, a row's column j) are
+// 32-bit ints in the step loops; the sample's and the step's bases (b * N * N, a checkpoint's
+// slot) are 64-bit and added to a pointer once, outside the per-element loops. 64-bit indices made
+// about 60% of the hot loops' instructions address arithmetic (NOTES.md M1, M7). The launch refuses
+// N with N * N >= 2^31 (offsets_fit_int32).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "hebbkern/plastic_rnn_io.h"
 #include "hebbkern/plastic_rules.h"
@@ -44,6 +51,10 @@ struct Placement {
   int64_t smem_bytes;          // dynamic shared memory per block
   int64_t scratch_per_sample;  // elements of global scratch per sample
 };
+
+// Whether every offset within one sample's [N, N] state fits a 32-bit int: the step loops' index
+// type (checked by the launch, csrc/plastic_rnn_simt.cpp, before any kernel runs).
+HK_HOST_DEVICE bool offsets_fit_int32(int64_t N) { return N >= 0 && N * N < (int64_t{1} << 31); }
 
 // Row groups of the forward pass: enough (group, column) items to fill the block.
 HK_HOST_DEVICE int64_t fwd_groups(int64_t N, int threads) {
@@ -85,10 +96,10 @@ HK_DEVICE double tanh_t(double x) { return ::tanh(x); }
 // p.n_unmod (unmodulated) neurons (SPEC.md section 1.1).
 // Only rule neuromod has unmodulated neurons (the ops check it): the other rules skip the test,
 // which keeps a register free in the float64 backward of retro_soft.
-template <Rule R, typename T>
-HK_DEVICE T modulation_at(const RnnParams<T>& p, int64_t j, T s, T eta) {
+template <Rule R, typename T, typename I>
+HK_DEVICE T modulation_at(const RnnParams<T>& p, I j, T s, T eta) {
   if constexpr (hard_rule(R) == Rule::Neuromod) {
-    if (j >= p.N - p.n_unmod) return eta;
+    if (j >= static_cast<I>(p.N - p.n_unmod)) return eta;
   }
   return p.fan_w ? p.fan_w[j] * s + p.fan_b[j] : s;
 }
@@ -102,8 +113,10 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N, B = p.B;
-  const int64_t G = fwd_groups(N, blk.nthreads());
-  const int64_t rows = (N + G - 1) / G;
+  const int n = static_cast<int>(N), nn = n * n;  // 32-bit offsets within the sample
+  const int G = static_cast<int>(fwd_groups(N, blk.nthreads()));
+  const int rows = (n + G - 1) / G;
+  const int a_stride = static_cast<int>(p.a_stride);  // N or 0
   T* vec = pl.vec_in_smem ? smem : scratch + b * pl.scratch_per_sample;
   T* hv = vec;            // ring of three activity vectors: h_{t-2}, h_{t-1}, h_t
   T* M = hv + 3 * N;      // m_t per post neuron
@@ -119,10 +132,14 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
   const T* w = p.w + b * p.w_bstride;
   const T* A = p.A + b * p.a_bstride;
 
-  blk.for_each(NN, [&](int64_t k) {
-    H[k] = p.hebb0 ? p.hebb0[b * NN + k] : T(0);
-    if constexpr (kElig) E[k] = p.elig0 ? p.elig0[b * NN + k] : T(0);
-  });
+  {
+    const T* H0 = p.hebb0 ? p.hebb0 + b * NN : nullptr;
+    const T* E0 = p.elig0 ? p.elig0 + b * NN : nullptr;
+    blk.for_each(nn, [&](int k) {
+      H[k] = H0 ? H0[k] : T(0);
+      if constexpr (kElig) E[k] = E0 ? E0[k] : T(0);
+    });
+  }
   blk.for_each(N, [&](int64_t j) {
     hv[j] = T(0);
     hv[N + j] = p.h0 ? p.h0[b * N + j] : T(0);
@@ -139,13 +156,13 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
     T* ckE = (ck && kElig) ? o.ck_e + ((t / p.K) * B + b) * NN : nullptr;
     const T* hpp = hv + ipp * N;
     const T* hp = hv + ip * N;
-    blk.for_each(G * N, [&](int64_t k) {
-      const int64_t g = k / N, j = k - g * N;
-      const int64_t i0 = g * rows, i1 = (i0 + rows < N) ? i0 + rows : N;
+    blk.for_each(G * n, [&](int k) {
+      const int g = k / n, j = k - g * n;
+      const int i0 = g * rows, i1 = (i0 + rows < n) ? i0 + rows : n;
       const T post = hp[j], m = M[j];
       T acc = T(0);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t e = i * N + j;
+      for (int i = i0; i < i1; ++i) {
+        const int e = i * n + j;
         T hij = H[e];
         if (pending) {
           T eij = kElig ? E[e] : T(0);
@@ -157,7 +174,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
           ckH[e] = hij;
           if constexpr (kElig) ckE[e] = E[e];
         }
-        acc += hp[i] * (w[e] + A[i * p.a_stride + j] * hij);
+        acc += hp[i] * (w[e] + A[i * a_stride + j] * hij);
       }
       part[k] = acc;
     });
@@ -188,14 +205,16 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
   // The update of the last step, and the final state out of shared memory.
   const T* hpp = hv + ipp * N;
   const T* hp = hv + ip * N;
-  blk.for_each(NN, [&](int64_t k) {
-    const int64_t i = k / N, j = k - i * N;
+  T* hT = o.hebb_T + b * NN;
+  T* eT = kElig ? o.elig_T + b * NN : nullptr;
+  blk.for_each(nn, [&](int k) {
+    const int i = k / n, j = k - i * n;
     T hij = H[k];
     T eij = kElig ? E[k] : T(0);
     trace_forward_inv<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip, p.inv_clip);
     if (pl.state_in_smem) {
-      o.hebb_T[b * NN + k] = hij;
-      if constexpr (kElig) o.elig_T[b * NN + k] = eij;
+      hT[k] = hij;
+      if constexpr (kElig) eT[k] = eij;
     } else {
       H[k] = hij;
       if constexpr (kElig) E[k] = eij;
@@ -206,11 +225,17 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
 // --------------------------------------------------------------------------------------------
 // Backward
 
+// The backward's index type within a sample: 32-bit for float32; float64 keeps 64-bit indices,
+// because its kernels sit at the 128-register limit and with 32-bit ones ptxas spilled on sm_80
+// (NOTES.md M7).
+template <typename T>
+using BwdIdx = std::conditional_t<sizeof(T) == 4, int, int64_t>;
+
 // dst[j] += sum_w col[w, j] (warps in order); col is zeroed for the next use.
 template <typename T, typename Blk>
-HK_DEVICE void fold_columns(const Blk& blk, T* col, int64_t N, T* dst) {
+HK_DEVICE void fold_columns(const Blk& blk, T* col, BwdIdx<T> N, T* dst) {
   const int W = blk.nwarps();
-  blk.for_each(N, [&](int64_t j) {
+  blk.for_each(N, [&](BwdIdx<T> j) {
     T s = T(0);
     for (int w = 0; w < W; ++w) {
       s += col[w * N + j];
@@ -228,14 +253,15 @@ HK_DEVICE void rule_pass(const Blk& blk, const RnnParams<T>& p, const T* Hs, con
                          T* prev, T* deta_w, T eta) {
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
-  const int64_t N = p.N;
+  using I = BwdIdx<T>;
+  const I N = static_cast<I>(p.N);  // offsets within the sample
   const T clip = p.clip;
-  blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
+  blk.for_each_row(N, [&](const auto& warp, I i, int w) {
     const T pre = hp[i];
     T* cpost = col_post + w * N;
     [[maybe_unused]] T* cmod = col_mod + w * N;
-    const Vec<T, 2> r = warp.template sum<Vec<T, 2>>(N, [&](int64_t j) {
-      const int64_t e = i * N + j;
+    const Vec<T, 2> r = warp.template sum<Vec<T, 2>>(N, [&](I j) {
+      const I e = i * N + j;
       T m = T(0);
       if constexpr (kMod) m = modulation_at<R>(p, j, mod, eta);
       T unused = T(0);
@@ -274,9 +300,10 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, int64_t b, const 
                         T* prev, T* prev2, T* deta_w, T eta, const RowPassFused<T>& f) {
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
-  const int64_t N = p.N;
+  using I = BwdIdx<T>;
+  const I N = static_cast<I>(p.N);  // offsets within the sample
   const T clip = p.clip;
-  blk.for_each_row(N, [&](const auto& warp, int64_t i, int w) {
+  blk.for_each_row(N, [&](const auto& warp, I i, int w) {
     const T x = hp[i];
     // Sample b's alpha row in a population (kPop), else the shared row.
     const T* Arow = kPop ? p.A + (b * p.a_bstride + i * p.a_stride) : p.A + i * p.a_stride;
@@ -287,7 +314,7 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, int64_t b, const 
     [[maybe_unused]] T* cmod = col_mod + w * N;
     [[maybe_unused]] T* cA = col_A + w * N;
     [[maybe_unused]] const T pre = kFused ? f.hpp[i] : T(0);
-    const Vec<T, 3> r = warp.template sum<Vec<T, 3>>(N, [&](int64_t j) {
+    const Vec<T, 3> r = warp.template sum<Vec<T, 3>>(N, [&](I j) {
       const T hij = Hrow[j];
       const T xd = x * da[j];
       dHrow[j] += Arow[j] * xd;
@@ -297,7 +324,7 @@ HK_DEVICE void row_pass(const Blk& blk, const RnnParams<T>& p, int64_t b, const 
         dA[i * N + j] += xd * hij;
       Vec<T, 3> v{{((kPop ? T(0) : wrow[j]) + Arow[j] * hij) * da[j], T(0), T(0)}};
       if constexpr (kFused) {
-        const int64_t e = i * N + j;
+        const I e = i * N + j;
         T m = T(0);
         if constexpr (kMod) m = modulation_at<R>(p, j, f.mod, eta);
         T unused = T(0);
@@ -332,14 +359,15 @@ HK_DEVICE int64_t opaque(int64_t x) {
 
 // sum_k w[b, i, k] da[k] (w of sample b, or the shared one), one thread, a plain loop.
 template <typename T>
-HK_DEVICE T w_row_dot(const RnnParams<T>& p, int64_t b, int64_t i, const T* da) {
-  const int64_t N = p.N;
+HK_DEVICE T w_row_dot(const RnnParams<T>& p, int64_t b, BwdIdx<T> i, const T* da) {
+  using I = BwdIdx<T>;
+  const I N = static_cast<I>(p.N);
   const T* wrow = p.w + (opaque(b) * p.w_bstride + i * N);
   T s = T(0);
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1  // registers: this runs inside the backward's busiest loop nest
 #endif
-  for (int64_t k = 0; k < N; ++k) s += wrow[k] * da[k];
+  for (I k = 0; k < N; ++k) s += wrow[k] * da[k];
   return s;
 }
 
@@ -366,6 +394,8 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N, B = p.B, T_ = p.T_, K = p.K;
+  using I = BwdIdx<T>;
+  const I n = static_cast<I>(N), nn = n * n;  // offsets within the sample
   const int W = blk.nwarps();
   T* gs = scratch + b * pl.scratch_per_sample;  // this sample's global scratch
   T* vec = pl.vec_in_smem ? smem : gs;
@@ -395,11 +425,15 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   const T eta = p.eta ? p.eta[b * p.eta_bstride] : T(0);  // this sample's
   const T clip = p.clip;
 
-  blk.for_each(NN, [&](int64_t k) {
-    dH[k] = in.gH ? in.gH[b * NN + k] : T(0);
-    if constexpr (kElig) dE[k] = in.gE ? in.gE[b * NN + k] : T(0);
-    if (!row_alpha) dA[k] = T(0);
-  });
+  {
+    const T* gH = in.gH ? in.gH + b * NN : nullptr;
+    const T* gE = in.gE ? in.gE + b * NN : nullptr;
+    blk.for_each(nn, [&](I k) {
+      dH[k] = gH ? gH[k] : T(0);
+      if constexpr (kElig) dE[k] = gE ? gE[k] : T(0);
+      if (!row_alpha) dA[k] = T(0);
+    });
+  }
   blk.for_each(8 * N + 3 * W * N + W, [&](int64_t k) { vec[k] = T(0); });
   blk.for_each(N, [&](int64_t j) {
     if (kMod) dmw[j] = T(0);
@@ -420,25 +454,34 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   for (int64_t c = n_chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * K, t1 = (t0 + K < T_) ? t0 + K : T_;
     // Recompute the traces before steps t0 .. t1-1 from the chunk's checkpoint.
-    blk.for_each(NN, [&](int64_t k) {
-      Hbuf[k] = in.ck_h[(c * B + b) * NN + k];
-      if constexpr (kElig) Ebuf[k] = in.ck_e[(c * B + b) * NN + k];
-    });
+    {
+      const T* cH = in.ck_h + (c * B + b) * NN;
+      const T* cE = kElig ? in.ck_e + (c * B + b) * NN : nullptr;
+      blk.for_each(nn, [&](I k) {
+        Hbuf[k] = cH[k];
+        if constexpr (kElig) Ebuf[k] = cE[k];
+      });
+    }
     blk.sync();
     for (int64_t t = t0; t < t1 - 1; ++t) {
       const int64_t s = t - t0;
       const T* pre = h_at(t - 1);
       const T* post = h_at(t);
       const T mt = kMod ? in.mod[t * B + b] : T(0);
-      blk.for_each(NN, [&](int64_t k) {
-        const int64_t i = k / N, j = k - i * N;
-        T hij = Hbuf[s * NN + k];
-        T eij = kElig ? Ebuf[s * NN + k] : T(0);
+      // Step s's trace and eligibility, and step s + 1's (64-bit bases, 32-bit k).
+      const T* Hs = Hbuf + s * NN;
+      const T* Es = Ebuf + s * NN;
+      T* Hn = Hbuf + (s + 1) * NN;
+      T* En = Ebuf + (s + 1) * NN;
+      blk.for_each(nn, [&](I k) {
+        const I i = k / n, j = k - i * n;
+        T hij = Hs[k];
+        T eij = kElig ? Es[k] : T(0);
         T m = T(0);
         if constexpr (kMod) m = modulation_at<R>(p, j, mt, eta);
         trace_forward_inv<R>(hij, eij, pre[i], post[j], m, eta, clip, p.inv_clip);
-        Hbuf[(s + 1) * NN + k] = hij;
-        if constexpr (kElig) Ebuf[(s + 1) * NN + k] = eij;
+        Hn[k] = hij;
+        if constexpr (kElig) En[k] = eij;
       });
       blk.sync();
     }
@@ -449,8 +492,8 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
       rule_pass<R>(blk, p, Hbuf + s * NN, Ebuf + s * NN, h_at(t - 1), h_at(t),
                    kMod ? in.mod[t * B + b] : T(0), dH, dE, col_post, col_mod, prev, deta_w, eta);
       blk.sync();
-      fold_columns(blk, col_post, N, cur);
-      if constexpr (kMod) fold_columns(blk, col_mod, N, dM);
+      fold_columns(blk, col_post, n, cur);
+      if constexpr (kMod) fold_columns(blk, col_mod, n, dM);
       blk.sync();
     }
     for (int64_t t = t1 - 1; t >= t0; --t) {
@@ -517,6 +560,8 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
         T* cur_ = cur;
         T* dM_ = dM;
         T* prev_ = prev;
+        // 64-bit j here (N per step, not N * N): with a 32-bit one ptxas spilled in the gated
+        // float32 population backward on sm_90.
         blk.for_each(N, [&](int64_t j) {
           T sp = T(0), sm = T(0), sa = T(0);
           for (int w = 0; w < W; ++w) {
@@ -556,9 +601,11 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
     if (row_alpha) dA[j] = dAcol[j];
   });
   if (pl.state_in_smem) {
-    blk.for_each(NN, [&](int64_t k) {
-      o.dH0[b * NN + k] = dH[k];
-      if constexpr (kElig) o.dE0[b * NN + k] = dE[k];
+    T* dH0 = o.dH0 + b * NN;
+    T* dE0 = kElig ? o.dE0 + b * NN : nullptr;
+    blk.for_each(nn, [&](I k) {
+      dH0[k] = dH[k];
+      if constexpr (kElig) dE0[k] = dE[k];
     });
   }
   blk.single([&] {

@@ -1,5 +1,9 @@
 // A thread block, written once for the GPU and for its emulation on the CPU.
 //
+// The loops take the index type of their count: a kernel passes an `int` count where its
+// offsets fit 32 bits (plastic_rnn's step loops), so that the device does 32-bit index arithmetic
+// instead of 64-bit (NOTES.md M7); the other kernels pass int64_t.
+//
 // The CUDA kernels of hebbkern are written against the small `Block` interface below instead of
 // raw threadIdx arithmetic. On the device (`CudaBlock`) it is the usual block-stride loops, warp
 // shuffles and __syncthreads(). On the host (`EmuBlock`) the same kernel body runs one block at a
@@ -102,21 +106,21 @@ struct CudaWarp {
   int lane;
   // sum_{j < n} f(j), with lane l evaluating f(j) for j = l, l + 32, ...; the xor butterfly gives
   // every lane the same bits (IEEE addition is commutative), so no broadcast is needed.
-  template <typename V, typename F>
-  __device__ __forceinline__ V sum(int64_t n, F&& f) const {
+  template <typename V, typename I, typename F>
+  __device__ __forceinline__ V sum(I n, F&& f) const {
     V s = V{};
     // Unrolled twice at most: the row passes of the backward keep many pointers live, and deeper
     // unrolling made ptxas spill (NOTES.md).
 #pragma unroll 2
-    for (int64_t j = lane; j < n; j += kWarpSize) s = s + f(j);
+    for (I j = lane; j < n; j += kWarpSize) s = s + f(j);
 #pragma unroll
     for (int off = kWarpSize / 2; off > 0; off >>= 1) s = s + shfl_xor(s, off);
     return s;
   }
   // f(j) for j = lane, lane + 32, ... < n (no result).
-  template <typename F>
-  __device__ __forceinline__ void for_each(int64_t n, F&& f) const {
-    for (int64_t j = lane; j < n; j += kWarpSize) f(j);
+  template <typename I, typename F>
+  __device__ __forceinline__ void for_each(I n, F&& f) const {
+    for (I j = lane; j < n; j += kWarpSize) f(j);
   }
   __device__ __forceinline__ bool leader() const { return lane == 0; }
 };
@@ -124,16 +128,16 @@ struct CudaWarp {
 struct CudaBlock {
   __device__ __forceinline__ int nthreads() const { return blockDim.x; }
   __device__ __forceinline__ int nwarps() const { return blockDim.x / kWarpSize; }
-  template <typename F>
-  __device__ __forceinline__ void for_each(int64_t n, F&& f) const {
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) f(k);
+  template <typename I, typename F>
+  __device__ __forceinline__ void for_each(I n, F&& f) const {
+    for (I k = threadIdx.x; k < n; k += blockDim.x) f(k);
   }
   // f(warp, row, warp_index) for rows i = w, w + nwarps, ... of warp w.
-  template <typename F>
-  __device__ __forceinline__ void for_each_row(int64_t n, F&& f) const {
+  template <typename I, typename F>
+  __device__ __forceinline__ void for_each_row(I n, F&& f) const {
     const int w = threadIdx.x / kWarpSize;
     const CudaWarp warp{static_cast<int>(threadIdx.x % kWarpSize)};
-    for (int64_t i = w; i < n; i += nwarps()) f(warp, i, w);
+    for (I i = w; i < n; i += nwarps()) f(warp, i, w);
   }
   // f(warp, warp_index) once per warp: for kernels that assign rows to warps themselves.
   template <typename F>
@@ -178,21 +182,21 @@ inline V butterfly(V (&lanes)[kWarpSize]) {
 
 struct EmuWarp {
   bool reverse;
-  template <typename V, typename F>
-  V sum(int64_t n, F&& f) const {
+  template <typename V, typename I, typename F>
+  V sum(I n, F&& f) const {
     V lanes[kWarpSize];
     for (int l = 0; l < kWarpSize; ++l) lanes[l] = V{};
     for (int q = 0; q < kWarpSize; ++q) {
       const int l = reverse ? kWarpSize - 1 - q : q;
-      for (int64_t j = l; j < n; j += kWarpSize) lanes[l] = lanes[l] + f(j);
+      for (I j = l; j < n; j += kWarpSize) lanes[l] = lanes[l] + f(j);
     }
     return butterfly(lanes);
   }
-  template <typename F>
-  void for_each(int64_t n, F&& f) const {
+  template <typename I, typename F>
+  void for_each(I n, F&& f) const {
     for (int q = 0; q < kWarpSize; ++q) {
       const int l = reverse ? kWarpSize - 1 - q : q;
-      for (int64_t j = l; j < n; j += kWarpSize) f(j);
+      for (I j = l; j < n; j += kWarpSize) f(j);
     }
   }
   bool leader() const { return true; }  // the emulated warp body runs once, not per lane
@@ -203,20 +207,20 @@ struct EmuBlock {
   bool reverse;  // run items, warps and lanes last to first
   int nthreads() const { return threads; }
   int nwarps() const { return threads / kWarpSize; }
-  template <typename F>
-  void for_each(int64_t n, F&& f) const {
+  template <typename I, typename F>
+  void for_each(I n, F&& f) const {
     if (reverse) {
-      for (int64_t k = n - 1; k >= 0; --k) f(k);
+      for (I k = n - 1; k >= 0; --k) f(k);
     } else {
-      for (int64_t k = 0; k < n; ++k) f(k);
+      for (I k = 0; k < n; ++k) f(k);
     }
   }
-  template <typename F>
-  void for_each_row(int64_t n, F&& f) const {
+  template <typename I, typename F>
+  void for_each_row(I n, F&& f) const {
     const EmuWarp warp{reverse};
     for (int q = 0; q < nwarps(); ++q) {
       const int w = reverse ? nwarps() - 1 - q : q;
-      for (int64_t i = w; i < n; i += nwarps()) f(warp, i, w);
+      for (I i = w; i < n; i += nwarps()) f(warp, i, w);
     }
   }
   template <typename F>
