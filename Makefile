@@ -85,6 +85,9 @@ test-python: wheel
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install -r requirements/test.txt dist/hebbkern-*.whl
 	HEBBKERN_TEST_INSTALLED=1 $(TEST_VENV)/bin/pytest tests -q -p no:cacheprovider
+	# Its 5-6 GB (torch's CUDA wheel) go before the next stage builds its own venv: CI's disk ran
+	# out once (2026-12-05, "No space left on device" in pip) with all three venvs present.
+	rm -rf $(TEST_VENV)
 
 # The CPU test suite against the oldest supported torch: a fresh venv with torch==$(OLDEST_TORCH)
 # (and the test requirements, less their pins), a wheel built there against that torch from a clean
@@ -107,6 +110,8 @@ test-oldest-torch:
 		-q --no-build-isolation --no-deps -w ../dist .
 	$(OLDEST_VENV)/bin/pip install -q --no-deps build/oldest-torch/dist/hebbkern-*.whl
 	HEBBKERN_TEST_INSTALLED=1 $(OLDEST_VENV)/bin/pytest tests -q -p no:cacheprovider $(OLDEST_DESELECT)
+	# As above: no 5 GB left behind per clone (make gpu-prebuilt creates the venv again if needed).
+	rm -rf $(OLDEST_VENV) build/oldest-torch
 
 test: lint test-cpp test-python test-oldest-torch
 
