@@ -117,12 +117,22 @@ def compile_sass(arch: str = "sm_90") -> str:
     return out.stdout
 
 
+# The forward's instantiations by placement (plastic_rnn_block.h, kPlace*): template argument
+# kWhere 2 keeps the state and w/alpha in shared memory (the issue case's placement), 1 the state
+# only, 0 chooses at run time (the state in global memory).
+FWD_WHERE = {"fwd": 2, "fwd_state": 1, "fwd_global": 0}
+
+
 def kernel_text(listing: str, kernel: str, rule: str, dtype: str = "float32") -> str:
-    """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing (the backward's
-    shared-parameter instantiation, kPop = false, where it has a population one too)."""
+    """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing: where a kernel has
+    several instantiations, the backward's shared-parameter one (kPop = false) and the forward's
+    by placement (`kernel` "fwd", "fwd_state", "fwd_global": FWD_WHERE). A listing of a build
+    with one forward instantiation (the measured d5033dc) gives it for "fwd"."""
+    flag = f"Li{FWD_WHERE[kernel]}E" if kernel in FWD_WHERE else "Lb0E"
+    name = "fwd" if kernel in FWD_WHERE else kernel
     want = re.compile(
-        rf"plastic_rnn_{kernel}_kernelILNS_4RuleE{RULE_IDS[rule]}E"
-        rf"{'f' if dtype == 'float32' else 'd'}(?:Lb0E)?E"
+        rf"plastic_rnn_{name}_kernelILNS_4RuleE{RULE_IDS[rule]}E"
+        rf"{'f' if dtype == 'float32' else 'd'}(?:{flag})?E"
     )
     for name, text in sass.split_functions(listing).items():
         if want.search(name):
@@ -146,22 +156,35 @@ class StepCode:
     recompute_len: int = 0  # backward: the chunk's trace recomputation (one per step)
     recompute_unroll: int = 1
     recompute_classes: dict = field(default_factory=dict)
+    params_in_smem: bool = False  # forward: w and alpha read from shared memory (kWhere 2)
 
 
-def analyse(text: str) -> StepCode:
+def loads(instrs, kinds=("ldg",)) -> int:
+    """Loads of a loop body of the given classes: what tells the hot pass's split-off copies
+    (they read the same arrays per element) from the loops over vectors (a few loads per item).
+    Global loads (w and alpha) where the hot pass has them; with w and alpha in shared memory
+    (the forward's kWhere 2) it has none, and loads from any memory tell instead."""
+    c = sass.class_counts(instrs)
+    return sum(c[k] for k in kinds)
+
+
+def analyse(text: str, params_in_smem: bool = False) -> StepCode:
+    """params_in_smem: the forward's kWhere 2 instantiation (w and alpha read from shared
+    memory), whose pass over the trace has no global load to be recognised by."""
     ins = sass.parse_instructions(text)
     loops = sass.find_loops(ins)
     step = sass.step_loop(ins, loops)
-    hot = sass.hot_loop(ins, step, loops)
+    hot = sass.hot_loop(ins, step, loops, params_in_smem)
     hot_body = sass.body(ins, hot)
     inner = sass.inner_loops(step, loops)
     top = [lp for lp in inner if not any(lp in sass.inner_loops(o, loops) for o in inner)]
     parent = next((lp for lp in top if lp[0] <= hot[0] and hot[1] <= lp[1]), hot)
-    ldg_hot = sass.class_counts(hot_body)["ldg"]
+    kinds = ("ldg",) if loads(hot_body) else ("ldg", "lds", "ld_generic")
+    loads_hot = loads(hot_body, kinds)
 
     def is_variant(lp) -> bool:  # another compile-time variant of the hot loop's pass
         return lp != parent and any(
-            sass.class_counts(sass.body(ins, x))["ldg"] * 2 >= ldg_hot
+            loads(sass.body(ins, x), kinds) * 2 >= loads_hot
             for x in [lp, *sass.inner_loops(lp, loops)]
         )
 
@@ -189,13 +212,24 @@ def analyse(text: str) -> StepCode:
         hot_unroll=sass.unroll_factor(hot_body),
         hot_classes=dict(sass.class_counts(hot_body)),
         hot_ops=dict(Counter(i.base for i in hot_body)),
-        parent_rest=len(sass.body(ins, parent)) - len(hot_body),
+        # The enclosing loop's own code, less the other variants of the hot pass the compiler
+        # split off inside it (the first step's, without a pending update: not run per step).
+        parent_rest=len(sass.body(ins, parent))
+        - len(hot_body)
+        - sum(
+            len(sass.body(ins, lp))
+            for lp in sass.inner_loops(parent, loops)
+            if lp != hot
+            and not sass.inner_loops(lp, loops)
+            and loads(sass.body(ins, lp), kinds) * 2 >= loads_hot
+        ),
         vector_loops=sum(
             len(sass.body(ins, lp)) for lp in top if lp != parent and not is_variant(lp)
         ),
         recompute_len=rec_len,
         recompute_unroll=rec_unroll,
         recompute_classes=rec_classes,
+        params_in_smem=params_in_smem,
     )
 
 
@@ -250,14 +284,20 @@ def step_profile(code: StepCode, kernel: str, N: int) -> dict[str, float]:
     return prof
 
 
-def bytes_per_step(kernel: str, N: int, elig: bool, state_on_chip: bool) -> dict[str, float]:
+def bytes_per_step(
+    kernel: str, N: int, elig: bool, state_on_chip: bool, params_on_chip: bool = False
+) -> dict[str, float]:
     """Bytes one sample moves per step (float32), by where they live, from the arrays the step
-    touches (plastic_rnn_block.h): 'smem' the on-chip state, 'global' everything else."""
+    touches (plastic_rnn_block.h): 'smem' the on-chip state (and, in the forward's kWhere 2
+    instantiation, w and alpha, loaded once per call), 'global' everything else."""
     e, n2 = 4, N * N
     k = 2 if elig else 1
     if kernel == "fwd":
         state = 2 * k * n2 * e  # trace (and eligibility) read and written
-        other = 2 * n2 * e  # w and alpha re-read every step
+        wa = 2 * n2 * e  # w and alpha read every step
+        if params_on_chip:
+            return {"smem": state + wa, "global": 0.0}
+        other = wa
     else:
         state = 2 * k * n2 * e  # their adjoints read and written
         # Two recomputed traces read (steps t, t-1), d alpha read and written (per connection),
@@ -278,6 +318,33 @@ def working_set(kernel: str, B: int, N: int, T: int, elig: bool) -> float:
     if kernel == "bwd":
         per_sample += math.ceil(math.sqrt(T)) * k * n2 + n2
     return 2 * n2 + B * per_sample
+
+
+def fwd_placement(
+    N: int, elig: bool, full_alpha: bool = True, hw: Hardware = H200, elem: int = 4
+) -> str:
+    """Where the forward keeps its working set, as place() in plastic_rnn_block.h decides at 512
+    threads (tests/test_plastic_rnn_placement.py checks the two agree): "params" (the state, w
+    and alpha in shared memory: the kWhere 2 instantiation), "state" (the state only: 1) or
+    "global" (0)."""
+    n2 = N * N
+    vec = 4 * N + fwd_groups(N) * N + 32  # fwd_vec_elems (kMaxWarps = 32)
+    state = (2 if elig else 1) * n2
+    params = n2 + (n2 if full_alpha else N)
+    if (vec + state) * elem > hw.smem_per_sm:
+        return "global"
+    return "params" if (vec + state + params) * elem <= hw.smem_per_sm else "state"
+
+
+def code_for(codes: dict, rule: str, kernel: str, N: int) -> StepCode:
+    """The instantiation the launch runs at width N (per-connection alpha): the forward's by
+    fwd_placement where the listing has them, else the one kernel of the measured build."""
+    if kernel != "fwd":
+        return codes[rule][kernel]
+    key = {"params": "fwd", "state": "fwd_state", "global": "fwd_global"}[
+        fwd_placement(N, rule in ELIG)
+    ]
+    return codes[rule].get(key, codes[rule]["fwd"])
 
 
 def on_chip_today(N: int, elig: bool, kernel: str) -> bool:
@@ -337,7 +404,7 @@ def step_us(
 ) -> tuple[float, str]:
     """(microseconds, bound) of one step of today's kernel."""
     clk = hw.clock_ghz * 1e3  # clocks per microsecond
-    by = bytes_per_step(kernel, N, elig, on_chip_today(N, elig, kernel))
+    by = bytes_per_step(kernel, N, elig, on_chip_today(N, elig, kernel), code.params_in_smem)
     active = min(B, hw.sm_count)
     gbs = min(cal.sm_global_gbs, hw.l2_gbs / active)
     where = "global (L2)"
@@ -368,7 +435,7 @@ def call_ms(
     waves = math.ceil(B / hw.sm_count)
     total, bounds = 0.0, []
     for kernel in ("fwd", "bwd") if mode == "fwd+bwd" else ("fwd",):
-        us, bound = step_us(codes[rule][kernel], kernel, N, elig, cal, hw, B, T)
+        us, bound = step_us(code_for(codes, rule, kernel, N), kernel, N, elig, cal, hw, B, T)
         total += us * T * waves
         bounds.append(f"{kernel} {bound}")
     launches = 2 if mode == "fwd+bwd" else 1
@@ -556,7 +623,15 @@ TARGETS = [
 
 
 def load_codes(listing: str, rules=("neuromod", "hebb")) -> dict:
-    return {r: {k: analyse(kernel_text(listing, k, r)) for k in ("fwd", "bwd")} for r in rules}
+    """rule -> kernel -> StepCode: "fwd" and "bwd", and where the listing has the forward's
+    instantiations by placement, "fwd" is the one with w and alpha in shared memory and
+    "fwd_state", "fwd_global" the others."""
+    by_place = re.search(r"plastic_rnn_fwd_kernel\S*Li2E", listing) is not None
+    kernels = ("fwd", "fwd_state", "fwd_global", "bwd") if by_place else ("fwd", "bwd")
+    return {
+        r: {k: analyse(kernel_text(listing, k, r), by_place and k == "fwd") for k in kernels}
+        for r in rules
+    }
 
 
 # The calibration reads the SASS of the code the 2026-12-04 run measured (commit d5033dc; its
@@ -587,15 +662,17 @@ def report(codes: dict, hw: Hardware = H200, measured_codes: dict | None = None)
             )
     for rule, N in (("neuromod", 128), ("hebb", 1025)):
         for k in ("fwd", "bwd"):
-            code = codes[rule][k]
+            code = code_for(codes, rule, k, N)
             prof = step_profile(code, k, N)
-            by = bytes_per_step(k, N, rule in ELIG, on_chip_today(N, rule in ELIG, k))
+            by = bytes_per_step(
+                k, N, rule in ELIG, on_chip_today(N, rule in ELIG, k), code.params_in_smem
+            )
             out.append(
                 f"  per step, {rule} {k} N={N} (one block): "
                 f"{warp_instructions(code, k, N):,.0f} warp-instructions ("
                 + ", ".join(f"{cls} {n:,.0f}" for cls, n in prof.items())
                 + f"); {code.barriers} block-wide barriers; bytes {by['smem'] / 1e3:,.0f} kB "
-                f"shared memory (the generic loads and stores above), {by['global'] / 1e3:,.0f}"
+                f"shared memory, {by['global'] / 1e3:,.0f}"
                 " kB global (L2 or DRAM)"
             )
     if measured_codes is not None:
@@ -643,7 +720,7 @@ def report(codes: dict, hw: Hardware = H200, measured_codes: dict | None = None)
     )
     for k, ms in NCU_KERNEL_MS.items():
         us, bound = step_us(measured["neuromod"][k], k, 128, False, cal, hw, 32, 50)
-        now, _ = step_us(codes["neuromod"][k], k, 128, False, cal, hw, 32, 50)
+        now, _ = step_us(code_for(codes, "neuromod", k, 128), k, 128, False, cal, hw, 32, 50)
         pred = us * 50 / 1e3
         out.append(
             f"  {k} kernel: measured {ms:.3f} ms ({ms * 20:.1f} us per step), model {pred:.3f} ms "

@@ -180,17 +180,26 @@ def step_loop(instrs: list[Instr], loops: list[tuple[int, int]]) -> tuple[int, i
     return max(innermost, key=lambda lp: barriers(body(instrs, lp)))
 
 
-def hot_loop(instrs: list[Instr], outer: tuple[int, int], loops: list[tuple[int, int]]):
-    """The pass over the trace elements: of the innermost loops inside ``outer``, the one with the
-    most global loads (LDG: w and alpha are read per element; the loops over vectors and partial
-    sums read shared memory), then the most instructions."""
+def hot_loop(
+    instrs: list[Instr],
+    outer: tuple[int, int],
+    loops: list[tuple[int, int]],
+    params_in_smem: bool = False,
+):
+    """The pass over the trace elements: of the innermost loops inside ``outer``, one that
+    stores to the trace (generic ST or STS: the compiler may split off a read-only variant of the
+    pass for the first step, where there is no pending update), then the most global loads (LDG:
+    w and alpha are read per element; the loops over vectors and partial sums read shared
+    memory), then the most instructions. params_in_smem (the forward's kWhere 2: w and alpha in
+    shared memory, no LDG left in the pass): the most loads from any memory instead."""
     leaves = [x for x in inner_loops(outer, loops) if not inner_loops(x, loops)]
     if not leaves:
         raise ValueError(f"no inner loop in {outer[0]:#x}-{outer[1]:#x}")
 
     def key(lp):
-        b = body(instrs, lp)
-        return class_counts(b)["ldg"], len(b)
+        c = class_counts(body(instrs, lp))
+        loads = c["ldg"] + (c["lds"] + c["ld_generic"] if params_in_smem else 0)
+        return c["st_generic"] + c["sts"] > 0, loads, sum(c.values())
 
     return max(leaves, key=key)
 

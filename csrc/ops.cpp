@@ -72,7 +72,7 @@ TORCH_LIBRARY(hebbkern, m) {
   m.def(
       "_plastic_rnn_placement(int N, int K, bool elig, bool backward, int threads, int "
       "smem_budget, "
-      "int elem_bytes) -> int[]",
+      "int elem_bytes, int params=0) -> int[]",
       &plastic_rnn_placement);
   m.def(
       "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "

@@ -32,9 +32,10 @@ using BwdOut = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Te
 // is written once, next to its body.
 
 // Where the CUDA kernels keep a block's working set for a shape (simt::place), as
-// [vec_in_smem, state_in_smem, smem_bytes, scratch_elements_per_sample]: for reports and tests.
+// [vec_in_smem, state_in_smem, smem_bytes, scratch_elements_per_sample, params_in_smem] (params:
+// elements of w and alpha the forward may keep on chip): for reports and tests.
 std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
-                                           int64_t threads, int64_t smem_budget,
-                                           int64_t elem_bytes);
+                                           int64_t threads, int64_t smem_budget, int64_t elem_bytes,
+                                           int64_t params);
 
 }  // namespace hebbkern

@@ -82,10 +82,13 @@ simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K, int64_
   return p;
 }
 
+// The forward keeps this sample's w and alpha in shared memory too where they fit (its kWhereParams
+// instantiation); the backward reads them from global memory.
 template <typename T>
 simt::Placement placement(const Target& tg, bool backward, const simt::RnnParams<T>& p, Rule rule) {
+  const int64_t params = backward ? 0 : p.N * p.N + (p.a_stride ? p.N * p.N : p.N);
   return simt::place(backward, p.N, p.K, has_eligibility(rule), tg.threads, tg.smem_budget,
-                     sizeof(T));
+                     sizeof(T), params);
 }
 
 // Global scratch of the kernels; NaN-filled in the emulation so that an element read before it is
@@ -187,13 +190,14 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
 }
 
 std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
-                                           int64_t threads, int64_t smem_budget,
-                                           int64_t elem_bytes) {
-  TORCH_CHECK_VALUE(N >= 1 && K >= 1 && threads >= 32 && threads % 32 == 0 && elem_bytes > 0,
-                    "hebbkern::_plastic_rnn_placement: bad arguments");
+                                           int64_t threads, int64_t smem_budget, int64_t elem_bytes,
+                                           int64_t params) {
+  TORCH_CHECK_VALUE(
+      N >= 1 && K >= 1 && threads >= 32 && threads % 32 == 0 && elem_bytes > 0 && params >= 0,
+      "hebbkern::_plastic_rnn_placement: bad arguments");
   const simt::Placement p =
-      simt::place(backward, N, K, elig, static_cast<int>(threads), smem_budget, elem_bytes);
-  return {p.vec_in_smem, p.state_in_smem, p.smem_bytes, p.scratch_per_sample};
+      simt::place(backward, N, K, elig, static_cast<int>(threads), smem_budget, elem_bytes, params);
+  return {p.vec_in_smem, p.state_in_smem, p.smem_bytes, p.scratch_per_sample, p.params_in_smem};
 }
 
 #ifdef HEBBKERN_WITH_CUDA

@@ -131,7 +131,7 @@ def format_placements() -> str:
         for backward in (False, True):
             for elig, what in ((False, "hebb"), (True, "hebb+elig")):
                 for n in (64, 128, 256):
-                    v, st, sb, sc = placement(n, 10, elig, backward, arch)
+                    v, st, sb, sc = placement(n, 10, elig, backward, arch)[:4]
                     lines.append(f"{arch:6} {'bwd' if backward else 'fwd':4} {what:9} {n:4} "
                                  f"{bool(st)!s:13} {sb:10} {sc:18}")  # fmt: skip
                 lines.append(f"{arch:6} {'bwd' if backward else 'fwd':4} {what:9} largest N on "

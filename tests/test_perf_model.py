@@ -250,21 +250,33 @@ def _tools():
 def test_model_on_the_compiled_kernels():
     codes = pm.load_codes(pm.compile_sass("sm_90"))
     for rule in ("neuromod", "hebb"):
-        for kernel in ("fwd", "bwd"):
+        for kernel in ("fwd", "fwd_state", "fwd_global", "bwd"):
             c = codes[rule][kernel]
-            assert c.barriers >= 2 and c.hot_classes.get("ldg", 0) >= 2
+            assert c.barriers >= 2
             assert (c.recompute_len > 0) == (kernel == "bwd")
+            # The forward's kWhere 2 instantiation reads w and alpha from shared memory (LDS): no
+            # global load is left in its pass over the trace; the others read them with LDG.
+            if kernel == "fwd":
+                assert c.params_in_smem and c.hot_classes.get("ldg", 0) == 0
+                assert c.hot_classes.get("lds", 0) >= 4 * c.hot_unroll
+            else:
+                assert not c.params_in_smem and c.hot_classes.get("ldg", 0) >= 2
+        # The trace: LDS/STS where the state's place is known at compile time, generic LD/ST not.
+        assert codes[rule]["fwd_state"].hot_classes.get("sts", 0) >= 1
+        assert codes[rule]["fwd_global"].hot_classes.get("st_generic", 0) >= 1
     # The SASS count is within 40% of what Nsight Compute saw executed (the count takes every
     # straight-line instruction of the step, taken branches or not).
     for k in ("fwd", "bwd"):
         w = pm.warp_instructions(codes["neuromod"][k], k, 128)
         assert 0.9 < w / pm.ncu_instructions_per_step(k) < 1.4
-    cal = pm.calibrate(codes)
+    # The calibration fits the measured build's code (its saved SASS), not the code compiled now.
+    measured = {**codes, **pm.load_measured_codes()}
+    cal = pm.calibrate(measured)
     for key in pm.CALIBRATION_CASES[:2] + pm.CALIBRATION_CASES[4:]:
-        got, _ = pm.call_ms(codes, *key[:4], cal, key[4])
+        got, _ = pm.call_ms(measured, *key[:4], cal, key[4])
         assert got == pytest.approx(pm.MEASURED[key], rel=0.02)
-    text = pm.report(codes)
-    assert "PREDICTIONS" in text and "hebb 8 1025 201" in text
+    text = pm.report(codes, measured_codes=pm.load_measured_codes())
+    assert "PREDICTIONS" in text and "hebb 8 1025 201" in text and "this code" in text
 
 
 def test_step_profile_adds_up_to_the_count(kernels):
@@ -286,6 +298,27 @@ def test_bytes_per_step_follow_the_placement():
     # recomputation's read and write in global memory.
     assert pm.bytes_per_step("bwd", 128, False, True) == {"smem": 2 * n2, "global": 8 * n2}
     assert pm.bytes_per_step("bwd", 128, True, True)["smem"] == 4 * n2
+    # The forward's kWhere 2 instantiation: w and alpha read from shared memory, nothing global.
+    assert pm.bytes_per_step("fwd", 128, False, True, True) == {"smem": 4 * n2, "global": 0.0}
+
+
+def test_code_for_picks_the_forward_instantiation_by_placement():
+    codes = {r: {k: pm.StepCode(1, 2, 0, 1, 1, {}, {}, 0, 0) for k in pm.FWD_WHERE} for r in
+             ("neuromod", "retro")}  # fmt: skip
+    for r in codes:
+        codes[r]["bwd"] = pm.StepCode(1, 2, 0, 1, 1, {}, {}, 0, 0)
+    nm, rt = codes["neuromod"], codes["retro"]
+    # neuromod, float32, sm_90: w/alpha fit up to N = 137, the state up to 238.
+    assert pm.code_for(codes, "neuromod", "fwd", 137) is nm["fwd"]
+    assert pm.code_for(codes, "neuromod", "fwd", 138) is nm["fwd_state"]
+    assert pm.code_for(codes, "neuromod", "fwd", 238) is nm["fwd_state"]
+    assert pm.code_for(codes, "neuromod", "fwd", 239) is nm["fwd_global"]
+    assert pm.code_for(codes, "retro", "fwd", 119) is rt["fwd"]  # eligibility trace: 119
+    assert pm.code_for(codes, "retro", "fwd", 120) is rt["fwd_state"]
+    assert pm.code_for(codes, "neuromod", "bwd", 128) is nm["bwd"]
+    # A listing with one forward (the measured build's) serves every N.
+    one = {"neuromod": {"fwd": nm["fwd"], "bwd": nm["bwd"]}}
+    assert pm.code_for(one, "neuromod", "fwd", 1025) is nm["fwd"]
 
 
 def test_on_chip_limits_match_the_build_test():

@@ -35,10 +35,24 @@ template <typename T>
 void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse) {
   visit_rule(rule, [&](auto r) {
-    for_each_block<T>(
-        p.B, pl, reverse, [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
-          simt::plastic_rnn_forward_kernel<decltype(r)::value>(blk, p, o, idx, pl, smem, scratch);
-        });
+    for_each_block<T>(p.B, pl, reverse,
+                      [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
+                        // The instantiation the CUDA launch picks for this placement.
+                        constexpr Rule R = decltype(r)::value;
+                        switch (simt::fwd_where(pl)) {
+                          case simt::kWhereParams:
+                            simt::plastic_rnn_forward_kernel<R, simt::kWhereParams>(
+                                blk, p, o, idx, pl, smem, scratch);
+                            break;
+                          case simt::kWhereState:
+                            simt::plastic_rnn_forward_kernel<R, simt::kWhereState>(
+                                blk, p, o, idx, pl, smem, scratch);
+                            break;
+                          default:
+                            simt::plastic_rnn_forward_kernel<R, simt::kWhereRuntime>(
+                                blk, p, o, idx, pl, smem, scratch);
+                        }
+                      });
   });
 }
 

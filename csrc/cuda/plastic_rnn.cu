@@ -9,13 +9,15 @@ namespace hebbkern::cuda_kernels {
 
 namespace {
 
-template <Rule R, typename T>
+// kWhere: where the placement keeps the working set (simt::fwd_where: kWhere* in
+// plastic_rnn_block.h), as a template argument.
+template <Rule R, typename T, int kWhere>
 __global__ void __launch_bounds__(kThreads, 1)
     plastic_rnn_fwd_kernel(const simt::RnnParams<T> p, const RnnFwdOut<T> o,
                            const simt::Placement pl, T* scratch) {
   extern __shared__ __align__(16) unsigned char smem[];
-  simt::plastic_rnn_forward_kernel<R>(simt::CudaBlock{}, p, o, simt::cuda_block_index(), pl,
-                                      reinterpret_cast<T*>(smem), scratch);
+  simt::plastic_rnn_forward_kernel<R, kWhere>(simt::CudaBlock{}, p, o, simt::cuda_block_index(), pl,
+                                              reinterpret_cast<T*>(smem), scratch);
 }
 
 template <Rule R, typename T, bool kPop>
@@ -74,8 +76,18 @@ cudaError_t launch(Kernel kernel, std::atomic<int64_t>* opted, int64_t B, const 
 template <Rule R, typename T>
 cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                          const simt::Placement& pl, T* scratch, cudaStream_t stream) {
-  static std::atomic<int64_t> opted[kMaxDevices];
-  return launch(plastic_rnn_fwd_kernel<R, T>, opted, p.B, pl, stream, p, o, pl, scratch);
+  static std::atomic<int64_t> opted[3][kMaxDevices];
+  switch (simt::fwd_where(pl)) {
+    case simt::kWhereParams:
+      return launch(plastic_rnn_fwd_kernel<R, T, simt::kWhereParams>, opted[2], p.B, pl, stream, p,
+                    o, pl, scratch);
+    case simt::kWhereState:
+      return launch(plastic_rnn_fwd_kernel<R, T, simt::kWhereState>, opted[1], p.B, pl, stream, p,
+                    o, pl, scratch);
+    default:
+      return launch(plastic_rnn_fwd_kernel<R, T, simt::kWhereRuntime>, opted[0], p.B, pl, stream, p,
+                    o, pl, scratch);
+  }
 }
 
 template <Rule R, typename T>

@@ -18,7 +18,11 @@
 //
 // Working set: the small vectors, and the [N, N] state (trace and eligibility, or their adjoints),
 // live in shared memory when they fit (Placement), else in global memory (per-sample scratch or the
-// output tensors themselves). The code is the same either way; only the pointers differ.
+// output tensors themselves). The code is the same either way; only the pointers differ. The
+// forward has one instantiation per placement (kWhere, fwd_where): with the state in shared
+// memory known at compile time the trace is addressed with LDS/STS, and where the sample's w and
+// alpha fit next to it they are loaded into shared memory once and read from there every step
+// (issue 13 item 1; NOTES.md M8).
 //
 // Offsets within a sample (i * N + j, an element k of the [N, N] state, a row's column j) are
 // 32-bit ints in the step loops; the sample's and the step's bases (b * N * N, a checkpoint's
@@ -45,12 +49,24 @@ struct RnnParams : RnnInputs<T> {
 
 // Where one block keeps its working set, and how much memory that takes.
 struct Placement {
-  int threads;                 // block size, a multiple of 32
-  bool vec_in_smem;            // small vectors and partial sums
-  bool state_in_smem;          // the [N, N] state (needs vec_in_smem)
-  int64_t smem_bytes;          // dynamic shared memory per block
-  int64_t scratch_per_sample;  // elements of global scratch per sample
+  int threads;                  // block size, a multiple of 32
+  bool vec_in_smem;             // small vectors and partial sums
+  bool state_in_smem;           // the [N, N] state (needs vec_in_smem)
+  int64_t smem_bytes;           // dynamic shared memory per block
+  int64_t scratch_per_sample;   // elements of global scratch per sample
+  bool params_in_smem = false;  // forward: w and alpha too, loaded once (needs state_in_smem)
 };
+
+// The forward's instantiations (template argument kWhere), chosen by the launch from the
+// placement: the working set's place known at compile time lets the compiler address it as
+// shared memory.
+constexpr int kWhereRuntime = 0;  // vectors and state where the placement says, at run time
+constexpr int kWhereState = 1;    // vectors and state in shared memory
+constexpr int kWhereParams = 2;   // vectors, state, w and alpha in shared memory
+
+HK_HOST_DEVICE int fwd_where(const Placement& pl) {
+  return pl.params_in_smem ? kWhereParams : pl.state_in_smem ? kWhereState : kWhereRuntime;
+}
 
 // Whether every offset within one sample's [N, N] state fits a 32-bit int: the step loops' index
 // type (checked by the launch, csrc/plastic_rnn_simt.cpp, before any kernel runs).
@@ -72,15 +88,21 @@ HK_HOST_DEVICE int64_t bwd_vec_elems(int64_t N, int threads) {
 }
 
 // `elig`: the rule keeps an eligibility trace; `smem_budget`: bytes of shared memory a block may
-// use on this device.
+// use on this device; `params`: elements of the sample's w and alpha (N * N + N * N, or N * N + N
+// for one shared alpha row) the forward keeps in shared memory when they fit after the vectors
+// and the state (the backward passes 0: its w and alpha stay in global memory).
 inline Placement place(bool backward, int64_t N, int64_t K, bool elig, int threads,
-                       int64_t smem_budget, int64_t elem_bytes) {
+                       int64_t smem_budget, int64_t elem_bytes, int64_t params = 0) {
   const int64_t vec = backward ? bwd_vec_elems(N, threads) : fwd_vec_elems(N, threads);
   const int64_t state = (elig ? 2 : 1) * N * N;
   Placement p{threads, false, false, 0, 0};
   if ((vec + state) * elem_bytes <= smem_budget) {
     p.vec_in_smem = p.state_in_smem = true;
     p.smem_bytes = (vec + state) * elem_bytes;
+    if (!backward && params > 0 && (vec + state + params) * elem_bytes <= smem_budget) {
+      p.params_in_smem = true;
+      p.smem_bytes += params * elem_bytes;
+    }
   } else if (vec * elem_bytes <= smem_budget) {
     p.vec_in_smem = true;
     p.smem_bytes = vec * elem_bytes;
@@ -107,9 +129,18 @@ HK_DEVICE T modulation_at(const RnnParams<T>& p, I j, T s, T eta) {
 // --------------------------------------------------------------------------------------------
 // Forward
 
-template <Rule R, typename T, typename Blk>
+// kWhere (kWhere*, fwd_where): where the working set lives, known at compile time, so that every
+// pointer into shared memory derives from the kernel's __shared__ array alone and the compiler
+// addresses it with LDS/STS and 32-bit shared-memory addresses instead of generic LD/ST (NOTES.md
+// M7, M8). kWhereRuntime chooses between shared and global memory at run time (the state in
+// global memory: N > 238 on sm_90 in float32). kWhereParams also copies this sample's w and alpha
+// into shared memory once, after the state, and reads them from there every step: no global
+// loads are left in the step's pass over the trace.
+template <Rule R, int kWhere, typename T, typename Blk>
 HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFwdOut<T>& o,
                               int64_t b, const Placement& pl, T* smem, T* scratch) {
+  constexpr bool kSmem = kWhere >= kWhereState;
+  constexpr bool kParams = kWhere == kWhereParams;
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N, B = p.B;
@@ -117,20 +148,27 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
   const int G = static_cast<int>(fwd_groups(N, blk.nthreads()));
   const int rows = (n + G - 1) / G;
   const int a_stride = static_cast<int>(p.a_stride);  // N or 0
-  T* vec = pl.vec_in_smem ? smem : scratch + b * pl.scratch_per_sample;
+  const bool vec_smem = kSmem || pl.vec_in_smem;
+  const bool state_smem = kSmem || pl.state_in_smem;
+  T* vec = vec_smem ? smem : scratch + b * pl.scratch_per_sample;
   T* hv = vec;            // ring of three activity vectors: h_{t-2}, h_{t-1}, h_t
   T* M = hv + 3 * N;      // m_t per post neuron
   T* part = M + N;        // [G, N] partial mat-vec sums
   T* red = part + G * N;  // block reductions
   T* state = red + kMaxWarps;
-  T* H = pl.state_in_smem ? state : o.hebb_T + b * NN;
-  T* E = kElig ? (pl.state_in_smem ? state + NN : o.elig_T + b * NN) : nullptr;
+  T* H = state_smem ? state : o.hebb_T + b * NN;
+  T* E = kElig ? (state_smem ? state + NN : o.elig_T + b * NN) : nullptr;
   const T eta = p.eta ? p.eta[b * p.eta_bstride] : T(0);  // this sample's
   const T mod_b = p.mod_b ? *p.mod_b : T(0);
   const T clip = p.clip;
-  // This sample's w and alpha (per-sample strides 0 when the batch shares them).
-  const T* w = p.w + b * p.w_bstride;
-  const T* A = p.A + b * p.a_bstride;
+  // This sample's w and alpha (per-sample strides 0 when the batch shares them), and with
+  // kParams their copies in shared memory after the state: w [N, N], alpha [N, N] or one row.
+  const T* wg = p.w + b * p.w_bstride;
+  const T* Ag = p.A + b * p.a_bstride;
+  T* w_s = state + (kElig ? 2 : 1) * NN;
+  T* A_s = w_s + NN;
+  const T* w = kParams ? w_s : wg;
+  const T* A = kParams ? A_s : Ag;
 
   {
     const T* H0 = p.hebb0 ? p.hebb0 + b * NN : nullptr;
@@ -138,9 +176,16 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
     blk.for_each(nn, [&](int k) {
       H[k] = H0 ? H0[k] : T(0);
       if constexpr (kElig) E[k] = E0 ? E0[k] : T(0);
+      if constexpr (kParams) {
+        w_s[k] = wg[k];
+        if (a_stride) A_s[k] = Ag[k];
+      }
     });
   }
   blk.for_each(N, [&](int64_t j) {
+    if constexpr (kParams) {
+      if (!a_stride) A_s[j] = Ag[j];
+    }
     hv[j] = T(0);
     hv[N + j] = p.h0 ? p.h0[b * N + j] : T(0);
     hv[2 * N + j] = T(0);
@@ -212,7 +257,7 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
     T hij = H[k];
     T eij = kElig ? E[k] : T(0);
     trace_forward_inv<R>(hij, eij, hpp[i], hp[j], M[j], eta, clip, p.inv_clip);
-    if (pl.state_in_smem) {
+    if (state_smem) {
       hT[k] = hij;
       if constexpr (kElig) eT[k] = eij;
     } else {
@@ -629,11 +674,12 @@ HK_HOST_DEVICE bool population(const RnnParams<T>& p) {
 HK_HOST_DEVICE Grid plastic_rnn_grid(int64_t B) { return {B, 1, 1}; }
 HK_HOST_DEVICE int64_t plastic_rnn_sample_of(const BlockIdx& idx) { return idx.x; }
 
-template <Rule R, typename T, typename Blk>
+// kWhere: fwd_where(pl), as a template argument (forward_sample).
+template <Rule R, int kWhere, typename T, typename Blk>
 HK_DEVICE void plastic_rnn_forward_kernel(const Blk& blk, const RnnParams<T>& p,
                                           const RnnFwdOut<T>& o, const BlockIdx& idx,
                                           const Placement& pl, T* smem, T* scratch) {
-  forward_sample<R>(blk, p, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
+  forward_sample<R, kWhere>(blk, p, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
 }
 
 template <Rule R, bool kPop, typename T, typename Blk>

@@ -1,0 +1,208 @@
+"""The forward's placements of its working set (issue 13 item 1), run through the CUDA emulation.
+
+The forward kernel has three instantiations, chosen at launch from the placement
+(plastic_rnn_block.h, `fwd_where`): kWhere 2 keeps the sample's state AND its w and alpha in
+shared memory for the whole sequence (loaded once per block), kWhere 1 the state only, kWhere 0
+chooses at run time (the state in global memory). These tests check (1) the chooser at its
+boundaries: the largest N each instantiation covers per device budget, dtype, alpha kind and
+rule, and the exact byte budget where it switches; (2) each instantiation against the CPU kernels
+and the eager reference (every rule, alpha kind, fan-out, clamp mask, odd N, B = 1, per-sample
+w and alpha) at budgets that select it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import (
+    ALPHA_KINDS,
+    MODULATED_RULES,
+    RULES,
+    clone_inputs,
+    fused_args,
+    loss_weights,
+    make_inputs,
+    outputs_dict,
+    rel_err,
+)
+from test_plastic_rnn_cuda_emulated import (
+    BWD_NAMES,
+    FWD_NAMES,
+    assert_close_outputs,
+    backward_args,
+    detached,
+    emulated_bwd,
+    emulated_fwd,
+    run_emulated,
+)
+
+from benchmarks import perf_model as pm
+from hebbkern import reference
+
+ops = torch.ops.hebbkern
+
+# Shared memory one block may opt into (cudaDevAttrMaxSharedMemoryPerBlockOptin).
+BUDGET = {"sm_80": 163 * 1024, "sm_90": 227 * 1024}
+
+
+def place(N, elig, params, budget, elem=4, threads=512, K=10):
+    """(vec_in_smem, state_in_smem, smem_bytes, scratch_per_sample, params_in_smem) of the
+    forward, from the C++ function the launch uses; params: elements of w and alpha."""
+    return tuple(ops._plastic_rnn_placement(N, K, elig, False, threads, budget, elem, params))
+
+
+def param_elems(N, alpha_kind):
+    return N * N + (N * N if alpha_kind == "per_connection" else N)
+
+
+def largest(budget, elig, alpha_kind, elem, which):
+    """The largest N whose forward keeps the state (which = 1) or the state, w and alpha
+    (which = 4) in shared memory."""
+    return max(
+        n for n in range(1, 400) if place(n, elig, param_elems(n, alpha_kind), budget, elem)[which]
+    )
+
+
+# (arch, dtype bytes, eligibility trace, alpha kind) -> the largest N whose forward keeps w and
+# alpha in shared memory next to the state (512 threads). The README's table of on-chip sizes.
+PARAMS_ON_CHIP = {
+    ("sm_90", 4, False, "per_connection"): 137,
+    ("sm_90", 4, False, "per_neuron"): 168,
+    ("sm_90", 4, True, "per_connection"): 119,
+    ("sm_90", 4, True, "per_neuron"): 137,
+    ("sm_90", 8, False, "per_connection"): 96,
+    ("sm_90", 8, True, "per_connection"): 83,
+    ("sm_80", 4, False, "per_connection"): 116,
+    ("sm_80", 4, True, "per_connection"): 100,
+    ("sm_80", 8, False, "per_connection"): 81,
+}
+
+
+@pytest.mark.parametrize("key", list(PARAMS_ON_CHIP), ids=lambda k: "-".join(map(str, k)))
+def test_largest_n_with_params_on_chip(key):
+    arch, elem, elig, alpha_kind = key
+    n = largest(BUDGET[arch], elig, alpha_kind, elem, 4)
+    assert n == PARAMS_ON_CHIP[key]
+    # Past it the state alone stays on chip (up to the limits of test_cuda_build.py's ON_CHIP).
+    st = place(n + 1, elig, param_elems(n + 1, alpha_kind), BUDGET[arch], elem)
+    assert st[1] and not st[4]
+
+
+def test_perf_model_mirrors_the_placement():
+    """benchmarks/perf_model.fwd_placement decides as place() does (sm_90, float32)."""
+    for elig in (False, True):
+        for alpha_kind in ("per_connection", "per_neuron"):
+            full = alpha_kind == "per_connection"
+            for n in range(1, 260):
+                got = place(n, elig, param_elems(n, alpha_kind), BUDGET["sm_90"])
+                want = "params" if got[4] else "state" if got[1] else "global"
+                assert pm.fwd_placement(n, elig, full) == want, (n, elig, alpha_kind)
+
+
+def test_chooser_switches_at_the_exact_budget():
+    """params_in_smem needs the vectors, the state, w and alpha to fit, byte for byte; the
+    backward never takes it (its w and alpha stay in global memory)."""
+    N, params = 50, param_elems(50, "per_connection")
+    need = place(N, False, params, 1 << 30)[2]
+    assert need == (4 * N + 10 * N + 32 + 3 * N * N) * 4  # G = 512 // 50 = 10 row groups
+    assert place(N, False, params, need)[4]
+    below = place(N, False, params, need - 1)
+    assert below[1] and not below[4] and below[2] == need - params * 4
+    bwd = ops._plastic_rnn_placement(N, 10, False, True, 512, 1 << 30, 4, params)
+    assert bwd[1] and not bwd[4]
+
+
+def budgets(kw, threads):
+    """Shared-memory budgets (bytes) that select the forward's three instantiations for these
+    inputs: state + w/alpha, state only, vectors only."""
+    N = kw["u"].shape[2]
+    elem = kw["u"].element_size()
+    elig = kw["rule"] == "retro"
+    alpha = kw["alpha"]
+    full = alpha.dim() >= 2 and alpha.shape[-1] == N and alpha.shape[-2] == N
+    params = N * N + (N * N if full else N)
+    big = place(N, elig, params, 1 << 30, elem, threads)
+    assert big[4]
+    allin = big[2]
+    state = place(N, elig, params, allin - 1, elem, threads)
+    assert state[1] and not state[4]
+    vec = place(N, elig, params, state[2] - 1, elem, threads)
+    assert vec[0] and not vec[1]
+    return {"params": allin, "state": state[2], "vectors": vec[2]}
+
+
+CASES = [
+    # rule, alpha kind, fan-out, clamp, T, B, N, ckpt
+    (rule, ak, fan, clamp, T, B, N, ckpt)
+    for rule in RULES
+    for (ak, fan, clamp, T, B, N, ckpt) in [
+        ("per_connection", True, True, 9, 2, 33, 3),
+        ("per_neuron", False, False, 5, 3, 7, 2),
+        ("scalar", True, True, 4, 1, 1, 1),
+        ("per_connection", False, True, 7, 1, 51, 4),
+    ]
+]
+
+
+def case_id(c):
+    rule, ak, fan, clamp, T, B, N, ckpt = c
+    return f"{rule}-{ak}-fan{int(fan)}-clamp{int(clamp)}-T{T}B{B}N{N}K{ckpt}"
+
+
+@pytest.mark.parametrize("where", ["params", "state"])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_instantiations_match_cpu_kernels(case, where):
+    """float64: every forward output (checkpoints included) equals the CPU kernel's to
+    rounding, and the backward run after it too, at the budget that selects the instantiation."""
+    rule, ak, fan, clamp, T, B, N, ckpt = case
+    fan = fan and rule in MODULATED_RULES
+    kw = detached(make_inputs(rule, ak, fan, clamp, T=T, B=B, N=N, seed=N + T + 1))
+    args = fused_args(kw, ckpt)
+    threads = 64 if N < 50 else 512
+    smem = budgets(kw, threads)[where]
+    want = ops.plastic_rnn_fwd(*args)
+    got = emulated_fwd(args, threads, smem)
+    assert_close_outputs(got, want, FWD_NAMES, 1e-12)
+    rev = emulated_fwd(args, threads, smem, reverse=True)
+    for name, a, b in zip(FWD_NAMES, got, rev, strict=True):
+        assert torch.equal(a, b), f"forward {name} depends on the execution order"
+    bargs = backward_args(kw, want, ckpt)
+    assert_close_outputs(emulated_bwd(bargs, threads, smem), ops.plastic_rnn_bwd(*bargs),
+                         BWD_NAMES, 1e-11)  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["params", "state", "vectors"])
+def test_instantiations_give_the_same_bits(where):
+    """float32: the three instantiations compute the same arithmetic in the same order, so their
+    outputs are bit-identical (only where w, alpha and the state are read from differs)."""
+    kw = detached(make_inputs("neuromod", "per_connection", True, True, T=6, B=2, N=41,
+                              dtype=torch.float32, seed=2))  # fmt: skip
+    args = fused_args(kw, 2)
+    b = budgets(kw, 128)
+    got = emulated_fwd(args, 128, b[where])
+    base = emulated_fwd(args, 128, 0)  # everything in global memory
+    for name, x, y in zip(FWD_NAMES, got, base, strict=True):
+        assert torch.equal(x, y), name
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("alpha_kind", ALPHA_KINDS)
+@pytest.mark.parametrize("rule", RULES)
+def test_params_on_chip_against_reference(rule, alpha_kind, dtype, tol):
+    """End to end against the eager reference with w and alpha in shared memory: outputs and
+    the gradient of every input (odd N, clamp mask, fan-out where the rule has one)."""
+    kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=9, B=1, N=31, seed=8)
+    ref_kw = clone_inputs(kw)
+    emu_kw = clone_inputs(kw, dtype)
+    h_r, s_r = reference.plastic_rnn(**ref_kw)
+    h_e, s_e = run_emulated(emu_kw, 64, budgets(detached(emu_kw), 64)["params"])
+    outs_r, outs_e = outputs_dict(h_r, s_r), outputs_dict(h_e, s_e)
+    wts = loss_weights(outs_r)
+    for k in outs_r:
+        assert rel_err(outs_e[k], outs_r[k]) <= tol, k
+    sum((outs_r[k] * wts[k]).sum() for k in outs_r).backward()
+    sum((outs_e[k] * wts[k].to(dtype)).sum() for k in outs_e).backward()
+    for k, v in ref_kw.items():
+        if isinstance(v, torch.Tensor) and v.requires_grad:
+            assert emu_kw[k].grad is not None, f"no gradient for {k}"
+            assert rel_err(emu_kw[k].grad, v.grad) <= tol, f"d{k}"
