@@ -121,15 +121,21 @@ def compile_sass(arch: str = "sm_90") -> str:
 # kWhere 2 keeps the state and w/alpha in shared memory (the issue case's placement), 1 the state
 # only, 0 chooses at run time (the state in global memory).
 FWD_WHERE = {"fwd": 2, "fwd_state": 1, "fwd_global": 0}
+# The backward's shared-parameter instantiations (kPop = false): kParams 1 keeps w and alpha in
+# shared memory next to the adjoint (the issue case's placement), 0 reads them from global memory.
+BWD_PARAMS = {"bwd": 1, "bwd_state": 0}
 
 
 def kernel_text(listing: str, kernel: str, rule: str, dtype: str = "float32") -> str:
     """The SASS of plastic_rnn_{kernel}_kernel<rule, dtype> in a listing: where a kernel has
-    several instantiations, the backward's shared-parameter one (kPop = false) and the forward's
-    by placement (`kernel` "fwd", "fwd_state", "fwd_global": FWD_WHERE). A listing of a build
-    with one forward instantiation (the measured d5033dc) gives it for "fwd"."""
-    flag = f"Li{FWD_WHERE[kernel]}E" if kernel in FWD_WHERE else "Lb0E"
-    name = "fwd" if kernel in FWD_WHERE else kernel
+    several instantiations, the forward's by placement (`kernel` "fwd", "fwd_state",
+    "fwd_global": FWD_WHERE) and the backward's shared-parameter ones (kPop = false; "bwd",
+    "bwd_state": BWD_PARAMS). A listing of a build with one instantiation of each (the measured
+    d5033dc) gives it for "fwd" and "bwd"."""
+    if kernel in FWD_WHERE:
+        name, flag = "fwd", f"Li{FWD_WHERE[kernel]}E"
+    else:
+        name, flag = "bwd", f"Lb0E(?:Lb{BWD_PARAMS[kernel]}E)?"
     want = re.compile(
         rf"plastic_rnn_{name}_kernelILNS_4RuleE{RULE_IDS[rule]}E"
         rf"{'f' if dtype == 'float32' else 'd'}(?:{flag})?E"
@@ -156,7 +162,7 @@ class StepCode:
     recompute_len: int = 0  # backward: the chunk's trace recomputation (one per step)
     recompute_unroll: int = 1
     recompute_classes: dict = field(default_factory=dict)
-    params_in_smem: bool = False  # forward: w and alpha read from shared memory (kWhere 2)
+    params_in_smem: bool = False  # w and alpha read from shared memory (fwd kWhere 2, bwd kParams)
 
 
 def loads(instrs, kinds=("ldg",)) -> int:
@@ -292,19 +298,18 @@ def bytes_per_step(
     instantiation, w and alpha, loaded once per call), 'global' everything else."""
     e, n2 = 4, N * N
     k = 2 if elig else 1
+    wa = 2 * n2 * e  # w and alpha read every step
     if kernel == "fwd":
         state = 2 * k * n2 * e  # trace (and eligibility) read and written
-        wa = 2 * n2 * e  # w and alpha read every step
-        if params_on_chip:
-            return {"smem": state + wa, "global": 0.0}
-        other = wa
+        other = 0.0 if params_on_chip else wa
     else:
         state = 2 * k * n2 * e  # their adjoints read and written
         # Two recomputed traces read (steps t, t-1), d alpha read and written (per connection),
-        # w and alpha, the recomputation's read and write: all global (scratch, outputs).
-        other = (2 * k + 2 + 2 + 2 * k) * n2 * e
+        # the recomputation's read and write: all global (scratch, outputs); w and alpha too
+        # unless the kParams instantiation keeps them in shared memory.
+        other = (2 * k + 2 + 2 * k) * n2 * e + (0.0 if params_on_chip else wa)
     return {
-        "smem": state if state_on_chip else 0.0,
+        "smem": (state if state_on_chip else 0.0) + (wa if params_on_chip else 0.0),
         "global": other + (0.0 if state_on_chip else state),
     }
 
@@ -336,9 +341,24 @@ def fwd_placement(
     return "params" if (vec + state + params) * elem <= hw.smem_per_sm else "state"
 
 
+def bwd_params_on_chip(
+    N: int, elig: bool, full_alpha: bool = True, hw: Hardware = H200, elem: int = 4
+) -> bool:
+    """Does the backward (shared parameters) keep w and alpha in shared memory next to its
+    vectors and adjoint state? place() in plastic_rnn_block.h at 512 threads (16 warps)."""
+    n2 = N * N
+    vec = 8 * N + 3 * WARPS * N + WARPS + 32  # bwd_vec_elems
+    need = vec + (2 if elig else 1) * n2 + n2 + (n2 if full_alpha else N)
+    return need * elem <= hw.smem_per_sm
+
+
 def code_for(codes: dict, rule: str, kernel: str, N: int) -> StepCode:
-    """The instantiation the launch runs at width N (per-connection alpha): the forward's by
-    fwd_placement where the listing has them, else the one kernel of the measured build."""
+    """The instantiation the launch runs at width N (per-connection alpha, shared parameters):
+    by fwd_placement / bwd_params_on_chip where the listing has them, else the one kernel of
+    the measured build."""
+    if kernel == "bwd":
+        key = "bwd" if bwd_params_on_chip(N, rule in ELIG) else "bwd_state"
+        return codes[rule].get(key, codes[rule]["bwd"])
     if kernel != "fwd":
         return codes[rule][kernel]
     key = {"params": "fwd", "state": "fwd_state", "global": "fwd_global"}[
@@ -627,11 +647,16 @@ def load_codes(listing: str, rules=("neuromod", "hebb")) -> dict:
     instantiations by placement, "fwd" is the one with w and alpha in shared memory and
     "fwd_state", "fwd_global" the others."""
     by_place = re.search(r"plastic_rnn_fwd_kernel\S*Li2E", listing) is not None
-    kernels = ("fwd", "fwd_state", "fwd_global", "bwd") if by_place else ("fwd", "bwd")
-    return {
+    kernels = ("fwd", "fwd_state", "fwd_global") if by_place else ("fwd",)
+    bwd_par = re.search(r"plastic_rnn_bwd_kernel\S*Lb0ELb1E", listing) is not None
+    kernels += ("bwd", "bwd_state") if bwd_par else ("bwd",)
+    codes = {
         r: {k: analyse(kernel_text(listing, k, r), by_place and k == "fwd") for k in kernels}
         for r in rules
     }
+    for r in rules:  # the backward's hot pass keeps its LDGs (scratch, d alpha): found by them
+        codes[r]["bwd"].params_in_smem = bwd_par
+    return codes
 
 
 # The calibration reads the SASS of the code the 2026-12-04 run measured (commit d5033dc; its

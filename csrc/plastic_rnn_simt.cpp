@@ -82,11 +82,13 @@ simt::RnnParams<T> make_params(const Prepared& q, double clip, int64_t K, int64_
   return p;
 }
 
-// The forward keeps this sample's w and alpha in shared memory too where they fit (its kWhereParams
-// instantiation); the backward reads them from global memory.
+// w and alpha go to shared memory too where they fit (the forward's kWhereParams instantiation,
+// the backward's kParams one); a population's backward reads its per-sample w and alpha from
+// global memory.
 template <typename T>
 simt::Placement placement(const Target& tg, bool backward, const simt::RnnParams<T>& p, Rule rule) {
-  const int64_t params = backward ? 0 : p.N * p.N + (p.a_stride ? p.N * p.N : p.N);
+  const bool params_ok = !(backward && simt::population(p));
+  const int64_t params = params_ok ? p.N * p.N + (p.a_stride ? p.N * p.N : p.N) : 0;
   return simt::place(backward, p.N, p.K, has_eligibility(rule), tg.threads, tg.smem_budget,
                      sizeof(T), params);
 }

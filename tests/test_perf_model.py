@@ -250,17 +250,17 @@ def _tools():
 def test_model_on_the_compiled_kernels():
     codes = pm.load_codes(pm.compile_sass("sm_90"))
     for rule in ("neuromod", "hebb"):
-        for kernel in ("fwd", "fwd_state", "fwd_global", "bwd"):
+        for kernel in ("fwd", "fwd_state", "fwd_global", "bwd", "bwd_state"):
             c = codes[rule][kernel]
             assert c.barriers >= 2
-            assert (c.recompute_len > 0) == (kernel == "bwd")
+            assert (c.recompute_len > 0) == kernel.startswith("bwd")
             # The forward's kWhere 2 instantiation reads w and alpha from shared memory (LDS): no
             # global load is left in its pass over the trace; the others read them with LDG.
             if kernel == "fwd":
                 assert c.params_in_smem and c.hot_classes.get("ldg", 0) == 0
                 assert c.hot_classes.get("lds", 0) >= 4 * c.hot_unroll
-            else:
-                assert not c.params_in_smem and c.hot_classes.get("ldg", 0) >= 2
+            else:  # the backward's kParams pass still reads scratch and d alpha with LDG
+                assert c.params_in_smem == (kernel == "bwd") and c.hot_classes.get("ldg", 0) >= 2
         # The trace: LDS/STS where the state's place is known at compile time, generic LD/ST not.
         assert codes[rule]["fwd_state"].hot_classes.get("sts", 0) >= 1
         assert codes[rule]["fwd_global"].hot_classes.get("st_generic", 0) >= 1
@@ -300,13 +300,16 @@ def test_bytes_per_step_follow_the_placement():
     assert pm.bytes_per_step("bwd", 128, True, True)["smem"] == 4 * n2
     # The forward's kWhere 2 instantiation: w and alpha read from shared memory, nothing global.
     assert pm.bytes_per_step("fwd", 128, False, True, True) == {"smem": 4 * n2, "global": 0.0}
+    # The backward's kParams instantiation: w and alpha move from global to shared memory.
+    assert pm.bytes_per_step("bwd", 128, False, True, True) == {"smem": 4 * n2, "global": 6 * n2}
 
 
 def test_code_for_picks_the_forward_instantiation_by_placement():
     codes = {r: {k: pm.StepCode(1, 2, 0, 1, 1, {}, {}, 0, 0) for k in pm.FWD_WHERE} for r in
              ("neuromod", "retro")}  # fmt: skip
     for r in codes:
-        codes[r]["bwd"] = pm.StepCode(1, 2, 0, 1, 1, {}, {}, 0, 0)
+        for k in pm.BWD_PARAMS:
+            codes[r][k] = pm.StepCode(1, 2, 0, 1, 1, {}, {}, 0, 0)
     nm, rt = codes["neuromod"], codes["retro"]
     # neuromod, float32, sm_90: w/alpha fit up to N = 137, the state up to 238.
     assert pm.code_for(codes, "neuromod", "fwd", 137) is nm["fwd"]
@@ -315,7 +318,9 @@ def test_code_for_picks_the_forward_instantiation_by_placement():
     assert pm.code_for(codes, "neuromod", "fwd", 239) is nm["fwd_global"]
     assert pm.code_for(codes, "retro", "fwd", 119) is rt["fwd"]  # eligibility trace: 119
     assert pm.code_for(codes, "retro", "fwd", 120) is rt["fwd_state"]
-    assert pm.code_for(codes, "neuromod", "bwd", 128) is nm["bwd"]
+    # The backward (shared parameters): w/alpha next to its vectors and adjoint up to N = 130.
+    assert pm.code_for(codes, "neuromod", "bwd", 130) is nm["bwd"]
+    assert pm.code_for(codes, "neuromod", "bwd", 131) is nm["bwd_state"]
     # A listing with one forward (the measured build's) serves every N.
     one = {"neuromod": {"fwd": nm["fwd"], "bwd": nm["bwd"]}}
     assert pm.code_for(one, "neuromod", "fwd", 1025) is nm["fwd"]

@@ -60,14 +60,21 @@ template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse) {
   visit_rule(rule, [&](auto r) {
-    for_each_block<T>(
-        p.B, pl, reverse, [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
-          constexpr Rule R = decltype(r)::value;
-          if (simt::population(p))
-            simt::plastic_rnn_backward_kernel<R, true>(blk, p, in, o, idx, pl, smem, scratch);
-          else
-            simt::plastic_rnn_backward_kernel<R, false>(blk, p, in, o, idx, pl, smem, scratch);
-        });
+    for_each_block<T>(p.B, pl, reverse,
+                      [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
+                        constexpr Rule R = decltype(r)::value;
+                        // The instantiation the CUDA launch picks (backward_rule in
+                        // plastic_rnn.cu).
+                        if (simt::population(p))
+                          simt::plastic_rnn_backward_kernel<R, true, false>(blk, p, in, o, idx, pl,
+                                                                            smem, scratch);
+                        else if (pl.params_in_smem)
+                          simt::plastic_rnn_backward_kernel<R, false, true>(blk, p, in, o, idx, pl,
+                                                                            smem, scratch);
+                        else
+                          simt::plastic_rnn_backward_kernel<R, false, false>(blk, p, in, o, idx, pl,
+                                                                             smem, scratch);
+                      });
   });
 }
 

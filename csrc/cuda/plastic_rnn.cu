@@ -20,13 +20,16 @@ __global__ void __launch_bounds__(kThreads, 1)
                                               reinterpret_cast<T*>(smem), scratch);
 }
 
-template <Rule R, typename T, bool kPop>
+// kPop: w or alpha per sample; kParams: the shared w and alpha in shared memory
+// (pl.params_in_smem).
+template <Rule R, typename T, bool kPop, bool kParams>
 __global__ void __launch_bounds__(kThreads, 1)
     plastic_rnn_bwd_kernel(const simt::RnnParams<T> p, const RnnBwdIn<T> in, const RnnBwdOut<T> o,
                            const simt::Placement pl, T* scratch) {
   extern __shared__ __align__(16) unsigned char smem[];
-  simt::plastic_rnn_backward_kernel<R, kPop>(simt::CudaBlock{}, p, in, o, simt::cuda_block_index(),
-                                             pl, reinterpret_cast<T*>(smem), scratch);
+  simt::plastic_rnn_backward_kernel<R, kPop, kParams>(simt::CudaBlock{}, p, in, o,
+                                                      simt::cuda_block_index(), pl,
+                                                      reinterpret_cast<T*>(smem), scratch);
 }
 
 constexpr int kMaxDevices = 64;
@@ -93,11 +96,15 @@ cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
 template <Rule R, typename T>
 cudaError_t backward_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                           const simt::Placement& pl, T* scratch, cudaStream_t stream) {
-  static std::atomic<int64_t> opted[kMaxDevices], opted_pop[kMaxDevices];
+  static std::atomic<int64_t> opted[kMaxDevices], opted_pop[kMaxDevices], opted_par[kMaxDevices];
   if (simt::population(p))
-    return launch(plastic_rnn_bwd_kernel<R, T, true>, opted_pop, p.B, pl, stream, p, in, o, pl,
-                  scratch);
-  return launch(plastic_rnn_bwd_kernel<R, T, false>, opted, p.B, pl, stream, p, in, o, pl, scratch);
+    return launch(plastic_rnn_bwd_kernel<R, T, true, false>, opted_pop, p.B, pl, stream, p, in, o,
+                  pl, scratch);
+  if (pl.params_in_smem)
+    return launch(plastic_rnn_bwd_kernel<R, T, false, true>, opted_par, p.B, pl, stream, p, in, o,
+                  pl, scratch);
+  return launch(plastic_rnn_bwd_kernel<R, T, false, false>, opted, p.B, pl, stream, p, in, o, pl,
+                scratch);
 }
 
 }  // namespace

@@ -54,7 +54,7 @@ struct Placement {
   bool state_in_smem;           // the [N, N] state (needs vec_in_smem)
   int64_t smem_bytes;           // dynamic shared memory per block
   int64_t scratch_per_sample;   // elements of global scratch per sample
-  bool params_in_smem = false;  // forward: w and alpha too, loaded once (needs state_in_smem)
+  bool params_in_smem = false;  // w and alpha too, loaded once (needs state_in_smem)
 };
 
 // The forward's instantiations (template argument kWhere), chosen by the launch from the
@@ -89,8 +89,8 @@ HK_HOST_DEVICE int64_t bwd_vec_elems(int64_t N, int threads) {
 
 // `elig`: the rule keeps an eligibility trace; `smem_budget`: bytes of shared memory a block may
 // use on this device; `params`: elements of the sample's w and alpha (N * N + N * N, or N * N + N
-// for one shared alpha row) the forward keeps in shared memory when they fit after the vectors
-// and the state (the backward passes 0: its w and alpha stay in global memory).
+// for one shared alpha row) kept in shared memory when they fit after the vectors and the state
+// (the backward of a population passes 0: its per-sample w and alpha stay in global memory).
 inline Placement place(bool backward, int64_t N, int64_t K, bool elig, int threads,
                        int64_t smem_budget, int64_t elem_bytes, int64_t params = 0) {
   const int64_t vec = backward ? bwd_vec_elems(N, threads) : fwd_vec_elems(N, threads);
@@ -99,7 +99,7 @@ inline Placement place(bool backward, int64_t N, int64_t K, bool elig, int threa
   if ((vec + state) * elem_bytes <= smem_budget) {
     p.vec_in_smem = p.state_in_smem = true;
     p.smem_bytes = (vec + state) * elem_bytes;
-    if (!backward && params > 0 && (vec + state + params) * elem_bytes <= smem_budget) {
+    if (params > 0 && (vec + state + params) * elem_bytes <= smem_budget) {
       p.params_in_smem = true;
       p.smem_bytes += params * elem_bytes;
     }
@@ -430,12 +430,42 @@ HK_DEVICE void row_pass_any(const Blk& blk, const RnnParams<T>& p, int64_t b, bo
                                      prev, prev2, deta_w, eta, f);
 }
 
+// The shared w and alpha into their copies at w_s (shared memory): w [N, N], then alpha [N, N] or
+// one row (row_params reads them there).
+template <typename T, typename Blk>
+HK_DEVICE void copy_params(const Blk& blk, const RnnParams<T>& p, T* w_s, bool row_alpha) {
+  using I = BwdIdx<T>;
+  const I n = static_cast<I>(p.N);
+  T* A_s = w_s + n * n;
+  blk.for_each(n * n, [&](I k) { w_s[k] = p.w[k]; });
+  blk.for_each(row_alpha ? n : n * n, [&](I k) { A_s[k] = p.A[k]; });
+}
+
+// p with w and alpha read from elsewhere (their copies in shared memory) when kParams, else p
+// itself (a reference: the other instantiations' code stays as it was).
+// w_s: the copies' place (w [N, N], then alpha).
+template <bool kParams, typename T>
+HK_DEVICE decltype(auto) row_params(const RnnParams<T>& p, T* w_s) {
+  if constexpr (kParams) {
+    RnnParams<T> q = p;
+    q.w = w_s;
+    q.A = w_s + p.N * p.N;
+    return q;
+  } else {
+    return (p);
+  }
+}
+
 // kPop: w or alpha per sample (a population); the shared-parameter kernels (!kPop) are a separate
 // instantiation with the code they had before populations, so that neither spills registers.
-template <Rule R, bool kPop, typename T, typename Blk>
+// kParams (pl.params_in_smem, shared parameters only): the vectors, the adjoint state, and the
+// shared w and alpha live in shared memory, known at compile time (LDS/STS); w and alpha are
+// copied there once and read from there in every step's row pass.
+template <Rule R, bool kPop, bool kParams, typename T, typename Blk>
 HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnBwdIn<T>& in,
                                const RnnBwdOut<T>& o, int64_t b, const Placement& pl, T* smem,
                                T* scratch) {
+  static_assert(!(kPop && kParams), "a population's w and alpha stay in global memory");
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int64_t N = p.N, NN = N * N, B = p.B, T_ = p.T_, K = p.K;
@@ -443,12 +473,12 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   const I n = static_cast<I>(N), nn = n * n;  // offsets within the sample
   const int W = blk.nwarps();
   T* gs = scratch + b * pl.scratch_per_sample;  // this sample's global scratch
-  T* vec = pl.vec_in_smem ? smem : gs;
-  T* Hbuf = gs + (pl.vec_in_smem ? 0 : bwd_vec_elems(N, blk.nthreads()));  // K traces
-  T* Ebuf = Hbuf + K * NN;                                                 // K eligibilities
-  T* cur = vec;                                                            // adjoint of h_t
-  T* prev = cur + N;                                                       // adjoint of h_{t-1}
-  T* prev2 = prev + N;                                                     // adjoint of h_{t-2}
+  T* vec = (kParams || pl.vec_in_smem) ? smem : gs;
+  T* Hbuf = gs + ((kParams || pl.vec_in_smem) ? 0 : bwd_vec_elems(N, blk.nthreads()));  // K traces
+  T* Ebuf = Hbuf + K * NN;        // K eligibilities
+  T* cur = vec;                   // adjoint of h_t
+  T* prev = cur + N;              // adjoint of h_{t-1}
+  T* prev2 = prev + N;            // adjoint of h_{t-2}
   T* dM = prev2 + N;              // adjoint of m_t (per post neuron)
   T* dMp = dM + N;                // adjoint of m_{t-1}
   T* da = dMp + N;                // adjoint of a_t
@@ -460,8 +490,11 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
   T* deta_w = col_A + W * N;      // [W]
   T* red = deta_w + W;            // block reductions
   T* state = red + kMaxWarps;
-  T* dH = pl.state_in_smem ? state : o.dH0 + b * NN;
-  T* dE = kElig ? (pl.state_in_smem ? state + NN : o.dE0 + b * NN) : nullptr;
+  T* dH = (kParams || pl.state_in_smem) ? state : o.dH0 + b * NN;
+  T* dE = kElig ? ((kParams || pl.state_in_smem) ? state + NN : o.dE0 + b * NN) : nullptr;
+  // What the row pass reads w and alpha through (it reads p.w, p.A): with kParams their copies
+  // in shared memory after the adjoint state (row_params), else p itself.
+  decltype(auto) pr = row_params<kParams>(p, state + (kElig ? 2 : 1) * NN);
   const bool row_alpha = p.a_stride == 0;
   T* dA = o.dA + b * (row_alpha ? N : NN);
   T* dmw = kMod ? o.dmw + b * N : nullptr;
@@ -479,6 +512,9 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
       if (!row_alpha) dA[k] = T(0);
     });
   }
+  // Not inside the lambdas above: a name in a discarded statement is still captured, and the
+  // other instantiations sit at the register limit (retro, float64 spilled on sm_90).
+  if constexpr (kParams) copy_params(blk, p, state + (kElig ? 2 : 1) * NN, row_alpha);
   blk.for_each(8 * N + 3 * W * N + W, [&](int64_t k) { vec[k] = T(0); });
   blk.for_each(N, [&](int64_t j) {
     if (kMod) dmw[j] = T(0);
@@ -590,11 +626,11 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
       if (t > t0) {
         const RowPassFused<T> f{Hbuf + (s - 1) * NN, Ebuf + (s - 1) * NN, h_at(t - 2),
                                 kMod ? in.mod[(t - 1) * B + b] : T(0)};
-        row_pass_any<R, true, kPop>(blk, p, b, row_alpha, Hp, hp, da, dH, dE, dA, col_post, col_mod,
-                                    col_A, prev, prev2, deta_w, eta, f);
+        row_pass_any<R, true, kPop>(blk, pr, b, row_alpha, Hp, hp, da, dH, dE, dA, col_post,
+                                    col_mod, col_A, prev, prev2, deta_w, eta, f);
       } else {
         const RowPassFused<T> f{nullptr, nullptr, nullptr, T(0)};
-        row_pass_any<R, false, kPop>(blk, p, b, row_alpha, Hp, hp, da, dH, dE, dA, col_post,
+        row_pass_any<R, false, kPop>(blk, pr, b, row_alpha, Hp, hp, da, dH, dE, dA, col_post,
                                      col_mod, col_A, prev, prev2, deta_w, eta, f);
       }
       blk.sync();
@@ -645,7 +681,7 @@ HK_DEVICE void backward_sample(const Blk& blk, const RnnParams<T>& p, const RnnB
     o.dh0[b * N + j] = cur[j];
     if (row_alpha) dA[j] = dAcol[j];
   });
-  if (pl.state_in_smem) {
+  if (kParams || pl.state_in_smem) {
     T* dH0 = o.dH0 + b * NN;
     T* dE0 = kElig ? o.dE0 + b * NN : nullptr;
     blk.for_each(nn, [&](I k) {
@@ -682,12 +718,13 @@ HK_DEVICE void plastic_rnn_forward_kernel(const Blk& blk, const RnnParams<T>& p,
   forward_sample<R, kWhere>(blk, p, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
 }
 
-template <Rule R, bool kPop, typename T, typename Blk>
+// kParams: pl.params_in_smem (shared parameters only), as a template argument.
+template <Rule R, bool kPop, bool kParams, typename T, typename Blk>
 HK_DEVICE void plastic_rnn_backward_kernel(const Blk& blk, const RnnParams<T>& p,
                                            const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                                            const BlockIdx& idx, const Placement& pl, T* smem,
                                            T* scratch) {
-  backward_sample<R, kPop>(blk, p, in, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
+  backward_sample<R, kPop, kParams>(blk, p, in, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
 }
 
 }  // namespace hebbkern::simt
