@@ -329,9 +329,9 @@ def fwd_placement(
     N: int, elig: bool, full_alpha: bool = True, hw: Hardware = H200, elem: int = 4
 ) -> str:
     """Where the forward keeps its working set, as place() in plastic_rnn_block.h decides at 512
-    threads (tests/test_plastic_rnn_placement.py checks the two agree): "params" (the state, w
-    and alpha in shared memory: the kWhere 2 instantiation), "state" (the state only: 1) or
-    "global" (0)."""
+    threads (tests/test_plastic_rnn_cuda_emulated_onchip.py checks the two agree): "params"
+    (the state, w and alpha in shared memory: the kWhere 2 instantiation), "state" (the state
+    only: 1) or "global" (0)."""
     n2 = N * N
     vec = 4 * N + fwd_groups(N) * N + 32  # fwd_vec_elems (kMaxWarps = 32)
     state = (2 if elig else 1) * n2
