@@ -28,7 +28,9 @@ from ..types import PlasticState
 from ._glue import LOW_PRECISION, differentiable, keep_given, to, triton_fwd
 
 # The autograd formula of the fused ops (the C++ ops here, the Triton ops of
-# hebbkern/triton/plastic_step_ops.py: same arguments and outputs).
+# hebbkern/triton/plastic_step_ops.py: same arguments and outputs). Eager CPU calls with grad use
+# the same formula written in C++ (csrc/cpu/plastic_step_autograd.cpp): a change here goes there
+# too (tests/test_plastic_step_autograd.py compares the two bit for bit).
 
 
 def _setup_context(ctx, inputs, output):
@@ -116,6 +118,7 @@ if _extension.available():
         )
 
     def _eager_step(post_pre, *inputs):
+        """The forward op's arguments through the C++ autograd node (eager CPU calls with grad)."""
         return torch.ops.hebbkern._plastic_step_eager.default(*inputs, post_pre)
 
 
