@@ -28,7 +28,9 @@ from ..types import PlasticState
 from ._glue import LOW_PRECISION, differentiable, keep_given, to, triton_fwd
 
 # The autograd formula of the fused ops (the C++ ops here, the Triton ops of
-# hebbkern/triton/plastic_step_ops.py: same arguments and outputs).
+# hebbkern/triton/plastic_step_ops.py: same arguments and outputs). Eager CPU calls with grad use
+# the same formula written in C++ (csrc/cpu/plastic_step_autograd.cpp): a change here goes there
+# too (tests/test_plastic_step_autograd.py compares the two bit for bit).
 
 
 def _setup_context(ctx, inputs, output):
@@ -104,25 +106,6 @@ if _extension.available():
             u.new_empty(N) if fanout_w is not None else empty(),
         )
 
-    class _EagerStep(torch.autograd.Function):
-        """The registered autograd of the CPU ops, without torch.library's per-call Python wrapper
-        (its ``fill_defaults`` rebuilds the schema's argument list once per argument: about 45 us
-        a step, a fifth of a small step's forward+backward; benchmarks/NOTES.md P5). Same
-        ``_setup_context`` and ``_backward``; used by eager calls only (torch.compile, opcheck and
-        functorch transforms go through the registered autograd)."""
-
-        @staticmethod
-        def forward(ctx, fwd, bwd, *inputs):
-            with torch._C._AutoDispatchBelowAutograd():  # straight to the kernel
-                out = fwd(*inputs)
-            _setup_context(ctx, inputs, out)
-            ctx.bwd_op = bwd
-            return out
-
-        @staticmethod
-        def backward(ctx, grad_h, grad_hebb, grad_elig, _g_mod):
-            return (None, None, *_backward(ctx.bwd_op, ctx, grad_h, grad_hebb, grad_elig))
-
     # The pre_post ops and their post_pre twins (same schemas; the kernels read w, alpha and the
     # traces stored [post, pre]): one fake kernel and one autograd formula for both.
     for _suffix in ("", "_post_pre"):
@@ -133,6 +116,10 @@ if _extension.available():
             _make_backward(getattr(torch.ops.hebbkern, f"plastic_step_bwd{_suffix}")),
             setup_context=_setup_context,
         )
+
+    def _eager_step(post_pre, *inputs):
+        """The forward op's arguments through the C++ autograd node (eager CPU calls with grad)."""
+        return torch.ops.hebbkern._plastic_step_eager.default(*inputs, post_pre)
 
 
 # plastic_rnn's keywords written out again: the public signature is what help() and IDEs show.
@@ -249,12 +236,10 @@ def plastic_step(
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()
     ):
-        bwd = (
-            torch.ops.hebbkern.plastic_step_bwd_post_pre
-            if post_pre
-            else torch.ops.hebbkern.plastic_step_bwd
-        )
-        fwd = functools.partial(_EagerStep.apply, fwd, bwd)
+        # Eager calls with grad: the C++ autograd node of csrc/cpu/plastic_step_autograd.cpp (the
+        # formula of _setup_context/_backward without Python per step: benchmarks/NOTES.md P7).
+        # torch.compile, opcheck and functorch transforms go through the registered autograd.
+        fwd = functools.partial(_eager_step, post_pre)
     if io_dtype not in LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,
