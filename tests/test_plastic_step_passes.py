@@ -1,23 +1,17 @@
-"""The CPU plastic_step backward's two schemes and its grouped d w (issue 20, item 7; NOTES P9).
-
-A sample whose trace is at least 128 KiB (``kMergedPassBytes`` in
-csrc/cpu/plastic_step_kernel.cpp: N >= 182 in float32, N >= 128 in float64) runs the backward
-with merged passes (pass A only reduces; pass B recomputes the trace adjoint and writes dH once);
-smaller ones keep the two passes. Shared ``w``'s gradient is summed per group of samples by the
-group's last sample. Both are checked here against the eager reference: float64 on either side of
-the threshold, float32 with flash-attention's rule, and batches whose groups hold 2-4 samples
-(B > 8), with a last group shorter than the others.
+"""The CPU plastic_step backward at the batch sizes of issue 20's maze loop (item 7; NOTES P9):
+shared ``w`` and ``alpha`` gradients summed in group slices when B > 8 (groups of ceil(B / 8)
+samples, the last one shorter) against the eager reference, and fixed-order sums (the same bits
+on every call) for the maze's and the row split's shapes. The other plastic_step tests use B <= 4,
+one sample per group.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_low_precision_rule, clone_inputs, rel_err
+from helpers import clone_inputs, rel_err
 from helpers_step import run_step, step_inputs
 from test_plastic_step_layout import transposed
-
-RULES = ("hebb", "oja", "clip", "neuromod", "retro")
 
 
 def with_layout(kw: dict, layout: str) -> dict:
@@ -38,30 +32,6 @@ def assert_matches_reference(kw: dict, tol: float) -> None:
         assert rel_err(g[k], v) < tol, k
 
 
-# N = 127 and 128 in float64: the last size with two passes and the first with merged ones.
-@pytest.mark.parametrize("layout", ["pre_post", "post_pre"])
-@pytest.mark.parametrize("N", [127, 128])
-@pytest.mark.parametrize("rule", RULES)
-def test_either_side_of_the_merge_threshold(rule, N, layout, nan_poison):
-    fan = rule in ("neuromod", "retro")
-    kw = step_inputs(rule, "per_connection", fanout=fan, clamp=True, B=2, N=N, seed=N)
-    assert_matches_reference(with_layout(kw, layout), 1e-12)
-
-
-@pytest.mark.parametrize("layout", ["pre_post", "post_pre"])
-@pytest.mark.parametrize("rule, alpha_kind", [("hebb", "per_connection"), ("retro", "per_sample"),
-                                              ("neuromod", "per_neuron")])  # fmt: skip
-def test_merged_passes_float32(rule, alpha_kind, layout, nan_poison):
-    """float32 at N = 200 (merged): flash-attention's rule against the float64 reference."""
-    fan = rule in ("neuromod", "retro")
-    kw = with_layout(step_inputs(rule, alpha_kind, fanout=fan, clamp=True, B=1, N=200), layout)
-    k32 = clone_inputs(kw, torch.float32)
-    got = run_step(clone_inputs(k32), "cpu")
-    low = run_step(clone_inputs(k32), "reference")
-    exact = run_step(clone_inputs(kw), "reference")
-    assert_low_precision_rule(got, low, exact, torch.float32)
-
-
 # B > 8 with a shared w: groups of ceil(B / 8) samples, the last one shorter (B = 9: groups of 2,
 # the last of 1; B = 30: of 4, the last of 2), with shared and per-sample alpha.
 @pytest.mark.parametrize("layout", ["pre_post", "post_pre"])
@@ -74,7 +44,7 @@ def test_grouped_weight_gradient(rule, alpha_kind, B, layout, nan_poison):
     assert_matches_reference(with_layout(kw, layout), 1e-12)
 
 
-@pytest.mark.parametrize("B, N", [(3, 200), (30, 100)])
+@pytest.mark.parametrize("B, N", [(1, 300), (30, 100)])
 def test_same_bits_every_call(B, N):
     """The kernels' sums have a fixed order: two calls give the same bits."""
     kw = step_inputs("neuromod", "per_connection", fanout=True, B=B, N=N, dtype=torch.float32)

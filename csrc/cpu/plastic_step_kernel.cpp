@@ -18,10 +18,7 @@
 //
 // Backward, per sample: pass A (BwdTrace) runs the trace-update adjoint over the rows (it yields
 // the adjoints of h_t and m_t, which the drive's adjoint needs), pass B (BwdMatvec) the mat-vec
-// adjoint. A sample whose trace is too large to stay in L2 between the passes (merged_passes)
-// has pass A only reduce, and pass B recompute each row's trace adjoint into the dH (and dE) row
-// just before adding the mat-vec part while the row is in L1: dH written by pass A and read back
-// by pass B from memory becomes a second read of grad_hebb (NOTES P9). Same arithmetic, same bits.
+// adjoint.
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -152,22 +149,10 @@ void fwd_update(const StepArgs<T>& p, const StepFwdOut<T>& o, int64_t b, int64_t
   }
 }
 
-// One sample's trace at least this large: the passes are merged (see the top of the file). Pass B
-// touches seven trace-sized arrays of the sample (grad_hebb, H, dH, w, alpha, d alpha, d w); from
-// 128 KiB each they no longer fit a 1 MB L2 together, so dH written by pass A comes back from L3
-// or memory. Below, the stored dH is cheaper than recomputing the trace adjoint (the maze's
-// N = 100). Either way the results are the same bits: only the speed depends on the choice.
-constexpr int64_t kMergedPassBytes = 128 * 1024;
-template <typename T>
-inline bool merged_passes(int64_t N) {
-  return N * N * static_cast<int64_t>(sizeof(T)) >= kMergedPassBytes;
-}
-
-// Pass A over rows [r0, r1): the trace-update adjoint. Writes dH, dE of the rows (STORE; merged
-// passes: pass B writes them). pre_post: dh[i] of the rows (set), partials col0 = d h_t,
-// col1 = d m_t over the rows; post_pre: post_adj[j] and dM[j] of the rows (set), partial
-// col0 = d h_{t-1}. *scal: partial d eta.
-template <Rule R, bool PP, bool STORE, typename T>
+// Pass A over rows [r0, r1): the trace-update adjoint. Writes dH, dE of the rows. pre_post: dh[i]
+// of the rows (set), partials col0 = d h_t, col1 = d m_t over the rows; post_pre: post_adj[j] and
+// dM[j] of the rows (set), partial col0 = d h_{t-1}. *scal: partial d eta.
+template <Rule R, bool PP, typename T>
 void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>& o, int64_t b,
                int64_t r0, int64_t r1, const T* M, T* post_adj, T* dM, T* col0, T* col1, T* scal) {
   constexpr bool kElig = has_eligibility(R);
@@ -198,10 +183,8 @@ void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>
         T dhv = gHrow[k], dev = kElig ? gErow[k] : T(0);
         const TraceGrad<T> g = trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), pre, hn[k], M[k],
                                                  p.eta, p.clip, dhv, dev);
-        if constexpr (STORE) {
-          dHrow[k] = dhv;
-          if constexpr (kElig) dErow[k] = dev;
-        }
+        dHrow[k] = dhv;
+        if constexpr (kElig) dErow[k] = dev;
         rsum += g.d_pre;
         col0[k] += g.d_post;
         if constexpr (kMod) col1[k] += g.d_mod;
@@ -215,10 +198,8 @@ void bwd_trace(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>
         T dhv = gHrow[k], dev = kElig ? gErow[k] : T(0);
         const TraceGrad<T> g = trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), h[k], post, m,
                                                  p.eta, p.clip, dhv, dev);
-        if constexpr (STORE) {
-          dHrow[k] = dhv;
-          if constexpr (kElig) dErow[k] = dev;
-        }
+        dHrow[k] = dhv;
+        if constexpr (kElig) dErow[k] = dev;
         col0[k] += g.d_pre;
         rsum += g.d_post;
         rmod += g.d_mod;
@@ -268,76 +249,13 @@ void bwd_finish(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T
   }
 }
 
-// Merged passes: row r's trace adjoint (the values pass A stores otherwise), written into the dH
-// (and dE) row from grad_hebb where it lies, just before pass B adds the mat-vec part to the row.
-// The row is still in L1 when pass B reads it back, and pass B's arithmetic stays the two-pass
-// scheme's (a store, then an add): the same bits (fusing the two into one expression lets the
-// compiler contract them into a differently rounded FMA).
-template <Rule R, bool PP, typename T>
-inline void trace_adjoint_into_row(const StepArgs<T>& p, const StepBwdIn<T>& in, int64_t b,
-                                   int64_t r, const T* M, T* dH, T* dE) {
-  constexpr bool kElig = has_eligibility(R);
-  const int64_t N = p.N, NN = N * N;
-  const auto [h, H, E] = trace_inputs<kElig>(p, b);
-  const T* hn = in.h_new + b * N;
-  const T* __restrict__ Hrow = H + r * N;
-  const T* __restrict__ Erow = kElig ? E + r * N : nullptr;
-  const T* __restrict__ gHrow = in.gH + b * NN + r * N;
-  const T* __restrict__ gErow = kElig ? in.gE + b * NN + r * N : nullptr;
-  T* __restrict__ dHrow = dH + r * N;
-  T* __restrict__ dErow = kElig ? dE + r * N : nullptr;
-  // pre_post: row r is pre neuron r, columns are post; post_pre: row r is post neuron r.
-  const T pre_s = PP ? T(0) : h[r], post_s = PP ? hn[r] : T(0), m_s = PP ? M[r] : T(0);
-#pragma omp simd
-  for (int64_t k = 0; k < N; ++k) {
-    T dhv = gHrow[k], dev = kElig ? gErow[k] : T(0);
-    trace_backward<R>(Hrow[k], kElig ? Erow[k] : T(0), PP ? h[k] : pre_s, PP ? post_s : hn[k],
-                      PP ? m_s : M[k], p.eta, p.clip, dhv, dev);
-    dHrow[k] = dhv;
-    if constexpr (kElig) dErow[k] = dev;
-  }
-}
-
-// Rows [r0, r1) of d w's slice for sample b's group: d w[r, :] = sum over the group's samples of
-// the outer products (pre_post: h[r] * da; post_pre: da[r] * h), written once by the group's last
-// sample (or the batch's), whose pass B runs after every sample of the group has its da. The
-// samples' terms are added in sample order, as the per-sample accumulation they replace did: a
-// row stays in L1 while the group's terms are added, and the slice is written once per group
-// instead of read and written once per sample (NOTES P9).
-template <bool PP, typename T>
-void group_dw_rows(const StepArgs<T>& p, const StepBwdOut<T>& o, int64_t b, int64_t r0,
-                   int64_t r1) {
-  const int64_t N = p.N, NN = N * N, G = o.dW_group;
-  if (b % G != G - 1 && b != p.B - 1) return;
-  const int64_t g0 = b - b % G;
-  T* dW = o.dW + (b / G) * NN;
-  for (int64_t r = r0; r < r1; ++r) {
-    T* __restrict__ dWrow = dW + r * N;
-    for (int64_t s = g0; s <= b; ++s) {
-      const T* __restrict__ h = p.h + s * N;
-      const T* __restrict__ da = o.da + s * N;
-      // pre_post: row r is pre neuron r (h[r] times the drive's adjoint); post_pre: post neuron r.
-      const T* __restrict__ v = PP ? h : da;
-      const T x = PP ? da[r] : h[r];
-      if (s == g0) {
-#pragma omp simd
-        for (int64_t j = 0; j < N; ++j) dWrow[j] = x * v[j];
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < N; ++j) dWrow[j] += x * v[j];
-      }
-    }
-  }
-}
-
 // Pass B over rows [r0, r1): the adjoint of a_t = u_t + h_{t-1} (w + alpha * H_{t-1}). Adds to dH
-// of the rows (MERGED: first writes the rows' trace adjoint, trace_adjoint_into_row), writes
-// (first sample of a group) or adds to the rows of the d alpha slice; d w: group_dw_rows.
+// of the rows, writes (first sample of a group) or adds to the rows of the d w and d alpha slices.
 // pre_post: adds to dh[i] of the rows; per-neuron alpha: partial col0 = d alpha over the rows.
 // post_pre: partial col0 = d h_{t-1} over the rows (alpha is per connection there).
-template <Rule R, bool PP, bool MERGED, typename T>
-void bwd_matvec(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T>& o, int64_t b,
-                int64_t r0, int64_t r1, const T* M, T* col0) {
+template <bool PP, typename T>
+void bwd_matvec(const StepArgs<T>& p, const StepBwdOut<T>& o, int64_t b, int64_t r0, int64_t r1,
+                T* col0) {
   const int64_t N = p.N, NN = N * N;
   const T* h = p.h + b * N;
   const T* H = p.hebb + b * NN;
@@ -350,19 +268,27 @@ void bwd_matvec(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T
   const bool first_of_group = per_connection && b % o.dA_group == 0;
   T* dA = per_connection ? o.dA + (b / o.dA_group) * NN : col0;
   if (!per_connection || PP) std::memset(col0, 0, sizeof(T) * N);
+  T* dW = o.dW + (b / o.dW_group) * NN;
+  const bool first_w = b % o.dW_group == 0;
   for (int64_t r = r0; r < r1; ++r) {
-    if constexpr (MERGED)
-      trace_adjoint_into_row<R, PP>(p, in, b, r, M, dH,
-                                    has_eligibility(R) ? o.dE + b * NN : nullptr);
     const T* __restrict__ Hrow = H + r * N;
     const T* __restrict__ wrow = w + r * N;
     const T* __restrict__ Arow = A + r * p.a_stride;
     T* __restrict__ dHrow = dH + r * N;
     T* __restrict__ dArow = dA + r * p.a_stride;
+    T* __restrict__ dWrow = dW + r * N;
     if constexpr (!PP) {
       const T x = h[r];
       dh[r] += first_of_group ? matvec_adjoint_row<true>(Hrow, wrow, Arow, x, da, dHrow, dArow, N)
                               : matvec_adjoint_row(Hrow, wrow, Arow, x, da, dHrow, dArow, N);
+      // d w[i, :] += h[i] * da: the slice of this sample's group (or of the sample, per-sample w).
+      if (first_w) {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) dWrow[j] = x * da[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) dWrow[j] += x * da[j];
+      }
     } else {
       const T d = da[r];
       if (first_of_group) {
@@ -382,9 +308,15 @@ void bwd_matvec(const StepArgs<T>& p, const StepBwdIn<T>& in, const StepBwdOut<T
           col0[i] += (wrow[i] + Arow[i] * Hrow[i]) * d;
         }
       }
+      if (first_w) {
+#pragma omp simd
+        for (int64_t i = 0; i < N; ++i) dWrow[i] = h[i] * d;
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < N; ++i) dWrow[i] += h[i] * d;
+      }
     }
   }
-  group_dw_rows<PP>(p, o, b, r0, r1);
 }
 
 template <typename F>
@@ -406,16 +338,10 @@ void phase_impl(const StepPhaseArgs<T>& a) {
         case StepPhase::FwdFinish: return fwd_finish<R>(*a.p, *a.fo, a.b, a.col0, a.M);
         case StepPhase::FwdUpdate: return fwd_update<R, PP>(*a.p, *a.fo, a.b, a.r0, a.r1, a.M);
         case StepPhase::BwdTrace:
-          if (merged_passes<T>(a.p->N))
-            return bwd_trace<R, PP, false>(*a.p, *a.bi, *a.bo, a.b, a.r0, a.r1, a.M, a.post_adj,
-                                           a.dM, a.col0, a.col1, a.scal);
-          return bwd_trace<R, PP, true>(*a.p, *a.bi, *a.bo, a.b, a.r0, a.r1, a.M, a.post_adj, a.dM,
-                                        a.col0, a.col1, a.scal);
+          return bwd_trace<R, PP>(*a.p, *a.bi, *a.bo, a.b, a.r0, a.r1, a.M, a.post_adj, a.dM,
+                                  a.col0, a.col1, a.scal);
         case StepPhase::BwdFinish: return bwd_finish<R>(*a.p, *a.bi, *a.bo, a.b, a.post_adj, a.dM);
-        case StepPhase::BwdMatvec:
-          if (merged_passes<T>(a.p->N))
-            return bwd_matvec<R, PP, true>(*a.p, *a.bi, *a.bo, a.b, a.r0, a.r1, a.M, a.col0);
-          return bwd_matvec<R, PP, false>(*a.p, *a.bi, *a.bo, a.b, a.r0, a.r1, a.M, a.col0);
+        case StepPhase::BwdMatvec: return bwd_matvec<PP>(*a.p, *a.bo, a.b, a.r0, a.r1, a.col0);
       }
     });
   });
