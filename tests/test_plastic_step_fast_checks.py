@@ -455,3 +455,22 @@ def test_while_compiling_the_full_checks_run(monkeypatch):
     with torch.no_grad():
         hebbkern.plastic_step(**kw, backend="reference")
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "state, exc, message",
+    [
+        (torch.zeros(B, N), TypeError, "state must be a tuple (h, hebb, elig), got Tensor"),
+        ([torch.zeros(B, N)], ValueError,
+         "state must be a tuple (h, hebb, elig) of 2..3 items, got 1"),
+        ((torch.zeros(B, N), None), TypeError, "state hebb must be a torch.Tensor, got NoneType"),
+        ((torch.zeros(B, N), torch.zeros(B, N, N), 1.0), TypeError,
+         "state elig must be a torch.Tensor, got float"),
+    ],
+)  # fmt: skip
+def test_cell_state_messages(state, exc, message):
+    """The cell's own per-step check of its state (its messages now built on failure only)."""
+    cell = hebbkern.nn.PlasticRNNCell(3, N)
+    with pytest.raises(exc) as info:
+        cell(torch.randn(B, 3), state)
+    assert str(info.value) == message
