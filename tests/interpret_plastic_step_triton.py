@@ -59,6 +59,22 @@ def test_step_matches_reference(rule, alpha_kind, fanout, clamp, nan_poison):
     assert "hebbkern.triton.plastic_step_ops" in sys.modules  # the triton path ran
 
 
+@pytest.mark.parametrize("rule", ["hebb", "retro"])
+def test_step_post_pre_layout_matches_reference(rule):
+    """``layout="post_pre"`` with the Triton backend on CPU tensors: the op transposes at the
+    boundary, as on CUDA tensors. (Until session 5 only CUDA tensors were transposed, so the
+    interpreter ran the pre_post kernels on post_pre tensors: h off by 1.6 at B=2, N=4.)"""
+    kw = step_inputs(rule, "per_connection", True, True, B=3, N=11, dtype=F64, seed=5)
+    kw["layout"] = "post_pre"
+    with torch.no_grad():
+        ref = hebbkern.plastic_step(**kw, backend="reference")
+        tri = hebbkern.plastic_step(**kw, backend="triton")
+    for name, t, r in zip(("h", "hebb", "elig"), tri, ref, strict=True):
+        assert (t is None) == (r is None), name
+        if r is not None:
+            assert rel_err(t, r) < 1e-12, name
+
+
 @pytest.mark.parametrize("dtype", [F64, F32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_step_variants_match_reference(case, dtype, nan_poison):

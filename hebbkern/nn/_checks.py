@@ -44,11 +44,13 @@ def check_input(name: str, x: object, param: Tensor) -> Tensor:
 def check_state_tuple(state: object, names: tuple[str, ...], optional: int = 0) -> tuple:
     """A carried state: a tuple (or named tuple) of ``len(names)`` tensors, the last ``optional``
     of which may be left out or ``None``."""
-    full = f"({', '.join(names)})"
+    # Messages built only on failure: a cell checks its state on every step.
     if isinstance(state, Tensor) or not isinstance(state, (tuple, list)):
+        full = f"({', '.join(names)})"
         raise TypeError(f"state must be a tuple {full}, got {type(state).__name__}")
     lo, hi = len(names) - optional, len(names)
     if not lo <= len(state) <= hi:
+        full = f"({', '.join(names)})"
         raise ValueError(f"state must be a tuple {full} of {lo}..{hi} items, got {len(state)}")
     for i, (name, s) in enumerate(zip(names, state, strict=False)):
         if s is None and i >= lo:

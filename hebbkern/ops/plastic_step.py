@@ -19,11 +19,11 @@ from torch import Tensor
 
 from .. import _extension, backends
 from .. import reference as _reference
-from .._guards import check_materialisable
 from .._layout import check_layout
 from .._layout import swap_square as _t
-from .._validation import MODULATED_RULES, check_plastic_step_args
-from .._variants import check_with_variants, uses_eta
+from .._step_checks import check_plastic_step_call
+from .._validation import MODULATED_RULES
+from .._variants import uses_eta
 from ..types import PlasticState
 from ._glue import LOW_PRECISION, differentiable, keep_given, to, triton_fwd
 
@@ -190,18 +190,16 @@ def plastic_step(
         except for rule ``"retro"``. Differentiable with respect to every floating tensor argument.
     """
     post_pre = check_layout(layout) == "post_pre"
-    a, v = check_with_variants(
-        check_plastic_step_args, u, h, hebb, w, alpha, rule=rule, eta=eta, mod_w=mod_w,
-        mod_b=mod_b, fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=elig,
-        clamp_mask=clamp_mask, activation=activation, mod_squash=mod_squash, soft_clip=soft_clip,
-        n_modulated=n_modulated,
+    # The arguments, the variants and the materialisable guard; a fast path for the canonical
+    # forms (hebbkern/_step_checks.py, benchmarks/NOTES.md P8).
+    a, v = check_plastic_step_call(
+        u, h, hebb, w, alpha, rule, eta, mod_w, mod_b, fanout_w, fanout_b, clip, elig,
+        clamp_mask, activation, mod_squash, soft_clip, n_modulated,
     )  # fmt: skip
-    check_materialisable(
-        u=a.u, h=a.h, hebb=a.hebb, w=a.w, alpha=a.alpha, elig=a.elig, clamp_mask=a.clamp_mask
-    )
     name = backends.resolve(backend, u.device, family="plastic_step")
-    if post_pre and (name == "reference" or u.device.type != "cpu"):
-        # The native post_pre kernels are the CPU ones; elsewhere transpose at the op boundary.
+    if post_pre and name != "cpu":
+        # The native post_pre kernels are the CPU ones ("cpu" means CPU tensors); elsewhere
+        # (the reference, Triton on CUDA or under the interpreter) transpose at the op boundary.
         st = plastic_step(
             u, h, _t(hebb), _t(w), _t(alpha), rule=rule, eta=eta, mod_w=mod_w, mod_b=mod_b,
             fanout_w=fanout_w, fanout_b=fanout_b, clip=clip, elig=_t(elig), clamp_mask=clamp_mask,
