@@ -1,6 +1,7 @@
 // Schemas of hebbkern's custom ops and their per-device implementations. Fake (meta) kernels and
 // autograd are registered from Python (hebbkern/ops/), next to the functional API. This file has no
 // Python dependency, so libtorch users link the same registrations (CMakeLists.txt).
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/library.h>
 
 #include <utility>
@@ -154,6 +155,17 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor noise_key, int seed, int[] schedule, float[] constants, bool reverse) "
       "-> (Tensor trial_loss, Tensor trial_response, Tensor x, Tensor r, Tensor p, Tensor e, "
       "Tensor mean_loss)");
+}
+
+// The backward ops have no derivative of their own (their forward ops' autograd is registered
+// from Python). Without an Autograd kernel, torch backpropagates through them with a warning and a
+// silently zero second derivative; this fallback makes a double backward raise instead.
+TORCH_LIBRARY_IMPL(hebbkern, Autograd, m) {
+  for (const char* op : {"plastic_rnn_bwd", "_plastic_rnn_emulated_bwd", "plastic_step_bwd",
+                         "plastic_step_bwd_post_pre", "plastic_linear_bwd", "trace_update_bwd",
+                         "_trace_update_emulated_bwd", "plastic_lstm_bwd"}) {
+    m.impl(op, torch::autograd::autogradNotImplementedFallback());
+  }
 }
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
