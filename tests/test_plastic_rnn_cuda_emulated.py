@@ -77,17 +77,17 @@ def assert_close_outputs(got, want, names, tol):
         assert rel_err(a, b) <= tol, f"{name}: relative error {rel_err(a, b):.3g} > {tol}"
 
 
-CASES = [
-    # rule, alpha kind, fan-out, clamp, T, B, N, ckpt
-    (rule, ak, fan, clamp, T, B, N, ckpt)
-    for rule in RULES
-    for (ak, fan, clamp, T, B, N, ckpt) in [
-        ("per_connection", True, True, 9, 2, 33, 3),
-        ("per_neuron", False, False, 5, 3, 7, 2),
-        ("scalar", True, False, 1, 1, 1, 1),
-        ("per_connection", False, True, 12, 2, 100, 4),
-    ]
-]
+def rule_cases(shapes: list[tuple]) -> list[tuple]:
+    """Every rule with each of ``shapes`` = (alpha kind, fan-out, clamp, T, B, N, ckpt)."""
+    return [(rule, *shape) for rule in RULES for shape in shapes]
+
+
+CASES = rule_cases([
+    ("per_connection", True, True, 9, 2, 33, 3),
+    ("per_neuron", False, False, 5, 3, 7, 2),
+    ("scalar", True, False, 1, 1, 1, 1),
+    ("per_connection", False, True, 12, 2, 100, 4),
+])  # fmt: skip
 
 
 def case_id(c):
@@ -203,10 +203,16 @@ def run_emulated(kw, threads, smem):
 def test_emulated_kernels_against_reference(rule, alpha_kind, dtype, tol):
     """End to end against the eager reference: outputs and the gradient of every input."""
     kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=11, B=2, N=29, seed=5)
+    assert_emulation_matches_reference(kw, dtype, tol, 64, SMALL)
+
+
+def assert_emulation_matches_reference(kw, dtype, tol, threads, smem) -> None:
+    """The emulated kernels (``threads`` per block, ``smem`` bytes of shared memory) in ``dtype``
+    against the float64 eager reference: outputs and the gradient of every input."""
     ref_kw = clone_inputs(kw)
     emu_kw = clone_inputs(kw, dtype)
     h_r, s_r = reference.plastic_rnn(**ref_kw)
-    h_e, s_e = run_emulated(emu_kw, 64, SMALL)
+    h_e, s_e = run_emulated(emu_kw, threads, smem)
     outs_r, outs_e = outputs_dict(h_r, s_r), outputs_dict(h_e, s_e)
     wts = loss_weights(outs_r)
     for k in outs_r:

@@ -24,24 +24,22 @@ from helpers import (
     RULES,
     clone_inputs,
     fused_args,
-    loss_weights,
     make_inputs,
-    outputs_dict,
-    rel_err,
 )
 from test_plastic_rnn_cuda_emulated import (
     BWD_NAMES,
     FWD_NAMES,
     assert_close_outputs,
+    assert_emulation_matches_reference,
     backward_args,
+    case_id,
     detached,
     emulated_bwd,
     emulated_fwd,
-    run_emulated,
+    rule_cases,
 )
 
 from benchmarks import perf_model as pm
-from hebbkern import reference
 
 ops = torch.ops.hebbkern
 
@@ -156,22 +154,13 @@ def budgets(kw, threads, backward=False):
     return {"params": allin, "state": state[2], "vectors": vec[2]}
 
 
-CASES = [
-    # rule, alpha kind, fan-out, clamp, T, B, N, ckpt
-    (rule, ak, fan, clamp, T, B, N, ckpt)
-    for rule in RULES
-    for (ak, fan, clamp, T, B, N, ckpt) in [
-        ("per_connection", True, True, 9, 2, 33, 3),
-        ("per_neuron", False, False, 5, 3, 7, 2),
-        ("scalar", True, True, 4, 1, 1, 1),
-        ("per_connection", False, True, 7, 1, 51, 4),
-    ]
-]
-
-
-def case_id(c):
-    rule, ak, fan, clamp, T, B, N, ckpt = c
-    return f"{rule}-{ak}-fan{int(fan)}-clamp{int(clamp)}-T{T}B{B}N{N}K{ckpt}"
+# test_plastic_rnn_cuda_emulated's case layout, other sizes: odd N up to 51, B = 1.
+CASES = rule_cases([
+    ("per_connection", True, True, 9, 2, 33, 3),
+    ("per_neuron", False, False, 5, 3, 7, 2),
+    ("scalar", True, True, 4, 1, 1, 1),
+    ("per_connection", False, True, 7, 1, 51, 4),
+])  # fmt: skip
 
 
 @pytest.mark.parametrize("where", ["params", "state"])
@@ -227,19 +216,6 @@ def test_params_on_chip_against_reference(rule, alpha_kind, dtype, tol):
     and the backward: outputs and the gradient of every input (odd N, clamp mask, fan-out where
     the rule has one, B = 1)."""
     kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=9, B=1, N=31, seed=8)
-    ref_kw = clone_inputs(kw)
-    emu_kw = clone_inputs(kw, dtype)
-    h_r, s_r = reference.plastic_rnn(**ref_kw)
-    d = detached(emu_kw)  # a budget where both passes keep w and alpha in shared memory
+    d = detached(clone_inputs(kw, dtype))  # a budget where both passes keep w and alpha on chip
     smem = max(budgets(d, 64)["params"], budgets(d, 64, backward=True)["params"])
-    h_e, s_e = run_emulated(emu_kw, 64, smem)
-    outs_r, outs_e = outputs_dict(h_r, s_r), outputs_dict(h_e, s_e)
-    wts = loss_weights(outs_r)
-    for k in outs_r:
-        assert rel_err(outs_e[k], outs_r[k]) <= tol, k
-    sum((outs_r[k] * wts[k]).sum() for k in outs_r).backward()
-    sum((outs_e[k] * wts[k].to(dtype)).sum() for k in outs_e).backward()
-    for k, v in ref_kw.items():
-        if isinstance(v, torch.Tensor) and v.requires_grad:
-            assert emu_kw[k].grad is not None, f"no gradient for {k}"
-            assert rel_err(emu_kw[k].grad, v.grad) <= tol, f"d{k}"
+    assert_emulation_matches_reference(kw, dtype, tol, 64, smem)
