@@ -93,3 +93,18 @@ def partial_cases():
 
 __all__ = ["STEP_ALPHA_KINDS", "clone_inputs", "partial_cases", "run_step", "step_inputs",
            "step_outputs"]  # fmt: skip
+
+
+def assert_identical_runs(a, b) -> None:
+    """Two :func:`run_step` results, ``(outputs, grads)``, equal bit for bit, with the same
+    gradients present (and dtypes)."""
+    (oa, ga), (ob, gb) = a, b
+    assert oa.keys() == ob.keys()
+    for k in oa:
+        assert torch.equal(oa[k], ob[k]), k
+    assert ga.keys() == gb.keys()
+    for k, g in ga.items():
+        if g is None:
+            assert gb[k] is None, k
+        else:
+            assert gb[k] is not None and g.dtype == gb[k].dtype and torch.equal(g, gb[k]), k

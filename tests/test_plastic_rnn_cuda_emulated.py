@@ -82,12 +82,14 @@ def rule_cases(shapes: list[tuple]) -> list[tuple]:
     return [(rule, *shape) for rule in RULES for shape in shapes]
 
 
-CASES = rule_cases([
+# (alpha kind, fan-out, clamp, T, B, N, ckpt); the first two shared with the on-chip tests.
+SHAPES = [
     ("per_connection", True, True, 9, 2, 33, 3),
     ("per_neuron", False, False, 5, 3, 7, 2),
     ("scalar", True, False, 1, 1, 1, 1),
     ("per_connection", False, True, 12, 2, 100, 4),
-])  # fmt: skip
+]
+CASES = rule_cases(SHAPES)
 
 
 def case_id(c):

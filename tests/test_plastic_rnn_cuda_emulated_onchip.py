@@ -29,6 +29,7 @@ from helpers import (
 from test_plastic_rnn_cuda_emulated import (
     BWD_NAMES,
     FWD_NAMES,
+    SHAPES,
     assert_close_outputs,
     assert_emulation_matches_reference,
     backward_args,
@@ -154,13 +155,10 @@ def budgets(kw, threads, backward=False):
     return {"params": allin, "state": state[2], "vectors": vec[2]}
 
 
-# test_plastic_rnn_cuda_emulated's case layout, other sizes: odd N up to 51, B = 1.
-CASES = rule_cases([
-    ("per_connection", True, True, 9, 2, 33, 3),
-    ("per_neuron", False, False, 5, 3, 7, 2),
-    ("scalar", True, True, 4, 1, 1, 1),
-    ("per_connection", False, True, 7, 1, 51, 4),
-])  # fmt: skip
+# test_plastic_rnn_cuda_emulated's first two shapes, then odd N up to 51 with B = 1.
+CASES = rule_cases(
+    SHAPES[:2] + [("scalar", True, True, 4, 1, 1, 1), ("per_connection", False, True, 7, 1, 51, 4)]
+)
 
 
 @pytest.mark.parametrize("where", ["params", "state"])

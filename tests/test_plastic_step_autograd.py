@@ -19,7 +19,13 @@ from helpers import (
     clone_inputs,
     grad_names,
 )
-from helpers_step import STEP_ALPHA_KINDS, run_step, step_inputs, step_outputs
+from helpers_step import (
+    STEP_ALPHA_KINDS,
+    assert_identical_runs,
+    run_step,
+    step_inputs,
+    step_outputs,
+)
 
 import hebbkern
 from hebbkern import _extension
@@ -51,19 +57,6 @@ def _run_both(monkeypatch, kw: dict, loss_on=("h", "hebb", "elig")):
     return node, reg
 
 
-def _assert_identical(node, reg) -> None:
-    (on, gn), (orr, gr) = node, reg
-    assert on.keys() == orr.keys()
-    for k in on:
-        assert torch.equal(on[k], orr[k]), k
-    assert gn.keys() == gr.keys()
-    for k, g in gn.items():
-        if g is None:
-            assert gr[k] is None, k
-        else:
-            assert gr[k] is not None and g.dtype == gr[k].dtype and torch.equal(g, gr[k]), k
-
-
 def _assert_matches_reference(kw: dict, node, tol: float, loss_on=("h", "hebb", "elig")) -> None:
     on, gn = node
     kr = clone_inputs(kw, torch.float64)
@@ -92,7 +85,7 @@ def test_node_matches_registered_and_reference(
     kw["layout"] = layout
     assert NODE in _node_name(kw)
     node, reg = _run_both(monkeypatch, kw)
-    _assert_identical(node, reg)
+    assert_identical_runs(node, reg)
     _assert_matches_reference(kw, node, TOL[torch.float64])
 
 
@@ -102,7 +95,7 @@ def test_float32(monkeypatch, nan_poison, layout, rule):
     kw = step_inputs(rule, "per_neuron", rule != "hebb", True, B=4, N=13, dtype=torch.float32)
     kw["layout"] = layout
     node, reg = _run_both(monkeypatch, kw)
-    _assert_identical(node, reg)
+    assert_identical_runs(node, reg)
     _assert_matches_reference(kw, node, TOL[torch.float32])
 
 
@@ -127,7 +120,7 @@ def test_requires_grad_subsets(monkeypatch, layout, rule, subset):
     assert NODE in _node_name(kw)
     node, reg = _run_both(monkeypatch, kw)
     assert set(node[1]) == set(keep)
-    _assert_identical(node, reg)
+    assert_identical_runs(node, reg)
     _assert_matches_reference(kw, node, TOL[torch.float64])
 
 
@@ -139,7 +132,7 @@ def test_partial_losses(monkeypatch, rule, loss_on):
         pytest.skip("elig only for retro")
     kw = step_inputs(rule, "per_neuron", rule in MODULATED_RULES, True, B=2, N=7, seed=5)
     node, reg = _run_both(monkeypatch, kw, loss_on)
-    _assert_identical(node, reg)
+    assert_identical_runs(node, reg)
 
 
 def test_no_node_without_grad():
@@ -157,7 +150,7 @@ def test_low_precision(monkeypatch):
     kw = step_inputs("neuromod", "per_neuron", True, True, B=3, N=10, dtype=torch.float32, seed=2)
     low = clone_inputs(kw, torch.bfloat16)
     node, reg = _run_both(monkeypatch, low)
-    _assert_identical(node, reg)
+    assert_identical_runs(node, reg)
     ref_low = run_step(clone_inputs(kw, torch.bfloat16), "reference")
     exact = run_step(clone_inputs(kw, torch.float64), "reference")
     assert_low_precision_rule(node, ref_low, exact, torch.bfloat16)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers_step import run_step, step_inputs
+from helpers_step import assert_identical_runs, run_step, step_inputs
 
 from hebbkern import _extension
 
@@ -43,15 +43,7 @@ def test_eager_path_equals_registered_autograd(
     # torch.compile's route: plastic_step then calls the op with its registered autograd.
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert EAGER_NODE not in _grad_fn_name(kw)
-    reg_out, reg_grads = run_step(kw, "cpu")
-    for k in eager_out:
-        assert torch.equal(eager_out[k], reg_out[k]), k
-    assert eager_grads.keys() == reg_grads.keys()
-    for k, g in eager_grads.items():
-        if g is None:
-            assert reg_grads[k] is None, k
-        else:
-            assert reg_grads[k] is not None and torch.equal(g, reg_grads[k]), k
+    assert_identical_runs((eager_out, eager_grads), run_step(kw, "cpu"))
 
 
 def test_eager_path_not_used_without_grad():

@@ -45,24 +45,21 @@ using StepBwdSig = StepBwdOut(const OptTensor&, const OptTensor&, const OptTenso
                               const OptTensor&, const OptTensor&, const std::string&, double,
                               int64_t);
 
+template <typename Sig>
+c10::TypedOperatorHandle<Sig> typed_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
 // Looked up once (a schema lookup per step would cost microseconds).
 const c10::TypedOperatorHandle<StepFwdSig>& fwd_op(bool post_pre) {
-  static const auto pre_post = c10::Dispatcher::singleton()
-                                   .findSchemaOrThrow("hebbkern::plastic_step_fwd", "")
-                                   .typed<StepFwdSig>();
-  static const auto post = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("hebbkern::plastic_step_fwd_post_pre", "")
-                               .typed<StepFwdSig>();
+  static const auto pre_post = typed_op<StepFwdSig>("hebbkern::plastic_step_fwd");
+  static const auto post = typed_op<StepFwdSig>("hebbkern::plastic_step_fwd_post_pre");
   return post_pre ? post : pre_post;
 }
 
 const c10::TypedOperatorHandle<StepBwdSig>& bwd_op(bool post_pre) {
-  static const auto pre_post = c10::Dispatcher::singleton()
-                                   .findSchemaOrThrow("hebbkern::plastic_step_bwd", "")
-                                   .typed<StepBwdSig>();
-  static const auto post = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("hebbkern::plastic_step_bwd_post_pre", "")
-                               .typed<StepBwdSig>();
+  static const auto pre_post = typed_op<StepBwdSig>("hebbkern::plastic_step_bwd");
+  static const auto post = typed_op<StepBwdSig>("hebbkern::plastic_step_bwd_post_pre");
   return post_pre ? post : pre_post;
 }
 
