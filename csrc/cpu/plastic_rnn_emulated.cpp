@@ -35,24 +35,14 @@ template <typename T>
 void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse) {
   visit_rule(rule, [&](auto r) {
-    for_each_block<T>(p.B, pl, reverse,
-                      [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
-                        // The instantiation the CUDA launch picks for this placement.
-                        constexpr Rule R = decltype(r)::value;
-                        switch (simt::fwd_where(pl)) {
-                          case simt::kWhereParams:
-                            simt::plastic_rnn_forward_kernel<R, simt::kWhereParams>(
-                                blk, p, o, idx, pl, smem, scratch);
-                            break;
-                          case simt::kWhereState:
-                            simt::plastic_rnn_forward_kernel<R, simt::kWhereState>(
-                                blk, p, o, idx, pl, smem, scratch);
-                            break;
-                          default:
-                            simt::plastic_rnn_forward_kernel<R, simt::kWhereRuntime>(
-                                blk, p, o, idx, pl, smem, scratch);
-                        }
-                      });
+    for_each_block<T>(
+        p.B, pl, reverse, [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
+          // The instantiation the CUDA launch picks for this placement.
+          simt::visit_forward_instantiation(pl, [&](auto where) {
+            simt::plastic_rnn_forward_kernel<decltype(r)::value, decltype(where)::value>(
+                blk, p, o, idx, pl, smem, scratch);
+          });
+        });
   });
 }
 
@@ -60,21 +50,15 @@ template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse) {
   visit_rule(rule, [&](auto r) {
-    for_each_block<T>(p.B, pl, reverse,
-                      [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
-                        constexpr Rule R = decltype(r)::value;
-                        // The instantiation the CUDA launch picks (backward_rule in
-                        // plastic_rnn.cu).
-                        if (simt::population(p))
-                          simt::plastic_rnn_backward_kernel<R, true, false>(blk, p, in, o, idx, pl,
-                                                                            smem, scratch);
-                        else if (pl.params_in_smem)
-                          simt::plastic_rnn_backward_kernel<R, false, true>(blk, p, in, o, idx, pl,
-                                                                            smem, scratch);
-                        else
-                          simt::plastic_rnn_backward_kernel<R, false, false>(blk, p, in, o, idx, pl,
-                                                                             smem, scratch);
-                      });
+    for_each_block<T>(
+        p.B, pl, reverse, [&](const simt::EmuBlock& blk, const simt::BlockIdx& idx, T* smem) {
+          // The instantiation the CUDA launch picks.
+          simt::visit_backward_instantiation(p, pl, [&](auto pop, auto params) {
+            simt::plastic_rnn_backward_kernel<decltype(r)::value, decltype(pop)::value,
+                                              decltype(params)::value>(blk, p, in, o, idx, pl, smem,
+                                                                       scratch);
+          });
+        });
   });
 }
 

@@ -76,35 +76,28 @@ cudaError_t launch(Kernel kernel, std::atomic<int64_t>* opted, int64_t B, const 
   return cudaGetLastError();
 }
 
+// The instantiation for the placement (simt::visit_forward_instantiation, shared with the
+// emulation); one allow_smem record per instantiation.
 template <Rule R, typename T>
 cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                          const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   static std::atomic<int64_t> opted[3][kMaxDevices];
-  switch (simt::fwd_where(pl)) {
-    case simt::kWhereParams:
-      return launch(plastic_rnn_fwd_kernel<R, T, simt::kWhereParams>, opted[2], p.B, pl, stream, p,
-                    o, pl, scratch);
-    case simt::kWhereState:
-      return launch(plastic_rnn_fwd_kernel<R, T, simt::kWhereState>, opted[1], p.B, pl, stream, p,
-                    o, pl, scratch);
-    default:
-      return launch(plastic_rnn_fwd_kernel<R, T, simt::kWhereRuntime>, opted[0], p.B, pl, stream, p,
-                    o, pl, scratch);
-  }
+  return simt::visit_forward_instantiation(pl, [&](auto where) {
+    constexpr int kWhere = decltype(where)::value;
+    return launch(plastic_rnn_fwd_kernel<R, T, kWhere>, opted[kWhere], p.B, pl, stream, p, o, pl,
+                  scratch);
+  });
 }
 
 template <Rule R, typename T>
 cudaError_t backward_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                           const simt::Placement& pl, T* scratch, cudaStream_t stream) {
-  static std::atomic<int64_t> opted[kMaxDevices], opted_pop[kMaxDevices], opted_par[kMaxDevices];
-  if (simt::population(p))
-    return launch(plastic_rnn_bwd_kernel<R, T, true, false>, opted_pop, p.B, pl, stream, p, in, o,
-                  pl, scratch);
-  if (pl.params_in_smem)
-    return launch(plastic_rnn_bwd_kernel<R, T, false, true>, opted_par, p.B, pl, stream, p, in, o,
-                  pl, scratch);
-  return launch(plastic_rnn_bwd_kernel<R, T, false, false>, opted, p.B, pl, stream, p, in, o, pl,
-                scratch);
+  static std::atomic<int64_t> opted[2][2][kMaxDevices];
+  return simt::visit_backward_instantiation(p, pl, [&](auto pop, auto params) {
+    constexpr bool kPop = decltype(pop)::value, kParams = decltype(params)::value;
+    return launch(plastic_rnn_bwd_kernel<R, T, kPop, kParams>, opted[kPop][kParams], p.B, pl,
+                  stream, p, in, o, pl, scratch);
+  });
 }
 
 }  // namespace

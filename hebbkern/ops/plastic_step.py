@@ -12,8 +12,6 @@ anyway) and ``h_new``; no ``[B, N, N]`` temporary is saved.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
@@ -117,9 +115,13 @@ if _extension.available():
             setup_context=_setup_context,
         )
 
-    def _eager_step(post_pre, *inputs):
+    def _eager_step(*inputs):
         """The forward op's arguments through the C++ autograd node (eager CPU calls with grad)."""
-        return torch.ops.hebbkern._plastic_step_eager.default(*inputs, post_pre)
+        return torch.ops.hebbkern._plastic_step_eager.default(*inputs, False)
+
+    def _eager_step_post_pre(*inputs):
+        """_eager_step for weights and traces stored [post, pre] (no partial built per call)."""
+        return torch.ops.hebbkern._plastic_step_eager.default(*inputs, True)
 
 
 # plastic_rnn's keywords written out again: the public signature is what help() and IDEs show.
@@ -237,7 +239,7 @@ def plastic_step(
         # Eager calls with grad: the C++ autograd node of csrc/cpu/plastic_step_autograd.cpp (the
         # formula of _setup_context/_backward without Python per step: benchmarks/NOTES.md P7).
         # torch.compile, opcheck and functorch transforms go through the registered autograd.
-        fwd = functools.partial(_eager_step, post_pre)
+        fwd = _eager_step_post_pre if post_pre else _eager_step
     if io_dtype not in LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(
             u, a.h, hebb, elig, a.w, a.alpha, a.clamp_mask, a.eta, a.mod_w, a.mod_b, a.fanout_w,

@@ -727,4 +727,24 @@ HK_DEVICE void plastic_rnn_backward_kernel(const Blk& blk, const RnnParams<T>& p
   backward_sample<R, kPop, kParams>(blk, p, in, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
 }
 
+// The instantiation a launch runs, chosen in one place for the CUDA launch and the emulation alike
+// (host code): f(std::integral_constant<int, kWhere>) for the forward, and
+// f(std::bool_constant<kPop>, std::bool_constant<kParams>) for the backward (a population's w and
+// alpha stay in global memory, so kPop excludes kParams). Returns what f returns.
+template <typename F>
+decltype(auto) visit_forward_instantiation(const Placement& pl, F&& f) {
+  switch (fwd_where(pl)) {
+    case kWhereParams: return f(std::integral_constant<int, kWhereParams>{});
+    case kWhereState: return f(std::integral_constant<int, kWhereState>{});
+    default: return f(std::integral_constant<int, kWhereRuntime>{});
+  }
+}
+
+template <typename T, typename F>
+decltype(auto) visit_backward_instantiation(const RnnParams<T>& p, const Placement& pl, F&& f) {
+  if (population(p)) return f(std::true_type{}, std::false_type{});
+  if (pl.params_in_smem) return f(std::false_type{}, std::true_type{});
+  return f(std::false_type{}, std::false_type{});
+}
+
 }  // namespace hebbkern::simt
