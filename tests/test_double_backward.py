@@ -32,10 +32,18 @@ def _trace(u, w):
                                  backend="cpu")  # fmt: skip
 
 
+def _lstm(u, w):
+    wh = w.repeat(1, 4)  # [N, 4N]: the gates' recurrent weights
+    out = hebbkern.plastic_lstm(u, wh, 0.1 * torch.ones_like(w), rule="hebb", eta=0.1,
+                                backend="cpu")  # fmt: skip
+    return out[0]
+
+
 CASES = {
     "plastic_rnn_bwd": (_rnn, (4, 2, 5)),
     "plastic_linear_bwd": (_linear, (2, 5)),
     "trace_update_bwd": (_trace, (2, 5)),
+    "plastic_lstm_bwd": (_lstm, (3, 2, 20)),
 }
 
 
