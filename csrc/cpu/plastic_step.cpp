@@ -206,6 +206,22 @@ at::Tensor sum_slices(const at::Tensor& slices) {
   return out;
 }
 
+// The per-sample partials [B] or [B, N] summed over the batch (b in order) on the calling thread:
+// B * N adds, where each ATen sum cost a dispatch (about 1 us; a small step's backward went from
+// 13 to 11 us without the two of neuromod, NOTES.md P10).
+at::Tensor sum_samples(const at::Tensor& ps) {
+  const int64_t B = ps.size(0), n = ps.numel() / std::max<int64_t>(B, 1);
+  at::Tensor out = ps.dim() == 1 ? at::empty({}, ps.options()) : at::empty({n}, ps.options());
+  AT_DISPATCH_FLOATING_TYPES(ps.scalar_type(), "plastic_step_sum_samples", [&] {
+    const scalar_t* s = ps.const_data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    std::fill(o, o + n, scalar_t(0));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t k = 0; k < n; ++k) o[k] += s[b * n + k];
+  });
+  return out;
+}
+
 // Samples per task: handing a task to another thread costs microseconds (and much more when the
 // cores are shared with other work), which one step of a small network does not repay; ATen's
 // grain size is the rule, counted in trace elements.
@@ -549,11 +565,11 @@ StepBwdOut step_bwd(
   else if (alpha.dim() == 0)
     dalpha = dalpha.sum();
   // A fresh empty tensor per absent gradient: outputs of a custom op must not alias each other.
-  at::Tensor deta = q.eta_used ? deta_ps.sum() : none_like(u);
-  at::Tensor dmw = modulated ? dmw_ps.sum(0) : none_like(u);
-  at::Tensor dmb = modulated ? dmb_ps.sum() : none_like(u);
-  at::Tensor dfw = fan ? dfw_ps.sum(0) : none_like(u);
-  at::Tensor dfb = fan ? dfb_ps.sum(0) : none_like(u);
+  at::Tensor deta = q.eta_used ? sum_samples(deta_ps) : none_like(u);
+  at::Tensor dmw = modulated ? sum_samples(dmw_ps) : none_like(u);
+  at::Tensor dmb = modulated ? sum_samples(dmb_ps) : none_like(u);
+  at::Tensor dfw = fan ? sum_samples(dfw_ps) : none_like(u);
+  at::Tensor dfb = fan ? sum_samples(dfb_ps) : none_like(u);
   return {du, dh, dH, dE, dw, dalpha, deta, dmw, dmb, dfw, dfb};
 }
 
