@@ -44,10 +44,16 @@ from torch._library.utils import fill_defaults, is_tensorlist_like_type, lookup_
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
-def register_autograd(op: Any, backward: Callable, setup_context: Callable) -> None:
+def register_autograd(
+    op: Any, backward: Callable, setup_context: Callable, *, differentiable_backward: bool = False
+) -> None:
     """``torch.library.register_autograd(op, backward, setup_context=setup_context)`` (``op`` a
     qualified name) or ``op.register_autograd(...)`` (``op`` a ``custom_op`` / ``triton_op``), and
-    the functorch-ready Function built from the same two functions."""
+    the functorch-ready Function built from the same two functions.
+
+    ``differentiable_backward``: ``backward`` is made of differentiable ops (the hebbian ops'
+    ATen calls), so a second derivative exists. Otherwise (the fused backward ops) the
+    Function's gradients carry a node that raises when differentiated."""
     if isinstance(op, str):
         torch.library.register_autograd(op, backward, setup_context=setup_context)
         overload = lookup_op(op)
@@ -55,7 +61,7 @@ def register_autograd(op: Any, backward: Callable, setup_context: Callable) -> N
         op.register_autograd(backward, setup_context=setup_context)
         overload = op._opoverload
     name = overload._schema.name
-    _FUNCTIONS[name] = _make_function(overload, backward, setup_context)
+    _FUNCTIONS[name] = _make_function(overload, backward, setup_context, differentiable_backward)
 
 
 def transformable(fwd: Any) -> Callable[..., Any]:
@@ -70,7 +76,12 @@ def transformable(fwd: Any) -> Callable[..., Any]:
     return _FUNCTIONS[fwd._schema.name]  # an overload
 
 
-def _make_function(op: torch._ops.OpOverload, backward: Callable, setup_context: Callable):
+def _make_function(
+    op: torch._ops.OpOverload,
+    backward: Callable,
+    setup_context: Callable,
+    differentiable_backward: bool,
+):
     schema = op._schema
     if any(is_tensorlist_like_type(a.type) for a in (*schema.arguments, *schema.returns)):
         # PyTorch wraps such ops in supports_tensorlist; no hebbkern op with autograd has one.
@@ -91,7 +102,7 @@ def _make_function(op: torch._ops.OpOverload, backward: Callable, setup_context:
         else:
             setup_context(ctx=ctx, inputs=inputs, output=output)
 
-    def backward_(ctx, *grads):
+    def run_backward(ctx, grads):
         if not kw_names:
             return backward(ctx, *grads)
         needs = ctx.needs_input_grad
@@ -102,6 +113,18 @@ def _make_function(op: torch._ops.OpOverload, backward: Callable, setup_context:
             ctx.needs_input_grad = needs
         result = result if isinstance(result, tuple) else (result,)
         return (*result, *(None,) * len(kw_names))
+
+    def backward_(ctx, *grads):
+        if differentiable_backward:
+            return run_backward(ctx, grads)
+        # functorch always differentiates the backward (create_graph): a Python custom op
+        # (the Triton backward ops) would reach PyTorch's generated Function again and fail,
+        # and a graph through a backward op with no derivative would give silent zeros. The
+        # gradients are computed without a graph and tied to the backward's inputs by a node
+        # that raises, as csrc/ops.cpp's not-implemented Autograd kernel does in eager.
+        with torch.no_grad():
+            result = run_backward(ctx, grads)
+        return _no_derivative(schema.name, result, (*grads, *ctx.saved_tensors))
 
     function = type(
         f"FunctorchFor_{schema.name.replace('::', '_')}",
@@ -123,3 +146,39 @@ def _make_function(op: torch._ops.OpOverload, backward: Callable, setup_context:
 
     apply.function = function  # for tests and debugging
     return apply
+
+
+class _NoDerivative(torch.autograd.Function):
+    """``forward(name, n, *tensors)``: the first ``n`` tensors (a backward's gradients) as they
+    are; the others (the backward's inputs) only tie them into the graph. Differentiating the
+    gradients raises, naming the op."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(name, n, *tensors):
+        return tuple(t.view_as(t) for t in tensors[:n])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.op_name = inputs[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"the derivative for the backward of {ctx.op_name} is not implemented: hebbkern's "
+            "fused backward ops have no derivative (a second derivative through the op)"
+        )
+
+
+def _no_derivative(name: str, grads: Any, inputs: tuple) -> tuple:
+    """``grads`` (a backward's result: tensors and Nones) behind a :class:`_NoDerivative` node
+    whose inputs are the tensors among ``inputs``."""
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    where = [i for i, g in enumerate(grads) if isinstance(g, torch.Tensor)]
+    deps = [t for t in inputs if isinstance(t, torch.Tensor)]
+    tied = _NoDerivative.apply(name, len(where), *(grads[i] for i in where), *deps)
+    out = list(grads)
+    for i, g in zip(where, tied, strict=True):
+        out[i] = g
+    return tuple(out)

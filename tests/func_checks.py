@@ -9,11 +9,17 @@ outputs (fixed weights, so every output's gradient path is exercised).
 from __future__ import annotations
 
 import torch
+from helpers import make_inputs
+from helpers_step import step_inputs
+from lstm_helpers import make_lstm_inputs
 from torch import Tensor
+
+import hebbkern
 
 # float64 through the same kernels on both sides: the gradients agree to rounding (the transforms
 # reach the same backward op; vmap runs it per sample).
 TOL = {"rtol": 1e-10, "atol": 1e-12}
+D = torch.float64
 
 
 def detached(params: dict) -> dict:
@@ -99,3 +105,68 @@ def check_vmap_grad(call, params: dict, name: str, n: int = 3, seed: int = 2) ->
     got = torch.func.vmap(grad_of)(batch)
     ref = torch.stack([autograd_grads(call, {**params, name: x}, wts)[1][name] for x in batch])
     torch.testing.assert_close(got, ref, **TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: (call, params) of the op families that have a Triton backend too.
+
+
+def split(kw: dict) -> tuple[dict, dict]:
+    """``kw`` as (differentiable floating tensors, the other arguments)."""
+    params = {k: v for k, v in kw.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    return detached(params), {k: v for k, v in kw.items() if k not in params}
+
+
+def tensors(*outs) -> tuple:
+    """The outputs that are tensors (a state's ``elig`` is None except for rule retro)."""
+    flat = []
+    for o in outs:
+        flat.extend(tensors(*o) if isinstance(o, tuple) else [o] if o is not None else [])
+    return tuple(flat)
+
+
+def step_case(
+    rule, alpha_kind="per_connection", fanout=False, clamp=False, backend="cpu", **options
+):
+    kw = step_inputs(rule, alpha_kind, fanout, clamp, B=2, N=5, requires_grad=False)
+    if options.get("n_modulated"):
+        kw["eta"] = torch.tensor(0.3, dtype=D)  # the unmodulated neurons' rate
+    params, rest = split(kw)
+    return lambda **p: tensors(
+        hebbkern.plastic_step(**p, **rest, backend=backend, **options)
+    ), params
+
+
+def rnn_case(
+    rule, alpha_kind="per_connection", fanout=False, clamp=False, backend="cpu", **options
+):
+    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=3, B=2, N=5, requires_grad=False)
+    params, rest = split(kw)
+    return lambda **p: tensors(
+        hebbkern.plastic_rnn(**p, **rest, backend=backend, **options)
+    ), params
+
+
+def lstm_case(rule, backend="cpu", **options):
+    kw = make_lstm_inputs(rule, T=3, B=2, N=4, requires_grad=False, **options)
+    params, rest = split(kw)
+    return lambda **p: tensors(hebbkern.plastic_lstm(**p, **rest, backend=backend)), params
+
+
+def linear_case(layout, shared, backend="cpu"):
+    g = torch.Generator().manual_seed(4)
+    B, M, K = 2, 4, 3
+    wk = (K, M) if layout == "post_pre" else (M, K)
+    params = {
+        "x": torch.randn(B, M, generator=g, dtype=D),
+        "w": 0.5 * torch.randn(wk, generator=g, dtype=D),
+        "alpha": 0.5 * torch.randn(K, generator=g, dtype=D),
+        "hebb": 0.3 * torch.randn(wk if shared else (B, *wk), generator=g, dtype=D),
+    }
+    if layout == "post_pre":
+        params["alpha"] = 0.5 * torch.randn(wk, generator=g, dtype=D)  # square-free: [K, M]
+
+    def call(**p):
+        return (hebbkern.plastic_linear(**p, backend=backend, layout=layout),)
+
+    return call, params

@@ -15,52 +15,50 @@ from __future__ import annotations
 
 import pytest
 import torch
-from func_checks import TOL, check_grad_and_vjp, check_jacrev, check_vmap_grad, detached
-from helpers import make_inputs
+from func_checks import (
+    TOL,
+    check_grad_and_vjp,
+    check_jacrev,
+    check_vmap_grad,
+    detached,
+    linear_case,
+    lstm_case,
+    rnn_case,
+    step_case,
+    tensors,
+)
 from helpers_step import step_inputs
-from lstm_helpers import make_lstm_inputs
 from triton_env import needs_triton, run_interpreter_suite
 
 import hebbkern
 from hebbkern import _func
 
-pytestmark = pytest.mark.skipif(not hebbkern.extension_available(), reason="needs the extension")
+pytestmark = [
+    pytest.mark.skipif(not hebbkern.extension_available(), reason="needs the extension"),
+    # vmap batches the ops by PyTorch's per-sample fallback, which warns once per op.
+    pytest.mark.filterwarnings("ignore:There is a performance drop because we have not yet"),
+]
 
 D = torch.float64
 
 
-def split(kw: dict) -> tuple[dict, dict]:
-    """``kw`` as (differentiable floating tensors, the other arguments)."""
-    params = {k: v for k, v in kw.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
-    return detached(params), {k: v for k, v in kw.items() if k not in params}
+def chain_case():
+    """Two steps of one layer: the parameters' gradients accumulate over the steps."""
+    call, params = step_case("neuromod", "per_neuron", fanout=True, clamp=True)
+    kw = step_inputs("neuromod", "per_neuron", True, True, B=2, N=5, requires_grad=False)
 
+    def two_steps(**p):
+        h, hebb = call(**p)
+        u2 = torch.tanh(p["u"] + 0.5)
+        return tensors(
+            hebbkern.plastic_step(
+                u2, h, hebb, p["w"], p["alpha"], rule="neuromod", mod_w=p["mod_w"],
+                mod_b=p["mod_b"], fanout_w=p["fanout_w"], fanout_b=p["fanout_b"],
+                clamp_mask=kw["clamp_mask"], clip=kw["clip"], backend="cpu",
+            )
+        )  # fmt: skip
 
-def tensors(*outs) -> tuple:
-    """The outputs that are tensors (a state's ``elig`` is None except for rule retro)."""
-    flat = []
-    for o in outs:
-        flat.extend(tensors(*o) if isinstance(o, tuple) else [o] if o is not None else [])
-    return tuple(flat)
-
-
-def step_case(rule, alpha_kind="per_connection", fanout=False, clamp=False, **options):
-    kw = step_inputs(rule, alpha_kind, fanout, clamp, B=2, N=5, requires_grad=False)
-    if options.get("n_modulated"):
-        kw["eta"] = torch.tensor(0.3, dtype=D)  # the unmodulated neurons' rate
-    params, rest = split(kw)
-    return lambda **p: tensors(hebbkern.plastic_step(**p, **rest, backend="cpu", **options)), params
-
-
-def rnn_case(rule, alpha_kind="per_connection", fanout=False, clamp=False, **options):
-    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=3, B=2, N=5, requires_grad=False)
-    params, rest = split(kw)
-    return lambda **p: tensors(hebbkern.plastic_rnn(**p, **rest, backend="cpu", **options)), params
-
-
-def lstm_case(rule, **options):
-    kw = make_lstm_inputs(rule, T=3, B=2, N=4, requires_grad=False, **options)
-    params, rest = split(kw)
-    return lambda **p: tensors(hebbkern.plastic_lstm(**p, **rest, backend="cpu")), params
+    return two_steps, params
 
 
 def trace_case(rule, shared):
@@ -75,25 +73,6 @@ def trace_case(rule, shared):
     }
     clip = 0.3 if rule == "clip" else None
     return lambda **p: (hebbkern.trace_update(**p, rule=rule, clip=clip, backend="cpu"),), params
-
-
-def linear_case(layout, shared):
-    g = torch.Generator().manual_seed(4)
-    B, M, K = 2, 4, 3
-    wk = (K, M) if layout == "post_pre" else (M, K)
-    params = {
-        "x": torch.randn(B, M, generator=g, dtype=D),
-        "w": 0.5 * torch.randn(wk, generator=g, dtype=D),
-        "alpha": 0.5 * torch.randn(K, generator=g, dtype=D),
-        "hebb": 0.3 * torch.randn(wk if shared else (B, *wk), generator=g, dtype=D),
-    }
-    if layout == "post_pre":
-        params["alpha"] = 0.5 * torch.randn(wk, generator=g, dtype=D)  # square-free: [K, M]
-
-    def call(**p):
-        return (hebbkern.plastic_linear(**p, backend="cpu", layout=layout),)
-
-    return call, params
 
 
 def hebbian_case(kind, rule):
@@ -123,6 +102,7 @@ CASES = {
     "step-retro": (lambda: step_case("retro", "scalar", clamp=True), "w"),
     "step-clip-post_pre": (lambda: step_case("clip", layout="post_pre"), "w"),
     "step-retro-post_pre": (lambda: step_case("retro", layout="post_pre"), "alpha"),
+    "step-chain": (chain_case, "w"),
     "step-neuromod-variants": (
         lambda: step_case("neuromod", activation="relu", soft_clip=True, n_modulated=3),
         "w",
@@ -221,18 +201,19 @@ def test_maml_inner_loop_per_task():
 
 
 # ---------------------------------------------------------------------------------------------
-# Second derivatives: as in eager (tests/test_double_backward.py), the fused backward ops raise.
+# Second derivatives: as in eager (tests/test_double_backward.py), through the fused backward ops
+# they raise (hebbkern/_func.py's node names the forward op).
 
 
 @pytest.mark.parametrize(
     "case, op",
     [
-        ("step-hebb-clamp", "plastic_step_bwd"),
-        ("step-clip-post_pre", "plastic_step_bwd_post_pre"),
-        ("rnn-hebb-clamp", "plastic_rnn_bwd"),
-        ("lstm-neuromod", "plastic_lstm_bwd"),
-        ("trace-hebb-per_sample", "trace_update_bwd"),
-        ("linear-per_sample", "plastic_linear_bwd"),
+        ("step-hebb-clamp", "plastic_step_fwd"),
+        ("step-clip-post_pre", "plastic_step_fwd_post_pre"),
+        ("rnn-hebb-clamp", "plastic_rnn_fwd"),
+        ("lstm-neuromod", "plastic_lstm_fwd"),
+        ("trace-hebb-per_sample", "trace_update_fwd"),
+        ("linear-per_sample", "plastic_linear_fwd"),
     ],
 )
 def test_second_derivative_raises(case, op):
@@ -244,9 +225,10 @@ def test_second_derivative_raises(case, op):
 
     x = params[name]
     assert torch.isfinite(torch.func.grad(loss)(x)).all()
-    with pytest.raises(RuntimeError, match=f"derivative for hebbkern::{op} is not implemented"):
+    message = f"derivative for the backward of hebbkern::{op} is not implemented"
+    with pytest.raises(RuntimeError, match=message):
         torch.func.grad(lambda x: torch.func.grad(loss)(x).sum())(x)
-    with pytest.raises(RuntimeError, match=f"derivative for hebbkern::{op} is not implemented"):
+    with pytest.raises(RuntimeError, match=message):
         torch.func.jacrev(torch.func.jacrev(loss))(x)
     # Forward mode (jvp, jacfwd, hessian's forward-over-reverse): no formula, a clear error.
     with pytest.raises(RuntimeError, match="must implement the jvp function"):
@@ -288,25 +270,28 @@ def test_every_registered_formula_has_a_function():
 
 
 def test_eager_paths_do_not_use_the_function(monkeypatch):
-    """Outside transforms no call reaches hebbkern/_func.py: eager autograd (plastic_step's C++
-    node included) and torch.compile keep their registered paths."""
+    """Outside transforms no call reaches hebbkern/_func.py: eager autograd keeps plastic_step's
+    C++ node and the other ops' registered formula, and torch.compile(fullgraph=True) traces."""
 
     def refuse(fwd):
         raise AssertionError(f"{fwd} routed through _func outside a transform")
 
     monkeypatch.setattr(_func, "transformable", refuse)
-    call, params = CASES["step-hebb-clamp"][0]()
-    leaves = {k: v.requires_grad_() for k, v in detached(params).items()}
-    (h, hebb) = call(**leaves)
-    assert type(h.grad_fn).__name__ != "FunctorchFor_hebbkern_plastic_step_fwdBackward"
-    (h.sum() + hebb.sum()).backward()
-    for case in ("rnn-hebb-clamp", "trace-hebb-per_sample", "linear-per_sample",
-                 "hebbian-linear-oja", "lstm-neuromod"):  # fmt: skip
+    for case in ("step-hebb-clamp", "step-clip-post_pre", "rnn-hebb-clamp", "lstm-neuromod",
+                 "trace-hebb-per_sample", "linear-per_sample", "hebbian-conv2d-instar"):  # fmt: skip
         call, params = CASES[case][0]()
         leaves = {k: v.requires_grad_() for k, v in detached(params).items()}
-        sum(o.sum() for o in call(**leaves)).backward()
-    call, params = CASES["linear-per_sample"][0]()
-    torch.compile(lambda p: call(**p)[0].sum(), fullgraph=True)(params)
+        outs = call(**leaves)
+        node = type(outs[0].grad_fn).__name__
+        if case.startswith("step"):
+            assert node == "CppFunction", node  # csrc/cpu/plastic_step_autograd.cpp
+        else:
+            assert node.startswith("GeneratedBackwardFor_hebbkern_"), node
+        sum(o.sum() for o in outs).backward()
+    for case in ("step-hebb-clamp", "linear-per_sample"):
+        call, params = CASES[case][0]()
+        leaves = {k: v.requires_grad_() for k, v in detached(params).items()}
+        torch.compile(lambda p, call=call: call(**p)[0].sum(), fullgraph=True)(leaves).backward()
 
 
 def test_keyword_only_arguments():

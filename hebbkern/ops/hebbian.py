@@ -92,8 +92,12 @@ if _extension.available():
         dy, dw = _correction_backward(grad, w, y, ctx.rule, dy)
         return (dw if need_w else None), dx, dy, None, None, None, None, None
 
-    _func.register_autograd("hebbkern::hebbian_update_linear", _linear_backward, _linear_setup)
-    _func.register_autograd("hebbkern::hebbian_update_conv2d", _conv2d_backward, _conv2d_setup)
+    # The backward is ATen ops: differentiable again (a second derivative exists).
+    for _name, _bwd, _setup in (
+        ("hebbian_update_linear", _linear_backward, _linear_setup),
+        ("hebbian_update_conv2d", _conv2d_backward, _conv2d_setup),
+    ):
+        _func.register_autograd(f"hebbkern::{_name}", _bwd, _setup, differentiable_backward=True)
 
 
 def _has_cuda_kernel() -> bool:
