@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch._library.utils import fill_defaults, is_tensorlist_like_type, lookup_op
+from torch._library.utils import is_tensorlist_like_type, lookup_op
 
 # The Function of each forward op, by qualified name ("hebbkern::plastic_step_fwd").
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
@@ -86,6 +86,7 @@ def _make_function(
     if any(is_tensorlist_like_type(a.type) for a in (*schema.arguments, *schema.returns)):
         # PyTorch wraps such ops in supports_tensorlist; no hebbkern op with autograd has one.
         raise NotImplementedError(f"hebbkern._func: {schema.name} has a Tensor[] argument")
+    name = schema.name
     kw_names = tuple(a.name for a in schema.arguments if a.kwarg_only)
     n_pos = len(schema.arguments) - len(kw_names)
 
@@ -93,6 +94,8 @@ def _make_function(
     # order (non-tensors: register_autograd takes no keyword-only tensor), so that functorch sees
     # every argument; forward, setup_context and backward split them again.
     def forward(*inputs):
+        if not kw_names:
+            return op(*inputs)
         return op(*inputs[:n_pos], **dict(zip(kw_names, inputs[n_pos:], strict=True)))
 
     def setup(ctx, inputs, output):
@@ -124,10 +127,10 @@ def _make_function(
         # that raises, as csrc/ops.cpp's not-implemented Autograd kernel does in eager.
         with torch.no_grad():
             result = run_backward(ctx, grads)
-        return _no_derivative(schema.name, result, (*grads, *ctx.saved_tensors))
+        return _no_derivative(name, result, (*grads, *ctx.saved_tensors))
 
     function = type(
-        f"FunctorchFor_{schema.name.replace('::', '_')}",
+        f"FunctorchFor_{name.replace('::', '_')}",
         (torch.autograd.Function,),
         {
             "forward": staticmethod(forward),
@@ -137,12 +140,16 @@ def _make_function(
         },
     )
 
+    # The schema's defaults, filled in as register_autograd gives them to setup_context
+    # (torch._library.utils.fill_defaults's rule, precomputed: torch.compile traces apply).
+    pos_defaults = tuple(a.default_value for a in schema.arguments if not a.kwarg_only)
+    kw_defaults = {a.name: a.default_value for a in schema.arguments if a.kwarg_only}
+
     def apply(*args, **kwargs):
         # Positional arguments by position, keyword-only ones by name (as the public functions
-        # call the ops); the schema's defaults filled in, as register_autograd gives them to
-        # setup_context.
-        args, kwargs = fill_defaults(schema, args, kwargs)
-        return function.apply(*args, *(kwargs[k] for k in kw_names))
+        # call the ops).
+        args = args + pos_defaults[len(args) :]
+        return function.apply(*args, *(kwargs.get(k, kw_defaults[k]) for k in kw_names))
 
     apply.function = function  # for tests and debugging
     return apply
