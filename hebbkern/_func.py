@@ -23,9 +23,14 @@ through that Function (:func:`transformable`) only while a functorch transform i
 What the Function keeps of the generated one's semantics: ``setup_context`` sees the op's
 arguments with the schema's defaults filled in, and keyword-only ones as ``keyword_only_inputs``
 when the schema has them; ``backward`` sees ``ctx.needs_input_grad`` with one entry per positional
-argument and returns one gradient per positional argument. A second derivative still raises at
-the backward op (csrc/ops.cpp's not-implemented Autograd kernel), as in eager. Forward-mode
-transforms (``jvp``, ``jacfwd``) are not supported: the ops have no forward-mode formula.
+argument and returns one gradient per positional argument. A second derivative raises, as in
+eager (where csrc/ops.cpp's not-implemented Autograd kernel, or PyTorch for the Triton backward
+ops, raises): under a transform the fused backward runs without a graph and its gradients carry
+a node that raises when differentiated (:class:`_NoDerivative`); the hebbian ops' backward is ATen
+ops and differentiates again (``differentiable_backward=True``). Forward-mode transforms
+(``jvp``, ``jacfwd``, ``hessian``) are not supported: the ops have no forward-mode formula.
+``torch.compile`` of a ``torch.func.grad`` runs, with a graph break at the Function (dynamo does
+not trace it with ``fullgraph=True``; it did not before either).
 
 **Delete this module when PyTorch fixes pytorch/pytorch#168393 (#170834, #179652)**: the op files
 then call ``torch.library.register_autograd`` again and the public functions drop their
