@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, _func, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import check_hebbian_args, check_hebbian_loss_args
@@ -92,12 +92,12 @@ if _extension.available():
         dy, dw = _correction_backward(grad, w, y, ctx.rule, dy)
         return (dw if need_w else None), dx, dy, None, None, None, None, None
 
-    torch.library.register_autograd(
-        "hebbkern::hebbian_update_linear", _linear_backward, setup_context=_linear_setup
-    )
-    torch.library.register_autograd(
-        "hebbkern::hebbian_update_conv2d", _conv2d_backward, setup_context=_conv2d_setup
-    )
+    # The backward is ATen ops: differentiable again (a second derivative exists).
+    for _name, _bwd, _setup in (
+        ("hebbian_update_linear", _linear_backward, _linear_setup),
+        ("hebbian_update_conv2d", _conv2d_backward, _conv2d_setup),
+    ):
+        _func.register_autograd(f"hebbkern::{_name}", _bwd, _setup, differentiable_backward=True)
 
 
 def _has_cuda_kernel() -> bool:
@@ -168,12 +168,13 @@ def hebbian_update(
     dt = compute_dtype(io_dtype)
     w_, x_, y_ = w.to(dt), x.to(dt), y.to(dt)
     if w.dim() == 2:
-        dw = torch.ops.hebbkern.hebbian_update_linear(w_, x_, y_, rule)
+        fwd, args = torch.ops.hebbkern.hebbian_update_linear, (w_, x_, y_, rule)
     else:
-        dw = torch.ops.hebbkern.hebbian_update_conv2d(
-            w_, x_, y_, rule, list(a.stride), list(a.padding), list(a.dilation), a.groups
-        )
-    return dw.to(io_dtype)
+        fwd = torch.ops.hebbkern.hebbian_update_conv2d
+        args = (w_, x_, y_, rule, list(a.stride), list(a.padding), list(a.dilation), a.groups)
+    if torch._C._are_functorch_transforms_active():  # torch.func: hebbkern/_func.py
+        fwd = _func.transformable(fwd)
+    return fwd(*args).to(io_dtype)
 
 
 def hebbian_loss(u: Tensor, y: Tensor, w: Tensor, rule: str = "oja") -> Tensor:

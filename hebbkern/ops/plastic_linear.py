@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, _func, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap
@@ -37,9 +37,7 @@ if _extension.available():
         x, w, alpha, hebb = ctx.saved_tensors
         return tuple(torch.ops.hebbkern.plastic_linear_bwd(grad_z, x, w, alpha, hebb))
 
-    torch.library.register_autograd(
-        "hebbkern::plastic_linear_fwd", _backward, setup_context=_setup_context
-    )
+    _func.register_autograd("hebbkern::plastic_linear_fwd", _backward, _setup_context)
 
 
 def plastic_linear(
@@ -81,5 +79,7 @@ def plastic_linear(
     fwd = (
         triton_fwd("plastic_linear") if name == "triton" else torch.ops.hebbkern.plastic_linear_fwd
     )
+    if torch._C._are_functorch_transforms_active():  # torch.func: hebbkern/_func.py
+        fwd = _func.transformable(fwd)
     z = fwd(x.to(dt), w.to(dt), alpha.to(dt), hebb.to(dt))
     return z.to(io_dtype)

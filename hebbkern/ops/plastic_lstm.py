@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, _func, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import MODULATED_RULES, check_plastic_lstm_args
@@ -131,9 +131,7 @@ if _extension.available():
         )
 
     _backward, _setup_context = lstm_autograd(torch.ops.hebbkern.plastic_lstm_bwd)
-    torch.library.register_autograd(
-        "hebbkern::plastic_lstm_fwd", _backward, setup_context=_setup_context
-    )
+    _func.register_autograd("hebbkern::plastic_lstm_fwd", _backward, _setup_context)
 
 
 def _triton_fwd():
@@ -239,6 +237,8 @@ def plastic_lstm(
     # Without autograd no backward reads the checkpoints: keep only the first one.
     ckpt_every = checkpoint_interval(T, needs_grad)
     fwd = _triton_fwd() if name == "triton" else torch.ops.hebbkern.plastic_lstm_fwd
+    if torch._C._are_functorch_transforms_active():  # torch.func: hebbkern/_func.py
+        fwd = _func.transformable(fwd)
     h, c, _, hebb, elig, _, _, _ = fwd(
         a.u.to(dt), a.wh.to(dt), a.alpha.to(dt), _to(a.h0, dt), _to(a.c0, dt), _to(a.hebb0, dt),
         _to(a.elig0, dt), _to(a.eta, dt), _to(a.mod_w, dt), _to(a.mod_b, dt),

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, _func, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._layout import check_layout, swap_square
@@ -131,9 +131,7 @@ if _extension.available():
             du, dw, dalpha, dh0, dhebb0, delig0, None, deta, dmod_w, dmod_b, dfanout_w, dfanout_b,
         ))  # fmt: skip
 
-    torch.library.register_autograd(
-        "hebbkern::plastic_rnn_fwd", _backward, setup_context=_setup_context
-    )
+    _func.register_autograd("hebbkern::plastic_rnn_fwd", _backward, _setup_context)
 
 
 def plastic_rnn(
@@ -271,6 +269,8 @@ def plastic_rnn(
         to(a.fanout_w, dt), to(a.fanout_b, dt), rule, a.clip, ckpt_every,
     )  # fmt: skip
     fwd = triton_fwd("plastic_rnn") if name == "triton" else torch.ops.hebbkern.plastic_rnn_fwd
+    if torch._C._are_functorch_transforms_active():  # torch.func: hebbkern/_func.py
+        fwd = _func.transformable(fwd)
     h, hebb, elig, _, _, _ = fwd(*args, v.code)
     h = h.to(io_dtype)
     state = PlasticState(h[-1], hebb.to(io_dtype), elig.to(io_dtype) if rule == "retro" else None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, _func, backends
 from .. import reference as _reference
 from .._layout import check_layout
 from .._layout import swap_square as _t
@@ -109,10 +109,10 @@ if _extension.available():
     for _suffix in ("", "_post_pre"):
         torch.library.register_fake(f"hebbkern::plastic_step_fwd{_suffix}")(_plastic_step_fwd_fake)
         torch.library.register_fake(f"hebbkern::plastic_step_bwd{_suffix}")(_plastic_step_bwd_fake)
-        torch.library.register_autograd(
+        _func.register_autograd(
             f"hebbkern::plastic_step_fwd{_suffix}",
             _make_backward(getattr(torch.ops.hebbkern, f"plastic_step_bwd{_suffix}")),
-            setup_context=_setup_context,
+            _setup_context,
         )
 
     def _eager_step(*inputs):
@@ -230,15 +230,13 @@ def plastic_step(
             else torch.ops.hebbkern.plastic_step_fwd
         )
     # v.code: the variant code (0: docs/SPEC.md section 1 exactly).
-    if (
-        name == "cpu"
-        and torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()
-    ):
+    if torch._C._are_functorch_transforms_active():
+        # torch.func transforms: the registered formula through hebbkern/_func.py's Function.
+        fwd = _func.transformable(fwd)
+    elif name == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
         # Eager calls with grad: the C++ autograd node of csrc/cpu/plastic_step_autograd.cpp (the
         # formula of _setup_context/_backward without Python per step: benchmarks/NOTES.md P7).
-        # torch.compile, opcheck and functorch transforms go through the registered autograd.
+        # torch.compile and opcheck go through the registered autograd.
         fwd = _eager_step_post_pre if post_pre else _eager_step
     if io_dtype not in LOW_PRECISION:  # no conversions: each .to() costs a dispatch per step
         h_new, hebb_new, elig_new, _ = fwd(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import _extension, backends
+from .. import _extension, _func, backends
 from .. import reference as _reference
 from .._guards import check_materialisable
 from .._validation import check_trace_update_args
@@ -40,9 +40,7 @@ if _extension.available():
         )
         return dtrace, dpre, dpost, deta, None, None
 
-    torch.library.register_autograd(
-        "hebbkern::trace_update_fwd", _backward, setup_context=_setup_context
-    )
+    _func.register_autograd("hebbkern::trace_update_fwd", _backward, _setup_context)
 
 
 def trace_update(
@@ -87,7 +85,8 @@ def trace_update(
         return _reference.trace_update(trace, pre, post, rule=rule, eta=eta, clip=clip)
     io_dtype = trace.dtype
     dt = compute_dtype(io_dtype)
-    out = torch.ops.hebbkern.trace_update_fwd(
-        trace.to(dt), pre.to(dt), post.to(dt), a.eta.to(dt), rule, a.clip
-    )
+    fwd = torch.ops.hebbkern.trace_update_fwd
+    if torch._C._are_functorch_transforms_active():  # torch.func: hebbkern/_func.py
+        fwd = _func.transformable(fwd)
+    out = fwd(trace.to(dt), pre.to(dt), post.to(dt), a.eta.to(dt), rule, a.clip)
     return out.to(io_dtype)

@@ -12,6 +12,7 @@ import torch
 import triton
 from torch import Tensor
 
+from .. import _func
 from .plastic_linear import plastic_linear_bwd_kernel, plastic_linear_fwd_kernel
 from .plastic_rnn import interpreting
 from .plastic_step_ops import _launch
@@ -87,4 +88,4 @@ def _backward(ctx, grad_z):
     return tuple(plastic_linear_triton_bwd(grad_z, x, w, alpha, hebb))
 
 
-plastic_linear_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
+_func.register_autograd(plastic_linear_triton_fwd, _backward, _setup_context)

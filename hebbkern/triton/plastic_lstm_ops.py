@@ -21,6 +21,7 @@ import triton
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from .. import _func
 from .._validation import MODULATED_RULES
 from .._variants import uses_eta
 from ..ops.plastic_lstm import gates_width, lstm_autograd
@@ -338,4 +339,4 @@ plastic_lstm_triton_bwd = torch.library.triton_op(
 
 
 _backward, _setup_context = lstm_autograd(plastic_lstm_triton_bwd)
-plastic_lstm_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
+_func.register_autograd(plastic_lstm_triton_fwd, _backward, _setup_context)

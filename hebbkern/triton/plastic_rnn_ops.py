@@ -20,6 +20,7 @@ import triton
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from .. import _func
 from .._variants import uses_eta
 from ..ops._glue import differentiable, keep_given
 from .plastic_rnn import (
@@ -318,4 +319,4 @@ def _backward(ctx, grad_h, grad_hebb, grad_elig, _g_hebb_ckpt, _g_elig_ckpt, _g_
     ))  # fmt: skip
 
 
-plastic_rnn_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
+_func.register_autograd(plastic_rnn_triton_fwd, _backward, _setup_context)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
 
+from .. import _func
 from ..ops.plastic_step import _make_backward, _setup_context
 from .plastic_rnn import RULE_IDS, interpreting
 from .plastic_rnn_ops import INTERPRETER_BLOCK_I, _variant_args, block_n, configs_for
@@ -214,6 +215,6 @@ def plastic_step_triton_bwd(
 
 
 # The autograd formula of the C++ ops (same arguments and outputs).
-plastic_step_triton_fwd.register_autograd(
-    _make_backward(plastic_step_triton_bwd), setup_context=_setup_context
+_func.register_autograd(
+    plastic_step_triton_fwd, _make_backward(plastic_step_triton_bwd), _setup_context
 )
