@@ -2,9 +2,12 @@
 of plastic_rnn spans, the block size, and where w, alpha and the trace live.
 
 Written down before any GPU run of the new layouts (benchmarks/NOTES.md, section M); the
-performance model (benchmarks/perf_model.py) predicts every case from it. The kernel that will
-implement it chooses in C++ (plastic_rnn_block.h's ``place``); this is the rule that C++ must
-follow, with its boundaries tested (tests/test_perf_model.py).
+performance model (benchmarks/perf_model.py) predicts every case from it (``plan_launch``: the
+plan for both passes). What is BUILT so far is the forward's part on sm_90 (NOTES.md M9): column
+slices (not rows) over a thread-block cluster, the backward one block per sample, no
+grid-synchronised blocks on sm_80; its rule is ``plan_forward_cluster`` at the end of this file,
+the mirror of plastic_rnn_block.h's ``plan_cluster`` (tested against it in
+tests/test_plastic_rnn_cuda_emulated_cluster.py).
 
 The rule, in order:
 1. Per-SM working set of one sample split over c blocks (rows of the trace split evenly):
@@ -112,6 +115,7 @@ def plan_launch(
 
 WARP = 32
 MAX_WARPS = 32
+MIN_COLS = 8  # ASSUMED: the fewest columns per block worth a cluster barrier (plan_cluster)
 WHERE_RUNTIME, WHERE_STATE, WHERE_PARAMS = 0, 1, 2  # kWhere* of plastic_rnn_block.h
 
 
@@ -188,10 +192,10 @@ def plan_forward_cluster(
     c = c or next((k for k in sizes if where(k) == WHERE_STATE), None)
     if c is None:
         c = 1
-        while 2 * c <= cluster_max and 2 * c <= N:
+        while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N:
             c *= 2
         if where(c) < 0:
             return at(1)
-    while 2 * c <= cluster_max and 2 * c <= N and B * 2 * c <= sm_count:
+    while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
         c *= 2
     return at(c)

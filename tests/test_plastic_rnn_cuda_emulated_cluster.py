@@ -234,11 +234,12 @@ def test_cluster_of_one_is_the_one_block_forward():
 
 
 def test_cluster_chosen_by_the_rule_runs_the_cluster():
-    """cluster = 0: the launch rule's c (here 16: B = 1 on 132 SMs) gives the forced c's bits."""
+    """cluster = 0: the launch rule's c (here 4: B = 1 on 132 SMs, N = 40) gives the forced c's
+    bits."""
     kw = detached(make_inputs("retro", "per_neuron", True, True, T=4, B=1, N=40, seed=4))
     args = fused_args(kw, 2)
-    assert plan(1, 40, elig=True, row_alpha=True, elem=8)[0] == 16
-    auto, forced = cluster_fwd(args, 128, SM90, 0), cluster_fwd(args, 128, SM90, 16)
+    assert plan(1, 40, elig=True, row_alpha=True, elem=8)[0] == 4
+    auto, forced = cluster_fwd(args, 128, SM90, 0), cluster_fwd(args, 128, SM90, 4)
     for name, a, b in zip(FWD_NAMES, auto, forced, strict=True):
         assert torch.equal(a, b), name
 
@@ -297,8 +298,9 @@ def test_rule_without_clusters_keeps_one_block():
 
 def test_rule_portable_clusters_and_small_n():
     assert plan(1, 128, cluster_max=8)[0] == 8  # no non-portable 16 on this device
-    assert plan(1, 5)[0] == 4  # every block keeps a column: 2c <= N
-    assert plan(1, 1)[0] == 1
+    # Every block keeps at least 8 columns: 2c * 8 <= N.
+    assert [plan(1, N)[0] for N in (1, 15, 16, 31, 32, 63, 64, 127, 128)] == [1, 1, 2, 2, 4, 4, 8,
+                                                                             8, 16]  # fmt: skip
 
 
 @pytest.mark.parametrize("elem", [4, 8])

@@ -363,7 +363,7 @@ struct LaunchCaps {
 //      in shared memory; if none, the smallest that keeps the state; if none, cluster_max (the
 //      state in global memory, spread over the most SMs).
 //   2. While the batch leaves SMs idle (B * 2c <= sm_count), 2c <= cluster_max and every block
-//      keeps a column (2c <= N): c doubles.
+//      keeps at least kMinCols = 8 columns (2c * 8 <= N): c doubles.
 // Without clusters (cluster_max 1, sm_80) c stays 1 (blocks synchronised through global memory
 // are not built).
 inline int plan_cluster(int64_t B, int64_t N, bool elig, bool row_alpha, int threads,
@@ -378,6 +378,9 @@ inline int plan_cluster(int64_t B, int64_t N, bool elig, bool row_alpha, int thr
         place_cluster(N, elig, row_alpha, c, threads, smem_budget, elem_bytes);
     return p.c == 0 ? -1 : p.where;
   };
+  // ASSUMED (to be measured): a block is worth its cluster barrier with at least this many
+  // columns; below it, spreading a sample wider is not done.
+  constexpr int64_t kMinCols = 8;
   int c = 0;
   for (const int want : {kWhereParams, kWhereState}) {
     for (int k = 1; k <= caps.cluster_max && c == 0; k *= 2)
@@ -386,10 +389,10 @@ inline int plan_cluster(int64_t B, int64_t N, bool elig, bool row_alpha, int thr
   }
   if (c == 0) {
     c = 1;
-    while (2 * c <= caps.cluster_max && 2 * c <= N) c *= 2;
+    while (2 * c <= caps.cluster_max && 2 * c * kMinCols <= N) c *= 2;
     if (where(c) < 0) return 1;
   }
-  while (2 * c <= caps.cluster_max && 2 * c <= N && B * 2 * c <= caps.sm_count) c *= 2;
+  while (2 * c <= caps.cluster_max && 2 * c * kMinCols <= N && B * 2 * c <= caps.sm_count) c *= 2;
   return c;
 }
 
