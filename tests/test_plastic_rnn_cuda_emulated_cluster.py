@@ -68,7 +68,7 @@ def budget_for(where, N, c, elig, row_alpha, threads, elem):
 
 
 # (alpha kind, fan-out, clamp, T, B, N, ckpt, c, where): odd N, c not dividing N, N < c (N = 1
-# and 7 with c = 16: blocks that own no column), B = 1 and 3, every placement of a block's
+# and 7 with c = 16: blocks that own no column), B = 1, 2 and 3, every placement of a block's
 # working set.
 SHAPES = [
     ("per_connection", True, True, 7, 3, 33, 3, 4, "params"),
@@ -77,6 +77,7 @@ SHAPES = [
     ("per_connection", False, True, 6, 3, 51, 2, 2, "state"),
     ("per_neuron", True, True, 4, 1, 51, 3, 4, "global"),
     ("scalar", False, True, 5, 3, 33, 2, 16, "state"),
+    ("per_connection", True, True, 4, 2, 64, 2, 8, "params"),  # c dividing N
 ]
 CASES = [(rule, *s) for rule in RULES for s in SHAPES]
 # One larger size with c = 16 (a 17-column slice of N = 257 in shared memory), two rules.
