@@ -33,6 +33,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   simt::plastic_rnn_forward_cluster_kernel<R, kWhere>(simt::CudaBlock{}, simt::CudaCluster{}, p, o,
                                                       simt::cuda_block_index(),
                                                       reinterpret_cast<T*>(smem));
+#else
+  __trap();  // never launched below sm_90 (launch_caps); loud if it were
 #endif
 }
 
@@ -211,7 +213,15 @@ simt::LaunchCaps launch_caps(int device) {
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
     return {0, 0};
   int cluster_max = 1;
-  if (major >= 9) {
+  // The code loaded for this device must be sm_90's: a build for sm_80 only (its PTX JIT-compiled
+  // on a newer device) has the cluster kernels' empty sm_80 body.
+  cudaFuncAttributes fa = {};
+  const bool sm90_code =
+      cudaFuncGetAttributes(
+          &fa, plastic_rnn_fwd_cluster_kernel<Rule::Hebb, float, simt::kWhereParams>) ==
+          cudaSuccess &&
+      fa.binaryVersion >= 90 && fa.ptxVersion >= 90;
+  if (major >= 9 && sm90_code) {
     // Whether 16 blocks of the largest shared memory fit one GPC (a cluster runs within one), asked
     // of a representative cluster kernel (the others use as much shared memory at most).
     cluster_max = 8;
@@ -238,8 +248,8 @@ simt::LaunchCaps launch_caps(int device) {
           n_clusters >= 1)
         cluster_max = 16;
     }
-    (void)cudaGetLastError();  // a refused query leaves cluster_max 8, and no sticky error
   }
+  (void)cudaGetLastError();  // a refused query above lowers cluster_max; its error is not kept
   cached[device].store(int64_t{sms} * 32 + cluster_max, std::memory_order_release);
   return {sms, cluster_max};
 }
