@@ -766,12 +766,71 @@ def report(codes: dict, hw: Hardware = H200, measured_codes: dict | None = None)
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------------------------
+# The cluster forward (issue 13 item 2, first part; NOTES.md M9): its SASS, and the model's step
+
+
+def cluster_kernel_text(listing: str, rule: str, where: int, dtype: str = "float32") -> str:
+    """The SASS of plastic_rnn_fwd_cluster_kernel<rule, dtype, where> in a listing."""
+    want = re.compile(
+        rf"plastic_rnn_fwd_cluster_kernelILNS_4RuleE{RULE_IDS[rule]}E"
+        rf"{'f' if dtype == 'float32' else 'd'}Li{where}E"
+    )
+    for name, text in sass.split_functions(listing).items():
+        if want.search(name):
+            return text
+    raise KeyError(f"plastic_rnn_fwd_cluster_kernel<{rule}, {dtype}, {where}> not in the listing")
+
+
+def cluster_step_counts(text: str) -> dict:
+    """Static counts of the cluster forward's step loop: its length, block barriers (BAR: the
+    step's own and the one cooperative_groups puts after the cluster wait), cluster barriers
+    (UCGABAR_WAIT) and the fences before them (MEMBAR), and the pass over the trace: the
+    innermost loop with the most loads from any memory, per element."""
+    ins = sass.parse_instructions(text)
+    loops = sass.find_loops(ins)
+    step = sass.step_loop(ins, loops)
+    body = sass.body(ins, step)
+    leaves = [lp for lp in sass.inner_loops(step, loops) if not sass.inner_loops(lp, loops)]
+    hot = max(leaves, key=lambda lp: (loads(sass.body(ins, lp), ("ldg", "lds", "ld_generic")),
+                                      len(sass.body(ins, lp))))  # fmt: skip
+    hot_body = sass.body(ins, hot)
+    unroll = sass.unroll_factor(hot_body)
+    return {
+        "step_len": len(body),
+        "bar": sass.barriers(body),
+        "cluster_wait": sum(i.base == "UCGABAR_WAIT" for i in body),
+        "membar": sum(i.base == "MEMBAR" for i in body),
+        "hot_len": len(hot_body),
+        "hot_unroll": unroll,
+        "per_element": len(hot_body) / unroll,
+        "classes": dict(sass.class_counts(hot_body)),
+    }
+
+
+def cluster_report(listing: str) -> str:
+    out = ["Cluster forward (sm_90, float32), static counts of the step loop:"]
+    for rule in ("neuromod", "hebb"):
+        for where in (2, 1, 0):
+            c = cluster_step_counts(cluster_kernel_text(listing, rule, where))
+            cls = ", ".join(
+                f"{k} {v}" for k, v in sorted(c["classes"].items(), key=lambda x: -x[1])
+            )
+            out.append(
+                f"  {rule:8} kWhere {where}: step loop {c['step_len']} instrs, {c['bar']} BAR, "
+                f"{c['cluster_wait']} cluster wait, {c['membar']} MEMBAR; pass {c['hot_len']} "
+                f"instrs per {c['hot_unroll']} elements ({c['per_element']:.2f} per element): {cls}"
+            )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sass", type=Path, help="a saved cuobjdump -sass listing (else compile)")
     args = ap.parse_args(argv)
     listing = args.sass.read_text() if args.sass else compile_sass("sm_90")
     print(report(load_codes(listing), measured_codes=load_measured_codes()))
+    print(cluster_report(listing))
     return 0
 
 

@@ -2,9 +2,12 @@
 of plastic_rnn spans, the block size, and where w, alpha and the trace live.
 
 Written down before any GPU run of the new layouts (benchmarks/NOTES.md, section M); the
-performance model (benchmarks/perf_model.py) predicts every case from it. The kernel that will
-implement it chooses in C++ (plastic_rnn_block.h's ``place``); this is the rule that C++ must
-follow, with its boundaries tested (tests/test_perf_model.py).
+performance model (benchmarks/perf_model.py) predicts every case from it (``plan_launch``: the
+plan for both passes). What is BUILT so far is the forward's part on sm_90 (NOTES.md M9): column
+slices (not rows) over a thread-block cluster, the backward one block per sample, no
+grid-synchronised blocks on sm_80; its rule is ``plan_forward_cluster`` at the end of this file,
+the mirror of plastic_rnn_block.h's ``plan_cluster`` (tested against it in
+tests/test_plastic_rnn_cuda_emulated_cluster.py).
 
 The rule, in order:
 1. Per-SM working set of one sample split over c blocks (rows of the trace split evenly):
@@ -102,3 +105,97 @@ def plan_launch(
             c *= 2
         return plan(c, "l2", "smem", False)
     return plan(sizes[-1], "l2", "l2", False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The forward's launch rule AS BUILT (issue 13 item 2, first part; NOTES.md M9): the cluster
+# forward of plastic_rnn_block.h (`plan_cluster`, `place_cluster`, `place`), mirrored line for
+# line and tested against the C++ (tests/test_plastic_rnn_cuda_emulated_cluster.py). The backward
+# stays one block per sample; plan_launch above is still the plan for both passes.
+
+WARP = 32
+MAX_WARPS = 32
+MIN_COLS = 8  # ASSUMED: the fewest columns per block worth a cluster barrier (plan_cluster)
+WHERE_RUNTIME, WHERE_STATE, WHERE_PARAMS = 0, 1, 2  # kWhere* of plastic_rnn_block.h
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    blocks_per_sample: int  # c (1: the one-block forward)
+    where: int  # WHERE_PARAMS: state, w, alpha in shared memory; WHERE_STATE; WHERE_RUNTIME
+    smem_bytes: int  # per block
+
+
+def fwd_groups(N: int, threads: int) -> int:
+    return max(1, min(threads // N, N))
+
+
+def cluster_cols(N: int, c: int) -> int:
+    return -(-N // c)
+
+
+def cluster_groups(N: int, c: int, threads: int) -> int:
+    return max(1, min(threads // max(cluster_cols(N, c), 1), N))
+
+
+def _where(vec: int, state: int, params: int, elem: int, budget: int) -> tuple[int, int]:
+    if (vec + state + params) * elem <= budget:
+        return WHERE_PARAMS, (vec + state + params) * elem
+    if (vec + state) * elem <= budget:
+        return WHERE_STATE, (vec + state) * elem
+    return WHERE_RUNTIME, (vec * elem if vec * elem <= budget else -1)
+
+
+def one_block_placement(N, elig, row_alpha, threads, budget, elem) -> ForwardPlan:
+    """``place`` of the one-block forward (K and scratch aside)."""
+    vec = 4 * N + fwd_groups(N, threads) * N + MAX_WARPS
+    state = (2 if elig else 1) * N * N
+    where, smem = _where(vec, state, N * N + (N if row_alpha else N * N), elem, budget)
+    return ForwardPlan(1, where, max(smem, 0))
+
+
+def cluster_placement(N, elig, row_alpha, c, threads, budget, elem) -> ForwardPlan | None:
+    """``place_cluster``: None where even the vectors do not fit."""
+    nc = cluster_cols(N, c)
+    vec = 3 * N + cluster_groups(N, c, threads) * nc
+    state = (2 if elig else 1) * N * nc
+    where, smem = _where(vec, state, N * nc + (nc if row_alpha else N * nc), elem, budget)
+    return None if smem < 0 else ForwardPlan(c, where, smem)
+
+
+def plan_forward_cluster(
+    B: int,
+    N: int,
+    dtype_bytes: int,
+    sm_count: int,
+    smem_budget: int,
+    cluster_max: int,
+    elig: bool = False,
+    row_alpha: bool = False,
+    threads: int = THREADS,
+) -> ForwardPlan:
+    """``plan_cluster``: the forward's blocks per sample, and that layout's placement."""
+
+    def at(c):
+        if c == 1:
+            return one_block_placement(N, elig, row_alpha, threads, smem_budget, dtype_bytes)
+        return cluster_placement(N, elig, row_alpha, c, threads, smem_budget, dtype_bytes)
+
+    def where(c):
+        p = at(c)
+        return -1 if p is None else p.where
+
+    if cluster_max < 2:
+        return at(1)
+    sizes = [c for c in (1, 2, 4, 8, 16) if c <= cluster_max]
+    c = next((k for k in sizes if where(k) == WHERE_PARAMS), None)
+    c = c or next((k for k in sizes if where(k) == WHERE_STATE), None)
+    if c is None:
+        c = 1
+        while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N:
+            c *= 2
+        if where(c) < 0:
+            return at(1)
+    while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
+        c *= 2
+    return at(c)

@@ -62,6 +62,15 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, int threads, "
       "int smem_budget, bool reverse, int variant=0) "
       "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
+  // The cluster forward (several blocks per sample) emulated: `cluster` blocks per sample (0: the
+  // launch rule's choice for a device of `sm_count` SMs and clusters up to `cluster_max`).
+  m.def(
+      "_plastic_rnn_emulated_fwd_cluster(Tensor u, Tensor w, Tensor alpha, Tensor? h0, "
+      "Tensor? hebb0, Tensor? elig0, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, "
+      "Tensor? mod_b, Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, "
+      "int threads, int smem_budget, bool reverse, int cluster, int sm_count, int cluster_max, "
+      "int variant=0) "
+      "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
   m.def(
       "_plastic_rnn_emulated_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, "
       "Tensor w, Tensor alpha, Tensor? h0, Tensor h, Tensor hebb_ckpt, Tensor elig_ckpt, "
@@ -75,6 +84,11 @@ TORCH_LIBRARY(hebbkern, m) {
       "smem_budget, "
       "int elem_bytes, int params=0) -> int[]",
       &plastic_rnn_placement);
+  // The forward's launch rule: [blocks per sample, where (kWhere*), shared bytes per block].
+  m.def(
+      "_plastic_rnn_cluster_plan(int B, int N, bool elig, bool row_alpha, int threads, "
+      "int smem_budget, int elem_bytes, int sm_count, int cluster_max) -> int[]",
+      &plastic_rnn_cluster_plan);
   m.def(
       "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "
       "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "

@@ -29,6 +29,9 @@ template <typename T>
 void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse);
 template <typename T>
+void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
+                         const simt::ClusterPlacement& pl, bool reverse);
+template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse);
 }  // namespace emu
@@ -45,6 +48,10 @@ struct Target {
   int threads;
   int64_t smem_budget;  // bytes
   bool reverse;         // emulation only: items, warps and lanes in reverse order
+  // The forward's blocks per sample: 0 chooses by the launch rule (simt::plan_cluster) from `caps`;
+  // 1 to 16 forces it (emulation only: the tests reach every layout).
+  int cluster = 0;
+  simt::LaunchCaps caps = {1, 1};  // SM count, largest cluster (1: none)
 };
 
 // The block kernels index within a sample with 32-bit ints (plastic_rnn_block.h): larger N is
@@ -67,6 +74,13 @@ void check_target(const Target& tg, const at::Tensor& u) {
         "[32, 1024], got ",
         tg.threads);
     TORCH_CHECK_VALUE(tg.smem_budget >= 0, "hebbkern::_plastic_rnn_emulated: smem_budget < 0");
+    TORCH_CHECK_VALUE(tg.cluster >= 0 && tg.cluster <= 16,
+                      "hebbkern::_plastic_rnn_emulated: cluster must be in [0, 16], got ",
+                      tg.cluster);
+    TORCH_CHECK_VALUE(
+        tg.caps.sm_count >= 1 && tg.caps.cluster_max >= 1 && tg.caps.cluster_max <= 16,
+        "hebbkern::_plastic_rnn_emulated: sm_count must be >= 1 and cluster_max in "
+        "[1, 16]");
   } else {
     TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
   }
@@ -93,6 +107,14 @@ simt::Placement placement(const Target& tg, bool backward, const simt::RnnParams
                      sizeof(T), params);
 }
 
+// The forward's blocks per sample: forced by the target (emulation), else the launch rule.
+template <typename T>
+int blocks_per_sample(const Target& tg, const simt::RnnParams<T>& p, Rule rule) {
+  if (tg.cluster > 0) return tg.cluster;
+  return simt::plan_cluster(p.B, p.N, has_eligibility(rule), p.a_stride == 0, tg.threads,
+                            tg.smem_budget, sizeof(T), tg.caps);
+}
+
 // Global scratch of the kernels; NaN-filled in the emulation so that an element read before it is
 // written shows up in the tests.
 at::Tensor new_scratch(const Target& tg, int64_t n, const at::Tensor& u) {
@@ -109,7 +131,9 @@ void check_cuda(cudaError_t e) {
 Target cuda_target(const at::Tensor& u) {
   const int64_t budget = cuda_kernels::smem_budget(u.device().index());
   TORCH_CHECK(budget >= 0, "hebbkern::plastic_rnn: cannot query the device's shared memory");
-  return {false, cuda_kernels::kThreads, budget, false};
+  const simt::LaunchCaps caps = cuda_kernels::launch_caps(u.device().index());
+  TORCH_CHECK(caps.sm_count >= 1, "hebbkern::plastic_rnn: cannot query the device's SM count");
+  return {false, cuda_kernels::kThreads, budget, false, 0, caps};
 }
 #endif
 
@@ -126,6 +150,23 @@ FwdOut forward(const Target& tg, const rnn_args::FwdArgs& a) {
     using T = scalar_t;
     const simt::RnnParams<T> p = make_params<T>(q, a.clip, a.ckpt_every, a.variant);
     const RnnFwdOut<T> o = rnn_args::fwd_ptrs<T>(out);
+    const int c = blocks_per_sample(tg, p, rule);
+    if (c > 1 && p.B > 0) {
+      const simt::ClusterPlacement cp = simt::place_cluster(
+          p.N, has_eligibility(rule), p.a_stride == 0, c, tg.threads, tg.smem_budget, sizeof(T));
+      TORCH_CHECK_VALUE(cp.c == c, "hebbkern::plastic_rnn: a cluster of ", c,
+                        " blocks does not fit the shared-memory budget of ", tg.smem_budget,
+                        " bytes at N = ", p.N);
+      if (tg.emulate) {
+        emu::run_forward_cluster<T>(rule, p, o, cp, tg.reverse);
+      } else {
+#ifdef HEBBKERN_WITH_CUDA
+        check_cuda(cuda_kernels::launch_forward_cluster<T>(
+            rule, p, o, cp, c10::cuda::getCurrentCUDAStream().stream()));
+#endif
+      }
+      return;
+    }
     const simt::Placement pl = placement(tg, false, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, a.u);
     if (p.B == 0) {
@@ -177,6 +218,22 @@ FwdOut emulated_forward(const rnn_args::FwdArgs& a, int64_t threads, int64_t sme
   return forward({true, static_cast<int>(threads), smem_budget, reverse}, a);
 }
 
+FwdOut emulated_forward_cluster(const rnn_args::FwdArgs& a, int64_t threads, int64_t smem_budget,
+                                bool reverse, int64_t cluster, int64_t sm_count,
+                                int64_t cluster_max) {
+  TORCH_CHECK_VALUE(cluster >= 0 && cluster <= 16 && sm_count >= 1 && sm_count < (1 << 20) &&
+                        cluster_max >= 1 && cluster_max <= 16,
+                    "hebbkern::_plastic_rnn_emulated_fwd_cluster: cluster must be in [0, 16], "
+                    "sm_count >= 1, cluster_max in [1, 16]");
+  return forward({true,
+                  static_cast<int>(threads),
+                  smem_budget,
+                  reverse,
+                  static_cast<int>(cluster),
+                  {sm_count, static_cast<int>(cluster_max)}},
+                 a);
+}
+
 BwdOut emulated_backward(const rnn_args::BwdArgs& a, int64_t threads, int64_t smem_budget,
                          bool reverse) {
   return backward({true, static_cast<int>(threads), smem_budget, reverse}, a);
@@ -187,6 +244,9 @@ BwdOut emulated_backward(const rnn_args::BwdArgs& a, int64_t threads, int64_t sm
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
   m.impl("_plastic_rnn_emulated_fwd",
          &rnn_args::fwd_entry<emulated_forward, int64_t, int64_t, bool>);
+  m.impl("_plastic_rnn_emulated_fwd_cluster",
+         &rnn_args::fwd_entry<emulated_forward_cluster, int64_t, int64_t, bool, int64_t, int64_t,
+                              int64_t>);
   m.impl("_plastic_rnn_emulated_bwd",
          &rnn_args::bwd_entry<emulated_backward, int64_t, int64_t, bool>);
 }
@@ -200,6 +260,26 @@ std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool
   const simt::Placement p =
       simt::place(backward, N, K, elig, static_cast<int>(threads), smem_budget, elem_bytes, params);
   return {p.vec_in_smem, p.state_in_smem, p.smem_bytes, p.scratch_per_sample, p.params_in_smem};
+}
+
+std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, bool row_alpha,
+                                              int64_t threads, int64_t smem_budget,
+                                              int64_t elem_bytes, int64_t sm_count,
+                                              int64_t cluster_max) {
+  TORCH_CHECK_VALUE(B >= 1 && N >= 1 && threads >= 32 && threads % 32 == 0 && elem_bytes > 0 &&
+                        sm_count >= 1 && cluster_max >= 1 && cluster_max <= 16,
+                    "hebbkern::_plastic_rnn_cluster_plan: bad arguments");
+  const int c = simt::plan_cluster(B, N, elig, row_alpha, static_cast<int>(threads), smem_budget,
+                                   elem_bytes, {sm_count, static_cast<int>(cluster_max)});
+  if (c == 1) {
+    const int64_t params = N * N + (row_alpha ? N : N * N);
+    const simt::Placement p =
+        simt::place(false, N, 1, elig, static_cast<int>(threads), smem_budget, elem_bytes, params);
+    return {1, simt::fwd_where(p), p.smem_bytes};
+  }
+  const simt::ClusterPlacement p = simt::place_cluster(
+      N, elig, row_alpha, c, static_cast<int>(threads), smem_budget, elem_bytes);
+  return {p.c, p.where, p.smem_bytes};
 }
 
 #ifdef HEBBKERN_WITH_CUDA

@@ -39,7 +39,7 @@ def find_nvcc() -> str | None:
 class KernelResources:
     arch: str
     family: str  # plastic_rnn, trace_update
-    kernel: str  # fwd or bwd
+    kernel: str  # fwd, bwd, or fwd_cluster (plastic_rnn's forward over a thread-block cluster)
     rule: str
     dtype: str
     registers: int
@@ -72,8 +72,8 @@ def parse_ptxas(arch: str, text: str) -> list[KernelResources]:
     for line in text.splitlines():
         m = re.search(r"Compiling entry function '(\S+)'", line)
         if m:
-            k = re.search(r"(plastic_rnn|trace_update)_(fwd|bwd)_kernelILNS_4RuleE(\d)E([fd])",
-                          m.group(1))  # fmt: skip
+            k = re.search(r"(plastic_rnn|trace_update)_(fwd|bwd|fwd_cluster)"
+                          r"_kernelILNS_4RuleE(\d)E([fd])", m.group(1))  # fmt: skip
             cur = None if k is None else (k.group(1), k.group(2), RULE_NAMES[int(k.group(3))],
                                           {"f": "float32", "d": "float64"}[k.group(4)])  # fmt: skip
             continue

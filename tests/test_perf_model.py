@@ -248,7 +248,15 @@ def _tools():
 
 @pytest.mark.skipif(not _tools(), reason="nvcc or cuobjdump not found")
 def test_model_on_the_compiled_kernels():
-    codes = pm.load_codes(pm.compile_sass("sm_90"))
+    listing = pm.compile_sass("sm_90")
+    codes = pm.load_codes(listing)
+    # The cluster forward (NOTES.md M9): one block barrier and one cluster barrier per step (whose
+    # cooperative_groups form adds a BAR after the wait), in every placement.
+    for rule in ("neuromod", "hebb"):
+        for where in (0, 1, 2):
+            c = pm.cluster_step_counts(pm.cluster_kernel_text(listing, rule, where))
+            assert (c["bar"], c["cluster_wait"]) == (2, 1), (rule, where, c)
+    assert "Cluster forward" in pm.cluster_report(listing)
     for rule in ("neuromod", "hebb"):
         for kernel in ("fwd", "fwd_state", "fwd_global", "bwd", "bwd_state"):
             c = codes[rule][kernel]

@@ -5,7 +5,9 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <barrier>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "hebbkern/plastic_rnn_block.h"
@@ -46,6 +48,61 @@ void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
   });
 }
 
+// The cluster forward: the launch's own grid and clusters (simt::plastic_rnn_cluster_grid); the c
+// blocks of a cluster run concurrently as c host threads meeting at a barrier (EmuCluster), each
+// block's body sequential through EmuBlock (in reverse order if asked), each with its own
+// NaN-poisoned shared memory that the others reach through EmuCluster::map. Clusters run in
+// parallel, as on the GPU.
+template <typename T>
+void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
+                         const simt::ClusterPlacement& pl, bool reverse) {
+  const simt::Grid g = simt::plastic_rnn_cluster_grid(p.B, pl.c);
+  TORCH_CHECK(simt::grid_fits_cuda(g), "hebbkern: the cluster launch grid (", g.x, ", cluster ",
+              g.cluster, ") exceeds CUDA's limits");
+  const int c = g.cluster;
+  visit_rule(rule, [&](auto r) {
+    constexpr Rule R = decltype(r)::value;
+    at::parallel_for(0, g.blocks() / c, 1, [&](int64_t k0, int64_t k1) {
+      const size_t elems = pl.smem_bytes / sizeof(T) + 1;
+      std::vector<std::vector<T>> smem(c);
+      std::vector<unsigned char*> buffers(c, nullptr);
+      for (int64_t k = k0; k < k1; ++k) {
+        for (int q = 0; q < c; ++q) {
+          smem[q].assign(elems, std::numeric_limits<T>::quiet_NaN());
+          buffers[q] = reinterpret_cast<unsigned char*>(smem[q].data());
+        }
+        std::barrier<> bar(c);
+        // The kernel bodies do not throw (a block that stopped would leave the others waiting).
+        auto block = [&](int q) {
+          {
+            const simt::BlockIdx idx = simt::block_index(g, k * c + q);
+            const simt::EmuCluster clu{static_cast<int>(idx.x % c), c, &bar, buffers.data()};
+            const simt::EmuBlock blk{pl.threads, reverse};
+            T* sm = smem[q].data();
+            switch (pl.where) {
+              case simt::kWhereParams:
+                simt::plastic_rnn_forward_cluster_kernel<R, simt::kWhereParams>(blk, clu, p, o, idx,
+                                                                                sm);
+                break;
+              case simt::kWhereState:
+                simt::plastic_rnn_forward_cluster_kernel<R, simt::kWhereState>(blk, clu, p, o, idx,
+                                                                               sm);
+                break;
+              default:
+                simt::plastic_rnn_forward_cluster_kernel<R, simt::kWhereRuntime>(blk, clu, p, o,
+                                                                                 idx, sm);
+            }
+          }
+        };
+        std::vector<std::thread> threads;
+        for (int q = 1; q < c; ++q) threads.emplace_back(block, q);
+        block(0);
+        for (auto& th : threads) th.join();
+      }
+    });
+  });
+}
+
 template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse) {
@@ -66,6 +123,12 @@ template void run_forward<float>(Rule, const simt::RnnParams<float>&, const RnnF
                                  const simt::Placement&, float*, bool);
 template void run_forward<double>(Rule, const simt::RnnParams<double>&, const RnnFwdOut<double>&,
                                   const simt::Placement&, double*, bool);
+template void run_forward_cluster<float>(Rule, const simt::RnnParams<float>&,
+                                         const RnnFwdOut<float>&, const simt::ClusterPlacement&,
+                                         bool);
+template void run_forward_cluster<double>(Rule, const simt::RnnParams<double>&,
+                                          const RnnFwdOut<double>&, const simt::ClusterPlacement&,
+                                          bool);
 template void run_backward<float>(Rule, const simt::RnnParams<float>&, const RnnBwdIn<float>&,
                                   const RnnBwdOut<float>&, const simt::Placement&, float*, bool);
 template void run_backward<double>(Rule, const simt::RnnParams<double>&, const RnnBwdIn<double>&,

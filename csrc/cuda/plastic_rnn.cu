@@ -1,5 +1,7 @@
 // CUDA kernels of the plastic recurrent layer: one thread block per sample runs all T steps of
-// the forward (or of the backward) in one launch, with the trace in shared memory when it fits.
+// the forward (or of the backward) in one launch, with the trace in shared memory when it fits;
+// on sm_90 the forward may instead run a thread-block cluster of c blocks per sample (the launch
+// rule, plan_cluster), each block a slice of the sample's columns.
 // The kernel bodies are plastic_rnn_block.h, also run on the CPU by the emulation the tests use.
 #include <atomic>
 
@@ -18,6 +20,22 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ __align__(16) unsigned char smem[];
   simt::plastic_rnn_forward_kernel<R, kWhere>(simt::CudaBlock{}, p, o, simt::cuda_block_index(), pl,
                                               reinterpret_cast<T*>(smem), scratch);
+}
+
+// The cluster forward: c blocks per sample, one thread-block cluster each (the cluster's shape is
+// a launch attribute). Compiled for every architecture; below sm_90 the body is empty and the
+// launch rule never chooses it (LaunchCaps::cluster_max 1).
+template <Rule R, typename T, int kWhere>
+__global__ void __launch_bounds__(kThreads, 1)
+    plastic_rnn_fwd_cluster_kernel(const simt::RnnParams<T> p, const RnnFwdOut<T> o) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(16) unsigned char smem[];
+  simt::plastic_rnn_forward_cluster_kernel<R, kWhere>(simt::CudaBlock{}, simt::CudaCluster{}, p, o,
+                                                      simt::cuda_block_index(),
+                                                      reinterpret_cast<T*>(smem));
+#else
+  __trap();  // never launched below sm_90 (launch_caps); loud if it were
+#endif
 }
 
 // kPop: w or alpha per sample; kParams: the shared w and alpha in shared memory
@@ -89,6 +107,67 @@ cudaError_t forward_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
   });
 }
 
+// Clusters of more than 8 blocks need an opt-in per kernel (cudaFuncAttributeNonPortableCluster-
+// SizeAllowed); made once per kernel and device, like allow_smem (before any capture).
+template <typename K>
+cudaError_t allow_cluster(K kernel, int c, std::atomic<int>* opted) {
+  if (c <= 8) return cudaSuccess;
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (device < 0 || device >= kMaxDevices) return cudaErrorInvalidDevice;
+  if (opted[device].load(std::memory_order_acquire)) return cudaSuccess;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  if (e == cudaSuccess) opted[device].store(1, std::memory_order_release);
+  return e;
+}
+
+// The cluster launch: the grid and cluster shape from plastic_rnn_cluster_grid (the function the
+// emulation enumerates), cudaLaunchKernelEx with the cluster dimension as a launch attribute (a
+// stream operation: CUDA-graph capturable).
+template <typename T, typename Kernel>
+cudaError_t launch_cluster(Kernel kernel, std::atomic<int64_t>* opted_smem,
+                           std::atomic<int>* opted_c, const simt::ClusterPlacement& pl,
+                           cudaStream_t stream, const simt::RnnParams<T>& p,
+                           const RnnFwdOut<T>& o) {
+  const simt::Grid g = simt::plastic_rnn_cluster_grid(p.B, pl.c);
+  if (!simt::grid_fits_cuda(g)) return cudaErrorInvalidConfiguration;
+  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted_smem); e != cudaSuccess)
+    return e;
+  if (const cudaError_t e = allow_cluster(kernel, g.cluster, opted_c); e != cudaSuccess) return e;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = simt::to_dim3(g);
+  cfg.blockDim = dim3(static_cast<unsigned>(pl.threads));
+  cfg.dynamicSmemBytes = static_cast<size_t>(pl.smem_bytes);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = static_cast<unsigned>(g.cluster);
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kernel, p, o);
+}
+
+template <Rule R, typename T>
+cudaError_t forward_cluster_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
+                                 const simt::ClusterPlacement& pl, cudaStream_t stream) {
+  static std::atomic<int64_t> opted[3][kMaxDevices];
+  static std::atomic<int> opted_c[3][kMaxDevices];
+  switch (pl.where) {
+    case simt::kWhereParams:
+      return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, simt::kWhereParams>, opted[2],
+                            opted_c[2], pl, stream, p, o);
+    case simt::kWhereState:
+      return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, simt::kWhereState>, opted[1],
+                            opted_c[1], pl, stream, p, o);
+    default:
+      return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, simt::kWhereRuntime>, opted[0],
+                            opted_c[0], pl, stream, p, o);
+  }
+}
+
 template <Rule R, typename T>
 cudaError_t backward_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in, const RnnBwdOut<T>& o,
                           const simt::Placement& pl, T* scratch, cudaStream_t stream) {
@@ -116,6 +195,66 @@ int64_t smem_budget(int device) {
   return bytes;
 }
 
+simt::LaunchCaps launch_caps(int device) {
+  // sm_count * 32 + cluster_max, 0 until queried.
+  static std::atomic<int64_t> cached[kMaxDevices] = {};
+  if (device < 0 || device >= kMaxDevices) return {0, 0};
+  if (const int64_t c = cached[device].load(std::memory_order_acquire); c > 0)
+    return {c / 32, static_cast<int>(c % 32)};
+  int sms = 0, major = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+    return {0, 0};
+  int cluster_max = 1;
+  // The code loaded for this device must be sm_90's: a build for sm_80 only (its PTX JIT-compiled
+  // on a newer device) has the cluster kernels' empty sm_80 body.
+  cudaFuncAttributes fa = {};
+  const bool sm90_code =
+      cudaFuncGetAttributes(
+          &fa, plastic_rnn_fwd_cluster_kernel<Rule::Hebb, float, simt::kWhereParams>) ==
+          cudaSuccess &&
+      fa.binaryVersion >= 90 && fa.ptxVersion >= 90;
+  if (major >= 9 && sm90_code) {
+    // Whether 16 blocks of the largest shared memory fit one GPC (a cluster runs within one), asked
+    // of a representative cluster kernel (the others use as much shared memory at most).
+    cluster_max = 8;
+    const auto kernel = plastic_rnn_fwd_cluster_kernel<Rule::Hebb, float, simt::kWhereParams>;
+    const int64_t budget = smem_budget(device);
+    int current = 0, n_clusters = 0;
+    if (budget > 0 && cudaGetDevice(&current) == cudaSuccess && current == device &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
+            cudaSuccess &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(budget)) == cudaSuccess) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(16);
+      cfg.blockDim = dim3(kThreads);
+      cfg.dynamicSmemBytes = static_cast<size_t>(budget);
+      cudaLaunchAttribute attr[1];
+      attr[0].id = cudaLaunchAttributeClusterDimension;
+      attr[0].val.clusterDim.x = 16;
+      attr[0].val.clusterDim.y = 1;
+      attr[0].val.clusterDim.z = 1;
+      cfg.attrs = attr;
+      cfg.numAttrs = 1;
+      if (cudaOccupancyMaxActiveClusters(&n_clusters, kernel, &cfg) == cudaSuccess &&
+          n_clusters >= 1)
+        cluster_max = 16;
+    }
+  }
+  (void)cudaGetLastError();  // a refused query above lowers cluster_max; its error is not kept
+  cached[device].store(int64_t{sms} * 32 + cluster_max, std::memory_order_release);
+  return {sms, cluster_max};
+}
+
+template <typename T>
+cudaError_t launch_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
+                                   const simt::ClusterPlacement& pl, cudaStream_t stream) {
+  cudaError_t e = cudaErrorInvalidValue;
+  visit_rule(rule, [&](auto r) { e = forward_cluster_rule<decltype(r)::value>(p, o, pl, stream); });
+  return e;
+}
+
 template <typename T>
 cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                            const simt::Placement& pl, T* scratch, cudaStream_t stream) {
@@ -138,6 +277,9 @@ cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwd
 #define HEBBKERN_INSTANTIATE(T)                                                                \
   template cudaError_t launch_forward<T>(Rule, const simt::RnnParams<T>&, const RnnFwdOut<T>&, \
                                          const simt::Placement&, T*, cudaStream_t);            \
+  template cudaError_t launch_forward_cluster<T>(Rule, const simt::RnnParams<T>&,              \
+                                                 const RnnFwdOut<T>&,                          \
+                                                 const simt::ClusterPlacement&, cudaStream_t); \
   template cudaError_t launch_backward<T>(Rule, const simt::RnnParams<T>&, const RnnBwdIn<T>&, \
                                           const RnnBwdOut<T>&, const simt::Placement&, T*,     \
                                           cudaStream_t);

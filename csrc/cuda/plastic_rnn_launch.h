@@ -19,6 +19,18 @@ constexpr int kThreads = 512;
 // sm_80), or -1 on error.
 int64_t smem_budget(int device);
 
+// What the device offers the forward's launch rule (simt::plan_cluster): its SM count, and the
+// largest thread-block cluster: 1 below compute capability 9.0 (no clusters), else 16 where a
+// cluster of 16 blocks of the largest shared memory can be resident (non-portable size), else 8.
+// Queried once per device; {0, 0} on error.
+simt::LaunchCaps launch_caps(int device);
+
+// The cluster forward (plastic_rnn_block.h, forward_cluster_sample): pl.c blocks per sample, a
+// thread-block cluster each (sm_90 and later; the launch rule never chooses it elsewhere).
+template <typename T>
+cudaError_t launch_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
+                                   const simt::ClusterPlacement& pl, cudaStream_t stream);
+
 // One block per sample, all T steps in one launch. The caller allocates `scratch` with
 // B * pl.scratch_per_sample elements.
 template <typename T>

@@ -268,6 +268,271 @@ HK_DEVICE void forward_sample(const Blk& blk, const RnnParams<T>& p, const RnnFw
 }
 
 // --------------------------------------------------------------------------------------------
+// Forward over a cluster: c thread blocks per sample (issue 13 item 2; NOTES.md M9)
+//
+// Block r of the sample's cluster owns the post-synaptic columns [j0, j1) = [col_begin(N, c, r),
+// col_begin(N, c, r + 1)) of the [N, N] trace (and eligibility), keeps that slice (and, where it
+// fits, its columns of w and alpha) in its own shared memory, and keeps ALL of h in a ring of
+// three vectors (h_{t-2}, h_{t-1}, h_t). A step:
+//   1. one pass over its columns: the pending update of step t-1 (it needs h_{t-2} for every row
+//      and h_{t-1}, m_{t-1} for its columns), the checkpoint of its columns (the usual global
+//      layout), the mat-vec partials of its columns per row group;      -> block barrier
+//   2. h_t for its columns (the row groups added in order), written into the h_t slot of EVERY
+//      block of the cluster (distributed shared memory); -> cluster barrier; then to the output;
+//   3. (modulated rules) every warp of every block computes the modulator's dot product mod_w . h_t
+//      over the whole h_t itself (lane-strided, xor butterfly; warp_sum_all): the same code on the
+//      same data, so every thread of the cluster holds the same bits of s_t, with no barrier and
+//      no exchange; m_t is formed from it per column where the next pass needs it.
+// Two barriers per step (one block, one cluster), with or without the modulator.
+//
+// Why no barrier protects the h ring: block r writes h_t into block q's slot of h_{t-3} after the
+// cluster barrier of step t-1, which q reached only after its last read of h_{t-3} (step t-1's
+// pass). Nothing else is written remotely. The cluster barrier after the initialisation makes every
+// block of the cluster resident before the first remote write (a CUDA requirement) and orders the
+// initialisation before it; the cluster barrier of the last step orders every remote write before
+// any block exits. Slots 0 and 2 of the ring are not initialised: they are written (h_0, h_1) by
+// the cluster before they are read, and in the emulation an unwritten read shows as NaN.
+//
+// The final states, the checkpoints and h land in the same global layout as the one-block forward,
+// so the one-block backward runs unchanged after a cluster forward. Results do not depend on
+// scheduling: no atomics, every sum in a fixed order (but in a different grouping from the
+// one-block forward's: the bits differ from it by rounding).
+
+// The first column of block r of c (balanced: the blocks' widths differ by at most one; a block
+// owns none when N < c).
+HK_HOST_DEVICE int64_t col_begin(int64_t N, int c, int r) { return N * r / c; }
+
+// The most columns one block of c owns.
+HK_HOST_DEVICE int64_t cluster_cols(int64_t N, int c) { return (N + c - 1) / c; }
+
+// Row groups of a cluster block's pass over its columns: enough (group, column) items to fill the
+// block, the same in every block of the cluster (from the widest block's columns).
+HK_HOST_DEVICE int64_t cluster_groups(int64_t N, int c, int threads) {
+  const int64_t nc = cluster_cols(N, c);
+  const int64_t g = threads / (nc < 1 ? 1 : nc);
+  return g < 1 ? 1 : (g > N ? N : g);
+}
+
+// The small vectors of a cluster block: the h ring (3 N) and the [G, columns] partial sums.
+HK_HOST_DEVICE int64_t cluster_vec_elems(int64_t N, int c, int threads) {
+  return 3 * N + cluster_groups(N, c, threads) * cluster_cols(N, c);
+}
+
+// Where a cluster forward keeps its working set (every block the same layout, from the widest
+// block's columns, so that an offset into one block's shared memory names the same thing in all).
+struct ClusterPlacement {
+  int c;               // blocks per sample (a cluster of c; 1: the one-block forward, `place`)
+  int threads;         // per block
+  int where;           // kWhereParams, kWhereState, or kWhereRuntime: the state in global memory
+  int64_t smem_bytes;  // dynamic shared memory per block
+};
+
+// `row_alpha`: alpha is one shared row (per-neuron or scalar), else [N, N] (per connection).
+// kWhereRuntime here means the vectors in shared memory and the state slice in global memory (the
+// output tensors themselves); a cluster whose vectors do not fit is not possible (c = 0).
+inline ClusterPlacement place_cluster(int64_t N, bool elig, bool row_alpha, int c, int threads,
+                                      int64_t smem_budget, int64_t elem_bytes) {
+  const int64_t nc = cluster_cols(N, c);
+  const int64_t vec = cluster_vec_elems(N, c, threads);
+  const int64_t state = (elig ? 2 : 1) * N * nc;
+  const int64_t params = N * nc + (row_alpha ? nc : N * nc);
+  ClusterPlacement p{c, threads, kWhereRuntime, vec * elem_bytes};
+  if ((vec + state + params) * elem_bytes <= smem_budget) {
+    p.where = kWhereParams;
+    p.smem_bytes = (vec + state + params) * elem_bytes;
+  } else if ((vec + state) * elem_bytes <= smem_budget) {
+    p.where = kWhereState;
+    p.smem_bytes = (vec + state) * elem_bytes;
+  } else if (vec * elem_bytes > smem_budget) {
+    p.c = 0;
+  }
+  return p;
+}
+
+// What the device offers a launch: its SM count and the largest cluster (1: no clusters, below
+// compute capability 9.0; 8: the portable limit; 16 with cudaFuncAttributeNonPortableClusterSize-
+// Allowed).
+struct LaunchCaps {
+  int64_t sm_count;
+  int cluster_max;
+};
+
+// The launch rule of the forward: blocks per sample (c = 1: the one-block forward). Mirrored by
+// plan_launch in benchmarks/perf_model_launch.py (tested against each other):
+//   1. c0 = the smallest power of two (1 .. cluster_max) whose slice keeps the state, w and alpha
+//      in shared memory; if none, the smallest that keeps the state; if none, cluster_max (the
+//      state in global memory, spread over the most SMs).
+//   2. While the batch leaves SMs idle (B * 2c <= sm_count), 2c <= cluster_max and every block
+//      keeps at least kMinCols = 8 columns (2c * 8 <= N): c doubles.
+// Without clusters (cluster_max 1, sm_80) c stays 1 (blocks synchronised through global memory
+// are not built).
+inline int plan_cluster(int64_t B, int64_t N, bool elig, bool row_alpha, int threads,
+                        int64_t smem_budget, int64_t elem_bytes, const LaunchCaps& caps) {
+  if (caps.cluster_max < 2 || B < 1 || N < 1) return 1;
+  auto where = [&](int c) -> int {
+    if (c == 1) {
+      const int64_t params = N * N + (row_alpha ? N : N * N);
+      return fwd_where(place(false, N, 1, elig, threads, smem_budget, elem_bytes, params));
+    }
+    const ClusterPlacement p =
+        place_cluster(N, elig, row_alpha, c, threads, smem_budget, elem_bytes);
+    return p.c == 0 ? -1 : p.where;
+  };
+  // ASSUMED (to be measured): a block is worth its cluster barrier with at least this many
+  // columns; below it, spreading a sample wider is not done.
+  constexpr int64_t kMinCols = 8;
+  int c = 0;
+  for (const int want : {kWhereParams, kWhereState}) {
+    for (int k = 1; k <= caps.cluster_max && c == 0; k *= 2)
+      if (where(k) == want) c = k;
+    if (c) break;
+  }
+  if (c == 0) {
+    c = 1;
+    while (2 * c <= caps.cluster_max && 2 * c * kMinCols <= N) c *= 2;
+    if (where(c) < 0) return 1;
+  }
+  while (2 * c <= caps.cluster_max && 2 * c * kMinCols <= N && B * 2 * c <= caps.sm_count) c *= 2;
+  return c;
+}
+
+template <Rule R, int kWhere, typename T, typename Blk, typename Clu>
+HK_DEVICE void forward_cluster_sample(const Blk& blk, const Clu& clu, const RnnParams<T>& p,
+                                      const RnnFwdOut<T>& o, int64_t b, T* smem) {
+  constexpr bool kSmem = kWhere >= kWhereState;
+  constexpr bool kParams = kWhere == kWhereParams;
+  constexpr bool kElig = has_eligibility(R);
+  constexpr bool kMod = is_modulated(R);
+  const int64_t N = p.N, NN = N * N, B = p.B;
+  const int n = static_cast<int>(N);  // 32-bit offsets within the sample
+  const int c = clu.size(), r = clu.rank();
+  const int j0 = static_cast<int>(col_begin(N, c, r));
+  const int nc = static_cast<int>(col_begin(N, c, r + 1)) - j0;  // this block's columns
+  const int ncm = static_cast<int>(cluster_cols(N, c));          // the widest block's
+  const int G = static_cast<int>(cluster_groups(N, c, blk.nthreads()));
+  const int rows = (n + G - 1) / G;
+  const int a_stride = static_cast<int>(p.a_stride);  // N or 0
+  T* hv = smem;               // ring of three activity vectors, all N neurons
+  T* part = hv + 3 * n;       // [G, nc] partial mat-vec sums
+  T* state = part + G * ncm;  // [N, nc] trace slice, then the eligibility slice
+  // Element (i, jl) of this block's columns is at i * ld + jl: the slice in shared memory (ld nc),
+  // or the output tensor itself in global memory (ld N, from column j0).
+  const int ld = kSmem ? nc : n;
+  T* H = kSmem ? state : o.hebb_T + b * NN + j0;
+  T* E = kElig ? (kSmem ? state + n * ncm : o.elig_T + b * NN + j0) : nullptr;
+  const T eta = p.eta ? p.eta[b * p.eta_bstride] : T(0);  // this sample's
+  const T mod_b = p.mod_b ? *p.mod_b : T(0);
+  const T clip = p.clip;
+  // This sample's w and alpha from column j0 (row i at + i * N, alpha's at + i * a_stride), and
+  // with kParams this block's columns of them in shared memory after the state (ld nc; one row
+  // of nc for a shared alpha row).
+  const T* wg = p.w + b * p.w_bstride + j0;
+  const T* Ag = p.A + b * p.a_bstride + j0;
+  T* w_s = state + (kElig ? 2 : 1) * n * ncm;
+  T* A_s = w_s + n * ncm;
+  const T* w = kParams ? w_s : wg;
+  const T* A = kParams ? A_s : Ag;
+  const int wld = kParams ? nc : n;
+  const int ald = kParams ? (a_stride ? nc : 0) : a_stride;
+
+  {
+    const T* H0 = p.hebb0 ? p.hebb0 + b * NN + j0 : nullptr;
+    const T* E0 = p.elig0 ? p.elig0 + b * NN + j0 : nullptr;
+    blk.for_each(n * nc, [&](int k) {
+      const int i = k / nc, jl = k - i * nc, e = i * ld + jl, g = i * n + jl;
+      H[e] = H0 ? H0[g] : T(0);
+      if constexpr (kElig) E[e] = E0 ? E0[g] : T(0);
+      if constexpr (kParams) {
+        w_s[i * nc + jl] = wg[g];
+        if (a_stride) A_s[i * nc + jl] = Ag[i * a_stride + jl];
+      }
+    });
+  }
+  blk.for_each(n, [&](int j) {
+    if constexpr (kParams) {
+      if (!a_stride && j < nc) A_s[j] = Ag[j];
+    }
+    hv[n + j] = p.h0 ? p.h0[b * N + j] : T(0);  // h_{-1}; the other two slots come from the cluster
+  });
+  clu.sync();
+
+  int ipp = 0, ip = 1, ic = 2;  // ring slots of h_{t-2}, h_{t-1}, h_t
+  T s = T(0);  // the squashed modulator of the last step: the same bits in every thread
+  for (int64_t t = 0; t < p.T_; ++t) {
+    const bool pending = t > 0;  // the update of step t-1 is still to be applied
+    const bool ck = (t % p.K) == 0;
+    T* ckH = ck ? o.ck_h + ((t / p.K) * B + b) * NN + j0 : nullptr;
+    T* ckE = (ck && kElig) ? o.ck_e + ((t / p.K) * B + b) * NN + j0 : nullptr;
+    const T* hpp = hv + ipp * n;
+    const T* hp = hv + ip * n;
+    blk.for_each(G * nc, [&](int k) {
+      const int g = k / nc, jl = k - g * nc, j = j0 + jl;
+      const int i0 = g * rows, i1 = (i0 + rows < n) ? i0 + rows : n;
+      const T post = hp[j];
+      T m = T(0);
+      if constexpr (kMod) m = modulation_at<R>(p, j, s, eta);
+      T acc = T(0);
+      for (int i = i0; i < i1; ++i) {
+        const int e = i * ld + jl;
+        T hij = H[e];
+        if (pending) {
+          T eij = kElig ? E[e] : T(0);
+          trace_forward_inv<R>(hij, eij, hpp[i], post, m, eta, clip, p.inv_clip);
+          H[e] = hij;
+          if constexpr (kElig) E[e] = eij;
+        }
+        if (ckH) {
+          ckH[i * n + jl] = hij;
+          if constexpr (kElig) ckE[i * n + jl] = E[e];
+        }
+        acc += hp[i] * (w[i * wld + jl] + A[i * ald + jl] * hij);
+      }
+      part[k] = acc;
+    });
+    blk.sync();
+    T* hc = hv + ic * n;
+    const T* u_t = p.u + (t * B + b) * N;
+    const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N : nullptr;
+    blk.for_each(nc, [&](int jl) {
+      const int j = j0 + jl;
+      T a = u_t[j];
+      for (int g = 0; g < G; ++g) a += part[g * nc + jl];
+      const T y = (c_t && c_t[j]) ? u_t[j] : (p.act == 0 ? tanh_t(a) : act_forward(p.act, a));
+      for (int q = 0; q < c; ++q) clu.map(hc, q)[j] = y;
+    });
+    clu.sync();
+    // The output after the barrier, not before: the cluster barrier's release on sm_90 is a
+    // MEMBAR.ALL.GPU that waits for the block's outstanding global stores (NOTES.md M9).
+    blk.for_each(nc, [&](int jl) { o.h[(t * B + b) * N + j0 + jl] = hc[j0 + jl]; });
+    if constexpr (kMod) {
+      const T z =
+          blk.template warp_sum_all<T>(n, [&](int j) { return hc[j] * p.mod_w[j]; }) + mod_b;
+      s = p.squash == 0 ? tanh_t(z) : squash_forward(p.squash, z);
+      if (r == 0) blk.single([&] { o.mod[t * B + b] = s; });
+    }
+    const int old = ipp;
+    ipp = ip;
+    ip = ic;
+    ic = old;
+  }
+  // The update of the last step, and the final state of this block's columns.
+  const T* hpp = hv + ipp * n;
+  const T* hp = hv + ip * n;
+  T* hT = o.hebb_T + b * NN + j0;
+  T* eT = kElig ? o.elig_T + b * NN + j0 : nullptr;
+  blk.for_each(n * nc, [&](int k) {
+    const int i = k / nc, jl = k - i * nc, j = j0 + jl, e = i * ld + jl;
+    T hij = H[e];
+    T eij = kElig ? E[e] : T(0);
+    T m = T(0);
+    if constexpr (kMod) m = modulation_at<R>(p, j, s, eta);
+    trace_forward_inv<R>(hij, eij, hpp[i], hp[j], m, eta, clip, p.inv_clip);
+    hT[i * n + jl] = hij;
+    if constexpr (kElig) eT[i * n + jl] = eij;
+  });
+}
+
+// --------------------------------------------------------------------------------------------
 // Backward
 
 // The backward's index type within a sample: 32-bit for float32; float64 keeps 64-bit indices,
@@ -716,6 +981,18 @@ HK_DEVICE void plastic_rnn_forward_kernel(const Blk& blk, const RnnParams<T>& p,
                                           const RnnFwdOut<T>& o, const BlockIdx& idx,
                                           const Placement& pl, T* smem, T* scratch) {
   forward_sample<R, kWhere>(blk, p, o, plastic_rnn_sample_of(idx), pl, smem, scratch);
+}
+
+// The cluster forward's grid: c consecutive blocks per sample along x, one cluster of c each
+// (block rank x % c, sample x / c).
+HK_HOST_DEVICE Grid plastic_rnn_cluster_grid(int64_t B, int c) { return {B * c, 1, 1, c}; }
+
+// kWhere: the ClusterPlacement's `where`, as a template argument (forward_cluster_sample).
+template <Rule R, int kWhere, typename T, typename Blk, typename Clu>
+HK_DEVICE void plastic_rnn_forward_cluster_kernel(const Blk& blk, const Clu& clu,
+                                                  const RnnParams<T>& p, const RnnFwdOut<T>& o,
+                                                  const BlockIdx& idx, T* smem) {
+  forward_cluster_sample<R, kWhere>(blk, clu, p, o, idx.x / clu.size(), smem);
 }
 
 // kParams: pl.params_in_smem (shared parameters only), as a template argument.

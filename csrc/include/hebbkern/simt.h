@@ -23,6 +23,12 @@
 
 #include "hebbkern/plastic_rules.h"  // HK_HOST_DEVICE
 
+#if defined(__CUDACC__)
+#include <cooperative_groups.h>
+#else
+#include <barrier>
+#endif
+
 // HK_DEVICE: device code under nvcc (the kernels), plain inline code in the host emulation.
 #if defined(__CUDACC__)
 #define HK_DEVICE __device__ __forceinline__
@@ -57,8 +63,14 @@ struct Vec {
 // block its index (block_index). So the emulation runs exactly the blocks of the launch, with the
 // indices the kernel will see: a kernel that decodes its index against the wrong geometry fails
 // on the CPU (the first H200 run found such a bug that an emulation with its own block loop hid).
+//
+// `cluster`: blocks per thread-block cluster along x (sm_90; 1: no cluster). x is a multiple of
+// it; cluster k holds the blocks whose x / cluster is k (for y = z = 1, blocks k * cluster ..
+// k * cluster + cluster - 1), and a block's rank in its cluster is x % cluster, as CUDA numbers a
+// cluster of dimensions (cluster, 1, 1).
 struct Grid {
   int64_t x = 1, y = 1, z = 1;
+  int cluster = 1;
   HK_HOST_DEVICE int64_t blocks() const { return x * y * z; }
 };
 
@@ -71,10 +83,11 @@ HK_HOST_DEVICE BlockIdx block_index(const Grid& g, int64_t k) {
   return {k % g.x, (k / g.x) % g.y, k / (g.x * g.y)};
 }
 
-// CUDA's limits on a grid: x < 2^31, y and z <= 65535, at least one block.
+// CUDA's limits on a grid: x < 2^31, y and z <= 65535, at least one block; a cluster of 1 to 16
+// blocks (more than 8: non-portable) that tiles x.
 HK_HOST_DEVICE bool grid_fits_cuda(const Grid& g) {
   return g.x >= 1 && g.y >= 1 && g.z >= 1 && g.x < (int64_t{1} << 31) && g.y <= 65535 &&
-         g.z <= 65535;
+         g.z <= 65535 && g.cluster >= 1 && g.cluster <= 16 && g.x % g.cluster == 0;
 }
 
 #if defined(__CUDACC__)  // nvcc, both passes: the kernels; g++: the emulation
@@ -165,6 +178,46 @@ struct CudaBlock {
     __syncthreads();  // `red` may be reused right after
     return total;
   }
+  // sum_{j < n} f(j) computed by EVERY warp on its own (lane-strided, then the xor butterfly):
+  // identical bits in every thread of the block (and of every block running the same code on the
+  // same data), with no barrier and no shared memory. For short sums that all threads need.
+  template <typename V, typename I, typename F>
+  __device__ __forceinline__ V warp_sum_all(I n, F&& f) const {
+    return CudaWarp{static_cast<int>(threadIdx.x % kWarpSize)}.template sum<V>(n, f);
+  }
+};
+
+// The thread-block cluster a block belongs to (sm_90: cooperative_groups::this_cluster()), with
+// distributed shared memory. Kernels written against it compile for every architecture; below
+// sm_90 its members trap and the launch never chooses a cluster (cluster_max 1).
+//   rank(): this block's index in the cluster; size(): blocks in the cluster;
+//   sync(): barrier of every thread of every block of the cluster, with release/acquire order for
+//           shared memory (a block's writes into another block's shared memory before it are seen
+//           by that block after it);
+//   map(p, r): the address of p's element in block r's shared memory (p points into this block's).
+struct CudaCluster {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __device__ __forceinline__ int rank() const {
+    return static_cast<int>(cooperative_groups::this_cluster().block_rank());
+  }
+  __device__ __forceinline__ int size() const {
+    return static_cast<int>(cooperative_groups::this_cluster().num_blocks());
+  }
+  __device__ __forceinline__ void sync() const { cooperative_groups::this_cluster().sync(); }
+  template <typename T>
+  __device__ __forceinline__ T* map(T* p, int r) const {
+    return cooperative_groups::this_cluster().map_shared_rank(p, static_cast<unsigned>(r));
+  }
+#else
+  __device__ __forceinline__ int rank() const { return 0; }
+  __device__ __forceinline__ int size() const { return 1; }
+  __device__ __forceinline__ void sync() const { __trap(); }
+  template <typename T>
+  __device__ __forceinline__ T* map(T* p, int) const {
+    __trap();
+    return p;
+  }
+#endif
 };
 
 #else  // host: the emulation
@@ -248,6 +301,30 @@ struct EmuBlock {
       total += butterfly(lanes);
     }
     return total;
+  }
+  template <typename V, typename I, typename F>
+  V warp_sum_all(I n, F&& f) const {
+    return EmuWarp{reverse}.template sum<V>(n, f);
+  }
+};
+
+// One block's view of its emulated cluster: the c blocks of a cluster run concurrently as c host
+// threads (csrc/cpu/plastic_rnn_emulated.cpp), each with its own shared-memory buffer; sync() is a
+// barrier of those threads (std::barrier: its completion happens-before every return from the
+// phase, so a block's writes into another block's buffer before sync() are visible after it);
+// map() turns a pointer into this block's buffer into the same offset in block r's.
+struct EmuCluster {
+  int block_rank;
+  int blocks;
+  std::barrier<>* barrier;
+  unsigned char* const* buffers;  // [blocks]: each block's shared memory
+  int rank() const { return block_rank; }
+  int size() const { return blocks; }
+  void sync() const { barrier->arrive_and_wait(); }
+  template <typename T>
+  T* map(T* p, int r) const {
+    const auto off = reinterpret_cast<unsigned char*>(p) - buffers[block_rank];
+    return reinterpret_cast<T*>(buffers[r] + off);
   }
 };
 
