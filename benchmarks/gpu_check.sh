@@ -18,6 +18,9 @@
 #   env         versions, backends, extension
 #   tests       the GPU tests with `pytest -n 8` and a per-test timeout (serial and without the
 #               timeout where pytest-xdist / pytest-timeout are missing)
+#   cluster     the cluster forward (off by default until a GPU has run it; NOTES.md M9): the CUDA
+#               plastic_rnn tests with HEBBKERN_CUDA_CLUSTERS=1, then neuromod/hebb at N = 128,
+#               T = 100, B = 1 8 32 (cuda, fwd and fwd+bwd) with the switch off and on
 #   memcheck, racecheck   compute-sanitizer on a small case of every GPU backend of plastic_rnn
 #               and on trace_update's CUDA kernels (and plastic_lstm's Triton path)
 #   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
@@ -59,7 +62,7 @@ BUDGET=${GPU_CHECK_BUDGET_S:-480}
 KILL_AFTER=5 # SIGKILL this long after a stage's SIGTERM
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 QUICK=${GPU_CHECK_QUICK:-0}
-ALL_STAGES="nvidia-smi build env tests memcheck racecheck bench population families agent lstm fop lifetime dispatch"
+ALL_STAGES="nvidia-smi build env tests cluster memcheck racecheck bench population families agent lstm fop lifetime dispatch"
 STAGES=" ${GPU_CHECK_STAGES:-$ALL_STAGES} "
 export HEBBKERN_CHECK_DEVICE=$DEVICE PYTHONUNBUFFERED=1
 START=$SECONDS
@@ -162,6 +165,29 @@ PARALLEL=()
 "$PY" -c "import pytest_timeout" 2>/dev/null && PARALLEL+=(--timeout 120)
 stage tests 200 "$WORK/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider "${PARALLEL[@]}" \
     --junitxml="$WORK/tests.xml" "${TEST_ARGS[@]}"
+
+# ---- the cluster forward, switched on (HEBBKERN_CUDA_CLUSTERS=1): its correctness on the card
+# first, then the rows it is for against the one-block forward in the same run; exit status: the
+# tests' (0 when they pass), else the benchmarks'.
+if [[ $QUICK == 1 ]]; then
+    CLUSTER_ROWS=(--quick) CLUSTER_MIN=0.02
+else
+    CLUSTER_ROWS=(--rules neuromod hebb --B 1 8 32 --N 128 --T 100) CLUSTER_MIN=0.2
+fi
+CLUSTER_PROVIDER=cuda
+[[ $DEVICE != cuda ]] && CLUSTER_PROVIDER=eager # the CPU run of this script checks the stage
+stage cluster 90 "$WORK/cluster.log" bash -c '
+    PY=$1 DEV=$2 MIN=$3 OUT=$4 PROV=$5; shift 5
+    HEBBKERN_CUDA_CLUSTERS=1 "$PY" -m pytest -q -rfEs -p no:cacheprovider \
+        --junitxml="$OUT/cluster_tests.xml" tests/test_plastic_rnn_cuda.py; rc=$?
+    for on in 0 1; do
+        HEBBKERN_CUDA_CLUSTERS=$on "$PY" -m benchmarks --device "$DEV" --providers "$PROV" \
+            --modes fwd fwd+bwd --min-time "$MIN" --time-budget 20 --out "$OUT" \
+            --tag "clusters$on" "$@" >"$OUT/plastic_rnn_clusters$on.txt"
+        b=$?
+        ((rc == 0)) && rc=$b
+    done
+    exit "$rc"' _ "$PY" "$DEVICE" "$CLUSTER_MIN" "$WORK" "$CLUSTER_PROVIDER" "${CLUSTER_ROWS[@]}"
 
 # ---- compute-sanitizer on small cases of every GPU kernel hebbkern has
 SMALL_CASE='
@@ -292,7 +318,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_sweep.txt population.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_clusters0.txt plastic_rnn_clusters1.txt plastic_rnn_sweep.txt population.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"

@@ -5,6 +5,8 @@
 #include <torch/library.h>
 #include <torch/types.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -128,11 +130,21 @@ void check_cuda(cudaError_t e) {
               "hebbkern::plastic_rnn: CUDA kernel launch failed: ", cudaGetErrorString(e));
 }
 
+// The cluster forward has been checked through the emulation and compiled, but has not yet run on a
+// GPU (benchmarks/NOTES.md M9): until a GPU run has tested and timed it, the launch rule may choose
+// it only where HEBBKERN_CUDA_CLUSTERS=1 is set (read at every launch, so that tests can switch
+// it); otherwise every device runs one block per sample, as before.
+bool clusters_enabled() {
+  const char* v = std::getenv("HEBBKERN_CUDA_CLUSTERS");
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
 Target cuda_target(const at::Tensor& u) {
   const int64_t budget = cuda_kernels::smem_budget(u.device().index());
   TORCH_CHECK(budget >= 0, "hebbkern::plastic_rnn: cannot query the device's shared memory");
-  const simt::LaunchCaps caps = cuda_kernels::launch_caps(u.device().index());
+  simt::LaunchCaps caps = cuda_kernels::launch_caps(u.device().index());
   TORCH_CHECK(caps.sm_count >= 1, "hebbkern::plastic_rnn: cannot query the device's SM count");
+  if (!clusters_enabled()) caps.cluster_max = 1;
   return {false, cuda_kernels::kThreads, budget, false, 0, caps};
 }
 #endif

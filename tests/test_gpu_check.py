@@ -20,7 +20,7 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
         GPU_CHECK_DEVICE="cpu",
         GPU_CHECK_QUICK="1",
         GPU_CHECK_BUDGET_S="400",
-        GPU_CHECK_STAGES="nvidia-smi env tests memcheck bench population families agent lifetime "
+        GPU_CHECK_STAGES="nvidia-smi env tests cluster memcheck bench population families agent lifetime "
         "dispatch",
         GPU_CHECK_TESTS="tests/test_torch_version.py",
         GPU_CHECK_PROVIDERS="eager",
@@ -35,6 +35,7 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
     for name in (
         "env",
         "tests",
+        "cluster",
         "bench",
         "bench-sweep",
         "population",
@@ -50,4 +51,5 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
         names = {Path(n).name for n in tar.getnames()}
     assert {"summary.txt", "tests.xml", "env.txt", "families_cpu.json",
             "plastic_rnn_cpu_quick.json", "_dispatch_table.py", "lifetime_cpu.json",
-            "plastic_step_agent_cpu_quick.json", "population_cpu_quick.json"} <= names  # fmt: skip
+            "plastic_step_agent_cpu_quick.json", "population_cpu_quick.json",
+            "cluster_tests.xml"} <= names  # fmt: skip

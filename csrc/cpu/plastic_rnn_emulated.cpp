@@ -79,19 +79,10 @@ void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut
             const simt::EmuCluster clu{static_cast<int>(idx.x % c), c, &bar, buffers.data()};
             const simt::EmuBlock blk{pl.threads, reverse};
             T* sm = smem[q].data();
-            switch (pl.where) {
-              case simt::kWhereParams:
-                simt::plastic_rnn_forward_cluster_kernel<R, simt::kWhereParams>(blk, clu, p, o, idx,
-                                                                                sm);
-                break;
-              case simt::kWhereState:
-                simt::plastic_rnn_forward_cluster_kernel<R, simt::kWhereState>(blk, clu, p, o, idx,
-                                                                               sm);
-                break;
-              default:
-                simt::plastic_rnn_forward_cluster_kernel<R, simt::kWhereRuntime>(blk, clu, p, o,
-                                                                                 idx, sm);
-            }
+            simt::visit_where(pl.where, [&](auto where) {
+              simt::plastic_rnn_forward_cluster_kernel<R, decltype(where)::value>(blk, clu, p, o,
+                                                                                  idx, sm);
+            });
           }
         };
         std::vector<std::thread> threads;

@@ -155,17 +155,11 @@ cudaError_t forward_cluster_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>
                                  const simt::ClusterPlacement& pl, cudaStream_t stream) {
   static std::atomic<int64_t> opted[3][kMaxDevices];
   static std::atomic<int> opted_c[3][kMaxDevices];
-  switch (pl.where) {
-    case simt::kWhereParams:
-      return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, simt::kWhereParams>, opted[2],
-                            opted_c[2], pl, stream, p, o);
-    case simt::kWhereState:
-      return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, simt::kWhereState>, opted[1],
-                            opted_c[1], pl, stream, p, o);
-    default:
-      return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, simt::kWhereRuntime>, opted[0],
-                            opted_c[0], pl, stream, p, o);
-  }
+  return simt::visit_where(pl.where, [&](auto where) {
+    constexpr int kWhere = decltype(where)::value;
+    return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, kWhere>, opted[kWhere],
+                          opted_c[kWhere], pl, stream, p, o);
+  });
 }
 
 template <Rule R, typename T>

@@ -1008,13 +1008,19 @@ HK_DEVICE void plastic_rnn_backward_kernel(const Blk& blk, const RnnParams<T>& p
 // (host code): f(std::integral_constant<int, kWhere>) for the forward, and
 // f(std::bool_constant<kPop>, std::bool_constant<kParams>) for the backward (a population's w and
 // alpha stay in global memory, so kPop excludes kParams). Returns what f returns.
+// visit_where: the same for a kWhere* value (the cluster forward's ClusterPlacement::where).
 template <typename F>
-decltype(auto) visit_forward_instantiation(const Placement& pl, F&& f) {
-  switch (fwd_where(pl)) {
+decltype(auto) visit_where(int where, F&& f) {
+  switch (where) {
     case kWhereParams: return f(std::integral_constant<int, kWhereParams>{});
     case kWhereState: return f(std::integral_constant<int, kWhereState>{});
     default: return f(std::integral_constant<int, kWhereRuntime>{});
   }
+}
+
+template <typename F>
+decltype(auto) visit_forward_instantiation(const Placement& pl, F&& f) {
+  return visit_where(fwd_where(pl), static_cast<F&&>(f));
 }
 
 template <typename T, typename F>
