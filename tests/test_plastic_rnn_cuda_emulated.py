@@ -211,10 +211,16 @@ def test_emulated_kernels_against_reference(rule, alpha_kind, dtype, tol):
 def assert_emulation_matches_reference(kw, dtype, tol, threads, smem) -> None:
     """The emulated kernels (``threads`` per block, ``smem`` bytes of shared memory) in ``dtype``
     against the float64 eager reference: outputs and the gradient of every input."""
+    assert_run_matches_reference(kw, dtype, tol, lambda k: run_emulated(k, threads, smem))
+
+
+def assert_run_matches_reference(kw, dtype, tol, run) -> None:
+    """``run(inputs)`` (an emulated forward and backward with autograd, returning ``(h, state)``)
+    in ``dtype`` against the float64 eager reference: outputs and the gradient of every input."""
     ref_kw = clone_inputs(kw)
     emu_kw = clone_inputs(kw, dtype)
     h_r, s_r = reference.plastic_rnn(**ref_kw)
-    h_e, s_e = run_emulated(emu_kw, threads, smem)
+    h_e, s_e = run(emu_kw)
     outs_r, outs_e = outputs_dict(h_r, s_r), outputs_dict(h_e, s_e)
     wts = loss_weights(outs_r)
     for k in outs_r:

@@ -21,11 +21,8 @@ import torch
 from helpers import (
     MODULATED_RULES,
     RULES,
-    clone_inputs,
     fused_args,
-    loss_weights,
     make_inputs,
-    outputs_dict,
     rel_err,
 )
 from population_helpers import make_population, oracle, run_pop
@@ -35,6 +32,7 @@ from test_plastic_rnn_cuda_emulated import (
     FWD_NAMES,
     _Emulated,
     assert_close_outputs,
+    assert_run_matches_reference,
     backward_args,
     detached,
     emulated_bwd,
@@ -43,7 +41,6 @@ from test_plastic_rnn_population_cuda_emulated import canonical, raw_bwd_args, r
 
 import hebbkern
 from benchmarks import perf_model_launch as pml
-from hebbkern import reference
 from hebbkern.ops.plastic_rnn import checkpoint_interval
 
 ops = torch.ops.hebbkern
@@ -175,21 +172,7 @@ def run_cluster(kw, c, smem, threads=128):
 def test_cluster_training_step_against_reference(rule, alpha_kind, c, dtype, tol):
     """End to end: outputs and the gradient of every input against the eager reference."""
     kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=9, B=3, N=29, seed=5)
-    ref_kw, emu_kw = clone_inputs(kw), clone_inputs(kw, dtype)
-    h_r, s_r = reference.plastic_rnn(**ref_kw)
-    h_e, s_e = run_cluster(emu_kw, c, BIG)
-    outs_r, outs_e = outputs_dict(h_r, s_r), outputs_dict(h_e, s_e)
-    wts = loss_weights(outs_r)
-    for k in outs_r:
-        assert rel_err(outs_e[k], outs_r[k]) <= tol, k
-    sum((outs_r[k] * wts[k]).sum() for k in outs_r).backward()
-    sum((outs_e[k] * wts[k].to(dtype)).sum() for k in outs_e).backward()
-    for k, v in ref_kw.items():
-        if isinstance(v, torch.Tensor) and v.requires_grad:
-            assert emu_kw[k].grad is not None, f"no gradient for {k}"
-            assert rel_err(emu_kw[k].grad, v.grad) <= tol, (
-                f"d{k}: {rel_err(emu_kw[k].grad, v.grad)}"
-            )
+    assert_run_matches_reference(kw, dtype, tol, lambda k: run_cluster(k, c, BIG))
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
