@@ -136,14 +136,22 @@ def kernel_text(listing: str, kernel: str, rule: str, dtype: str = "float32") ->
         name, flag = "fwd", f"Li{FWD_WHERE[kernel]}E"
     else:
         name, flag = "bwd", f"Lb0E(?:Lb{BWD_PARAMS[kernel]}E)?"
+    return _kernel_function(
+        listing, name, rule, dtype, f"(?:{flag})?", f"{kernel}_kernel<{rule}, {dtype}>"
+    )
+
+
+def _kernel_function(listing: str, name: str, rule: str, dtype: str, flags: str, what: str) -> str:
+    """The SASS of the function plastic_rnn_{name}_kernel<rule, dtype, flags...> of a listing
+    (`flags`: a regular expression of the mangled template arguments after the dtype)."""
     want = re.compile(
         rf"plastic_rnn_{name}_kernelILNS_4RuleE{RULE_IDS[rule]}E"
-        rf"{'f' if dtype == 'float32' else 'd'}(?:{flag})?E"
+        rf"{'f' if dtype == 'float32' else 'd'}{flags}E"
     )
-    for name, text in sass.split_functions(listing).items():
-        if want.search(name):
+    for fn, text in sass.split_functions(listing).items():
+        if want.search(fn):
             return text
-    raise KeyError(f"plastic_rnn_{kernel}_kernel<{rule}, {dtype}> not in the listing")
+    raise KeyError(f"plastic_rnn_{what} not in the listing")
 
 
 @dataclass
@@ -772,14 +780,14 @@ def report(codes: dict, hw: Hardware = H200, measured_codes: dict | None = None)
 
 def cluster_kernel_text(listing: str, rule: str, where: int, dtype: str = "float32") -> str:
     """The SASS of plastic_rnn_fwd_cluster_kernel<rule, dtype, where> in a listing."""
-    want = re.compile(
-        rf"plastic_rnn_fwd_cluster_kernelILNS_4RuleE{RULE_IDS[rule]}E"
-        rf"{'f' if dtype == 'float32' else 'd'}Li{where}E"
+    return _kernel_function(
+        listing,
+        "fwd_cluster",
+        rule,
+        dtype,
+        f"Li{where}E",
+        f"fwd_cluster_kernel<{rule}, {dtype}, {where}>",
     )
-    for name, text in sass.split_functions(listing).items():
-        if want.search(name):
-            return text
-    raise KeyError(f"plastic_rnn_fwd_cluster_kernel<{rule}, {dtype}, {where}> not in the listing")
 
 
 def cluster_step_counts(text: str) -> dict:
