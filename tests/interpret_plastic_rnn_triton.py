@@ -8,7 +8,9 @@ the main test run does not collect this file). By hand::
 
 float32 (and a few float64 cases; half inputs, which the public function casts to float32 before
 the kernel), small sizes; the interpreter runs the kernels with row blocks
-of 8, so N > 8 exercises several row blocks and a partial last one.
+of 8, so N > 8 exercises several row blocks and a partial last one, and N <= 8 the resident
+kernels (one tile is the whole sample); the resident tests below raise the row block to 64 so
+that the resident kernels run at every width the GPU runs them (N <= 64).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from helpers import (
     make_inputs,
     run,
 )
-from triton_checks import TOL, check_triton_against_reference
+from triton_checks import TOL, check_triton_against_reference, record_plastic_rnn_launches
 from triton_env import needs_interpreter
 
 import hebbkern
@@ -173,3 +175,80 @@ def test_float64_case_of_the_gpu_test(rule):
     the interpreter in float64, meet the float64 tolerance."""
     kw = make_inputs(rule, "per_connection", rule == "retro", True, T=12, B=2, N=20, seed=4)
     check_triton_against_reference(kw, CPU, TOL[torch.float64])
+
+
+# ---------------------------------------------------------------------------------------------
+# The resident kernels (issue 13 item 4: w, alpha and the state in registers across steps).
+
+
+@pytest.mark.parametrize(
+    "N, block_i, resident",
+    [(1, None, True), (7, None, True), (8, None, True), (9, None, False), (11, None, False),
+     (33, 64, True), (64, 64, True), (65, 64, False), (100, 64, False)],
+)  # fmt: skip
+def test_resident_kernels_are_selected_where_one_tile_covers_the_sample(
+    N, block_i, resident, monkeypatch
+):
+    """Both kernels of a forward and backward run with RESIDENT exactly where the row block covers
+    the padded sample (and N <= 64); the tiled kernels elsewhere."""
+    seen = record_plastic_rnn_launches(monkeypatch, block_i)
+    kw = make_inputs("retro", "per_connection", True, True, T=3, B=1, N=N, dtype=F32, seed=N)
+    h, st = hebbkern.plastic_rnn(**kw, backend="triton")
+    (h.sum() + st.hebb.sum()).backward()
+    assert [(k, r) for k, _, r in seen] == [("fwd", resident), ("bwd", resident)]
+
+
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", list(all_cases()))
+def test_resident_matches_reference(rule, alpha_kind, fanout, clamp, monkeypatch, nan_poison):
+    """Every case of test_matches_reference through the resident kernels, at N = 33 (padded to
+    64: 31 padded rows and columns) with T = 7 (K = 3: three chunks, the last ragged)."""
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=7, B=2, N=33, dtype=F32, seed=33)
+    check_triton_against_reference(kw, CPU, TOL[F32])
+    assert seen and all(r for _, _, r in seen)
+
+
+@pytest.mark.parametrize("shape", [(5, 2, 1), (9, 1, 7), (6, 3, 51), (17, 1, 64)],
+                         ids=lambda s: "T{}-B{}-N{}".format(*s))  # fmt: skip
+@pytest.mark.parametrize(
+    "rule, alpha_kind, fanout, clamp",
+    [pytest.param("clip", "per_connection", False, True, id="clip-perconn-clamp"),
+     pytest.param("retro", "per_neuron", True, True, id="retro-perneuron-fanout-clamp"),
+     pytest.param("oja", "scalar", False, False, id="oja-scalar")],
+)  # fmt: skip
+def test_resident_odd_sizes(shape, rule, alpha_kind, fanout, clamp, monkeypatch, nan_poison):
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    T, B, N = shape
+    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=T, B=B, N=N, dtype=F32, seed=T + N)
+    check_triton_against_reference(kw, CPU, TOL[F32], require_nonzero=False)
+    assert seen and all(r for _, _, r in seen)
+
+
+@pytest.mark.parametrize("rule", ["neuromod", "retro"])
+def test_resident_float64_and_variants(rule, monkeypatch, nan_poison):
+    """float64 at the tight tolerance, and the section 1.1 variants (soft clip, activation,
+    squashing, unmodulated neurons) through the resident kernels."""
+    record_plastic_rnn_launches(monkeypatch, 64)
+    kw = make_inputs(rule, "per_connection", True, True, T=6, B=2, N=20, seed=3)
+    check_triton_against_reference(kw, CPU, TOL[torch.float64])
+    kw = make_inputs(rule, "per_neuron", True, True, T=6, B=2, N=20, dtype=F32, seed=4)
+    kw.update(soft_clip=True, activation="relu", mod_squash="sigmoid")
+    if rule == "neuromod":  # the unmodulated neurons learn at rate eta
+        kw.update(n_modulated=12, eta=0.3)
+    check_triton_against_reference(kw, CPU, TOL[F32])
+
+
+def test_resident_and_tiled_kernels_agree(monkeypatch):
+    """The same inputs through the tiled kernels (row blocks of 8) and the resident ones: the same
+    values to rounding (float64; sums over row blocks are added in another order)."""
+    kw = make_inputs("retro", "per_connection", True, True, T=9, B=2, N=27, seed=5)
+    outs = []
+    for bi in (8, 64):
+        record_plastic_rnn_launches(monkeypatch, bi)
+        o, g = run(clone_inputs(kw), "triton")
+        outs.append((o, g))
+    (o8, g8), (o64, g64) = outs
+    for k in o8:
+        torch.testing.assert_close(o64[k], o8[k], rtol=1e-12, atol=1e-13)
+    for k in g8:
+        torch.testing.assert_close(g64[k], g8[k], rtol=1e-12, atol=1e-13)

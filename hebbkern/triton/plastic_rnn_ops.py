@@ -44,8 +44,28 @@ TILE_CONFIGS = ((512, 4), (2048, 8))
 # the shared kernels keep ptxas's choice. {widest BLOCK_N: registers}.
 PER_SAMPLE_BWD_MAXNREG = {32: 96}
 _KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
-# The interpreter runs one small row block, so that odd N exercise several blocks and a partial one.
+# Resident kernels (issue 13 item 4): where one tile is the whole sample, the kernels keep w,
+# alpha and the state in registers across steps. Up to this padded width; a resident
+# configuration gets 8 floats per thread per tile (the density of the (2048, 8) shape), i.e.
+# BN * BN / 256 warps (4 to 16), unless a shipped tile shape already covers the sample
+# (BN <= 32). Wider samples would hold 16+ floats per thread per tile, w, alpha, trace and
+# adjoints at once: past ptxas's register budget.
+RESIDENT_MAX_BN = 64
+# The interpreter runs small row blocks, so that odd N exercise several blocks and a partial one;
+# where one block covers the sample (N <= 8) it runs the resident kernels. (Tests raise it to run
+# the resident kernels at every width the GPU does.)
 INTERPRETER_BLOCK_I = 8
+
+
+def resident(BN: int, BLOCK_I: int) -> bool:
+    """The one place that decides the RESIDENT constant: one tile of BLOCK_I rows covers the whole
+    padded sample, and the width is one whose resident state fits the registers."""
+    return BLOCK_I == BN and BN <= RESIDENT_MAX_BN
+
+
+def _config(BN: int, bi: int, warps: int, maxnreg) -> triton.Config:
+    return triton.Config({"BLOCK_I": bi, "RESIDENT": resident(BN, bi)}, num_warps=warps,
+                         maxnreg=maxnreg)  # fmt: skip
 
 
 def block_n(N) -> int:
@@ -61,14 +81,21 @@ def configs_for(BN: int, per_sample_bwd: bool = False) -> list:
     backward kernel with some parameter per sample if ``per_sample_bwd``."""
     BN = int(BN)
     maxnreg = next((r for w, r in PER_SAMPLE_BWD_MAXNREG.items() if BN <= w), None)
+    maxnreg = maxnreg if per_sample_bwd else None
     seen, out = set(), []
     for elems, warps in TILE_CONFIGS:
         bi = max(1, min(BN, elems // BN))
         if (bi, warps) not in seen:
             seen.add((bi, warps))
-            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps,
-                                     maxnreg=maxnreg if per_sample_bwd else None))  # fmt: skip
+            out.append(_config(BN, bi, warps, maxnreg))
+    if BN <= RESIDENT_MAX_BN and not any(bi == BN for bi, _ in seen):
+        out.append(_config(BN, BN, max(4, min(16, BN * BN // 256)), maxnreg))
     return out
+
+
+def interpreter_block_i(BN: int) -> int:
+    """The row block the interpreter runs at padded width ``BN``."""
+    return min(BN, INTERPRETER_BLOCK_I)
 
 
 @functools.cache
@@ -94,7 +121,8 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
         if any(isinstance(a, Tensor) and is_fake(a) for a in args):
             return
-        _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
+        bi = interpreter_block_i(BN)
+        _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=bi, RESIDENT=resident(BN, bi))
     elif not autotuning():
         cfg = configs[-1]
         regs = {} if cfg.maxnreg is None else {"maxnreg": cfg.maxnreg}
