@@ -64,11 +64,10 @@ def assert_compiled_grads_match(op, kw: dict, outputs, backend: str = "triton") 
         assert rel_err(a.cpu(), b.cpu()) < 1e-5, name
 
 
-def record_plastic_rnn_launches(monkeypatch, interpreter_block_i: int | None = None) -> list:
+def record_plastic_rnn_launches(monkeypatch, resident_max_bn: int | None = None) -> list:
     """Records ``(kernel, BLOCK_I, RESIDENT)`` of every plastic_rnn kernel launch the ops make
-    (the interpreter path) into the returned list; with ``interpreter_block_i`` the interpreter
-    runs row blocks of that many rows (64: the resident kernels at every width the GPU runs them,
-    N <= 64)."""
+    (the interpreter path) into the returned list; with ``resident_max_bn`` the interpreter runs
+    the resident kernels up to that padded width (64: wherever the GPU runs them)."""
     from hebbkern.triton import plastic_rnn_ops as ops
 
     seen = []
@@ -87,6 +86,6 @@ def record_plastic_rnn_launches(monkeypatch, interpreter_block_i: int | None = N
             return run_and_record
 
     monkeypatch.setattr(ops, "_KERNELS", {n: Spy(n, k) for n, k in ops._KERNELS.items()})
-    if interpreter_block_i is not None:
-        monkeypatch.setattr(ops, "INTERPRETER_BLOCK_I", interpreter_block_i)
+    if resident_max_bn is not None:
+        monkeypatch.setattr(ops, "INTERPRETER_RESIDENT_MAX_BN", resident_max_bn)
     return seen

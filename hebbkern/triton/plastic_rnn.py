@@ -16,6 +16,13 @@ outside the kernel (``dw = sum_t h_{t-1}^T da_t``), from the ``da`` the kernel w
 Vectors shared across rows (h_t, adjoints) are exchanged through global memory with a barrier, as
 the row blocks of a step are handled by different threads than the columns.
 
+Resident kernels (compile-time RESIDENT; issue 13 item 4, NOTES.md M9): where one tile is the whole
+sample (BLOCK_I == BLOCK_N, chosen by ``plastic_rnn_ops.resident``: forward N <= 64, backward
+N <= 32) no row loop is needed, so w, alpha and the state are register tensors carried across the
+steps (``_fwd_resident``, ``_bwd_resident``): the forward touches global memory per step only for
+u_t, h_t, m_t and the checkpoints, the backward for the chunk's recomputed traces (the workspace)
+and the per-step vectors; neither has a barrier inside a step.
+
 Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro, 5 gated. Alpha kinds:
 0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``. A population (issue 13
 item 3) gives ``w``, ``alpha`` or ``eta`` per sample (``[B, N, N]``; ``[B, N, N]`` / ``[B, 1, N]`` /
