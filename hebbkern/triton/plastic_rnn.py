@@ -773,11 +773,23 @@ def plastic_rnn_bwd_kernel(
                     tl.store(carry + rows, tl.sum(g_pre, axis=1), mask=rmask)
                 # Adjoint of h_t: its output gradient, later steps, this step's trace update and the
                 # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
-                da, deta, dmw, dmb, dfw, dfb = _h_adjoint(
-                    gh_ptr, clamp_ptr, modw_ptr, fw_ptr, du_ptr, da_ptr, t, B, N, b, cols, cmask,
-                    n_mod, post, s, dcur, dpost, dM, deta, dmw, dmb, dfw, dfb, MOD, HAS_CLAMP,
-                    HAS_FANOUT, ACT, SQUASH, UNMOD,
-                )  # fmt: skip
+                # (_h_adjoint's lines, kept inline: called here, ptxas spilled two values inside
+                # the step loop of the per-sample backward at BLOCK_N = 1024 on sm_90.)
+                g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
+                if MOD:
+                    dM, dz, deta = _mod_adjoint(dM, s, deta, fw_ptr, cols, cmask, n_mod,
+                                                HAS_FANOUT, UNMOD, SQUASH)  # fmt: skip
+                    if HAS_FANOUT:
+                        dfw += dM * s
+                        dfb += dM
+                    dmb += dz
+                    g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+                    dmw += dz * post
+                du, da = _drive_adjoint(
+                    g, post, clamp_ptr + (t * B + b) * N, cols, cmask, HAS_CLAMP, ACT
+                )
+                tl.store(du_ptr + (t * B + b) * N + cols, du, mask=cmask)
+                tl.store(da_ptr + (t * B + b) * N + cols, da, mask=cmask)
                 tl.debug_barrier()
                 # Pass B: adjoint of step t's mat-vec a_t = u_t + h_{t-1} (w + A * H_{t-1}).
                 for i0 in range(0, N, BLOCK_I):
