@@ -16,7 +16,7 @@ outside the kernel (``dw = sum_t h_{t-1}^T da_t``), from the ``da`` the kernel w
 Vectors shared across rows (h_t, adjoints) are exchanged through global memory with a barrier, as
 the row blocks of a step are handled by different threads than the columns.
 
-Resident kernels (compile-time RESIDENT; issue 13 item 4, NOTES.md M9): where one tile is the whole
+Resident kernels (compile-time RESIDENT; issue 13 item 4, NOTES.md M10): where one tile is the whole
 sample (BLOCK_I == BLOCK_N, chosen by ``plastic_rnn_ops.resident``: forward N <= 64, backward
 N <= 32) no row loop is needed, so w, alpha and the state are register tensors carried across the
 steps (``_fwd_resident``, ``_bwd_resident``): the forward touches global memory per step only for

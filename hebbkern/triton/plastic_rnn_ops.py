@@ -48,7 +48,7 @@ _KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
 # the kernels keep w, alpha and the state in registers across steps. {kernel: widest BLOCK_N}:
 # the forward holds 4 tiles (w, alpha, trace, eligibility), the backward 7 (w, alpha, dH, dE,
 # d alpha, the workspace's trace and eligibility); at BLOCK_N = 64 the backward spilled inside
-# the time loop on 8 and on 16 warps (sm_80 and sm_90, neuromod and retro; NOTES.md M9), so its
+# the time loop on 8 and on 16 warps (sm_80 and sm_90, neuromod and retro; NOTES.md M10), so its
 # resident kernels stop at 32. A resident configuration has 8 floats per thread per tile (the
 # density of the (2048, 8) shape): BN * BN / 256 warps, added where no tile shape covers the
 # sample (BN = 64); at BN <= 32 the (2048, 8) shape already does.
