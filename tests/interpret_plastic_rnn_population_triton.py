@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import ETA_RULES, MODULATED_RULES, make_inputs, rel_err
-from triton_checks import TOL
+from triton_checks import TOL, record_plastic_rnn_launches
 from triton_env import needs_interpreter
 
 import hebbkern
@@ -320,3 +320,29 @@ def test_public_op_forms(rule, alpha_form, nan_poison):
     for k, leaf in ref_l.items():
         assert tri_l[k].grad.shape == leaf.shape, k  # the user's form, not the canonical one
         torch.testing.assert_close(tri_l[k].grad, leaf.grad, rtol=1e-10, atol=1e-12, msg=k)
+
+
+# ---------------------------------------------------------------------------------------------
+# The resident kernels (issue 13 item 4) with per-sample parameters: the interpreter runs them up
+# to the GPU's widths (forward N <= 64, backward N <= 32).
+
+
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", list(_cases()))
+def test_resident_population_matches_oracle(rule, alpha_kind, fanout, clamp, monkeypatch,
+                                            nan_poison):  # fmt: skip
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    kw = population_inputs(rule, alpha_kind, fanout, clamp, T=7, B=3, N=27, seed=27)
+    check_population(kw, TOL[F32])
+    assert [(k, r) for k, _, r in seen] == [("fwd", True), ("bwd", True)]
+
+
+@pytest.mark.parametrize("shape", [(5, 2, 1), (9, 1, 7), (6, 2, 51)],
+                         ids=lambda s: "T{}-B{}-N{}".format(*s))  # fmt: skip
+@pytest.mark.parametrize("rule, alpha_kind", [("clip", "per_connection"), ("retro", "per_neuron")])
+def test_resident_odd_sizes(shape, rule, alpha_kind, monkeypatch, nan_poison):
+    """N = 1 and 7 (both kernels resident), 51 (resident forward, tiled backward)."""
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    T, B, N = shape
+    kw = population_inputs(rule, alpha_kind, rule == "retro", True, T=T, B=B, N=N, seed=T + N)
+    check_population(kw, TOL[F32])
+    assert [(k, r) for k, _, r in seen] == [("fwd", True), ("bwd", N <= 32)]

@@ -8,7 +8,9 @@ the main test run does not collect this file). By hand::
 
 float32 (and a few float64 cases; half inputs, which the public function casts to float32 before
 the kernel), small sizes; the interpreter runs the kernels with row blocks
-of 8, so N > 8 exercises several row blocks and a partial last one.
+of 8, so N > 8 exercises several row blocks and a partial last one, and N <= 8 the resident
+kernels (one tile is the whole sample); the resident tests below raise the row block to 64 so
+that the resident kernels run at every width the GPU runs them (N <= 64).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from helpers import (
     make_inputs,
     run,
 )
-from triton_checks import TOL, check_triton_against_reference
+from triton_checks import TOL, check_triton_against_reference, record_plastic_rnn_launches
 from triton_env import needs_interpreter
 
 import hebbkern
@@ -173,3 +175,92 @@ def test_float64_case_of_the_gpu_test(rule):
     the interpreter in float64, meet the float64 tolerance."""
     kw = make_inputs(rule, "per_connection", rule == "retro", True, T=12, B=2, N=20, seed=4)
     check_triton_against_reference(kw, CPU, TOL[torch.float64])
+
+
+# ---------------------------------------------------------------------------------------------
+# The resident kernels (issue 13 item 4: w, alpha and the state in registers across steps).
+
+
+@pytest.mark.parametrize(
+    "N, max_bn, fwd, bwd",
+    [(1, None, True, True), (7, None, True, True), (8, None, True, True),
+     (9, None, False, False), (11, None, False, False), (27, 64, True, True),
+     (32, 64, True, True), (33, 64, True, False), (64, 64, True, False), (65, 64, False, False)],
+)  # fmt: skip
+def test_resident_kernels_are_selected_where_one_tile_covers_the_sample(
+    N, max_bn, fwd, bwd, monkeypatch
+):
+    """The forward runs with RESIDENT exactly where the interpreter's row block covers the padded
+    sample (N <= 8; with the GPU's widths, N <= 64), the backward up to N = 32 (its register
+    limit on the GPU); the tiled kernels elsewhere."""
+    seen = record_plastic_rnn_launches(monkeypatch, max_bn)
+    kw = make_inputs("retro", "per_connection", True, True, T=3, B=1, N=N, dtype=F32, seed=N)
+    h, st = hebbkern.plastic_rnn(**kw, backend="triton")
+    (h.sum() + st.hebb.sum()).backward()
+    assert [(k, r) for k, _, r in seen] == [("fwd", fwd), ("bwd", bwd)]
+
+
+def _resident_as_on_the_gpu(seen: list, N: int) -> None:
+    """Both kernels ran, the forward resident, the backward resident where N <= 32."""
+    assert [(k, r) for k, _, r in seen] == [("fwd", True), ("bwd", N <= 32)]
+
+
+@pytest.mark.parametrize("rule, alpha_kind, fanout, clamp", list(all_cases()))
+def test_resident_matches_reference(rule, alpha_kind, fanout, clamp, monkeypatch, nan_poison):
+    """Every case of test_matches_reference through the resident kernels, at N = 27 (padded to
+    32: 5 padded rows and columns) with T = 7 (K = 3: three chunks, the last ragged)."""
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=7, B=2, N=27, dtype=F32, seed=27)
+    check_triton_against_reference(kw, CPU, TOL[F32])
+    _resident_as_on_the_gpu(seen, 27)
+
+
+@pytest.mark.parametrize("shape", [(5, 2, 1), (9, 1, 7), (4, 2, 32), (6, 3, 51), (17, 1, 64)],
+                         ids=lambda s: "T{}-B{}-N{}".format(*s))  # fmt: skip
+@pytest.mark.parametrize(
+    "rule, alpha_kind, fanout, clamp",
+    [pytest.param("clip", "per_connection", False, True, id="clip-perconn-clamp"),
+     pytest.param("retro", "per_neuron", True, True, id="retro-perneuron-fanout-clamp"),
+     pytest.param("oja", "scalar", False, False, id="oja-scalar")],
+)  # fmt: skip
+def test_resident_odd_sizes(shape, rule, alpha_kind, fanout, clamp, monkeypatch, nan_poison):
+    """N = 1 and 7, a full tile (32), and the resident forward with the tiled backward (51, 64;
+    T = 17: K = 5, a ragged last chunk)."""
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    T, B, N = shape
+    kw = make_inputs(rule, alpha_kind, fanout, clamp, T=T, B=B, N=N, dtype=F32, seed=T + N)
+    check_triton_against_reference(kw, CPU, TOL[F32], require_nonzero=False)
+    _resident_as_on_the_gpu(seen, N)
+
+
+@pytest.mark.parametrize("rule", ["neuromod", "retro"])
+def test_resident_float64_and_variants(rule, monkeypatch, nan_poison):
+    """float64 at the tight tolerance, and the section 1.1 variants (soft clip, activation,
+    squashing, unmodulated neurons) through the resident kernels."""
+    seen = record_plastic_rnn_launches(monkeypatch, 64)
+    kw = make_inputs(rule, "per_connection", True, True, T=6, B=2, N=20, seed=3)
+    check_triton_against_reference(kw, CPU, TOL[torch.float64])
+    kw = make_inputs(rule, "per_neuron", True, True, T=6, B=2, N=20, dtype=F32, seed=4)
+    kw.update(soft_clip=True, activation="relu", mod_squash="sigmoid")
+    if rule == "neuromod":  # the unmodulated neurons learn at rate eta
+        kw.update(n_modulated=12, eta=0.3)
+    check_triton_against_reference(kw, CPU, TOL[F32])
+    assert seen and all(r for _, _, r in seen)
+
+
+def test_resident_and_tiled_kernels_agree(monkeypatch):
+    """The same inputs through the tiled kernels (row blocks of 8) and the resident ones: the same
+    values to rounding (float64; sums over row blocks are added in another order). N = 27: both
+    kernels resident."""
+    kw = make_inputs("retro", "per_connection", True, True, T=9, B=2, N=27, seed=5)
+    outs = []
+    for max_bn in (8, 64):
+        seen = record_plastic_rnn_launches(monkeypatch, max_bn)
+        o, g = run(clone_inputs(kw), "triton")
+        assert [r for _, _, r in seen] == [max_bn == 64] * 2
+        outs.append((o, g))
+    (o8, g8), (o64, g64) = outs
+    for k in o8:
+        torch.testing.assert_close(o64[k], o8[k], rtol=1e-12, atol=1e-13)
+    for k in g8:
+        torch.testing.assert_close(g64[k], g8[k], rtol=1e-12, atol=1e-13)

@@ -88,6 +88,40 @@ def test_block_size_of_a_symbolic_width_is_a_plain_int():
     assert [c.kwargs["BLOCK_I"] for c in configs_for(BN)] == [4, 16]
 
 
+@needs_triton
+def test_resident_configurations_are_shipped_for_small_widths():
+    """Issue 13 item 4: every padded width up to 64 ships a configuration whose tile is the whole
+    sample, flagged RESIDENT for the forward (and for the backward up to 32), last in the list
+    (the one run without autotuning); wider ones ship only the tiled shapes. plastic_step keeps
+    the tiled shapes (tile_configs)."""
+    from hebbkern.triton.plastic_rnn_ops import configs_for, resident, tile_configs
+
+    for BN in (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024):
+        for kernel, widest in (("fwd", 64), ("bwd", 32)):
+            for per_sample in (False, True):
+                cfgs = configs_for(BN, per_sample and kernel == "bwd", kernel)
+                flags = [c.kwargs["RESIDENT"] for c in cfgs]
+                assert flags[-1] == (BN <= widest), (BN, kernel)
+                for c in cfgs:
+                    bi = c.kwargs["BLOCK_I"]
+                    assert (
+                        c.kwargs["RESIDENT"]
+                        == resident(kernel, BN, bi)
+                        == (bi == BN and BN <= widest)
+                    )
+                    if c.kwargs["RESIDENT"]:  # ptxas's own register budget (AOT test)
+                        assert c.maxnreg is None
+    assert [(c.kwargs["BLOCK_I"], c.num_warps) for c in configs_for(64)] == [
+        (8, 4), (32, 8), (64, 16)
+    ]  # fmt: skip
+    assert [(c.kwargs["BLOCK_I"], c.num_warps) for c in configs_for(64, kernel_name="bwd")] == [
+        (8, 4), (32, 8)
+    ]  # fmt: skip
+    assert [(c.kwargs, c.num_warps) for c in tile_configs(32)] == [
+        ({"BLOCK_I": 16}, 4), ({"BLOCK_I": 32}, 8)
+    ]  # fmt: skip
+
+
 @pytest.mark.skipif(INTERPRETING, reason="TRITON_INTERPRET is set: CPU tensors are allowed")
 @needs_triton
 def test_cpu_tensors_need_the_interpreter():

@@ -40,14 +40,14 @@ def compile_one(job: tuple) -> dict:
     from hebbkern.triton import plastic_step as st
     from hebbkern.triton.plastic_linear_ops import GPU_BLOCKS
     from hebbkern.triton.plastic_rnn import RULE_IDS
-    from hebbkern.triton.plastic_rnn_ops import _variant_args, configs_for
+    from hebbkern.triton.plastic_rnn_ops import _variant_args, tile_configs
 
     name, rule, width, variant, cc = job
     if name in ("fwd", "bwd", "fwd_variants", "bwd_variants"):
         kernel = (
             st.plastic_step_bwd_kernel if name.startswith("bwd") else st.plastic_step_fwd_kernel
         )
-        cfg = configs_for(width)[-1]
+        cfg = tile_configs(width)[-1]
         c = {"RULE": RULE_IDS[rule], "ALPHA_KIND": variant, "W_PER_SAMPLE": False,
              "HAS_FANOUT": rule in ("neuromod", "retro", "gated"), "HAS_CLAMP": True,
              "BLOCK_N": width, **_variant_args(rule, width, 0)[1], **cfg.kwargs}  # fmt: skip

@@ -62,3 +62,30 @@ def assert_compiled_grads_match(op, kw: dict, outputs, backend: str = "triton") 
     g_e = torch.autograd.grad(f(*leaves), leaves)
     for name, a, b in zip(names, g_c, g_e, strict=True):
         assert rel_err(a.cpu(), b.cpu()) < 1e-5, name
+
+
+def record_plastic_rnn_launches(monkeypatch, resident_max_bn: int | None = None) -> list:
+    """Records ``(kernel, BLOCK_I, RESIDENT)`` of every plastic_rnn kernel launch the ops make
+    (the interpreter path) into the returned list; with ``resident_max_bn`` the interpreter runs
+    the resident kernels up to that padded width (64: wherever the GPU runs them)."""
+    from hebbkern.triton import plastic_rnn_ops as ops
+
+    seen = []
+
+    class Spy:
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
+
+        def __getitem__(self, grid):
+            launch = self.kernel[grid]
+
+            def run_and_record(*args, **kwargs):
+                seen.append((self.name, kwargs["BLOCK_I"], kwargs["RESIDENT"]))
+                return launch(*args, **kwargs)
+
+            return run_and_record
+
+    monkeypatch.setattr(ops, "_KERNELS", {n: Spy(n, k) for n, k in ops._KERNELS.items()})
+    if resident_max_bn is not None:
+        monkeypatch.setattr(ops, "INTERPRETER_RESIDENT_MAX_BN", resident_max_bn)
+    return seen

@@ -16,6 +16,13 @@ outside the kernel (``dw = sum_t h_{t-1}^T da_t``), from the ``da`` the kernel w
 Vectors shared across rows (h_t, adjoints) are exchanged through global memory with a barrier, as
 the row blocks of a step are handled by different threads than the columns.
 
+Resident kernels (compile-time RESIDENT; issue 13 item 4, NOTES.md M10): where one tile is the whole
+sample (BLOCK_I == BLOCK_N, chosen by ``plastic_rnn_ops.resident``: forward N <= 64, backward
+N <= 32) no row loop is needed, so w, alpha and the state are register tensors carried across the
+steps (``_fwd_resident``, ``_bwd_resident``): the forward touches global memory per step only for
+u_t, h_t, m_t and the checkpoints, the backward for the chunk's recomputed traces (the workspace)
+and the per-step vectors; neither has a barrier inside a step.
+
 Rules are compile-time constants: 0 hebb, 1 oja, 2 clip, 3 neuromod, 4 retro, 5 gated. Alpha kinds:
 0 scalar, 1 per post-synaptic neuron ``[N]``, 2 per connection ``[N, N]``. A population (issue 13
 item 3) gives ``w``, ``alpha`` or ``eta`` per sample (``[B, N, N]``; ``[B, N, N]`` / ``[B, 1, N]`` /
@@ -339,6 +346,80 @@ def _sample_program(
 
 
 @triton.jit
+def _step_output(
+    acc, M, t, B, N, b, cols, cmask, u_ptr, clamp_ptr, h_ptr, modw_ptr, modb_ptr, mod_ptr, fw_ptr,
+    fb_ptr, n_mod, eta, MOD: tl.constexpr, HAS_CLAMP: tl.constexpr, HAS_FANOUT: tl.constexpr,
+    ACT: tl.constexpr, SQUASH: tl.constexpr, UNMOD: tl.constexpr,
+):  # fmt: skip
+    """h_t from the drive a_t (``acc``): the activation, the clamp mask, zero outside the N
+    columns; stores h_t and (modulated rules) m_t, and returns h_t and the modulation per post
+    neuron (``M`` unchanged for the other rules)."""
+    h = _act(acc, ACT)
+    if HAS_CLAMP:
+        c = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0)
+        u_t = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+        h = tl.where(c != 0, u_t, h)
+    h = tl.where(cmask, h, 0.0)
+    tl.store(h_ptr + (t * B + b) * N + cols, h, mask=cmask)
+    if MOD:
+        mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+        s = _act(tl.sum(h * mw, axis=0) + tl.load(modb_ptr), SQUASH)
+        tl.store(mod_ptr + t * B + b, s)
+        M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
+    return h, M
+
+
+@triton.jit
+def _fwd_resident(
+    u_ptr, w_ptr, a_ptr, h0_ptr, hebb0_ptr, elig0_ptr, clamp_ptr, modw_ptr, modb_ptr, fw_ptr,
+    fb_ptr, h_ptr, state, estate, ckh_ptr, cke_ptr, mod_ptr,
+    T, B, N, K, clip, n_mod, b, NN, cols, cmask, eta,
+    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_HEBB0: tl.constexpr, HAS_ELIG0: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, SOFT: tl.constexpr, ACT: tl.constexpr,
+    SQUASH: tl.constexpr, UNMOD: tl.constexpr,
+):  # fmt: skip
+    """The forward when one tile is the whole sample (RESIDENT: BLOCK_I == BLOCK_N >= N; issue
+    13 item 4). w and alpha are loaded once, before the time loop; the trace (and eligibility)
+    and h_{t-1} are loop-carried register tensors, so a step reads from global memory only u_t
+    (and the clamp mask), and writes h_t, m_t and, at checkpoints, the trace. Step t's trace
+    update runs at the end of step t (pre h_{t-1}, post h_t, m_t: the tiled path's pending update,
+    with the same operands), so the loop has no peeled first step and the last update needs no
+    pass of its own. Nothing written in the loop is read back, so no barrier: h_{t-1} reaches
+    the rows through the compiler's own layout conversion (``hprev[:, None]``)."""
+    ELIG: tl.constexpr = RULE == 4
+    MOD: tl.constexpr = RULE >= 3
+    dt = u_ptr.dtype.element_ty
+    m2 = cmask[:, None] & cmask[None, :]
+    off = cols[:, None] * N + cols[None, :]
+    H = tl.zeros([BLOCK_N, BLOCK_N], dtype=dt)
+    if HAS_HEBB0:
+        H = tl.load(hebb0_ptr + b * NN + off, mask=m2, other=0.0)
+    E = H  # unused unless ELIG
+    if ELIG:
+        E = tl.zeros([BLOCK_N, BLOCK_N], dtype=dt)
+        if HAS_ELIG0:
+            E = tl.load(elig0_ptr + b * NN + off, mask=m2, other=0.0)
+    w = tl.load(w_ptr + off, mask=m2, other=0.0)
+    A = _load_alpha(a_ptr, cols, cols, m2, cmask, N, ALPHA_KIND)
+    hprev = _load_h(h_ptr, h0_ptr, -1, B, N, b, cols, cmask, HAS_H0).to(dt)  # h_{t-1}
+    M = tl.zeros([BLOCK_N], dtype=dt)  # m_t per post neuron
+    for t in range(0, T):
+        if (t % K) == 0:  # the trace before step t
+            ckoff = ((t // K) * B + b) * NN
+            _store_trace(ckh_ptr + ckoff, cke_ptr + ckoff, off, m2, H, E, ELIG)
+        acc = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+        acc += tl.sum(hprev[:, None] * (w + A * H), axis=0)
+        h, M = _step_output(
+            acc, M, t, B, N, b, cols, cmask, u_ptr, clamp_ptr, h_ptr, modw_ptr, modb_ptr,
+            mod_ptr, fw_ptr, fb_ptr, n_mod, eta, MOD, HAS_CLAMP, HAS_FANOUT, ACT, SQUASH, UNMOD,
+        )  # fmt: skip
+        H, E = _rule_fwd(H, E, hprev[:, None], h[None, :], M[None, :], eta, clip, RULE, SOFT)
+        hprev = h
+    _store_trace(state, estate, off, m2, H, E, ELIG)
+
+
+@triton.jit
 def plastic_rnn_fwd_kernel(
     u_ptr, w_ptr, a_ptr, h0_ptr, hebb0_ptr, elig0_ptr, clamp_ptr, eta_ptr, modw_ptr, modb_ptr,
     fw_ptr, fb_ptr,
@@ -350,6 +431,7 @@ def plastic_rnn_fwd_kernel(
     USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
     SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False, W_PER_SAMPLE: tl.constexpr = False,
     A_PER_SAMPLE: tl.constexpr = False, ETA_PER_SAMPLE: tl.constexpr = False,
+    RESIDENT: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample: the whole sequence. Writes h [T, B, N], the final trace (and
     eligibility) [B, N, N] in place, the trace before every K-th step into the checkpoints
@@ -364,64 +446,199 @@ def plastic_rnn_fwd_kernel(
     state = hebb_ptr + b * NN
     estate = elig_ptr + b * NN
 
-    # The state starts from hebb0 / elig0 (or zeros), written here so that a rerun (autotuning)
-    # starts afresh.
-    for i0 in range(0, N, BLOCK_I):
-        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-        H = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
-        if HAS_HEBB0:
-            H = tl.load(hebb0_ptr + b * NN + off, mask=m2, other=0.0)
-        tl.store(state + off, H, mask=m2)
-        if ELIG:
-            E = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
-            if HAS_ELIG0:
-                E = tl.load(elig0_ptr + b * NN + off, mask=m2, other=0.0)
-            tl.store(estate + off, E, mask=m2)
-    tl.debug_barrier()
+    if RESIDENT:
+        _fwd_resident(
+            u_ptr, w_ptr, a_ptr, h0_ptr, hebb0_ptr, elig0_ptr, clamp_ptr, modw_ptr, modb_ptr,
+            fw_ptr, fb_ptr, h_ptr, state, estate, ckh_ptr, cke_ptr, mod_ptr,
+            T, B, N, K, clip, n_mod, b, NN, cols, cmask, eta,
+            RULE, ALPHA_KIND, HAS_H0, HAS_HEBB0, HAS_ELIG0, HAS_CLAMP, HAS_FANOUT, BLOCK_N,
+            SOFT, ACT, SQUASH, UNMOD,
+        )  # fmt: skip
+    else:
+        # The state starts from hebb0 / elig0 (or zeros), written here so that a rerun (autotuning)
+        # starts afresh.
+        for i0 in range(0, N, BLOCK_I):
+            rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+            H = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
+            if HAS_HEBB0:
+                H = tl.load(hebb0_ptr + b * NN + off, mask=m2, other=0.0)
+            tl.store(state + off, H, mask=m2)
+            if ELIG:
+                E = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
+                if HAS_ELIG0:
+                    E = tl.load(elig0_ptr + b * NN + off, mask=m2, other=0.0)
+                tl.store(estate + off, E, mask=m2)
+        tl.debug_barrier()
 
-    hprev = _load_h(h_ptr, h0_ptr, -1, B, N, b, cols, cmask, HAS_H0).to(dt)  # h_{t-1}
-    M = tl.zeros([BLOCK_N], dtype=dt)  # m_{t-1} per post neuron
-    for t in range(0, T):
-        acc = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
-        ck = (t % K) == 0
-        ckoff = ((t // K) * B + b) * NN
+        hprev = _load_h(h_ptr, h0_ptr, -1, B, N, b, cols, cmask, HAS_H0).to(dt)  # h_{t-1}
+        M = tl.zeros([BLOCK_N], dtype=dt)  # m_{t-1} per post neuron
+        for t in range(0, T):
+            acc = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            ck = (t % K) == 0
+            ckoff = ((t // K) * B + b) * NN
+            for i0 in range(0, N, BLOCK_I):
+                rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+                H, E = _load_trace(state, estate, off, m2, ELIG)
+                if t > 0:  # the pending update of step t-1: pre h_{t-2}, post h_{t-1}
+                    pre = _load_h(h_ptr, h0_ptr, t - 2, B, N, b, rows, rmask, HAS_H0)
+                    H, E = _rule_fwd(
+                        H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE, SOFT
+                    )
+                    _store_trace(state, estate, off, m2, H, E, ELIG)
+                if ck:
+                    _store_trace(ckh_ptr + ckoff, cke_ptr + ckoff, off, m2, H, E, ELIG)
+                x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                w = tl.load(w_ptr + off, mask=m2, other=0.0)
+                A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
+                acc += tl.sum(x[:, None] * (w + A * H), axis=0)
+            h, M = _step_output(
+                acc, M, t, B, N, b, cols, cmask, u_ptr, clamp_ptr, h_ptr, modw_ptr, modb_ptr,
+                mod_ptr, fw_ptr, fb_ptr, n_mod, eta, MOD, HAS_CLAMP, HAS_FANOUT, ACT, SQUASH, UNMOD,
+            )  # fmt: skip
+            hprev = h
+            tl.debug_barrier()
+
+        # The last step's update.
         for i0 in range(0, N, BLOCK_I):
             rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
             H, E = _load_trace(state, estate, off, m2, ELIG)
-            if t > 0:  # the pending update of step t-1: pre h_{t-2}, post h_{t-1}
-                pre = _load_h(h_ptr, h0_ptr, t - 2, B, N, b, rows, rmask, HAS_H0)
-                H, E = _rule_fwd(
-                    H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE, SOFT
-                )
-                _store_trace(state, estate, off, m2, H, E, ELIG)
-            if ck:
-                _store_trace(ckh_ptr + ckoff, cke_ptr + ckoff, off, m2, H, E, ELIG)
-            x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
-            w = tl.load(w_ptr + off, mask=m2, other=0.0)
-            A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
-            acc += tl.sum(x[:, None] * (w + A * H), axis=0)
-        h = _act(acc, ACT)
-        if HAS_CLAMP:
-            c = tl.load(clamp_ptr + (t * B + b) * N + cols, mask=cmask, other=0)
-            u_t = tl.load(u_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
-            h = tl.where(c != 0, u_t, h)
-        h = tl.where(cmask, h, 0.0)
-        tl.store(h_ptr + (t * B + b) * N + cols, h, mask=cmask)
-        if MOD:
-            mw = tl.load(modw_ptr + cols, mask=cmask, other=0.0)
-            s = _act(tl.sum(h * mw, axis=0) + tl.load(modb_ptr), SQUASH)
-            tl.store(mod_ptr + t * B + b, s)
-            M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
-        hprev = h
+            pre = _load_h(h_ptr, h0_ptr, T - 2, B, N, b, rows, rmask, HAS_H0)
+            H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE, SOFT)
+            _store_trace(state, estate, off, m2, H, E, ELIG)
+
+
+@triton.jit
+def _h_adjoint(
+    gh_ptr, clamp_ptr, modw_ptr, fw_ptr, du_ptr, da_ptr, t, B, N, b, cols, cmask, n_mod, post, s,
+    dcur, dpost, dM, deta, dmw, dmb, dfw, dfb, MOD: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_FANOUT: tl.constexpr, ACT: tl.constexpr, SQUASH: tl.constexpr, UNMOD: tl.constexpr,
+):  # fmt: skip
+    """The adjoint of h_t (``post``): its output gradient, later steps (``dcur``), this step's
+    trace update (``dpost``; ``dM`` through m_t) and the neuromodulator m_t = tanh(h_t . mod_w +
+    mod_b). Stores du_t and da_t; returns da_t and the updated per-sample partial gradients."""
+    g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
+    if MOD:
+        dM, dz, deta = _mod_adjoint(dM, s, deta, fw_ptr, cols, cmask, n_mod, HAS_FANOUT, UNMOD,
+                                    SQUASH)  # fmt: skip
+        if HAS_FANOUT:
+            dfw += dM * s
+            dfb += dM
+        dmb += dz
+        g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+        dmw += dz * post
+    du, da = _drive_adjoint(g, post, clamp_ptr + (t * B + b) * N, cols, cmask, HAS_CLAMP, ACT)
+    tl.store(du_ptr + (t * B + b) * N + cols, du, mask=cmask)
+    tl.store(da_ptr + (t * B + b) * N + cols, da, mask=cmask)
+    return da, deta, dmw, dmb, dfw, dfb
+
+
+@triton.jit
+def _bwd_resident(
+    gh_ptr, gH_ptr, gE_ptr, w_ptr, a_ptr, h_ptr, h0_ptr, ckh_ptr, cke_ptr, mod_ptr, clamp_ptr,
+    modw_ptr, fw_ptr, fb_ptr, ws_h, ws_e, dstate, destate, dA_ptr, du_ptr, da_ptr,
+    T, B, N, K, clip, n_mod, b, NN, cols, cmask, eta,
+    RULE: tl.constexpr, ALPHA_KIND: tl.constexpr, HAS_H0: tl.constexpr,
+    HAS_GHEBB: tl.constexpr, HAS_GELIG: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    HAS_FANOUT: tl.constexpr, BLOCK_N: tl.constexpr, USES_ETA: tl.constexpr, SOFT: tl.constexpr,
+    ACT: tl.constexpr, SQUASH: tl.constexpr, UNMOD: tl.constexpr,
+):  # fmt: skip
+    """The backward when one tile is the whole sample (RESIDENT; issue 13 item 4): w, alpha, the
+    running adjoints dH (dE) and d alpha per connection are register tensors for the whole call,
+    stored once at the end; the adjoint of h_{t-1} is carried as a vector (the tiled path's
+    ``carry`` round trip through global memory and its barriers go). The K recomputed traces of
+    a chunk stay in the global workspace (K tiles do not fit the registers): written by the
+    recomputation from a register-carried trace, each read once per backward step (both passes
+    of the tiled path use the same tile here). Two barriers per chunk, none per step: the
+    workspace is the only memory written and read back. Same operands and order of operations
+    per element as the tiled path. Returns the per-sample vector partial gradients."""
+    ELIG: tl.constexpr = RULE == 4
+    MOD: tl.constexpr = RULE >= 3
+    dt = gh_ptr.dtype.element_ty
+    m2 = cmask[:, None] & cmask[None, :]
+    off = cols[:, None] * N + cols[None, :]
+    z = tl.zeros([BLOCK_N, BLOCK_N], dtype=dt)
+    dH = z
+    if HAS_GHEBB:
+        dH = tl.load(gH_ptr + b * NN + off, mask=m2, other=0.0)
+    dE = dH  # unused unless ELIG
+    if ELIG:
+        dE = z
+        if HAS_GELIG:
+            dE = tl.load(gE_ptr + b * NN + off, mask=m2, other=0.0)
+    dA = z  # d alpha per connection (ALPHA_KIND 2)
+    w = tl.load(w_ptr + off, mask=m2, other=0.0)
+    A = _load_alpha(a_ptr, cols, cols, m2, cmask, N, ALPHA_KIND)
+
+    zv = tl.zeros([BLOCK_N], dtype=dt)
+    dcur = zv  # adjoint of h_t from the steps after t
+    dA_vec = zv
+    dmw = zv
+    dfw = zv
+    dfb = zv
+    deta = tl.sum(zv, axis=0)
+    dmb = deta
+    n_chunks = (T + K - 1) // K
+    for cc in range(0, n_chunks):
+        c = n_chunks - 1 - cc
+        t0 = c * K
+        t1 = tl.minimum(t0 + K, T)
+        tl.debug_barrier()  # the later chunk's reads of the workspace are done
+        # Traces before steps t0 .. t1-1, from the chunk's checkpoint.
+        H, E = _load_trace(ckh_ptr + (c * B + b) * NN, cke_ptr + (c * B + b) * NN, off, m2, ELIG)
+        _store_trace(ws_h, ws_e, off, m2, H, E, ELIG)
+        for t in range(t0, t1 - 1):
+            k = t - t0
+            post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            M = zv
+            if MOD:
+                M = _modulation(
+                    tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod,
+                    eta, UNMOD,
+                )  # fmt: skip
+            pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, cols, cmask, HAS_H0)
+            H, E = _rule_fwd(H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE, SOFT)
+            _store_trace(ws_h + (k + 1) * NN, ws_e + (k + 1) * NN, off, m2, H, E, ELIG)
         tl.debug_barrier()
 
-    # The last step's update.
-    for i0 in range(0, N, BLOCK_I):
-        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-        H, E = _load_trace(state, estate, off, m2, ELIG)
-        pre = _load_h(h_ptr, h0_ptr, T - 2, B, N, b, rows, rmask, HAS_H0)
-        H, E = _rule_fwd(H, E, pre[:, None], hprev[None, :], M[None, :], eta, clip, RULE, SOFT)
-        _store_trace(state, estate, off, m2, H, E, ELIG)
+        for tt in range(0, t1 - t0):
+            t = t1 - 1 - tt
+            k = t - t0
+            post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+            s = 0.0
+            M = zv
+            if MOD:
+                s = tl.load(mod_ptr + t * B + b)
+                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
+            # Adjoint of step t's trace update (outside [N, N] every tile is zero).
+            H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
+            x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, cols, cmask, HAS_H0)  # h_{t-1}
+            dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
+                H, E, x[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, SOFT
+            )
+            dpost = zv + tl.sum(g_post, axis=0)
+            dM = zv
+            if MOD:
+                dM += tl.sum(g_mod, axis=0)
+            if USES_ETA:
+                deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
+            da, deta, dmw, dmb, dfw, dfb = _h_adjoint(
+                gh_ptr, clamp_ptr, modw_ptr, fw_ptr, du_ptr, da_ptr, t, B, N, b, cols, cmask,
+                n_mod, post, s, dcur, dpost, dM, deta, dmw, dmb, dfw, dfb, MOD, HAS_CLAMP,
+                HAS_FANOUT, ACT, SQUASH, UNMOD,
+            )  # fmt: skip
+            # Adjoint of step t's mat-vec a_t = u_t + h_{t-1} (w + A * H_{t-1}).
+            xda = x[:, None] * da[None, :]
+            dH = dH + A * xda
+            gA = xda * H
+            if ALPHA_KIND == 2:
+                dA = dA + gA
+            else:
+                dA_vec += tl.sum(gA, axis=0)
+            dcur = tl.sum(g_pre, axis=1) + tl.sum((w + A * H) * da[None, :], axis=1)
+    _store_trace(dstate, destate, off, m2, dH, dE, ELIG)
+    if ALPHA_KIND == 2:
+        tl.store(dA_ptr + b * NN + off, dA, mask=m2)
+    return dcur, dA_vec, deta, dmw, dmb, dfw, dfb
 
 
 # A Triton kernel takes no *args/**kwargs, so each kernel's parameters are written out.
@@ -438,6 +655,7 @@ def plastic_rnn_bwd_kernel(
     USES_ETA: tl.constexpr = True, SOFT: tl.constexpr = False, ACT: tl.constexpr = 0,
     SQUASH: tl.constexpr = 0, UNMOD: tl.constexpr = False, W_PER_SAMPLE: tl.constexpr = False,
     A_PER_SAMPLE: tl.constexpr = False, ETA_PER_SAMPLE: tl.constexpr = False,
+    RESIDENT: tl.constexpr = False,
 ):  # fmt: skip
     """One program per sample, chunks of K steps last to first. Per-sample outputs (summed over
     the batch by the caller where the parameter is shared; already the gradient of a per-sample
@@ -457,131 +675,144 @@ def plastic_rnn_bwd_kernel(
     ws_e = ws_e_ptr + b * K * NN
     carry = carry_ptr + b * N
 
-    # The forward's state start, mirrored (adjoints from gH / gE instead of hebb0 / elig0); kept
-    # inline because the same pass zeroes the dA rows.
-    for i0 in range(0, N, BLOCK_I):
-        rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-        z = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
-        dH = z
-        if HAS_GHEBB:
-            dH = tl.load(gH_ptr + b * NN + off, mask=m2, other=0.0)
-        tl.store(dstate + off, dH, mask=m2)
-        if ELIG:
-            dE = z
-            if HAS_GELIG:
-                dE = tl.load(gE_ptr + b * NN + off, mask=m2, other=0.0)
-            tl.store(destate + off, dE, mask=m2)
-        if ALPHA_KIND == 2:
-            tl.store(dA_ptr + b * NN + off, z, mask=m2)
-    tl.debug_barrier()
-
-    zv = tl.zeros([BLOCK_N], dtype=dt)
-    dcur = zv  # adjoint of h_t from the steps after t
-    dA_vec = zv
-    dmw = zv
-    dfw = zv
-    dfb = zv
-    deta = tl.sum(zv, axis=0)
-    dmb = deta
-    n_chunks = (T + K - 1) // K
-    for cc in range(0, n_chunks):
-        c = n_chunks - 1 - cc
-        t0 = c * K
-        t1 = tl.minimum(t0 + K, T)
-        # Traces before steps t0 .. t1-1, from the chunk's checkpoint.
+    if RESIDENT:
+        dcur, dA_vec, deta, dmw, dmb, dfw, dfb = _bwd_resident(
+            gh_ptr, gH_ptr, gE_ptr, w_ptr, a_ptr, h_ptr, h0_ptr, ckh_ptr, cke_ptr, mod_ptr,
+            clamp_ptr, modw_ptr, fw_ptr, fb_ptr, ws_h, ws_e, dstate, destate, dA_ptr, du_ptr,
+            da_ptr, T, B, N, K, clip, n_mod, b, NN, cols, cmask, eta,
+            RULE, ALPHA_KIND, HAS_H0, HAS_GHEBB, HAS_GELIG, HAS_CLAMP, HAS_FANOUT, BLOCK_N,
+            USES_ETA, SOFT, ACT, SQUASH, UNMOD,
+        )  # fmt: skip
+    else:
+        # The forward's state start, mirrored (adjoints from gH / gE instead of hebb0 / elig0); kept
+        # inline because the same pass zeroes the dA rows.
         for i0 in range(0, N, BLOCK_I):
             rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-            tl.store(ws_h + off, tl.load(ckh_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
+            z = tl.zeros([BLOCK_I, BLOCK_N], dtype=dt)
+            dH = z
+            if HAS_GHEBB:
+                dH = tl.load(gH_ptr + b * NN + off, mask=m2, other=0.0)
+            tl.store(dstate + off, dH, mask=m2)
             if ELIG:
-                tl.store(ws_e + off, tl.load(cke_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
+                dE = z
+                if HAS_GELIG:
+                    dE = tl.load(gE_ptr + b * NN + off, mask=m2, other=0.0)
+                tl.store(destate + off, dE, mask=m2)
+            if ALPHA_KIND == 2:
+                tl.store(dA_ptr + b * NN + off, z, mask=m2)
         tl.debug_barrier()
-        for t in range(t0, t1 - 1):
-            k = t - t0
-            post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
-            M = zv
-            if MOD:
-                M = _modulation(
-                    tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod,
-                    eta, UNMOD,
-                )  # fmt: skip
-            for i0 in range(0, N, BLOCK_I):
-                rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-                H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
-                pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
-                H, E = _rule_fwd(
-                    H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE, SOFT
-                )
-                _store_trace(ws_h + (k + 1) * NN, ws_e + (k + 1) * NN, off, m2, H, E, ELIG)
-            tl.debug_barrier()
 
-        for tt in range(0, t1 - t0):
-            t = t1 - 1 - tt
-            k = t - t0
-            post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
-            s = 0.0
-            M = zv
-            if MOD:
-                s = tl.load(mod_ptr + t * B + b)
-                M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
-            # Pass A: adjoint of step t's trace update. Outside [N, N] every loaded tile is zero
-            # (masked loads), so the per-element terms are zero there without masking them.
-            dpost = zv
-            dM = zv
+        zv = tl.zeros([BLOCK_N], dtype=dt)
+        dcur = zv  # adjoint of h_t from the steps after t
+        dA_vec = zv
+        dmw = zv
+        dfw = zv
+        dfb = zv
+        deta = tl.sum(zv, axis=0)
+        dmb = deta
+        n_chunks = (T + K - 1) // K
+        for cc in range(0, n_chunks):
+            c = n_chunks - 1 - cc
+            t0 = c * K
+            t1 = tl.minimum(t0 + K, T)
+            # Traces before steps t0 .. t1-1, from the chunk's checkpoint.
             for i0 in range(0, N, BLOCK_I):
                 rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-                H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
-                dH, dE = _load_trace(dstate, destate, off, m2, ELIG)
-                pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
-                dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
-                    H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, SOFT
-                )
-                _store_trace(dstate, destate, off, m2, dH, dE, ELIG)
-                dpost += tl.sum(g_post, axis=0)
+                tl.store(ws_h + off, tl.load(ckh_ptr + (c * B + b) * NN + off, mask=m2), mask=m2)
+                if ELIG:
+                    tl.store(
+                        ws_e + off, tl.load(cke_ptr + (c * B + b) * NN + off, mask=m2), mask=m2
+                    )
+            tl.debug_barrier()
+            for t in range(t0, t1 - 1):
+                k = t - t0
+                post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+                M = zv
                 if MOD:
-                    dM += tl.sum(g_mod, axis=0)
-                if USES_ETA:
-                    deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
-                tl.store(carry + rows, tl.sum(g_pre, axis=1), mask=rmask)
-            # Adjoint of h_t: its output gradient, later steps, this step's trace update and the
-            # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
-            g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
-            if MOD:
-                dM, dz, deta = _mod_adjoint(dM, s, deta, fw_ptr, cols, cmask, n_mod, HAS_FANOUT,
-                                            UNMOD, SQUASH)  # fmt: skip
-                if HAS_FANOUT:
-                    dfw += dM * s
-                    dfb += dM
-                dmb += dz
-                g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
-                dmw += dz * post
-            du, da = _drive_adjoint(
-                g, post, clamp_ptr + (t * B + b) * N, cols, cmask, HAS_CLAMP, ACT
-            )
-            tl.store(du_ptr + (t * B + b) * N + cols, du, mask=cmask)
-            tl.store(da_ptr + (t * B + b) * N + cols, da, mask=cmask)
-            tl.debug_barrier()
-            # Pass B: adjoint of step t's mat-vec a_t = u_t + h_{t-1} (w + A * H_{t-1}).
-            for i0 in range(0, N, BLOCK_I):
-                rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
-                H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
-                x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
-                w = tl.load(w_ptr + off, mask=m2, other=0.0)
-                A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
-                xda = x[:, None] * da[None, :]
-                dH = tl.load(dstate + off, mask=m2, other=0.0) + A * xda
-                tl.store(dstate + off, dH, mask=m2)
-                gA = xda * H
-                if ALPHA_KIND == 2:
-                    prev = tl.load(dA_ptr + b * NN + off, mask=m2, other=0.0)
-                    tl.store(dA_ptr + b * NN + off, prev + gA, mask=m2)
-                else:
-                    dA_vec += tl.sum(gA, axis=0)
-                mv = tl.sum((w + A * H) * da[None, :], axis=1)
-                prev_c = tl.load(carry + rows, mask=rmask, other=0.0)
-                tl.store(carry + rows, prev_c + mv, mask=rmask)
-            tl.debug_barrier()
-            dcur = tl.load(carry + cols, mask=cmask, other=0.0)
-            tl.debug_barrier()
+                    M = _modulation(
+                        tl.load(mod_ptr + t * B + b), fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT,
+                        n_mod, eta, UNMOD,
+                    )  # fmt: skip
+                for i0 in range(0, N, BLOCK_I):
+                    rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+                    H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
+                    pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                    H, E = _rule_fwd(
+                        H, E, pre[:, None], post[None, :], M[None, :], eta, clip, RULE, SOFT
+                    )
+                    _store_trace(ws_h + (k + 1) * NN, ws_e + (k + 1) * NN, off, m2, H, E, ELIG)
+                tl.debug_barrier()
+
+            for tt in range(0, t1 - t0):
+                t = t1 - 1 - tt
+                k = t - t0
+                post = tl.load(h_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0)
+                s = 0.0
+                M = zv
+                if MOD:
+                    s = tl.load(mod_ptr + t * B + b)
+                    M = _modulation(s, fw_ptr, fb_ptr, cols, cmask, HAS_FANOUT, n_mod, eta, UNMOD)
+                # Pass A: adjoint of step t's trace update. Outside [N, N] every loaded tile is zero
+                # (masked loads), so the per-element terms are zero there without masking them.
+                dpost = zv
+                dM = zv
+                for i0 in range(0, N, BLOCK_I):
+                    rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+                    H, E = _load_trace(ws_h + k * NN, ws_e + k * NN, off, m2, ELIG)
+                    dH, dE = _load_trace(dstate, destate, off, m2, ELIG)
+                    pre = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                    dH, dE, g_pre, g_post, g_mod, g_eta = _rule_bwd(
+                        H, E, pre[:, None], post[None, :], M[None, :], eta, clip, dH, dE, RULE, SOFT
+                    )
+                    _store_trace(dstate, destate, off, m2, dH, dE, ELIG)
+                    dpost += tl.sum(g_post, axis=0)
+                    if MOD:
+                        dM += tl.sum(g_mod, axis=0)
+                    if USES_ETA:
+                        deta += tl.sum(tl.sum(g_eta, axis=1), axis=0)
+                    tl.store(carry + rows, tl.sum(g_pre, axis=1), mask=rmask)
+                # Adjoint of h_t: its output gradient, later steps, this step's trace update and the
+                # neuromodulator m_t = tanh(h_t . mod_w + mod_b).
+                # (_h_adjoint's lines, kept inline: called here, ptxas spilled two values inside
+                # the step loop of the per-sample backward at BLOCK_N = 1024 on sm_90.)
+                g = tl.load(gh_ptr + (t * B + b) * N + cols, mask=cmask, other=0.0) + dcur + dpost
+                if MOD:
+                    dM, dz, deta = _mod_adjoint(dM, s, deta, fw_ptr, cols, cmask, n_mod,
+                                                HAS_FANOUT, UNMOD, SQUASH)  # fmt: skip
+                    if HAS_FANOUT:
+                        dfw += dM * s
+                        dfb += dM
+                    dmb += dz
+                    g += dz * tl.load(modw_ptr + cols, mask=cmask, other=0.0)
+                    dmw += dz * post
+                du, da = _drive_adjoint(
+                    g, post, clamp_ptr + (t * B + b) * N, cols, cmask, HAS_CLAMP, ACT
+                )
+                tl.store(du_ptr + (t * B + b) * N + cols, du, mask=cmask)
+                tl.store(da_ptr + (t * B + b) * N + cols, da, mask=cmask)
+                tl.debug_barrier()
+                # Pass B: adjoint of step t's mat-vec a_t = u_t + h_{t-1} (w + A * H_{t-1}).
+                for i0 in range(0, N, BLOCK_I):
+                    rows, rmask, m2, off = _tile(i0, rbase, cols, cmask, N)
+                    H = tl.load(ws_h + k * NN + off, mask=m2, other=0.0)
+                    x = _load_h(h_ptr, h0_ptr, t - 1, B, N, b, rows, rmask, HAS_H0)
+                    w = tl.load(w_ptr + off, mask=m2, other=0.0)
+                    A = _load_alpha(a_ptr, rows, cols, m2, cmask, N, ALPHA_KIND)
+                    xda = x[:, None] * da[None, :]
+                    dH = tl.load(dstate + off, mask=m2, other=0.0) + A * xda
+                    tl.store(dstate + off, dH, mask=m2)
+                    gA = xda * H
+                    if ALPHA_KIND == 2:
+                        prev = tl.load(dA_ptr + b * NN + off, mask=m2, other=0.0)
+                        tl.store(dA_ptr + b * NN + off, prev + gA, mask=m2)
+                    else:
+                        dA_vec += tl.sum(gA, axis=0)
+                    mv = tl.sum((w + A * H) * da[None, :], axis=1)
+                    prev_c = tl.load(carry + rows, mask=rmask, other=0.0)
+                    tl.store(carry + rows, prev_c + mv, mask=rmask)
+                tl.debug_barrier()
+                dcur = tl.load(carry + cols, mask=cmask, other=0.0)
+                tl.debug_barrier()
 
     tl.store(dh0_ptr + b * N + cols, dcur, mask=cmask)
     if ALPHA_KIND != 2:

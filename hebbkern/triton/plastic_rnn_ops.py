@@ -44,8 +44,27 @@ TILE_CONFIGS = ((512, 4), (2048, 8))
 # the shared kernels keep ptxas's choice. {widest BLOCK_N: registers}.
 PER_SAMPLE_BWD_MAXNREG = {32: 96}
 _KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
-# The interpreter runs one small row block, so that odd N exercise several blocks and a partial one.
+# Resident kernels (issue 13 item 4): where one tile is the whole sample (BLOCK_I == BLOCK_N),
+# the kernels keep w, alpha and the state in registers across steps. {kernel: widest BLOCK_N}:
+# the forward holds 4 tiles (w, alpha, trace, eligibility), the backward 7 (w, alpha, dH, dE,
+# d alpha, the workspace's trace and eligibility); at BLOCK_N = 64 the backward spilled inside
+# the time loop on 8 and on 16 warps (sm_80 and sm_90, neuromod and retro; NOTES.md M10), so its
+# resident kernels stop at 32. A resident configuration has 8 floats per thread per tile (the
+# density of the (2048, 8) shape): BN * BN / 256 warps, added where no tile shape covers the
+# sample (BN = 64); at BN <= 32 the (2048, 8) shape already does.
+RESIDENT_MAX_BN = {"fwd": 64, "bwd": 32}
+_KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
+# The interpreter runs the resident kernels up to this width, elsewhere row blocks of
+# INTERPRETER_BLOCK_I rows, so that odd N exercise several blocks and a partial one. (The tests
+# of the resident kernels raise the width to 64, what the GPU runs.)
 INTERPRETER_BLOCK_I = 8
+INTERPRETER_RESIDENT_MAX_BN = 8
+
+
+def resident(kernel_name: str, BN: int, BLOCK_I: int) -> bool:
+    """The one place that decides the kernels' RESIDENT constant: one tile of BLOCK_I rows covers
+    the whole padded sample, at a width whose resident state fits the registers."""
+    return BLOCK_I == BN and BN <= RESIDENT_MAX_BN[kernel_name]
 
 
 def block_n(N) -> int:
@@ -56,25 +75,52 @@ def block_n(N) -> int:
     return triton.next_power_of_2(int(N))
 
 
-def configs_for(BN: int, per_sample_bwd: bool = False) -> list:
-    """The autotuning configurations shipped for a padded width ``BN`` (deduplicated); for the
-    backward kernel with some parameter per sample if ``per_sample_bwd``."""
+def tile_configs(BN: int) -> list:
+    """The row-block shapes of TILE_CONFIGS at padded width ``BN`` (deduplicated), as
+    ``triton.Config`` with BLOCK_I and warps (plastic_step's kernels use the last one)."""
     BN = int(BN)
-    maxnreg = next((r for w, r in PER_SAMPLE_BWD_MAXNREG.items() if BN <= w), None)
     seen, out = set(), []
     for elems, warps in TILE_CONFIGS:
         bi = max(1, min(BN, elems // BN))
         if (bi, warps) not in seen:
             seen.add((bi, warps))
-            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps,
-                                     maxnreg=maxnreg if per_sample_bwd else None))  # fmt: skip
+            out.append(triton.Config({"BLOCK_I": bi}, num_warps=warps))
     return out
+
+
+def configs_for(BN: int, per_sample_bwd: bool = False, kernel_name: str = "fwd") -> list:
+    """The autotuning configurations shipped for a padded width ``BN`` and kernel (``"fwd"`` or
+    ``"bwd"``): the tile shapes and, where none covers the sample, the resident one (last, so
+    that it is also the one configuration run without autotuning). ``per_sample_bwd``: the
+    backward kernel with some parameter per sample (a register budget for its tiled shapes)."""
+    BN = int(BN)
+    maxnreg = next((r for w, r in PER_SAMPLE_BWD_MAXNREG.items() if BN <= w), None)
+    shapes = [(c.kwargs["BLOCK_I"], c.num_warps) for c in tile_configs(BN)]
+    if BN <= RESIDENT_MAX_BN[kernel_name] and all(bi != BN for bi, _ in shapes):
+        shapes.append((BN, max(4, min(16, BN * BN // 256))))
+    out = []
+    for bi, warps in shapes:
+        res = resident(kernel_name, BN, bi)
+        # The per-sample register budget is the tiled kernels' (the resident ones compile
+        # without spill under ptxas's own budget, and spilled under 96 registers).
+        regs = maxnreg if per_sample_bwd and not res else None
+        out.append(triton.Config({"BLOCK_I": bi, "RESIDENT": res}, num_warps=warps,
+                                 maxnreg=regs))  # fmt: skip
+    return out
+
+
+def interpreter_block_i(kernel_name: str, BN: int) -> int:
+    """The row block the interpreter runs at padded width ``BN``: the whole sample where the
+    resident kernel runs (up to INTERPRETER_RESIDENT_MAX_BN), else INTERPRETER_BLOCK_I rows."""
+    if BN <= INTERPRETER_RESIDENT_MAX_BN and resident(kernel_name, BN, BN):
+        return BN
+    return min(BN, INTERPRETER_BLOCK_I)
 
 
 @functools.cache
 def _tuned(kernel_name: str, BN: int, per_sample: bool):
     """The kernel autotuned over its shipped configurations; the choice is cached per (N, B)."""
-    configs = configs_for(BN, per_sample and kernel_name == "bwd")
+    configs = configs_for(BN, per_sample and kernel_name == "bwd", kernel_name)
     return triton.autotune(configs=configs, key=["N", "B"])(_KERNELS[kernel_name])
 
 
@@ -88,13 +134,16 @@ def _launch(kernel_name: str, grid, *args, **kwargs) -> None:
     per_sample = any(kwargs[f] for f in ("W_PER_SAMPLE", "A_PER_SAMPLE", "ETA_PER_SAMPLE"))
     # Every path, the interpreter's too, derives its configurations first, so the CPU tests run
     # the same Python on fake tensors as a GPU does.
-    configs = configs_for(BN, per_sample and kernel_name == "bwd")
+    configs = configs_for(BN, per_sample and kernel_name == "bwd", kernel_name)
     if interpreting():
         # The interpreter's kernels are not JITFunctions, so wrap_triton cannot trace them: under
         # fake tensors (opcheck, tracing) the outputs' shapes are all there is to compute.
         if any(isinstance(a, Tensor) and is_fake(a) for a in args):
             return
-        _KERNELS[kernel_name][grid](*args, **kwargs, BLOCK_I=min(BN, INTERPRETER_BLOCK_I))
+        bi = interpreter_block_i(kernel_name, BN)
+        _KERNELS[kernel_name][grid](
+            *args, **kwargs, BLOCK_I=bi, RESIDENT=resident(kernel_name, BN, bi)
+        )
     elif not autotuning():
         cfg = configs[-1]
         regs = {} if cfg.maxnreg is None else {"maxnreg": cfg.maxnreg}

@@ -20,7 +20,7 @@ from torch._subclasses.fake_tensor import is_fake
 from .. import _func
 from ..ops.plastic_step import _make_backward, _setup_context
 from .plastic_rnn import RULE_IDS, interpreting
-from .plastic_rnn_ops import INTERPRETER_BLOCK_I, _variant_args, block_n, configs_for
+from .plastic_rnn_ops import INTERPRETER_BLOCK_I, _variant_args, block_n, tile_configs
 from .plastic_step import plastic_step_bwd_kernel, plastic_step_fwd_kernel
 
 
@@ -41,7 +41,7 @@ def _row_config(N) -> dict:
     BN = block_n(N)
     if interpreting():
         return {"BLOCK_N": BN, "BLOCK_I": min(BN, INTERPRETER_BLOCK_I)}
-    cfg = configs_for(BN)[-1]
+    cfg = tile_configs(BN)[-1]
     return {"BLOCK_N": BN, **cfg.kwargs, "num_warps": cfg.num_warps}
 
 
