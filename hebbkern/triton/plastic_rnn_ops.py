@@ -43,7 +43,6 @@ TILE_CONFIGS = ((512, 4), (2048, 8))
 # too, at up to 128 registers: fewer programs per SM for a large population). The forward and
 # the shared kernels keep ptxas's choice. {widest BLOCK_N: registers}.
 PER_SAMPLE_BWD_MAXNREG = {32: 96}
-_KERNELS = {"fwd": plastic_rnn_fwd_kernel, "bwd": plastic_rnn_bwd_kernel}
 # Resident kernels (issue 13 item 4): where one tile is the whole sample (BLOCK_I == BLOCK_N),
 # the kernels keep w, alpha and the state in registers across steps. {kernel: widest BLOCK_N}:
 # the forward holds 4 tiles (w, alpha, trace, eligibility), the backward 7 (w, alpha, dH, dE,
