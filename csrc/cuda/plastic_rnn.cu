@@ -200,26 +200,28 @@ simt::LaunchCaps launch_caps(int device) {
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
     return {0, 0};
   int cluster_max = 1;
+  // The queries below may be refused (cluster_max stays lower); their error is then cleared so
+  // that the next launch does not report it. Only then: an unconditional cudaGetLastError would
+  // also drop an error of the caller's.
+  bool refused = false;
   // The code loaded for this device must be sm_90's: a build for sm_80 only (its PTX JIT-compiled
   // on a newer device) has the cluster kernels' empty sm_80 body.
+  const auto kernel = plastic_rnn_fwd_cluster_kernel<Rule::Hebb, float, simt::kWhereParams>;
   cudaFuncAttributes fa = {};
-  const bool sm90_code =
-      cudaFuncGetAttributes(
-          &fa, plastic_rnn_fwd_cluster_kernel<Rule::Hebb, float, simt::kWhereParams>) ==
-          cudaSuccess &&
-      fa.binaryVersion >= 90 && fa.ptxVersion >= 90;
-  if (major >= 9 && sm90_code) {
+  refused = cudaFuncGetAttributes(&fa, kernel) != cudaSuccess;
+  const bool sm90_code = !refused && fa.binaryVersion >= 90 && fa.ptxVersion >= 90;
+  int current = 0;
+  if (major >= 9 && sm90_code && cudaGetDevice(&current) == cudaSuccess && current == device) {
     // Whether 16 blocks of the largest shared memory fit one GPC (a cluster runs within one), asked
     // of a representative cluster kernel (the others use as much shared memory at most).
     cluster_max = 8;
-    const auto kernel = plastic_rnn_fwd_cluster_kernel<Rule::Hebb, float, simt::kWhereParams>;
     const int64_t budget = smem_budget(device);
-    int current = 0, n_clusters = 0;
-    if (budget > 0 && cudaGetDevice(&current) == cudaSuccess && current == device &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) ==
-            cudaSuccess &&
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(budget)) == cudaSuccess) {
+    refused = budget <= 0 ||
+              cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) !=
+                  cudaSuccess ||
+              cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(budget)) != cudaSuccess;
+    if (!refused) {
       cudaLaunchConfig_t cfg = {};
       cfg.gridDim = dim3(16);
       cfg.blockDim = dim3(kThreads);
@@ -231,12 +233,12 @@ simt::LaunchCaps launch_caps(int device) {
       attr[0].val.clusterDim.z = 1;
       cfg.attrs = attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&n_clusters, kernel, &cfg) == cudaSuccess &&
-          n_clusters >= 1)
-        cluster_max = 16;
+      int n_clusters = 0;
+      refused = cudaOccupancyMaxActiveClusters(&n_clusters, kernel, &cfg) != cudaSuccess;
+      if (!refused && n_clusters >= 1) cluster_max = 16;
     }
   }
-  (void)cudaGetLastError();  // a refused query above lowers cluster_max; its error is not kept
+  if (refused) (void)cudaGetLastError();
   cached[device].store(int64_t{sms} * 32 + cluster_max, std::memory_order_release);
   return {sms, cluster_max};
 }
