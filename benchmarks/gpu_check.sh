@@ -45,7 +45,8 @@
 # names (default: all); GPU_CHECK_DEVICE=cpu runs the Python parts on the CPU, to check this script
 # on a machine without a GPU (CI does, in tests/test_gpu_check.py); GPU_CHECK_QUICK=1 uses tiny
 # benchmark sizes; GPU_CHECK_TESTS overrides the pytest arguments of the tests stage and
-# GPU_CHECK_PROVIDERS the providers of the issue-case benchmark (default: all).
+# GPU_CHECK_PROVIDERS the providers of the issue-case benchmark (default: all); GPU_CHECK_CLUSTER_TESTS
+# the pytest arguments of the cluster stage.
 
 set -u -o pipefail # no -e: every stage runs even when an earlier one failed
 
@@ -174,12 +175,16 @@ if [[ $QUICK == 1 ]]; then
 else
     CLUSTER_ROWS=(--rules neuromod hebb --B 1 8 32 --N 128 --T 100) CLUSTER_MIN=0.2
 fi
+# GPU_CHECK_CLUSTER_TESTS overrides the pytest arguments (the CPU run of this script in CI, whose
+# source tree has no built extension, gives a file that needs none).
+export CLUSTER_TESTS=${GPU_CHECK_CLUSTER_TESTS:-tests/test_plastic_rnn_cuda.py}
 CLUSTER_PROVIDER=cuda
 [[ $DEVICE != cuda ]] && CLUSTER_PROVIDER=eager # the CPU run of this script checks the stage
 stage cluster 90 "$WORK/cluster.log" bash -c '
     PY=$1 DEV=$2 MIN=$3 OUT=$4 PROV=$5; shift 5
+    read -r -a TESTS <<<"$CLUSTER_TESTS"
     HEBBKERN_CUDA_CLUSTERS=1 "$PY" -m pytest -q -rfEs -p no:cacheprovider \
-        --junitxml="$OUT/cluster_tests.xml" tests/test_plastic_rnn_cuda.py; rc=$?
+        --junitxml="$OUT/cluster_tests.xml" "${TESTS[@]}"; rc=$?
     for on in 0 1; do
         HEBBKERN_CUDA_CLUSTERS=$on "$PY" -m benchmarks --device "$DEV" --providers "$PROV" \
             --modes fwd fwd+bwd --min-time "$MIN" --time-budget 20 --out "$OUT" \

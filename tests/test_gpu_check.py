@@ -23,6 +23,7 @@ def test_gpu_check_on_cpu_writes_a_summary_and_one_archive(tmp_path):
         GPU_CHECK_STAGES="nvidia-smi env tests cluster memcheck bench population families agent lifetime "
         "dispatch",
         GPU_CHECK_TESTS="tests/test_torch_version.py",
+        GPU_CHECK_CLUSTER_TESTS="tests/test_torch_version.py",
         GPU_CHECK_PROVIDERS="eager",
     )
     out = tmp_path / "out"

@@ -273,3 +273,25 @@ def test_deterministic_and_thread_count_independent(alpha_kind, restore_threads)
         for k in g:
             assert torch.equal(g[k], results[0][1][k]), k
     check_against_reference(kw, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("rule", ["neuromod", "retro", "hebb"])
+def test_empty_batch_gives_zero_gradients_of_full_shape(rule):
+    """B = 0: the batch sums of the shared parameters' gradients are zeros of their full shapes (a
+    fuzz case found d mod_w of shape [0] when the sum over the batch was taken from numel / B)."""
+    d, N = torch.float64, 3
+    u = torch.zeros(0, N, dtype=d, requires_grad=True)
+    h, hebb = torch.zeros(0, N, dtype=d), torch.zeros(0, N, N, dtype=d)
+    w = torch.randn(N, N, dtype=d, requires_grad=True)
+    alpha = torch.randn(N, N, dtype=d, requires_grad=True)
+    kw = {"clip": 0.5}
+    if rule in ("neuromod", "retro"):
+        kw.update(mod_w=torch.randn(N, dtype=d, requires_grad=True),
+                  mod_b=torch.tensor(0.1, dtype=d, requires_grad=True))  # fmt: skip
+    if rule != "neuromod":
+        kw["eta"] = torch.tensor(0.1, dtype=d, requires_grad=True)
+    st = hebbkern.plastic_step(u, h, hebb, w, alpha, rule=rule, backend="cpu", **kw)
+    leaves = [w, alpha, *(v for v in kw.values() if isinstance(v, torch.Tensor))]
+    grads = torch.autograd.grad(st.h.sum() + st.hebb.sum(), leaves)
+    for leaf, g in zip(leaves, grads, strict=True):
+        assert g.shape == leaf.shape and not g.any()

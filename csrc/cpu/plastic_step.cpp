@@ -210,7 +210,8 @@ at::Tensor sum_slices(const at::Tensor& slices) {
 // B * N adds, where each ATen sum cost a dispatch (about 1 us; a small step's backward went from
 // 13 to 11 us without the two of neuromod, NOTES.md P10).
 at::Tensor sum_samples(const at::Tensor& ps) {
-  const int64_t B = ps.size(0), n = ps.numel() / std::max<int64_t>(B, 1);
+  // n from the shape, not numel / B: with B = 0 the sums are zeros of the full size.
+  const int64_t B = ps.size(0), n = ps.dim() == 1 ? 1 : ps.size(1);
   at::Tensor out = ps.dim() == 1 ? at::empty({}, ps.options()) : at::empty({n}, ps.options());
   AT_DISPATCH_FLOATING_TYPES(ps.scalar_type(), "plastic_step_sum_samples", [&] {
     const scalar_t* s = ps.const_data_ptr<scalar_t>();
