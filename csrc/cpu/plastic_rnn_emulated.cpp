@@ -5,7 +5,6 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
-#include <barrier>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -71,7 +70,7 @@ void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut
           smem[q].assign(elems, std::numeric_limits<T>::quiet_NaN());
           buffers[q] = reinterpret_cast<unsigned char*>(smem[q].data());
         }
-        std::barrier<> bar(c);
+        simt::EmuBarrier bar(c);
         // The kernel bodies do not throw (a block that stopped would leave the others waiting).
         auto block = [&](int q) {
           {

@@ -26,7 +26,8 @@
 #if defined(__CUDACC__)
 #include <cooperative_groups.h>
 #else
-#include <barrier>
+#include <condition_variable>
+#include <mutex>
 #endif
 
 // HK_DEVICE: device code under nvcc (the kernels), plain inline code in the host emulation.
@@ -308,15 +309,41 @@ struct EmuBlock {
   }
 };
 
+// A reusable barrier of n host threads. std::barrier is C++20, and the extension is built as
+// C++17 against older torch (2.11, the GPU image's). The mutex orders memory: every write before
+// arrive_and_wait() in one thread happens-before every return from it in the others.
+class EmuBarrier {
+ public:
+  explicit EmuBarrier(int n) : n_(n) {}
+  void arrive_and_wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const int64_t phase = phase_;
+    if (++arrived_ == n_) {
+      arrived_ = 0;
+      ++phase_;
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait(lock, [&] { return phase_ != phase; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  const int n_;
+  int arrived_ = 0;
+  int64_t phase_ = 0;
+};
+
 // One block's view of its emulated cluster: the c blocks of a cluster run concurrently as c host
 // threads (csrc/cpu/plastic_rnn_emulated.cpp), each with its own shared-memory buffer; sync() is a
-// barrier of those threads (std::barrier: its completion happens-before every return from the
-// phase, so a block's writes into another block's buffer before sync() are visible after it);
-// map() turns a pointer into this block's buffer into the same offset in block r's.
+// barrier of those threads (EmuBarrier: a block's writes into another block's buffer before sync()
+// are visible after it); map() turns a pointer into this block's buffer into the same offset in
+// block r's.
 struct EmuCluster {
   int block_rank;
   int blocks;
-  std::barrier<>* barrier;
+  EmuBarrier* barrier;
   unsigned char* const* buffers;  // [blocks]: each block's shared memory
   int rank() const { return block_rank; }
   int size() const { return blocks; }
