@@ -79,6 +79,19 @@ def test_every_instruction_set(rule, alpha_kind, fanout, clamp, isa, monkeypatch
     check_against_reference(kw, TOL[torch.float32])
 
 
+# The post_pre mat-vec sums each row in vector lanes (csrc/cpu/lanes.h: full groups, the leftovers
+# as an overlapping masked group, a short loop below one vector): N below, at and around the lane
+# counts of every instruction set (float32: 4, 8, 16 lanes; float64: 2, 4, 8).
+@pytest.mark.parametrize("isa", ["default", "avx2", "avx512"])
+@pytest.mark.parametrize("N", [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_post_pre_row_sums_every_instruction_set(isa, N, dtype, monkeypatch, nan_poison):
+    monkeypatch.setenv("HEBBKERN_CPU_ISA", isa)
+    kw = step_inputs("neuromod", "per_connection", True, True, B=2, N=N, dtype=dtype, seed=N)
+    kw["layout"] = "post_pre"
+    check_against_reference(kw, TOL[dtype])
+
+
 @pytest.mark.parametrize("rule, loss_on", list(partial_cases()))
 def test_partial_outputs(rule, loss_on, nan_poison):
     """Only some outputs used: the op's backward receives None for the others."""

@@ -27,7 +27,7 @@ using cpu::StepPhaseArgs;
 
 template <typename T>
 void run_phase(const StepPhaseArgs<T>& a) {
-  HEBBKERN_CPU_DISPATCH(cpu::active_isa(), cpu, step_phase, a)
+  HEBBKERN_CPU_DISPATCH(a.isa, cpu, step_phase, a)
 }
 
 bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
@@ -248,8 +248,10 @@ T* thread_buffer(int64_t size) {
 }
 
 template <typename T>
-StepPhaseArgs<T> phase_args(StepPhase ph, Rule rule, bool pp, const StepArgs<T>& p, int64_t b) {
+StepPhaseArgs<T> phase_args(cpu::Isa isa, StepPhase ph, Rule rule, bool pp, const StepArgs<T>& p,
+                            int64_t b) {
   StepPhaseArgs<T> a{};
+  a.isa = isa;
   a.phase = ph;
   a.rule = rule;
   a.post_pre = pp;
@@ -278,13 +280,14 @@ void modulation(Rule rule, const StepArgs<T>& p, const T* mod, int64_t b, T* M) 
 template <typename T>
 void run_forward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepFwdOut<T>& o) {
   const int64_t B = p.B, N = p.N;
+  const cpu::Isa isa = cpu::active_isa();
   if (row_split(B, N)) {
     const int64_t rows = chunk_rows(N), C = (N + rows - 1) / rows;
     std::vector<T> buf((C + 2) * N);
     T* acc = buf.data() + C * N;
     T* M = acc + N;
     for (int64_t b = 0; b < B; ++b) {
-      StepPhaseArgs<T> a = phase_args(StepPhase::FwdMatvec, rule, pp, p, b);
+      StepPhaseArgs<T> a = phase_args(isa, StepPhase::FwdMatvec, rule, pp, p, b);
       a.fo = &o;
       cpu::helping_for(C, [&](int64_t c) {
         StepPhaseArgs<T> ac = a;
@@ -319,7 +322,7 @@ void run_forward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepFwdOut
     T* acc = thread_buffer<T>(2 * N);
     T* M = acc + N;
     for (int64_t b = t * grain; b < std::min(B, (t + 1) * grain); ++b) {
-      StepPhaseArgs<T> a = phase_args(StepPhase::FwdMatvec, rule, pp, p, b);
+      StepPhaseArgs<T> a = phase_args(isa, StepPhase::FwdMatvec, rule, pp, p, b);
       a.fo = &o;
       a.col0 = acc;
       a.M = M;
@@ -338,9 +341,9 @@ void run_forward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepFwdOut
 // Backward of samples [b0, b1) (or of one sample's rows, split over threads): pass A, the
 // modulator and drive adjoints, pass B; the partials of pass A and B summed in chunk order.
 template <typename T>
-void backward_sample(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBwdIn<T>& in,
-                     const cpu::StepBwdOut<T>& o, int64_t b, int64_t C, int64_t rows, T* buf,
-                     bool split) {
+void backward_sample(cpu::Isa isa, Rule rule, bool pp, const StepArgs<T>& p,
+                     const cpu::StepBwdIn<T>& in, const cpu::StepBwdOut<T>& o, int64_t b, int64_t C,
+                     int64_t rows, T* buf, bool split) {
   const int64_t N = p.N;
   // buf: C chunks of [2N + 1] (col0, col1, scal), then M, post_adj, dM.
   const int64_t stride = 2 * N + 1;
@@ -348,7 +351,7 @@ void backward_sample(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBw
   T* post_adj = M + N;
   T* dM = post_adj + N;
   modulation(rule, p, in.mod, b, M);
-  StepPhaseArgs<T> a = phase_args(StepPhase::BwdTrace, rule, pp, p, b);
+  StepPhaseArgs<T> a = phase_args(isa, StepPhase::BwdTrace, rule, pp, p, b);
   a.bi = &in;
   a.bo = &o;
   a.M = M;
@@ -415,11 +418,12 @@ template <typename T>
 void run_backward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBwdIn<T>& in,
                   const cpu::StepBwdOut<T>& o, int64_t group, int64_t n_groups) {
   const int64_t B = p.B, N = p.N;
+  const cpu::Isa isa = cpu::active_isa();
   if (row_split(B, N)) {
     const int64_t rows = chunk_rows(N), C = (N + rows - 1) / rows;
     std::vector<T> buf(C * (2 * N + 1) + 3 * N);
     for (int64_t b = 0; b < B; ++b)
-      backward_sample(rule, pp, p, in, o, b, C, rows, buf.data(), true);
+      backward_sample(isa, rule, pp, p, in, o, b, C, rows, buf.data(), true);
     return;
   }
   // Split by groups, so that a group of samples summing into one d alpha slice stays on one
@@ -429,7 +433,7 @@ void run_backward(Rule rule, bool pp, const StepArgs<T>& p, const cpu::StepBwdIn
   cpu::helping_for(tasks, [&](int64_t t) {
     T* buf = thread_buffer<T>(5 * N + 1);
     const int64_t b0 = t * grain * group, b1 = std::min(B, (t + 1) * grain * group);
-    for (int64_t b = b0; b < b1; ++b) backward_sample(rule, pp, p, in, o, b, 1, N, buf, false);
+    for (int64_t b = b0; b < b1; ++b) backward_sample(isa, rule, pp, p, in, o, b, 1, N, buf, false);
   });
 }
 

@@ -28,6 +28,7 @@
 
 // Everything below is compiled for this compilation's instruction set (isa_target.h).
 #include "isa_target.h"
+#include "lanes.h"
 #include "row_kernel.h"
 
 namespace hebbkern {
@@ -59,10 +60,11 @@ void fwd_matvec(const StepArgs<T>& p, int64_t b, int64_t r0, int64_t r1, T* col)
       const T* __restrict__ wrow = w + j * N;
       const T* __restrict__ Arow = A + j * p.a_stride;
       const T* __restrict__ Hrow = H + j * N;
-      T s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < N; ++i) s += h[i] * (wrow[i] + Arow[i] * Hrow[i]);
-      col[j] = s;
+      Lanes<T, 1> s;
+      for_lanes(N, s, [&](int64_t i, int l, bool on) HK_VEC_LAMBDA {
+        s.put[0][l] = on ? h[i] * (wrow[i] + Arow[i] * Hrow[i]) : T(0);
+      });
+      col[j] = s.total(0);
     }
   }
 }

@@ -83,6 +83,9 @@ enum class StepPhase : int { FwdMatvec, FwdFinish, FwdUpdate, BwdTrace, BwdFinis
 // d eta; M (m_t), post_adj (d h_t) and dM (d m_t) the sample's. See the phase functions.
 template <typename T>
 struct StepPhaseArgs {
+  // The instruction set of this op call's kernels, read once per call (active_isa reads the
+  // environment: a getenv per phase was 3.6% of a small step, NOTES P12).
+  Isa isa;
   StepPhase phase;
   Rule rule;
   bool post_pre;
