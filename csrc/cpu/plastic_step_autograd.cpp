@@ -105,6 +105,10 @@ struct PlasticStepEager : public torch::autograd::Function<PlasticStepEager> {
                                   fanout_w, fanout_b, rule, clip, variant);
     }
     auto& [h_new, hebb_new, elig_new, mod] = out;
+    // Outputs without a gradient reach the backward undefined (the backward op takes each one as
+    // optional) instead of as zeros made per step: elig_new (all rules but retro) and mod never
+    // get one in an agent loop (two zero tensors and a fill per step, NOTES P12).
+    ctx->set_materialize_grads(false);
     // _setup_context's tensors, in its order (an absent optional saved as undefined).
     ctx->save_for_backward({u, h, hebb, or_undefined(elig), w, alpha, h_new, mod,
                             or_undefined(clamp_mask), or_undefined(eta), or_undefined(mod_w),
