@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -17,12 +18,23 @@ namespace cpu {
 
 namespace {
 
+// The CPU the calling thread runs on, or -1 where that cannot be asked.
+int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -1;
+#endif
+}
+
 struct Job {
   const std::function<void(int64_t)>* f;
   int64_t n;
   int64_t max_helpers;
+  int caller_cpu;  // where the caller posted the job (-1: unknown)
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> joined{0};
+  std::atomic<bool> shared_cpu{false};  // a helper woke on caller_cpu and left the job alone
 };
 
 class Helpers {
@@ -36,6 +48,7 @@ class Helpers {
     job.f = &f;
     job.n = n;
     job.max_helpers = threads - 1;
+    job.caller_cpu = current_cpu();
     job_.store(&job, std::memory_order_seq_cst);
     {
       std::lock_guard<std::mutex> lock(m_);
@@ -46,13 +59,18 @@ class Helpers {
     // Retract the job, then wait for the helpers that saw it (seq_cst on both sides: a helper that
     // registers after this load reads nullptr, or a later job, never this one).
     job_.store(nullptr, std::memory_order_seq_cst);
-    if (inside_.load(std::memory_order_seq_cst) == 0) return;
-    const auto t0 = std::chrono::steady_clock::now();
-    while (inside_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
-    // A helper that held a chunk this long was descheduled in it (its core is busy with other
-    // work): run the next calls alone, doubling the pause at each such wait (back to the
-    // shortest after a call that did not wait).
-    if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kLongWaitUs)) {
+    bool waited_long = false;
+    if (inside_.load(std::memory_order_seq_cst) != 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      while (inside_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+      waited_long = std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kLongWaitUs);
+    }
+    // A helper that held a chunk this long was descheduled in it, and a helper that woke on the
+    // caller's own CPU could only have taken turns with it: either way the other core is busy
+    // with other work. Run the next calls alone, doubling the pause at each such call (back to the
+    // shortest after a call without either). (shared_cpu is read after inside_ fell to 0, which
+    // the helper's decrement orders after its store.)
+    if (waited_long || job.shared_cpu.load(std::memory_order_relaxed)) {
       pause_ = std::min<int64_t>(std::max<int64_t>(2 * pause_, kFirstPause), kMaxPause);
       skip_ = pause_;
     } else {
@@ -98,7 +116,14 @@ class Helpers {
       }
       inside_.fetch_add(1, std::memory_order_seq_cst);
       Job* job = job_.load(std::memory_order_seq_cst);
-      if (job && job->joined.fetch_add(1, std::memory_order_relaxed) < job->max_helpers) work(*job);
+      if (job && job->joined.fetch_add(1, std::memory_order_relaxed) < job->max_helpers) {
+        // Woken on the caller's CPU (the scheduler found no idle one): working here would only
+        // take turns with the caller, each switch costing both. Leave the chunks to it.
+        if (job->caller_cpu >= 0 && current_cpu() == job->caller_cpu)
+          job->shared_cpu.store(true, std::memory_order_relaxed);
+        else
+          work(*job);
+      }
       // release: the chunks this helper wrote are visible to the caller once it reads 0.
       inside_.fetch_sub(1, std::memory_order_seq_cst);
     }

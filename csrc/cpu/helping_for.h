@@ -10,9 +10,11 @@
 // with 1 on a loaded machine). Here the chunks are claimed from a counter: the caller takes chunks
 // until none is left and then waits only for chunks a helper has already started; a helper that
 // wakes late finds nothing to do, and the helpers never spin: they sleep on a condition variable.
-// What remains is a helper descheduled while it holds a chunk: after such a wait (over 0.5 ms)
-// the next calls run alone (16, then 32, ... up to 4096 calls), so on a busy machine the cost
-// is one such wait per pause.
+// What remains is a helper descheduled while it holds a chunk, and a helper that the scheduler
+// wakes on the caller's own CPU when the other cores are busy (it would only take turns with the
+// caller: it leaves the job alone instead). After either (a wait over 0.5 ms, or a helper that
+// stepped aside) the next calls run alone (16, then 32, ... up to 4096 calls), so on a busy
+// machine the cost is one such call per pause (benchmarks/NOTES.md P14).
 #pragma once
 
 #include <cstdint>
