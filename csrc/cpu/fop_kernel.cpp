@@ -10,6 +10,7 @@
 
 // Everything below is compiled for this compilation's instruction set (isa_target.h).
 #include "isa_target.h"
+#include "lanes.h"
 
 namespace hebbkern::fop_cpu::HEBBKERN_CPU_ISA {
 
@@ -102,26 +103,14 @@ inline T* dir_buffer(const StepArgs<T>& a) {
   return B == Base::Momentum ? a.b1 : a.prev;
 }
 
-// Native vectors of the instruction set (HEBBKERN_CPU_VEC_BYTES, set by isa_target.h): written
-// out with GCC vector extensions, since plain loops over the kSmallD lanes get re-vectorised
-// across rows with permutes. U: the same vector loaded or stored at any element alignment.
-template <typename T>
-struct Vec;
-template <>
-struct Vec<float> {
-  typedef float V __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
-  typedef float U __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES), aligned(4), may_alias));
-};
-template <>
-struct Vec<double> {
-  typedef double V __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
-  typedef double U __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES), aligned(8), may_alias));
-};
+// Native vectors (Vec<T>::V, ::U) and their lanes (kVecLanes<T>): lanes.h. Written out with GCC
+// vector extensions, since plain loops over the kSmallD lanes get re-vectorised across rows with
+// permutes.
+using cpu::HEBBKERN_CPU_ISA::kVecLanes;
+using cpu::HEBBKERN_CPU_ISA::Vec;
 
-// Lanes per vector, vectors per row of d (all kSmallD lanes when d is known only at run time),
-// and rows of the per-row arrays.
-template <typename T>
-constexpr int64_t kVecLanes = HEBBKERN_CPU_VEC_BYTES / sizeof(T);
+// Vectors per row of d (all kSmallD lanes when d is known only at run time), and rows of the
+// per-row arrays.
 template <typename T, int D>
 constexpr int64_t kRowVecs = ((D > 0 ? D : kSmallD) + kVecLanes<T> - 1) / kVecLanes<T>;
 template <int D>

@@ -4,19 +4,19 @@
 // stored to the stack and added back one after the other (L - 1 dependent scalar adds, about 60
 // cycles per row with AVX-512 floats), then a scalar loop over the N mod L leftover elements. In
 // plastic_step's post_pre forward mat-vec (a dot product per row) that epilogue took most of the
-// time (benchmarks/NOTES.md P11). Here the loop body stays scalar code, vectorised by `omp simd`
-// over the L lanes of a group; it writes each term to its lane of a small array, and the group's
-// terms are added to vector accumulators (GCC vector extensions); the leftover N mod L elements
-// run as one more full-width group that overlaps the last one, its lanes already done switched
-// off; at the end the accumulator's halves are added in registers, log2(L) times. Array-only forms
+// time (benchmarks/NOTES.md P11). Here (lane_sum) the term stays scalar code, vectorised by `omp
+// simd` over the L lanes of a group; each group's terms are added to a vector accumulator (GCC
+// vector extensions); the leftover N mod L elements run as one more full-width group that overlaps
+// the last one, its lanes already done set to zero; at the end the accumulator's halves are added
+// in registers, log2(L) times. Array-only forms
 // of the same (an accumulator array, a tree over it) made GCC keep the partials on the stack, or
 // read them back through store-forwarding stalls (P11).
 //
 // Used where it was measured to pay: the post_pre forward mat-vec (-11% for the forward op alone,
-// -3% for the maze agent loop). The backward's trace pass, with three sums per row and stores in
-// its body, was measured slower in the agent loop with it and keeps its `omp simd` reductions.
+// -3% for the maze agent loop). The backward's trace pass (three sums per row, stores in its body)
+// was measured slower in the agent loop in this form and keeps its `omp simd` reductions.
 //
-// Summation order: element k's term goes to lane k mod L (the leftovers to their lane in the
+// Summation order: element k's term goes to lane k mod L (a leftover to its lane in the
 // overlapping group), the lanes are added as a tree. It depends on N and the instruction set only,
 // never on the thread count.
 //
@@ -32,7 +32,7 @@
 #include <cstring>
 #include <utility>
 
-// A lambda given to for_lanes: inlined, so that the loop around it vectorises.
+// The term given to lane_sum: inlined, so that the loop around it vectorises.
 #define HK_VEC_LAMBDA __attribute__((always_inline))
 
 namespace hebbkern {
@@ -40,22 +40,26 @@ namespace cpu {
 namespace HEBBKERN_CPU_ISA {
 namespace {
 
+// Native vectors of the instruction set (HEBBKERN_CPU_VEC_BYTES, set by isa_target.h), as GCC
+// vector extensions (an alias template would drop the attribute on the dependent type, hence the
+// specialisations). V: a native vector; U: the same loaded or stored at any element alignment.
+// Also used by fop_kernel.cpp.
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float V __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
+  typedef float U __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES), aligned(4), may_alias));
+};
+template <>
+struct Vec<double> {
+  typedef double V __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
+  typedef double U __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES), aligned(8), may_alias));
+};
+
 // Elements of T in one native vector.
 template <typename T>
-constexpr int kLanes = HEBBKERN_CPU_VEC_BYTES / sizeof(T);
-
-// One native vector of T (a GCC/Clang vector extension type; an alias template would drop the
-// attribute on the dependent type, hence the specialisations).
-template <typename T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(HEBBKERN_CPU_VEC_BYTES)));
-};
+constexpr int64_t kVecLanes = HEBBKERN_CPU_VEC_BYTES / sizeof(T);
 
 template <typename V, std::size_t... I>
 __attribute__((always_inline)) inline auto add_halves(V v, std::index_sequence<I...>) {
@@ -73,54 +77,41 @@ __attribute__((always_inline)) inline T vec_total(V v) {
   }
 }
 
-// K row sums. The body of for_lanes writes sum i's term of element k to put[i][l] (every call,
-// every i: see for_lanes); total(i) is sum i at the end.
-template <typename T, int K>
-struct Lanes {
-  using V = typename VecOf<T>::type;
-  V acc[K] = {};
-  T put[K][kLanes<T>];
-
-  __attribute__((always_inline)) void add() {
-    for (int i = 0; i < K; ++i) {
-      V v;
-      std::memcpy(&v, put[i], sizeof v);
-      acc[i] += v;
-    }
-  }
-  __attribute__((always_inline)) T total(int i) const { return vec_total<T>(acc[i]); }
-};
-
-// body(k, l, on) for every k in [0, N), with l the lane of k. Full groups of L elements run as one
-// vector iteration each (on = true). The leftover N mod L run as the group [N - L, N), whose lanes
-// before the leftovers the last full group already did: there on = false, and the body must store
-// nothing and put zeros (`s.put[i][l] = on ? x : T(0)`). For N < L, a short loop.
-template <typename T, int K, typename Body>
-__attribute__((always_inline)) inline void for_lanes(int64_t N, Lanes<T, K>& s, Body&& body) {
-  constexpr int L = kLanes<T>;
+// The sum of term(k) over k in [0, N) (term: a loop body of scalar code, inlined). Full groups of
+// L elements run as one vector iteration each, their terms added to a vector accumulator; the
+// leftover N mod L run first, as the group [N - L, N) with its lanes before the leftovers (which
+// the last full group does) set to zero; for N < L, a short loop. The terms go through a small
+// array that the vectoriser writes as one vector and the accumulator reads back whole.
+template <typename T, typename Term>
+__attribute__((always_inline)) inline T lane_sum(int64_t N, Term&& term) {
+  using V = typename Vec<T>::V;
+  constexpr int L = kVecLanes<T>;
+  V acc = {};
+  T put[L];
+  auto add = [&]() __attribute__((always_inline)) {
+    V v;
+    std::memcpy(&v, put, sizeof v);
+    acc += v;
+  };
   const int64_t full = N - N % L;
   if (N < L) {
-    for (int l = 0; l < L; ++l)
-      for (int i = 0; i < K; ++i) s.put[i][l] = T(0);
-    for (int l = 0; l < N; ++l) body(l, l, true);
-    s.add();
-    return;
+    for (int l = 0; l < L; ++l) put[l] = l < N ? term(l) : T(0);
+    add();
+    return vec_total<T>(acc);
   }
   if (full < N) {
-    // The leftovers first, as the group [N - L, N) with the lanes before `full` off: the full
-    // group that overlaps it comes last, when this group's stores have left the store buffer (the
-    // other order made an accumulated output's load wait for them: NOTES P11).
     const int64_t start = N - L;
     const int skip = static_cast<int>(full - start);
 #pragma omp simd
-    for (int l = 0; l < L; ++l) body(start + l, l, l >= skip);
-    s.add();
+    for (int l = 0; l < L; ++l) put[l] = l >= skip ? term(start + l) : T(0);
+    add();
   }
   for (int64_t k0 = 0; k0 < full; k0 += L) {
 #pragma omp simd
-    for (int l = 0; l < L; ++l) body(k0 + l, l, true);
-    s.add();
+    for (int l = 0; l < L; ++l) put[l] = term(k0 + l);
+    add();
   }
+  return vec_total<T>(acc);
 }
 
 }  // namespace

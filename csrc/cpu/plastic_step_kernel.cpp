@@ -60,11 +60,8 @@ void fwd_matvec(const StepArgs<T>& p, int64_t b, int64_t r0, int64_t r1, T* col)
       const T* __restrict__ wrow = w + j * N;
       const T* __restrict__ Arow = A + j * p.a_stride;
       const T* __restrict__ Hrow = H + j * N;
-      Lanes<T, 1> s;
-      for_lanes(N, s, [&](int64_t i, int l, bool on) HK_VEC_LAMBDA {
-        s.put[0][l] = on ? h[i] * (wrow[i] + Arow[i] * Hrow[i]) : T(0);
-      });
-      col[j] = s.total(0);
+      col[j] = lane_sum<T>(
+          N, [&](int64_t i) HK_VEC_LAMBDA { return h[i] * (wrow[i] + Arow[i] * Hrow[i]); });
     }
   }
 }
