@@ -18,11 +18,13 @@
 #   env         versions, backends, extension
 #   tests       the GPU tests with `pytest -n 8` and a per-test timeout (serial and without the
 #               timeout where pytest-xdist / pytest-timeout are missing)
-#   cluster     the cluster forward (off by default until a GPU has run it; NOTES.md M9): the CUDA
-#               plastic_rnn tests with HEBBKERN_CUDA_CLUSTERS=1, then neuromod/hebb at N = 128,
-#               T = 100, B = 1 8 32 (cuda, fwd and fwd+bwd) with the switch off and on
+#   cluster     the cluster forward and backward (off by default until a GPU has run them; NOTES.md
+#               M9, M11): the CUDA plastic_rnn tests with HEBBKERN_CUDA_CLUSTERS=1, then
+#               neuromod/hebb at N = 128, T = 100, B = 1 8 32 (cuda, fwd and fwd+bwd) with the
+#               switch off and on
 #   memcheck, racecheck   compute-sanitizer on a small case of every GPU backend of plastic_rnn
-#               and on trace_update's CUDA kernels (and plastic_lstm's Triton path)
+#               and on trace_update's CUDA kernels (and plastic_lstm's Triton path), then the
+#               plastic_rnn cases again with the cluster kernels switched on
 #   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
 #               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
 #   population  python -m benchmarks population: issue 13's population row (1024 individuals with
@@ -167,8 +169,8 @@ PARALLEL=()
 stage tests 200 "$WORK/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider "${PARALLEL[@]}" \
     --junitxml="$WORK/tests.xml" "${TEST_ARGS[@]}"
 
-# ---- the cluster forward, switched on (HEBBKERN_CUDA_CLUSTERS=1): its correctness on the card
-# first, then the rows it is for against the one-block forward in the same run; exit status: the
+# ---- the cluster kernels, switched on (HEBBKERN_CUDA_CLUSTERS=1): their correctness on the card
+# first, then the rows they are for against one block per sample in the same run; exit status: the
 # tests' (0 when they pass), else the benchmarks'.
 if [[ $QUICK == 1 ]]; then
     CLUSTER_ROWS=(--quick) CLUSTER_MIN=0.02
@@ -241,9 +243,13 @@ elif [[ -z $SANITIZER ]]; then
 else
     for tool in memcheck racecheck; do
         # One Triton configuration: autotuning would compile and run three under the sanitizer.
+        # Then the same cases with the cluster kernels switched on (forward and backward, M9, M11:
+        # on sm_90 the launch rule gives these batches of 3 several blocks per sample).
         stage "$tool" 60 "$WORK/sanitizer-$tool.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
-            HEBBKERN_TRITON_AUTOTUNE=0 \
-            "$SANITIZER" --tool "$tool" --error-exitcode 1 "$PY" -c "$SMALL_CASE"
+            HEBBKERN_TRITON_AUTOTUNE=0 bash -c '
+            "$1" --tool "$2" --error-exitcode 1 "$3" -c "$4" &&
+                HEBBKERN_CUDA_CLUSTERS=1 "$1" --tool "$2" --error-exitcode 1 "$3" -c "$4"' \
+            _ "$SANITIZER" "$tool" "$PY" "$SMALL_CASE"
     done
 fi
 

@@ -199,3 +199,92 @@ def plan_forward_cluster(
     while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
         c *= 2
     return at(c)
+
+
+# The backward over a cluster (plastic_rnn_cluster_backward.h), mirrored as the forward's rule is.
+BWD_GLOBAL, BWD_STATE, BWD_TRACES = 0, 1, 2  # kBwd* of plastic_rnn_cluster_backward.h
+CLUSTER_BWD_THREADS = 256  # kClusterBwdThreads: the cluster backward's block size (registers)
+
+
+@dataclass(frozen=True)
+class BackwardPlan:
+    blocks_per_sample: int  # c (1: the one-block backward)
+    where: int  # BWD_TRACES: adjoint state and recomputed traces on chip; BWD_STATE; BWD_GLOBAL
+    smem_bytes: int  # per block
+    scratch: int  # elements of global scratch per block (c = 1: per sample)
+
+
+def seg_width(cols: int) -> int:
+    """Lanes per row segment: the smallest power of two holding ``cols``, at most a warp."""
+    L = 1
+    while L < cols and L < WARP:
+        L *= 2
+    return L
+
+
+def one_block_bwd_placement(N, K, elig, threads, budget, elem) -> BackwardPlan:
+    """``place(backward=true)`` of the one-block backward (shared parameters in global memory)."""
+    W = threads // WARP
+    vec = 8 * N + 3 * W * N + W + MAX_WARPS
+    state = (2 if elig else 1) * N * N
+    if (vec + state) * elem <= budget:
+        return BackwardPlan(1, BWD_STATE, (vec + state) * elem, K * state)
+    if vec * elem <= budget:
+        return BackwardPlan(1, BWD_GLOBAL, vec * elem, K * state)
+    return BackwardPlan(1, BWD_GLOBAL, 0, vec + K * state)
+
+
+def cluster_bwd_placement(N, K, elig, c, threads, budget, elem) -> BackwardPlan | None:
+    """``place_cluster_bwd``: None where even the vectors do not fit."""
+    nc = cluster_cols(N, c)
+    S = threads // seg_width(nc)
+    vec = 7 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c + N
+    state = (2 if elig else 1) * N * nc
+    traces = K * state
+    if (vec + state + traces) * elem <= budget:
+        return BackwardPlan(c, BWD_TRACES, (vec + state + traces) * elem, 0)
+    if (vec + state) * elem <= budget:
+        return BackwardPlan(c, BWD_STATE, (vec + state) * elem, traces)
+    if vec * elem <= budget:
+        return BackwardPlan(c, BWD_GLOBAL, vec * elem, state + traces)
+    return None
+
+
+def plan_backward_cluster(
+    B: int,
+    N: int,
+    K: int,
+    dtype_bytes: int,
+    sm_count: int,
+    smem_budget: int,
+    cluster_max: int,
+    elig: bool = False,
+    threads: int = THREADS,
+    cluster_threads: int = CLUSTER_BWD_THREADS,
+) -> BackwardPlan:
+    """``plan_cluster_bwd``: the backward's blocks per sample, and that layout's placement
+    (``threads``: the one-block backward's block size, ``cluster_threads``: the cluster's)."""
+
+    def at(c):
+        if c == 1:
+            return one_block_bwd_placement(N, K, elig, threads, smem_budget, dtype_bytes)
+        return cluster_bwd_placement(N, K, elig, c, cluster_threads, smem_budget, dtype_bytes)
+
+    def where(c):
+        p = at(c)
+        return -1 if p is None else p.where
+
+    if cluster_max < 2:
+        return at(1)
+    sizes = [c for c in (1, 2, 4, 8, 16) if c <= cluster_max]
+    c = next((k for k in sizes if where(k) == BWD_TRACES), None)
+    c = c or next((k for k in sizes if where(k) == BWD_STATE), None)
+    if c is None:
+        c = 1
+        while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N:
+            c *= 2
+        if c > 1 and where(c) < 0:
+            return at(1)
+    while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
+        c *= 2
+    return at(c)

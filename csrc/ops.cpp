@@ -79,6 +79,16 @@ TORCH_LIBRARY(hebbkern, m) {
       "int smem_budget, bool reverse, int variant=0) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
+  // The cluster backward (several blocks per sample) emulated, as the forward's.
+  m.def(
+      "_plastic_rnn_emulated_bwd_cluster(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, "
+      "Tensor u, Tensor w, Tensor alpha, Tensor? h0, Tensor h, Tensor hebb_ckpt, "
+      "Tensor elig_ckpt, Tensor mod, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, "
+      "Tensor? mod_b, Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, "
+      "int threads, int smem_budget, bool reverse, int cluster, int sm_count, int cluster_max, "
+      "int variant=0) "
+      "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
+      "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def(
       "_plastic_rnn_placement(int N, int K, bool elig, bool backward, int threads, int "
       "smem_budget, "
@@ -89,6 +99,13 @@ TORCH_LIBRARY(hebbkern, m) {
       "_plastic_rnn_cluster_plan(int B, int N, bool elig, bool row_alpha, int threads, "
       "int smem_budget, int elem_bytes, int sm_count, int cluster_max) -> int[]",
       &plastic_rnn_cluster_plan);
+  // The backward's launch rule: [blocks per sample, where (kBwd*), shared bytes per block, scratch
+  // elements per block].
+  m.def(
+      "_plastic_rnn_cluster_plan_bwd(int B, int N, int K, bool elig, int threads, "
+      "int cluster_threads, int smem_budget, int elem_bytes, int sm_count, int cluster_max) "
+      "-> int[]",
+      &plastic_rnn_cluster_plan_bwd);
   m.def(
       "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "
       "Tensor(d!)[] buf1, Tensor(e!)[] buf2, Tensor(f!)[] steps, str base, float lr, "

@@ -46,4 +46,12 @@ std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, b
                                               int64_t elem_bytes, int64_t sm_count,
                                               int64_t cluster_max);
 
+// The backward's launch rule (simt::plan_cluster_bwd; `threads`: the one-block backward's block
+// size, `cluster_threads`: the cluster backward's), as [blocks per sample, where (simt::kBwd*),
+// shared bytes per block, scratch elements per block (c = 1: per sample)]: for reports and tests.
+std::vector<int64_t> plastic_rnn_cluster_plan_bwd(int64_t B, int64_t N, int64_t K, bool elig,
+                                                  int64_t threads, int64_t cluster_threads,
+                                                  int64_t smem_budget, int64_t elem_bytes,
+                                                  int64_t sm_count, int64_t cluster_max);
+
 }  // namespace hebbkern

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "hebbkern/plastic_rnn_block.h"
+#include "hebbkern/plastic_rnn_cluster_backward.h"
 #include "plastic_rnn.h"
 #include "plastic_rnn_args.h"
 
@@ -36,6 +37,10 @@ void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut
 template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse);
+template <typename T>
+void run_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                          const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl, T* scratch,
+                          bool reverse);
 }  // namespace emu
 
 namespace {
@@ -50,10 +55,17 @@ struct Target {
   int threads;
   int64_t smem_budget;  // bytes
   bool reverse;         // emulation only: items, warps and lanes in reverse order
-  // The forward's blocks per sample: 0 chooses by the launch rule (simt::plan_cluster) from `caps`;
-  // 1 to 16 forces it (emulation only: the tests reach every layout).
+  // Blocks per sample of the direction run: 0 chooses by the launch rule (simt::plan_cluster for
+  // the forward, simt::plan_cluster_bwd for the backward) from `caps`; 1 to 16 forces it
+  // (emulation only: the tests reach every layout).
   int cluster = 0;
   simt::LaunchCaps caps = {1, 1};  // SM count, largest cluster (1: none)
+  // Threads per block of the cluster backward (0: `threads`; the CUDA launch's is
+  // simt::kClusterBwdThreads).
+  int cluster_bwd_threads = 0;
+  int bwd_cluster_threads() const {
+    return cluster_bwd_threads > 0 ? cluster_bwd_threads : threads;
+  }
 };
 
 // The block kernels index within a sample with 32-bit ints (plastic_rnn_block.h): larger N is
@@ -117,6 +129,14 @@ int blocks_per_sample(const Target& tg, const simt::RnnParams<T>& p, Rule rule) 
                             tg.smem_budget, sizeof(T), tg.caps);
 }
 
+// The backward's blocks per sample: forced by the target (emulation), else its launch rule.
+template <typename T>
+int bwd_blocks_per_sample(const Target& tg, const simt::RnnParams<T>& p, Rule rule) {
+  if (tg.cluster > 0) return tg.cluster;
+  return simt::plan_cluster_bwd(p.B, p.N, p.K, has_eligibility(rule), tg.threads,
+                                tg.bwd_cluster_threads(), tg.smem_budget, sizeof(T), tg.caps);
+}
+
 // Global scratch of the kernels; NaN-filled in the emulation so that an element read before it is
 // written shows up in the tests.
 at::Tensor new_scratch(const Target& tg, int64_t n, const at::Tensor& u) {
@@ -145,7 +165,7 @@ Target cuda_target(const at::Tensor& u) {
   simt::LaunchCaps caps = cuda_kernels::launch_caps(u.device().index());
   TORCH_CHECK(caps.sm_count >= 1, "hebbkern::plastic_rnn: cannot query the device's SM count");
   if (!clusters_enabled()) caps.cluster_max = 1;
-  return {false, cuda_kernels::kThreads, budget, false, 0, caps};
+  return {false, cuda_kernels::kThreads, budget, false, 0, caps, simt::kClusterBwdThreads};
 }
 #endif
 
@@ -209,6 +229,24 @@ BwdOut backward(const Target& tg, const rnn_args::BwdArgs& a) {
     const simt::RnnParams<T> p = make_params<T>(q, a.clip, a.ckpt_every, a.variant);
     const RnnBwdOut<T> o = rnn_args::bwd_out_ptrs<T>(acc);
     const RnnBwdIn<T> in = rnn_args::bwd_in_ptrs<T>(bin);
+    const int c = bwd_blocks_per_sample(tg, p, rule);
+    if (c > 1 && p.B > 0) {
+      const simt::ClusterBwdPlacement cp = simt::place_cluster_bwd(
+          p.N, p.K, has_eligibility(rule), c, tg.bwd_cluster_threads(), tg.smem_budget, sizeof(T));
+      TORCH_CHECK_VALUE(cp.c == c, "hebbkern::plastic_rnn: a cluster of ", c,
+                        " blocks does not fit the shared-memory budget of ", tg.smem_budget,
+                        " bytes at N = ", p.N);
+      at::Tensor scratch = new_scratch(tg, p.B * c * cp.scratch_per_block, a.u);
+      if (tg.emulate) {
+        emu::run_backward_cluster<T>(rule, p, in, o, cp, scratch.data_ptr<T>(), tg.reverse);
+      } else {
+#ifdef HEBBKERN_WITH_CUDA
+        check_cuda(cuda_kernels::launch_backward_cluster<T>(
+            rule, p, in, o, cp, scratch.data_ptr<T>(), c10::cuda::getCurrentCUDAStream().stream()));
+#endif
+      }
+      return;
+    }
     const simt::Placement pl = placement(tg, true, p, rule);
     at::Tensor scratch = new_scratch(tg, p.B * pl.scratch_per_sample, a.u);
     if (p.B == 0) {
@@ -251,6 +289,22 @@ BwdOut emulated_backward(const rnn_args::BwdArgs& a, int64_t threads, int64_t sm
   return backward({true, static_cast<int>(threads), smem_budget, reverse}, a);
 }
 
+BwdOut emulated_backward_cluster(const rnn_args::BwdArgs& a, int64_t threads, int64_t smem_budget,
+                                 bool reverse, int64_t cluster, int64_t sm_count,
+                                 int64_t cluster_max) {
+  TORCH_CHECK_VALUE(cluster >= 0 && cluster <= 16 && sm_count >= 1 && sm_count < (1 << 20) &&
+                        cluster_max >= 1 && cluster_max <= 16,
+                    "hebbkern::_plastic_rnn_emulated_bwd_cluster: cluster must be in [0, 16], "
+                    "sm_count >= 1, cluster_max in [1, 16]");
+  return backward({true,
+                   static_cast<int>(threads),
+                   smem_budget,
+                   reverse,
+                   static_cast<int>(cluster),
+                   {sm_count, static_cast<int>(cluster_max)}},
+                  a);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
@@ -261,6 +315,9 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
                               int64_t>);
   m.impl("_plastic_rnn_emulated_bwd",
          &rnn_args::bwd_entry<emulated_backward, int64_t, int64_t, bool>);
+  m.impl("_plastic_rnn_emulated_bwd_cluster",
+         &rnn_args::bwd_entry<emulated_backward_cluster, int64_t, int64_t, bool, int64_t, int64_t,
+                              int64_t>);
 }
 
 std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
@@ -292,6 +349,29 @@ std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, b
   const simt::ClusterPlacement p = simt::place_cluster(
       N, elig, row_alpha, c, static_cast<int>(threads), smem_budget, elem_bytes);
   return {p.c, p.where, p.smem_bytes};
+}
+
+std::vector<int64_t> plastic_rnn_cluster_plan_bwd(int64_t B, int64_t N, int64_t K, bool elig,
+                                                  int64_t threads, int64_t cluster_threads,
+                                                  int64_t smem_budget, int64_t elem_bytes,
+                                                  int64_t sm_count, int64_t cluster_max) {
+  TORCH_CHECK_VALUE(B >= 1 && N >= 1 && K >= 1 && threads >= 32 && threads % 32 == 0 &&
+                        threads <= 1024 && cluster_threads >= 32 && cluster_threads % 32 == 0 &&
+                        cluster_threads <= 1024 && elem_bytes > 0 && sm_count >= 1 &&
+                        cluster_max >= 1 && cluster_max <= 16,
+                    "hebbkern::_plastic_rnn_cluster_plan_bwd: bad arguments");
+  const int c = simt::plan_cluster_bwd(B, N, K, elig, static_cast<int>(threads),
+                                       static_cast<int>(cluster_threads), smem_budget, elem_bytes,
+                                       {sm_count, static_cast<int>(cluster_max)});
+  if (c == 1) {
+    const simt::Placement p =
+        simt::place(true, N, K, elig, static_cast<int>(threads), smem_budget, elem_bytes);
+    return {1, p.state_in_smem ? simt::kBwdState : simt::kBwdGlobal, p.smem_bytes,
+            p.scratch_per_sample};
+  }
+  const simt::ClusterBwdPlacement p = simt::place_cluster_bwd(
+      N, K, elig, c, static_cast<int>(cluster_threads), smem_budget, elem_bytes);
+  return {p.c, p.where, p.smem_bytes, p.scratch_per_block};
 }
 
 #ifdef HEBBKERN_WITH_CUDA

@@ -72,7 +72,7 @@ def parse_ptxas(arch: str, text: str) -> list[KernelResources]:
     for line in text.splitlines():
         m = re.search(r"Compiling entry function '(\S+)'", line)
         if m:
-            k = re.search(r"(plastic_rnn|trace_update)_(fwd|bwd|fwd_cluster)"
+            k = re.search(r"(plastic_rnn|trace_update)_(fwd|bwd|fwd_cluster|bwd_cluster)"
                           r"_kernelILNS_4RuleE(\d)E([fd])", m.group(1))  # fmt: skip
             cur = None if k is None else (k.group(1), k.group(2), RULE_NAMES[int(k.group(3))],
                                           {"f": "float32", "d": "float64"}[k.group(4)])  # fmt: skip

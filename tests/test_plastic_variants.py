@@ -165,6 +165,35 @@ def test_emulated_cuda_matches_cpu_kernel(case, smem, nan_poison):
             assert rel_err(a, b) <= 1e-11, f"output {i}: {rel_err(a, b):.3g}"
 
 
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_emulated_cuda_clusters_match_cpu_kernel(case, nan_poison):
+    """The cluster forward and the cluster backward (4 blocks per sample, the working set in
+    shared memory) run the variants as the CPU kernels do."""
+    kw, opts = case_inputs(case, T=7, B=2, N=37, seed=5)
+    args, code = raw_args(kw, opts, 3)
+    want = ops.plastic_rnn_fwd(*args, code)
+    got = ops._plastic_rnn_emulated_fwd_cluster(*args, 64, 1 << 30, False, 4, 132, 16, code)
+    for name, a, b in zip(("h", "hebb", "elig", "hebb_ckpt", "elig_ckpt", "mod"), got, want,
+                          strict=True):  # fmt: skip
+        if b.numel():
+            assert rel_err(a, b) <= 1e-12, f"{name}: {rel_err(a, b):.3g}"
+    g = torch.Generator().manual_seed(9)
+    h, hebb, elig, hck, eck, mod = want
+    grads = (torch.randn(h.shape, generator=g, dtype=h.dtype),
+             torch.randn(hebb.shape, generator=g, dtype=h.dtype),
+             torch.randn(elig.shape, generator=g, dtype=h.dtype) if kw["rule"] == "retro"
+             else None)  # fmt: skip
+    (u, w, alpha, h0, _, _, clamp, eta, mod_w, mod_b, fw, fb, rule, clip, k) = args
+    bargs = (*grads, u, w, alpha, h0, h, hck, eck, mod, clamp, eta, mod_w, mod_b, fw, fb, rule,
+             clip, k)  # fmt: skip
+    want_b = ops.plastic_rnn_bwd(*bargs, code)
+    got_b = ops._plastic_rnn_emulated_bwd_cluster(*bargs, 64, 1 << 30, False, 4, 132, 16, code)
+    for i, (a, b) in enumerate(zip(got_b, want_b, strict=True)):
+        assert a.shape == b.shape, i
+        if b.numel():
+            assert rel_err(a, b) <= 1e-11, f"output {i}: {rel_err(a, b):.3g}"
+
+
 # ---- spec details and errors -----------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hebbkern/plastic_rnn_block.h"
+#include "hebbkern/plastic_rnn_cluster_backward.h"
 
 namespace hebbkern::emu {
 
@@ -30,6 +31,42 @@ void for_each_block(int64_t B, const simt::Placement& pl, bool reverse, F&& body
   });
 }
 
+// Calls body(block, cluster, index, shared_memory) for every block of a cluster launch's grid `g`:
+// the c blocks of a cluster run concurrently as c host threads meeting at a barrier (EmuCluster),
+// each block's body sequential through EmuBlock (in reverse order if asked), each with its own
+// NaN-poisoned shared memory that the others reach through EmuCluster::map. Clusters run in
+// parallel, as on the GPU.
+template <typename T, typename F>
+void for_each_cluster_block(const simt::Grid& g, int threads, int64_t smem_bytes, bool reverse,
+                            F&& body) {
+  TORCH_CHECK(simt::grid_fits_cuda(g), "hebbkern: the cluster launch grid (", g.x, ", cluster ",
+              g.cluster, ") exceeds CUDA's limits");
+  const int c = g.cluster;
+  at::parallel_for(0, g.blocks() / c, 1, [&](int64_t k0, int64_t k1) {
+    const size_t elems = smem_bytes / sizeof(T) + 1;
+    std::vector<std::vector<T>> smem(c);
+    std::vector<unsigned char*> buffers(c, nullptr);
+    for (int64_t k = k0; k < k1; ++k) {
+      for (int q = 0; q < c; ++q) {
+        smem[q].assign(elems, std::numeric_limits<T>::quiet_NaN());
+        buffers[q] = reinterpret_cast<unsigned char*>(smem[q].data());
+      }
+      simt::EmuBarrier bar(c);
+      // The kernel bodies do not throw (a block that stopped would leave the others waiting).
+      auto block = [&](int q) {
+        const simt::BlockIdx idx = simt::block_index(g, k * c + q);
+        const simt::EmuCluster clu{static_cast<int>(idx.x % c), c, &bar, buffers.data()};
+        const simt::EmuBlock blk{threads, reverse};
+        body(blk, clu, idx, smem[q].data());
+      };
+      std::vector<std::thread> workers;
+      for (int q = 1; q < c; ++q) workers.emplace_back(block, q);
+      block(0);
+      for (auto& th : workers) th.join();
+    }
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -47,49 +84,40 @@ void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
   });
 }
 
-// The cluster forward: the launch's own grid and clusters (simt::plastic_rnn_cluster_grid); the c
-// blocks of a cluster run concurrently as c host threads meeting at a barrier (EmuCluster), each
-// block's body sequential through EmuBlock (in reverse order if asked), each with its own
-// NaN-poisoned shared memory that the others reach through EmuCluster::map. Clusters run in
-// parallel, as on the GPU.
+// The cluster forward on the launch's own grid and clusters (simt::plastic_rnn_cluster_grid).
 template <typename T>
 void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                          const simt::ClusterPlacement& pl, bool reverse) {
-  const simt::Grid g = simt::plastic_rnn_cluster_grid(p.B, pl.c);
-  TORCH_CHECK(simt::grid_fits_cuda(g), "hebbkern: the cluster launch grid (", g.x, ", cluster ",
-              g.cluster, ") exceeds CUDA's limits");
-  const int c = g.cluster;
   visit_rule(rule, [&](auto r) {
     constexpr Rule R = decltype(r)::value;
-    at::parallel_for(0, g.blocks() / c, 1, [&](int64_t k0, int64_t k1) {
-      const size_t elems = pl.smem_bytes / sizeof(T) + 1;
-      std::vector<std::vector<T>> smem(c);
-      std::vector<unsigned char*> buffers(c, nullptr);
-      for (int64_t k = k0; k < k1; ++k) {
-        for (int q = 0; q < c; ++q) {
-          smem[q].assign(elems, std::numeric_limits<T>::quiet_NaN());
-          buffers[q] = reinterpret_cast<unsigned char*>(smem[q].data());
-        }
-        simt::EmuBarrier bar(c);
-        // The kernel bodies do not throw (a block that stopped would leave the others waiting).
-        auto block = [&](int q) {
-          {
-            const simt::BlockIdx idx = simt::block_index(g, k * c + q);
-            const simt::EmuCluster clu{static_cast<int>(idx.x % c), c, &bar, buffers.data()};
-            const simt::EmuBlock blk{pl.threads, reverse};
-            T* sm = smem[q].data();
-            simt::visit_where(pl.where, [&](auto where) {
-              simt::plastic_rnn_forward_cluster_kernel<R, decltype(where)::value>(blk, clu, p, o,
-                                                                                  idx, sm);
-            });
-          }
-        };
-        std::vector<std::thread> threads;
-        for (int q = 1; q < c; ++q) threads.emplace_back(block, q);
-        block(0);
-        for (auto& th : threads) th.join();
-      }
-    });
+    for_each_cluster_block<T>(
+        simt::plastic_rnn_cluster_grid(p.B, pl.c), pl.threads, pl.smem_bytes, reverse,
+        [&](const simt::EmuBlock& blk, const simt::EmuCluster& clu, const simt::BlockIdx& idx,
+            T* sm) {
+          simt::visit_where(pl.where, [&](auto where) {
+            simt::plastic_rnn_forward_cluster_kernel<R, decltype(where)::value>(blk, clu, p, o, idx,
+                                                                                sm);
+          });
+        });
+  });
+}
+
+// The cluster backward, the same way; `scratch`: pl.scratch_per_block elements per block.
+template <typename T>
+void run_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                          const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl, T* scratch,
+                          bool reverse) {
+  visit_rule(rule, [&](auto r) {
+    constexpr Rule R = decltype(r)::value;
+    for_each_cluster_block<T>(
+        simt::plastic_rnn_cluster_grid(p.B, pl.c), pl.threads, pl.smem_bytes, reverse,
+        [&](const simt::EmuBlock& blk, const simt::EmuCluster& clu, const simt::BlockIdx& idx,
+            T* sm) {
+          simt::visit_bwd_where(pl.where, [&](auto where) {
+            simt::plastic_rnn_backward_cluster_kernel<R, decltype(where)::value>(
+                blk, clu, p, in, o, idx, sm, scratch, pl.scratch_per_block);
+          });
+        });
   });
 }
 
@@ -119,6 +147,12 @@ template void run_forward_cluster<float>(Rule, const simt::RnnParams<float>&,
 template void run_forward_cluster<double>(Rule, const simt::RnnParams<double>&,
                                           const RnnFwdOut<double>&, const simt::ClusterPlacement&,
                                           bool);
+template void run_backward_cluster<float>(Rule, const simt::RnnParams<float>&,
+                                          const RnnBwdIn<float>&, const RnnBwdOut<float>&,
+                                          const simt::ClusterBwdPlacement&, float*, bool);
+template void run_backward_cluster<double>(Rule, const simt::RnnParams<double>&,
+                                           const RnnBwdIn<double>&, const RnnBwdOut<double>&,
+                                           const simt::ClusterBwdPlacement&, double*, bool);
 template void run_backward<float>(Rule, const simt::RnnParams<float>&, const RnnBwdIn<float>&,
                                   const RnnBwdOut<float>&, const simt::Placement&, float*, bool);
 template void run_backward<double>(Rule, const simt::RnnParams<double>&, const RnnBwdIn<double>&,

@@ -1,11 +1,13 @@
 // CUDA kernels of the plastic recurrent layer: one thread block per sample runs all T steps of
 // the forward (or of the backward) in one launch, with the trace in shared memory when it fits;
 // on sm_90 the forward may instead run a thread-block cluster of c blocks per sample (the launch
-// rule, plan_cluster), each block a slice of the sample's columns.
+// rule, plan_cluster), each block a slice of the sample's columns, and the backward likewise
+// (plan_cluster_bwd, plastic_rnn_cluster_backward.h).
 // The kernel bodies are plastic_rnn_block.h, also run on the CPU by the emulation the tests use.
 #include <atomic>
 
 #include "cuda/plastic_rnn_launch.h"
+#include "hebbkern/plastic_rnn_cluster_backward.h"
 
 namespace hebbkern::cuda_kernels {
 
@@ -33,6 +35,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   simt::plastic_rnn_forward_cluster_kernel<R, kWhere>(simt::CudaBlock{}, simt::CudaCluster{}, p, o,
                                                       simt::cuda_block_index(),
                                                       reinterpret_cast<T*>(smem));
+#else
+  __trap();  // never launched below sm_90 (launch_caps); loud if it were
+#endif
+}
+
+// The cluster backward: c blocks per sample (plastic_rnn_cluster_backward.h); kWhere: kBwd*.
+template <Rule R, typename T, int kWhere>
+__global__ void __launch_bounds__(simt::kClusterBwdThreads, 1)
+    plastic_rnn_bwd_cluster_kernel(const simt::RnnParams<T> p, const RnnBwdIn<T> in,
+                                   const RnnBwdOut<T> o, T* scratch, int64_t scratch_per_block) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  extern __shared__ __align__(16) unsigned char smem[];
+  simt::plastic_rnn_backward_cluster_kernel<R, kWhere>(
+      simt::CudaBlock{}, simt::CudaCluster{}, p, in, o, simt::cuda_block_index(),
+      reinterpret_cast<T*>(smem), scratch, scratch_per_block);
 #else
   __trap();  // never launched below sm_90 (launch_caps); loud if it were
 #endif
@@ -125,20 +142,18 @@ cudaError_t allow_cluster(K kernel, int c, std::atomic<int>* opted) {
 // The cluster launch: the grid and cluster shape from plastic_rnn_cluster_grid (the function the
 // emulation enumerates), cudaLaunchKernelEx with the cluster dimension as a launch attribute (a
 // stream operation: CUDA-graph capturable).
-template <typename T, typename Kernel>
+template <typename Kernel, typename... Args>
 cudaError_t launch_cluster(Kernel kernel, std::atomic<int64_t>* opted_smem,
-                           std::atomic<int>* opted_c, const simt::ClusterPlacement& pl,
-                           cudaStream_t stream, const simt::RnnParams<T>& p,
-                           const RnnFwdOut<T>& o) {
-  const simt::Grid g = simt::plastic_rnn_cluster_grid(p.B, pl.c);
+                           std::atomic<int>* opted_c, int64_t B, int c, int threads,
+                           int64_t smem_bytes, cudaStream_t stream, const Args&... args) {
+  const simt::Grid g = simt::plastic_rnn_cluster_grid(B, c);
   if (!simt::grid_fits_cuda(g)) return cudaErrorInvalidConfiguration;
-  if (const cudaError_t e = allow_smem(kernel, pl.smem_bytes, opted_smem); e != cudaSuccess)
-    return e;
+  if (const cudaError_t e = allow_smem(kernel, smem_bytes, opted_smem); e != cudaSuccess) return e;
   if (const cudaError_t e = allow_cluster(kernel, g.cluster, opted_c); e != cudaSuccess) return e;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = simt::to_dim3(g);
-  cfg.blockDim = dim3(static_cast<unsigned>(pl.threads));
-  cfg.dynamicSmemBytes = static_cast<size_t>(pl.smem_bytes);
+  cfg.blockDim = dim3(static_cast<unsigned>(threads));
+  cfg.dynamicSmemBytes = static_cast<size_t>(smem_bytes);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -147,7 +162,7 @@ cudaError_t launch_cluster(Kernel kernel, std::atomic<int64_t>* opted_smem,
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kernel, p, o);
+  return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 template <Rule R, typename T>
@@ -158,7 +173,21 @@ cudaError_t forward_cluster_rule(const simt::RnnParams<T>& p, const RnnFwdOut<T>
   return simt::visit_where(pl.where, [&](auto where) {
     constexpr int kWhere = decltype(where)::value;
     return launch_cluster(plastic_rnn_fwd_cluster_kernel<R, T, kWhere>, opted[kWhere],
-                          opted_c[kWhere], pl, stream, p, o);
+                          opted_c[kWhere], p.B, pl.c, pl.threads, pl.smem_bytes, stream, p, o);
+  });
+}
+
+template <Rule R, typename T>
+cudaError_t backward_cluster_rule(const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                                  const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl,
+                                  T* scratch, cudaStream_t stream) {
+  static std::atomic<int64_t> opted[3][kMaxDevices];
+  static std::atomic<int> opted_c[3][kMaxDevices];
+  return simt::visit_bwd_where(pl.where, [&](auto where) {
+    constexpr int kWhere = decltype(where)::value;
+    return launch_cluster(plastic_rnn_bwd_cluster_kernel<R, T, kWhere>, opted[kWhere],
+                          opted_c[kWhere], p.B, pl.c, pl.threads, pl.smem_bytes, stream, p, in, o,
+                          scratch, pl.scratch_per_block);
   });
 }
 
@@ -252,6 +281,17 @@ cudaError_t launch_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const
 }
 
 template <typename T>
+cudaError_t launch_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                                    const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl,
+                                    T* scratch, cudaStream_t stream) {
+  cudaError_t e = cudaErrorInvalidValue;
+  visit_rule(rule, [&](auto r) {
+    e = backward_cluster_rule<decltype(r)::value>(p, in, o, pl, scratch, stream);
+  });
+  return e;
+}
+
+template <typename T>
 cudaError_t launch_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                            const simt::Placement& pl, T* scratch, cudaStream_t stream) {
   cudaError_t e = cudaErrorInvalidValue;
@@ -276,6 +316,9 @@ cudaError_t launch_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwd
   template cudaError_t launch_forward_cluster<T>(Rule, const simt::RnnParams<T>&,              \
                                                  const RnnFwdOut<T>&,                          \
                                                  const simt::ClusterPlacement&, cudaStream_t); \
+  template cudaError_t launch_backward_cluster<T>(                                             \
+      Rule, const simt::RnnParams<T>&, const RnnBwdIn<T>&, const RnnBwdOut<T>&,                \
+      const simt::ClusterBwdPlacement&, T*, cudaStream_t);                                     \
   template cudaError_t launch_backward<T>(Rule, const simt::RnnParams<T>&, const RnnBwdIn<T>&, \
                                           const RnnBwdOut<T>&, const simt::Placement&, T*,     \
                                           cudaStream_t);

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "hebbkern/plastic_rnn_block.h"
+#include "hebbkern/plastic_rnn_cluster_backward.h"
 
 namespace hebbkern::cuda_kernels {
 
@@ -30,6 +31,13 @@ simt::LaunchCaps launch_caps(int device);
 template <typename T>
 cudaError_t launch_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                                    const simt::ClusterPlacement& pl, cudaStream_t stream);
+
+// The cluster backward (plastic_rnn_cluster_backward.h): pl.c blocks per sample, sm_90 and later;
+// `scratch` holds B * pl.c * pl.scratch_per_block elements.
+template <typename T>
+cudaError_t launch_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
+                                    const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl,
+                                    T* scratch, cudaStream_t stream);
 
 // One block per sample, all T steps in one launch. The caller allocates `scratch` with
 // B * pl.scratch_per_sample elements.

@@ -14,7 +14,12 @@
 //   - memory is written only inside for_each / for_each_row / single, and the items of one call
 //     are independent: an item never reads what another item of the same call writes;
 //   - a warp's rows run in order; within a warp, lane l handles j = l, l + 32, ... in order;
-//   - sync() separates calls whose items depend on each other.
+//   - sync() separates calls whose items depend on each other, except that item k of a for_each
+//     may read what item k of an earlier for_each with the same count wrote (both run on the same
+//     thread on the device, and in that order in the emulation);
+//   - a row segment (for_each_row_seg) writes only inside its sum's f and behind leader(): on the
+//     device a segment without a row in a round still calls f (inactive, with row n - 1), so that
+//     every lane of the warp reaches the shuffles; the emulation makes those calls too.
 // EmuBlock can run items, warps and lanes in reverse order; a kernel that breaks the contract then
 // gives different bits, which the tests check (a CPU-side race detector).
 #pragma once
@@ -139,6 +144,30 @@ struct CudaWarp {
   __device__ __forceinline__ bool leader() const { return lane == 0; }
 };
 
+// A segment of `width` lanes of a warp (a power of two, 1 to 32) working on one row: the rows of a
+// slice narrower than a warp (the cluster backward's columns, NOTES.md M11) use every lane.
+// `active`: whether the segment has a row this round. An inactive segment still runs the xor
+// butterfly (the shuffles need every lane of the warp) but evaluates no term and leads nothing.
+struct CudaSeg {
+  int lane;  // within the segment
+  int width;
+  bool active;
+  template <typename V, typename I, typename F>
+  __device__ __forceinline__ V sum(I n, F&& f) const {
+    V s = V{};
+    if (active) {
+      // Not unrolled: the cluster backward's row passes keep many values live (registers).
+#pragma unroll 1
+      for (I j = lane; j < n; j += width) s = s + f(j);
+    }
+#pragma unroll
+    for (int off = kWarpSize / 2; off > 0; off >>= 1)
+      if (off < width) s = s + shfl_xor(s, off);
+    return s;
+  }
+  __device__ __forceinline__ bool leader() const { return active && lane == 0; }
+};
+
 struct CudaBlock {
   __device__ __forceinline__ int nthreads() const { return blockDim.x; }
   __device__ __forceinline__ int nwarps() const { return blockDim.x / kWarpSize; }
@@ -152,6 +181,19 @@ struct CudaBlock {
     const int w = threadIdx.x / kWarpSize;
     const CudaWarp warp{static_cast<int>(threadIdx.x % kWarpSize)};
     for (I i = w; i < n; i += nwarps()) f(warp, i, w);
+  }
+  // f(segment, row, segment_index) for rows i = s, s + S, ... of segment s, S = nthreads / width
+  // segments of `width` lanes (a power of two, at most 32). Rounds are warp-uniform: while any
+  // segment of a warp has a row, all its segments call f, those without one inactive (row n - 1).
+  template <typename I, typename F>
+  __device__ __forceinline__ void for_each_row_seg(I n, int width, F&& f) const {
+    const int S = blockDim.x / width, s = threadIdx.x / width;
+    const int s0 = (threadIdx.x / kWarpSize) * (kWarpSize / width);  // the warp's first segment
+    for (I i0 = s0; i0 < n; i0 += S) {
+      const I i = i0 + (s - s0);
+      const bool active = i < n;
+      f(CudaSeg{static_cast<int>(threadIdx.x % width), width, active}, active ? i : n - 1, s);
+    }
   }
   // f(warp, warp_index) once per warp: for kernels that assign rows to warps themselves.
   template <typename F>
@@ -234,6 +276,36 @@ inline V butterfly(V (&lanes)[kWarpSize]) {
   return lanes[0];
 }
 
+// The butterfly of CudaSeg::sum over `width` lane values (offsets width / 2 .. 1), in its order.
+template <typename V>
+inline V butterfly(V (&lanes)[kWarpSize], int width) {
+  for (int off = width / 2; off > 0; off >>= 1) {
+    V next[kWarpSize];
+    for (int l = 0; l < width; ++l) next[l] = lanes[l] + lanes[l ^ off];
+    for (int l = 0; l < width; ++l) lanes[l] = next[l];
+  }
+  return lanes[0];
+}
+
+struct EmuSeg {
+  bool reverse;
+  int width;
+  bool active;
+  template <typename V, typename I, typename F>
+  V sum(I n, F&& f) const {
+    V lanes[kWarpSize];
+    for (int l = 0; l < width; ++l) lanes[l] = V{};
+    if (active) {
+      for (int q = 0; q < width; ++q) {
+        const int l = reverse ? width - 1 - q : q;
+        for (I j = l; j < n; j += width) lanes[l] = lanes[l] + f(j);
+      }
+    }
+    return butterfly(lanes, width);
+  }
+  bool leader() const { return active; }  // the emulated segment body runs once, not per lane
+};
+
 struct EmuWarp {
   bool reverse;
   template <typename V, typename I, typename F>
@@ -275,6 +347,20 @@ struct EmuBlock {
     for (int q = 0; q < nwarps(); ++q) {
       const int w = reverse ? nwarps() - 1 - q : q;
       for (I i = w; i < n; i += nwarps()) f(warp, i, w);
+    }
+  }
+  // CudaBlock::for_each_row_seg's calls, the inactive ones included, segment by segment.
+  template <typename I, typename F>
+  void for_each_row_seg(I n, int width, F&& f) const {
+    const int S = threads / width;
+    for (int q = 0; q < S; ++q) {
+      const int s = reverse ? S - 1 - q : q;
+      const int s0 = (s * width / kWarpSize) * (kWarpSize / width);
+      for (I i0 = s0; i0 < n; i0 += S) {
+        const I i = i0 + (s - s0);
+        const bool active = i < n;
+        f(EmuSeg{reverse, width, active}, active ? i : n - 1, s);
+      }
     }
   }
   template <typename F>
