@@ -832,6 +832,167 @@ def cluster_report(listing: str) -> str:
     return "\n".join(out)
 
 
+# ----------------------------------------------------------------------------------------------
+# The cluster backward (issue 13 item 2, second part; NOTES.md M11): its SASS, static counts.
+#
+# plastic_rnn_bwd_cluster_kernel<rule, dtype, kWhere> (plastic_rnn_cluster_backward.h,
+# backward_cluster_sample; 256 threads a block). Its loops as the compiler lays them out:
+#   chunk loop (checkpoints, last to first):
+#     recomputation (for_each over n * nc, inner loop over the chunk's steps; no barrier), then
+#     the chunk's first block barrier; the last step's rule pass (rows in lane segments, warp
+#     shuffles) and its cluster barrier; the fold's loops;
+#     step loop (last step to first): column phase, BAR, row pass (four variants: fused or not x
+#       row-alpha or per-connection, each a loop over rows whose reduction shuffles, around the
+#       loop over the block's columns), (modulated rules) BAR + mod_parts, the cluster barrier
+#       (MEMBAR, UCGABAR_ARV, UCGABAR_WAIT, BAR), the fold's loops.
+# The fold's loops (sums over the S partial rows and the c senders, unrolled) hold more loads than
+# the row pass or the recomputation: "the inner loop with the most loads" would pick them, so the
+# row pass is found by its shuffles and the recomputation by its place before the first barrier.
+
+
+def cluster_bwd_kernel_text(listing: str, rule: str, where: int, dtype: str = "float32") -> str:
+    """The SASS of plastic_rnn_bwd_cluster_kernel<rule, dtype, where> in a listing (where: kBwd*,
+    0 global scratch, 1 the adjoint state in shared memory, 2 the state and the traces)."""
+    return _kernel_function(
+        listing,
+        "bwd_cluster",
+        rule,
+        dtype,
+        f"Li{where}E",
+        f"bwd_cluster_kernel<{rule}, {dtype}, {where}>",
+    )
+
+
+def _count(instrs, base: str) -> int:
+    return sum(i.base == base for i in instrs)
+
+
+def wide_address_ops(instrs) -> int:
+    """64-bit integer arithmetic (addresses, int64 indices): the high halves' carries (IADD3.X,
+    LEA.HI.X, IMAD.X) and the wide multiplies (IMAD.WIDE)."""
+    return sum(bool({"X", "WIDE"} & set(i.op.split(".")[1:])) for i in instrs)
+
+
+def cluster_bwd_step_loop(instrs, loops) -> tuple[int, int]:
+    """The step loop of the cluster backward: the innermost loop holding a cluster wait
+    (UCGABAR_WAIT) and a block barrier (the chunk loop around it holds it and more)."""
+    synced = [
+        lp
+        for lp in loops
+        if _count(sass.body(instrs, lp), "UCGABAR_WAIT") and sass.barriers(sass.body(instrs, lp))
+    ]
+    innermost = [lp for lp in synced if not any(x in synced for x in sass.inner_loops(lp, loops))]
+    if not innermost:
+        raise ValueError("no loop with a cluster wait (UCGABAR_WAIT) and a barrier (BAR)")
+    return max(innermost, key=lambda lp: sass.barriers(sass.body(instrs, lp)))
+
+
+def _enclosing(lp, within, loops):
+    """The innermost loop strictly inside `within` that strictly holds `lp` (None: `within`)."""
+    around = [x for x in sass.inner_loops(within, loops) if lp in sass.inner_loops(x, loops)]
+    return min(around, key=lambda x: x[1] - x[0]) if around else None
+
+
+def cluster_bwd_step_counts(text: str, elig: bool = False) -> dict:
+    """Static counts of the cluster backward (elig: a rule with an eligibility trace, whose
+    recomputation stores two values per element and step):
+      - the step loop (cluster_bwd_step_loop): its length, block barriers (BAR), cluster waits
+        (UCGABAR_WAIT), fences (MEMBAR), local-memory instructions (LDL/STL: spills);
+      - the row pass: the loops over the block's columns inside a loop over rows that reduces
+        with warp shuffles (SHFL); of those candidates (the compile-time variants of
+        cluster_row_pass) the one with the most instructions per element (a fused one), its
+        unroll factor, classes and 64-bit address arithmetic;
+      - the recomputation: of the loops of the chunk loop (the loop around the step loop) that
+        lie before its first barrier, the innermost with the most loads and stores; per element
+        and step, from its trace stores (the inner loop over the chunk's steps is unrolled)."""
+    ins = sass.parse_instructions(text)
+    loops = sass.find_loops(ins)
+    step = cluster_bwd_step_loop(ins, loops)
+    body = sass.body(ins, step)
+
+    def leaves(outer):
+        return [lp for lp in sass.inner_loops(outer, loops) if not sass.inner_loops(lp, loops)]
+
+    def per_element(lp):
+        return len(sass.body(ins, lp)) / sass.unroll_factor(sass.body(ins, lp))
+
+    rows = []
+    for lp in leaves(step):
+        parent = _enclosing(lp, step, loops)
+        if parent is not None and sass.class_counts(sass.body(ins, parent))["shfl"]:
+            rows.append(lp)
+    if not rows:
+        raise ValueError("no row pass (a loop inside a loop over rows with shuffles) in the step")
+    hot = max(rows, key=per_element)
+    hot_body = sass.body(ins, hot)
+
+    chunk = _enclosing(step, (ins[0].addr, ins[-1].addr), loops)
+    if chunk is None:
+        raise ValueError("no chunk loop around the step loop")
+    first_bar = min(i.addr for i in sass.body(ins, chunk) if i.base == "BAR")
+    before = [lp for lp in sass.inner_loops(chunk, loops) if lp[1] < first_bar and lp[0] < step[0]]
+    rec_leaves = [lp for lp in before if not sass.inner_loops(lp, loops)]
+    if not rec_leaves:
+        raise ValueError("no recomputation loop before the chunk loop's first barrier")
+
+    def mem(lp):
+        c = sass.class_counts(sass.body(ins, lp))
+        return sum(c[k] for k in ("ldg", "lds", "ld_generic", "stg", "sts", "st_generic"))
+
+    rec = max(rec_leaves, key=lambda lp: (mem(lp), len(sass.body(ins, lp))))
+    rec_body = sass.body(ins, rec)
+    rc = sass.class_counts(rec_body)
+    rec_steps = max(1, (rc["sts"] + rc["stg"] + rc["st_generic"]) // (2 if elig else 1))
+    chunk_body = sass.body(ins, chunk)
+    return {
+        "step": step,
+        "step_len": len(body),
+        "bar": sass.barriers(body),
+        "cluster_wait": _count(body, "UCGABAR_WAIT"),
+        "membar": _count(body, "MEMBAR"),
+        "local": sass.class_counts(body)["ldl_stl"],
+        "chunk": chunk,
+        "chunk_bar": sass.barriers(chunk_body),
+        "chunk_cluster_wait": _count(chunk_body, "UCGABAR_WAIT"),
+        "hot": hot,
+        "hot_candidates": sorted((per_element(lp) for lp in rows), reverse=True),
+        "hot_len": len(hot_body),
+        "hot_unroll": sass.unroll_factor(hot_body),
+        "per_element": per_element(hot),
+        "classes": dict(sass.class_counts(hot_body)),
+        "addr64": wide_address_ops(hot_body),
+        "rec": rec,
+        "rec_len": len(rec_body),
+        "rec_steps": rec_steps,
+        "rec_per_element": len(rec_body) / rec_steps,
+        "rec_classes": dict(rc),
+    }
+
+
+def cluster_bwd_report(listing: str) -> str:
+    out = ["Cluster backward (sm_90, float32), static counts of the step loop:"]
+    for rule in ("neuromod", "hebb"):
+        for where in (2, 1, 0):
+            c = cluster_bwd_step_counts(cluster_bwd_kernel_text(listing, rule, where), rule in ELIG)
+            cls = ", ".join(
+                f"{k} {v}" for k, v in sorted(c["classes"].items(), key=lambda x: -x[1])
+            )
+            rcls = ", ".join(
+                f"{k} {v}" for k, v in sorted(c["rec_classes"].items(), key=lambda x: -x[1])
+            )
+            cands = "/".join(f"{x:.0f}" for x in c["hot_candidates"])
+            out.append(
+                f"  {rule:8} kWhere {where}: step loop {c['step_len']} instrs, {c['bar']} BAR, "
+                f"{c['cluster_wait']} cluster wait, {c['membar']} MEMBAR, {c['local']} LDL/STL; "
+                f"row pass (hottest of {len(c['hot_candidates'])} variants, {cands} per element) "
+                f"{c['hot_len']} instrs per {c['hot_unroll']} elements ({c['per_element']:.2f} "
+                f"per element, {c['addr64']} 64-bit address ops): {cls}; recomputation "
+                f"{c['rec_len']} instrs per {c['rec_steps']} steps ({c['rec_per_element']:.1f} per "
+                f"element and step): {rcls}"
+            )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sass", type=Path, help="a saved cuobjdump -sass listing (else compile)")
@@ -839,6 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
     listing = args.sass.read_text() if args.sass else compile_sass("sm_90")
     print(report(load_codes(listing), measured_codes=load_measured_codes()))
     print(cluster_report(listing))
+    print(cluster_bwd_report(listing))
     return 0
 
 

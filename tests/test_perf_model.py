@@ -122,6 +122,117 @@ def test_analyse_step_code(kernels):
     assert (code.step_len, code.barriers, code.hot_len, code.recompute_len) == (6, 2, 2, 4)
 
 
+# A cluster backward's loops, in cuobjdump's layout: (label, instruction); "{label}" in an
+# instruction is that line's address.
+CLUSTER_BWD = [
+    ("", "LDC R1, c[0x0][0x28]"),
+    ("chunk", "S2R R0, SR_TID.X"),
+    ("rec", "IMAD R3, R0, 0x4, RZ"),  # recomputation: over the block's elements ...
+    ("rec_t", "LDG.E R4, desc[UR4][R2.64]"),  # ... and the chunk's steps, two per iteration
+    ("", "LD.E R5, desc[UR4][R6.64]"),
+    ("", "FFMA R7, R4, R5, R7"),
+    ("", "STS [R3], R7"),
+    ("", "LD.E R5, desc[UR4][R8.64]"),
+    ("", "FFMA R7, R4, R5, R7"),
+    ("", "STS [R3+0x200], R7"),
+    ("", "@P0 BRA {rec_t}"),
+    ("", "@P1 BRA {rec}"),
+    ("", "BAR.SYNC.DEFER_BLOCKING 0x0"),
+    ("fold0", "LDS R9, [R10]"),  # the last step's fold: more loads than the recomputation
+    ("", "LDS R11, [R10+0x4]"),
+    ("", "LDS R12, [R10+0x8]"),
+    ("", "STS [R10], RZ"),
+    ("", "STS [R10+0x4], RZ"),
+    ("", "STS [R10+0x8], RZ"),
+    ("", "@P2 BRA {fold0}"),
+    ("", "MEMBAR.ALL.GPU"),
+    ("", "UCGABAR_ARV"),
+    ("", "UCGABAR_WAIT"),
+    ("", "BAR.SYNC.DEFER_BLOCKING 0x0"),
+    ("step", "LDS R12, [R13]"),  # column phase
+    ("", "STS [R13], R12"),
+    ("", "BAR.SYNC.DEFER_BLOCKING 0x0"),
+    ("row0", "MOV R20, RZ"),  # row pass, unfused: rows ...
+    ("col0", "LDG.E R21, desc[UR4][R22.64]"),  # ... and the block's columns
+    ("", "LDS R23, [R24]"),
+    ("", "FFMA R20, R21, R23, R20"),
+    ("", "@P3 BRA {col0}"),
+    ("", "SHFL.BFLY PT, R25, R20, 0x1, 0x1f"),
+    ("", "@P4 BRA {row0}"),
+    ("row1", "MOV R20, RZ"),  # row pass, fused
+    ("col1", "LDG.E R21, desc[UR4][R22.64]"),
+    ("", "LDG.E R26, desc[UR4][R27.64]"),
+    ("", "IADD3.X R28, R29, R30, RZ, P5, !PT"),
+    ("", "LDS R23, [R24]"),
+    ("", "FFMA R20, R21, R23, R20"),
+    ("", "FFMA R31, R26, R23, R31"),
+    ("", "STS [R24], R31"),
+    ("", "@P3 BRA {col1}"),
+    ("", "SHFL.BFLY PT, R25, R20, 0x1, 0x1f"),
+    ("", "@P4 BRA {row1}"),
+    ("", "BAR.SYNC.DEFER_BLOCKING 0x0"),  # before mod_parts
+    ("", "MEMBAR.ALL.GPU"),
+    ("", "UCGABAR_ARV"),
+    ("", "UCGABAR_WAIT"),
+    ("", "BAR.SYNC.DEFER_BLOCKING 0x0"),
+    ("fold", "LDS R9, [R10]"),  # the step's fold: the step's most loads
+    ("", "LDS R11, [R10+0x4]"),
+    ("", "LDS R12, [R10+0x8]"),
+    ("", "LDS R14, [R10+0xc]"),
+    ("", "STS [R10], RZ"),
+    ("", "STS [R10+0x4], RZ"),
+    ("", "@P2 BRA {fold}"),
+    ("", "@P5 BRA {step}"),
+    ("", "@P6 BRA {chunk}"),
+    ("", "EXIT"),
+    ("", "SHFL.BFLY PT, R25, R20, 0x1, 0x1f"),  # a shuffle's out-of-line fallback
+    ("", "BRA {col1}"),
+]
+CLUSTER_BWD_NAME = (
+    "_ZN8hebbkern12cuda_kernels30plastic_rnn_bwd_cluster_kernelILNS_4RuleE3EfLi2EEEvv"
+)
+
+
+def _listing(lines, name=CLUSTER_BWD_NAME) -> str:
+    addr = {lab: f"{16 * k:#x}" for k, (lab, _) in enumerate(lines) if lab}
+    body = "".join(
+        f"        /*{16 * k:04x}*/                   {ins.format(**addr)} ;\n"
+        for k, (_, ins) in enumerate(lines)
+    )
+    return f"\t\tFunction : {name}\n{body}"
+
+
+def test_cluster_backward_loops_on_an_excerpt():
+    listing = _listing(CLUSTER_BWD) + EXCERPT  # the excerpt: the one-block backward of neuromod
+    text = pm.cluster_bwd_kernel_text(listing, "neuromod", 2)
+    assert "UCGABAR_WAIT" in text and pm.kernel_text(listing, "bwd", "neuromod") != text
+    with pytest.raises(KeyError):
+        pm.cluster_bwd_kernel_text(listing, "neuromod", 1)
+    at = {lab: 16 * k for k, (lab, _) in enumerate(CLUSTER_BWD) if lab}
+    c = pm.cluster_bwd_step_counts(text)
+    # The step loop: the innermost with a cluster wait (the chunk loop holds two).
+    assert c["step"] == (at["step"], at["fold"] + 0x70)
+    assert (c["bar"], c["cluster_wait"], c["membar"], c["local"]) == (3, 1, 1, 0)
+    assert c["chunk"] == (at["chunk"], at["fold"] + 0x80)
+    assert (c["chunk_bar"], c["chunk_cluster_wait"]) == (5, 2)
+    # The row pass: the loops under a shuffling row loop, not the fold (more loads, no rows).
+    assert c["hot"] == (at["col1"], at["col1"] + 0x70) and c["hot_candidates"] == [8, 4]
+    assert (c["hot_len"], c["hot_unroll"], c["per_element"], c["addr64"]) == (8, 1, 8.0, 1)
+    assert c["classes"] == {"ldg": 2, "int": 1, "lds": 1, "fp32": 2, "sts": 1, "branch": 1}
+    # The recomputation: before the chunk's first barrier (not the last step's fold after it);
+    # two trace stores: two steps per iteration, one with an eligibility trace.
+    assert c["rec"] == (at["rec_t"], at["rec_t"] + 0x70)
+    assert (c["rec_len"], c["rec_steps"], c["rec_per_element"]) == (8, 2, 4.0)
+    assert pm.cluster_bwd_step_counts(text, elig=True)["rec_per_element"] == 8.0
+    # Without the row loops' shuffles, or without the cluster wait, nothing is reported.
+    no_shfl = [(lab, i) for lab, i in CLUSTER_BWD if not i.startswith("SHFL")]
+    with pytest.raises(ValueError, match="row pass"):
+        pm.cluster_bwd_step_counts(_listing(no_shfl))
+    no_wait = [(lab, i) for lab, i in CLUSTER_BWD if i != "UCGABAR_WAIT"]
+    with pytest.raises(ValueError, match="cluster wait"):
+        pm.cluster_bwd_step_counts(_listing(no_wait))
+
+
 def test_warp_instructions_follow_the_work_split():
     code = pm.StepCode(
         step_len=0,
@@ -246,9 +357,15 @@ def _tools():
     return find_nvcc() and pm.find_cuobjdump()
 
 
-@pytest.mark.skipif(not _tools(), reason="nvcc or cuobjdump not found")
-def test_model_on_the_compiled_kernels():
-    listing = pm.compile_sass("sm_90")
+@pytest.fixture(scope="module")
+def listing():
+    """cuobjdump -sass of plastic_rnn.cu for sm_90, compiled once for the tests below."""
+    if not _tools():
+        pytest.skip("nvcc or cuobjdump not found")
+    return pm.compile_sass("sm_90")
+
+
+def test_model_on_the_compiled_kernels(listing):
     codes = pm.load_codes(listing)
     # The cluster forward (NOTES.md M9): one block barrier and one cluster barrier per step (whose
     # cooperative_groups form adds a BAR after the wait), in every placement.
@@ -285,6 +402,59 @@ def test_model_on_the_compiled_kernels():
         assert got == pytest.approx(pm.MEASURED[key], rel=0.02)
     text = pm.report(codes, measured_codes=pm.load_measured_codes())
     assert "PREDICTIONS" in text and "hebb 8 1025 201" in text and "this code" in text
+
+
+def test_cluster_backward_on_the_compiled_kernels(listing):
+    """The cluster backward (plastic_rnn_cluster_backward.h, backward_cluster_sample): six
+    instantiations (neuromod, hebb x kWhere 2, 1, 0), their step, row-pass and recomputation
+    loops."""
+    counts = {}
+    for rule in ("neuromod", "hebb"):
+        for where in (2, 1, 0):
+            text = pm.cluster_bwd_kernel_text(listing, rule, where)
+            c = counts[rule, where] = pm.cluster_bwd_step_counts(text)
+            ins = sass.parse_instructions(text)
+            why = (rule, where, c)
+            # The loop holding the cluster wait is also the one the forward's rule picks.
+            assert c["step"] == sass.step_loop(ins, sass.find_loops(ins)), why
+            # One cluster barrier per step (a fence, a wait); block barriers: the column phase's,
+            # the one cooperative_groups puts after the cluster wait, and for a modulated rule the
+            # one before mod_parts.
+            assert (c["cluster_wait"], c["membar"]) == (1, 1), why
+            assert c["bar"] == (3 if rule == "neuromod" else 2), why
+            # The chunk loop adds the recomputation's barrier and the chunk's last step (its own
+            # cluster barrier with its BAR; for a modulated rule the barrier before mod_parts).
+            assert c["chunk_cluster_wait"] == 2, why
+            assert c["chunk_bar"] == c["bar"] + (3 if rule == "neuromod" else 2), why
+            assert c["local"] == 0, why  # no LDL/STL: nothing spilled in the step loop
+            # cluster_row_pass's four variants (fused or not x row-alpha or per connection); the
+            # fused ones (with step t-1's trace-update adjoint) are clearly longer, the hottest
+            # is one of them.
+            cand = c["hot_candidates"]
+            assert len(cand) == 4 and cand[0] == c["per_element"] > 0, why
+            assert cand[1] > 1.2 * cand[2], why
+            # w and alpha are in global memory in every placement.
+            assert c["classes"].get("ldg", 0) >= 2, why
+            # The recomputation: no barrier; its traces go to shared memory at kWhere 2 and to
+            # the global scratch otherwise; one store per element and step (no eligibility).
+            rc = c["rec_classes"]
+            assert rc.get("bar", 0) == 0 and c["rec_per_element"] > 0, why
+            if where == 2:
+                assert rc.get("sts", 0) == c["rec_steps"] and rc.get("stg", 0) == 0, why
+            else:
+                assert rc.get("stg", 0) == c["rec_steps"] and rc.get("sts", 0) == 0, why
+    for rule in ("neuromod", "hebb"):
+        # From kWhere 2 to 1 to 0 the traces, then the adjoint state, leave shared memory: the
+        # row pass's global loads grow, its shared-memory loads shrink.
+        ldg = [counts[rule, w]["classes"].get("ldg", 0) for w in (2, 1, 0)]
+        lds = [counts[rule, w]["classes"].get("lds", 0) for w in (2, 1, 0)]
+        assert ldg[0] < ldg[1] < ldg[2] and lds[0] > lds[1] > lds[2], (rule, ldg, lds)
+        assert lds[0] >= 4  # kWhere 2: the two traces, the adjoint, da from shared memory
+    for where in (2, 1, 0):  # the modulation adds work per element
+        assert counts["neuromod", where]["per_element"] > counts["hebb", where]["per_element"]
+    text = pm.cluster_bwd_report(listing)
+    assert text.startswith("Cluster backward") and len(text.splitlines()) == 7
+    assert "hottest of 4 variants" in text
 
 
 def test_step_profile_adds_up_to_the_count(kernels):
