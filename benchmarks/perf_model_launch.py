@@ -238,15 +238,16 @@ def cluster_bwd_placement(N, K, elig, c, threads, budget, elem) -> BackwardPlan 
     """``place_cluster_bwd``: None where even the vectors do not fit."""
     nc = cluster_cols(N, c)
     S = threads // seg_width(nc)
-    vec = 7 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c + N
+    vec = 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c
     state = (2 if elig else 1) * N * nc
     traces = K * state
+    # global scratch: h_{-1} = 0 (N), then what is not in shared memory
     if (vec + state + traces) * elem <= budget:
-        return BackwardPlan(c, BWD_TRACES, (vec + state + traces) * elem, 0)
+        return BackwardPlan(c, BWD_TRACES, (vec + state + traces) * elem, N)
     if (vec + state) * elem <= budget:
-        return BackwardPlan(c, BWD_STATE, (vec + state) * elem, traces)
+        return BackwardPlan(c, BWD_STATE, (vec + state) * elem, N + traces)
     if vec * elem <= budget:
-        return BackwardPlan(c, BWD_GLOBAL, vec * elem, state + traces)
+        return BackwardPlan(c, BWD_GLOBAL, vec * elem, N + state + traces)
     return None
 
 

@@ -37,8 +37,11 @@ def test_kernels_compile_without_spills(arch, tmp_path):
     print(report)
     spilling = [k for k in kernels if k.spill_stores or k.spill_loads]
     assert not spilling, "kernels spill registers:\n" + format_report(spilling)
-    # 512 threads per block (__launch_bounds__(512, 1)) leave at most 128 registers a thread.
-    assert max(k.registers for k in kernels if k.family == "plastic_rnn") <= 128
+    # 512 threads per block (__launch_bounds__(512, 1)) leave at most 128 registers a thread; the
+    # cluster backward runs 256 threads (kClusterBwdThreads), at most 255.
+    for k in kernels:
+        if k.family == "plastic_rnn":
+            assert k.registers <= (255 if k.kernel == "bwd_cluster" else 128), k
 
 
 # The sizes whose float32 trace (forward) or trace adjoint (backward) stays in shared memory, as

@@ -62,13 +62,13 @@ constexpr int kBwdGlobal =
 constexpr int kBwdState = 1;  // the adjoint state slice in shared memory, the traces in scratch
 constexpr int kBwdTraces = 2;  // both in shared memory: no global scratch inside the step loop
 
-// The vectors of a block: 7 column vectors, 3 x S partial rows, the inbox (2 parities x 2 kinds x c
+// The vectors of a block: 8 column vectors, 3 x S partial rows, the inbox (2 parities x 2 kinds x c
 // senders x columns), the modulator parts (2 x c), d eta per segment (+1), rank 0's d eta parts
-// (c), and h_{-1} = 0 when h0 is not given (N).
+// (c).
 HK_HOST_DEVICE int64_t cluster_bwd_vec_elems(int64_t N, int c, int threads) {
   const int64_t nc = cluster_cols(N, c);
   const int64_t S = threads / seg_width(nc);
-  return 7 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c + N;
+  return 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c;
 }
 
 struct ClusterBwdPlacement {
@@ -80,22 +80,23 @@ struct ClusterBwdPlacement {
 };
 
 // K: steps per checkpoint (the chunk's recomputed traces); every block the same layout, from the
-// widest block's columns.
+// widest block's columns. Global scratch always holds h_{-1} = 0 (N, for a call without h0: every
+// h the kernel reads is then in global memory, read with LDG, not through a generic pointer).
 inline ClusterBwdPlacement place_cluster_bwd(int64_t N, int64_t K, bool elig, int c, int threads,
                                              int64_t smem_budget, int64_t elem_bytes) {
   const int64_t nc = cluster_cols(N, c);
   const int64_t vec = cluster_bwd_vec_elems(N, c, threads);
   const int64_t state = (elig ? 2 : 1) * N * nc;
   const int64_t traces = K * state;
-  ClusterBwdPlacement p{c, threads, kBwdGlobal, vec * elem_bytes, state + traces};
+  ClusterBwdPlacement p{c, threads, kBwdGlobal, vec * elem_bytes, N + state + traces};
   if ((vec + state + traces) * elem_bytes <= smem_budget) {
     p.where = kBwdTraces;
     p.smem_bytes = (vec + state + traces) * elem_bytes;
-    p.scratch_per_block = 0;
+    p.scratch_per_block = N;
   } else if ((vec + state) * elem_bytes <= smem_budget) {
     p.where = kBwdState;
     p.smem_bytes = (vec + state) * elem_bytes;
-    p.scratch_per_block = traces;
+    p.scratch_per_block = N + traces;
   } else if (vec * elem_bytes > smem_budget) {
     p.c = 0;
   }
@@ -142,6 +143,27 @@ inline int plan_cluster_bwd(int64_t B, int64_t N, int64_t K, bool elig, int thre
   return c;
 }
 
+// modulation_at for one column, its fan-out read once: the recomputation's items walk one element
+// through the chunk's steps, and re-reading fan_w, fan_b at every step cost two loads and a branch.
+template <typename T>
+struct ColumnModulation {
+  T fw, fb, eta;
+  bool fan;    // a fan-out (else the modulation is s itself)
+  bool fixed;  // one of neuromod's unmodulated neurons: the modulation is eta
+  HK_DEVICE T at(T s) const { return fixed ? eta : (fan ? fw * s + fb : s); }
+};
+
+template <Rule R, typename T>
+HK_DEVICE ColumnModulation<T> column_modulation(const RnnParams<T>& p, int j, T eta) {
+  ColumnModulation<T> c{T(1), T(0), eta, p.fan_w != nullptr, false};
+  if constexpr (hard_rule(R) == Rule::Neuromod) c.fixed = j >= static_cast<int>(p.N - p.n_unmod);
+  if (c.fan) {
+    c.fw = p.fan_w[j];
+    c.fb = p.fan_b[j];
+  }
+  return c;
+}
+
 // What every phase of a block's backward needs: the block's columns and its views of the sample.
 template <typename T>
 struct ClusterBwdView {
@@ -156,24 +178,28 @@ struct ClusterBwdView {
   T* col_A;      // [S, ncm] of d alpha (a shared row)
   T* inbox;      // [2 parities][2 kinds][c senders][ncm] row sums from the cluster (this block's)
   T* dloc;       // [S] d eta per segment, then [1] the unmodulated neurons' part
+  T* mcol;       // [ncm] the modulation of these columns in the pass's trace adjoint
 };
 
 // The row sums of row i (kind 0: the adjoint of h_{t-1}, kind 1: of h_{t-2}) into the inbox of the
 // block owning column i, in the slot of this block's rank.
 template <typename T, typename Clu>
 HK_DEVICE T* inbox_slot(const Clu& clu, const ClusterBwdView<T>& v, int par, int i) {
-  const int q = static_cast<int>((static_cast<int64_t>(i + 1) * v.c - 1) / v.n);  // owner
+  // The owner: 32-bit unsigned division ((i + 1) c <= 16 N < 2^31 by offsets_fit_int32).
+  const int q = static_cast<int>((static_cast<unsigned>(i + 1) * static_cast<unsigned>(v.c) - 1u) /
+                                 static_cast<unsigned>(v.n));
   const int slot = i - static_cast<int>(col_begin(v.n, v.c, q));
   return clu.map(v.inbox, q) + ((par * 2) * v.c + v.r) * v.ncm + slot;
 }
 
 // The trace-update adjoint of step t on its own (the last step of a chunk), this block's columns:
 // d pre (the adjoint of h_{t-1}, row sums) to the owners' inboxes (kind 0), d post and d m to the
-// column partials. Hs/Es: the trace and eligibility before step t (ld nc); hp = h_{t-1}, hc = h_t.
+// column partials. Hs/Es: the trace and eligibility before step t (ld nc); hp = h_{t-1}, hc = h_t;
+// v.mcol: m_t of these columns.
 template <Rule R, typename T, typename Blk, typename Clu>
 HK_DEVICE void cluster_rule_pass(const Blk& blk, const Clu& clu, const RnnParams<T>& p,
                                  const ClusterBwdView<T>& v, int par, const T* Hs, const T* Es,
-                                 const T* hp, const T* hc, T mod, T* dH, T* dE) {
+                                 const T* hp, const T* hc, T* dH, T* dE) {
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int nc = v.nc, j0 = v.j0;
@@ -183,8 +209,7 @@ HK_DEVICE void cluster_rule_pass(const Blk& blk, const Clu& clu, const RnnParams
     [[maybe_unused]] T* cmod = v.col_mod + s * v.ncm;
     const Vec<T, 2> rs = seg.template sum<Vec<T, 2>>(nc, [&](int jl) {
       const int e = i * nc + jl, j = j0 + jl;
-      T m = T(0);
-      if constexpr (kMod) m = modulation_at<R>(p, j, mod, v.eta);
+      const T m = kMod ? v.mcol[jl] : T(0);
       T unused = T(0);
       const TraceGrad<T> g =
           trace_backward_inv<R>(Hs[e], kElig ? Es[e] : T(0), pre, hc[j], m, v.eta, v.clip,
@@ -204,12 +229,12 @@ HK_DEVICE void cluster_rule_pass(const Blk& blk, const Clu& clu, const RnnParams
 // kind 0, the adjoint of h_{t-1}) and, when kFused, the trace-update adjoint of step t-1 (row sums
 // kind 1, the adjoint of h_{t-2}; d post and d m to the column partials), as row_pass does for a
 // whole sample. Hp: the trace of step t; Hpp/Epp: before step t-1 (ld nc); hp = h_{t-1},
-// hpp = h_{t-2} (all N); da: this block's columns.
+// hpp = h_{t-2} (all N); da: this block's columns; v.mcol: m_{t-1} of these columns (kFused).
 template <Rule R, bool kFused, bool kRowAlpha, typename T, typename Blk, typename Clu>
 HK_DEVICE void cluster_row_pass(const Blk& blk, const Clu& clu, const RnnParams<T>& p,
                                 const ClusterBwdView<T>& v, int par, const T* Hp, const T* hp,
-                                const T* da, T* dH, T* dE, const T* Hpp, const T* Epp, const T* hpp,
-                                T mod) {
+                                const T* da, T* dH, T* dE, const T* Hpp, const T* Epp,
+                                const T* hpp) {
   constexpr bool kElig = has_eligibility(R);
   constexpr bool kMod = is_modulated(R);
   const int nc = v.nc, n = v.n, j0 = v.j0;
@@ -219,24 +244,27 @@ HK_DEVICE void cluster_row_pass(const Blk& blk, const Clu& clu, const RnnParams<
     const T* wrow = v.w + i * n;
     const T* Hrow = Hp + i * nc;
     T* dHrow = dH + i * nc;
+    [[maybe_unused]] T* dArow = v.dA + i * n;
     [[maybe_unused]] T* cpost = v.col_post + s * v.ncm;
     [[maybe_unused]] T* cmod = v.col_mod + s * v.ncm;
     [[maybe_unused]] T* cA = v.col_A + s * v.ncm;
     [[maybe_unused]] const T pre = kFused ? hpp[i] : T(0);
     const Vec<T, 3> rs = seg.template sum<Vec<T, 3>>(nc, [&](int jl) {
+      // alpha and w into registers before any store (the stores below might alias them for the
+      // compiler, which then loaded alpha twice).
+      const T a = Arow[jl], wv = wrow[jl];
       const T hij = Hrow[jl];
       const T d = da[jl];
       const T xd = x * d;
-      dHrow[jl] += Arow[jl] * xd;
+      dHrow[jl] += a * xd;
       if constexpr (kRowAlpha)
         cA[jl] += xd * hij;
       else
-        v.dA[i * n + jl] += xd * hij;
-      Vec<T, 3> out{{(wrow[jl] + Arow[jl] * hij) * d, T(0), T(0)}};
+        dArow[jl] += xd * hij;
+      Vec<T, 3> out{{(wv + a * hij) * d, T(0), T(0)}};
       if constexpr (kFused) {
         const int e = i * nc + jl, j = j0 + jl;
-        T m = T(0);
-        if constexpr (kMod) m = modulation_at<R>(p, j, mod, v.eta);
+        const T m = kMod ? v.mcol[jl] : T(0);
         T unused = T(0);
         const TraceGrad<T> g =
             trace_backward_inv<R>(Hpp[e], kElig ? Epp[e] : T(0), pre, hp[j], m, v.eta, v.clip,
@@ -280,22 +308,23 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
   T* cur = smem;        // adjoint of h_t, this block's columns
   T* prev = cur + ncm;  // of h_{t-1}
   T* prev2 = prev + ncm;
-  T* dM = prev2 + ncm;  // of m_t
-  T* dMp = dM + ncm;    // of m_{t-1}
-  T* da = dMp + ncm;    // of a_t
-  T* dAcol = da + ncm;  // d alpha of these columns (a shared row)
-  T* col_post = dAcol + ncm;
+  T* dM = prev2 + ncm;    // of m_t
+  T* dMp = dM + ncm;      // of m_{t-1}
+  T* da = dMp + ncm;      // of a_t
+  T* dAcol = da + ncm;    // d alpha of these columns (a shared row)
+  T* mcol = dAcol + ncm;  // the modulation of these columns in the pass's trace adjoint
+  T* col_post = mcol + ncm;
   T* col_mod = col_post + S * ncm;
   T* col_A = col_mod + S * ncm;
   T* inbox = col_A + S * ncm;
   T* dsin = inbox + 4 * c * ncm;  // [2 parities][c] the blocks' modulator parts
   T* dloc = dsin + 2 * c;         // [S + 1]
   T* fin = dloc + S + 1;          // [c] (rank 0's): the blocks' d eta
-  T* zeros = fin + c;             // [N]: h_{-1} when h0 is not given
-  T* after = zeros + N;
+  T* after = fin + c;
   const int64_t slice = int64_t{n} * nc;
   const int64_t state_elems = (kElig ? 2 : 1) * N * ncm;
-  T* gs = scratch + (b * c + r) * scratch_per_block;
+  T* zeros = scratch + (b * c + r) * scratch_per_block;  // [N]: h_{-1} when h0 is not given
+  T* gs = zeros + N;
   T* dH = kWhere >= kBwdState ? after : gs;
   T* dE = kElig ? dH + slice : nullptr;
   T* Hbuf =
@@ -319,7 +348,8 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
                             col_mod,
                             col_A,
                             inbox,
-                            dloc};
+                            dloc,
+                            mcol};
   const T eta = v.eta, clip = v.clip;
   T* dmw = kMod ? o.dmw + b * N + j0 : nullptr;
   T* dfw = o.dfw ? o.dfw + b * N + j0 : nullptr;
@@ -336,7 +366,7 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
       if (!row_alpha) v.dA[g] = T(0);
     });
   }
-  blk.for_each((7 + 3 * S) * ncm, [&](int k) { cur[k] = T(0); });
+  blk.for_each((8 + 3 * S) * ncm, [&](int k) { cur[k] = T(0); });
   blk.for_each(S + 1, [&](int k) { dloc[k] = T(0); });
   blk.for_each(n, [&](int j) { zeros[j] = T(0); });
   blk.for_each(nc, [&](int jl) {
@@ -425,20 +455,47 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
     {
       const T* cH = in.ck_h + (ch * B + b) * NN + j0;
       const T* cE = kElig ? in.ck_e + (ch * B + b) * NN + j0 : nullptr;
+      // The h pointers and the modulator step once per step, the column's fan-out sits in
+      // registers (the first version formed h_at(t) and the modulation per element and step: 90
+      // instructions per element and step, NOTES.md M11).
+      const T* h_first = h_at(t0 - 1);
+      const T* h_next = in.h + (t0 * B + b) * N;
+      const T* mod_first = kMod ? in.mod + t0 * B + b : nullptr;
+      const int64_t h_stride = B * N;
       blk.for_each(n * nc, [&](int k) {
         const int i = k / nc, jl = k - i * nc, j = j0 + jl;
         T hij = cH[i * n + jl];
         T eij = kElig ? cE[i * n + jl] : T(0);
         Hbuf[k] = hij;
         if constexpr (kElig) Ebuf[k] = eij;
+        [[maybe_unused]] const ColumnModulation<T> cm = column_modulation<R>(p, j, eta);
+        const T* hpre = h_first;
+        const T* hpost = h_next;
+        [[maybe_unused]] const T* ms = mod_first;
+        T* Hn = Hbuf + k;
+        [[maybe_unused]] T* En = Ebuf + k;
         for (int64_t t = t0; t < t1 - 1; ++t) {
           T m = T(0);
-          if constexpr (kMod) m = modulation_at<R>(p, j, in.mod[t * B + b], eta);
-          trace_forward_inv<R>(hij, eij, h_at(t - 1)[i], h_at(t)[j], m, eta, clip, p.inv_clip);
-          Hbuf[(t - t0 + 1) * slice + k] = hij;
-          if constexpr (kElig) Ebuf[(t - t0 + 1) * slice + k] = eij;
+          if constexpr (kMod) {
+            m = cm.at(*ms);
+            ms += B;
+          }
+          trace_forward_inv<R>(hij, eij, hpre[i], hpost[j], m, eta, clip, p.inv_clip);
+          Hn += slice;
+          *Hn = hij;
+          if constexpr (kElig) {
+            En += slice;
+            *En = eij;
+          }
+          hpre = hpost;
+          hpost += h_stride;
         }
       });
+      // m_t of these columns for the rule pass below.
+      if constexpr (kMod) {
+        const T mt = in.mod[(t1 - 1) * B + b];
+        blk.for_each(nc, [&](int jl) { mcol[jl] = modulation_at<R>(p, j0 + jl, mt, eta); });
+      }
     }
     blk.sync();
     // The last step of the chunk: its trace-update adjoint on its own (the step after it, which
@@ -446,7 +503,7 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
     {
       const int64_t t = t1 - 1, s = t - t0;
       cluster_rule_pass<R>(blk, clu, p, v, par, Hbuf + s * slice, Ebuf + s * slice, h_at(t - 1),
-                           h_at(t), kMod ? in.mod[t * B + b] : T(0), dH, dE);
+                           h_at(t), dH, dE);
       if constexpr (kMod) {
         blk.sync();
         mod_parts(dM);
@@ -461,9 +518,10 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
       {
         const T* g = in.gh ? in.gh + (t * B + b) * N + j0 : nullptr;
         const bool* c_t = p.clamp ? p.clamp + (t * B + b) * N + j0 : nullptr;
-        T sm = T(0), dz = T(0);
+        T sm = T(0), dz = T(0), m_prev = T(0);
         if constexpr (kMod) {
           sm = in.mod[t * B + b];
+          if (t > t0) m_prev = in.mod[(t - 1) * B + b];
           dz = ds * squash_grad_from_output(p.squash, sm);
           dmb += dz;
         }
@@ -482,6 +540,9 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
             dmw[jl] += dz * hc[j];
           }
           cur[jl] = x;
+          if constexpr (kMod) {
+            if (t > t0) mcol[jl] = modulation_at<R>(p, j, m_prev, eta);  // for the fused pass
+          }
           const bool clamped = c_t && c_t[jl];
           const T d = clamped ? T(0) : x * act_grad_from_output(p.act, hc[j]);
           da[jl] = d;
@@ -495,13 +556,12 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
       if (fused) {
         const T* Hpp = Hbuf + (s - 1) * slice;
         const T* Epp = Ebuf + (s - 1) * slice;
-        const T mod = kMod ? in.mod[(t - 1) * B + b] : T(0);
         if (row_alpha)
           cluster_row_pass<R, true, true>(blk, clu, p, v, par, Hp, h_at(t - 1), da, dH, dE, Hpp,
-                                          Epp, h_at(t - 2), mod);
+                                          Epp, h_at(t - 2));
         else
           cluster_row_pass<R, true, false>(blk, clu, p, v, par, Hp, h_at(t - 1), da, dH, dE, Hpp,
-                                           Epp, h_at(t - 2), mod);
+                                           Epp, h_at(t - 2));
         if constexpr (kMod) {
           blk.sync();
           mod_parts(dMp);
@@ -510,10 +570,10 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
         const T* none = nullptr;
         if (row_alpha)
           cluster_row_pass<R, false, true>(blk, clu, p, v, par, Hp, h_at(t - 1), da, dH, dE, none,
-                                           none, none, T(0));
+                                           none, none);
         else
           cluster_row_pass<R, false, false>(blk, clu, p, v, par, Hp, h_at(t - 1), da, dH, dE, none,
-                                            none, none, T(0));
+                                            none, none);
       }
       clu.sync();
       fold(prev, prev, prev2, fused, true, kMod && fused);
