@@ -277,7 +277,7 @@ def plan_backward_cluster(
 
     if cluster_max < 2:
         return at(1)
-    sizes = [c for c in (1, 2, 4, 8, 16) if c <= cluster_max]
+    sizes = [c for c in (1, 2, 4, 8, 16) if c <= cluster_max and (c == 1 or c * MIN_COLS <= N)]
     c = next((k for k in sizes if where(k) == BWD_TRACES), None)
     c = c or next((k for k in sizes if where(k) == BWD_STATE), None)
     if c is None:

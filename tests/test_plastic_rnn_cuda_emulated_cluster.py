@@ -80,6 +80,9 @@ CASES = [(rule, *s) for rule in RULES for s in SHAPES]
 # One larger size with c = 16 (a 17-column slice of N = 257 in shared memory), two rules.
 CASES += [(rule, "per_connection", True, False, 3, 1, 257, 2, 16, "params") for rule in
           ("hebb", "retro")]  # fmt: skip
+# N = 1025 and 1100 over 16 blocks (64 to 69 columns), the state in shared memory or streamed.
+CASES += [("hebb", "per_connection", True, False, 2, 1, 1100, 1, 16, "global"),
+          ("neuromod", "per_neuron", True, True, 3, 1, 1025, 2, 16, "state")]  # fmt: skip
 
 
 def case_id(case):

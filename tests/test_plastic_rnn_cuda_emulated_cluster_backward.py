@@ -282,6 +282,26 @@ def test_bwd_rule_issue_cases():
     assert plan(1, 128, 10)[:2] == (16, pml.BWD_TRACES)
     assert plan(256, 128, 10)[:2] == (4, pml.BWD_TRACES)
     assert plan(8, 1025, 15)[:2] == (16, pml.BWD_GLOBAL)
+    assert plan(1024, 32, 10)[:2] == (2, pml.BWD_TRACES)  # the population row
+
+
+# float32, K = 10, a batch that fills the GPU: (N, elig) -> (c, where) at the boundaries where the
+# smallest cluster keeping the traces (then the state) on chip grows; below N = 16 no block of a
+# cluster would keep 8 columns, so one block per sample (its state on chip).
+BWD_BOUNDARIES = {
+    (15, False): (1, 1), (16, False): (2, 2), (100, False): (2, 2), (101, False): (4, 2),
+    (142, False): (4, 2), (143, False): (8, 2), (200, False): (8, 2), (201, False): (16, 2),
+    (284, False): (16, 2), (285, False): (2, 1), (648, False): (8, 1), (649, False): (16, 1),
+    (912, False): (16, 1), (913, False): (16, 0), (1025, False): (16, 0),
+    (15, True): (1, 1), (16, True): (2, 2), (197, True): (16, 2), (198, True): (2, 1),
+    (656, True): (16, 1), (657, True): (16, 0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", list(BWD_BOUNDARIES), ids=lambda k: f"N{k[0]}-elig{int(k[1])}")
+def test_bwd_rule_boundaries(key):
+    N, elig = key
+    assert plan(10_000, N, 10, elig)[:2] == BWD_BOUNDARIES[key]
 
 
 def test_bwd_rule_without_clusters_keeps_one_block():

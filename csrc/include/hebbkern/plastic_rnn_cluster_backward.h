@@ -20,8 +20,7 @@
 //     block that owns column i (distributed shared memory), into a slot of its own rank;
 //   (modulated rules) -> block barrier; warp 0 folds the d m partials and writes this block's part
 //     of sum_j d m_{t-1}[j] fan_w[j] into every block (the squashed modulator's adjoint needs all
-//     columns);                                                                    -> cluster
-//     barrier
+//     columns);                                                          -> cluster barrier
 //   fold: each block adds its columns' partials, then the c senders' row sums in rank order, and
 //     every block adds the c modulator parts in rank order (the same bits everywhere).
 // Two block barriers and one cluster barrier per step for modulated rules, one and one otherwise.
@@ -105,14 +104,13 @@ inline ClusterBwdPlacement place_cluster_bwd(int64_t N, int64_t K, bool elig, in
 
 // The launch rule of the backward: blocks per sample (c = 1: the one-block backward,
 // backward_sample). Mirrored by plan_backward_cluster in benchmarks/perf_model_launch.py:
-//   1. c0 = the smallest power of two (1 .. cluster_max) whose slice keeps the adjoint state and
-//   the
-//      chunk's recomputed traces in shared memory; if none, the smallest that keeps the state (for
-//      c = 1: the one-block placement's state_in_smem); if none, the largest c the column rule
-//      below allows (state and traces in global scratch, spread over the most SMs);
+//   1. c0 = the smallest power of two (1 .. cluster_max; for c > 1 at least kMinCols = 8 columns
+//      a block, c * 8 <= N) whose slice keeps the adjoint state and the chunk's recomputed traces
+//      in shared memory; if none, the smallest that keeps the state (for c = 1: the one-block
+//      placement's state_in_smem); if none, the largest c the column rule below allows (state
+//      and traces in global scratch, spread over the most SMs);
 //   2. while the batch leaves SMs idle (B * 2c <= sm_count), 2c <= cluster_max and every block
-//   keeps
-//      at least kMinCols = 8 columns (2c * 8 <= N): c doubles (as plan_cluster).
+//      keeps at least kMinCols = 8 columns (2c * 8 <= N): c doubles (as plan_cluster).
 // Without clusters (cluster_max 1) c stays 1.
 // `threads`: the one-block backward's block size; `cluster_threads`: the cluster backward's.
 inline int plan_cluster_bwd(int64_t B, int64_t N, int64_t K, bool elig, int threads,
@@ -130,7 +128,9 @@ inline int plan_cluster_bwd(int64_t B, int64_t N, int64_t K, bool elig, int thre
   constexpr int64_t kMinCols = 8;  // ASSUMED, as plan_cluster's
   int c = 0;
   for (const int want : {kBwdTraces, kBwdState}) {
-    for (int k = 1; k <= caps.cluster_max && c == 0; k *= 2)
+    // c = 1 never keeps the traces on chip: without the column floor here, every N below 16
+    // would take a cluster of 2 for its traces.
+    for (int k = 1; k <= caps.cluster_max && (k == 1 || k * kMinCols <= N) && c == 0; k *= 2)
       if (where(k) == want) c = k;
     if (c) break;
   }
