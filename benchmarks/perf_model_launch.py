@@ -187,18 +187,30 @@ def plan_forward_cluster(
 
     if cluster_max < 2:
         return at(1)
-    sizes = [c for c in (1, 2, 4, 8, 16) if c <= cluster_max]
-    c = next((k for k in sizes if where(k) == WHERE_PARAMS), None)
-    c = c or next((k for k in sizes if where(k) == WHERE_STATE), None)
+    return at(_choose_c(where, (WHERE_PARAMS, WHERE_STATE), B, N, sm_count, cluster_max, False))
+
+
+def _choose_c(where, preferred, B, N, sm_count, cluster_max, floor_first) -> int:
+    """The skeleton both launch rules share (plan_cluster, plan_cluster_bwd): the smallest c whose
+    placement is the first of ``preferred`` (then the second; ``floor_first``: only c with at
+    least MIN_COLS columns a block besides 1), else the widest c the column floor allows (1 if its
+    vectors do not fit); then c doubles while the batch leaves SMs idle."""
+    sizes = [c for c in (1, 2, 4, 8, 16)
+             if c <= cluster_max and (not floor_first or c == 1 or c * MIN_COLS <= N)]  # fmt: skip
+    c = None
+    for want in preferred:
+        c = next((k for k in sizes if where(k) == want), None)
+        if c is not None:
+            break
     if c is None:
         c = 1
         while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N:
             c *= 2
-        if where(c) < 0:
-            return at(1)
+        if c > 1 and where(c) < 0:
+            return 1
     while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
         c *= 2
-    return at(c)
+    return c
 
 
 # The backward over a cluster (plastic_rnn_cluster_backward.h), mirrored as the forward's rule is.
@@ -277,15 +289,4 @@ def plan_backward_cluster(
 
     if cluster_max < 2:
         return at(1)
-    sizes = [c for c in (1, 2, 4, 8, 16) if c <= cluster_max and (c == 1 or c * MIN_COLS <= N)]
-    c = next((k for k in sizes if where(k) == BWD_TRACES), None)
-    c = c or next((k for k in sizes if where(k) == BWD_STATE), None)
-    if c is None:
-        c = 1
-        while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N:
-            c *= 2
-        if c > 1 and where(c) < 0:
-            return at(1)
-    while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
-        c *= 2
-    return at(c)
+    return at(_choose_c(where, (BWD_TRACES, BWD_STATE), B, N, sm_count, cluster_max, True))

@@ -268,19 +268,22 @@ FwdOut emulated_forward(const rnn_args::FwdArgs& a, int64_t threads, int64_t sme
   return forward({true, static_cast<int>(threads), smem_budget, reverse}, a);
 }
 
+// The emulation's target for a cluster op (`op`: its name in the error).
+Target emulated_cluster_target(const char* op, int64_t threads, int64_t smem_budget, bool reverse,
+                               int64_t cluster, int64_t sm_count, int64_t cluster_max) {
+  TORCH_CHECK_VALUE(cluster >= 0 && cluster <= 16 && sm_count >= 1 && sm_count < (1 << 20) &&
+                        cluster_max >= 1 && cluster_max <= 16,
+                    "hebbkern::", op,
+                    ": cluster must be in [0, 16], sm_count >= 1, cluster_max in [1, 16]");
+  return {true,    static_cast<int>(threads), smem_budget,
+          reverse, static_cast<int>(cluster), {sm_count, static_cast<int>(cluster_max)}};
+}
+
 FwdOut emulated_forward_cluster(const rnn_args::FwdArgs& a, int64_t threads, int64_t smem_budget,
                                 bool reverse, int64_t cluster, int64_t sm_count,
                                 int64_t cluster_max) {
-  TORCH_CHECK_VALUE(cluster >= 0 && cluster <= 16 && sm_count >= 1 && sm_count < (1 << 20) &&
-                        cluster_max >= 1 && cluster_max <= 16,
-                    "hebbkern::_plastic_rnn_emulated_fwd_cluster: cluster must be in [0, 16], "
-                    "sm_count >= 1, cluster_max in [1, 16]");
-  return forward({true,
-                  static_cast<int>(threads),
-                  smem_budget,
-                  reverse,
-                  static_cast<int>(cluster),
-                  {sm_count, static_cast<int>(cluster_max)}},
+  return forward(emulated_cluster_target("_plastic_rnn_emulated_fwd_cluster", threads, smem_budget,
+                                         reverse, cluster, sm_count, cluster_max),
                  a);
 }
 
@@ -292,16 +295,8 @@ BwdOut emulated_backward(const rnn_args::BwdArgs& a, int64_t threads, int64_t sm
 BwdOut emulated_backward_cluster(const rnn_args::BwdArgs& a, int64_t threads, int64_t smem_budget,
                                  bool reverse, int64_t cluster, int64_t sm_count,
                                  int64_t cluster_max) {
-  TORCH_CHECK_VALUE(cluster >= 0 && cluster <= 16 && sm_count >= 1 && sm_count < (1 << 20) &&
-                        cluster_max >= 1 && cluster_max <= 16,
-                    "hebbkern::_plastic_rnn_emulated_bwd_cluster: cluster must be in [0, 16], "
-                    "sm_count >= 1, cluster_max in [1, 16]");
-  return backward({true,
-                   static_cast<int>(threads),
-                   smem_budget,
-                   reverse,
-                   static_cast<int>(cluster),
-                   {sm_count, static_cast<int>(cluster_max)}},
+  return backward(emulated_cluster_target("_plastic_rnn_emulated_bwd_cluster", threads, smem_budget,
+                                          reverse, cluster, sm_count, cluster_max),
                   a);
 }
 

@@ -171,6 +171,13 @@ class _Emulated(torch.autograd.Function):
             gh, gH, gE if rule == "retro" else None, u, w, alpha, h0, h, ck_h, ck_e, mod, clamp,
             eta, mod_w, mod_b, fan_w, fan_b, rule, clip, ckpt, threads, smem, False,
         )  # fmt: skip
+        return _Emulated.input_grads(ctx, g)
+
+    @staticmethod
+    def input_grads(ctx, g):
+        """The backward op's outputs as the gradients of forward's inputs (None for the
+        configuration arguments and for optional inputs that were not given)."""
+        _, _, _, h0, _, _, _, _, eta, mod_w, mod_b, fan_w, fan_b = ctx.saved_tensors
         du, dw, dalpha, dh0, dH0, dE0, deta, dmw, dmb, dfw, dfb = g
 
         def keep(grad, x):

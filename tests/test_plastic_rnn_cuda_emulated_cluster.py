@@ -125,14 +125,20 @@ POP_CASES = [
 ]
 
 
+def population_inputs(rule, kind, T, B, N, ckpt):
+    """A population's inputs in float64 (per-sample w too), canonical, and the forward op's
+    arguments."""
+    kw = make_population(rule, kind, rule in MODULATED_RULES, True, T=T, B=B, N=N,
+                         dtype=torch.float64, seed=N + T, per_sample_w=True)  # fmt: skip
+    a = canonical(detached(kw))
+    return a, raw_fwd_args(a, rule, ckpt)
+
+
 @pytest.mark.parametrize("case", POP_CASES, ids=lambda c: "-".join(map(str, c)))
 def test_cluster_forward_population_matches_cpu_kernels(case):
     """Per-sample w, alpha and eta (a population): forward and training step, float64."""
     rule, kind, T, B, N, ckpt, c, where = case
-    kw = make_population(rule, kind, rule in MODULATED_RULES, True, T=T, B=B, N=N,
-                         dtype=torch.float64, seed=N + T, per_sample_w=True)  # fmt: skip
-    a = canonical(detached(kw))
-    args = raw_fwd_args(a, rule, ckpt)
+    a, args = population_inputs(rule, kind, T, B, N, ckpt)
     row_alpha = kind != "per_sample_connection"  # the others: one alpha row per sample
     smem = budget_for(where, N, c, rule == "retro", row_alpha, 128, 8)
     check_training_step(args, lambda out: raw_bwd_args(a, rule, ckpt, out), c, smem)
@@ -181,10 +187,16 @@ def test_cluster_training_step_against_reference(rule, alpha_kind, c, dtype, tol
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
 def test_cluster_population_against_oracle(dtype, tol):
     """Per-sample w, alpha, eta end to end against the reference run once per sample."""
+    assert_population_matches_oracle(dtype, tol, lambda k: run_cluster(k, 4, BIG))
+
+
+def assert_population_matches_oracle(dtype, tol, run):
+    """``run(inputs)`` (with autograd) on a neuromod population in ``dtype``: outputs and every
+    gradient against the float64 reference run once per sample."""
     kw = make_population("neuromod", "per_sample_connection", True, True, T=7, B=2, N=21, seed=3)
     cast = {k: (v.detach().to(dtype).requires_grad_() if isinstance(v, torch.Tensor)
                 and v.is_floating_point() else v) for k, v in kw.items()}  # fmt: skip
-    o, g = run_pop(cast, lambda **k: run_cluster(k, 4, BIG))
+    o, g = run_pop(cast, lambda **k: run(k))
     exact = {k: (v.detach().requires_grad_() if isinstance(v, torch.Tensor)
                  and v.is_floating_point() else v) for k, v in kw.items()}  # fmt: skip
     oe, ge = run_pop(exact, lambda **k: oracle(k))

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import MODULATED_RULES, RULES, fused_args, make_inputs, rel_err
-from population_helpers import make_population, oracle, run_pop
+from helpers import MODULATED_RULES, RULES, fused_args, make_inputs
 from test_plastic_rnn_cuda_emulated import (
     BIG,
     BWD_NAMES,
@@ -28,8 +27,12 @@ from test_plastic_rnn_cuda_emulated import (
     detached,
     emulated_bwd,
 )
-from test_plastic_rnn_cuda_emulated_cluster import _ClusterEmulated
-from test_plastic_rnn_population_cuda_emulated import canonical, raw_bwd_args, raw_fwd_args
+from test_plastic_rnn_cuda_emulated_cluster import (
+    _ClusterEmulated,
+    assert_population_matches_oracle,
+    population_inputs,
+)
+from test_plastic_rnn_population_cuda_emulated import canonical, raw_bwd_args
 
 import hebbkern
 from benchmarks import perf_model_launch as pml
@@ -123,10 +126,7 @@ POP_CASES = [
 def test_cluster_backward_population_matches_cpu_kernels(case):
     """Per-sample w, alpha and eta (a population), float64."""
     rule, kind, T, B, N, ckpt, c, where = case
-    kw = make_population(rule, kind, rule in MODULATED_RULES, True, T=T, B=B, N=N,
-                         dtype=torch.float64, seed=N + T, per_sample_w=True)  # fmt: skip
-    a = canonical(detached(kw))
-    args = raw_fwd_args(a, rule, ckpt)
+    a, args = population_inputs(rule, kind, T, B, N, ckpt)
     check_backward(args, lambda out: raw_bwd_args(a, rule, ckpt, out), c, where, ckpt,
                    rule == "retro")  # fmt: skip
 
@@ -150,14 +150,7 @@ class _ClusterBothEmulated(_ClusterEmulated):
             eta, mod_w, mod_b, fan_w, fan_b, rule, clip, ckpt, threads, smem, False, ctx.c_bwd,
             132, 16,
         )  # fmt: skip
-        du, dw, dalpha, dh0, dH0, dE0, deta, dmw, dmb, dfw, dfb = g
-
-        def keep(grad, x):
-            return grad if x is not None else None
-
-        return (None, None, None, None, None, None, du, dw, dalpha, keep(dh0, h0), dH0,
-                keep(dE0, ctx.needs_input_grad[11] or None), keep(deta, eta), keep(dmw, mod_w),
-                keep(dmb, mod_b), keep(dfw, fan_w), keep(dfb, fan_b))  # fmt: skip
+        return _ClusterEmulated.input_grads(ctx, g)
 
 
 def run_cluster_both(kw, c_fwd, c_bwd, smem=BIG, threads=128):
@@ -186,17 +179,7 @@ def test_cluster_training_step_against_reference(rule, alpha_kind, c_fwd, c_bwd,
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
 def test_cluster_backward_population_against_oracle(dtype, tol):
     """Per-sample w, alpha, eta end to end against the reference run once per sample."""
-    kw = make_population("neuromod", "per_sample_connection", True, True, T=7, B=2, N=21, seed=3)
-    cast = {k: (v.detach().to(dtype).requires_grad_() if isinstance(v, torch.Tensor)
-                and v.is_floating_point() else v) for k, v in kw.items()}  # fmt: skip
-    o, g = run_pop(cast, lambda **k: run_cluster_both(k, 4, 4))
-    exact = {k: (v.detach().requires_grad_() if isinstance(v, torch.Tensor)
-                 and v.is_floating_point() else v) for k, v in kw.items()}  # fmt: skip
-    oe, ge = run_pop(exact, lambda **k: oracle(k))
-    for k in oe:
-        assert rel_err(o[k], oe[k]) <= tol, k
-    for k in ge:
-        assert g[k] is not None and rel_err(g[k], ge[k]) <= tol, f"d{k}"
+    assert_population_matches_oracle(dtype, tol, lambda k: run_cluster_both(k, 4, 4))
 
 
 @pytest.mark.parametrize("where", list(WHERE))
