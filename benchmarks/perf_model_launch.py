@@ -250,7 +250,7 @@ def cluster_bwd_placement(N, K, elig, c, threads, budget, elem) -> BackwardPlan 
     """``place_cluster_bwd``: None where even the vectors do not fit."""
     nc = cluster_cols(N, c)
     S = threads // seg_width(nc)
-    vec = 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c
+    vec = 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c + N
     state = (2 if elig else 1) * N * nc
     traces = K * state
     # global scratch: h_{-1} = 0 (N), then what is not in shared memory

@@ -273,11 +273,11 @@ def test_bwd_rule_issue_cases():
 # cluster would keep 8 columns, so one block per sample (its state on chip).
 BWD_BOUNDARIES = {
     (15, False): (1, 1), (16, False): (2, 2), (100, False): (2, 2), (101, False): (4, 2),
-    (142, False): (4, 2), (143, False): (8, 2), (200, False): (8, 2), (201, False): (16, 2),
-    (284, False): (16, 2), (285, False): (2, 1), (648, False): (8, 1), (649, False): (16, 1),
-    (912, False): (16, 1), (913, False): (16, 0), (1025, False): (16, 0),
-    (15, True): (1, 1), (16, True): (2, 2), (197, True): (16, 2), (198, True): (2, 1),
-    (656, True): (16, 1), (657, True): (16, 0),
+    (141, False): (4, 2), (142, False): (8, 2), (200, False): (8, 2), (201, False): (16, 2),
+    (283, False): (16, 2), (284, False): (2, 1), (645, False): (8, 1), (646, False): (16, 1),
+    (906, False): (16, 1), (907, False): (16, 0), (1025, False): (16, 0),
+    (15, True): (1, 1), (16, True): (2, 2), (196, True): (16, 2), (197, True): (2, 1),
+    (652, True): (16, 1), (653, True): (16, 0),
 }  # fmt: skip
 
 

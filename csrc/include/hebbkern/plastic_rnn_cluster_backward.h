@@ -63,11 +63,11 @@ constexpr int kBwdTraces = 2;  // both in shared memory: no global scratch insid
 
 // The vectors of a block: 8 column vectors, 3 x S partial rows, the inbox (2 parities x 2 kinds x c
 // senders x columns), the modulator parts (2 x c), d eta per segment (+1), rank 0's d eta parts
-// (c).
+// (c), and every row's owner and slot (N ints, in elements of at least 4 bytes).
 HK_HOST_DEVICE int64_t cluster_bwd_vec_elems(int64_t N, int c, int threads) {
   const int64_t nc = cluster_cols(N, c);
   const int64_t S = threads / seg_width(nc);
-  return 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c;
+  return 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c + N;
 }
 
 struct ClusterBwdPlacement {
@@ -179,17 +179,23 @@ struct ClusterBwdView {
   T* inbox;      // [2 parities][2 kinds][c senders][ncm] row sums from the cluster (this block's)
   T* dloc;       // [S] d eta per segment, then [1] the unmodulated neurons' part
   T* mcol;       // [ncm] the modulation of these columns in the pass's trace adjoint
+  const int* row_slot;  // [N] the block owning column i (<< 16) and i's slot in it (owner_slot)
 };
+
+// Row i's owner (the block of c owning column i) and its slot there, packed as owner << 16 | slot
+// (slot < N <= 46340 < 2^16). Built once per launch into a table: formed per row, the owner's
+// first column was a 64-bit division with a call to its slow path (NOTES.md M11).
+HK_HOST_DEVICE int owner_slot(int64_t N, int c, int i) {
+  const int q = static_cast<int>((static_cast<int64_t>(i + 1) * c - 1) / N);
+  return (q << 16) | (i - static_cast<int>(col_begin(N, c, q)));
+}
 
 // The row sums of row i (kind 0: the adjoint of h_{t-1}, kind 1: of h_{t-2}) into the inbox of the
 // block owning column i, in the slot of this block's rank.
 template <typename T, typename Clu>
 HK_DEVICE T* inbox_slot(const Clu& clu, const ClusterBwdView<T>& v, int par, int i) {
-  // The owner: 32-bit unsigned division ((i + 1) c <= 16 N < 2^31 by offsets_fit_int32).
-  const int q = static_cast<int>((static_cast<unsigned>(i + 1) * static_cast<unsigned>(v.c) - 1u) /
-                                 static_cast<unsigned>(v.n));
-  const int slot = i - static_cast<int>(col_begin(v.n, v.c, q));
-  return clu.map(v.inbox, q) + ((par * 2) * v.c + v.r) * v.ncm + slot;
+  const int e = v.row_slot[i];
+  return clu.map(v.inbox, e >> 16) + ((par * 2) * v.c + v.r) * v.ncm + (e & 0xffff);
 }
 
 // The trace-update adjoint of step t on its own (the last step of a chunk), this block's columns:
@@ -317,10 +323,11 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
   T* col_mod = col_post + S * ncm;
   T* col_A = col_mod + S * ncm;
   T* inbox = col_A + S * ncm;
-  T* dsin = inbox + 4 * c * ncm;  // [2 parities][c] the blocks' modulator parts
-  T* dloc = dsin + 2 * c;         // [S + 1]
-  T* fin = dloc + S + 1;          // [c] (rank 0's): the blocks' d eta
-  T* after = fin + c;
+  T* dsin = inbox + 4 * c * ncm;                    // [2 parities][c] the blocks' modulator parts
+  T* dloc = dsin + 2 * c;                           // [S + 1]
+  T* fin = dloc + S + 1;                            // [c] (rank 0's): the blocks' d eta
+  int* row_slot = reinterpret_cast<int*>(fin + c);  // [N] owner_slot of every row
+  T* after = fin + c + N;
   const int64_t slice = int64_t{n} * nc;
   const int64_t state_elems = (kElig ? 2 : 1) * N * ncm;
   T* zeros = scratch + (b * c + r) * scratch_per_block;  // [N]: h_{-1} when h0 is not given
@@ -349,7 +356,8 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
                             col_A,
                             inbox,
                             dloc,
-                            mcol};
+                            mcol,
+                            row_slot};
   const T eta = v.eta, clip = v.clip;
   T* dmw = kMod ? o.dmw + b * N + j0 : nullptr;
   T* dfw = o.dfw ? o.dfw + b * N + j0 : nullptr;
@@ -368,6 +376,7 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
   }
   blk.for_each((8 + 3 * S) * ncm, [&](int k) { cur[k] = T(0); });
   blk.for_each(S + 1, [&](int k) { dloc[k] = T(0); });
+  blk.for_each(n, [&](int i) { row_slot[i] = owner_slot(N, c, i); });
   blk.for_each(n, [&](int j) { zeros[j] = T(0); });
   blk.for_each(nc, [&](int jl) {
     if (kMod) dmw[jl] = T(0);

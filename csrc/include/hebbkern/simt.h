@@ -160,9 +160,13 @@ struct CudaSeg {
 #pragma unroll 1
       for (I j = lane; j < n; j += width) s = s + f(j);
     }
+    // Every level's shuffle runs (no branch around it, which cost a divergence guard per level);
+    // only the addition is predicated. At off >= width the partner is in another segment.
 #pragma unroll
-    for (int off = kWarpSize / 2; off > 0; off >>= 1)
-      if (off < width) s = s + shfl_xor(s, off);
+    for (int off = kWarpSize / 2; off > 0; off >>= 1) {
+      const V o = shfl_xor(s, off);
+      if (off < width) s = s + o;
+    }
     return s;
   }
   __device__ __forceinline__ bool leader() const { return active && lane == 0; }
