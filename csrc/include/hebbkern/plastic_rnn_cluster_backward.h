@@ -41,9 +41,9 @@
 
 namespace hebbkern::simt {
 
-// Threads per block of the CUDA cluster backward: 8 warps. ptxas wants 160 to 198 registers a
-// thread for its instantiations (sm_90); at 512 threads (128 registers at most) every one of them
-// spilled, some in the step loop (NOTES.md M11).
+// Threads per block of the CUDA cluster backward: 8 warps. ptxas uses 125 to 196 registers a
+// thread for its instantiations (sm_90); the first version at 512 threads (128 registers at most)
+// spilled in every one of them (NOTES.md M11).
 constexpr int kClusterBwdThreads = 256;
 
 // Lanes per row segment: the smallest power of two holding the widest block's columns, at most 32.
@@ -56,10 +56,12 @@ HK_HOST_DEVICE int seg_width(int64_t cols) {
 // Where a cluster backward's block keeps its working set (a template argument of the kernel, so
 // that everything in shared memory is addressed as such). The small vectors (and the inbox, which
 // the other blocks write) are always in shared memory.
-constexpr int kBwdGlobal =
-    0;                        // the adjoint state slice and the recomputed traces in global scratch
-constexpr int kBwdState = 1;  // the adjoint state slice in shared memory, the traces in scratch
-constexpr int kBwdTraces = 2;  // both in shared memory: no global scratch inside the step loop
+// kBwdGlobal: the adjoint state slice and the recomputed traces in global scratch; kBwdState: the
+// state slice in shared memory, the traces in scratch; kBwdTraces: both in shared memory (no global
+// scratch inside the step loop).
+constexpr int kBwdGlobal = 0;
+constexpr int kBwdState = 1;
+constexpr int kBwdTraces = 2;
 
 // The vectors of a block: 8 column vectors, 3 x S partial rows, the inbox (2 parities x 2 kinds x c
 // senders x columns), the modulator parts (2 x c), d eta per segment (+1), rank 0's d eta parts
