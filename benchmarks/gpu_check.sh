@@ -19,9 +19,10 @@
 #   tests       the GPU tests with `pytest -n 8` and a per-test timeout (serial and without the
 #               timeout where pytest-xdist / pytest-timeout are missing)
 #   cluster     the cluster forward and backward (off by default until a GPU has run them; NOTES.md
-#               M9, M11): the CUDA plastic_rnn tests with HEBBKERN_CUDA_CLUSTERS=1, then
+#               M9, M11, M12): the CUDA plastic_rnn tests with HEBBKERN_CUDA_CLUSTERS=1 and =global
+#               (blocks synchronised through global memory), then
 #               neuromod/hebb at N = 128, T = 100, B = 1 8 32 (cuda, fwd and fwd+bwd) with the
-#               switch off and on
+#               switch off, on and global
 #   memcheck, racecheck   compute-sanitizer on a small case of every GPU backend of plastic_rnn
 #               and on trace_update's CUDA kernels (and plastic_lstm's Triton path), then the
 #               plastic_rnn cases again with the cluster kernels switched on
@@ -182,12 +183,19 @@ fi
 export CLUSTER_TESTS=${GPU_CHECK_CLUSTER_TESTS:-tests/test_plastic_rnn_cuda.py}
 CLUSTER_PROVIDER=cuda
 [[ $DEVICE != cuda ]] && CLUSTER_PROVIDER=eager # the CPU run of this script checks the stage
-stage cluster 90 "$WORK/cluster.log" bash -c '
+# HEBBKERN_CUDA_CLUSTERS=global runs the sm_80 exchange (blocks synchronised through global memory,
+# M12) on this card too: its tests, and its rows beside the thread-block clusters'.
+stage cluster 150 "$WORK/cluster.log" bash -c '
     PY=$1 DEV=$2 MIN=$3 OUT=$4 PROV=$5; shift 5
     read -r -a TESTS <<<"$CLUSTER_TESTS"
-    HEBBKERN_CUDA_CLUSTERS=1 "$PY" -m pytest -q -rfEs -p no:cacheprovider \
-        --junitxml="$OUT/cluster_tests.xml" "${TESTS[@]}"; rc=$?
-    for on in 0 1; do
+    rc=0
+    for mode in 1 global; do
+        HEBBKERN_CUDA_CLUSTERS=$mode "$PY" -m pytest -q -rfEs -p no:cacheprovider \
+            --junitxml="$OUT/cluster_tests_$mode.xml" "${TESTS[@]}"
+        t=$?
+        ((rc == 0)) && rc=$t
+    done
+    for on in 0 1 global; do
         HEBBKERN_CUDA_CLUSTERS=$on "$PY" -m benchmarks --device "$DEV" --providers "$PROV" \
             --modes fwd fwd+bwd --min-time "$MIN" --time-budget 20 --out "$OUT" \
             --tag "clusters$on" "$@" >"$OUT/plastic_rnn_clusters$on.txt"
@@ -244,11 +252,13 @@ else
     for tool in memcheck racecheck; do
         # One Triton configuration: autotuning would compile and run three under the sanitizer.
         # Then the same cases with the cluster kernels switched on (forward and backward, M9, M11:
-        # on sm_90 the launch rule gives these batches of 3 several blocks per sample).
+        # on sm_90 the launch rule gives these batches of 3 several blocks per sample), and with
+        # their blocks synchronised through global memory (M12).
         stage "$tool" 60 "$WORK/sanitizer-$tool.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
             HEBBKERN_TRITON_AUTOTUNE=0 bash -c '
             "$1" --tool "$2" --error-exitcode 1 "$3" -c "$4" &&
-                HEBBKERN_CUDA_CLUSTERS=1 "$1" --tool "$2" --error-exitcode 1 "$3" -c "$4"' \
+                HEBBKERN_CUDA_CLUSTERS=1 "$1" --tool "$2" --error-exitcode 1 "$3" -c "$4" &&
+                HEBBKERN_CUDA_CLUSTERS=global "$1" --tool "$2" --error-exitcode 1 "$3" -c "$4"' \
             _ "$SANITIZER" "$tool" "$PY" "$SMALL_CASE"
     done
 fi
@@ -329,7 +339,7 @@ fi
 {
     echo "total $((SECONDS - START)) s"
     [[ -f $WORK/tests.log ]] && echo "-- tests:" && grep -E "^(FAILED|ERROR)|passed|failed" "$WORK/tests.log" | tail -n 60
-    for f in plastic_rnn_issue.txt plastic_rnn_clusters0.txt plastic_rnn_clusters1.txt plastic_rnn_sweep.txt population.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
+    for f in plastic_rnn_issue.txt plastic_rnn_clusters0.txt plastic_rnn_clusters1.txt plastic_rnn_clustersglobal.txt plastic_rnn_sweep.txt population.txt families.txt agent.txt plastic_lstm.txt fop.txt lifetime.txt; do
         [[ -f $WORK/$f ]] && echo "-- $f:" && grep -v '^\s*$' "$WORK/$f" | tail -n 40
     done
 } >>"$SUMMARY"

@@ -3,11 +3,12 @@ of plastic_rnn spans, the block size, and where w, alpha and the trace live.
 
 Written down before any GPU run of the new layouts (benchmarks/NOTES.md, section M); the
 performance model (benchmarks/perf_model.py) predicts every case from it (``plan_launch``: the
-plan for both passes). What is BUILT so far is the forward's part on sm_90 (NOTES.md M9): column
-slices (not rows) over a thread-block cluster, the backward one block per sample, no
-grid-synchronised blocks on sm_80; its rule is ``plan_forward_cluster`` at the end of this file,
-the mirror of plastic_rnn_block.h's ``plan_cluster`` (tested against it in
-tests/test_plastic_rnn_cuda_emulated_cluster.py).
+plan for both passes). What is BUILT (NOTES.md M9, M11, M12): column slices (not rows) over a
+thread-block cluster on sm_90, for the forward and the backward, and the same kernels with their
+blocks synchronised through global memory below sm_90 (``global_sync``: all B x c blocks resident
+at once); their rules are ``plan_forward_cluster`` and ``plan_backward_cluster`` at the end of this
+file, the mirrors of ``plan_cluster`` and ``plan_cluster_bwd`` (tested against them in
+tests/test_plastic_rnn_cuda_emulated_cluster*.py and ..._grid_sync.py).
 
 The rule, in order:
 1. Per-SM working set of one sample split over c blocks (rows of the trace split evenly):
@@ -173,8 +174,10 @@ def plan_forward_cluster(
     elig: bool = False,
     row_alpha: bool = False,
     threads: int = THREADS,
+    global_sync: bool = False,
 ) -> ForwardPlan:
-    """``plan_cluster``: the forward's blocks per sample, and that layout's placement."""
+    """``plan_cluster``: the forward's blocks per sample, and that layout's placement
+    (``global_sync``: blocks synchronised through global memory, below sm_90)."""
 
     def at(c):
         if c == 1:
@@ -187,14 +190,17 @@ def plan_forward_cluster(
 
     if cluster_max < 2:
         return at(1)
-    return at(_choose_c(where, (WHERE_PARAMS, WHERE_STATE), B, N, sm_count, cluster_max, False))
+    return at(_choose_c(where, (WHERE_PARAMS, WHERE_STATE), B, N, sm_count, cluster_max, False,
+                        global_sync))  # fmt: skip
 
 
-def _choose_c(where, preferred, B, N, sm_count, cluster_max, floor_first) -> int:
+def _choose_c(where, preferred, B, N, sm_count, cluster_max, floor_first, global_sync) -> int:
     """The skeleton both launch rules share (plan_cluster, plan_cluster_bwd): the smallest c whose
     placement is the first of ``preferred`` (then the second; ``floor_first``: only c with at
     least MIN_COLS columns a block besides 1), else the widest c the column floor allows (1 if its
-    vectors do not fit); then c doubles while the batch leaves SMs idle."""
+    vectors do not fit); then c doubles while the batch leaves SMs idle. ``global_sync`` (blocks
+    synchronised through global memory, below sm_90; ``coresident``): then c halves until all
+    B * c blocks fit the SMs at once and its placement fits."""
     sizes = [c for c in (1, 2, 4, 8, 16)
              if c <= cluster_max and (not floor_first or c == 1 or c * MIN_COLS <= N)]  # fmt: skip
     c = None
@@ -210,6 +216,8 @@ def _choose_c(where, preferred, B, N, sm_count, cluster_max, floor_first) -> int
             return 1
     while 2 * c <= cluster_max and 2 * c * MIN_COLS <= N and B * 2 * c <= sm_count:
         c *= 2
+    while global_sync and c > 1 and (B * c > sm_count or where(c) < 0):
+        c //= 2
     return c
 
 
@@ -274,6 +282,7 @@ def plan_backward_cluster(
     elig: bool = False,
     threads: int = THREADS,
     cluster_threads: int = CLUSTER_BWD_THREADS,
+    global_sync: bool = False,
 ) -> BackwardPlan:
     """``plan_cluster_bwd``: the backward's blocks per sample, and that layout's placement
     (``threads``: the one-block backward's block size, ``cluster_threads``: the cluster's)."""
@@ -289,4 +298,5 @@ def plan_backward_cluster(
 
     if cluster_max < 2:
         return at(1)
-    return at(_choose_c(where, (BWD_TRACES, BWD_STATE), B, N, sm_count, cluster_max, True))
+    return at(_choose_c(where, (BWD_TRACES, BWD_STATE), B, N, sm_count, cluster_max, True,
+                        global_sync))  # fmt: skip

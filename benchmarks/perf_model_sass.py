@@ -172,12 +172,17 @@ def step_loop(instrs: list[Instr], loops: list[tuple[int, int]]) -> tuple[int, i
     """The time-step loop: the innermost loop holding at least two block-wide barriers. A step has
     several phases separated by barriers; the loops inside a step (over trace elements, rows,
     partial sums) have none, and a loop around the step loop (the backward's checkpoint chunks)
-    holds another loop with barriers."""
+    holds another loop with barriers. The sm_90 cluster kernels hold two bodies, the thread-block
+    cluster's and the one synchronised through global memory (NOTES.md M12, only run with
+    HEBBKERN_CUDA_CLUSTERS=global): where a candidate holds a cluster wait (UCGABAR_WAIT), the
+    step loop is one of those."""
     with_bars = [lp for lp in loops if barriers(body(instrs, lp)) >= 2]
     if not with_bars:
         raise ValueError("no loop with two or more block-wide barriers (BAR)")
     innermost = [lp for lp in with_bars if not any(x in with_bars for x in inner_loops(lp, loops))]
-    return max(innermost, key=lambda lp: barriers(body(instrs, lp)))
+    clustered = [lp for lp in innermost
+                 if any(i.base == "UCGABAR_WAIT" for i in body(instrs, lp))]  # fmt: skip
+    return max(clustered or innermost, key=lambda lp: barriers(body(instrs, lp)))
 
 
 def hot_loop(

@@ -63,13 +63,15 @@ TORCH_LIBRARY(hebbkern, m) {
       "int smem_budget, bool reverse, int variant=0) "
       "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
   // The cluster forward (several blocks per sample) emulated: `cluster` blocks per sample (0: the
-  // launch rule's choice for a device of `sm_count` SMs and clusters up to `cluster_max`).
+  // launch rule's choice for a device of `sm_count` SMs and clusters up to `cluster_max`);
+  // `global_sync`: the blocks synchronise through global memory (sm_80's CudaGridCluster: mailboxes
+  // copied into shared memory at every barrier) instead of a thread-block cluster's DSMEM.
   m.def(
       "_plastic_rnn_emulated_fwd_cluster(Tensor u, Tensor w, Tensor alpha, Tensor? h0, "
       "Tensor? hebb0, Tensor? elig0, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, "
       "Tensor? mod_b, Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, "
       "int threads, int smem_budget, bool reverse, int cluster, int sm_count, int cluster_max, "
-      "int variant=0) "
+      "bool global_sync=False, int variant=0) "
       "-> (Tensor h, Tensor hebb, Tensor elig, Tensor hebb_ckpt, Tensor elig_ckpt, Tensor mod)");
   m.def(
       "_plastic_rnn_emulated_bwd(Tensor? grad_h, Tensor? grad_hebb, Tensor? grad_elig, Tensor u, "
@@ -86,7 +88,7 @@ TORCH_LIBRARY(hebbkern, m) {
       "Tensor elig_ckpt, Tensor mod, Tensor? clamp_mask, Tensor? eta, Tensor? mod_w, "
       "Tensor? mod_b, Tensor? fanout_w, Tensor? fanout_b, str rule, float clip, int ckpt_every, "
       "int threads, int smem_budget, bool reverse, int cluster, int sm_count, int cluster_max, "
-      "int variant=0) "
+      "bool global_sync=False, int variant=0) "
       "-> (Tensor du, Tensor dw, Tensor dalpha, Tensor dh0, Tensor dhebb0, Tensor delig0, "
       "Tensor deta, Tensor dmod_w, Tensor dmod_b, Tensor dfanout_w, Tensor dfanout_b)");
   m.def(
@@ -97,14 +99,15 @@ TORCH_LIBRARY(hebbkern, m) {
   // The forward's launch rule: [blocks per sample, where (kWhere*), shared bytes per block].
   m.def(
       "_plastic_rnn_cluster_plan(int B, int N, bool elig, bool row_alpha, int threads, "
-      "int smem_budget, int elem_bytes, int sm_count, int cluster_max) -> int[]",
+      "int smem_budget, int elem_bytes, int sm_count, int cluster_max, bool global_sync=False) "
+      "-> int[]",
       &plastic_rnn_cluster_plan);
   // The backward's launch rule: [blocks per sample, where (kBwd*), shared bytes per block, scratch
   // elements per block].
   m.def(
       "_plastic_rnn_cluster_plan_bwd(int B, int N, int K, bool elig, int threads, "
-      "int cluster_threads, int smem_budget, int elem_bytes, int sm_count, int cluster_max) "
-      "-> int[]",
+      "int cluster_threads, int smem_budget, int elem_bytes, int sm_count, int cluster_max, "
+      "bool global_sync=False) -> int[]",
       &plastic_rnn_cluster_plan_bwd);
   m.def(
       "fop_step_(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] precond, Tensor(c!)[] prev_dir, "

@@ -39,12 +39,13 @@ std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool
                                            int64_t params);
 
 // The forward's launch rule (simt::plan_cluster) for a device of `sm_count` SMs and clusters up to
-// `cluster_max` blocks, as [blocks per sample, where (simt::kWhere*), shared bytes per block]: for
-// reports and tests (the rule's boundaries).
+// `cluster_max` blocks (`global_sync`: blocks synchronised through global memory, below sm_90), as
+// [blocks per sample, where (simt::kWhere*), shared bytes per block]: for reports and tests (the
+// rule's boundaries).
 std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, bool row_alpha,
                                               int64_t threads, int64_t smem_budget,
                                               int64_t elem_bytes, int64_t sm_count,
-                                              int64_t cluster_max);
+                                              int64_t cluster_max, bool global_sync);
 
 // The backward's launch rule (simt::plan_cluster_bwd; `threads`: the one-block backward's block
 // size, `cluster_threads`: the cluster backward's), as [blocks per sample, where (simt::kBwd*),
@@ -52,6 +53,7 @@ std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, b
 std::vector<int64_t> plastic_rnn_cluster_plan_bwd(int64_t B, int64_t N, int64_t K, bool elig,
                                                   int64_t threads, int64_t cluster_threads,
                                                   int64_t smem_budget, int64_t elem_bytes,
-                                                  int64_t sm_count, int64_t cluster_max);
+                                                  int64_t sm_count, int64_t cluster_max,
+                                                  bool global_sync);
 
 }  // namespace hebbkern

@@ -31,16 +31,19 @@ namespace emu {
 template <typename T>
 void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
                  const simt::Placement& pl, T* scratch, bool reverse);
+// `window`: null for thread-block clusters; else the blocks synchronise through mailboxes of
+// that window (simt::Mailbox, the emulation of simt::CudaGridCluster).
 template <typename T>
 void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
-                         const simt::ClusterPlacement& pl, bool reverse);
+                         const simt::ClusterPlacement& pl, bool reverse,
+                         const simt::Mailbox* window);
 template <typename T>
 void run_backward(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                   const RnnBwdOut<T>& o, const simt::Placement& pl, T* scratch, bool reverse);
 template <typename T>
 void run_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                           const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl, T* scratch,
-                          bool reverse);
+                          bool reverse, const simt::Mailbox* window);
 }  // namespace emu
 
 namespace {
@@ -59,7 +62,9 @@ struct Target {
   // the forward, simt::plan_cluster_bwd for the backward) from `caps`; 1 to 16 forces it
   // (emulation only: the tests reach every layout).
   int cluster = 0;
-  simt::LaunchCaps caps = {1, 1};  // SM count, largest cluster (1: none)
+  // SM count, largest cluster (1: none), and whether the cluster's blocks synchronise through
+  // global memory (the emulation then runs the mailboxes of simt::CudaGridCluster).
+  simt::LaunchCaps caps = {1, 1};
   // Threads per block of the cluster backward (0: `threads`; the CUDA launch's is
   // simt::kClusterBwdThreads).
   int cluster_bwd_threads = 0;
@@ -98,6 +103,31 @@ void check_target(const Target& tg, const at::Tensor& u) {
   } else {
     TORCH_CHECK_VALUE(u.device().is_cuda(), "hebbkern::plastic_rnn: u must be a CUDA tensor");
   }
+}
+
+// The exchange of a cluster launch whose blocks synchronise through global memory: `window` (the
+// kernel's, cluster_fwd_window / cluster_bwd_window) with c, and on the GPU its mailboxes and
+// barrier counters (allocated on the current stream: capturable), kept alive by the tensors.
+struct Exchange {
+  simt::Mailbox mb;
+  at::Tensor mail, arrivals;
+  const simt::Mailbox* emulated() const { return mb.c > 0 ? &mb : nullptr; }
+};
+
+Exchange exchange(const Target& tg, simt::Mailbox window, int64_t B, int c, const at::Tensor& u) {
+  Exchange x{window, {}, {}};
+  if (!tg.caps.global_sync) {
+    x.mb = {};
+    return x;
+  }
+  x.mb.c = c;
+  if (!tg.emulate) {
+    x.mail = at::empty({B * c * window.bytes}, u.options().dtype(at::kByte));
+    x.arrivals = at::zeros({B}, u.options().dtype(at::kInt));
+    x.mb.mail = x.mail.data_ptr<uint8_t>();
+    x.mb.arrivals = reinterpret_cast<unsigned*>(x.arrivals.data_ptr<int>());
+  }
+  return x;
 }
 
 template <typename T>
@@ -150,13 +180,21 @@ void check_cuda(cudaError_t e) {
               "hebbkern::plastic_rnn: CUDA kernel launch failed: ", cudaGetErrorString(e));
 }
 
-// The cluster forward has been checked through the emulation and compiled, but has not yet run on a
-// GPU (benchmarks/NOTES.md M9): until a GPU run has tested and timed it, the launch rule may choose
-// it only where HEBBKERN_CUDA_CLUSTERS=1 is set (read at every launch, so that tests can switch
-// it); otherwise every device runs one block per sample, as before.
-bool clusters_enabled() {
+// The cluster kernels have been checked through the emulation and compiled, but have not yet run
+// on a GPU (benchmarks/NOTES.md M9, M11, M12): until a GPU run has tested and timed them, the
+// launch rules may choose them only where HEBBKERN_CUDA_CLUSTERS is set (read at every launch, so
+// that tests can switch it): "1" for what the device's code offers (thread-block clusters with
+// sm_90 code, blocks synchronised through global memory with earlier code), "global" for blocks
+// synchronised through global memory on any device that takes cooperative launches (the sm_80
+// exchange checked and timed on a newer GPU). Otherwise every device runs one block per sample.
+enum class ClusterMode { kOff, kDevice, kGlobal };
+
+ClusterMode cluster_mode() {
   const char* v = std::getenv("HEBBKERN_CUDA_CLUSTERS");
-  return v != nullptr && std::strcmp(v, "1") == 0;
+  if (v == nullptr) return ClusterMode::kOff;
+  if (std::strcmp(v, "1") == 0) return ClusterMode::kDevice;
+  if (std::strcmp(v, "global") == 0) return ClusterMode::kGlobal;
+  return ClusterMode::kOff;
 }
 
 Target cuda_target(const at::Tensor& u) {
@@ -164,7 +202,14 @@ Target cuda_target(const at::Tensor& u) {
   TORCH_CHECK(budget >= 0, "hebbkern::plastic_rnn: cannot query the device's shared memory");
   simt::LaunchCaps caps = cuda_kernels::launch_caps(u.device().index());
   TORCH_CHECK(caps.sm_count >= 1, "hebbkern::plastic_rnn: cannot query the device's SM count");
-  if (!clusters_enabled()) caps.cluster_max = 1;
+  switch (cluster_mode()) {
+    case ClusterMode::kOff: caps.cluster_max = 1; break;
+    case ClusterMode::kDevice: break;
+    case ClusterMode::kGlobal:
+      caps.cluster_max = caps.cooperative ? 16 : 1;
+      caps.global_sync = caps.cooperative;
+      break;
+  }
   return {false, cuda_kernels::kThreads, budget, false, 0, caps, simt::kClusterBwdThreads};
 }
 #endif
@@ -189,12 +234,13 @@ FwdOut forward(const Target& tg, const rnn_args::FwdArgs& a) {
       TORCH_CHECK_VALUE(cp.c == c, "hebbkern::plastic_rnn: a cluster of ", c,
                         " blocks does not fit the shared-memory budget of ", tg.smem_budget,
                         " bytes at N = ", p.N);
+      const Exchange x = exchange(tg, simt::cluster_fwd_window(p.N, sizeof(T)), p.B, c, a.u);
       if (tg.emulate) {
-        emu::run_forward_cluster<T>(rule, p, o, cp, tg.reverse);
+        emu::run_forward_cluster<T>(rule, p, o, cp, tg.reverse, x.emulated());
       } else {
 #ifdef HEBBKERN_WITH_CUDA
         check_cuda(cuda_kernels::launch_forward_cluster<T>(
-            rule, p, o, cp, c10::cuda::getCurrentCUDAStream().stream()));
+            rule, p, o, cp, x.mb, c10::cuda::getCurrentCUDAStream().stream()));
 #endif
       }
       return;
@@ -237,12 +283,16 @@ BwdOut backward(const Target& tg, const rnn_args::BwdArgs& a) {
                         " blocks does not fit the shared-memory budget of ", tg.smem_budget,
                         " bytes at N = ", p.N);
       at::Tensor scratch = new_scratch(tg, p.B * c * cp.scratch_per_block, a.u);
+      const Exchange x =
+          exchange(tg, simt::cluster_bwd_window(p.N, c, cp.threads, sizeof(T)), p.B, c, a.u);
       if (tg.emulate) {
-        emu::run_backward_cluster<T>(rule, p, in, o, cp, scratch.data_ptr<T>(), tg.reverse);
+        emu::run_backward_cluster<T>(rule, p, in, o, cp, scratch.data_ptr<T>(), tg.reverse,
+                                     x.emulated());
       } else {
 #ifdef HEBBKERN_WITH_CUDA
         check_cuda(cuda_kernels::launch_backward_cluster<T>(
-            rule, p, in, o, cp, scratch.data_ptr<T>(), c10::cuda::getCurrentCUDAStream().stream()));
+            rule, p, in, o, cp, x.mb, scratch.data_ptr<T>(),
+            c10::cuda::getCurrentCUDAStream().stream()));
 #endif
       }
       return;
@@ -268,22 +318,26 @@ FwdOut emulated_forward(const rnn_args::FwdArgs& a, int64_t threads, int64_t sme
   return forward({true, static_cast<int>(threads), smem_budget, reverse}, a);
 }
 
-// The emulation's target for a cluster op (`op`: its name in the error).
+// The emulation's target for a cluster op (`op`: its name in the error). `global_sync`: the
+// blocks synchronise through global memory (simt::CudaGridCluster's mailboxes), with its launch
+// rule (B * c <= sm_count).
 Target emulated_cluster_target(const char* op, int64_t threads, int64_t smem_budget, bool reverse,
-                               int64_t cluster, int64_t sm_count, int64_t cluster_max) {
+                               int64_t cluster, int64_t sm_count, int64_t cluster_max,
+                               bool global_sync) {
   TORCH_CHECK_VALUE(cluster >= 0 && cluster <= 16 && sm_count >= 1 && sm_count < (1 << 20) &&
                         cluster_max >= 1 && cluster_max <= 16,
                     "hebbkern::", op,
                     ": cluster must be in [0, 16], sm_count >= 1, cluster_max in [1, 16]");
-  return {true,    static_cast<int>(threads), smem_budget,
-          reverse, static_cast<int>(cluster), {sm_count, static_cast<int>(cluster_max)}};
+  return {
+      true,    static_cast<int>(threads), smem_budget,
+      reverse, static_cast<int>(cluster), {sm_count, static_cast<int>(cluster_max), global_sync}};
 }
 
 FwdOut emulated_forward_cluster(const rnn_args::FwdArgs& a, int64_t threads, int64_t smem_budget,
                                 bool reverse, int64_t cluster, int64_t sm_count,
-                                int64_t cluster_max) {
+                                int64_t cluster_max, bool global_sync) {
   return forward(emulated_cluster_target("_plastic_rnn_emulated_fwd_cluster", threads, smem_budget,
-                                         reverse, cluster, sm_count, cluster_max),
+                                         reverse, cluster, sm_count, cluster_max, global_sync),
                  a);
 }
 
@@ -294,9 +348,9 @@ BwdOut emulated_backward(const rnn_args::BwdArgs& a, int64_t threads, int64_t sm
 
 BwdOut emulated_backward_cluster(const rnn_args::BwdArgs& a, int64_t threads, int64_t smem_budget,
                                  bool reverse, int64_t cluster, int64_t sm_count,
-                                 int64_t cluster_max) {
+                                 int64_t cluster_max, bool global_sync) {
   return backward(emulated_cluster_target("_plastic_rnn_emulated_bwd_cluster", threads, smem_budget,
-                                          reverse, cluster, sm_count, cluster_max),
+                                          reverse, cluster, sm_count, cluster_max, global_sync),
                   a);
 }
 
@@ -307,12 +361,12 @@ TORCH_LIBRARY_IMPL(hebbkern, CPU, m) {
          &rnn_args::fwd_entry<emulated_forward, int64_t, int64_t, bool>);
   m.impl("_plastic_rnn_emulated_fwd_cluster",
          &rnn_args::fwd_entry<emulated_forward_cluster, int64_t, int64_t, bool, int64_t, int64_t,
-                              int64_t>);
+                              int64_t, bool>);
   m.impl("_plastic_rnn_emulated_bwd",
          &rnn_args::bwd_entry<emulated_backward, int64_t, int64_t, bool>);
   m.impl("_plastic_rnn_emulated_bwd_cluster",
          &rnn_args::bwd_entry<emulated_backward_cluster, int64_t, int64_t, bool, int64_t, int64_t,
-                              int64_t>);
+                              int64_t, bool>);
 }
 
 std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool backward,
@@ -329,12 +383,13 @@ std::vector<int64_t> plastic_rnn_placement(int64_t N, int64_t K, bool elig, bool
 std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, bool row_alpha,
                                               int64_t threads, int64_t smem_budget,
                                               int64_t elem_bytes, int64_t sm_count,
-                                              int64_t cluster_max) {
+                                              int64_t cluster_max, bool global_sync) {
   TORCH_CHECK_VALUE(B >= 1 && N >= 1 && threads >= 32 && threads % 32 == 0 && elem_bytes > 0 &&
                         sm_count >= 1 && cluster_max >= 1 && cluster_max <= 16,
                     "hebbkern::_plastic_rnn_cluster_plan: bad arguments");
-  const int c = simt::plan_cluster(B, N, elig, row_alpha, static_cast<int>(threads), smem_budget,
-                                   elem_bytes, {sm_count, static_cast<int>(cluster_max)});
+  const int c =
+      simt::plan_cluster(B, N, elig, row_alpha, static_cast<int>(threads), smem_budget, elem_bytes,
+                         {sm_count, static_cast<int>(cluster_max), global_sync});
   if (c == 1) {
     const int64_t params = N * N + (row_alpha ? N : N * N);
     const simt::Placement p =
@@ -349,7 +404,8 @@ std::vector<int64_t> plastic_rnn_cluster_plan(int64_t B, int64_t N, bool elig, b
 std::vector<int64_t> plastic_rnn_cluster_plan_bwd(int64_t B, int64_t N, int64_t K, bool elig,
                                                   int64_t threads, int64_t cluster_threads,
                                                   int64_t smem_budget, int64_t elem_bytes,
-                                                  int64_t sm_count, int64_t cluster_max) {
+                                                  int64_t sm_count, int64_t cluster_max,
+                                                  bool global_sync) {
   TORCH_CHECK_VALUE(B >= 1 && N >= 1 && K >= 1 && threads >= 32 && threads % 32 == 0 &&
                         threads <= 1024 && cluster_threads >= 32 && cluster_threads % 32 == 0 &&
                         cluster_threads <= 1024 && elem_bytes > 0 && sm_count >= 1 &&
@@ -357,7 +413,7 @@ std::vector<int64_t> plastic_rnn_cluster_plan_bwd(int64_t B, int64_t N, int64_t 
                     "hebbkern::_plastic_rnn_cluster_plan_bwd: bad arguments");
   const int c = simt::plan_cluster_bwd(B, N, K, elig, static_cast<int>(threads),
                                        static_cast<int>(cluster_threads), smem_budget, elem_bytes,
-                                       {sm_count, static_cast<int>(cluster_max)});
+                                       {sm_count, static_cast<int>(cluster_max), global_sync});
   if (c == 1) {
     const simt::Placement p =
         simt::place(true, N, K, elig, static_cast<int>(threads), smem_budget, elem_bytes);

@@ -24,7 +24,8 @@ def test_kernels_compile_without_spills(arch, tmp_path):
     _, kernels = compile_report(arch, tmp_path)
     found = {(k.family, k.kernel, k.rule, k.dtype) for k in kernels}
     rules = {"plastic_rnn": RULE_NAMES, "trace_update": ("hebb", "oja", "clip")}
-    # plastic_rnn's cluster kernels (several blocks per sample) compile for sm_80 too, empty there.
+    # plastic_rnn's cluster kernels (several blocks per sample) compile for sm_80 too, their blocks
+    # synchronised through global memory there (simt.h CudaGridCluster).
     kinds = {"plastic_rnn": ("fwd", "bwd", "fwd_cluster", "bwd_cluster"),
              "trace_update": ("fwd", "bwd")}  # fmt: skip
     want = {(fam, kern, r, dt) for fam, rs in rules.items() for kern in kinds[fam]

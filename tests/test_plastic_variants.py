@@ -172,7 +172,11 @@ def test_emulated_cuda_clusters_match_cpu_kernel(case, nan_poison):
     kw, opts = case_inputs(case, T=7, B=2, N=37, seed=5)
     args, code = raw_args(kw, opts, 3)
     want = ops.plastic_rnn_fwd(*args, code)
-    got = ops._plastic_rnn_emulated_fwd_cluster(*args, 64, 1 << 30, False, 4, 132, 16, code)
+    got = ops._plastic_rnn_emulated_fwd_cluster(*args, 64, 1 << 30, False, 4, 132, 16, variant=code)
+    # The same blocks synchronised through global memory (sm_80): the same bits.
+    got_g = ops._plastic_rnn_emulated_fwd_cluster(*args, 64, 1 << 30, False, 4, 132, 16, True,
+                                                   variant=code)  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(got, got_g, strict=True))
     for name, a, b in zip(("h", "hebb", "elig", "hebb_ckpt", "elig_ckpt", "mod"), got, want,
                           strict=True):  # fmt: skip
         if b.numel():
@@ -187,7 +191,12 @@ def test_emulated_cuda_clusters_match_cpu_kernel(case, nan_poison):
     bargs = (*grads, u, w, alpha, h0, h, hck, eck, mod, clamp, eta, mod_w, mod_b, fw, fb, rule,
              clip, k)  # fmt: skip
     want_b = ops.plastic_rnn_bwd(*bargs, code)
-    got_b = ops._plastic_rnn_emulated_bwd_cluster(*bargs, 64, 1 << 30, False, 4, 132, 16, code)
+    got_b = ops._plastic_rnn_emulated_bwd_cluster(
+        *bargs, 64, 1 << 30, False, 4, 132, 16, variant=code
+    )
+    got_bg = ops._plastic_rnn_emulated_bwd_cluster(*bargs, 64, 1 << 30, False, 4, 132, 16, True,
+                                                    variant=code)  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(got_b, got_bg, strict=True))
     for i, (a, b) in enumerate(zip(got_b, want_b, strict=True)):
         assert a.shape == b.shape, i
         if b.numel():

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <limits>
 #include <thread>
 #include <vector>
@@ -35,29 +36,46 @@ void for_each_block(int64_t B, const simt::Placement& pl, bool reverse, F&& body
 // the c blocks of a cluster run concurrently as c host threads meeting at a barrier (EmuCluster),
 // each block's body sequential through EmuBlock (in reverse order if asked), each with its own
 // NaN-poisoned shared memory that the others reach through EmuCluster::map. Clusters run in
-// parallel, as on the GPU.
+// parallel, as on the GPU. With `window`, the blocks synchronise through global memory instead
+// (simt::CudaGridCluster): each has a NaN-poisoned mailbox of the window's bytes, and a map()
+// outside the window fails the launch.
 template <typename T, typename F>
 void for_each_cluster_block(const simt::Grid& g, int threads, int64_t smem_bytes, bool reverse,
-                            F&& body) {
+                            const simt::Mailbox* window, F&& body) {
   TORCH_CHECK(simt::grid_fits_cuda(g), "hebbkern: the cluster launch grid (", g.x, ", cluster ",
               g.cluster, ") exceeds CUDA's limits");
   const int c = g.cluster;
+  TORCH_CHECK(window == nullptr || (window->offset >= 0 && window->bytes % 4 == 0 &&
+                                    window->offset + window->bytes <= smem_bytes),
+              "hebbkern: the exchange window lies outside shared memory");
+  std::atomic<bool> outside{false};
   at::parallel_for(0, g.blocks() / c, 1, [&](int64_t k0, int64_t k1) {
     const size_t elems = smem_bytes / sizeof(T) + 1;
-    std::vector<std::vector<T>> smem(c);
-    std::vector<unsigned char*> buffers(c, nullptr);
+    const size_t mail_elems = window ? window->bytes / sizeof(T) + 1 : 0;
+    std::vector<std::vector<T>> smem(c), mail(c);
+    std::vector<unsigned char*> buffers(c, nullptr), boxes(c, nullptr);
     for (int64_t k = k0; k < k1; ++k) {
       for (int q = 0; q < c; ++q) {
         smem[q].assign(elems, std::numeric_limits<T>::quiet_NaN());
         buffers[q] = reinterpret_cast<unsigned char*>(smem[q].data());
+        if (window) {
+          mail[q].assign(mail_elems, std::numeric_limits<T>::quiet_NaN());
+          boxes[q] = reinterpret_cast<unsigned char*>(mail[q].data());
+        }
       }
       simt::EmuBarrier bar(c);
       // The kernel bodies do not throw (a block that stopped would leave the others waiting).
       auto block = [&](int q) {
         const simt::BlockIdx idx = simt::block_index(g, k * c + q);
-        const simt::EmuCluster clu{static_cast<int>(idx.x % c), c, &bar, buffers.data()};
+        simt::EmuCluster clu{static_cast<int>(idx.x % c), c, &bar, buffers.data()};
+        if (window) {
+          clu.mail = boxes.data();
+          clu.offset = window->offset;
+          clu.bytes = window->bytes;
+          clu.outside = &outside;
+        }
         const simt::EmuBlock blk{threads, reverse};
-        body(blk, clu, idx, smem[q].data());
+        body(blk, static_cast<const simt::EmuCluster&>(clu), idx, smem[q].data());
       };
       std::vector<std::thread> workers;
       for (int q = 1; q < c; ++q) workers.emplace_back(block, q);
@@ -65,6 +83,9 @@ void for_each_cluster_block(const simt::Grid& g, int threads, int64_t smem_bytes
       for (auto& th : workers) th.join();
     }
   });
+  TORCH_CHECK(!outside.load(),
+              "hebbkern: a cluster kernel wrote another block's shared memory outside its "
+              "exchange window (a grid-synchronised cluster would lose that write)");
 }
 
 }  // namespace
@@ -87,11 +108,12 @@ void run_forward(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
 // The cluster forward on the launch's own grid and clusters (simt::plastic_rnn_cluster_grid).
 template <typename T>
 void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
-                         const simt::ClusterPlacement& pl, bool reverse) {
+                         const simt::ClusterPlacement& pl, bool reverse,
+                         const simt::Mailbox* window) {
   visit_rule(rule, [&](auto r) {
     constexpr Rule R = decltype(r)::value;
     for_each_cluster_block<T>(
-        simt::plastic_rnn_cluster_grid(p.B, pl.c), pl.threads, pl.smem_bytes, reverse,
+        simt::plastic_rnn_cluster_grid(p.B, pl.c), pl.threads, pl.smem_bytes, reverse, window,
         [&](const simt::EmuBlock& blk, const simt::EmuCluster& clu, const simt::BlockIdx& idx,
             T* sm) {
           simt::visit_where(pl.where, [&](auto where) {
@@ -106,11 +128,11 @@ void run_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut
 template <typename T>
 void run_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                           const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl, T* scratch,
-                          bool reverse) {
+                          bool reverse, const simt::Mailbox* window) {
   visit_rule(rule, [&](auto r) {
     constexpr Rule R = decltype(r)::value;
     for_each_cluster_block<T>(
-        simt::plastic_rnn_cluster_grid(p.B, pl.c), pl.threads, pl.smem_bytes, reverse,
+        simt::plastic_rnn_cluster_grid(p.B, pl.c), pl.threads, pl.smem_bytes, reverse, window,
         [&](const simt::EmuBlock& blk, const simt::EmuCluster& clu, const simt::BlockIdx& idx,
             T* sm) {
           simt::visit_bwd_where(pl.where, [&](auto where) {
@@ -143,16 +165,18 @@ template void run_forward<double>(Rule, const simt::RnnParams<double>&, const Rn
                                   const simt::Placement&, double*, bool);
 template void run_forward_cluster<float>(Rule, const simt::RnnParams<float>&,
                                          const RnnFwdOut<float>&, const simt::ClusterPlacement&,
-                                         bool);
+                                         bool, const simt::Mailbox*);
 template void run_forward_cluster<double>(Rule, const simt::RnnParams<double>&,
                                           const RnnFwdOut<double>&, const simt::ClusterPlacement&,
-                                          bool);
+                                          bool, const simt::Mailbox*);
 template void run_backward_cluster<float>(Rule, const simt::RnnParams<float>&,
                                           const RnnBwdIn<float>&, const RnnBwdOut<float>&,
-                                          const simt::ClusterBwdPlacement&, float*, bool);
+                                          const simt::ClusterBwdPlacement&, float*, bool,
+                                          const simt::Mailbox*);
 template void run_backward_cluster<double>(Rule, const simt::RnnParams<double>&,
                                            const RnnBwdIn<double>&, const RnnBwdOut<double>&,
-                                           const simt::ClusterBwdPlacement&, double*, bool);
+                                           const simt::ClusterBwdPlacement&, double*, bool,
+                                           const simt::Mailbox*);
 template void run_backward<float>(Rule, const simt::RnnParams<float>&, const RnnBwdIn<float>&,
                                   const RnnBwdOut<float>&, const simt::Placement&, float*, bool);
 template void run_backward<double>(Rule, const simt::RnnParams<double>&, const RnnBwdIn<double>&,

@@ -20,24 +20,29 @@ constexpr int kThreads = 512;
 // sm_80), or -1 on error.
 int64_t smem_budget(int device);
 
-// What the device offers the forward's launch rule (simt::plan_cluster): its SM count, and the
-// largest thread-block cluster: 1 below compute capability 9.0 (no clusters), else 16 where a
+// What the device offers the launch rules (simt::plan_cluster, plan_cluster_bwd): its SM count,
+// and the largest cluster. Where the cluster kernels loaded for the device are sm_90's: 16 where a
 // cluster of 16 blocks of the largest shared memory can be resident (non-portable size), else 8.
-// Queried once per device; {0, 0} on error.
+// Where they are compiled for an earlier architecture (their blocks synchronise through global
+// memory, simt::CudaGridCluster) and the device takes cooperative launches: 16 and global_sync
+// (the rules then keep B * c <= sm_count). Else 1. Queried once per device; {0, 0} on error.
 simt::LaunchCaps launch_caps(int device);
 
-// The cluster forward (plastic_rnn_block.h, forward_cluster_sample): pl.c blocks per sample, a
-// thread-block cluster each (sm_90 and later; the launch rule never chooses it elsewhere).
+// The cluster forward (plastic_rnn_block.h, forward_cluster_sample): pl.c blocks per sample. With
+// mb.mail null, a thread-block cluster each (sm_90 code); else a cooperative launch whose blocks
+// synchronise through `mb` (code below sm_90): mb.mail holds B * pl.c * mb.bytes bytes, mb.arrivals
+// B zeros (simt::Mailbox).
 template <typename T>
 cudaError_t launch_forward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnFwdOut<T>& o,
-                                   const simt::ClusterPlacement& pl, cudaStream_t stream);
+                                   const simt::ClusterPlacement& pl, const simt::Mailbox& mb,
+                                   cudaStream_t stream);
 
-// The cluster backward (plastic_rnn_cluster_backward.h): pl.c blocks per sample, sm_90 and later;
+// The cluster backward (plastic_rnn_cluster_backward.h): pl.c blocks per sample, as the forward;
 // `scratch` holds B * pl.c * pl.scratch_per_block elements.
 template <typename T>
 cudaError_t launch_backward_cluster(Rule rule, const simt::RnnParams<T>& p, const RnnBwdIn<T>& in,
                                     const RnnBwdOut<T>& o, const simt::ClusterBwdPlacement& pl,
-                                    T* scratch, cudaStream_t stream);
+                                    const simt::Mailbox& mb, T* scratch, cudaStream_t stream);
 
 // One block per sample, all T steps in one launch. The caller allocates `scratch` with
 // B * pl.scratch_per_sample elements.

@@ -349,13 +349,33 @@ inline ClusterPlacement place_cluster(int64_t N, bool elig, bool row_alpha, int 
   return p;
 }
 
-// What the device offers a launch: its SM count and the largest cluster (1: no clusters, below
-// compute capability 9.0; 8: the portable limit; 16 with cudaFuncAttributeNonPortableClusterSize-
-// Allowed).
+// The part of a cluster forward block's shared memory the other blocks write (through
+// Cluster::map): the ring of three activity vectors at its start. A grid-synchronised cluster
+// (simt::Mailbox) keeps a mailbox of these bytes per block.
+HK_HOST_DEVICE Mailbox cluster_fwd_window(int64_t N, int64_t elem_bytes) {
+  return {nullptr, nullptr, 0, 3 * N * elem_bytes, 0};
+}
+
+// What the device offers a launch: its SM count and the largest cluster (1: none; 8: the portable
+// limit; 16 with cudaFuncAttributeNonPortableClusterSizeAllowed). `global_sync`: the cluster's
+// blocks synchronise through global memory (CudaGridCluster: below sm_90), so every block of the
+// launch must be resident at once: the rules keep B * c <= sm_count.
 struct LaunchCaps {
   int64_t sm_count;
   int cluster_max;
+  bool global_sync = false;
+  bool cooperative = false;  // the device takes cooperative launches (what global_sync needs)
 };
+
+// Blocks synchronised through global memory wait for each other at every barrier: the launch
+// (cooperative) needs them all resident, one SM each at most counted, so c halves while
+// B * c > sm_count or its placement does not fit (`where(c) < 0`); c = 1 is the one-block kernel.
+template <typename Where>
+int coresident(int c, int64_t B, const LaunchCaps& caps, Where&& where) {
+  if (!caps.global_sync) return c;
+  while (c > 1 && (B * c > caps.sm_count || where(c) < 0)) c /= 2;
+  return c;
+}
 
 // The launch rule of the forward: blocks per sample (c = 1: the one-block forward). Mirrored by
 // plan_launch in benchmarks/perf_model_launch.py (tested against each other):
@@ -364,8 +384,9 @@ struct LaunchCaps {
 //      state in global memory, spread over the most SMs).
 //   2. While the batch leaves SMs idle (B * 2c <= sm_count), 2c <= cluster_max and every block
 //      keeps at least kMinCols = 8 columns (2c * 8 <= N): c doubles.
-// Without clusters (cluster_max 1, sm_80) c stays 1 (blocks synchronised through global memory
-// are not built).
+//   3. With blocks synchronised through global memory (caps.global_sync, below sm_90): c halves
+//      until the launch's B * c blocks fit the SMs at once (coresident).
+// Without clusters (cluster_max 1) c stays 1.
 inline int plan_cluster(int64_t B, int64_t N, bool elig, bool row_alpha, int threads,
                         int64_t smem_budget, int64_t elem_bytes, const LaunchCaps& caps) {
   if (caps.cluster_max < 2 || B < 1 || N < 1) return 1;
@@ -393,7 +414,7 @@ inline int plan_cluster(int64_t B, int64_t N, bool elig, bool row_alpha, int thr
     if (where(c) < 0) return 1;
   }
   while (2 * c <= caps.cluster_max && 2 * c * kMinCols <= N && B * 2 * c <= caps.sm_count) c *= 2;
-  return c;
+  return coresident(c, B, caps, where);
 }
 
 template <Rule R, int kWhere, typename T, typename Blk, typename Clu>
@@ -412,7 +433,7 @@ HK_DEVICE void forward_cluster_sample(const Blk& blk, const Clu& clu, const RnnP
   const int G = static_cast<int>(cluster_groups(N, c, blk.nthreads()));
   const int rows = (n + G - 1) / G;
   const int a_stride = static_cast<int>(p.a_stride);  // N or 0
-  T* hv = smem;               // ring of three activity vectors, all N neurons
+  T* hv = smem;               // ring of three activity vectors, all N neurons (cluster_fwd_window)
   T* part = hv + 3 * n;       // [G, nc] partial mat-vec sums
   T* state = part + G * ncm;  // [N, nc] trace slice, then the eligibility slice
   // Element (i, jl) of this block's columns is at i * ld + jl: the slice in shared memory (ld nc),
@@ -452,7 +473,9 @@ HK_DEVICE void forward_cluster_sample(const Blk& blk, const Clu& clu, const RnnP
     if constexpr (kParams) {
       if (!a_stride && j < nc) A_s[j] = Ag[j];
     }
-    hv[n + j] = p.h0 ? p.h0[b * N + j] : T(0);  // h_{-1}; the other two slots come from the cluster
+    // h_{-1}; the other two slots come from the cluster. Written through map like every write
+    // into the ring (a grid-synchronised cluster's barrier copies its mailbox over the ring).
+    clu.map(hv, r)[n + j] = p.h0 ? p.h0[b * N + j] : T(0);
   });
   clu.sync();
 

@@ -64,12 +64,21 @@ constexpr int kBwdState = 1;
 constexpr int kBwdTraces = 2;
 
 // The vectors of a block: 8 column vectors, 3 x S partial rows, the inbox (2 parities x 2 kinds x c
-// senders x columns), the modulator parts (2 x c), d eta per segment (+1), rank 0's d eta parts
-// (c), and every row's owner and slot (N ints, in elements of at least 4 bytes).
+// senders x columns), the modulator parts (2 x c), rank 0's d eta parts (c), d eta per segment
+// (+1), and every row's owner and slot (N ints, in elements of at least 4 bytes).
 HK_HOST_DEVICE int64_t cluster_bwd_vec_elems(int64_t N, int c, int threads) {
   const int64_t nc = cluster_cols(N, c);
   const int64_t S = threads / seg_width(nc);
-  return 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + (S + 1) + c + N;
+  return 8 * nc + 3 * S * nc + 4 * c * nc + 2 * c + c + (S + 1) + N;
+}
+
+// The part of a block's shared memory the other blocks write (through Cluster::map): the inbox,
+// the modulator parts and rank 0's d eta parts, contiguous after the partial rows. A
+// grid-synchronised cluster (simt::Mailbox) keeps a mailbox of these bytes per block.
+HK_HOST_DEVICE Mailbox cluster_bwd_window(int64_t N, int c, int threads, int64_t elem_bytes) {
+  const int64_t nc = cluster_cols(N, c);
+  const int64_t S = threads / seg_width(nc);
+  return {nullptr, nullptr, (8 + 3 * S) * nc * elem_bytes, (4 * c * nc + 3 * c) * elem_bytes, 0};
 }
 
 struct ClusterBwdPlacement {
@@ -112,7 +121,9 @@ inline ClusterBwdPlacement place_cluster_bwd(int64_t N, int64_t K, bool elig, in
 //      placement's state_in_smem); if none, the largest c the column rule below allows (state
 //      and traces in global scratch, spread over the most SMs);
 //   2. while the batch leaves SMs idle (B * 2c <= sm_count), 2c <= cluster_max and every block
-//      keeps at least kMinCols = 8 columns (2c * 8 <= N): c doubles (as plan_cluster).
+//      keeps at least kMinCols = 8 columns (2c * 8 <= N): c doubles (as plan_cluster);
+//   3. with blocks synchronised through global memory (caps.global_sync): c halves until the
+//      launch's B * c blocks fit the SMs at once (coresident).
 // Without clusters (cluster_max 1) c stays 1.
 // `threads`: the one-block backward's block size; `cluster_threads`: the cluster backward's.
 inline int plan_cluster_bwd(int64_t B, int64_t N, int64_t K, bool elig, int threads,
@@ -142,7 +153,7 @@ inline int plan_cluster_bwd(int64_t B, int64_t N, int64_t K, bool elig, int thre
     if (c > 1 && where(c) < 0) return 1;
   }
   while (2 * c <= caps.cluster_max && 2 * c * kMinCols <= N && B * 2 * c <= caps.sm_count) c *= 2;
-  return c;
+  return coresident(c, B, caps, where);
 }
 
 // modulation_at for one column, its fan-out read once: the recomputation's items walk one element
@@ -324,12 +335,13 @@ HK_DEVICE void backward_cluster_sample(const Blk& blk, const Clu& clu, const Rnn
   T* col_post = mcol + ncm;
   T* col_mod = col_post + S * ncm;
   T* col_A = col_mod + S * ncm;
+  // The window the other blocks write (cluster_bwd_window): inbox, dsin, fin.
   T* inbox = col_A + S * ncm;
-  T* dsin = inbox + 4 * c * ncm;                    // [2 parities][c] the blocks' modulator parts
-  T* dloc = dsin + 2 * c;                           // [S + 1]
-  T* fin = dloc + S + 1;                            // [c] (rank 0's): the blocks' d eta
-  int* row_slot = reinterpret_cast<int*>(fin + c);  // [N] owner_slot of every row
-  T* after = fin + c + N;
+  T* dsin = inbox + 4 * c * ncm;  // [2 parities][c] the blocks' modulator parts
+  T* fin = dsin + 2 * c;          // [c] (rank 0's): the blocks' d eta
+  T* dloc = fin + c;              // [S + 1]
+  int* row_slot = reinterpret_cast<int*>(dloc + S + 1);  // [N] owner_slot of every row
+  T* after = dloc + S + 1 + N;
   const int64_t slice = int64_t{n} * nc;
   const int64_t state_elems = (kElig ? 2 : 1) * N * ncm;
   T* zeros = scratch + (b * c + r) * scratch_per_block;  // [N]: h_{-1} when h0 is not given

@@ -31,7 +31,9 @@
 #if defined(__CUDACC__)
 #include <cooperative_groups.h>
 #else
+#include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #endif
 
@@ -95,6 +97,20 @@ HK_HOST_DEVICE bool grid_fits_cuda(const Grid& g) {
   return g.x >= 1 && g.y >= 1 && g.z >= 1 && g.x < (int64_t{1} << 31) && g.y <= 65535 &&
          g.z <= 65535 && g.cluster >= 1 && g.cluster <= 16 && g.x % g.cluster == 0;
 }
+
+// Blocks of a cluster that synchronise through global memory (CudaGridCluster, below sm_90, where
+// there is no distributed shared memory): what another block writes into this block's shared
+// memory goes into this block's mailbox in global memory instead, and each barrier copies the
+// mailbox over the "window" of shared memory it stands for. Every address a kernel gives map()
+// lies in the window, and the window is written only through map() (to other blocks or to this
+// block's own rank): the copy after each barrier overwrites it.
+struct Mailbox {
+  unsigned char* mail;  // [blocks of the launch][bytes]: block x's mailbox at x * bytes
+  unsigned* arrivals;   // [clusters]: arrivals at the cluster's barriers (zeroed by the launch)
+  int64_t offset;       // the window: bytes [offset, offset + bytes) of each block's shared memory
+  int64_t bytes;        // (a multiple of 4)
+  int c;                // blocks per cluster
+};
 
 #if defined(__CUDACC__)  // nvcc, both passes: the kernels; g++: the emulation
 
@@ -235,8 +251,8 @@ struct CudaBlock {
 };
 
 // The thread-block cluster a block belongs to (sm_90: cooperative_groups::this_cluster()), with
-// distributed shared memory. Kernels written against it compile for every architecture; below
-// sm_90 its members trap and the launch never chooses a cluster (cluster_max 1).
+// distributed shared memory. It compiles for every architecture, but below sm_90 its members trap:
+// the kernels take CudaGridCluster there (csrc/cuda/plastic_rnn.cu).
 //   rank(): this block's index in the cluster; size(): blocks in the cluster;
 //   sync(): barrier of every thread of every block of the cluster, with release/acquire order for
 //           shared memory (a block's writes into another block's shared memory before it are seen
@@ -265,6 +281,61 @@ struct CudaCluster {
     return p;
   }
 #endif
+};
+
+// A cluster of c consecutive blocks (rank blockIdx.x % c) that synchronise through global memory,
+// with the Cluster interface of CudaCluster (NOTES.md M12). The launch must make every block of the
+// grid co-resident (a cooperative launch): a block spins at the barrier until the others arrive.
+//   sync(): __syncthreads; thread 0 fences, adds one arrival to the cluster's counter and spins
+//           until the counter reaches (barriers passed) x c (never reset: barrier k waits for
+//           (k + 1) c arrivals); __syncthreads; then the block copies its mailbox over the window
+//           with ld.global.cg (L2: the L1 of this SM is not coherent with the others' stores and
+//           might hold a line read at an earlier barrier), and __syncthreads.
+//   map(p, r): p's offset in the window, in block r's mailbox.
+// A mailbox slot written for the next exchange while its owner is still copying may be copied
+// half-written; the owner reads that slot only after the next barrier, whose copy is complete (the
+// same argument as for distributed shared memory: nothing is read before the barrier after the
+// write).
+struct CudaGridCluster {
+  unsigned char* smem;  // this block's shared memory
+  unsigned char* box;   // this cluster's mailboxes: block q's at q * mb.bytes
+  unsigned* arrivals;   // this cluster's counter
+  int64_t offset, bytes;
+  int c, r;
+  mutable unsigned target = 0;  // arrivals awaited at the last barrier (thread 0's copy counts)
+  __device__ __forceinline__ CudaGridCluster(const Mailbox& mb, unsigned char* shared)
+      : smem(shared), offset(mb.offset), bytes(mb.bytes), c(mb.c) {
+    const int64_t x = blockIdx.x, k = x / mb.c;
+    r = static_cast<int>(x - k * mb.c);
+    box = mb.mail + k * mb.c * mb.bytes;
+    arrivals = mb.arrivals + k;
+  }
+  __device__ __forceinline__ int rank() const { return r; }
+  __device__ __forceinline__ int size() const { return c; }
+  __device__ __forceinline__ void sync() const {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      target += static_cast<unsigned>(c);
+      __threadfence();  // this block's stores (ordered before by the barrier) before the arrival
+      atomicAdd(arrivals, 1u);
+      // Wrap-safe: the difference, not the values, is compared.
+      while (static_cast<int>(*static_cast<volatile unsigned*>(arrivals) - target) < 0) {
+      }
+      __threadfence();
+    }
+    __syncthreads();
+    const unsigned* src = reinterpret_cast<const unsigned*>(box + r * bytes);
+    unsigned* dst = reinterpret_cast<unsigned*>(smem + offset);
+    const int words = static_cast<int>(bytes / 4);
+    for (int k = static_cast<int>(threadIdx.x); k < words; k += static_cast<int>(blockDim.x))
+      dst[k] = __ldcg(src + k);
+    __syncthreads();
+  }
+  template <typename T>
+  __device__ __forceinline__ T* map(T* p, int q) const {
+    const int64_t off = reinterpret_cast<unsigned char*>(p) - smem - offset;
+    return reinterpret_cast<T*>(box + q * bytes + off);
+  }
 };
 
 #else  // host: the emulation
@@ -430,18 +501,37 @@ class EmuBarrier {
 // barrier of those threads (EmuBarrier: a block's writes into another block's buffer before sync()
 // are visible after it); map() turns a pointer into this block's buffer into the same offset in
 // block r's.
+// With `mail` set it emulates CudaGridCluster instead: map() points into block r's mailbox (a
+// pointer outside the window sets *outside, and the write lands harmlessly in this block's own
+// buffer), and sync() copies this block's mailbox over its window after the barrier. A second
+// barrier follows the copy, for the host only (no block writes a mailbox its owner is copying: a
+// data race in C++); it hides nothing the tests look for, since a read of a slot before the
+// barrier after its write still sees the older copy.
 struct EmuCluster {
   int block_rank;
   int blocks;
   EmuBarrier* barrier;
-  unsigned char* const* buffers;  // [blocks]: each block's shared memory
+  unsigned char* const* buffers;         // [blocks]: each block's shared memory
+  unsigned char* const* mail = nullptr;  // [blocks]: each block's mailbox (window bytes)
+  int64_t offset = 0, bytes = 0;         // the window
+  std::atomic<bool>* outside = nullptr;
   int rank() const { return block_rank; }
   int size() const { return blocks; }
-  void sync() const { barrier->arrive_and_wait(); }
+  void sync() const {
+    barrier->arrive_and_wait();
+    if (mail == nullptr) return;
+    std::memcpy(buffers[block_rank] + offset, mail[block_rank], static_cast<size_t>(bytes));
+    barrier->arrive_and_wait();
+  }
   template <typename T>
   T* map(T* p, int r) const {
     const auto off = reinterpret_cast<unsigned char*>(p) - buffers[block_rank];
-    return reinterpret_cast<T*>(buffers[r] + off);
+    if (mail == nullptr) return reinterpret_cast<T*>(buffers[r] + off);
+    if (off < offset || off + static_cast<int64_t>(sizeof(T)) > offset + bytes) {
+      outside->store(true);
+      return p;
+    }
+    return reinterpret_cast<T*>(mail[r] + (off - offset));
   }
 };
 
