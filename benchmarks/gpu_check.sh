@@ -21,13 +21,14 @@
 #   cluster     the cluster forward and backward (off by default until a GPU has run them; NOTES.md
 #               M9, M11, M12): the CUDA plastic_rnn tests with HEBBKERN_CUDA_CLUSTERS=1 and =global
 #               (blocks synchronised through global memory), then
-#               neuromod/hebb at N = 128, T = 100, B = 1 8 32 (cuda, fwd and fwd+bwd) with the
+#               neuromod/hebb at N = 128, T = 100, B = 1 8 32 256 (cuda, fwd and fwd+bwd) with the
 #               switch off, on and global
 #   memcheck, racecheck   compute-sanitizer on a small case of every GPU backend of plastic_rnn
 #               and on trace_update's CUDA kernels (and plastic_lstm's Triton path), then the
 #               plastic_rnn cases again with the cluster kernels switched on
 #   bench       python -m benchmarks: the issue case with every peer (eager, compile, compile-ro,
-#               graph) and backend, then N = 64 128 256 (B = 64, T = 100) for cuda and triton
+#               graph) and backend, each GPU backend also captured in a CUDA graph (cuda-graph,
+#               triton-graph), then N = 64 128 256 (B = 64, T = 100) for cuda and triton
 #   population  python -m benchmarks population: issue 13's population row (1024 individuals with
 #               per-sample w/alpha/eta, neuromod, N = 32, T = 100) against the batched eager loop,
 #               it in a CUDA graph, and torch.compile of its step; fwd+bwd first, the peers that
@@ -176,11 +177,12 @@ stage tests 200 "$WORK/tests.log" "$PY" -m pytest -q -rfEs -p no:cacheprovider "
 if [[ $QUICK == 1 ]]; then
     CLUSTER_ROWS=(--quick) CLUSTER_MIN=0.02
 else
-    CLUSTER_ROWS=(--rules neuromod hebb --B 1 8 32 --N 128 --T 100) CLUSTER_MIN=0.2
+    CLUSTER_ROWS=(--rules neuromod hebb --B 1 8 32 256 --N 128 --T 100) CLUSTER_MIN=0.2
 fi
 # GPU_CHECK_CLUSTER_TESTS overrides the pytest arguments (the CPU run of this script in CI, whose
 # source tree has no built extension, gives a file that needs none).
-export CLUSTER_TESTS=${GPU_CHECK_CLUSTER_TESTS:-tests/test_plastic_rnn_cuda.py}
+# The CUDA-graph test too: the cluster launches (and the cooperative one, M12) inside a capture.
+export CLUSTER_TESTS=${GPU_CHECK_CLUSTER_TESTS:-tests/test_plastic_rnn_cuda.py tests/test_cuda_graphs.py::test_plastic_rnn_forward_backward_in_a_cuda_graph}
 CLUSTER_PROVIDER=cuda
 [[ $DEVICE != cuda ]] && CLUSTER_PROVIDER=eager # the CPU run of this script checks the stage
 # HEBBKERN_CUDA_CLUSTERS=global runs the sm_80 exchange (blocks synchronised through global memory,
@@ -288,7 +290,7 @@ stage bench-sweep 100 "$WORK/bench.log" \
 if [[ $QUICK == 1 ]]; then
     POPULATION=(--quick --providers eager graph cuda triton)
 else
-    POPULATION=(--issue-case --tag issue --providers eager graph cuda triton compile compile-ro)
+    POPULATION=(--issue-case --tag issue --providers eager graph cuda cuda-graph triton compile compile-ro)
 fi
 stage population 90 "$WORK/population.log" \
     bash -c '"$1" -m benchmarks population --device "$2" "${@:6}" --modes fwd+bwd fwd \

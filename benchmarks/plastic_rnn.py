@@ -13,7 +13,11 @@ A case is ``(rule, T, B, N, dtype, device)``. Providers:
   (all launch overhead removed, the kernels unchanged);
 - every name of ``hebbkern.BACKENDS`` except ``reference`` (``cpu``, ``triton``, later ``cuda``):
   ``hebbkern.plastic_rnn(..., backend=name)``. A backend is used when a tiny call on the case's
-  device and dtype succeeds, so new backends are picked up without editing this file.
+  device and dtype succeeds, so new backends are picked up without editing this file;
+- CUDA only, ``cuda-graph`` and ``triton-graph``: those backends' whole call captured in a CUDA
+  graph and replayed, as ``graph`` captures the eager loop (the fused ops are capturable; what a
+  user who graphs the eager loop would do with hebbkern too): the call's host work (argument
+  checks, allocation, launches) is gone and only its GPU work is timed.
 
 Modes: ``fwd`` (under ``torch.no_grad``) and ``fwd+bwd`` (inputs require grad; the forward, then
 ``torch.autograd.grad`` of the output sequence ``h`` and of the final trace, with fixed random
@@ -78,8 +82,22 @@ def backend_providers() -> list[str]:
     return [b for b in hebbkern.BACKENDS if b != "reference"]
 
 
+GRAPHED = "-graph"  # a backend's call captured in a CUDA graph
+
+
+def graphed_providers() -> list[str]:
+    """The GPU backends captured in a CUDA graph (``cuda-graph``, ``triton-graph``)."""
+    return [b + GRAPHED for b in backend_providers() if b in ("cuda", "triton")]
+
+
+def graphed_backend(provider: str) -> str | None:
+    """The backend a ``<backend>-graph`` provider captures, else None."""
+    base = provider.removesuffix(GRAPHED)
+    return base if provider in graphed_providers() else None
+
+
 def all_providers() -> list[str]:
-    return list(FIXED_PROVIDERS) + backend_providers()
+    return list(FIXED_PROVIDERS) + backend_providers() + graphed_providers()
 
 
 # ----------------------------------------------------------------------------------------- inputs
@@ -190,6 +208,8 @@ def provider_fn(provider: str):
         return hebbkern.reference.plastic_rnn
     if provider in backend_providers():
         return functools.partial(hebbkern.plastic_rnn, backend=provider)
+    if graphed_backend(provider):  # captured by Bench
+        return functools.partial(hebbkern.plastic_rnn, backend=graphed_backend(provider))
     raise ValueError(f"unknown provider {provider!r}; known: {', '.join(all_providers())}")
 
 
@@ -199,8 +219,10 @@ def provider_unavailable(
 ) -> str | None:
     """None when ``provider`` runs on ``device`` in ``dtype``, else the reason it does not
     (``population``: with per-sample parameters, see :func:`make_inputs`)."""
-    if provider in CUDA_ONLY_PROVIDERS and device.type != "cuda":
+    if (provider in CUDA_ONLY_PROVIDERS or graphed_backend(provider)) and device.type != "cuda":
         return "CUDA only (CUDA graphs)"
+    if graphed_backend(provider):
+        return provider_unavailable(graphed_backend(provider), device, dtype, population)
     if provider.startswith("compile") and device.type == "cuda":
         try:
             import triton  # noqa: F401  (inductor's GPU code generator)
@@ -236,7 +258,8 @@ class Bench:
         self.grad = mode == "fwd+bwd"
         self.x = make_inputs(case, requires_grad=self.grad, seed=seed, population=population)
         self.fn = fn if fn is not None else provider_fn(provider)
-        self._graphed = CudaGraphed(self._call) if provider == "graph" else None
+        graphed = provider == "graph" or graphed_backend(provider) is not None
+        self._graphed = CudaGraphed(self._call) if graphed else None
 
     def forward(self):
         x = self.x

@@ -27,7 +27,8 @@ Providers, all in one process:
 - ``cpu``, ``cuda``, ``triton`` (every hebbkern backend but ``reference``):
   ``hebbkern.plastic_rnn(u, w, alpha, eta=eta, rule="neuromod", ..., backend=name)``. A backend is
   reported as skipped, with the op's error, when a tiny per-sample call fails (before the
-  per-sample op exists, hebbkern refuses a ``[B, N, N]`` w).
+  per-sample op exists, hebbkern refuses a ``[B, N, N]`` w); ``cuda-graph``, ``triton-graph``
+  (CUDA only): those calls captured in a CUDA graph, as ``graph`` captures the eager loop.
 
 The runner, timing, memory, ratios and files are ``benchmarks/run.py``'s (``population_<device>
 [_tag].csv/.json`` under ``--out``); modes ``fwd`` and ``fwd+bwd`` as for plastic_rnn.
@@ -127,6 +128,10 @@ def provider_fn(provider: str):
         return _compiled("reduce-overhead")
     if provider in plastic_rnn.backend_providers():
         return functools.partial(hebbkern.plastic_rnn, backend=provider)
+    if plastic_rnn.graphed_backend(provider):  # captured by Bench
+        return functools.partial(
+            hebbkern.plastic_rnn, backend=plastic_rnn.graphed_backend(provider)
+        )
     raise ValueError(f"unknown provider {provider!r}; known: {', '.join(all_providers())}")
 
 
