@@ -207,6 +207,40 @@ def test_bfloat16_criterion_on_the_case_the_h200_failed():
 
 
 @needs_cuda
+@pytest.mark.parametrize("mode", ["1", "global"])
+@pytest.mark.parametrize("rule", RULES)
+def test_cuda_cluster_kernels_match_reference_float32(rule, mode, monkeypatch):
+    """The kernels over several blocks per sample, switched on (HEBBKERN_CUDA_CLUSTERS is read
+    at every launch): "1" what the device's code offers (thread-block clusters on sm_90), "global"
+    blocks synchronised through global memory (NOTES.md M12). B = 3, N = 100: the rules give 8
+    blocks per sample on an H100/H200."""
+    monkeypatch.setenv("HEBBKERN_CUDA_CLUSTERS", mode)
+    kw = make_inputs(rule, "per_connection", rule in MODULATED_RULES, True, T=13, B=3, N=100,
+                     seed=7)  # fmt: skip
+    check_float32(kw, "cuda", CUDA)
+
+
+@needs_cuda
+@pytest.mark.parametrize("rule", ["neuromod", "retro", "hebb"])
+def test_cuda_global_sync_same_bits_as_clusters(rule, monkeypatch):
+    """The exchange through global memory moves the same values as distributed shared memory and
+    every sum keeps its order: the same bits, forward and backward (N = 128: B = 1 takes 16
+    blocks a sample, B = 8 takes 16, B = 32 four)."""
+    for B in (1, 8, 32):
+        kw = make_inputs(rule, "per_neuron", rule in MODULATED_RULES, True, T=20, B=B, N=128,
+                         seed=B)  # fmt: skip
+        runs = []
+        for mode in ("1", "global"):
+            monkeypatch.setenv("HEBBKERN_CUDA_CLUSTERS", mode)
+            runs.append(run(to_device(kw, CUDA, torch.float32), "cuda"))
+        (o1, g1), (o2, g2) = runs
+        for k in o1:
+            assert torch.equal(o1[k], o2[k]), (B, k)
+        for k in g1:
+            assert torch.equal(g1[k], g2[k]), (B, f"d{k}")
+
+
+@needs_cuda
 @pytest.mark.parametrize("rule", ["neuromod", "retro"])
 def test_cuda_gradients_are_bit_reproducible(rule):
     """No atomics: the same inputs give bit-identical gradients on every run."""
