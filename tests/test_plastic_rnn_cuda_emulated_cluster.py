@@ -150,11 +150,14 @@ class _ClusterEmulated(_Emulated):
 
     @staticmethod
     def forward(ctx, geometry, smem, rule, clip, ckpt, clamp, *tensors):
-        threads, c = geometry
+        # geometry: (threads, c) or (threads, c, device): device = (sm_count, cluster_max,
+        # global_sync), an H200's with thread-block clusters by default.
+        threads, c, *device = geometry
+        ctx.emu_device = tuple(device[0]) if device else (132, 16, False)
         u, w, alpha, h0, hebb0, elig0, eta, mod_w, mod_b, fan_w, fan_b = tensors
         out = ops._plastic_rnn_emulated_fwd_cluster(
             u, w, alpha, h0, hebb0, elig0, clamp, eta, mod_w, mod_b, fan_w, fan_b, rule, clip,
-            ckpt, threads, smem, False, c, 132, 16,
+            ckpt, threads, smem, False, c, *ctx.emu_device,
         )  # fmt: skip
         ctx.save_for_backward(u, w, alpha, h0, out[0], out[3], out[4], out[5], eta, mod_w, mod_b,
                               fan_w, fan_b)  # fmt: skip

@@ -137,9 +137,10 @@ class _ClusterBothEmulated(_ClusterEmulated):
 
     @staticmethod
     def forward(ctx, geometry, smem, rule, clip, ckpt, clamp, *tensors):
-        threads, c_fwd, ctx.c_bwd = geometry
-        return _ClusterEmulated.forward(ctx, (threads, c_fwd), smem, rule, clip, ckpt, clamp,
-                                        *tensors)  # fmt: skip
+        # geometry: (threads, c_fwd, c_bwd[, device]), device as _ClusterEmulated's.
+        threads, c_fwd, ctx.c_bwd, *device = geometry
+        return _ClusterEmulated.forward(ctx, (threads, c_fwd, *device), smem, rule, clip, ckpt,
+                                        clamp, *tensors)  # fmt: skip
 
     @staticmethod
     def backward(ctx, gh, gH, gE):
@@ -148,18 +149,19 @@ class _ClusterBothEmulated(_ClusterEmulated):
         g = ops._plastic_rnn_emulated_bwd_cluster(
             gh, gH, gE if rule == "retro" else None, u, w, alpha, h0, h, ck_h, ck_e, mod, clamp,
             eta, mod_w, mod_b, fan_w, fan_b, rule, clip, ckpt, threads, smem, False, ctx.c_bwd,
-            132, 16,
+            *ctx.emu_device,
         )  # fmt: skip
         return _ClusterEmulated.input_grads(ctx, g)
 
 
-def run_cluster_both(kw, c_fwd, c_bwd, smem=BIG, threads=128):
+def run_cluster_both(kw, c_fwd, c_bwd, smem=BIG, threads=128, device=(132, 16, False)):
+    """A training step over clusters (``device``: sm_count, cluster_max, global_sync)."""
     a = canonical(kw)
     tensors = [a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.eta, a.mod_w, a.mod_b, a.fanout_w,
                a.fanout_b]  # fmt: skip
     ckpt = checkpoint_interval(a.u.shape[0])
-    h, hebb, elig = _ClusterBothEmulated.apply((threads, c_fwd, c_bwd), smem, a.rule, a.clip, ckpt, a.clamp_mask,
-                             *tensors)  # fmt: skip
+    h, hebb, elig = _ClusterBothEmulated.apply((threads, c_fwd, c_bwd, device), smem, a.rule,
+                                               a.clip, ckpt, a.clamp_mask, *tensors)  # fmt: skip
     return h, hebbkern.PlasticState(h[-1], hebb, elig if a.rule == "retro" else None)
 
 

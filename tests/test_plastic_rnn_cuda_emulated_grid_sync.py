@@ -30,13 +30,11 @@ from test_plastic_rnn_cuda_emulated import (
 )
 from test_plastic_rnn_cuda_emulated_cluster import budget_for as fwd_budget
 from test_plastic_rnn_cuda_emulated_cluster import population_inputs
-from test_plastic_rnn_cuda_emulated_cluster_backward import _ClusterBothEmulated
 from test_plastic_rnn_cuda_emulated_cluster_backward import budget_for as bwd_budget
-from test_plastic_rnn_population_cuda_emulated import canonical, raw_bwd_args
+from test_plastic_rnn_cuda_emulated_cluster_backward import run_cluster_both
+from test_plastic_rnn_population_cuda_emulated import raw_bwd_args
 
-import hebbkern
 from benchmarks import perf_model_launch as pml
-from hebbkern.ops.plastic_rnn import checkpoint_interval
 
 ops = torch.ops.hebbkern
 A100 = 163 * 1024  # opt-in shared memory per block on an A100 (sm_80)
@@ -153,46 +151,6 @@ def test_grid_sync_no_races_same_bits(rule):
         assert_same_bits(other, base_b, BWD_NAMES, "backward")
 
 
-class _GridSyncEmulated(_ClusterBothEmulated):
-    """A training step as an sm_80 GPU would run it with c blocks per sample: the forward and the
-    backward with their blocks synchronised through global memory."""
-
-    @staticmethod
-    def forward(ctx, geometry, smem, rule, clip, ckpt, clamp, *tensors):
-        threads, c_fwd, c_bwd = geometry
-        u, w, alpha, h0, hebb0, elig0, eta, mod_w, mod_b, fan_w, fan_b = tensors
-        out = ops._plastic_rnn_emulated_fwd_cluster(
-            u, w, alpha, h0, hebb0, elig0, clamp, eta, mod_w, mod_b, fan_w, fan_b, rule, clip,
-            ckpt, threads, smem, False, c_fwd, A100_SMS, 16, True,
-        )  # fmt: skip
-        ctx.save_for_backward(u, w, alpha, h0, out[0], out[3], out[4], out[5], eta, mod_w, mod_b,
-                              fan_w, fan_b)  # fmt: skip
-        ctx.cfg = (threads, smem, rule, clip, ckpt, clamp)
-        ctx.c_bwd = c_bwd
-        return out[0], out[1], out[2]
-
-    @staticmethod
-    def backward(ctx, gh, gH, gE):
-        u, w, alpha, h0, h, ck_h, ck_e, mod, eta, mod_w, mod_b, fan_w, fan_b = ctx.saved_tensors
-        threads, smem, rule, clip, ckpt, clamp = ctx.cfg
-        g = ops._plastic_rnn_emulated_bwd_cluster(
-            gh, gH, gE if rule == "retro" else None, u, w, alpha, h0, h, ck_h, ck_e, mod, clamp,
-            eta, mod_w, mod_b, fan_w, fan_b, rule, clip, ckpt, threads, smem, False, ctx.c_bwd,
-            A100_SMS, 16, True,
-        )  # fmt: skip
-        return _ClusterBothEmulated.input_grads(ctx, g)
-
-
-def run_grid_sync(kw, c_fwd, c_bwd, threads=128):
-    a = canonical(kw)
-    tensors = [a.u, a.w, a.alpha, a.h0, a.hebb0, a.elig0, a.eta, a.mod_w, a.mod_b, a.fanout_w,
-               a.fanout_b]  # fmt: skip
-    ckpt = checkpoint_interval(a.u.shape[0])
-    h, hebb, elig = _GridSyncEmulated.apply((threads, c_fwd, c_bwd), BIG, a.rule, a.clip, ckpt,
-                                            a.clamp_mask, *tensors)  # fmt: skip
-    return h, hebbkern.PlasticState(h[-1], hebb, elig if a.rule == "retro" else None)
-
-
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
 @pytest.mark.parametrize(
     "rule, alpha_kind, c_fwd, c_bwd",
@@ -202,7 +160,9 @@ def run_grid_sync(kw, c_fwd, c_bwd, threads=128):
 def test_grid_sync_training_step_against_reference(rule, alpha_kind, c_fwd, c_bwd, dtype, tol):
     """End to end under autograd: outputs and every gradient against the eager reference."""
     kw = make_inputs(rule, alpha_kind, rule in MODULATED_RULES, True, T=9, B=3, N=29, seed=5)
-    assert_run_matches_reference(kw, dtype, tol, lambda k: run_grid_sync(k, c_fwd, c_bwd))
+    device = (A100_SMS, 16, True)  # an sm_80 GPU's exchange
+    assert_run_matches_reference(kw, dtype, tol,
+                                 lambda k: run_cluster_both(k, c_fwd, c_bwd, device=device))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
