@@ -184,14 +184,20 @@ def plan_forward_cluster(
             return one_block_placement(N, elig, row_alpha, threads, smem_budget, dtype_bytes)
         return cluster_placement(N, elig, row_alpha, c, threads, smem_budget, dtype_bytes)
 
+    return _plan(at, (WHERE_PARAMS, WHERE_STATE), B, N, sm_count, cluster_max, False, global_sync)
+
+
+def _plan(at, preferred, B, N, sm_count, cluster_max, floor_first, global_sync):
+    """The placement ``at(c)`` (None where it does not fit) of the c that ``_choose_c`` picks;
+    without clusters (cluster_max 1), c = 1."""
+
     def where(c):
         p = at(c)
         return -1 if p is None else p.where
 
     if cluster_max < 2:
         return at(1)
-    return at(_choose_c(where, (WHERE_PARAMS, WHERE_STATE), B, N, sm_count, cluster_max, False,
-                        global_sync))  # fmt: skip
+    return at(_choose_c(where, preferred, B, N, sm_count, cluster_max, floor_first, global_sync))
 
 
 def _choose_c(where, preferred, B, N, sm_count, cluster_max, floor_first, global_sync) -> int:
@@ -285,18 +291,12 @@ def plan_backward_cluster(
     global_sync: bool = False,
 ) -> BackwardPlan:
     """``plan_cluster_bwd``: the backward's blocks per sample, and that layout's placement
-    (``threads``: the one-block backward's block size, ``cluster_threads``: the cluster's)."""
+    (``threads``: the one-block backward's block size, ``cluster_threads``: the cluster's;
+    ``global_sync`` as ``plan_forward_cluster``'s)."""
 
     def at(c):
         if c == 1:
             return one_block_bwd_placement(N, K, elig, threads, smem_budget, dtype_bytes)
         return cluster_bwd_placement(N, K, elig, c, cluster_threads, smem_budget, dtype_bytes)
 
-    def where(c):
-        p = at(c)
-        return -1 if p is None else p.where
-
-    if cluster_max < 2:
-        return at(1)
-    return at(_choose_c(where, (BWD_TRACES, BWD_STATE), B, N, sm_count, cluster_max, True,
-                        global_sync))  # fmt: skip
+    return _plan(at, (BWD_TRACES, BWD_STATE), B, N, sm_count, cluster_max, True, global_sync)
